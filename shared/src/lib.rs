@@ -1,0 +1,568 @@
+//! The wire contract of pbscope: every JSON message that crosses a socket.
+//!
+//! Three parties speak it: the page (browser) and the gateway of `pbscope serve` over a WebSocket,
+//! and the node processes among themselves and with their supervisor over TCP. This crate holds
+//! only serde types and their meaning; it has no logic, no tokio and no clock, so that it builds
+//! for `wasm32-unknown-unknown` unchanged. `docs/protocol.md` shows every message as JSON; a golden
+//! test in the server keeps the two in step.
+//!
+//! All messages are JSON objects tagged by `"type"` in `snake_case`.
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped on any change a client of an older version could misread.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A stable server id (`"s1"`, `"s2"`), a clerk's node name (`"c1"`), or `"supervisor"`.
+pub type NodeName = String;
+
+/// The name of the supervisor in events it reports itself (resets, slow motion).
+pub const SUPERVISOR: &str = "supervisor";
+
+/// The node name under which client `id` appears in events and on the diagram.
+pub fn client_node(id: u32) -> NodeName {
+    format!("c{id}")
+}
+
+/// Identifies one client call across all its retries: the at-most-once key.
+///
+/// A clerk has at most one call outstanding, so `seq` only grows per client.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct RequestId {
+    pub client: u32,
+    pub seq: u64,
+}
+
+/// The two operations of the Lab 1 lock service. Both answer at once; neither waits.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// Mark a free lock held and answer `true`; answer `false` if it is already held.
+    Lock,
+    /// Mark a held lock free and answer `true`; answer `false` if it is not held.
+    Unlock,
+}
+
+/// The role a server plays in the Lab 1 pair.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Serves clients; forwards every operation to the backup unless it serves alone.
+    Primary,
+    /// Applies what the primary forwards; starts serving clients who fail over to it.
+    Backup,
+}
+
+/// What travels between processes of the lock service. Shown on the diagram as one arrow each.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Msg {
+    /// Clerk -> server: please execute `op` on `lock`. Retries carry the same `req`.
+    Request { req: RequestId, op: Op, lock: String },
+    /// Server -> clerk: the answer to `req` (the recorded one, for a retry).
+    Reply { req: RequestId, ok: bool },
+    /// Primary -> backup: apply this operation too (sent for failed operations as well).
+    Forward { req: RequestId, op: Op, lock: String },
+    /// Backup -> primary: applied `req`, with the backup's own answer.
+    ForwardAck { req: RequestId, ok: bool },
+}
+
+// ------------------------------------------------------------------------------------------
+// Browser -> server
+// ------------------------------------------------------------------------------------------
+
+/// A command from a viewer. Every command may carry a `tag`, the caller's own string, which is
+/// echoed in the `ack` or `error` that answers it (and, for `lock`/`unlock`, in the events of
+/// that call).
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    /// Ask clerk `client` (created on first use) to call `Lock(lock)`.
+    Lock {
+        client: u32,
+        lock: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+    /// Ask clerk `client` (created on first use) to call `Unlock(lock)`.
+    Unlock {
+        client: u32,
+        lock: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+    /// SIGKILL the process of a server: a stable id (`"s1"`) or a role (`"primary"`, `"backup"`).
+    Crash {
+        node: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+    /// Arm a server to execute the next client request it receives completely (apply, forward,
+    /// backup ack) and die before its reply leaves.
+    CrashBeforeReply {
+        node: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+    /// Kill every node and start a fresh cluster: new processes, empty tables, new clerks.
+    Reset {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+    /// Slow motion: every message waits `delay_ms` in its receiver's inbox before the receiver
+    /// sees it (a real delay of the real message). 0 turns it off. At most [`Limits::max_delay_ms`].
+    SetSlowMotion {
+        delay_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+    /// Ask for a fresh `snapshot` (the page uses it to resynchronise on demand).
+    Snapshot {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+}
+
+impl Command {
+    /// The `type` string of this command, as it appears on the wire.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Lock { .. } => "lock",
+            Command::Unlock { .. } => "unlock",
+            Command::Crash { .. } => "crash",
+            Command::CrashBeforeReply { .. } => "crash_before_reply",
+            Command::Reset { .. } => "reset",
+            Command::SetSlowMotion { .. } => "set_slow_motion",
+            Command::Snapshot { .. } => "snapshot",
+        }
+    }
+
+    /// The caller's tag, echoed in the answer.
+    pub fn tag(&self) -> Option<&str> {
+        match self {
+            Command::Lock { tag, .. }
+            | Command::Unlock { tag, .. }
+            | Command::Crash { tag, .. }
+            | Command::CrashBeforeReply { tag, .. }
+            | Command::Reset { tag }
+            | Command::SetSlowMotion { tag, .. }
+            | Command::Snapshot { tag } => tag.as_deref(),
+        }
+    }
+}
+
+/// Every command `type` the gateway understands, for "unknown type" errors and the docs.
+pub const COMMAND_TYPES: &[&str] = &[
+    "lock",
+    "unlock",
+    "crash",
+    "crash_before_reply",
+    "reset",
+    "set_slow_motion",
+    "snapshot",
+];
+
+// ------------------------------------------------------------------------------------------
+// Server -> browser
+// ------------------------------------------------------------------------------------------
+
+/// Everything the gateway sends. A connection sees `hello`, then `snapshot`, then `events`
+/// batches, interleaved with `ack`/`error` answers to its own commands. A later `snapshot`
+/// (after `missed` events, a `snapshot` command, or a reconnect) replaces the viewer's state.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    Hello(Hello),
+    Snapshot(Snapshot),
+    /// Events in `seq` order, consecutive unless a `snapshot` says some were missed.
+    Events {
+        events: Vec<Event>,
+    },
+    /// A command was accepted. For `lock`/`unlock` the answer itself comes later as an
+    /// `op_completed` (or `op_failed`) event carrying the same tag.
+    Ack {
+        command: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+        /// What was done, for people: "SIGKILL sent to s1 (pid 4242)".
+        detail: String,
+    },
+    /// A command could not be done. The connection stays open and the cluster is untouched.
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+}
+
+/// First message on every connection.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+pub struct Hello {
+    pub protocol: u32,
+    /// `pbscope <version>`.
+    pub server: String,
+    pub limits: Limits,
+}
+
+/// The gateway's limits, so a client can stay within them.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+pub struct Limits {
+    /// Largest text frame/message accepted from a viewer, in bytes.
+    pub max_message_bytes: u64,
+    /// Largest client id.
+    pub max_client: u32,
+    /// Longest lock name, in bytes.
+    pub max_lock_name: u32,
+    /// Largest slow-motion delay.
+    pub max_delay_ms: u64,
+    /// Sustained commands per second a viewer may send before getting `rate_limited`.
+    pub commands_per_sec: u32,
+    /// Events the server keeps in its history ring.
+    pub history: u64,
+}
+
+/// The state of the run at one point of the event log, so a viewer can start (or restart)
+/// without replaying everything.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
+pub struct Snapshot {
+    /// Servers, in id order.
+    pub nodes: Vec<NodeInfo>,
+    /// Clerks, in id order.
+    pub clients: Vec<ClientInfo>,
+    /// The most recent events, oldest first, ending at `next_seq - 1`.
+    pub events: Vec<Event>,
+    /// The `seq` the next event will carry: the snapshot is the state after `next_seq - 1`.
+    pub next_seq: u64,
+    /// Events this viewer did not receive because it fell behind (0 on a fresh connection).
+    /// They are in the state above but not all in `events`.
+    pub missed: u64,
+    /// How many reset cycles the cluster went through (0 for the first cluster).
+    pub generation: u64,
+    /// Current slow-motion delay.
+    pub slow_motion_ms: u64,
+    /// The server's clock when the snapshot was taken, on the events' time axis.
+    pub now_us: u64,
+}
+
+/// One server as the viewer should show it.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+pub struct NodeInfo {
+    pub id: NodeName,
+    pub role: Role,
+    /// True primary without a backup (the backup is unreachable, or clients failed over to it).
+    pub serving_alone: bool,
+    pub alive: bool,
+    /// OS process id of the current (or last) incarnation; `null` before it has started.
+    pub pid: Option<u32>,
+    /// TCP port on 127.0.0.1 the server listens on.
+    pub port: Option<u16>,
+    /// Locks held in this server's table, sorted.
+    pub locks: Vec<String>,
+    /// Client requests this server answered (retries answered from the at-most-once record too).
+    pub served: u64,
+    /// Operations forwarded to this server that it applied.
+    pub applied_forwards: u64,
+    /// `crash_before_reply` is armed and will fire on the next client request.
+    pub armed: bool,
+}
+
+/// One clerk.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+pub struct ClientInfo {
+    pub id: u32,
+    /// The server this clerk sends to now (it moves to the backup when the primary fails).
+    pub server: NodeName,
+    /// The call in progress, if any.
+    pub pending: Option<PendingCall>,
+    /// Calls answered so far.
+    pub completed: u64,
+    /// Calls given up on (no server answered).
+    pub failed: u64,
+}
+
+/// A call that has been invoked and not yet answered.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+pub struct PendingCall {
+    pub req: RequestId,
+    pub op: Op,
+    pub lock: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    pub since_us: u64,
+}
+
+/// One entry of the event log. The diagram is a pure function of these.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+pub struct Event {
+    /// Position in the bus's total order; consecutive. Causal: a message's delivery always
+    /// comes after its send.
+    pub seq: u64,
+    /// Microseconds since the cluster's supervisor started, on CLOCK_MONOTONIC (one clock for
+    /// every process on the host).
+    pub t_us: u64,
+    /// Where it happened: `"s1"`, `"c3"`, `"supervisor"`.
+    pub node: NodeName,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// Why a server process died, as far as pbscope caused it.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum CrashCause {
+    /// A `crash` command: the supervisor sent SIGKILL.
+    Command,
+    /// `crash_before_reply` fired: the server killed itself (SIGKILL) with the reply unsent.
+    BeforeReply,
+    /// A `reset` killed the whole cluster.
+    Reset,
+}
+
+/// Everything a person can see happen. One variant per kind of thing.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A server process is up and listening. `node` is the server id.
+    ProcessStarted { pid: u32, role: Role, port: u16 },
+    /// A server process is gone and reaped. `signal` is set when a signal ended it (9 = SIGKILL).
+    ProcessExited {
+        pid: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signal: Option<i32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<i32>,
+    },
+    /// A server is about to be killed (recorded before the signal is sent).
+    Crashed {
+        pid: u32,
+        cause: CrashCause,
+        /// For `before_reply`: the request whose reply is lost.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<RequestId>,
+    },
+    /// `crash_before_reply` was armed on this server.
+    CrashArmed {},
+    /// The server's role or its serving-alone state changed.
+    RoleChanged {
+        role: Role,
+        serving_alone: bool,
+        reason: String,
+    },
+    /// A message left `from` for `to` (recorded before it was written to the socket).
+    MsgSent {
+        msg_id: u64,
+        from: NodeName,
+        to: NodeName,
+        msg: Msg,
+    },
+    /// The receiver's state machine got the message `msg_id` (after any slow-motion delay).
+    MsgDelivered {
+        msg_id: u64,
+        from: NodeName,
+        to: NodeName,
+    },
+    /// The message `msg_id` will never be delivered (its receiver died with it in flight, or
+    /// the cluster was reset).
+    MsgLost {
+        msg_id: u64,
+        from: NodeName,
+        to: NodeName,
+        reason: String,
+    },
+    /// A server ran an operation on its lock table (or answered a retry from its record, with
+    /// `duplicate: true`, without running it again). `held` is the lock's state afterwards.
+    Executed {
+        req: RequestId,
+        op: Op,
+        lock: String,
+        ok: bool,
+        held: bool,
+        duplicate: bool,
+        /// True when the operation came from the primary, false when from a client.
+        forwarded: bool,
+    },
+    /// A client call began. `server` is where the clerk sends it first.
+    OpInvoked {
+        client: u32,
+        req: RequestId,
+        op: Op,
+        lock: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+        server: NodeName,
+    },
+    /// A client call got its answer. `server` answered it; `attempts` counts sends (1 = no retry).
+    OpCompleted {
+        client: u32,
+        op: Op,
+        lock: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+        ok: bool,
+        req: RequestId,
+        server: NodeName,
+        latency_us: u64,
+        attempts: u32,
+    },
+    /// A client call was given up: no server answered in time. Its effect is unknown.
+    OpFailed {
+        client: u32,
+        op: Op,
+        lock: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+        req: RequestId,
+        reason: String,
+    },
+    /// A clerk saw `server` fail (refused, closed, timeout) and will re-send `req` to `retry_to`.
+    RpcFailed {
+        client: u32,
+        req: RequestId,
+        server: NodeName,
+        reason: String,
+        retry_to: NodeName,
+    },
+    /// `reset` started generation `generation`: everything before belongs to the old cluster.
+    ClusterReset { generation: u64 },
+    /// The slow-motion delay changed.
+    SlowMotionSet { delay_ms: u64 },
+}
+
+impl EventKind {
+    /// The `type` string of this event.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::ProcessStarted { .. } => "process_started",
+            EventKind::ProcessExited { .. } => "process_exited",
+            EventKind::Crashed { .. } => "crashed",
+            EventKind::CrashArmed {} => "crash_armed",
+            EventKind::RoleChanged { .. } => "role_changed",
+            EventKind::MsgSent { .. } => "msg_sent",
+            EventKind::MsgDelivered { .. } => "msg_delivered",
+            EventKind::MsgLost { .. } => "msg_lost",
+            EventKind::Executed { .. } => "executed",
+            EventKind::OpInvoked { .. } => "op_invoked",
+            EventKind::OpCompleted { .. } => "op_completed",
+            EventKind::OpFailed { .. } => "op_failed",
+            EventKind::RpcFailed { .. } => "rpc_failed",
+            EventKind::ClusterReset { .. } => "cluster_reset",
+            EventKind::SlowMotionSet { .. } => "slow_motion_set",
+        }
+    }
+}
+
+/// Machine-readable reason of an `error`.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame was not JSON (or not a JSON object), or was binary.
+    BadJson,
+    /// `type` missing or not one of [`COMMAND_TYPES`].
+    UnknownType,
+    /// A field is missing, has the wrong type, or is out of range.
+    BadField,
+    /// `node` names no server and no role.
+    UnknownNode,
+    /// The server named is dead, or no live server holds the role named.
+    NodeDead,
+    /// The clerk already has a call outstanding (one at a time, as in Lab 1).
+    ClientBusy,
+    /// The message exceeds [`Limits::max_message_bytes`].
+    TooLarge,
+    /// More commands than [`Limits::commands_per_sec`]; this one was not run.
+    RateLimited,
+    /// The cluster could not do it now (for example, while it is being reset).
+    Unavailable,
+}
+
+// ------------------------------------------------------------------------------------------
+// Between the processes of the cluster (not seen by browsers)
+// ------------------------------------------------------------------------------------------
+
+/// One frame on a lock-service TCP connection (clerk <-> server, primary <-> backup).
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+pub struct Envelope {
+    /// Pairs the `msg_sent` event with `msg_delivered`/`msg_lost`; unique in the run.
+    pub msg_id: u64,
+    pub from: NodeName,
+    pub msg: Msg,
+}
+
+/// Node process -> supervisor, on the control connection.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NodeReport {
+    /// First frame: who connected and where it listens.
+    Ready { id: NodeName, pid: u32, port: u16 },
+    /// Something happened at the node (written before the action it describes).
+    Event { t_us: u64, kind: EventKind },
+}
+
+/// Supervisor -> node process, on the control connection.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NodeControl {
+    /// The backup's address (for the primary), or none.
+    SetBackup { id: NodeName, addr: String },
+    /// Arm `crash_before_reply`.
+    ArmCrashBeforeReply,
+    /// Change the inbox delay (slow motion).
+    SetSlowMotion { delay_ms: u64 },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_fields_are_flat_and_tagged() {
+        let ev = Event {
+            seq: 7,
+            t_us: 1500,
+            node: "c1".into(),
+            kind: EventKind::OpCompleted {
+                client: 1,
+                op: Op::Lock,
+                lock: "a".into(),
+                tag: Some("x1".into()),
+                ok: true,
+                req: RequestId { client: 1, seq: 1 },
+                server: "s1".into(),
+                latency_us: 900,
+                attempts: 1,
+            },
+        };
+        let v = serde_json::to_value(&ev).unwrap();
+        assert_eq!(v["type"], "op_completed");
+        assert_eq!(v["seq"], 7);
+        assert_eq!(v["op"], "lock");
+        assert_eq!(v["ok"], true);
+        let back: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(back, ev);
+    }
+
+    #[test]
+    fn architecture_commands_parse_exactly_as_written() {
+        let cases = [
+            (r#"{"type":"lock","client":1,"lock":"a","tag":"x1"}"#, "lock"),
+            (r#"{"type":"unlock","client":1,"lock":"a","tag":"x2"}"#, "unlock"),
+            (r#"{"type":"crash","node":"primary"}"#, "crash"),
+            (r#"{"type":"crash_before_reply","node":"primary"}"#, "crash_before_reply"),
+            (r#"{"type":"reset"}"#, "reset"),
+        ];
+        for (json, name) in cases {
+            let c: Command = serde_json::from_str(json).unwrap();
+            assert_eq!(c.name(), name);
+            assert!(COMMAND_TYPES.contains(&name));
+        }
+    }
+
+    #[test]
+    fn tag_is_echoed_from_every_variant() {
+        let c: Command = serde_json::from_str(r#"{"type":"reset","tag":"r"}"#).unwrap();
+        assert_eq!(c.tag(), Some("r"));
+        let c: Command = serde_json::from_str(r#"{"type":"crash","node":"s1"}"#).unwrap();
+        assert_eq!(c.tag(), None);
+    }
+}
