@@ -1,1 +1,259 @@
-fn main() {}
+//! The `pbscope` command: `serve` (supervisor + gateway), `node` (one server process, started by
+//! `serve`), `bench` (lock operations per second). Argument parsing and process setup only.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use server::bus::{Bus, BusConfig};
+use server::clerk::ClerkTiming;
+use server::clock::RunClock;
+use server::cluster::{Cluster, ClusterConfig};
+use server::gateway::{self, GatewayConfig};
+use server::http::{is_local_name, AccessPolicy};
+use server::node::{self, NodeConfig};
+use shared::Role;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pbscope",
+    version,
+    about = "Watch primary/backup replication happen on real processes, and break it on purpose"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Start the cluster (s1 primary, s2 backup) and the WebSocket gateway.
+    Serve(ServeArgs),
+    /// One server process. Started by `serve`; not for people.
+    #[command(hide = true)]
+    Node(NodeArgs),
+    /// Measure lock operations per second against a real cluster.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Address of the gateway (HTTP + WebSocket at /ws). Port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    listen: SocketAddr,
+    /// Serve the built page (trunk's dist/) from the same port.
+    #[arg(long)]
+    dist: Option<PathBuf>,
+    /// Also accept WebSocket upgrades from this page origin (e.g. http://lab.example:8080).
+    #[arg(long = "allow-origin")]
+    allow_origins: Vec<String>,
+    /// Also accept this host name in the Host header (needed when binding beyond loopback).
+    #[arg(long = "allow-host")]
+    allow_hosts: Vec<String>,
+    /// Events kept in the history ring.
+    #[arg(long, default_value_t = 100_000)]
+    history: usize,
+    /// Most events in a snapshot.
+    #[arg(long, default_value_t = 20_000)]
+    snapshot_events: usize,
+    /// Events a viewer may fall behind before it is resynchronised by a snapshot.
+    #[arg(long, default_value_t = 16_384)]
+    viewer_buffer: usize,
+    /// Initial slow-motion delay of every message, in ms (0 = real speed).
+    #[arg(long, default_value_t = 0)]
+    slow_motion_ms: u64,
+    /// Sustained commands per second per viewer.
+    #[arg(long, default_value_t = 200)]
+    commands_per_sec: u32,
+    /// Largest client id.
+    #[arg(long, default_value_t = 1000)]
+    max_client: u32,
+}
+
+#[derive(clap::Args, Debug)]
+struct NodeArgs {
+    #[arg(long)]
+    id: String,
+    #[arg(long, value_parser = parse_role)]
+    role: Role,
+    #[arg(long)]
+    control: SocketAddr,
+    #[arg(long)]
+    token: u64,
+    #[arg(long)]
+    epoch_ns: u64,
+    #[arg(long)]
+    origin: u64,
+    #[arg(long)]
+    parent_pid: Option<u32>,
+    #[arg(long, default_value_t = 0)]
+    slow_motion_ms: u64,
+    /// The backup to forward to, as ID=ADDR (for a primary).
+    #[arg(long, value_parser = parse_backup)]
+    backup: Option<(String, String)>,
+}
+
+#[derive(clap::Args, Debug)]
+struct BenchArgs {
+    /// Client counts to measure, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    clients: Vec<u32>,
+    /// Length of each run.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    match s {
+        "primary" => Ok(Role::Primary),
+        "backup" => Ok(Role::Backup),
+        other => Err(format!("role must be primary or backup, not {other:?}")),
+    }
+}
+
+fn parse_backup(s: &str) -> Result<(String, String), String> {
+    let (id, addr) = s.split_once('=').ok_or("expected ID=ADDR")?;
+    Ok((id.to_owned(), addr.to_owned()))
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Cmd::Node(args) => run_node(args),
+        Cmd::Serve(args) => runtime()?.block_on(serve(args)),
+        Cmd::Bench(args) => runtime()?.block_on(bench(args)),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn run_node(args: NodeArgs) -> anyhow::Result<()> {
+    node::die_with_parent(args.parent_pid)?;
+    let cfg = NodeConfig {
+        id: args.id,
+        role: args.role,
+        control: args.control,
+        token: args.token,
+        epoch_ns: args.epoch_ns,
+        origin: args.origin,
+        parent_pid: args.parent_pid,
+        slow_motion_ms: args.slow_motion_ms,
+        backup: args.backup,
+    };
+    // One thread: a node is a small sequential server, and its event order is its program order.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(node::run(cfg))
+}
+
+fn cluster_config(slow_motion_ms: u64, max_client: u32) -> anyhow::Result<ClusterConfig> {
+    Ok(ClusterConfig {
+        node_exe: std::env::current_exe().context("locating the pbscope binary")?,
+        slow_motion_ms,
+        clerk_timing: ClerkTiming::default(),
+        max_client,
+    })
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if !args.listen.ip().is_loopback() {
+        tracing::warn!(
+            "listening on {} beyond loopback: anyone who can reach it can kill processes",
+            args.listen
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let mut allow_hosts = args.allow_hosts;
+    if !is_local_name(&addr.ip().to_string()) && !addr.ip().is_unspecified() {
+        allow_hosts.push(addr.ip().to_string());
+    }
+    let bus = Bus::new(
+        RunClock::start(),
+        BusConfig {
+            history: args.history.max(1),
+            snapshot_events: args.snapshot_events,
+            viewer_buffer: args.viewer_buffer.max(1),
+        },
+    );
+    let cluster =
+        Cluster::start(bus, cluster_config(args.slow_motion_ms, args.max_client)?).await?;
+    if args.slow_motion_ms > 0 {
+        cluster.set_slow_motion(args.slow_motion_ms).await;
+    }
+    let shutdown = CancellationToken::new();
+    let gateway_cfg = GatewayConfig {
+        access: AccessPolicy {
+            allow_origins: args.allow_origins,
+            allow_hosts,
+        },
+        dist: args.dist,
+        commands_per_sec: args.commands_per_sec.max(1),
+        ..GatewayConfig::default()
+    };
+    let pids: Vec<String> = cluster
+        .pids()
+        .await
+        .into_iter()
+        .map(|(id, pid)| format!("{id}={pid}"))
+        .collect();
+    println!(
+        "pbscope listening on http://{addr} (WebSocket ws://{addr}/ws); servers {}",
+        pids.join(" ")
+    );
+    let gw = tokio::spawn(gateway::run(
+        listener,
+        cluster.clone(),
+        gateway_cfg,
+        shutdown.clone(),
+    ));
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    eprintln!("pbscope: shutting down, stopping the cluster");
+    shutdown.cancel();
+    cluster.shutdown().await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), gw).await;
+    Ok(())
+}
+
+async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    println!("pbscope bench: Lock/Unlock back to back, each client on its own lock, every call through primary and backup");
+    println!(
+        "{:>8} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10}",
+        "clients", "ops", "ops/s", "p50 us", "p99 us", "max us", "events"
+    );
+    for clients in args.clients {
+        let r = server::bench::run(
+            cluster_config(0, clients.max(1000))?,
+            clients,
+            Duration::from_secs_f64(args.seconds),
+        )
+        .await?;
+        println!(
+            "{:>8} {:>10} {:>10.0} {:>9} {:>9} {:>9} {:>10}",
+            r.clients, r.ops, r.ops_per_sec, r.p50_us, r.p99_us, r.max_us, r.events
+        );
+    }
+    Ok(())
+}

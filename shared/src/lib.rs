@@ -58,11 +58,19 @@ pub enum Role {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Msg {
     /// Clerk -> server: please execute `op` on `lock`. Retries carry the same `req`.
-    Request { req: RequestId, op: Op, lock: String },
+    Request {
+        req: RequestId,
+        op: Op,
+        lock: String,
+    },
     /// Server -> clerk: the answer to `req` (the recorded one, for a retry).
     Reply { req: RequestId, ok: bool },
     /// Primary -> backup: apply this operation too (sent for failed operations as well).
-    Forward { req: RequestId, op: Op, lock: String },
+    Forward {
+        req: RequestId,
+        op: Op,
+        lock: String,
+    },
     /// Backup -> primary: applied `req`, with the backup's own answer.
     ForwardAck { req: RequestId, ok: bool },
 }
@@ -494,7 +502,13 @@ pub struct Envelope {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum NodeReport {
     /// First frame: who connected and where it listens.
-    Ready { id: NodeName, pid: u32, port: u16 },
+    Ready {
+        id: NodeName,
+        pid: u32,
+        port: u16,
+        /// The secret the supervisor put on this process's command line.
+        token: u64,
+    },
     /// Something happened at the node (written before the action it describes).
     Event { t_us: u64, kind: EventKind },
 }
@@ -503,8 +517,6 @@ pub enum NodeReport {
 #[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum NodeControl {
-    /// The backup's address (for the primary), or none.
-    SetBackup { id: NodeName, addr: String },
     /// Arm `crash_before_reply`.
     ArmCrashBeforeReply,
     /// Change the inbox delay (slow motion).
@@ -545,10 +557,19 @@ mod tests {
     #[test]
     fn architecture_commands_parse_exactly_as_written() {
         let cases = [
-            (r#"{"type":"lock","client":1,"lock":"a","tag":"x1"}"#, "lock"),
-            (r#"{"type":"unlock","client":1,"lock":"a","tag":"x2"}"#, "unlock"),
+            (
+                r#"{"type":"lock","client":1,"lock":"a","tag":"x1"}"#,
+                "lock",
+            ),
+            (
+                r#"{"type":"unlock","client":1,"lock":"a","tag":"x2"}"#,
+                "unlock",
+            ),
             (r#"{"type":"crash","node":"primary"}"#, "crash"),
-            (r#"{"type":"crash_before_reply","node":"primary"}"#, "crash_before_reply"),
+            (
+                r#"{"type":"crash_before_reply","node":"primary"}"#,
+                "crash_before_reply",
+            ),
             (r#"{"type":"reset"}"#, "reset"),
         ];
         for (json, name) in cases {

@@ -1,0 +1,499 @@
+//! The event bus: the one ordered log of a run, its bounded history, and the fan-out to viewers.
+//!
+//! Producers (node control readers, clerks, the supervisor) call [`Bus::publish`], which never
+//! waits for a viewer: it takes a short lock, gives the event its `seq`, folds it into the
+//! [`ClusterView`], appends it to the ring and hands it to a broadcast channel. A viewer that
+//! falls behind the channel gets a fresh snapshot from [`Bus::subscribe`], with the count of
+//! events it missed.
+//!
+//! The bus also keeps the log causal. A message's delivery is reported by its receiver and its
+//! send by its sender, over different sockets; a delivery that overtakes its send is parked until
+//! the send arrives. And it knows which messages are in flight, so when a receiver dies (or the
+//! cluster is reset) each of its undelivered messages gets a `msg_lost`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::Serialize;
+use shared::{ClientInfo, Event, EventKind, NodeInfo, SUPERVISOR};
+use tokio::sync::broadcast;
+
+use crate::clock::RunClock;
+use crate::view::ClusterView;
+
+/// One published event, serialised once for every viewer.
+#[derive(Debug)]
+pub struct Logged {
+    pub seq: u64,
+    pub json: Box<str>,
+}
+
+/// Sizes of the bus.
+#[derive(Debug, Clone)]
+pub struct BusConfig {
+    /// Events kept in the history ring.
+    pub history: usize,
+    /// Most events put in a snapshot.
+    pub snapshot_events: usize,
+    /// Events a viewer may be behind before it is resynchronised with a snapshot.
+    pub viewer_buffer: usize,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self {
+            history: 100_000,
+            snapshot_events: 20_000,
+            viewer_buffer: 16_384,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Flight {
+    from: String,
+    to: String,
+}
+
+#[derive(Debug)]
+struct BusInner {
+    next_seq: u64,
+    ring: VecDeque<Arc<Logged>>,
+    view: ClusterView,
+    in_flight: HashMap<u64, Flight>,
+    /// Deliveries whose send has not been published yet: (node, t_us, event).
+    parked: HashMap<u64, (String, u64, EventKind)>,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct Bus {
+    inner: Mutex<BusInner>,
+    tx: broadcast::Sender<Arc<Logged>>,
+    clock: RunClock,
+    cfg: BusConfig,
+}
+
+/// Bounds the in-flight table if deliveries stop coming (they should not).
+const MAX_IN_FLIGHT: usize = 200_000;
+
+/// A viewer's starting point: the snapshot (JSON text) and the stream that continues it exactly.
+#[derive(Debug)]
+pub struct Subscription {
+    pub snapshot: String,
+    pub rx: broadcast::Receiver<Arc<Logged>>,
+    /// The seq of the last event the snapshot covers (`next_seq - 1`).
+    pub last_seq: u64,
+}
+
+#[derive(Serialize)]
+struct SnapshotHead<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    nodes: Vec<NodeInfo>,
+    clients: Vec<ClientInfo>,
+    next_seq: u64,
+    missed: u64,
+    generation: u64,
+    slow_motion_ms: u64,
+    now_us: u64,
+    #[serde(skip)]
+    _p: std::marker::PhantomData<&'a ()>,
+}
+
+impl Bus {
+    pub fn new(clock: RunClock, cfg: BusConfig) -> Arc<Self> {
+        let (tx, _) = broadcast::channel(cfg.viewer_buffer.max(1));
+        Arc::new(Self {
+            inner: Mutex::new(BusInner {
+                next_seq: 1,
+                ring: VecDeque::with_capacity(cfg.history.min(1 << 16)),
+                view: ClusterView::default(),
+                in_flight: HashMap::new(),
+                parked: HashMap::new(),
+            }),
+            tx,
+            clock,
+            cfg,
+        })
+    }
+
+    pub fn clock(&self) -> RunClock {
+        self.clock
+    }
+
+    pub fn config(&self) -> &BusConfig {
+        &self.cfg
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BusInner> {
+        // A panic while holding the lock would be a bug in this module; keep serving anyway.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publishes an event that happened now.
+    pub fn publish(&self, node: &str, kind: EventKind) {
+        self.publish_at(node, self.clock.now_us(), kind);
+    }
+
+    /// Publishes an event stamped by its producer.
+    pub fn publish_at(&self, node: &str, t_us: u64, kind: EventKind) {
+        let mut inner = self.lock();
+        self.publish_locked(&mut inner, node, t_us, kind);
+    }
+
+    fn publish_locked(&self, inner: &mut BusInner, node: &str, t_us: u64, kind: EventKind) {
+        match &kind {
+            EventKind::MsgDelivered { msg_id, .. } | EventKind::MsgLost { msg_id, .. }
+                if !inner.in_flight.contains_key(msg_id) =>
+            {
+                if matches!(kind, EventKind::MsgDelivered { .. }) {
+                    inner.parked.insert(*msg_id, (node.to_owned(), t_us, kind));
+                }
+                return;
+            }
+            _ => {}
+        }
+        let follow = match &kind {
+            EventKind::MsgSent {
+                msg_id, from, to, ..
+            } => {
+                if inner.in_flight.len() >= MAX_IN_FLIGHT {
+                    inner.in_flight.clear();
+                }
+                inner.in_flight.insert(
+                    *msg_id,
+                    Flight {
+                        from: from.clone(),
+                        to: to.clone(),
+                    },
+                );
+                let receiver_dead = inner.view.node(to).is_some_and(|n| !n.alive);
+                if let Some(parked) = inner.parked.remove(msg_id) {
+                    Some(parked)
+                } else if receiver_dead {
+                    Some((
+                        node.to_owned(),
+                        t_us,
+                        EventKind::MsgLost {
+                            msg_id: *msg_id,
+                            from: from.clone(),
+                            to: to.clone(),
+                            reason: format!("{to} is dead"),
+                        },
+                    ))
+                } else {
+                    None
+                }
+            }
+            EventKind::MsgDelivered { msg_id, .. } | EventKind::MsgLost { msg_id, .. } => {
+                inner.in_flight.remove(msg_id);
+                None
+            }
+            _ => None,
+        };
+        self.append(inner, node, t_us, kind);
+        if let Some((node, t_us, kind)) = follow {
+            self.publish_locked(inner, &node, t_us, kind);
+        }
+    }
+
+    fn append(&self, inner: &mut BusInner, node: &str, t_us: u64, kind: EventKind) {
+        inner.view.apply(node, t_us, &kind);
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        let event = Event {
+            seq,
+            t_us,
+            node: node.to_owned(),
+            kind,
+        };
+        let json = serde_json::to_string(&event)
+            .expect("events always serialize")
+            .into_boxed_str();
+        let logged = Arc::new(Logged { seq, json });
+        if inner.ring.len() >= self.cfg.history {
+            inner.ring.pop_front();
+        }
+        inner.ring.push_back(logged.clone());
+        // No receivers is fine: nobody is watching.
+        let _ = self.tx.send(logged);
+    }
+
+    /// A server process is gone and its event stream fully read: publish its exit, and lose
+    /// every message still on its way to it.
+    pub fn node_exited(&self, id: &str, pid: u32, signal: Option<i32>, code: Option<i32>) {
+        let now = self.clock.now_us();
+        let mut inner = self.lock();
+        // A delivery it reported whose send never came cannot be ordered any better now.
+        let orphans: Vec<u64> = inner
+            .parked
+            .iter()
+            .filter(
+                |(_, (_, _, k))| matches!(k, EventKind::MsgDelivered { from, .. } if from == id),
+            )
+            .map(|(m, _)| *m)
+            .collect();
+        for m in orphans {
+            if let Some((node, t, kind)) = inner.parked.remove(&m) {
+                self.append(&mut inner, &node, t, kind);
+            }
+        }
+        self.append(
+            &mut inner,
+            id,
+            now,
+            EventKind::ProcessExited { pid, signal, code },
+        );
+        let reason = format!("{id} died with it in its inbox");
+        self.lose_in_flight(&mut inner, now, |f| f.to == id, &reason);
+    }
+
+    /// Marks the start of a new cluster: everything in flight is lost.
+    pub fn cluster_reset(&self, generation: u64) {
+        let now = self.clock.now_us();
+        let mut inner = self.lock();
+        self.lose_in_flight(&mut inner, now, |_| true, "cluster reset");
+        inner.parked.clear();
+        self.append(
+            &mut inner,
+            SUPERVISOR,
+            now,
+            EventKind::ClusterReset { generation },
+        );
+    }
+
+    fn lose_in_flight(
+        &self,
+        inner: &mut BusInner,
+        now: u64,
+        which: impl Fn(&Flight) -> bool,
+        reason: &str,
+    ) {
+        let mut lost: Vec<(u64, Flight)> = inner
+            .in_flight
+            .iter()
+            .filter(|(_, f)| which(f))
+            .map(|(m, f)| {
+                (
+                    *m,
+                    Flight {
+                        from: f.from.clone(),
+                        to: f.to.clone(),
+                    },
+                )
+            })
+            .collect();
+        lost.sort_by_key(|(m, _)| *m);
+        for (msg_id, f) in lost {
+            inner.in_flight.remove(&msg_id);
+            let node = f.to.clone();
+            self.append(
+                inner,
+                &node,
+                now,
+                EventKind::MsgLost {
+                    msg_id,
+                    from: f.from,
+                    to: f.to,
+                    reason: reason.to_owned(),
+                },
+            );
+        }
+    }
+
+    /// Reads the folded state.
+    pub fn view<R>(&self, f: impl FnOnce(&ClusterView) -> R) -> R {
+        f(&self.lock().view)
+    }
+
+    /// A snapshot and the stream that continues it with no gap and no overlap.
+    ///
+    /// `seen_up_to` is the last seq the viewer already has (0 for none): events after it that
+    /// the snapshot does not list are reported as `missed`.
+    pub fn subscribe(&self, seen_up_to: u64) -> Subscription {
+        let inner = self.lock();
+        let rx = self.tx.subscribe();
+        let take = inner.ring.len().min(self.cfg.snapshot_events);
+        let events = inner.ring.iter().skip(inner.ring.len() - take);
+        let first_listed = inner
+            .ring
+            .get(inner.ring.len() - take)
+            .map(|l| l.seq)
+            .unwrap_or(inner.next_seq);
+        let missed = if seen_up_to == 0 {
+            0
+        } else {
+            first_listed.saturating_sub(seen_up_to + 1)
+        };
+        let head = SnapshotHead {
+            ty: "snapshot",
+            nodes: inner.view.nodes(),
+            clients: inner.view.clients(),
+            next_seq: inner.next_seq,
+            missed,
+            generation: inner.view.generation,
+            slow_motion_ms: inner.view.slow_motion_ms,
+            now_us: self.clock.now_us(),
+            _p: std::marker::PhantomData,
+        };
+        let mut snapshot = serde_json::to_string(&head).expect("snapshot serializes");
+        snapshot.pop(); // the closing brace: the events go in before it
+        snapshot.push_str(",\"events\":[");
+        join_events(&mut snapshot, events);
+        snapshot.push_str("]}");
+        Subscription {
+            snapshot,
+            rx,
+            last_seq: inner.next_seq - 1,
+        }
+    }
+
+    /// The last `n` events of the history, oldest first (for tests and tools).
+    pub fn recent(&self, n: usize) -> Vec<Arc<Logged>> {
+        let inner = self.lock();
+        let skip = inner.ring.len().saturating_sub(n);
+        inner.ring.iter().skip(skip).cloned().collect()
+    }
+}
+
+/// Appends events as a JSON array body (no brackets).
+pub fn join_events<'a>(out: &mut String, events: impl Iterator<Item = &'a Arc<Logged>>) {
+    for (i, e) in events.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&e.json);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::{Msg, Op, RequestId, Role, ServerMsg, Snapshot};
+
+    fn bus(cfg: BusConfig) -> Arc<Bus> {
+        Bus::new(RunClock::start(), cfg)
+    }
+
+    fn sent(id: u64, to: &str) -> EventKind {
+        EventKind::MsgSent {
+            msg_id: id,
+            from: "s1".into(),
+            to: to.into(),
+            msg: Msg::ForwardAck {
+                req: RequestId { client: 1, seq: 1 },
+                ok: true,
+            },
+        }
+    }
+
+    fn delivered(id: u64, to: &str) -> EventKind {
+        EventKind::MsgDelivered {
+            msg_id: id,
+            from: "s1".into(),
+            to: to.into(),
+        }
+    }
+
+    fn events(bus: &Bus) -> Vec<Event> {
+        bus.recent(usize::MAX)
+            .iter()
+            .map(|l| serde_json::from_str(&l.json).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_delivery_that_overtakes_its_send_is_ordered_after_it() {
+        let b = bus(BusConfig::default());
+        b.publish("s2", delivered(5, "s2"));
+        assert!(b.recent(10).is_empty(), "parked until its send is known");
+        b.publish("s1", sent(5, "s2"));
+        let evs = events(&b);
+        assert_eq!(evs.len(), 2);
+        assert_eq!(evs[0].kind.name(), "msg_sent");
+        assert_eq!(evs[1].kind.name(), "msg_delivered");
+        assert_eq!((evs[0].seq, evs[1].seq), (1, 2));
+    }
+
+    #[test]
+    fn receiver_death_loses_its_in_flight_messages_only() {
+        let b = bus(BusConfig::default());
+        for (id, role) in [("s1", Role::Primary), ("s2", Role::Backup)] {
+            b.publish(
+                id,
+                EventKind::ProcessStarted {
+                    pid: 1,
+                    role,
+                    port: 1,
+                },
+            );
+        }
+        b.publish("s1", sent(1, "s2"));
+        b.publish("s1", sent(2, "c1"));
+        b.node_exited("s2", 1, Some(9), None);
+        let evs = events(&b);
+        let lost: Vec<_> = evs
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::MsgLost { msg_id, .. } => Some(*msg_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(lost, vec![1]);
+        // A send to the dead node is lost at once.
+        b.publish("c1", sent(3, "s2"));
+        let last = events(&b).pop().unwrap();
+        assert!(matches!(last.kind, EventKind::MsgLost { msg_id: 3, .. }));
+    }
+
+    #[test]
+    fn history_is_bounded_and_snapshot_parses_as_the_shared_type() {
+        let b = bus(BusConfig {
+            history: 10,
+            snapshot_events: 4,
+            viewer_buffer: 8,
+        });
+        for i in 0..25 {
+            b.publish(
+                "c1",
+                EventKind::OpInvoked {
+                    client: 1,
+                    req: RequestId { client: 1, seq: i },
+                    op: Op::Lock,
+                    lock: "a".into(),
+                    tag: None,
+                    server: "s1".into(),
+                },
+            );
+        }
+        assert_eq!(b.recent(usize::MAX).len(), 10);
+        let sub = b.subscribe(3);
+        let msg: ServerMsg = serde_json::from_str(&sub.snapshot).unwrap();
+        let ServerMsg::Snapshot(Snapshot {
+            events,
+            next_seq,
+            missed,
+            clients,
+            ..
+        }) = msg
+        else {
+            panic!("not a snapshot");
+        };
+        assert_eq!(next_seq, 26);
+        assert_eq!(events.first().unwrap().seq, 22);
+        assert_eq!(missed, 22 - 4, "seen up to 3, listed from 22");
+        assert_eq!(clients.len(), 1);
+        assert_eq!(sub.last_seq, 25);
+    }
+
+    #[test]
+    fn stream_continues_the_snapshot_exactly() {
+        let b = bus(BusConfig::default());
+        b.publish("supervisor", EventKind::SlowMotionSet { delay_ms: 5 });
+        let mut sub = b.subscribe(0);
+        b.publish("supervisor", EventKind::SlowMotionSet { delay_ms: 6 });
+        let next = sub.rx.try_recv().unwrap();
+        assert_eq!(next.seq, sub.last_seq + 1);
+    }
+}

@@ -1,0 +1,520 @@
+//! The supervisor: spawns the server processes, reads their event streams, kills them on
+//! command, and owns the clerks.
+//!
+//! It is the observer and the fault controller, never a router: lock-service traffic goes from
+//! clerk to server and server to server over their own TCP connections. Each server process is
+//! spawned with `kill_on_drop` and a parent-death signal, and exits when its control connection
+//! closes, so no node outlives the supervisor however it ends.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use futures_util::{SinkExt, StreamExt};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use shared::{CrashCause, ErrorCode, EventKind, NodeControl, NodeReport, Op, Role, SUPERVISOR};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch, Mutex};
+
+use crate::bus::Bus;
+use crate::clerk::{self, Call, ClerkHandle, ClerkTiming, ServerAddr, SubmitError};
+use crate::framing::{self, FramedConn};
+
+/// How the cluster is built.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// The `pbscope` binary, run as `pbscope node ...` for each server.
+    pub node_exe: PathBuf,
+    pub slow_motion_ms: u64,
+    pub clerk_timing: ClerkTiming,
+    /// Largest client id a command may name.
+    pub max_client: u32,
+}
+
+/// Why a cluster command failed; each maps to an [`ErrorCode`] on the wire.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("no server or role named {0:?} (servers: {1}; roles: primary, backup)")]
+    UnknownNode(String, String),
+    #[error("{0}")]
+    NodeDead(String),
+    #[error(transparent)]
+    ClientBusy(#[from] SubmitError),
+    #[error("client id {0} is out of range (0..={1})")]
+    BadClient(u32, u32),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ClusterError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ClusterError::UnknownNode(..) => ErrorCode::UnknownNode,
+            ClusterError::NodeDead(_) => ErrorCode::NodeDead,
+            ClusterError::ClientBusy(_) => ErrorCode::ClientBusy,
+            ClusterError::BadClient(..) => ErrorCode::BadField,
+            ClusterError::Unavailable(_) => ErrorCode::Unavailable,
+        }
+    }
+}
+
+/// A running server process as the supervisor holds it.
+#[derive(Debug)]
+struct ServerProc {
+    pid: u32,
+    ctrl: mpsc::UnboundedSender<NodeControl>,
+    /// Becomes true once the process is reaped and its events are all published.
+    exited: watch::Receiver<bool>,
+}
+
+/// One generation of the cluster: the servers and clerks that a `reset` replaces.
+#[derive(Debug, Default)]
+struct Generation {
+    number: u64,
+    servers: BTreeMap<String, ServerProc>,
+    addrs: Vec<ServerAddr>,
+    clerks: HashMap<u32, ClerkHandle>,
+}
+
+type ReadyWaiters = StdMutex<HashMap<u64, oneshot::Sender<(NodeReport, FramedConn)>>>;
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct Cluster {
+    bus: Arc<Bus>,
+    cfg: ClusterConfig,
+    control_addr: SocketAddr,
+    waiting_ready: Arc<ReadyWaiters>,
+    gen: Mutex<Generation>,
+    slow_motion_ms: Arc<AtomicU64>,
+    next_origin: AtomicU64,
+    accept_task: tokio::task::JoinHandle<()>,
+}
+
+/// The servers of a cluster: id and initial role, primary first.
+const SERVERS: [(&str, Role); 2] = [("s1", Role::Primary), ("s2", Role::Backup)];
+
+impl Cluster {
+    /// Opens the control listener and starts the first generation.
+    pub async fn start(bus: Arc<Bus>, cfg: ClusterConfig) -> anyhow::Result<Arc<Self>> {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the control listener")?;
+        let control_addr = listener.local_addr()?;
+        let waiting_ready: Arc<ReadyWaiters> = Arc::default();
+        let accept_task = tokio::spawn(accept_nodes(listener, waiting_ready.clone()));
+        let cluster = Arc::new(Self {
+            bus,
+            slow_motion_ms: Arc::new(AtomicU64::new(cfg.slow_motion_ms)),
+            cfg,
+            control_addr,
+            waiting_ready,
+            gen: Mutex::new(Generation::default()),
+            next_origin: AtomicU64::new(1),
+            accept_task,
+        });
+        {
+            let mut gen = cluster.gen.lock().await;
+            cluster.start_servers(&mut gen).await?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn bus(&self) -> &Arc<Bus> {
+        &self.bus
+    }
+
+    fn origin(&self) -> u64 {
+        self.next_origin.fetch_add(1, Ordering::Relaxed)
+    }
+
+    async fn start_servers(&self, gen: &mut Generation) -> anyhow::Result<()> {
+        // The backup first, so the primary starts knowing where to forward.
+        let mut started = Vec::new();
+        let mut backup = None;
+        for (id, role) in SERVERS.iter().rev() {
+            let s = self.spawn_server(id, *role, backup.clone()).await?;
+            if *role == Role::Backup {
+                backup = Some(format!("{id}=127.0.0.1:{}", s.2));
+            }
+            started.push(s);
+        }
+        started.reverse();
+        gen.addrs.clear();
+        for (id, proc_, port) in started {
+            gen.addrs.push(ServerAddr {
+                id: id.clone(),
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            });
+            gen.servers.insert(id, proc_);
+        }
+        Ok(())
+    }
+
+    /// Spawns one `pbscope node` process and waits until it is listening.
+    async fn spawn_server(
+        &self,
+        id: &str,
+        role: Role,
+        backup: Option<String>,
+    ) -> anyhow::Result<(String, ServerProc, u16)> {
+        let token = random_u64();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        self.lock_waiters().insert(token, ready_tx);
+        let origin = self.origin();
+        let mut cmd = tokio::process::Command::new(&self.cfg.node_exe);
+        cmd.arg("node");
+        if let Some(b) = backup {
+            cmd.args(["--backup", &b]);
+        }
+        let mut child = cmd
+            .args(["--id", id])
+            .args(["--role", role_name(role)])
+            .args(["--control", &self.control_addr.to_string()])
+            .args(["--token", &token.to_string()])
+            .args(["--epoch-ns", &self.bus.clock().epoch_ns().to_string()])
+            .args(["--origin", &origin.to_string()])
+            .args(["--parent-pid", &std::process::id().to_string()])
+            .args([
+                "--slow-motion-ms",
+                &self.slow_motion_ms.load(Ordering::Relaxed).to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("spawning {} node {id}", self.cfg.node_exe.display()))?;
+        let ready = tokio::time::timeout(Duration::from_secs(10), ready_rx).await;
+        let (report, conn) = match ready {
+            Ok(Ok(r)) => r,
+            _ => {
+                self.lock_waiters().remove(&token);
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                return Err(anyhow!("node {id} did not report ready within 10 s"));
+            }
+        };
+        let NodeReport::Ready { pid, port, .. } = report else {
+            return Err(anyhow!("node {id} sent something else than ready first"));
+        };
+        self.bus
+            .publish(id, EventKind::ProcessStarted { pid, role, port });
+        let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel();
+        let (exited_tx, exited_rx) = watch::channel(false);
+        tokio::spawn(watch_node(
+            id.to_owned(),
+            pid,
+            child,
+            conn,
+            ctrl_rx,
+            self.bus.clone(),
+            exited_tx,
+        ));
+        Ok((
+            id.to_owned(),
+            ServerProc {
+                pid,
+                ctrl: ctrl_tx,
+                exited: exited_rx,
+            },
+            port,
+        ))
+    }
+
+    fn lock_waiters(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<(NodeReport, FramedConn)>>> {
+        self.waiting_ready.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Resolves a stable id or a role name to a live server.
+    fn resolve(&self, gen: &Generation, node: &str) -> Result<String, ClusterError> {
+        let id = match node {
+            "primary" | "backup" => {
+                let role = if node == "primary" {
+                    Role::Primary
+                } else {
+                    Role::Backup
+                };
+                self.bus.view(|v| v.holder_of(role)).ok_or_else(|| {
+                    ClusterError::NodeDead(format!("no live server is {node} now"))
+                })?
+            }
+            id if gen.servers.contains_key(id) => id.to_owned(),
+            other => {
+                let known: Vec<&str> = gen.servers.keys().map(String::as_str).collect();
+                return Err(ClusterError::UnknownNode(
+                    other.to_owned(),
+                    known.join(", "),
+                ));
+            }
+        };
+        if !self.bus.view(|v| v.is_alive(&id)) {
+            return Err(ClusterError::NodeDead(format!("{id} is already dead")));
+        }
+        Ok(id)
+    }
+
+    /// SIGKILLs a server and waits until it is reaped. Returns what was done.
+    pub async fn crash(&self, node: &str) -> Result<String, ClusterError> {
+        let gen = self.gen.lock().await;
+        let id = self.resolve(&gen, node)?;
+        let proc_ = &gen.servers[&id];
+        self.bus.publish(
+            &id,
+            EventKind::Crashed {
+                pid: proc_.pid,
+                cause: CrashCause::Command,
+                req: None,
+            },
+        );
+        let _ = kill(Pid::from_raw(proc_.pid as i32), Signal::SIGKILL);
+        let mut exited = proc_.exited.clone();
+        let reaped = tokio::time::timeout(Duration::from_secs(5), exited.wait_for(|e| *e)).await;
+        if reaped.is_err() {
+            return Err(ClusterError::Unavailable(format!(
+                "{id} (pid {}) did not exit after SIGKILL",
+                proc_.pid
+            )));
+        }
+        Ok(format!(
+            "SIGKILL sent to {id} (pid {}); it is gone",
+            proc_.pid
+        ))
+    }
+
+    /// Arms `crash_before_reply` on a server.
+    pub async fn crash_before_reply(&self, node: &str) -> Result<String, ClusterError> {
+        let gen = self.gen.lock().await;
+        let id = self.resolve(&gen, node)?;
+        gen.servers[&id]
+            .ctrl
+            .send(NodeControl::ArmCrashBeforeReply)
+            .map_err(|_| ClusterError::NodeDead(format!("{id} is exiting")))?;
+        Ok(format!(
+            "{id} will execute its next client request and die before replying"
+        ))
+    }
+
+    /// Kills everything and starts generation n+1.
+    pub async fn reset(&self) -> Result<String, ClusterError> {
+        let mut gen = self.gen.lock().await;
+        gen.clerks.clear();
+        self.stop_servers(&mut gen, CrashCause::Reset).await;
+        gen.number += 1;
+        self.bus.cluster_reset(gen.number);
+        let delay = self.slow_motion_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            self.bus
+                .publish(SUPERVISOR, EventKind::SlowMotionSet { delay_ms: delay });
+        }
+        self.start_servers(&mut gen)
+            .await
+            .map_err(|e| ClusterError::Unavailable(format!("restarting the cluster: {e:#}")))?;
+        let pids: Vec<String> = gen
+            .servers
+            .iter()
+            .map(|(id, p)| format!("{id} pid {}", p.pid))
+            .collect();
+        Ok(format!(
+            "cluster generation {} started ({})",
+            gen.number,
+            pids.join(", ")
+        ))
+    }
+
+    async fn stop_servers(&self, gen: &mut Generation, cause: CrashCause) {
+        for (id, p) in &gen.servers {
+            if !*p.exited.borrow() {
+                self.bus.publish(
+                    id,
+                    EventKind::Crashed {
+                        pid: p.pid,
+                        cause,
+                        req: None,
+                    },
+                );
+                let _ = kill(Pid::from_raw(p.pid as i32), Signal::SIGKILL);
+            }
+        }
+        for p in gen.servers.values() {
+            let mut exited = p.exited.clone();
+            let _ = tokio::time::timeout(Duration::from_secs(5), exited.wait_for(|e| *e)).await;
+        }
+        gen.servers.clear();
+    }
+
+    /// Kills every node and waits for them: the supervisor's last act.
+    pub async fn shutdown(&self) {
+        let mut gen = self.gen.lock().await;
+        gen.clerks.clear();
+        self.stop_servers(&mut gen, CrashCause::Reset).await;
+        self.accept_task.abort();
+    }
+
+    pub async fn set_slow_motion(&self, delay_ms: u64) -> String {
+        let gen = self.gen.lock().await;
+        self.slow_motion_ms.store(delay_ms, Ordering::Relaxed);
+        for p in gen.servers.values() {
+            let _ = p.ctrl.send(NodeControl::SetSlowMotion { delay_ms });
+        }
+        self.bus
+            .publish(SUPERVISOR, EventKind::SlowMotionSet { delay_ms });
+        if delay_ms == 0 {
+            "slow motion off".to_owned()
+        } else {
+            format!("every message now waits {delay_ms} ms in its receiver's inbox")
+        }
+    }
+
+    /// Hands a call to clerk `client`, creating it on first use.
+    pub async fn submit(
+        &self,
+        client: u32,
+        op: Op,
+        lock: String,
+        tag: Option<String>,
+        done: Option<oneshot::Sender<Option<bool>>>,
+    ) -> Result<(), ClusterError> {
+        if client > self.cfg.max_client {
+            return Err(ClusterError::BadClient(client, self.cfg.max_client));
+        }
+        let mut gen = self.gen.lock().await;
+        if gen.addrs.is_empty() {
+            return Err(ClusterError::Unavailable(
+                "the cluster is not running".into(),
+            ));
+        }
+        if !gen.clerks.contains_key(&client) {
+            let handle = clerk::spawn(
+                client,
+                gen.addrs.clone(),
+                self.bus.clone(),
+                self.origin(),
+                self.slow_motion_ms.clone(),
+                self.cfg.clerk_timing.clone(),
+            );
+            gen.clerks.insert(client, handle);
+        }
+        gen.clerks[&client].submit(Call {
+            op,
+            lock,
+            tag,
+            done,
+        })?;
+        Ok(())
+    }
+
+    pub fn max_client(&self) -> u32 {
+        self.cfg.max_client
+    }
+
+    /// The PIDs of the live server processes (for tests and tools).
+    pub async fn pids(&self) -> Vec<(String, u32)> {
+        let gen = self.gen.lock().await;
+        gen.servers
+            .iter()
+            .filter(|(_, p)| !*p.exited.borrow())
+            .map(|(id, p)| (id.clone(), p.pid))
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.accept_task.abort();
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Primary => "primary",
+        Role::Backup => "backup",
+    }
+}
+
+fn random_u64() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(crate::clock::monotonic_ns());
+    h.finish()
+}
+
+/// Accepts node control connections and hands each to the spawner waiting for its token.
+async fn accept_nodes(listener: TcpListener, waiting: Arc<ReadyWaiters>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let waiting = waiting.clone();
+        tokio::spawn(async move {
+            let mut conn = framing::framed(stream);
+            let first = tokio::time::timeout(
+                Duration::from_secs(5),
+                framing::recv::<NodeReport, _>(&mut conn),
+            )
+            .await;
+            let Ok(Ok(report @ NodeReport::Ready { token, .. })) = first else {
+                tracing::warn!("a control connection did not introduce itself; closed");
+                return;
+            };
+            let waiter = waiting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&token);
+            match waiter {
+                Some(tx) => {
+                    let _ = tx.send((report, conn));
+                }
+                None => tracing::warn!("a control connection had an unknown token; closed"),
+            }
+        });
+    }
+}
+
+/// Reads one node's event stream into the bus and relays control to it, until it dies; then
+/// reaps it and publishes its exit.
+async fn watch_node(
+    id: String,
+    pid: u32,
+    mut child: tokio::process::Child,
+    conn: FramedConn,
+    mut ctrl_rx: mpsc::UnboundedReceiver<NodeControl>,
+    bus: Arc<Bus>,
+    exited: watch::Sender<bool>,
+) {
+    let (mut sink, mut stream) = conn.split();
+    loop {
+        tokio::select! {
+            report = framing::recv::<NodeReport, _>(&mut stream) => match report {
+                Ok(NodeReport::Event { t_us, kind }) => bus.publish_at(&id, t_us, kind),
+                Ok(NodeReport::Ready { .. }) => {}
+                Err(framing::FrameError::Decode(e)) => {
+                    tracing::warn!("{id} sent an undecodable report: {e}");
+                }
+                Err(_) => break,
+            },
+            Some(c) = ctrl_rx.recv() => {
+                if sink.send(framing::encode(&c)).await.is_err() {
+                    // The stream side will see the end too; keep draining it.
+                }
+            }
+        }
+    }
+    let status = child.wait().await;
+    let (signal, code) = match status {
+        Ok(s) => {
+            use std::os::unix::process::ExitStatusExt;
+            (s.signal(), s.code())
+        }
+        Err(_) => (None, None),
+    };
+    bus.node_exited(&id, pid, signal, code);
+    let _ = exited.send(true);
+}

@@ -1,0 +1,551 @@
+//! The WebSocket gateway: one listener, one handler task per browser.
+//!
+//! A handler sends `hello` and a `snapshot`, then `select!`s over three things: the viewer's
+//! commands, the bus's events (sent in batches), and shutdown. A command runs in a task of its
+//! own and its answer (`ack` or `error`) comes back to the handler, so a slow command (a reset)
+//! never stalls that viewer's events. A viewer that falls behind the bus gets a fresh snapshot.
+//! Whatever a viewer sends, the worst it can cause is an `error` to itself, or, for a flood or
+//! an oversized frame, the end of its own connection.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use shared::{Command, ErrorCode, Hello, Limits, ServerMsg, COMMAND_TYPES, PROTOCOL_VERSION};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::join_events;
+use crate::cluster::Cluster;
+use crate::http::{self, AccessPolicy, Replay};
+
+/// Gateway settings.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub access: AccessPolicy,
+    /// Serve the built page from here on plain GETs.
+    pub dist: Option<PathBuf>,
+    /// Largest command a viewer may send.
+    pub max_message_bytes: usize,
+    pub max_lock_name: usize,
+    pub max_delay_ms: u64,
+    /// Sustained rate; bursts up to twice this pass.
+    pub commands_per_sec: u32,
+    /// Most events in one `events` frame.
+    pub max_batch: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            access: AccessPolicy::default(),
+            dist: None,
+            max_message_bytes: 64 * 1024,
+            max_lock_name: 64,
+            max_delay_ms: 10_000,
+            commands_per_sec: 200,
+            max_batch: 2_000,
+        }
+    }
+}
+
+/// Frames above this are refused by the WebSocket layer itself (the connection ends with 1009);
+/// between `max_message_bytes` and this, the viewer gets a `too_large` error and stays.
+const HARD_FRAME_LIMIT: usize = 1 << 20;
+
+/// A viewer over its rate budget this many times in a row is cut off.
+const FLOOD_CUTOFF: u32 = 1_000;
+
+/// Accepts connections until `shutdown`.
+pub async fn run(
+    listener: TcpListener,
+    cluster: Arc<Cluster>,
+    cfg: GatewayConfig,
+    shutdown: CancellationToken,
+) {
+    let cfg = Arc::new(cfg);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.cancelled() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (cluster, cfg, shutdown) = (cluster.clone(), cfg.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = serve_connection(stream, peer, cluster, cfg, shutdown).await {
+                tracing::debug!("connection from {peer} ended: {e:#}");
+            }
+        });
+    }
+}
+
+async fn serve_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    cluster: Arc<Cluster>,
+    cfg: Arc<GatewayConfig>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let (head, raw) =
+        tokio::time::timeout(Duration::from_secs(10), http::read_head(&mut stream)).await??;
+    let path = head.path.split('?').next().unwrap_or("");
+    if !(path == "/ws" && head.is_websocket_upgrade()) {
+        http::serve_file(&mut stream, cfg.dist.as_deref(), &head).await?;
+        return Ok(());
+    }
+    if let Err(reason) = cfg.access.check(&head) {
+        tracing::warn!("refused WebSocket from {peer}: {reason}");
+        http::respond(
+            &mut stream,
+            "403 Forbidden",
+            "text/plain; charset=utf-8",
+            format!("{reason}\n").as_bytes(),
+        )
+        .await?;
+        return Ok(());
+    }
+    let ws_cfg = WebSocketConfig::default()
+        .max_message_size(Some(HARD_FRAME_LIMIT))
+        .max_frame_size(Some(HARD_FRAME_LIMIT));
+    // Origin and Host were checked above, on the head we read ourselves.
+    let ws =
+        tokio_tungstenite::accept_async_with_config(Replay::new(raw, stream), Some(ws_cfg)).await?;
+    Viewer::new(cluster, cfg).run(ws, shutdown).await
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<Replay>;
+
+/// Token bucket for one viewer's commands.
+#[derive(Debug)]
+struct RateLimit {
+    tokens: f64,
+    per_sec: f64,
+    last: Instant,
+    refused_in_a_row: u32,
+}
+
+impl RateLimit {
+    fn new(per_sec: u32) -> Self {
+        Self {
+            tokens: per_sec as f64 * 2.0,
+            per_sec: per_sec as f64,
+            last: Instant::now(),
+            refused_in_a_row: 0,
+        }
+    }
+
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        let dt = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * self.per_sec).min(self.per_sec * 2.0);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.refused_in_a_row = 0;
+            true
+        } else {
+            self.refused_in_a_row += 1;
+            false
+        }
+    }
+}
+
+/// One browser's session.
+struct Viewer {
+    cluster: Arc<Cluster>,
+    cfg: Arc<GatewayConfig>,
+    answers_tx: mpsc::UnboundedSender<ServerMsg>,
+    answers_rx: mpsc::UnboundedReceiver<ServerMsg>,
+    /// Last event seq this viewer was sent.
+    seen: u64,
+    rate: RateLimit,
+}
+
+impl Viewer {
+    fn new(cluster: Arc<Cluster>, cfg: Arc<GatewayConfig>) -> Self {
+        let (answers_tx, answers_rx) = mpsc::unbounded_channel();
+        let rate = RateLimit::new(cfg.commands_per_sec);
+        Self {
+            cluster,
+            cfg,
+            answers_tx,
+            answers_rx,
+            seen: 0,
+            rate,
+        }
+    }
+
+    fn hello(&self) -> ServerMsg {
+        let bus = self.cluster.bus().config();
+        ServerMsg::Hello(Hello {
+            protocol: PROTOCOL_VERSION,
+            server: format!("pbscope {}", env!("CARGO_PKG_VERSION")),
+            limits: Limits {
+                max_message_bytes: self.cfg.max_message_bytes as u64,
+                max_client: self.cluster_max_client(),
+                max_lock_name: self.cfg.max_lock_name as u32,
+                max_delay_ms: self.cfg.max_delay_ms,
+                commands_per_sec: self.cfg.commands_per_sec,
+                history: bus.history as u64,
+            },
+        })
+    }
+
+    fn cluster_max_client(&self) -> u32 {
+        self.cluster.max_client()
+    }
+
+    async fn send_snapshot(
+        &mut self,
+        ws: &mut Ws,
+    ) -> anyhow::Result<broadcast::Receiver<Arc<crate::bus::Logged>>> {
+        let sub = self.cluster.bus().subscribe(self.seen);
+        self.seen = sub.last_seq;
+        ws.send(Message::text(sub.snapshot)).await?;
+        Ok(sub.rx)
+    }
+
+    async fn run(mut self, mut ws: Ws, shutdown: CancellationToken) -> anyhow::Result<()> {
+        ws.send(json_msg(&self.hello())).await?;
+        let mut rx = self.send_snapshot(&mut ws).await?;
+        loop {
+            tokio::select! {
+                frame = ws.next() => {
+                    let Some(frame) = frame else { return Ok(()) };
+                    match frame {
+                        Ok(Message::Text(text)) => {
+                            if !self.on_text(text.as_str(), &mut ws, &mut rx).await? {
+                                return Ok(());
+                            }
+                        }
+                        Ok(Message::Binary(_)) => {
+                            let e = error(ErrorCode::BadJson, "binary frames are not accepted; send JSON text".into(), None);
+                            ws.send(json_msg(&e)).await?;
+                        }
+                        Ok(Message::Close(_)) => return Ok(()),
+                        Ok(_) => {}
+                        Err(tungstenite::Error::Capacity(e)) => {
+                            let msg = format!("frame too large ({e}); the limit is {} bytes", self.cfg.max_message_bytes);
+                            let _ = ws.send(json_msg(&error(ErrorCode::TooLarge, msg.clone(), None))).await;
+                            let _ = ws.close(Some(CloseFrame { code: CloseCode::Size, reason: "frame too large".into() })).await;
+                            return Ok(());
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                ev = rx.recv() => match ev {
+                    Ok(first) => {
+                        let mut body = String::with_capacity(first.json.len() * 8 + 32);
+                        body.push_str("{\"type\":\"events\",\"events\":[");
+                        let mut batch = vec![first];
+                        while batch.len() < self.cfg.max_batch {
+                            match rx.try_recv() {
+                                Ok(e) => batch.push(e),
+                                Err(_) => break,
+                            }
+                        }
+                        self.seen = batch.last().map_or(self.seen, |l| l.seq);
+                        join_events(&mut body, batch.iter());
+                        body.push_str("]}");
+                        ws.send(Message::text(body)).await?;
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        rx = self.send_snapshot(&mut ws).await?;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+                Some(answer) = self.answers_rx.recv() => {
+                    if let ServerMsg::Snapshot(_) = answer {
+                        rx = self.send_snapshot(&mut ws).await?;
+                    } else {
+                        ws.send(json_msg(&answer)).await?;
+                    }
+                }
+                _ = shutdown.cancelled() => {
+                    let _ = ws.close(Some(CloseFrame { code: CloseCode::Away, reason: "pbscope is shutting down".into() })).await;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Handles one text frame. Returns false when the viewer must be cut off.
+    async fn on_text(
+        &mut self,
+        text: &str,
+        ws: &mut Ws,
+        rx: &mut broadcast::Receiver<Arc<crate::bus::Logged>>,
+    ) -> anyhow::Result<bool> {
+        if !self.rate.allow() {
+            if self.rate.refused_in_a_row >= FLOOD_CUTOFF {
+                let _ = ws
+                    .close(Some(CloseFrame {
+                        code: CloseCode::Policy,
+                        reason: "too many commands".into(),
+                    }))
+                    .await;
+                return Ok(false);
+            }
+            let msg = format!(
+                "more than {} commands per second; this one was not run",
+                self.cfg.commands_per_sec
+            );
+            ws.send(json_msg(&error(ErrorCode::RateLimited, msg, None)))
+                .await?;
+            return Ok(true);
+        }
+        let cmd = match parse_command(text, &self.cfg, self.cluster.max_client()) {
+            Ok(c) => c,
+            Err(e) => {
+                ws.send(json_msg(&e)).await?;
+                return Ok(true);
+            }
+        };
+        if let Command::Snapshot { .. } = cmd {
+            *rx = self.send_snapshot(ws).await?;
+            return Ok(true);
+        }
+        let cluster = self.cluster.clone();
+        let answers = self.answers_tx.clone();
+        tokio::spawn(async move {
+            let answer = execute(&cluster, cmd).await;
+            let _ = answers.send(answer);
+        });
+        Ok(true)
+    }
+}
+
+fn json_msg(msg: &ServerMsg) -> Message {
+    Message::text(serde_json::to_string(msg).expect("server messages serialize"))
+}
+
+fn error(code: ErrorCode, message: String, tag: Option<String>) -> ServerMsg {
+    ServerMsg::Error { code, message, tag }
+}
+
+/// Turns a text frame into a command, or into the `error` that explains why not.
+pub fn parse_command(
+    text: &str,
+    cfg: &GatewayConfig,
+    max_client: u32,
+) -> Result<Command, ServerMsg> {
+    if text.len() > cfg.max_message_bytes {
+        return Err(error(
+            ErrorCode::TooLarge,
+            format!(
+                "message of {} bytes exceeds the limit of {} bytes",
+                text.len(),
+                cfg.max_message_bytes
+            ),
+            None,
+        ));
+    }
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| error(ErrorCode::BadJson, format!("not valid JSON: {e}"), None))?;
+    let Value::Object(obj) = &value else {
+        return Err(error(
+            ErrorCode::BadJson,
+            "expected a JSON object with a \"type\" field".into(),
+            None,
+        ));
+    };
+    let tag = obj.get("tag").and_then(Value::as_str).map(str::to_owned);
+    let ty = match obj.get("type") {
+        Some(Value::String(t)) => t.as_str(),
+        Some(_) => {
+            return Err(error(
+                ErrorCode::UnknownType,
+                "\"type\" must be a string".into(),
+                tag,
+            ))
+        }
+        None => {
+            return Err(error(
+                ErrorCode::UnknownType,
+                "missing \"type\" field".into(),
+                tag,
+            ))
+        }
+    };
+    if !COMMAND_TYPES.contains(&ty) {
+        return Err(error(
+            ErrorCode::UnknownType,
+            format!(
+                "unknown command type {ty:?}; known: {}",
+                COMMAND_TYPES.join(", ")
+            ),
+            tag,
+        ));
+    }
+    let cmd: Command = serde_json::from_value(value.clone()).map_err(|e| {
+        error(
+            ErrorCode::BadField,
+            format!("bad {ty} command: {e}"),
+            tag.clone(),
+        )
+    })?;
+    match &cmd {
+        Command::Lock { client, lock, .. } | Command::Unlock { client, lock, .. } => {
+            if *client > max_client {
+                return Err(error(
+                    ErrorCode::BadField,
+                    format!("client must be 0..={max_client}, got {client}"),
+                    tag,
+                ));
+            }
+            if lock.is_empty() || lock.len() > cfg.max_lock_name {
+                return Err(error(
+                    ErrorCode::BadField,
+                    format!("lock name must be 1 to {} bytes", cfg.max_lock_name),
+                    tag,
+                ));
+            }
+            if lock.chars().any(char::is_control) {
+                return Err(error(
+                    ErrorCode::BadField,
+                    "lock name must not contain control characters".into(),
+                    tag,
+                ));
+            }
+        }
+        Command::SetSlowMotion { delay_ms, .. } if *delay_ms > cfg.max_delay_ms => {
+            return Err(error(
+                ErrorCode::BadField,
+                format!("delay_ms must be 0..={}, got {delay_ms}", cfg.max_delay_ms),
+                tag,
+            ));
+        }
+        _ => {}
+    }
+    Ok(cmd)
+}
+
+/// Runs a command against the cluster and words the answer.
+pub async fn execute(cluster: &Cluster, cmd: Command) -> ServerMsg {
+    let command = cmd.name().to_owned();
+    let tag = cmd.tag().map(str::to_owned);
+    let result = match cmd {
+        Command::Lock { client, lock, tag } => {
+            let detail = format!("client {client} calls Lock({lock})");
+            cluster
+                .submit(client, shared::Op::Lock, lock, tag, None)
+                .await
+                .map(|_| detail)
+        }
+        Command::Unlock { client, lock, tag } => {
+            let detail = format!("client {client} calls Unlock({lock})");
+            cluster
+                .submit(client, shared::Op::Unlock, lock, tag, None)
+                .await
+                .map(|_| detail)
+        }
+        Command::Crash { node, .. } => cluster.crash(&node).await,
+        Command::CrashBeforeReply { node, .. } => cluster.crash_before_reply(&node).await,
+        Command::Reset { .. } => cluster.reset().await,
+        Command::SetSlowMotion { delay_ms, .. } => Ok(cluster.set_slow_motion(delay_ms).await),
+        // Answered by the handler itself.
+        Command::Snapshot { .. } => return ServerMsg::Snapshot(empty_snapshot()),
+    };
+    match result {
+        Ok(detail) => ServerMsg::Ack {
+            command,
+            tag,
+            detail,
+        },
+        Err(e) => error(e.code(), e.to_string(), tag),
+    }
+}
+
+fn empty_snapshot() -> shared::Snapshot {
+    shared::Snapshot {
+        nodes: vec![],
+        clients: vec![],
+        events: vec![],
+        next_seq: 0,
+        missed: 0,
+        generation: 0,
+        slow_motion_ms: 0,
+        now_us: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(text: &str) -> ErrorCode {
+        match parse_command(text, &GatewayConfig::default(), 100) {
+            Err(ServerMsg::Error { code, .. }) => code,
+            other => panic!("expected an error for {text}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_input_gets_a_precise_code() {
+        assert_eq!(code("{nope"), ErrorCode::BadJson);
+        assert_eq!(code("[1,2]"), ErrorCode::BadJson);
+        assert_eq!(code(r#"{"client":1}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":"explode"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":5}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":"lock","lock":"a"}"#), ErrorCode::BadField);
+        assert_eq!(
+            code(r#"{"type":"lock","client":-1,"lock":"a"}"#),
+            ErrorCode::BadField
+        );
+        assert_eq!(
+            code(r#"{"type":"lock","client":101,"lock":"a"}"#),
+            ErrorCode::BadField
+        );
+        assert_eq!(
+            code(r#"{"type":"lock","client":1,"lock":""}"#),
+            ErrorCode::BadField
+        );
+        assert_eq!(
+            code(r#"{"type":"set_slow_motion","delay_ms":999999}"#),
+            ErrorCode::BadField
+        );
+        let big = format!(
+            r#"{{"type":"lock","client":1,"lock":"{}"}}"#,
+            "a".repeat(70_000)
+        );
+        assert_eq!(code(&big), ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn errors_echo_the_tag_when_they_can() {
+        let e = parse_command(
+            r#"{"type":"crash","tag":"t9"}"#,
+            &GatewayConfig::default(),
+            5,
+        );
+        assert!(
+            matches!(e, Err(ServerMsg::Error { code: ErrorCode::BadField, tag: Some(t), .. }) if t == "t9")
+        );
+    }
+
+    #[test]
+    fn rate_limit_allows_a_burst_then_refuses() {
+        let mut r = RateLimit::new(10);
+        let allowed = (0..100).filter(|_| r.allow()).count();
+        assert!(
+            (20..=21).contains(&allowed),
+            "burst of twice the rate, got {allowed}"
+        );
+        assert!(r.refused_in_a_row > 0);
+    }
+}

@@ -1,0 +1,15 @@
+//! pbscope's native side: the supervisor (`pbscope serve`), the node processes (`pbscope node`)
+//! and everything between them. The binary in `main.rs` only parses arguments and calls in here,
+//! so integration tests and the benchmark drive the same code.
+
+pub mod bench;
+pub mod bus;
+pub mod clerk;
+pub mod clock;
+pub mod cluster;
+pub mod framing;
+pub mod gateway;
+pub mod http;
+pub mod lockservice;
+pub mod node;
+pub mod view;

@@ -1,0 +1,417 @@
+//! The Lab 1 lock service as a sans-IO state machine.
+//!
+//! [`LockServer`] decides; it does no I/O and reads no clock. Each input (a client request, a
+//! forwarded operation, the backup's ack, the loss of the backup) produces [`Output`]s: messages
+//! to send and events to report. `node.rs` runs it on real sockets; the tests below run it on
+//! plain values. It must not learn about sockets, timers or the supervisor.
+//!
+//! The semantics are the seed's, exactly: non-blocking `Lock`/`Unlock` with true/false answers and
+//! no owners; the primary applies, forwards *every* operation to the backup (failed ones too) and
+//! replies only after the backup's ack; at-most-once by request id, with the original answer
+//! returned to a retry; a backup that a client turns to serves alone; a primary that loses its
+//! backup serves alone.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use shared::{EventKind, Op, RequestId, Role};
+
+/// Identifies a client connection inside one node, so a reply finds its way back.
+pub type ConnId = u64;
+
+/// The set of held locks. A lock never seen is free.
+#[derive(Default, Debug, Clone, PartialEq, Eq)]
+pub struct LockTable {
+    held: BTreeSet<String>,
+}
+
+impl LockTable {
+    /// Runs `op` and returns its answer.
+    pub fn apply(&mut self, op: Op, lock: &str) -> bool {
+        match op {
+            Op::Lock => self.held.insert(lock.to_owned()),
+            Op::Unlock => self.held.remove(lock),
+        }
+    }
+
+    pub fn is_held(&self, lock: &str) -> bool {
+        self.held.contains(lock)
+    }
+
+    pub fn held(&self) -> impl Iterator<Item = &str> {
+        self.held.iter().map(String::as_str)
+    }
+}
+
+/// What the state machine wants done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send the answer of `req` on client connection `to`.
+    Reply {
+        to: ConnId,
+        req: RequestId,
+        ok: bool,
+    },
+    /// Send this operation to the backup (in the order the outputs come).
+    Forward {
+        req: RequestId,
+        op: Op,
+        lock: String,
+    },
+    /// Answer the primary's forward of `req`.
+    ForwardAck { req: RequestId, ok: bool },
+    /// Report this to the supervisor.
+    Event(EventKind),
+}
+
+/// What the server remembers of a client's latest request: at-most-once.
+///
+/// A clerk has one call outstanding and its sequence numbers only grow, so the latest request
+/// per client is all that a retry can ask about. `ok` is `None` while the primary waits for the
+/// backup's ack: the answer exists but must not leave yet.
+#[derive(Debug, Clone, Copy)]
+struct LastRequest {
+    seq: u64,
+    ok: bool,
+}
+
+/// A client request executed by the primary, waiting for the backup's ack before it is answered.
+#[derive(Debug)]
+struct AwaitingAck {
+    ok: bool,
+    /// Connections to answer when the ack comes (a duplicate of the same request adds one).
+    waiters: Vec<ConnId>,
+}
+
+/// One lock server, primary or backup.
+#[derive(Debug)]
+pub struct LockServer {
+    role: Role,
+    serving_alone: bool,
+    table: LockTable,
+    last: HashMap<u32, LastRequest>,
+    awaiting: BTreeMap<RequestId, AwaitingAck>,
+}
+
+impl LockServer {
+    /// A primary starts with a backup to forward to; a backup starts serving nobody.
+    pub fn new(role: Role) -> Self {
+        Self {
+            role,
+            serving_alone: false,
+            table: LockTable::default(),
+            last: HashMap::new(),
+            awaiting: BTreeMap::new(),
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn serving_alone(&self) -> bool {
+        self.serving_alone
+    }
+
+    pub fn table(&self) -> &LockTable {
+        &self.table
+    }
+
+    /// Requests executed and forwarded whose ack has not come.
+    pub fn awaiting_ack(&self) -> usize {
+        self.awaiting.len()
+    }
+
+    fn forwards(&self) -> bool {
+        self.role == Role::Primary && !self.serving_alone
+    }
+
+    /// Runs `op` unless `req` already ran; returns the answer, or `None` for a request older
+    /// than the client's latest (a stale duplicate, which gets no answer).
+    fn execute(
+        &mut self,
+        req: RequestId,
+        op: Op,
+        lock: &str,
+        forwarded: bool,
+        out: &mut Vec<Output>,
+    ) -> Option<(bool, bool)> {
+        let (ok, duplicate) = match self.last.get(&req.client) {
+            Some(last) if last.seq == req.seq => (last.ok, true),
+            Some(last) if last.seq > req.seq => return None,
+            _ => {
+                let ok = self.table.apply(op, lock);
+                self.last
+                    .insert(req.client, LastRequest { seq: req.seq, ok });
+                (ok, false)
+            }
+        };
+        out.push(Output::Event(EventKind::Executed {
+            req,
+            op,
+            lock: lock.to_owned(),
+            ok,
+            held: self.table.is_held(lock),
+            duplicate,
+            forwarded,
+        }));
+        Some((ok, duplicate))
+    }
+
+    fn become_alone(&mut self, reason: &str, out: &mut Vec<Output>) {
+        if self.role == Role::Primary && self.serving_alone {
+            return;
+        }
+        self.role = Role::Primary;
+        self.serving_alone = true;
+        out.push(Output::Event(EventKind::RoleChanged {
+            role: Role::Primary,
+            serving_alone: true,
+            reason: reason.to_owned(),
+        }));
+    }
+
+    /// A clerk's request arrived on connection `from`.
+    pub fn on_request(
+        &mut self,
+        from: ConnId,
+        req: RequestId,
+        op: Op,
+        lock: &str,
+        out: &mut Vec<Output>,
+    ) {
+        if self.role == Role::Backup {
+            // Lab 1: clients turn to the backup only when the primary failed them.
+            self.become_alone("a client failed over to it", out);
+        }
+        if let Some(waiting) = self.awaiting.get_mut(&req) {
+            // Same request again while its forward is in flight: answer both when the ack comes.
+            waiting.waiters.push(from);
+            return;
+        }
+        let Some((ok, duplicate)) = self.execute(req, op, lock, false, out) else {
+            return;
+        };
+        if self.forwards() && !duplicate {
+            self.awaiting.insert(
+                req,
+                AwaitingAck {
+                    ok,
+                    waiters: vec![from],
+                },
+            );
+            out.push(Output::Forward {
+                req,
+                op,
+                lock: lock.to_owned(),
+            });
+        } else {
+            out.push(Output::Reply { to: from, req, ok });
+        }
+    }
+
+    /// The primary forwarded an operation to this server.
+    pub fn on_forward(&mut self, req: RequestId, op: Op, lock: &str, out: &mut Vec<Output>) {
+        if let Some((ok, _)) = self.execute(req, op, lock, true, out) {
+            out.push(Output::ForwardAck { req, ok });
+        }
+    }
+
+    /// The backup acknowledged `req`: its client may now have the answer.
+    pub fn on_forward_ack(&mut self, req: RequestId, out: &mut Vec<Output>) {
+        if let Some(done) = self.awaiting.remove(&req) {
+            for to in done.waiters {
+                out.push(Output::Reply {
+                    to,
+                    req,
+                    ok: done.ok,
+                });
+            }
+        }
+    }
+
+    /// The backup cannot be reached (refused, closed, or no ack in time): serve alone, and
+    /// answer everything that waited for it.
+    pub fn on_backup_lost(&mut self, reason: &str, out: &mut Vec<Output>) {
+        if self.role != Role::Primary {
+            return;
+        }
+        self.become_alone(reason, out);
+        for (req, done) in std::mem::take(&mut self.awaiting) {
+            for to in done.waiters {
+                out.push(Output::Reply {
+                    to,
+                    req,
+                    ok: done.ok,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(client: u32, seq: u64) -> RequestId {
+        RequestId { client, seq }
+    }
+
+    fn replies(out: &[Output]) -> Vec<(ConnId, RequestId, bool)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Reply { to, req, ok } => Some((*to, *req, *ok)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn forwards(out: &[Output]) -> Vec<RequestId> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Forward { req, .. } => Some(*req),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lock_table_answers_are_lab1() {
+        let mut t = LockTable::default();
+        assert!(t.apply(Op::Lock, "a"), "a never-used lock is free");
+        assert!(!t.apply(Op::Lock, "a"), "a held lock answers false at once");
+        assert!(t.apply(Op::Unlock, "a"));
+        assert!(
+            !t.apply(Op::Unlock, "a"),
+            "unlocking a free lock answers false"
+        );
+        assert!(!t.apply(Op::Unlock, "never"), "never-used lock is free");
+    }
+
+    #[test]
+    fn primary_replies_only_after_backup_ack() {
+        let mut p = LockServer::new(Role::Primary);
+        let mut out = vec![];
+        p.on_request(7, req(1, 1), Op::Lock, "a", &mut out);
+        assert!(replies(&out).is_empty(), "no reply before the ack");
+        assert_eq!(forwards(&out), vec![req(1, 1)]);
+        assert!(
+            p.table().is_held("a"),
+            "the primary applies before forwarding"
+        );
+        out.clear();
+        p.on_forward_ack(req(1, 1), &mut out);
+        assert_eq!(replies(&out), vec![(7, req(1, 1), true)]);
+    }
+
+    #[test]
+    fn failed_operations_are_forwarded_too() {
+        let mut p = LockServer::new(Role::Primary);
+        let mut out = vec![];
+        p.on_request(1, req(1, 1), Op::Unlock, "a", &mut out);
+        assert_eq!(forwards(&out), vec![req(1, 1)]);
+        p.on_forward_ack(req(1, 1), &mut out);
+        assert_eq!(replies(&out), vec![(1, req(1, 1), false)]);
+    }
+
+    #[test]
+    fn retry_gets_the_original_answer_without_running_again() {
+        let mut b = LockServer::new(Role::Backup);
+        let mut out = vec![];
+        b.on_forward(req(1, 1), Op::Lock, "a", &mut out);
+        assert!(out.contains(&Output::ForwardAck {
+            req: req(1, 1),
+            ok: true
+        }));
+        // Another client unlocks it, then client 1 retries its lock at the backup.
+        out.clear();
+        b.on_forward(req(2, 1), Op::Unlock, "a", &mut out);
+        out.clear();
+        b.on_request(9, req(1, 1), Op::Lock, "a", &mut out);
+        assert_eq!(replies(&out), vec![(9, req(1, 1), true)]);
+        assert!(!b.table().is_held("a"), "the retry must not lock again");
+        assert!(out.iter().any(|o| matches!(
+            o,
+            Output::Event(EventKind::Executed {
+                duplicate: true,
+                ..
+            })
+        )));
+    }
+
+    #[test]
+    fn backup_turns_primary_alone_when_a_client_fails_over() {
+        let mut b = LockServer::new(Role::Backup);
+        let mut out = vec![];
+        b.on_request(3, req(1, 5), Op::Lock, "x", &mut out);
+        assert_eq!(b.role(), Role::Primary);
+        assert!(b.serving_alone());
+        assert_eq!(
+            replies(&out),
+            vec![(3, req(1, 5), true)],
+            "alone: answer at once"
+        );
+        assert!(forwards(&out).is_empty());
+    }
+
+    #[test]
+    fn losing_the_backup_answers_the_waiting_and_stops_forwarding() {
+        let mut p = LockServer::new(Role::Primary);
+        let mut out = vec![];
+        p.on_request(1, req(1, 1), Op::Lock, "a", &mut out);
+        p.on_request(2, req(2, 1), Op::Lock, "a", &mut out);
+        out.clear();
+        p.on_backup_lost("backup connection refused", &mut out);
+        assert_eq!(
+            replies(&out),
+            vec![(1, req(1, 1), true), (2, req(2, 1), false)]
+        );
+        assert!(p.serving_alone());
+        out.clear();
+        p.on_request(1, req(1, 2), Op::Unlock, "a", &mut out);
+        assert!(forwards(&out).is_empty());
+        assert_eq!(replies(&out), vec![(1, req(1, 2), true)]);
+    }
+
+    #[test]
+    fn forwards_leave_in_the_order_applied() {
+        let mut p = LockServer::new(Role::Primary);
+        let mut out = vec![];
+        for c in 1..=5 {
+            p.on_request(c as u64, req(c, 1), Op::Lock, "a", &mut out);
+        }
+        assert_eq!(
+            forwards(&out),
+            (1..=5).map(|c| req(c, 1)).collect::<Vec<_>>()
+        );
+        assert_eq!(p.awaiting_ack(), 5);
+    }
+
+    #[test]
+    fn duplicate_while_awaiting_ack_is_answered_once_acked() {
+        let mut p = LockServer::new(Role::Primary);
+        let mut out = vec![];
+        p.on_request(1, req(1, 1), Op::Lock, "a", &mut out);
+        p.on_request(2, req(1, 1), Op::Lock, "a", &mut out);
+        assert_eq!(forwards(&out).len(), 1, "executed and forwarded once");
+        out.clear();
+        p.on_forward_ack(req(1, 1), &mut out);
+        assert_eq!(
+            replies(&out),
+            vec![(1, req(1, 1), true), (2, req(1, 1), true)]
+        );
+    }
+
+    #[test]
+    fn stale_request_is_not_executed() {
+        let mut b = LockServer::new(Role::Backup);
+        let mut out = vec![];
+        b.on_forward(req(1, 2), Op::Lock, "a", &mut out);
+        out.clear();
+        b.on_forward(req(1, 1), Op::Unlock, "a", &mut out);
+        assert!(
+            out.is_empty(),
+            "an older request of the same client is ignored"
+        );
+        assert!(b.table().is_held("a"));
+    }
+}

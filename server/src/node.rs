@@ -1,0 +1,580 @@
+//! One server process (`pbscope node`): the runtime around [`LockServer`].
+//!
+//! It listens on TCP for clerks, keeps one connection to the backup (when primary), and reports
+//! every event to the supervisor over a control connection. The order of effects is the point:
+//! an event is written to the control socket *before* the action it describes, so a SIGKILL can
+//! never lose the record of a message that left.
+//!
+//! The inbox is "the wire": every arriving frame is held until `arrival + slow-motion delay`
+//! (per connection, in order) before the state machine sees it, so slow motion is a real delay
+//! of real messages. This module must not decide lock-service semantics; it only carries out
+//! what [`LockServer`] asks.
+
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use shared::{CrashCause, Envelope, EventKind, Msg, NodeControl, NodeName, NodeReport, Role};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::clock::RunClock;
+use crate::framing::{self, FramedConn};
+use crate::lockservice::{ConnId, LockServer, Output};
+
+/// Everything a node process is started with (its command line).
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub id: NodeName,
+    pub role: Role,
+    /// The supervisor's control listener.
+    pub control: SocketAddr,
+    /// Proves to the supervisor that this process is the one it spawned.
+    pub token: u64,
+    /// The supervisor's CLOCK_MONOTONIC reading at the start of the run.
+    pub epoch_ns: u64,
+    /// High bits of this process's message ids, unique in the run.
+    pub origin: u64,
+    /// Exit at once if this process is no longer our parent.
+    pub parent_pid: Option<u32>,
+    pub slow_motion_ms: u64,
+    /// The backup to forward to (id, address), for a primary.
+    pub backup: Option<(NodeName, String)>,
+}
+
+/// How long the primary waits for the backup's ack before it declares the backup lost,
+/// on top of the slow-motion delays the forward and its ack go through.
+const ACK_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// The connection id of the link to the backup (client connections count up from 1).
+const BACKUP_LINK: ConnId = 0;
+
+/// Something for the node's main loop.
+#[derive(Debug)]
+enum Inbound {
+    Frame {
+        conn: ConnId,
+        arrived: Instant,
+        env: Envelope,
+    },
+    Closed {
+        conn: ConnId,
+        reason: String,
+    },
+}
+
+/// A frame waiting out the slow-motion delay. Ordered by due time, then arrival.
+#[derive(Debug)]
+struct Held {
+    due: Instant,
+    n: u64,
+    conn: ConnId,
+    env: Envelope,
+}
+
+impl PartialEq for Held {
+    fn eq(&self, other: &Self) -> bool {
+        (self.due, self.n) == (other.due, other.n)
+    }
+}
+impl Eq for Held {}
+impl PartialOrd for Held {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Held {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // BinaryHeap is a max-heap: reverse to pop the earliest.
+        (other.due, other.n).cmp(&(self.due, self.n))
+    }
+}
+
+/// The receiver's side of the wire: holds frames for the slow-motion delay, keeping each
+/// connection's frames in order even when the delay changes.
+#[derive(Debug, Default)]
+struct Inbox {
+    held: BinaryHeap<Held>,
+    last_due: HashMap<ConnId, Instant>,
+    n: u64,
+    delay: Duration,
+}
+
+impl Inbox {
+    fn push(&mut self, conn: ConnId, arrived: Instant, env: Envelope) {
+        let mut due = arrived + self.delay;
+        if let Some(prev) = self.last_due.get(&conn) {
+            due = due.max(*prev);
+        }
+        self.last_due.insert(conn, due);
+        self.n += 1;
+        self.held.push(Held {
+            due,
+            n: self.n,
+            conn,
+            env,
+        });
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.held.peek().map(|h| h.due)
+    }
+
+    fn pop_due(&mut self, now: Instant) -> Option<Held> {
+        if self.next_due()? <= now {
+            self.held.pop()
+        } else {
+            None
+        }
+    }
+}
+
+/// Reports to the supervisor. Each write completes (into the socket) before the caller goes on.
+struct Reporter {
+    sink: SplitSink<FramedConn, bytes::Bytes>,
+    clock: RunClock,
+}
+
+impl Reporter {
+    async fn event(&mut self, kind: EventKind) -> anyhow::Result<()> {
+        let report = NodeReport::Event {
+            t_us: self.clock.now_us(),
+            kind,
+        };
+        self.sink
+            .send(framing::encode(&report))
+            .await
+            .context("control connection to the supervisor")
+    }
+}
+
+/// The node's whole state: the state machine plus its sockets.
+struct Node {
+    cfg: NodeConfig,
+    server: LockServer,
+    reporter: Reporter,
+    clients: HashMap<ConnId, SplitSink<FramedConn, bytes::Bytes>>,
+    backup: Option<BackupLink>,
+    inbox: Inbox,
+    next_msg: u64,
+    /// `crash_before_reply` is armed: the next client request becomes the fatal one.
+    armed: bool,
+    /// The request whose reply must never leave.
+    fatal: Option<shared::RequestId>,
+    tx: mpsc::UnboundedSender<Inbound>,
+}
+
+struct BackupLink {
+    id: NodeName,
+    addr: String,
+    sink: Option<SplitSink<FramedConn, bytes::Bytes>>,
+    /// Forwards sent and not yet acknowledged, oldest first, with their deadlines.
+    unacked: std::collections::VecDeque<(shared::RequestId, Instant)>,
+    lost: bool,
+}
+
+/// Runs a node process until the supervisor goes away. Never returns `Ok` while it should run.
+pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
+    let clock = RunClock::from_epoch(cfg.epoch_ns);
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the node's listener")?;
+    let port = listener.local_addr()?.port();
+
+    let control = TcpStream::connect(cfg.control)
+        .await
+        .with_context(|| format!("connecting to the supervisor at {}", cfg.control))?;
+    let (mut ctl_sink, mut ctl_stream) = framing::framed(control).split();
+    let ready = NodeReport::Ready {
+        id: cfg.id.clone(),
+        pid: std::process::id(),
+        port,
+        token: cfg.token,
+    };
+    ctl_sink.send(framing::encode(&ready)).await?;
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut node = Node {
+        server: LockServer::new(cfg.role),
+        reporter: Reporter {
+            sink: ctl_sink,
+            clock,
+        },
+        clients: HashMap::new(),
+        backup: cfg.backup.clone().map(|(id, addr)| BackupLink {
+            id,
+            addr,
+            sink: None,
+            unacked: Default::default(),
+            lost: false,
+        }),
+        inbox: Inbox {
+            delay: Duration::from_millis(cfg.slow_motion_ms),
+            ..Inbox::default()
+        },
+        next_msg: 0,
+        armed: false,
+        fatal: None,
+        tx,
+        cfg,
+    };
+    let mut next_conn: ConnId = 1;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+
+    loop {
+        let due = node.inbox.next_due();
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = accepted.context("accepting a connection")?;
+                let conn = next_conn;
+                next_conn += 1;
+                let (sink, stream) = framing::framed(stream).split();
+                node.clients.insert(conn, sink);
+                tokio::spawn(read_frames(conn, stream, node.tx.clone()));
+            }
+            ctl = framing::recv::<NodeControl, _>(&mut ctl_stream) => {
+                match ctl {
+                    Ok(c) => node.on_control(c).await?,
+                    // The supervisor is gone: a node never outlives it.
+                    Err(_) => return Ok(()),
+                }
+            }
+            Some(inbound) = rx.recv() => node.on_inbound(inbound).await?,
+            _ = sleep_until_opt(due) => {
+                while let Some(held) = node.inbox.pop_due(Instant::now()) {
+                    node.deliver(held.conn, held.env).await?;
+                }
+            }
+            _ = tick.tick() => node.check_ack_deadline().await?,
+        }
+    }
+}
+
+async fn sleep_until_opt(due: Option<Instant>) {
+    match due {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads frames off one connection into the main loop, stamping their arrival.
+async fn read_frames(
+    conn: ConnId,
+    mut stream: futures_util::stream::SplitStream<FramedConn>,
+    tx: mpsc::UnboundedSender<Inbound>,
+) {
+    let reason = loop {
+        match framing::recv::<Envelope, _>(&mut stream).await {
+            Ok(env) => {
+                let frame = Inbound::Frame {
+                    conn,
+                    arrived: Instant::now(),
+                    env,
+                };
+                if tx.send(frame).is_err() {
+                    return;
+                }
+            }
+            Err(e) => break e.to_string(),
+        }
+    };
+    let _ = tx.send(Inbound::Closed { conn, reason });
+}
+
+impl Node {
+    fn next_msg_id(&mut self) -> u64 {
+        self.next_msg += 1;
+        (self.cfg.origin << 32) | self.next_msg
+    }
+
+    async fn on_control(&mut self, c: NodeControl) -> anyhow::Result<()> {
+        match c {
+            NodeControl::ArmCrashBeforeReply => {
+                self.armed = true;
+                self.reporter.event(EventKind::CrashArmed {}).await?;
+            }
+            NodeControl::SetSlowMotion { delay_ms } => {
+                self.inbox.delay = Duration::from_millis(delay_ms);
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_inbound(&mut self, inbound: Inbound) -> anyhow::Result<()> {
+        match inbound {
+            Inbound::Frame { conn, arrived, env } => self.inbox.push(conn, arrived, env),
+            Inbound::Closed { conn, reason } => {
+                if conn == BACKUP_LINK {
+                    self.backup_lost(&format!("backup connection closed ({reason})"))
+                        .await?;
+                } else {
+                    self.clients.remove(&conn);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The frame has waited out the wire: the state machine sees it now.
+    async fn deliver(&mut self, conn: ConnId, env: Envelope) -> anyhow::Result<()> {
+        self.reporter
+            .event(EventKind::MsgDelivered {
+                msg_id: env.msg_id,
+                from: env.from.clone(),
+                to: self.cfg.id.clone(),
+            })
+            .await?;
+        let mut out = Vec::new();
+        match env.msg {
+            Msg::Request { req, op, lock } => {
+                if self.armed {
+                    self.armed = false;
+                    self.fatal = Some(req);
+                }
+                self.server.on_request(conn, req, op, &lock, &mut out);
+            }
+            Msg::Forward { req, op, lock } => {
+                self.server.on_forward(req, op, &lock, &mut out);
+            }
+            Msg::ForwardAck { req, .. } => {
+                if let Some(link) = self.backup.as_mut() {
+                    link.unacked.retain(|(r, _)| *r != req);
+                }
+                self.server.on_forward_ack(req, &mut out);
+            }
+            // Servers are not sent replies; a confused peer's frame is ignored.
+            Msg::Reply { .. } => {}
+        }
+        self.carry_out(out, conn, &env.from).await
+    }
+
+    /// Performs the state machine's outputs, in order. A forward that finds the backup gone
+    /// feeds the state machine's reaction back into the same queue.
+    async fn carry_out(
+        &mut self,
+        out: Vec<Output>,
+        conn: ConnId,
+        peer: &str,
+    ) -> anyhow::Result<()> {
+        let mut queue = std::collections::VecDeque::from(out);
+        while let Some(o) = queue.pop_front() {
+            match o {
+                Output::Event(kind) => self.reporter.event(kind).await?,
+                Output::Reply { to, req, ok } => {
+                    if self.fatal == Some(req) {
+                        self.die_before_reply(req).await;
+                    }
+                    let to_name = shared::client_node(req.client);
+                    self.send_to_client(to, &to_name, Msg::Reply { req, ok })
+                        .await?;
+                }
+                Output::ForwardAck { req, ok } => {
+                    self.send_to_client(conn, peer, Msg::ForwardAck { req, ok })
+                        .await?;
+                }
+                Output::Forward { req, op, lock } => {
+                    if let Some(reason) = self.forward(Msg::Forward { req, op, lock }).await? {
+                        let mut more = Vec::new();
+                        self.mark_backup_lost(&reason, &mut more);
+                        queue.extend(more);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends on a connection someone opened to us (a clerk, or the primary for acks).
+    async fn send_to_client(&mut self, conn: ConnId, to: &str, msg: Msg) -> anyhow::Result<()> {
+        if !self.clients.contains_key(&conn) {
+            // That peer hung up; a real server's reply would go nowhere too.
+            return Ok(());
+        }
+        let msg_id = self.next_msg_id();
+        let env = Envelope {
+            msg_id,
+            from: self.cfg.id.clone(),
+            msg,
+        };
+        self.reporter
+            .event(EventKind::MsgSent {
+                msg_id,
+                from: self.cfg.id.clone(),
+                to: to.to_owned(),
+                msg: env.msg.clone(),
+            })
+            .await?;
+        let sent = match self.clients.get_mut(&conn) {
+            Some(sink) => sink.send(framing::encode(&env)).await.is_ok(),
+            None => false,
+        };
+        if !sent {
+            self.clients.remove(&conn);
+        }
+        Ok(())
+    }
+
+    /// Sends a forward to the backup, connecting first if needed. Returns why the backup is
+    /// lost, if this showed it is.
+    async fn forward(&mut self, msg: Msg) -> anyhow::Result<Option<String>> {
+        let Some(link) = self.backup.as_ref() else {
+            return Ok(Some("no backup configured".into()));
+        };
+        if link.lost {
+            return Ok(None);
+        }
+        if link.sink.is_none() {
+            let addr = link.addr.clone();
+            match tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&addr)).await {
+                Ok(Ok(stream)) => {
+                    let (sink, stream) = framing::framed(stream).split();
+                    tokio::spawn(read_frames(BACKUP_LINK, stream, self.tx.clone()));
+                    if let Some(link) = self.backup.as_mut() {
+                        link.sink = Some(sink);
+                    }
+                }
+                Ok(Err(e)) => return Ok(Some(format!("backup unreachable ({e})"))),
+                Err(_) => return Ok(Some("backup connect timed out".into())),
+            }
+        }
+        let msg_id = self.next_msg_id();
+        let req = match &msg {
+            Msg::Forward { req, .. } => *req,
+            _ => bail!("only forwards go to the backup"),
+        };
+        let env = Envelope {
+            msg_id,
+            from: self.cfg.id.clone(),
+            msg,
+        };
+        let to = self
+            .backup
+            .as_ref()
+            .map(|l| l.id.clone())
+            .unwrap_or_default();
+        self.reporter
+            .event(EventKind::MsgSent {
+                msg_id,
+                from: self.cfg.id.clone(),
+                to,
+                msg: env.msg.clone(),
+            })
+            .await?;
+        // Forward and ack each cross the wire once, and each may wait out the slow-motion delay.
+        let deadline = Instant::now() + ACK_TIMEOUT + self.inbox.delay * 3;
+        let link = self.backup.as_mut().expect("checked above");
+        link.unacked.push_back((req, deadline));
+        let sent = match link.sink.as_mut() {
+            Some(sink) => sink.send(framing::encode(&env)).await.is_ok(),
+            None => false,
+        };
+        Ok((!sent).then(|| "backup connection broken".to_owned()))
+    }
+
+    async fn check_ack_deadline(&mut self) -> anyhow::Result<()> {
+        let overdue = self
+            .backup
+            .as_ref()
+            .and_then(|l| l.unacked.front())
+            .is_some_and(|(_, deadline)| *deadline <= Instant::now());
+        if overdue {
+            self.backup_lost("backup did not acknowledge in time")
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn backup_lost(&mut self, reason: &str) -> anyhow::Result<()> {
+        let mut out = Vec::new();
+        self.mark_backup_lost(reason, &mut out);
+        self.carry_out(out, BACKUP_LINK, "").await
+    }
+
+    fn mark_backup_lost(&mut self, reason: &str, out: &mut Vec<Output>) {
+        if let Some(link) = self.backup.as_mut() {
+            if link.lost {
+                return;
+            }
+            link.lost = true;
+            link.sink = None;
+            link.unacked.clear();
+        }
+        self.server.on_backup_lost(reason, out);
+    }
+
+    /// `crash_before_reply` fires: the request is fully executed and acknowledged by the backup;
+    /// record why we die, then die the way a crash does (SIGKILL), with the reply unsent.
+    async fn die_before_reply(&mut self, req: shared::RequestId) -> ! {
+        let _ = self
+            .reporter
+            .event(EventKind::Crashed {
+                pid: std::process::id(),
+                cause: CrashCause::BeforeReply,
+                req: Some(req),
+            })
+            .await;
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        // SIGKILL cannot be caught; this is never reached.
+        std::process::abort()
+    }
+}
+
+/// Makes this process die with its parent, even if the parent is SIGKILLed.
+pub fn die_with_parent(parent_pid: Option<u32>) -> anyhow::Result<()> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .context("setting the parent-death signal")?;
+    if let Some(expected) = parent_pid {
+        // The parent may have died before prctl took effect.
+        if nix::unistd::getppid().as_raw() as u32 != expected {
+            bail!("the supervisor (pid {expected}) is already gone");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::{Op, RequestId};
+
+    fn env(n: u64) -> Envelope {
+        Envelope {
+            msg_id: n,
+            from: "c1".into(),
+            msg: Msg::Request {
+                req: RequestId { client: 1, seq: n },
+                op: Op::Lock,
+                lock: "a".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn inbox_holds_frames_for_the_delay_and_keeps_connection_order() {
+        let t0 = Instant::now();
+        let mut inbox = Inbox {
+            delay: Duration::from_millis(500),
+            ..Inbox::default()
+        };
+        inbox.push(1, t0, env(1));
+        // The delay drops to zero: the later frame of the same connection must still wait.
+        inbox.delay = Duration::ZERO;
+        inbox.push(1, t0 + Duration::from_millis(10), env(2));
+        inbox.push(2, t0 + Duration::from_millis(10), env(3));
+        assert!(
+            inbox
+                .pop_due(t0 + Duration::from_millis(100))
+                .map(|h| h.env.msg_id)
+                == Some(3)
+        );
+        assert!(inbox.pop_due(t0 + Duration::from_millis(100)).is_none());
+        let order: Vec<u64> = std::iter::from_fn(|| inbox.pop_due(t0 + Duration::from_secs(1)))
+            .map(|h| h.env.msg_id)
+            .collect();
+        assert_eq!(order, vec![1, 2]);
+    }
+}
