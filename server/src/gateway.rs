@@ -61,6 +61,9 @@ impl Default for GatewayConfig {
 /// between `max_message_bytes` and this, the viewer gets a `too_large` error and stays.
 const HARD_FRAME_LIMIT: usize = 1 << 20;
 
+/// Kernel send buffer of a viewer's socket.
+const VIEWER_SNDBUF: usize = 256 * 1024;
+
 /// A viewer over its rate budget this many times in a row is cut off.
 const FLOOD_CUTOFF: u32 = 1_000;
 
@@ -119,6 +122,11 @@ async fn serve_connection(
         .await?;
         return Ok(());
     }
+    // A fixed kernel send buffer (no autotuning to megabytes): a viewer that stops reading
+    // blocks its own handler soon, falls behind the bus, and is resynchronised with a snapshot
+    // instead of being fed stale events for seconds.
+    let _ =
+        nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::SndBuf, &VIEWER_SNDBUF);
     let ws_cfg = WebSocketConfig::default()
         .max_message_size(Some(HARD_FRAME_LIMIT))
         .max_frame_size(Some(HARD_FRAME_LIMIT));

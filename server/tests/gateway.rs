@@ -1,0 +1,489 @@
+//! The WebSocket gateway with a real client: the stream's shape, every command, bad input,
+//! a lagging viewer, several viewers, and the Origin/Host checks.
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use shared::{ErrorCode, EventKind, Op, ServerMsg};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn hello_then_snapshot_then_consecutive_events() {
+    let server = Server::start().await;
+    let mut v = server.viewer().await;
+    assert_eq!(v.hello.protocol, shared::PROTOCOL_VERSION);
+    assert_eq!(v.hello.limits.history, 100_000);
+    let snap = v.snapshot.clone();
+    assert_eq!(snap.nodes.len(), 2);
+    assert!(snap.nodes.iter().all(|n| n.alive && n.pid.is_some()));
+    let started = snap
+        .events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::ProcessStarted { .. }))
+        .count();
+    assert_eq!(started, 2, "the snapshot carries the recent history");
+    assert_eq!(snap.events.last().map(|e| e.seq + 1), Some(snap.next_seq));
+
+    v.call_ok(1, Op::Lock, "a").await;
+    let live: Vec<u64> = v.events[snap.events.len()..]
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(
+        live[0], snap.next_seq,
+        "the stream continues the snapshot exactly"
+    );
+    assert!(
+        live.windows(2).all(|w| w[1] == w[0] + 1),
+        "consecutive: {live:?}"
+    );
+    assert!(
+        live.len() >= 12,
+        "a call is at least 12 events: {}",
+        live.len()
+    );
+    // Timestamps share one clock: a delivery is never before its send.
+    for e in &v.events {
+        if let EventKind::MsgDelivered { msg_id, .. } = e.kind {
+            let sent = v
+                .events
+                .iter()
+                .find(|s| matches!(s.kind, EventKind::MsgSent { msg_id: m, .. } if m == msg_id))
+                .unwrap();
+            assert!(sent.t_us <= e.t_us, "{sent:?} after {e:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_command_is_answered() {
+    let server = Server::start().await;
+    let mut v = server.viewer().await;
+    let old: Vec<u32> = v.snapshot.nodes.iter().map(|n| n.pid.unwrap()).collect();
+
+    assert!(v
+        .command(json!({"type":"lock","client":1,"lock":"a"}))
+        .await
+        .unwrap()
+        .contains("Lock(a)"));
+    v.wait_event(|e| matches!(e.kind, EventKind::OpCompleted { .. }))
+        .await;
+    assert!(v
+        .command(json!({"type":"unlock","client":1,"lock":"a"}))
+        .await
+        .is_ok());
+
+    // Slow motion really delays every message in its receiver's inbox.
+    let detail = v
+        .command(json!({"type":"set_slow_motion","delay_ms":150}))
+        .await
+        .unwrap();
+    assert!(detail.contains("150"), "{detail}");
+    let from = v.events.len();
+    let done = v.call(2, Op::Lock, "b").await;
+    let EventKind::OpCompleted { latency_us, .. } = done.kind else {
+        panic!("{done:?}")
+    };
+    assert!(
+        latency_us >= 4 * 150_000,
+        "four hops of 150 ms, got {latency_us} us"
+    );
+    let mut checked = 0;
+    for e in &v.events[from..] {
+        if let EventKind::MsgDelivered { msg_id, .. } = e.kind {
+            let sent = v.events[from..]
+                .iter()
+                .find(|s| matches!(s.kind, EventKind::MsgSent { msg_id: m, .. } if m == msg_id));
+            if let Some(sent) = sent {
+                assert!(
+                    e.t_us - sent.t_us >= 150_000,
+                    "message {msg_id} arrived early"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 4, "the slow call's four messages were checked");
+    // One call at a time per clerk.
+    v.send(json!({"type":"lock","client":3,"lock":"c","tag":"first"}))
+        .await;
+    let busy = v
+        .command(json!({"type":"lock","client":3,"lock":"c"}))
+        .await
+        .unwrap_err();
+    assert_eq!(busy.0, ErrorCode::ClientBusy);
+    v.wait_event(
+        |e| matches!(&e.kind, EventKind::OpCompleted { tag: Some(t), .. } if t == "first"),
+    )
+    .await;
+    v.command(json!({"type":"set_slow_motion","delay_ms":0}))
+        .await
+        .unwrap();
+
+    v.command(json!({"type":"crash_before_reply","node":"s1"}))
+        .await
+        .unwrap();
+    v.wait_event(|e| e.node == "s1" && matches!(e.kind, EventKind::CrashArmed {}))
+        .await;
+    assert!(v.nodes().await["s1"].armed);
+    v.command(json!({"type":"crash","node":"s2"}))
+        .await
+        .unwrap();
+
+    let detail = v.command(json!({"type":"reset"})).await.unwrap();
+    assert!(detail.contains("generation 1"), "{detail}");
+    let snap = v.fresh_snapshot().await;
+    assert_eq!(snap.generation, 1);
+    let new: Vec<u32> = snap.nodes.iter().map(|n| n.pid.unwrap()).collect();
+    assert!(snap
+        .nodes
+        .iter()
+        .all(|n| n.alive && n.locks.is_empty() && !n.armed));
+    for pid in &old {
+        assert!(!new.contains(pid));
+        assert!(!process_alive(*pid), "old process {pid} survived the reset");
+    }
+    assert!(snap.clients.is_empty(), "new clerks after a reset");
+    assert!(
+        v.call_ok(1, Op::Lock, "a").await,
+        "a fresh cluster has empty tables"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_an_error_and_harms_nothing() {
+    let server = Server::start().await;
+    let mut v = server.viewer().await;
+    let mut bystander = server.viewer().await;
+    let cases: Vec<(Message, ErrorCode)> = vec![
+        (Message::text("{not json"), ErrorCode::BadJson),
+        (Message::text("42"), ErrorCode::BadJson),
+        (Message::binary(vec![1u8, 2, 3]), ErrorCode::BadJson),
+        (Message::text(r#"{"lock":"a"}"#), ErrorCode::UnknownType),
+        (
+            Message::text(r#"{"type":"format_disk"}"#),
+            ErrorCode::UnknownType,
+        ),
+        (
+            Message::text(r#"{"type":"lock","client":"one","lock":"a"}"#),
+            ErrorCode::BadField,
+        ),
+        (
+            Message::text(r#"{"type":"lock","client":1}"#),
+            ErrorCode::BadField,
+        ),
+        (
+            Message::text(r#"{"type":"lock","client":99999,"lock":"a"}"#),
+            ErrorCode::BadField,
+        ),
+        (
+            Message::text(r#"{"type":"crash","node":"s9"}"#),
+            ErrorCode::UnknownNode,
+        ),
+        (
+            Message::text(r#"{"type":"crash_before_reply","node":"leader"}"#),
+            ErrorCode::UnknownNode,
+        ),
+        (
+            Message::text(r#"{"type":"set_slow_motion","delay_ms":-5}"#),
+            ErrorCode::BadField,
+        ),
+        (
+            Message::text(format!(
+                r#"{{"type":"lock","client":1,"lock":"{}"}}"#,
+                "x".repeat(100_000)
+            )),
+            ErrorCode::TooLarge,
+        ),
+    ];
+    for (msg, want) in cases {
+        let shown = format!("{msg:?}").chars().take(80).collect::<String>();
+        v.send_raw(msg).await;
+        loop {
+            match v.recv().await {
+                ServerMsg::Error { code, message, .. } => {
+                    assert_eq!(code, want, "for {shown}: {message}");
+                    assert!(!message.is_empty());
+                    break;
+                }
+                ServerMsg::Events { .. } => continue,
+                other => panic!("for {shown}: expected an error, got {other:?}"),
+            }
+        }
+    }
+    // The same connection still works, the cluster is untouched, the other viewer saw no harm.
+    assert!(v.call_ok(1, Op::Lock, "a").await);
+    let nodes = v.nodes().await;
+    assert!(nodes.values().all(|n| n.alive));
+    bystander
+        .wait_event(|e| matches!(e.kind, EventKind::OpCompleted { .. }))
+        .await;
+    assert!(bystander
+        .others
+        .iter()
+        .all(|m| !matches!(m, ServerMsg::Error { .. })));
+
+    // A frame beyond the hard limit ends only that connection (a 1009 close, or a reset when
+    // the kernel discards the rest of the unread frame).
+    let mut big = server.viewer().await;
+    let _ = big.ws.send(Message::text("y".repeat(2 << 20))).await;
+    let ended = loop {
+        match tokio::time::timeout(WAIT, big.ws.next()).await {
+            Err(_) => break false,
+            Ok(None) | Ok(Some(Err(_))) => break true,
+            Ok(Some(Ok(Message::Close(c)))) => {
+                assert!(c.is_none_or(|c| u16::from(c.code) == 1009), "close code");
+                break true;
+            }
+            Ok(Some(Ok(_))) => continue,
+        }
+    };
+    assert!(ended, "the oversized frame's connection must end");
+    assert!(v.call_ok(2, Op::Unlock, "a").await, "others go on");
+}
+
+/// Keeps `clients` clerks busy until each made `per_client` calls.
+async fn workload(v: &mut Viewer, clients: u32, per_client: u32) {
+    let mut left: Vec<u32> = vec![per_client; clients as usize + 1];
+    for c in 1..=clients {
+        v.send(json!({"type":"lock","client":c,"lock":format!("l{c}")}))
+            .await;
+        left[c as usize] -= 1;
+    }
+    let mut outstanding = clients;
+    let mut seen = v.events.len();
+    while outstanding > 0 {
+        v.recv().await;
+        let done: Vec<(u32, Op)> = v.events[seen..]
+            .iter()
+            .filter_map(|e| match e.kind {
+                EventKind::OpCompleted { client, op, .. } => Some((client, op)),
+                _ => None,
+            })
+            .collect();
+        seen = v.events.len();
+        for (c, op) in done {
+            outstanding -= 1;
+            if left[c as usize] > 0 {
+                left[c as usize] -= 1;
+                let ty = if op == Op::Lock { "unlock" } else { "lock" };
+                v.send(json!({"type":ty,"client":c,"lock":format!("l{c}")}))
+                    .await;
+                outstanding += 1;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_lagging_viewer_gets_a_fresh_snapshot_with_the_missed_count() {
+    let server = Server::start_with(&[
+        "--viewer-buffer",
+        "32",
+        "--snapshot-events",
+        "50",
+        "--commands-per-sec",
+        "100000",
+    ])
+    .await;
+    let mut fast = server.viewer().await;
+    // The slow viewer has a tiny receive window and stops reading for a while.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(32 * 1024).unwrap();
+    let stream = socket.connect(server.addr.parse().unwrap()).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(
+        server.ws_url(),
+        tokio_tungstenite::MaybeTlsStream::Plain(stream),
+    )
+    .await
+    .unwrap();
+    let mut slow = Viewer::from_ws(ws).await;
+
+    let mut lag = None;
+    for round in 0..6 {
+        workload(&mut fast, 8, 40).await;
+        eprintln!(
+            "round {round}: fast at {:?}, slow at {:?}",
+            fast.events.last().map(|e| e.seq),
+            slow.events.last().map(|e| e.seq)
+        );
+        let target = fast.events.last().unwrap().seq;
+        // Now the slow viewer catches up, reading everything up to the fast one's position.
+        while slow.events.last().map_or(0, |e| e.seq) < target {
+            if let ServerMsg::Snapshot(s) = slow.recv().await {
+                slow.events = s.events.clone();
+                if s.missed > 0 && lag.is_none() {
+                    lag = Some(s);
+                }
+            }
+        }
+        if lag.is_some() {
+            println!("lagged after round {round}");
+            break;
+        }
+    }
+    let snap = lag.expect("the slow viewer must have been resynchronised");
+    assert!(snap.missed > 0);
+    assert_eq!(snap.events.len(), 50);
+    // After the snapshot the stream continues with no gap.
+    let seqs: Vec<u64> = slow.events.iter().map(|e| e.seq).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "gap after resync"
+    );
+    // The fast viewer never lost anything.
+    let all: Vec<u64> = fast.events.iter().map(|e| e.seq).collect();
+    assert!(all.windows(2).all(|w| w[1] == w[0] + 1));
+    assert!(!fast
+        .others
+        .iter()
+        .any(|m| matches!(m, ServerMsg::Snapshot(s) if s.missed > 0)));
+}
+
+#[tokio::test]
+async fn several_viewers_see_the_same_run() {
+    let server = Server::start().await;
+    let mut a = server.viewer().await;
+    let mut b = server.viewer().await;
+    a.call_ok(1, Op::Lock, "shared").await;
+    let last = a.events.last().unwrap().seq;
+    b.wait_event(|e| e.seq == last).await;
+    let from = b.snapshot.next_seq;
+    let sa: Vec<String> = a
+        .events
+        .iter()
+        .filter(|e| e.seq >= from)
+        .map(|e| serde_json::to_string(e).unwrap())
+        .collect();
+    let sb: Vec<String> = b
+        .events
+        .iter()
+        .filter(|e| e.seq >= from && e.seq <= last)
+        .map(|e| serde_json::to_string(e).unwrap())
+        .collect();
+    assert_eq!(sa, sb);
+}
+
+async fn upgrade_status(server: &Server, headers: &[(&'static str, &str)]) -> u16 {
+    let mut req = server.ws_url().into_client_request().unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(*k, v.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((mut ws, resp)) => {
+            let _ = ws.close(None).await;
+            resp.status().as_u16()
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("unexpected: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn foreign_origin_and_foreign_host_are_refused() {
+    let server = Server::start_with(&["--allow-origin", "http://teacher.example:8080"]).await;
+    assert_eq!(
+        upgrade_status(&server, &[]).await,
+        101,
+        "no Origin: a script"
+    );
+    assert_eq!(
+        upgrade_status(&server, &[("Origin", "http://127.0.0.1:8080")]).await,
+        101,
+        "trunk serve's page"
+    );
+    assert_eq!(
+        upgrade_status(&server, &[("Origin", "http://localhost:9000")]).await,
+        101
+    );
+    assert_eq!(
+        upgrade_status(&server, &[("Origin", "http://teacher.example:8080")]).await,
+        101,
+        "allow-listed"
+    );
+    assert_eq!(
+        upgrade_status(&server, &[("Origin", "https://evil.example")]).await,
+        403
+    );
+    assert_eq!(upgrade_status(&server, &[("Origin", "null")]).await, 403);
+    assert_eq!(
+        upgrade_status(&server, &[("Host", "evil.example:9000")]).await,
+        403,
+        "DNS rebinding"
+    );
+    // Refusals harmed nothing.
+    let mut v = server.viewer().await;
+    assert!(v.snapshot.nodes.iter().all(|n| n.alive));
+    assert!(v.call_ok(1, Op::Lock, "a").await);
+}
+
+async fn http_get(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    out
+}
+
+#[tokio::test]
+async fn serves_the_built_page_from_dist() {
+    let dir = std::env::temp_dir().join(format!("pbscope-dist-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), "<h1>page</h1>").unwrap();
+    let server = Server::start_with(&["--dist", dir.to_str().unwrap()]).await;
+    let index = http_get(&server.addr, "/").await;
+    assert!(index.starts_with("HTTP/1.1 200"), "{index}");
+    assert!(index.contains("text/html") && index.ends_with("<h1>page</h1>"));
+    assert!(http_get(&server.addr, "/missing.js")
+        .await
+        .starts_with("HTTP/1.1 404"));
+    assert!(http_get(&server.addr, "/../../etc/passwd")
+        .await
+        .starts_with("HTTP/1.1 400"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_flooding_viewer_is_rate_limited_and_others_go_on() {
+    let server = Server::start_with(&["--commands-per-sec", "50"]).await;
+    let mut flood = server.viewer().await;
+    let mut other = server.viewer().await;
+    for _ in 0..300 {
+        flood.send(json!({"type":"crash","node":"nobody"})).await;
+    }
+    let (mut limited, mut answered) = (0, 0);
+    while limited + answered < 300 {
+        match flood.recv().await {
+            ServerMsg::Error {
+                code: ErrorCode::RateLimited,
+                ..
+            } => limited += 1,
+            ServerMsg::Error {
+                code: ErrorCode::UnknownNode,
+                ..
+            } => answered += 1,
+            ServerMsg::Events { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    println!("{answered} run, {limited} refused");
+    assert!(
+        limited >= 150,
+        "most of a burst of 300 at 50/s is refused: {limited}"
+    );
+    assert!(answered >= 100, "the burst allowance runs: {answered}");
+    assert!(other.call_ok(1, Op::Lock, "a").await);
+    assert!(server.viewer().await.snapshot.nodes.iter().all(|n| n.alive));
+}
