@@ -1,0 +1,157 @@
+//! Golden test: every JSON example in docs/protocol.md parses into the shared types and
+//! serialises back to the same JSON, and every command, server message, event and error code
+//! is documented with an example.
+
+use std::collections::BTreeSet;
+
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value;
+use shared::{Command, ErrorCode, Event, EventKind, ServerMsg, COMMAND_TYPES};
+
+fn examples(kind: &str) -> Vec<String> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md"))
+        .expect("docs/protocol.md is readable");
+    let fence = format!("```json {kind}");
+    let mut out = Vec::new();
+    let mut lines = doc.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == fence {
+            let body: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
+            out.push(body.join("\n"));
+        }
+    }
+    out
+}
+
+/// Parses `text` as `T` and checks that serialising it gives the same JSON back.
+fn round_trip<T: Serialize + DeserializeOwned>(text: &str) -> T {
+    let original: Value =
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    let parsed: T = serde_json::from_value(original.clone())
+        .unwrap_or_else(|e| panic!("does not match the type ({e}): {text}"));
+    let back = serde_json::to_value(&parsed).unwrap();
+    assert_eq!(back, original, "the example and the type disagree");
+    parsed
+}
+
+fn type_of(v: &impl Serialize) -> String {
+    serde_json::to_value(v).unwrap()["type"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn commands_are_documented_exactly() {
+    let docs = examples("command");
+    let names: BTreeSet<String> = docs
+        .iter()
+        .map(|d| round_trip::<Command>(d).name().to_owned())
+        .collect();
+    let all: BTreeSet<String> = COMMAND_TYPES.iter().map(|s| s.to_string()).collect();
+    assert_eq!(names, all, "every command needs an example");
+}
+
+#[test]
+fn server_messages_are_documented_exactly() {
+    let docs = examples("server");
+    let names: BTreeSet<String> = docs
+        .iter()
+        .map(|d| type_of(&round_trip::<ServerMsg>(d)))
+        .collect();
+    let all: BTreeSet<String> = ["hello", "snapshot", "events", "ack", "error"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(names, all);
+}
+
+/// Fails to compile when an event kind is added, so the list below stays complete.
+fn all_event_names() -> Vec<&'static str> {
+    let witness = |k: &EventKind| match k {
+        EventKind::ProcessStarted { .. }
+        | EventKind::ProcessExited { .. }
+        | EventKind::Crashed { .. }
+        | EventKind::CrashArmed {}
+        | EventKind::RoleChanged { .. }
+        | EventKind::MsgSent { .. }
+        | EventKind::MsgDelivered { .. }
+        | EventKind::MsgLost { .. }
+        | EventKind::Executed { .. }
+        | EventKind::OpInvoked { .. }
+        | EventKind::OpCompleted { .. }
+        | EventKind::OpFailed { .. }
+        | EventKind::RpcFailed { .. }
+        | EventKind::ClusterReset { .. }
+        | EventKind::SlowMotionSet { .. } => k.name(),
+    };
+    let _ = witness;
+    vec![
+        "process_started",
+        "process_exited",
+        "crashed",
+        "crash_armed",
+        "role_changed",
+        "msg_sent",
+        "msg_delivered",
+        "msg_lost",
+        "executed",
+        "op_invoked",
+        "op_completed",
+        "op_failed",
+        "rpc_failed",
+        "cluster_reset",
+        "slow_motion_set",
+    ]
+}
+
+#[test]
+fn events_are_documented_exactly() {
+    let mut names = BTreeSet::new();
+    for d in examples("event") {
+        let e: Event = round_trip(&d);
+        names.insert(e.kind.name().to_owned());
+    }
+    // Events inside server examples count too (and must parse).
+    for d in examples("server") {
+        if let ServerMsg::Events { events } = round_trip::<ServerMsg>(&d) {
+            names.extend(events.iter().map(|e| e.kind.name().to_owned()));
+        }
+    }
+    let all: BTreeSet<String> = all_event_names().iter().map(|s| s.to_string()).collect();
+    assert_eq!(names, all);
+}
+
+#[test]
+fn every_error_code_is_in_the_table() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md"))
+        .unwrap();
+    let codes = [
+        ErrorCode::BadJson,
+        ErrorCode::UnknownType,
+        ErrorCode::BadField,
+        ErrorCode::UnknownNode,
+        ErrorCode::NodeDead,
+        ErrorCode::ClientBusy,
+        ErrorCode::TooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::Unavailable,
+    ];
+    // Exhaustive: adding a code breaks this match until the list above grows.
+    for c in codes {
+        match c {
+            ErrorCode::BadJson
+            | ErrorCode::UnknownType
+            | ErrorCode::BadField
+            | ErrorCode::UnknownNode
+            | ErrorCode::NodeDead
+            | ErrorCode::ClientBusy
+            | ErrorCode::TooLarge
+            | ErrorCode::RateLimited
+            | ErrorCode::Unavailable => {}
+        }
+        let name = serde_json::to_value(c).unwrap();
+        let row = format!("| `{}` |", name.as_str().unwrap());
+        assert!(doc.contains(&row), "error code {name} is not in the table");
+    }
+}
