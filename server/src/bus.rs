@@ -7,8 +7,8 @@
 //! events it missed.
 //!
 //! The bus also keeps the log causal. A message's delivery is reported by its receiver and its
-//! send by its sender, over different sockets; a delivery that overtakes its send is parked until
-//! the send arrives. And it knows which messages are in flight, so when a receiver dies (or the
+//! send by its sender, over different sockets; a delivery that overtakes its send is held back,
+//! with every later event of the same producer, until the send arrives. And it knows which messages are in flight, so when a receiver dies (or the
 //! cluster is reset) each of its undelivered messages gets a `msg_lost`.
 
 use std::collections::{HashMap, VecDeque};
@@ -61,8 +61,11 @@ struct BusInner {
     ring: VecDeque<Arc<Logged>>,
     view: ClusterView,
     in_flight: HashMap<u64, Flight>,
-    /// Deliveries whose send has not been published yet: (node, t_us, event).
-    parked: HashMap<u64, (String, u64, EventKind)>,
+    /// Events of a producer held back because its oldest is a delivery whose send has not been
+    /// published yet; the rest wait behind it so the producer's own order is kept.
+    held: HashMap<String, VecDeque<(u64, EventKind)>>,
+    /// Unpublished send -> the producer whose held delivery waits for it.
+    waiting_on: HashMap<u64, String>,
 }
 
 /// See the module docs.
@@ -110,7 +113,8 @@ impl Bus {
                 ring: VecDeque::with_capacity(cfg.history.min(1 << 16)),
                 view: ClusterView::default(),
                 in_flight: HashMap::new(),
-                parked: HashMap::new(),
+                held: HashMap::new(),
+                waiting_on: HashMap::new(),
             }),
             tx,
             clock,
@@ -143,18 +147,52 @@ impl Bus {
     }
 
     fn publish_locked(&self, inner: &mut BusInner, node: &str, t_us: u64, kind: EventKind) {
-        match &kind {
-            EventKind::MsgDelivered { msg_id, .. } | EventKind::MsgLost { msg_id, .. }
-                if !inner.in_flight.contains_key(msg_id) =>
-            {
-                if matches!(kind, EventKind::MsgDelivered { .. }) {
-                    inner.parked.insert(*msg_id, (node.to_owned(), t_us, kind));
-                }
-                return;
-            }
-            _ => {}
+        if let Some(queue) = inner.held.get_mut(node) {
+            queue.push_back((t_us, kind));
+            return;
         }
-        let follow = match &kind {
+        if let Some(msg_id) = Self::unmatched_delivery(inner, &kind) {
+            inner.waiting_on.insert(msg_id, node.to_owned());
+            inner
+                .held
+                .insert(node.to_owned(), VecDeque::from([(t_us, kind)]));
+            return;
+        }
+        self.commit(inner, node, t_us, kind);
+    }
+
+    /// The message id of a delivery whose send is not in the log yet.
+    fn unmatched_delivery(inner: &BusInner, kind: &EventKind) -> Option<u64> {
+        match kind {
+            EventKind::MsgDelivered { msg_id, .. } if !inner.in_flight.contains_key(msg_id) => {
+                Some(*msg_id)
+            }
+            _ => None,
+        }
+    }
+
+    /// Publishes what a producer held back, up to its next delivery that still waits (all of
+    /// it when `force`: its sender is gone, so the send will never come).
+    fn release(&self, inner: &mut BusInner, producer: &str, force: bool) {
+        while let Some((t_us, kind)) = inner.held.get_mut(producer).and_then(VecDeque::pop_front) {
+            if !force {
+                if let Some(msg_id) = Self::unmatched_delivery(inner, &kind) {
+                    inner.waiting_on.insert(msg_id, producer.to_owned());
+                    if let Some(q) = inner.held.get_mut(producer) {
+                        q.push_front((t_us, kind));
+                    }
+                    return;
+                }
+            }
+            self.commit(inner, producer, t_us, kind);
+        }
+        inner.held.remove(producer);
+    }
+
+    fn commit(&self, inner: &mut BusInner, node: &str, t_us: u64, kind: EventKind) {
+        let mut lost = None;
+        let mut unblocks = None;
+        match &kind {
             EventKind::MsgSent {
                 msg_id, from, to, ..
             } => {
@@ -168,33 +206,31 @@ impl Bus {
                         to: to.clone(),
                     },
                 );
-                let receiver_dead = inner.view.node(to).is_some_and(|n| !n.alive);
-                if let Some(parked) = inner.parked.remove(msg_id) {
-                    Some(parked)
-                } else if receiver_dead {
-                    Some((
-                        node.to_owned(),
-                        t_us,
-                        EventKind::MsgLost {
-                            msg_id: *msg_id,
-                            from: from.clone(),
-                            to: to.clone(),
-                            reason: format!("{to} is dead"),
-                        },
-                    ))
-                } else {
-                    None
+                unblocks = inner.waiting_on.remove(msg_id);
+                if unblocks.is_none() && inner.view.node(to).is_some_and(|n| !n.alive) {
+                    lost = Some(EventKind::MsgLost {
+                        msg_id: *msg_id,
+                        from: from.clone(),
+                        to: to.clone(),
+                        reason: format!("{to} is dead"),
+                    });
                 }
             }
             EventKind::MsgDelivered { msg_id, .. } | EventKind::MsgLost { msg_id, .. } => {
                 inner.in_flight.remove(msg_id);
-                None
             }
-            _ => None,
-        };
+            _ => {}
+        }
         self.append(inner, node, t_us, kind);
-        if let Some((node, t_us, kind)) = follow {
-            self.publish_locked(inner, &node, t_us, kind);
+        if let Some(lost) = lost {
+            let to = match &lost {
+                EventKind::MsgLost { to, .. } => to.clone(),
+                _ => unreachable!(),
+            };
+            self.append(inner, &to, t_us, lost);
+        }
+        if let Some(producer) = unblocks {
+            self.release(inner, &producer, false);
         }
     }
 
@@ -225,19 +261,19 @@ impl Bus {
     pub fn node_exited(&self, id: &str, pid: u32, signal: Option<i32>, code: Option<i32>) {
         let now = self.clock.now_us();
         let mut inner = self.lock();
-        // A delivery it reported whose send never came cannot be ordered any better now.
-        let orphans: Vec<u64> = inner
-            .parked
+        // Its held events, and deliveries waiting for a send it never reported, cannot be
+        // ordered any better now.
+        let stuck: Vec<String> = inner
+            .held
             .iter()
-            .filter(
-                |(_, (_, _, k))| matches!(k, EventKind::MsgDelivered { from, .. } if from == id),
-            )
-            .map(|(m, _)| *m)
+            .filter(|(producer, q)| {
+                producer.as_str() == id
+                    || matches!(q.front(), Some((_, EventKind::MsgDelivered { from, .. })) if from == id)
+            })
+            .map(|(p, _)| p.clone())
             .collect();
-        for m in orphans {
-            if let Some((node, t, kind)) = inner.parked.remove(&m) {
-                self.append(&mut inner, &node, t, kind);
-            }
+        for producer in stuck {
+            self.release(&mut inner, &producer, true);
         }
         self.append(
             &mut inner,
@@ -253,8 +289,12 @@ impl Bus {
     pub fn cluster_reset(&self, generation: u64) {
         let now = self.clock.now_us();
         let mut inner = self.lock();
+        let producers: Vec<String> = inner.held.keys().cloned().collect();
+        for producer in producers {
+            self.release(&mut inner, &producer, true);
+        }
+        inner.waiting_on.clear();
         self.lose_in_flight(&mut inner, now, |_| true, "cluster reset");
-        inner.parked.clear();
         self.append(
             &mut inner,
             SUPERVISOR,
@@ -407,13 +447,36 @@ mod tests {
     fn a_delivery_that_overtakes_its_send_is_ordered_after_it() {
         let b = bus(BusConfig::default());
         b.publish("s2", delivered(5, "s2"));
-        assert!(b.recent(10).is_empty(), "parked until its send is known");
+        assert!(b.recent(10).is_empty(), "held until its send is known");
         b.publish("s1", sent(5, "s2"));
         let evs = events(&b);
         assert_eq!(evs.len(), 2);
         assert_eq!(evs[0].kind.name(), "msg_sent");
         assert_eq!(evs[1].kind.name(), "msg_delivered");
         assert_eq!((evs[0].seq, evs[1].seq), (1, 2));
+    }
+
+    #[test]
+    fn a_producer_s_later_events_wait_behind_its_held_delivery() {
+        let b = bus(BusConfig::default());
+        b.publish("c1", delivered(9, "c1"));
+        b.publish("c1", EventKind::SlowMotionSet { delay_ms: 1 });
+        b.publish("c2", EventKind::SlowMotionSet { delay_ms: 2 });
+        assert_eq!(b.recent(10).len(), 1, "c2 is not held back by c1");
+        b.publish("s1", sent(9, "c1"));
+        let names: Vec<(String, &str)> = events(&b)
+            .iter()
+            .map(|e| (e.node.clone(), e.kind.name()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("c2".to_owned(), "slow_motion_set"),
+                ("s1".to_owned(), "msg_sent"),
+                ("c1".to_owned(), "msg_delivered"),
+                ("c1".to_owned(), "slow_motion_set"),
+            ]
+        );
     }
 
     #[test]

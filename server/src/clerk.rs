@@ -275,7 +275,7 @@ impl Clerk {
     /// Sends `req` to the current server once and waits for its reply.
     async fn attempt(&mut self, req: RequestId, op: Op, lock: &str) -> Result<bool, AttemptError> {
         let server = self.servers[self.current].clone();
-        let delay = self.delay();
+        let slow = self.delay();
         let conn = match self.conns[self.current].take() {
             Some(c) => c,
             None => {
@@ -316,7 +316,7 @@ impl Clerk {
         if conn.send(framing::encode(&env)).await.is_err() {
             return Err(AttemptError::Closed);
         }
-        let deadline = Instant::now() + self.timing.reply_timeout + delay * 4;
+        let deadline = Instant::now() + self.timing.reply_timeout + slow * 4;
         loop {
             let frame = tokio::time::timeout_at(deadline, framing::recv::<Envelope, _>(&mut conn));
             let reply = match frame.await {
@@ -325,7 +325,10 @@ impl Clerk {
                 Ok(Ok(reply)) => reply,
             };
             // The wire: a reply, too, waits out the slow-motion delay before the clerk sees it.
-            tokio::time::sleep(self.delay()).await;
+            let delay = self.delay();
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             self.bus.publish(
                 &self.name,
                 EventKind::MsgDelivered {

@@ -243,7 +243,14 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
                     Err(_) => return Ok(()),
                 }
             }
-            Some(inbound) = rx.recv() => node.on_inbound(inbound).await?,
+            Some(inbound) = rx.recv() => {
+                node.on_inbound(inbound).await?;
+                // Frames already due (always, without slow motion) go now: a timer would round
+                // each hop up to the timer wheel's millisecond.
+                while let Some(held) = node.inbox.pop_due(Instant::now()) {
+                    node.deliver(held.conn, held.env).await?;
+                }
+            }
             _ = sleep_until_opt(due) => {
                 while let Some(held) = node.inbox.pop_due(Instant::now()) {
                     node.deliver(held.conn, held.env).await?;
