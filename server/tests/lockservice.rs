@@ -455,3 +455,27 @@ async fn one_contended_lock_counts_add_up_across_a_failover() {
     );
     check_history_against_backup(&v.events);
 }
+
+/// A hung primary (SIGSTOP: alive, silent) is detected by the clerk's timeout alone.
+#[tokio::test]
+async fn a_hung_primary_is_detected_by_timeout() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let server = Server::start().await;
+    let mut v = server.viewer().await;
+    assert!(v.call_ok(1, Op::Lock, "a").await);
+    let s1 = Pid::from_raw(v.nodes().await["s1"].pid.unwrap() as i32);
+    kill(s1, Signal::SIGSTOP).unwrap();
+    let done = v.call(1, Op::Unlock, "a").await;
+    let _ = kill(s1, Signal::SIGCONT);
+    let (ok, server_id, attempts, req) = completed(&done);
+    assert!(ok, "the backup had a locked");
+    assert_eq!((server_id.as_str(), attempts), ("s2", 2));
+    let failed = v
+        .wait_event(|e| matches!(&e.kind, EventKind::RpcFailed { req: r, .. } if *r == req))
+        .await;
+    let EventKind::RpcFailed { reason, .. } = failed.kind else {
+        unreachable!()
+    };
+    assert!(reason.contains("no reply in time"), "{reason}");
+}

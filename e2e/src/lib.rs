@@ -1,0 +1,219 @@
+//! Harness for the browser tests: starts the real `pbscope serve` (serving the trunk-built page
+//! from `dist/`), a chromedriver, and a headless Chromium driven through WebDriver.
+//!
+//! Needs `cargo build -p server` and `trunk build --release` first (scripts/test does both); it
+//! says so clearly when either is missing rather than skipping.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Where a condition is given up on.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e lives in the workspace")
+        .to_path_buf()
+}
+
+fn pbscope_binary() -> anyhow::Result<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let bin = target.join("debug").join("pbscope");
+    if !bin.exists() {
+        bail!(
+            "{} is missing: run `cargo build -p server` first (scripts/test does)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+fn dist_dir() -> anyhow::Result<PathBuf> {
+    let dist = workspace_root().join("dist");
+    if !dist.join("index.html").exists() {
+        bail!(
+            "{} has no built page: run `trunk build --release` first (scripts/test does)",
+            dist.display()
+        );
+    }
+    Ok(dist)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A running `pbscope serve` with the page, a chromedriver and a browser session.
+#[derive(Debug)]
+pub struct Session {
+    pub browser: Client,
+    pub url: String,
+    pub ws_url: String,
+    server: Child,
+    driver: Child,
+}
+
+impl Session {
+    pub async fn start() -> anyhow::Result<Session> {
+        let mut server = Command::new(pbscope_binary()?)
+            .args(["serve", "--listen", "127.0.0.1:0", "--dist"])
+            .arg(dist_dir()?)
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting pbscope serve")?;
+        let stdout = server.stdout.take().context("stdout")?;
+        let line = tokio::time::timeout(WAIT, BufReader::new(stdout).lines().next_line())
+            .await
+            .context("pbscope serve did not start in time")??
+            .context("pbscope serve exited")?;
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .with_context(|| format!("no address in {line:?}"))?
+            .to_owned();
+
+        let port = free_port()?;
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting chromedriver (scripts/setup --browser installs it)")?;
+        let webdriver = format!("http://127.0.0.1:{port}");
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--window-size=1600,1000", "--force-device-scale-factor=1"
+                ]
+            }),
+        );
+        let mut browser = None;
+        for _ in 0..100 {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(caps.clone())
+                .connect(&webdriver)
+                .await
+            {
+                Ok(c) => {
+                    browser = Some(c);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        let browser = browser.context("could not open a Chromium session through chromedriver")?;
+        Ok(Session {
+            browser,
+            url: format!("http://{addr}/"),
+            ws_url: format!("ws://{addr}/ws"),
+            server,
+            driver,
+        })
+    }
+
+    /// Waits until the element exists and returns its text.
+    pub async fn text_of(&self, css: &str) -> anyhow::Result<String> {
+        let el = self
+            .browser
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+            .with_context(|| format!("no element {css}"))?;
+        Ok(el.text().await?)
+    }
+
+    /// Polls until `css` matches an element whose text satisfies `pred`; returns that text.
+    pub async fn wait_text(
+        &self,
+        css: &str,
+        pred: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut last = String::new();
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(els) = self.browser.find_all(Locator::Css(css)).await {
+                for el in els {
+                    if let Ok(t) = el.text().await {
+                        if pred(&t) {
+                            return Ok(t);
+                        }
+                        last = t;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("timed out waiting on {css}; last text {last:?}")
+    }
+
+    /// Polls until at least `n` elements match `css`.
+    pub async fn wait_count(&self, css: &str, n: usize) -> anyhow::Result<usize> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut count = 0;
+        while tokio::time::Instant::now() < deadline {
+            count = self
+                .browser
+                .find_all(Locator::Css(css))
+                .await
+                .map_or(0, |v| v.len());
+            if count >= n {
+                return Ok(count);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("timed out waiting for {n} of {css}; saw {count}")
+    }
+
+    pub async fn click(&self, css: &str) -> anyhow::Result<()> {
+        self.browser
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+            .with_context(|| format!("no element {css} to click"))?
+            .click()
+            .await
+            .with_context(|| format!("clicking {css}"))?;
+        Ok(())
+    }
+
+    /// Saves a PNG of the page under docs/screenshots/.
+    pub async fn screenshot(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let png = self.browser.screenshot().await?;
+        let dir = workspace_root().join("docs").join("screenshots");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png)?;
+        Ok(path)
+    }
+
+    /// Closes the browser and stops the processes.
+    pub async fn close(mut self) -> anyhow::Result<()> {
+        let _ = self.browser.clone().close().await;
+        let _ = self.driver.kill().await;
+        let _ = self.server.kill().await;
+        Ok(())
+    }
+}
