@@ -136,6 +136,7 @@ impl Cluster {
     }
 
     async fn start_servers(&self, gen: &mut Generation) -> anyhow::Result<()> {
+        gen.addrs.clear();
         // The backup first, so the primary starts knowing where to forward.
         let mut started = Vec::new();
         let mut backup = None;
@@ -147,7 +148,6 @@ impl Cluster {
             started.push(s);
         }
         started.reverse();
-        gen.addrs.clear();
         for (id, proc_, port) in started {
             gen.addrs.push(ServerAddr {
                 id: id.clone(),

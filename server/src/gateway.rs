@@ -277,13 +277,7 @@ impl Viewer {
                     }
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),
                 },
-                Some(answer) = self.answers_rx.recv() => {
-                    if let ServerMsg::Snapshot(_) = answer {
-                        rx = self.send_snapshot(&mut ws).await?;
-                    } else {
-                        ws.send(json_msg(&answer)).await?;
-                    }
-                }
+                Some(answer) = self.answers_rx.recv() => ws.send(json_msg(&answer)).await?,
                 _ = shutdown.cancelled() => {
                     let _ = ws.close(Some(CloseFrame { code: CloseCode::Away, reason: "pbscope is shutting down".into() })).await;
                     return Ok(());
@@ -466,8 +460,8 @@ pub async fn execute(cluster: &Cluster, cmd: Command) -> ServerMsg {
         Command::CrashBeforeReply { node, .. } => cluster.crash_before_reply(&node).await,
         Command::Reset { .. } => cluster.reset().await,
         Command::SetSlowMotion { delay_ms, .. } => Ok(cluster.set_slow_motion(delay_ms).await),
-        // Answered by the handler itself.
-        Command::Snapshot { .. } => return ServerMsg::Snapshot(empty_snapshot()),
+        // The handler answers it with the snapshot itself; nothing to do here.
+        Command::Snapshot { .. } => Ok("a snapshot follows".to_owned()),
     };
     match result {
         Ok(detail) => ServerMsg::Ack {
@@ -476,19 +470,6 @@ pub async fn execute(cluster: &Cluster, cmd: Command) -> ServerMsg {
             detail,
         },
         Err(e) => error(e.code(), e.to_string(), tag),
-    }
-}
-
-fn empty_snapshot() -> shared::Snapshot {
-    shared::Snapshot {
-        nodes: vec![],
-        clients: vec![],
-        events: vec![],
-        next_seq: 0,
-        missed: 0,
-        generation: 0,
-        slow_motion_ms: 0,
-        now_us: 0,
     }
 }
 
