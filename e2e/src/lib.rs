@@ -26,6 +26,9 @@ pub fn workspace_root() -> PathBuf {
 }
 
 fn pbscope_binary() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("PBSCOPE_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
@@ -66,9 +69,15 @@ pub struct Session {
 
 impl Session {
     pub async fn start() -> anyhow::Result<Session> {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts with extra `pbscope serve` arguments.
+    pub async fn start_with(extra: &[&str]) -> anyhow::Result<Session> {
         let mut server = Command::new(pbscope_binary()?)
             .args(["serve", "--listen", "127.0.0.1:0", "--dist"])
             .arg(dist_dir()?)
+            .args(extra)
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()

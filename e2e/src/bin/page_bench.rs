@@ -1,0 +1,181 @@
+//! Page benchmark: how smooth the page stays while a load streams in and its history fills.
+//!
+//! Starts the real server and the built page in headless Chromium, drives a steady lock/unlock
+//! load from a separate WebSocket client (`--ops-per-sec`, 12 events per call), waits until the
+//! page has ingested `--fill` events, then measures for `--seconds`: frame intervals from a
+//! `requestAnimationFrame` loop injected into the page, and events ingested per second (the
+//! page's own `window.__pbscope.events_ingested` counter). Prints numbers; asserts nothing.
+//!
+//!   cargo build --release -p server && trunk build --release &&
+//!   PBSCOPE_BIN=target/release/pbscope cargo run --release -p e2e --bin page_bench
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use e2e::Session;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+struct Args {
+    ops_per_sec: u64,
+    fill: u64,
+    seconds: u64,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        ops_per_sec: 400,
+        fill: 100_000,
+        seconds: 10,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let v: u64 = it.next().context("flag without value")?.parse()?;
+        match flag.as_str() {
+            "--ops-per-sec" => a.ops_per_sec = v,
+            "--fill" => a.fill = v,
+            "--seconds" => a.seconds = v,
+            other => anyhow::bail!("unknown flag {other}"),
+        }
+    }
+    Ok(a)
+}
+
+/// Keeps 16 clerks calling at about `ops_per_sec` in total until `stop`.
+async fn load(
+    ws_url: String,
+    ops_per_sec: u64,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<u64> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await?;
+    let clients = 16u32;
+    let mut busy = vec![false; clients as usize + 1];
+    let mut next_lock = vec![true; clients as usize + 1];
+    let interval = Duration::from_secs_f64(1.0 / ops_per_sec.max(1) as f64);
+    let mut tick = tokio::time::interval(interval);
+    let mut rr = 0u32;
+    let mut done = 0u64;
+    loop {
+        if *stop.borrow() {
+            return Ok(done);
+        }
+        tokio::select! {
+            _ = tick.tick() => {
+                for _ in 0..clients {
+                    rr = rr % clients + 1;
+                    if !busy[rr as usize] {
+                        let ty = if next_lock[rr as usize] { "lock" } else { "unlock" };
+                        ws.send(Message::text(json!({"type": ty, "client": rr, "lock": format!("k{rr}")}).to_string())).await?;
+                        busy[rr as usize] = true;
+                        next_lock[rr as usize] = !next_lock[rr as usize];
+                        break;
+                    }
+                }
+            }
+            msg = ws.next() => {
+                let Some(Ok(Message::Text(t))) = msg else { continue };
+                let v: Value = serde_json::from_str(t.as_str())?;
+                if v["type"] == "events" {
+                    for e in v["events"].as_array().into_iter().flatten() {
+                        if e["type"] == "op_completed" || e["type"] == "op_failed" {
+                            if let Some(c) = e["client"].as_u64() {
+                                busy[c as usize] = false;
+                                done += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+const FRAME_PROBE: &str = r#"
+window.__bench = { intervals: [], last: performance.now(), run: true };
+function tick(now) {
+  const b = window.__bench;
+  b.intervals.push(now - b.last);
+  b.last = now;
+  if (b.run) requestAnimationFrame(tick);
+}
+requestAnimationFrame(tick);
+"#;
+
+async fn ingested(s: &Session) -> anyhow::Result<f64> {
+    let v = s
+        .browser
+        .execute(
+            "return (window.__pbscope && window.__pbscope.events_ingested) || 0;",
+            vec![],
+        )
+        .await?;
+    Ok(v.as_f64().unwrap_or(0.0))
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p) as usize]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = args()?;
+    let s = Session::start_with(&["--commands-per-sec", "100000"]).await?;
+    s.browser.goto(&s.url).await?;
+    s.wait_text("[data-testid=conn-status]", |t| {
+        t.to_lowercase().contains("connected")
+    })
+    .await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let loader = tokio::spawn(load(s.ws_url.clone(), a.ops_per_sec, stop_rx));
+
+    let fill_start = Instant::now();
+    while ingested(&s).await? < a.fill as f64 {
+        if fill_start.elapsed() > Duration::from_secs(600) {
+            anyhow::bail!("the page did not reach {} events in 10 minutes", a.fill);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let fill_secs = fill_start.elapsed().as_secs_f64();
+    let before = ingested(&s).await?;
+    s.browser.execute(FRAME_PROBE, vec![]).await?;
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(a.seconds)).await;
+    let frames = s
+        .browser
+        .execute(
+            "window.__bench.run = false; return window.__bench.intervals;",
+            vec![],
+        )
+        .await?;
+    let secs = t0.elapsed().as_secs_f64();
+    let after = ingested(&s).await?;
+    let _ = stop_tx.send(true);
+    let ops = loader.await??;
+    s.screenshot("under-load").await?;
+
+    let mut iv: Vec<f64> = frames
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_f64)
+        .collect();
+    iv.remove(0);
+    iv.sort_by(f64::total_cmp);
+    let long = iv.iter().filter(|x| **x > 50.0).count();
+    println!("page bench: load {} ops/s requested (12 events each), history filled to {} events in {:.1} s", a.ops_per_sec, before as u64, fill_secs);
+    println!(
+        "  events ingested: {:.0}/s over {:.1} s ({} calls completed in all)",
+        (after - before) / secs,
+        secs,
+        ops
+    );
+    println!(
+        "  frames: {} in {:.1} s = {:.1} fps; interval p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} frames over 50 ms",
+        iv.len(), secs, iv.len() as f64 / secs, pct(&iv, 0.5), pct(&iv, 0.95), pct(&iv, 0.99), iv.last().copied().unwrap_or(0.0), long
+    );
+    s.close().await
+}

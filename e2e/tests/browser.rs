@@ -1,0 +1,163 @@
+//! End-to-end: the real `pbscope serve`, the trunk-built page, headless Chromium.
+//! Each test drives the page the way a person would (clicks) and checks what the page shows
+//! against what the real processes did. Screenshots land in docs/screenshots/.
+
+use e2e::Session;
+
+/// The page connects and shows both servers with their real PIDs.
+#[tokio::test]
+async fn page_shows_both_servers_with_their_pids() -> anyhow::Result<()> {
+    let s = Session::start().await?;
+    s.browser.goto(&s.url).await?;
+    s.wait_text("[data-testid=conn-status]", |t| {
+        t.to_lowercase().contains("connected")
+    })
+    .await?;
+    for id in ["s1", "s2"] {
+        let pid = s
+            .wait_text(&format!("[data-testid=pid-{id}]"), |t| {
+                t.chars().any(|c| c.is_ascii_digit())
+            })
+            .await?;
+        let pid: u32 = pid
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()?;
+        assert!(
+            std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "the card of {id} shows pid {pid}, which must be a live process"
+        );
+    }
+    let role1 = s.text_of("[data-testid=role-s1]").await?;
+    let role2 = s.text_of("[data-testid=role-s2]").await?;
+    assert!(role1.to_lowercase().contains("primary"), "{role1}");
+    assert!(role2.to_lowercase().contains("backup"), "{role2}");
+    s.screenshot("connected").await?;
+    s.close().await
+}
+
+/// A lock from the UI travels c1 -> s1 -> s2 -> s1 -> c1 and is held in both tables.
+#[tokio::test]
+async fn a_lock_from_the_ui_shows_the_four_arrows_and_both_tables() -> anyhow::Result<()> {
+    let s = Session::start().await?;
+    s.browser.goto(&s.url).await?;
+    s.wait_text("[data-testid=conn-status]", |t| {
+        t.to_lowercase().contains("connected")
+    })
+    .await?;
+    s.click("[data-testid=lock-c1]").await?;
+    for (kind, from, to) in [
+        ("request", "c1", "s1"),
+        ("forward", "s1", "s2"),
+        ("forward_ack", "s2", "s1"),
+        ("reply", "s1", "c1"),
+    ] {
+        let css = format!("[data-kind={kind}][data-from={from}][data-to={to}][data-req='c1.1']");
+        s.wait_count(&css, 1).await?;
+    }
+    for id in ["s1", "s2"] {
+        s.wait_text(&format!("[data-testid=locks-{id}]"), |t| t.contains('a'))
+            .await?;
+    }
+    s.wait_text("[data-testid=history-c1]", |t| t.contains("true"))
+        .await?;
+    s.screenshot("lock").await?;
+    s.close().await
+}
+
+/// Crash on the primary: its card and lane show it dead, the next lock goes to s2, and the
+/// timeline shows the failover.
+#[tokio::test]
+async fn crashing_the_primary_moves_the_next_lock_to_the_backup() -> anyhow::Result<()> {
+    let s = Session::start().await?;
+    s.browser.goto(&s.url).await?;
+    s.wait_text("[data-testid=conn-status]", |t| {
+        t.to_lowercase().contains("connected")
+    })
+    .await?;
+    s.click("[data-testid=lock-c1]").await?;
+    s.wait_text("[data-testid=history-c1]", |t| t.contains("true"))
+        .await?;
+    let pid_text = s.text_of("[data-testid=pid-s1]").await?;
+    s.click("[data-testid=crash-s1]").await?;
+    s.wait_text("[data-testid=role-s1]", |t| {
+        t.to_lowercase().contains("dead")
+    })
+    .await?;
+    s.wait_count("[data-testid=crash-mark-s1]", 1).await?;
+    let pid: u32 = pid_text
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()?;
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "s1 (pid {pid}) must really be gone"
+    );
+
+    s.click("[data-testid=unlock-c1]").await?;
+    s.wait_count(
+        "[data-kind=request][data-from=c1][data-to=s2][data-req='c1.2']",
+        1,
+    )
+    .await?;
+    s.wait_count(
+        "[data-kind=reply][data-from=s2][data-to=c1][data-req='c1.2']",
+        1,
+    )
+    .await?;
+    s.wait_text("[data-testid=role-s2]", |t| {
+        t.to_lowercase().contains("alone")
+    })
+    .await?;
+    s.wait_text("[data-testid=failover-window]", |t| t.contains("ms"))
+        .await?;
+    s.screenshot("failover").await?;
+    s.close().await
+}
+
+/// crash_before_reply: the retry to the backup carries the same request id and is answered
+/// from the backup's at-most-once record.
+#[tokio::test]
+async fn crash_before_reply_shows_the_retry_with_the_same_request_id() -> anyhow::Result<()> {
+    let s = Session::start().await?;
+    s.browser.goto(&s.url).await?;
+    s.wait_text("[data-testid=conn-status]", |t| {
+        t.to_lowercase().contains("connected")
+    })
+    .await?;
+    s.click("[data-testid=crash-before-reply-s1]").await?;
+    s.wait_text("[data-testid=card-s1]", |t| {
+        t.to_lowercase().contains("armed")
+    })
+    .await?;
+    s.click("[data-testid=lock-c1]").await?;
+    // The request reached s1 and s1 forwarded it, but no reply from s1 ever comes...
+    s.wait_count("[data-kind=forward][data-from=s1][data-req='c1.1']", 1)
+        .await?;
+    s.wait_count("[data-testid=crash-mark-s1]", 1).await?;
+    // ...the same request id goes to s2, which answers it.
+    s.wait_count(
+        "[data-kind=request][data-from=c1][data-to=s2][data-req='c1.1']",
+        1,
+    )
+    .await?;
+    s.wait_count(
+        "[data-kind=reply][data-from=s2][data-to=c1][data-req='c1.1']",
+        1,
+    )
+    .await?;
+    let replies_from_s1 = s
+        .browser
+        .find_all(fantoccini::Locator::Css(
+            "[data-kind=reply][data-from=s1][data-req='c1.1']",
+        ))
+        .await?
+        .len();
+    assert_eq!(replies_from_s1, 0, "s1 died before its reply left");
+    s.wait_text("[data-testid=history-c1]", |t| t.contains("true"))
+        .await?;
+    s.screenshot("crash-before-reply").await?;
+    s.close().await
+}
