@@ -72,6 +72,17 @@ impl Session {
         Self::start_with(&[]).await
     }
 
+    /// Starts everything and opens the page, waiting until it says it is connected.
+    pub async fn open_page() -> anyhow::Result<Session> {
+        let s = Self::start().await?;
+        s.browser.goto(&s.url).await?;
+        s.wait_text("[data-testid=conn-status]", |t| {
+            t.to_lowercase().contains("connected")
+        })
+        .await?;
+        Ok(s)
+    }
+
     /// Starts with extra `pbscope serve` arguments.
     pub async fn start_with(extra: &[&str]) -> anyhow::Result<Session> {
         let mut server = Command::new(pbscope_binary()?)

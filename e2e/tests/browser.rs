@@ -7,12 +7,7 @@ use e2e::Session;
 /// The page connects and shows both servers with their real PIDs.
 #[tokio::test]
 async fn page_shows_both_servers_with_their_pids() -> anyhow::Result<()> {
-    let s = Session::start().await?;
-    s.browser.goto(&s.url).await?;
-    s.wait_text("[data-testid=conn-status]", |t| {
-        t.to_lowercase().contains("connected")
-    })
-    .await?;
+    let s = Session::open_page().await?;
     for id in ["s1", "s2"] {
         let pid = s
             .wait_text(&format!("[data-testid=pid-{id}]"), |t| {
@@ -40,12 +35,7 @@ async fn page_shows_both_servers_with_their_pids() -> anyhow::Result<()> {
 /// A lock from the UI travels c1 -> s1 -> s2 -> s1 -> c1 and is held in both tables.
 #[tokio::test]
 async fn a_lock_from_the_ui_shows_the_four_arrows_and_both_tables() -> anyhow::Result<()> {
-    let s = Session::start().await?;
-    s.browser.goto(&s.url).await?;
-    s.wait_text("[data-testid=conn-status]", |t| {
-        t.to_lowercase().contains("connected")
-    })
-    .await?;
+    let s = Session::open_page().await?;
     s.click("[data-testid=lock-c1]").await?;
     for (kind, from, to) in [
         ("request", "c1", "s1"),
@@ -70,12 +60,7 @@ async fn a_lock_from_the_ui_shows_the_four_arrows_and_both_tables() -> anyhow::R
 /// timeline shows the failover.
 #[tokio::test]
 async fn crashing_the_primary_moves_the_next_lock_to_the_backup() -> anyhow::Result<()> {
-    let s = Session::start().await?;
-    s.browser.goto(&s.url).await?;
-    s.wait_text("[data-testid=conn-status]", |t| {
-        t.to_lowercase().contains("connected")
-    })
-    .await?;
+    let s = Session::open_page().await?;
     s.click("[data-testid=lock-c1]").await?;
     s.wait_text("[data-testid=history-c1]", |t| t.contains("true"))
         .await?;
@@ -121,12 +106,7 @@ async fn crashing_the_primary_moves_the_next_lock_to_the_backup() -> anyhow::Res
 /// from the backup's at-most-once record.
 #[tokio::test]
 async fn crash_before_reply_shows_the_retry_with_the_same_request_id() -> anyhow::Result<()> {
-    let s = Session::start().await?;
-    s.browser.goto(&s.url).await?;
-    s.wait_text("[data-testid=conn-status]", |t| {
-        t.to_lowercase().contains("connected")
-    })
-    .await?;
+    let s = Session::open_page().await?;
     s.click("[data-testid=crash-before-reply-s1]").await?;
     s.wait_text("[data-testid=card-s1]", |t| {
         t.to_lowercase().contains("armed")
