@@ -6,7 +6,6 @@ use e2e::Session;
 
 /// The page connects and shows both servers with their real PIDs.
 #[tokio::test]
-#[ignore = "needs the page of issue 3 (web crate is still a placeholder)"]
 async fn page_shows_both_servers_with_their_pids() -> anyhow::Result<()> {
     let s = Session::open_page().await?;
     for id in ["s1", "s2"] {
@@ -35,7 +34,6 @@ async fn page_shows_both_servers_with_their_pids() -> anyhow::Result<()> {
 
 /// A lock from the UI travels c1 -> s1 -> s2 -> s1 -> c1 and is held in both tables.
 #[tokio::test]
-#[ignore = "needs the page of issue 3 (web crate is still a placeholder)"]
 async fn a_lock_from_the_ui_shows_the_four_arrows_and_both_tables() -> anyhow::Result<()> {
     let s = Session::open_page().await?;
     s.click("[data-testid=lock-c1]").await?;
@@ -61,7 +59,6 @@ async fn a_lock_from_the_ui_shows_the_four_arrows_and_both_tables() -> anyhow::R
 /// Crash on the primary: its card and lane show it dead, the next lock goes to s2, and the
 /// timeline shows the failover.
 #[tokio::test]
-#[ignore = "needs the page of issue 3 (web crate is still a placeholder)"]
 async fn crashing_the_primary_moves_the_next_lock_to_the_backup() -> anyhow::Result<()> {
     let s = Session::open_page().await?;
     s.click("[data-testid=lock-c1]").await?;
@@ -108,7 +105,6 @@ async fn crashing_the_primary_moves_the_next_lock_to_the_backup() -> anyhow::Res
 /// crash_before_reply: the retry to the backup carries the same request id and is answered
 /// from the backup's at-most-once record.
 #[tokio::test]
-#[ignore = "needs the page of issue 3 (web crate is still a placeholder)"]
 async fn crash_before_reply_shows_the_retry_with_the_same_request_id() -> anyhow::Result<()> {
     let s = Session::open_page().await?;
     s.click("[data-testid=crash-before-reply-s1]").await?;
