@@ -198,8 +198,10 @@ pub fn layout(window: &[&Event], servers: &[String]) -> Diagram {
     d
 }
 
-/// The window in which clients got no answer: from a server's crash to the first call
-/// completed after it by another server. Returns (crashed server, from_us, to_us).
+/// The window in which clients got no answer after the last crash: from the moment the first
+/// call that hit the dead server was stuck (its invocation, or the crash if it was already in
+/// progress) to the first answer from another server. Idle time before anyone called is not
+/// counted. Returns (crashed server, from_us, to_us); until a call fails, `from_us` is the crash.
 pub fn failover_window(events: &[&Event]) -> Option<(String, u64, Option<u64>)> {
     let (i, crash) = events.iter().enumerate().rev().find(|(_, e)| {
         matches!(
@@ -210,11 +212,23 @@ pub fn failover_window(events: &[&Event]) -> Option<(String, u64, Option<u64>)> 
             }
         )
     })?;
-    let end = events[i..].iter().find_map(|e| match &e.kind {
+    let after = &events[i..];
+    let Some((j, stuck)) = after.iter().enumerate().find_map(|(j, e)| match &e.kind {
+        EventKind::RpcFailed { server, req, .. } if *server == crash.node => Some((j, *req)),
+        _ => None,
+    }) else {
+        return Some((crash.node.clone(), crash.t_us, None));
+    };
+    let invoked = events.iter().rev().find_map(|e| match &e.kind {
+        EventKind::OpInvoked { req, .. } if *req == stuck => Some(e.t_us),
+        _ => None,
+    });
+    let from = invoked.map_or(crash.t_us, |t| t.max(crash.t_us));
+    let end = after[j..].iter().find_map(|e| match &e.kind {
         EventKind::OpCompleted { server, .. } if *server != crash.node => Some(e.t_us),
         _ => None,
     });
-    Some((crash.node.clone(), crash.t_us, end))
+    Some((crash.node.clone(), from, end))
 }
 
 #[cfg(test)]
@@ -293,46 +307,60 @@ mod tests {
 
     #[test]
     fn crash_marks_dead_lanes_and_failover_window() {
+        let req = RequestId { client: 1, seq: 1 };
+        let crashed = EventKind::Crashed {
+            pid: 1,
+            cause: CrashCause::Command,
+            req: None,
+        };
+        let exited = EventKind::ProcessExited {
+            pid: 1,
+            signal: Some(9),
+            code: None,
+        };
+        // Nobody calls for a while after the crash: that idle time is not part of the window.
+        let invoked = EventKind::OpInvoked {
+            client: 1,
+            req,
+            op: Op::Lock,
+            lock: "a".into(),
+            tag: None,
+            server: "s1".into(),
+        };
+        let failed = EventKind::RpcFailed {
+            client: 1,
+            req,
+            server: "s1".into(),
+            reason: "closed".into(),
+            retry_to: "s2".into(),
+        };
+        let completed = EventKind::OpCompleted {
+            client: 1,
+            op: Op::Lock,
+            lock: "a".into(),
+            tag: None,
+            ok: true,
+            req,
+            server: "s2".into(),
+            latency_us: 5,
+            attempts: 2,
+        };
         let evs = [
-            ev(
-                1,
-                "s1",
-                EventKind::Crashed {
-                    pid: 1,
-                    cause: CrashCause::Command,
-                    req: None,
-                },
-            ),
-            ev(
-                2,
-                "s1",
-                EventKind::ProcessExited {
-                    pid: 1,
-                    signal: Some(9),
-                    code: None,
-                },
-            ),
-            ev(
-                3,
-                "c1",
-                EventKind::OpCompleted {
-                    client: 1,
-                    op: Op::Lock,
-                    lock: "a".into(),
-                    tag: None,
-                    ok: true,
-                    req: RequestId { client: 1, seq: 1 },
-                    server: "s2".into(),
-                    latency_us: 5,
-                    attempts: 2,
-                },
-            ),
+            ev(1, "s1", crashed),
+            ev(2, "s1", exited),
+            ev(20, "c1", invoked),
+            ev(21, "c1", failed),
+            ev(23, "c1", completed),
         ];
         let w: Vec<&Event> = evs.iter().collect();
         let d = layout(&w, &["s1".into(), "s2".into()]);
         assert_eq!(d.crashes.len(), 1);
         assert_eq!(d.crashes[0].lane, "s1");
         assert_eq!(d.dead.len(), 1, "s1 stays greyed to the end");
-        assert_eq!(failover_window(&w), Some(("s1".into(), 1000, Some(3000))));
+        assert_eq!(
+            failover_window(&w),
+            Some(("s1".into(), 20_000, Some(23_000)))
+        );
+        assert_eq!(failover_window(&w[..2]), Some(("s1".into(), 1_000, None)));
     }
 }

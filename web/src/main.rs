@@ -49,7 +49,12 @@ fn connect(socket: Socket, dispatch: UseReducerDispatcher<Store>, attempt: u32) 
     let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
         if let Some(text) = e.data().as_string() {
             match serde_json::from_str::<ServerMsg>(&text) {
-                Ok(msg) => d.dispatch(Action::Server(msg)),
+                Ok(msg) => {
+                    if let ServerMsg::Events { events } = &msg {
+                        count_ingested(events.len());
+                    }
+                    d.dispatch(Action::Server(msg))
+                }
                 Err(err) => web_sys::console::warn_1(&format!("undecodable message: {err}").into()),
             }
         }
@@ -74,6 +79,23 @@ fn connect(socket: Socket, dispatch: UseReducerDispatcher<Store>, attempt: u32) 
     onmessage.forget();
     onclose.forget();
     *socket.borrow_mut() = Some(ws);
+}
+
+/// `window.__pbscope.events_ingested`: events the page has taken in (read by page_bench).
+fn count_ingested(n: usize) {
+    let Some(w) = web_sys::window() else { return };
+    let key = JsValue::from_str("__pbscope");
+    let obj = js_sys::Reflect::get(&w, &key)
+        .ok()
+        .filter(|v| v.is_object())
+        .unwrap_or_else(|| js_sys::Object::new().into());
+    let field = JsValue::from_str("events_ingested");
+    let before = js_sys::Reflect::get(&obj, &field)
+        .ok()
+        .and_then(|v| v.as_f64())
+        .unwrap_or(0.0);
+    let _ = js_sys::Reflect::set(&obj, &field, &JsValue::from_f64(before + n as f64));
+    let _ = js_sys::Reflect::set(&w, &key, &obj);
 }
 
 fn send(socket: &Socket, cmd: &Command) {
@@ -105,12 +127,9 @@ fn App() -> Html {
     };
 
     let servers: Vec<String> = state.nodes.iter().map(|n| n.id.clone()).collect();
-    let window: Vec<&Event> = state
-        .events
-        .iter()
-        .skip(state.events.len().saturating_sub(VISIBLE))
-        .collect();
-    let all: Vec<&Event> = state.events.iter().collect();
+    let log = state.events.borrow();
+    let window: Vec<&Event> = log.iter().skip(log.len().saturating_sub(VISIBLE)).collect();
+    let all: Vec<&Event> = log.iter().collect();
     let d = layout::layout(&window, &servers);
     let failover = failover_window(&all).map(|(node, from, to)| match to {
         Some(to) => format!(

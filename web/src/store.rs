@@ -3,7 +3,9 @@
 //! A snapshot replaces everything; event batches update the server cards, the clients'
 //! histories and the bounded event log the diagram is drawn from. No I/O here.
 
+use std::cell::{Ref, RefCell};
 use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
 
 use shared::{Event, EventKind, NodeInfo, Op, ServerMsg};
 
@@ -24,13 +26,59 @@ pub struct CallLine {
     pub text: String,
 }
 
+/// Client history lines kept per client.
+pub const CLIENT_HISTORY: usize = 50;
+
+/// The event log, shared between successive states instead of copied: the reducer clones
+/// `State` on every message, and copying 100,000 events each time would be the page's
+/// bottleneck. Equality is by identity and version.
+#[derive(Debug, Clone, Default)]
+pub struct Log {
+    inner: Rc<RefCell<VecDeque<Event>>>,
+    version: u64,
+}
+
+impl PartialEq for Log {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner) && self.version == other.version
+    }
+}
+
+impl Log {
+    pub fn borrow(&self) -> Ref<'_, VecDeque<Event>> {
+        self.inner.borrow()
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn push(&mut self, e: Event) {
+        let mut q = self.inner.borrow_mut();
+        if q.len() >= HISTORY {
+            q.pop_front();
+        }
+        q.push_back(e);
+        self.version += 1;
+    }
+
+    fn clear(&mut self) {
+        self.inner.borrow_mut().clear();
+        self.version += 1;
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct State {
     pub conn: Conn,
     pub nodes: Vec<NodeInfo>,
     /// Client id -> its history (newest last).
     pub clients: BTreeMap<u32, Vec<CallLine>>,
-    pub events: VecDeque<Event>,
+    pub events: Log,
     /// Messages from the server worth showing a person (errors, missed events).
     pub notices: Vec<String>,
 }
@@ -97,10 +145,7 @@ impl State {
         } else if let EventKind::OpCompleted { .. } = e.kind {
             self.apply_history(&e);
         }
-        if self.events.len() >= HISTORY {
-            self.events.pop_front();
-        }
-        self.events.push_back(e);
+        self.events.push(e);
     }
 
     fn apply_history(&mut self, e: &Event) {
@@ -124,7 +169,11 @@ impl State {
             } else {
                 String::new()
             };
-            self.clients.entry(*client).or_default().push(CallLine {
+            let history = self.clients.entry(*client).or_default();
+            if history.len() >= CLIENT_HISTORY {
+                history.remove(0);
+            }
+            history.push(CallLine {
                 text: format!(
                     "{op}({lock}) = {ok} from {server} in {:.1} ms{retry}",
                     *latency_us as f64 / 1000.0
@@ -318,7 +367,30 @@ mod tests {
             snap.missed = 5;
         }
         s.reduce(Action::Server(msg));
-        assert_eq!(s.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![9]);
+        assert_eq!(
+            s.events.borrow().iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![9]
+        );
         assert!(s.notices[0].contains('5'));
+    }
+
+    #[test]
+    fn the_log_is_capped_at_the_history_size() {
+        let mut s = State::default();
+        let events: Vec<Event> = (1..=(HISTORY as u64 + 10))
+            .map(|i| ev(i, "x", EventKind::SlowMotionSet { delay_ms: 0 }))
+            .collect();
+        s.reduce(Action::Server(ServerMsg::Events { events }));
+        assert_eq!(s.events.len(), HISTORY);
+        assert_eq!(
+            s.events.borrow().front().map(|e| e.seq),
+            Some(11),
+            "oldest dropped first"
+        );
+        let before = s.clone();
+        s.reduce(Action::Server(ServerMsg::Events {
+            events: vec![ev(1, "x", EventKind::SlowMotionSet { delay_ms: 0 })],
+        }));
+        assert_ne!(before, s, "a new event makes a different state for Yew");
     }
 }
