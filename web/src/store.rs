@@ -1,262 +1,747 @@
-//! The page's state and its reducer: a pure fold of what the server sends.
+//! The page's single store: [`State`], the [`Action`]s that change it, and the reducer.
 //!
-//! A snapshot replaces everything; event batches update the server cards, the clients'
-//! histories and the bounded event log the diagram is drawn from. No I/O here.
+//! The reducer is a pure fold of what the server sent (snapshots, event batches, acks, errors)
+//! and of what the person did (pause, clear, select, demo). It runs natively in tests. It never
+//! touches the network: `ws.rs` turns frames into [`Action::Receive`] (one per animation frame,
+//! however many frames arrived) and sends the commands.
+//!
+//! Cheap copies: `State` is cloned once per action, so everything large in it is shared
+//! (`History` is chunked, client histories sit behind `Rc`). Equality is by revision.
 
-use std::cell::{Ref, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
-use shared::{Event, EventKind, NodeInfo, Op, ServerMsg};
+use shared::{
+    ClientInfo, Command, Event, EventKind, Limits, NodeInfo, Op, RequestId, ServerMsg, Snapshot,
+};
+use yew::Reducible;
 
-/// Most events the page keeps.
-pub const HISTORY: usize = 100_000;
+use crate::demo::DemoRun;
+use crate::format;
+use crate::history::History;
+use crate::symbols::Symbols;
 
+/// Calls remembered per client (the card shows the newest few).
+pub const CLIENT_HISTORY: usize = 40;
+const TOASTS_CAP: usize = 4;
+/// The lock name a client starts with.
+pub const DEFAULT_LOCK: &str = "a";
+
+/// The WebSocket's state, as the status pill shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Conn {
     #[default]
     Connecting,
     Connected,
-    Reconnecting,
+    /// Closed; the next attempt (`attempt`, 1-based) starts in `retry_in_ms`.
+    Reconnecting {
+        attempt: u32,
+        retry_in_ms: u64,
+    },
 }
 
-/// One line of a client's history.
+/// How a call ended.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CallLine {
+pub enum Outcome {
+    Answer(bool),
+    GaveUp(String),
+}
+
+/// One finished call in a client's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRecord {
+    pub seq: u64,
+    pub req: RequestId,
+    pub op: Op,
+    pub lock: Rc<str>,
+    pub outcome: Outcome,
+    pub latency_us: Option<u64>,
+    pub attempts: u32,
+    pub server: Option<Rc<str>>,
+    pub t_us: u64,
+}
+
+/// The call a client is waiting on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingView {
+    pub req: RequestId,
+    pub op: Op,
+    pub lock: Rc<str>,
+    pub since_us: u64,
+    /// Times it was re-sent to another server.
+    pub retries: u32,
+}
+
+/// One clerk as the page shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientView {
+    pub id: u32,
+    /// The server it sends to now.
+    pub server: Option<Rc<str>>,
+    pub pending: Option<PendingView>,
+    /// A command for it left the page and its call has not started yet (its tag).
+    pub sending: Option<String>,
+    pub completed: u64,
+    pub failed: u64,
+    /// Finished calls, newest last.
+    pub history: Rc<VecDeque<CallRecord>>,
+}
+
+impl ClientView {
+    pub fn new(id: u32) -> Self {
+        ClientView {
+            id,
+            server: None,
+            pending: None,
+            sending: None,
+            completed: 0,
+            failed: 0,
+            history: Rc::default(),
+        }
+    }
+
+    /// One call at a time (Lab 1): another one now would be refused with `client_busy`.
+    pub fn busy(&self) -> bool {
+        self.pending.is_some() || self.sending.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Error,
+    Warn,
+    Info,
+}
+
+/// A message for the person, shown for a few seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Toast {
+    pub id: u64,
+    pub level: Level,
+    pub title: String,
     pub text: String,
 }
 
-/// Client history lines kept per client.
-pub const CLIENT_HISTORY: usize = 50;
-
-/// The event log, shared between successive states instead of copied: the reducer clones
-/// `State` on every message, and copying 100,000 events each time would be the page's
-/// bottleneck. Equality is by identity and version.
-#[derive(Debug, Clone, Default)]
-pub struct Log {
-    inner: Rc<RefCell<VecDeque<Event>>>,
-    version: u64,
-}
-
-impl PartialEq for Log {
-    fn eq(&self, other: &Self) -> bool {
-        Rc::ptr_eq(&self.inner, &other.inner) && self.version == other.version
-    }
-}
-
-impl Log {
-    pub fn borrow(&self) -> Ref<'_, VecDeque<Event>> {
-        self.inner.borrow()
-    }
-
-    pub fn len(&self) -> usize {
-        self.inner.borrow().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn push(&mut self, e: Event) {
-        let mut q = self.inner.borrow_mut();
-        if q.len() >= HISTORY {
-            q.pop_front();
-        }
-        q.push_back(e);
-        self.version += 1;
-    }
-
-    fn clear(&mut self) {
-        self.inner.borrow_mut().clear();
-        self.version += 1;
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct State {
-    pub conn: Conn,
-    pub nodes: Vec<NodeInfo>,
-    /// Client id -> its history (newest last).
-    pub clients: BTreeMap<u32, Vec<CallLine>>,
-    pub events: Log,
-    /// Messages from the server worth showing a person (errors, missed events).
-    pub notices: Vec<String>,
+/// What is selected in the diagram (global indices into the shown history).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    Msg(usize),
+    Event(usize),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
+    Connecting,
     Connected,
-    Disconnected,
-    Server(ServerMsg),
+    Disconnected {
+        attempt: u32,
+        retry_in_ms: u64,
+    },
+    /// Everything that arrived since the last animation frame, in order; `local_ms` is the
+    /// page's clock (performance.now) when it is applied.
+    Receive {
+        msgs: Vec<ServerMsg>,
+        local_ms: f64,
+    },
+    /// A command left on the socket.
+    Sent {
+        cmd: Command,
+    },
+    /// A command could not be sent (no connection).
+    NotSent {
+        cmd: Command,
+    },
     AddClient,
+    SelectClient(u32),
+    SetLockName {
+        client: u32,
+        name: String,
+    },
+    SetFollow(bool),
+    TogglePause,
+    Clear,
+    Select(Option<Selection>),
+    Toast {
+        level: Level,
+        title: String,
+        text: String,
+    },
+    DismissToast(u64),
+    StartDemo {
+        local_ms: f64,
+    },
+    StopDemo,
+    ShowHelp(bool),
+}
+
+/// See the module documentation.
+#[derive(Debug, Clone)]
+pub struct State {
+    rev: u64,
+    pub conn: Conn,
+    pub server_version: Option<String>,
+    pub limits: Option<Limits>,
+    pub generation: u64,
+    pub slow_motion_ms: u64,
+    /// Servers in id order.
+    pub nodes: Vec<NodeInfo>,
+    pub clients: BTreeMap<u32, ClientView>,
+    /// The client the keyboard's l/u act on.
+    pub selected_client: u32,
+    /// The lock name typed on each client's card.
+    pub lock_names: BTreeMap<u32, String>,
+    pub history: History,
+    /// The history as it was when the view was paused.
+    pub frozen: Option<History>,
+    /// Keep the newest events in view.
+    pub follow: bool,
+    pub selected: Option<Selection>,
+    pub toasts: Vec<Toast>,
+    next_toast: u64,
+    pub demo: Option<DemoRun>,
+    demo_runs: u64,
+    pub help: bool,
+    /// Server clock minus page clock (µs), for the live edge and in-flight animation.
+    pub clock_offset_us: Option<f64>,
+    /// Highest event seq applied.
+    pub last_seq: Option<u64>,
+    /// Events received (snapshots included): the perf counter.
+    pub ingested: u64,
+    /// Events the server reported we missed (fell behind), in total.
+    pub missed: u64,
+    /// Times the history restarted because of a gap.
+    pub resyncs: u64,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        let mut clients = BTreeMap::new();
+        clients.insert(1, ClientView::new(1));
+        State {
+            rev: 0,
+            conn: Conn::Connecting,
+            server_version: None,
+            limits: None,
+            generation: 0,
+            slow_motion_ms: 0,
+            nodes: Vec::new(),
+            clients,
+            selected_client: 1,
+            lock_names: BTreeMap::new(),
+            history: History::new(Symbols::default()),
+            frozen: None,
+            follow: true,
+            selected: None,
+            toasts: Vec::new(),
+            next_toast: 1,
+            demo: None,
+            demo_runs: 0,
+            help: false,
+            clock_offset_us: None,
+            last_seq: None,
+            ingested: 0,
+            missed: 0,
+            resyncs: 0,
+        }
+    }
+}
+
+impl PartialEq for State {
+    fn eq(&self, other: &Self) -> bool {
+        self.rev == other.rev
+    }
+}
+
+impl Reducible for State {
+    type Action = Action;
+
+    fn reduce(self: Rc<Self>, action: Action) -> Rc<Self> {
+        let mut next = Rc::unwrap_or_clone(self);
+        next.apply(action);
+        Rc::new(next)
+    }
 }
 
 impl State {
-    pub fn reduce(&mut self, action: Action) {
+    pub fn rev(&self) -> u64 {
+        self.rev
+    }
+
+    /// The history the diagram and timeline show (the frozen one while paused).
+    pub fn shown(&self) -> &History {
+        self.frozen.as_ref().unwrap_or(&self.history)
+    }
+
+    pub fn paused(&self) -> bool {
+        self.frozen.is_some()
+    }
+
+    /// Events that arrived since the view was paused.
+    pub fn unseen(&self) -> u64 {
+        match (&self.frozen, self.last_seq) {
+            (Some(f), Some(last)) => last.saturating_sub(f.last_seq().unwrap_or(0)),
+            _ => 0,
+        }
+    }
+
+    /// The server's clock at page time `local_ms`.
+    pub fn server_now_us(&self, local_ms: f64) -> f64 {
+        match self.clock_offset_us {
+            Some(off) => local_ms * 1000.0 + off,
+            None => self.history.last_t().unwrap_or(0) as f64,
+        }
+    }
+
+    /// The lock name a client's Lock/Unlock buttons use ("a" until edited).
+    pub fn lock_name(&self, client: u32) -> String {
+        match self.lock_names.get(&client).map(|n| n.trim()) {
+            Some(n) if !n.is_empty() => n.to_owned(),
+            _ => DEFAULT_LOCK.to_owned(),
+        }
+    }
+
+    pub fn node(&self, id: &str) -> Option<&NodeInfo> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// The live server holding `role` now.
+    pub fn primary(&self) -> Option<&NodeInfo> {
+        self.nodes
+            .iter()
+            .find(|n| n.alive && n.role == shared::Role::Primary)
+    }
+
+    pub fn apply(&mut self, action: Action) {
+        self.rev += 1;
         match action {
+            Action::Connecting => {
+                if !matches!(self.conn, Conn::Reconnecting { .. }) {
+                    self.conn = Conn::Connecting;
+                }
+            }
             Action::Connected => self.conn = Conn::Connected,
-            Action::Disconnected => self.conn = Conn::Reconnecting,
+            Action::Disconnected {
+                attempt,
+                retry_in_ms,
+            } => {
+                self.conn = Conn::Reconnecting {
+                    attempt,
+                    retry_in_ms,
+                };
+                for c in self.clients.values_mut() {
+                    c.sending = None;
+                }
+                if self.demo.take().is_some() {
+                    self.toast(Level::Warn, "Demo stopped", "the connection was lost");
+                }
+            }
+            Action::Receive { msgs, local_ms } => {
+                for m in msgs {
+                    self.on_server(m, local_ms);
+                }
+            }
+            Action::Sent { cmd } => self.on_sent(&cmd),
+            Action::NotSent { cmd } => self.toast(
+                Level::Error,
+                "Not connected",
+                &format!("`{}` was not sent; the page is reconnecting", cmd.name()),
+            ),
             Action::AddClient => {
+                let max_client = self.limits.as_ref().map_or(u32::MAX, |l| l.max_client);
                 let next = self.clients.keys().max().map_or(1, |m| m + 1);
-                self.clients.entry(next).or_default();
+                if next <= max_client {
+                    self.clients.insert(next, ClientView::new(next));
+                    self.selected_client = next;
+                } else {
+                    self.toast(
+                        Level::Warn,
+                        "No more clients",
+                        &format!("the server allows at most {max_client}"),
+                    );
+                }
             }
-            Action::Server(msg) => self.on_server(msg),
+            Action::SelectClient(id) => {
+                if self.clients.contains_key(&id) {
+                    self.selected_client = id;
+                }
+            }
+            Action::SetLockName { client, name } => {
+                self.lock_names.insert(client, name);
+            }
+            Action::SetFollow(f) => self.follow = f,
+            Action::TogglePause => {
+                self.frozen = match self.frozen.take() {
+                    Some(_) => None,
+                    None => Some(self.history.clone()),
+                };
+            }
+            Action::Clear => {
+                self.history = History::new(self.history.syms.clone());
+                self.frozen = None;
+                self.selected = None;
+                for c in self.clients.values_mut() {
+                    c.history = Rc::default();
+                }
+                self.follow = true;
+            }
+            Action::Select(sel) => self.selected = sel,
+            Action::Toast { level, title, text } => self.toast(level, &title, &text),
+            Action::DismissToast(id) => self.toasts.retain(|t| t.id != id),
+            Action::StartDemo { local_ms } => {
+                self.demo_runs += 1;
+                let run = DemoRun::new(self.demo_runs, local_ms);
+                for c in run.clients() {
+                    self.clients.entry(c).or_insert_with(|| ClientView::new(c));
+                }
+                self.demo = Some(run);
+                self.follow = true;
+                self.frozen = None;
+            }
+            Action::StopDemo => self.demo = None,
+            Action::ShowHelp(show) => self.help = show,
         }
     }
 
-    fn on_server(&mut self, msg: ServerMsg) {
+    fn toast(&mut self, level: Level, title: &str, text: &str) {
+        let id = self.next_toast;
+        self.next_toast += 1;
+        self.toasts.push(Toast {
+            id,
+            level,
+            title: title.to_owned(),
+            text: text.to_owned(),
+        });
+        if self.toasts.len() > TOASTS_CAP {
+            self.toasts.remove(0);
+        }
+    }
+
+    fn client(&mut self, id: u32) -> &mut ClientView {
+        self.clients
+            .entry(id)
+            .or_insert_with(|| ClientView::new(id))
+    }
+
+    fn on_sent(&mut self, cmd: &Command) {
+        if let Command::Lock { client, tag, .. } | Command::Unlock { client, tag, .. } = cmd {
+            let tag = tag.clone().unwrap_or_default();
+            if let Some(demo) = self.demo.as_mut() {
+                demo.on_sent(*client, &tag);
+            }
+            self.client(*client).sending = Some(tag);
+        }
+    }
+
+    fn on_server(&mut self, msg: ServerMsg, local_ms: f64) {
         match msg {
-            ServerMsg::Hello(_) | ServerMsg::Ack { .. } => {}
-            ServerMsg::Error { code, message, .. } => {
-                self.notices.push(format!("{code:?}: {message}"));
+            ServerMsg::Hello(h) => {
+                self.server_version = Some(h.server);
+                self.limits = Some(h.limits);
             }
-            ServerMsg::Snapshot(s) => {
-                if s.missed > 0 {
-                    self.notices
-                        .push(format!("fell behind: {} events skipped", s.missed));
-                }
-                self.nodes = s.nodes;
-                for c in &s.clients {
-                    self.clients.entry(c.id).or_default();
-                }
-                if self.clients.is_empty() {
-                    self.clients.insert(1, vec![]);
-                }
-                self.events.clear();
-                for e in s.events {
-                    self.push(e, false);
-                }
-            }
+            ServerMsg::Snapshot(s) => self.on_snapshot(s, local_ms),
             ServerMsg::Events { events } => {
-                for e in events {
-                    self.push(e, true);
+                self.ingested += events.len() as u64;
+                for e in &events {
+                    if self.last_seq.is_some_and(|last| e.seq <= last) {
+                        continue;
+                    }
+                    self.apply_event(e, true, local_ms);
+                }
+                if let Some(last) = events.last() {
+                    let off = last.t_us as f64 - local_ms * 1000.0;
+                    self.clock_offset_us = Some(self.clock_offset_us.map_or(off, |o| o.max(off)));
                 }
             }
-        }
-    }
-
-    fn node_mut(&mut self, id: &str) -> Option<&mut NodeInfo> {
-        self.nodes.iter_mut().find(|n| n.id == id)
-    }
-
-    fn push(&mut self, e: Event, live: bool) {
-        if live {
-            self.apply(&e);
-        } else if let EventKind::OpCompleted { .. } = e.kind {
-            self.apply_history(&e);
-        }
-        self.events.push(e);
-    }
-
-    fn apply_history(&mut self, e: &Event) {
-        if let EventKind::OpCompleted {
-            client,
-            op,
-            lock,
-            ok,
-            latency_us,
-            server,
-            attempts,
-            ..
-        } = &e.kind
-        {
-            let op = match op {
-                Op::Lock => "Lock",
-                Op::Unlock => "Unlock",
-            };
-            let retry = if *attempts > 1 {
-                format!(", {attempts} tries")
-            } else {
-                String::new()
-            };
-            let history = self.clients.entry(*client).or_default();
-            if history.len() >= CLIENT_HISTORY {
-                history.remove(0);
+            ServerMsg::Ack {
+                command, detail, ..
+            } => {
+                if matches!(command.as_str(), "crash" | "crash_before_reply" | "reset") {
+                    self.toast(Level::Info, &command.replace('_', " "), &detail);
+                }
             }
-            history.push(CallLine {
-                text: format!(
-                    "{op}({lock}) = {ok} from {server} in {:.1} ms{retry}",
-                    *latency_us as f64 / 1000.0
-                ),
-            });
+            ServerMsg::Error { code, message, tag } => {
+                if let Some(tag) = tag.as_deref() {
+                    for c in self.clients.values_mut() {
+                        if c.sending.as_deref() == Some(tag) {
+                            c.sending = None;
+                        }
+                    }
+                    if let Some(demo) = self.demo.as_mut() {
+                        demo.on_answer(tag, local_ms);
+                    }
+                    self.finish_demo_if_done();
+                }
+                self.toast(Level::Error, format::error_code(code), &message);
+            }
         }
     }
 
-    /// Keeps the cards current from live events (a snapshot already holds their effect).
-    fn apply(&mut self, e: &Event) {
-        let node = e.node.clone();
+    fn on_snapshot(&mut self, s: Snapshot, local_ms: f64) {
+        self.ingested += s.events.len() as u64;
+        self.generation = s.generation;
+        self.slow_motion_ms = s.slow_motion_ms;
+        self.nodes = s.nodes;
+        self.nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        self.clock_offset_us = Some(s.now_us as f64 - local_ms * 1000.0);
+        for info in &s.clients {
+            self.adopt_client(info);
+        }
+        if s.missed > 0 {
+            self.missed += s.missed;
+            self.toast(
+                Level::Warn,
+                "Fell behind",
+                &format!(
+                    "{} events were not received live; the page resynchronised from a snapshot",
+                    format::count(s.missed)
+                ),
+            );
+        }
+        let contiguous = match (self.history.last_seq(), s.events.first()) {
+            (Some(last), Some(first)) => first.seq <= last + 1,
+            (Some(last), None) => s.next_seq <= last + 1,
+            (None, _) => true,
+        };
+        if !contiguous {
+            self.resyncs += 1;
+            self.history = History::new(self.history.syms.clone());
+            self.frozen = None;
+            self.selected = None;
+            self.last_seq = None;
+        }
+        for e in &s.events {
+            if self.last_seq.is_some_and(|last| e.seq <= last) {
+                continue;
+            }
+            self.apply_event(e, false, local_ms);
+        }
+        let snap_last = s.next_seq.checked_sub(1);
+        self.last_seq = self.last_seq.max(snap_last);
+        self.finish_demo_if_done();
+    }
+
+    fn adopt_client(&mut self, info: &ClientInfo) {
+        let syms = self.history.syms.clone();
+        let c = self.client(info.id);
+        c.server = Some(syms.name(syms.intern(&info.server)));
+        c.pending = info.pending.as_ref().map(|p| PendingView {
+            req: p.req,
+            op: p.op,
+            lock: Rc::from(p.lock.as_str()),
+            since_us: p.since_us,
+            retries: 0,
+        });
+        c.sending = None;
+        c.completed = info.completed;
+        c.failed = info.failed;
+    }
+
+    /// Applies one new event: to the history always; to the cards only when `live` (a
+    /// snapshot's cards already include its events).
+    fn apply_event(&mut self, e: &Event, live: bool, local_ms: f64) {
+        self.last_seq = Some(e.seq);
+        self.history.push(e);
+        if live {
+            self.apply_to_nodes(e);
+        }
+        let syms = self.history.syms.clone();
+        let name = |s: &str| syms.name(syms.intern(s));
         match &e.kind {
-            EventKind::ProcessStarted { pid, role, port } => {
-                self.nodes.retain(|n| n.id != node);
+            EventKind::OpInvoked {
+                client,
+                req,
+                op,
+                lock,
+                server,
+                ..
+            } => {
+                let c = self.client(*client);
+                c.sending = None;
+                if live {
+                    c.server = Some(name(server));
+                    c.pending = Some(PendingView {
+                        req: *req,
+                        op: *op,
+                        lock: name(lock),
+                        since_us: e.t_us,
+                        retries: 0,
+                    });
+                }
+            }
+            EventKind::RpcFailed {
+                client, retry_to, ..
+            } if live => {
+                let c = self.client(*client);
+                c.server = Some(name(retry_to));
+                if let Some(p) = c.pending.as_mut() {
+                    p.retries += 1;
+                }
+            }
+            EventKind::OpCompleted {
+                client,
+                op,
+                lock,
+                tag,
+                ok,
+                req,
+                server,
+                latency_us,
+                attempts,
+            } => {
+                let record = CallRecord {
+                    seq: e.seq,
+                    req: *req,
+                    op: *op,
+                    lock: name(lock),
+                    outcome: Outcome::Answer(*ok),
+                    latency_us: Some(*latency_us),
+                    attempts: *attempts,
+                    server: Some(name(server)),
+                    t_us: e.t_us,
+                };
+                let c = self.client(*client);
+                if live {
+                    c.pending = None;
+                    c.sending = None;
+                    c.completed += 1;
+                    c.server = record.server.clone();
+                }
+                push_history(c, record);
+                self.demo_answer(tag.as_deref(), local_ms);
+            }
+            EventKind::OpFailed {
+                client,
+                op,
+                lock,
+                tag,
+                req,
+                reason,
+            } => {
+                let record = CallRecord {
+                    seq: e.seq,
+                    req: *req,
+                    op: *op,
+                    lock: name(lock),
+                    outcome: Outcome::GaveUp(reason.clone()),
+                    latency_us: None,
+                    attempts: 0,
+                    server: None,
+                    t_us: e.t_us,
+                };
+                let c = self.client(*client);
+                if live {
+                    c.pending = None;
+                    c.sending = None;
+                    c.failed += 1;
+                }
+                push_history(c, record);
+                self.demo_answer(tag.as_deref(), local_ms);
+            }
+            EventKind::ClusterReset { generation } => {
+                self.generation = *generation;
+                if live {
+                    for c in self.clients.values_mut() {
+                        c.pending = None;
+                        c.sending = None;
+                    }
+                }
+            }
+            EventKind::SlowMotionSet { delay_ms } => self.slow_motion_ms = *delay_ms,
+            _ => {}
+        }
+    }
+
+    fn demo_answer(&mut self, tag: Option<&str>, local_ms: f64) {
+        if let (Some(demo), Some(tag)) = (self.demo.as_mut(), tag) {
+            demo.on_answer(tag, local_ms);
+        }
+        self.finish_demo_if_done();
+    }
+
+    fn finish_demo_if_done(&mut self) {
+        if self.demo.as_ref().is_some_and(DemoRun::finished) {
+            self.demo = None;
+            self.toast(
+                Level::Info,
+                "Demo finished",
+                "scroll back through the diagram, or crash the primary and run it again",
+            );
+        }
+    }
+
+    fn apply_to_nodes(&mut self, e: &Event) {
+        let id = e.node.as_str();
+        let node = match self.nodes.iter().position(|n| n.id == id) {
+            Some(i) => &mut self.nodes[i],
+            None => {
+                if !matches!(e.kind, EventKind::ProcessStarted { .. }) {
+                    return;
+                }
                 self.nodes.push(NodeInfo {
-                    id: node,
-                    role: *role,
+                    id: id.to_owned(),
+                    role: shared::Role::Backup,
                     serving_alone: false,
-                    alive: true,
-                    pid: Some(*pid),
-                    port: Some(*port),
-                    locks: vec![],
+                    alive: false,
+                    pid: None,
+                    port: None,
+                    locks: Vec::new(),
                     served: 0,
                     applied_forwards: 0,
                     armed: false,
                 });
                 self.nodes.sort_by(|a, b| a.id.cmp(&b.id));
+                let Some(i) = self.nodes.iter().position(|n| n.id == id) else {
+                    return;
+                };
+                &mut self.nodes[i]
             }
-            EventKind::ProcessExited { .. } => {
-                if let Some(n) = self.node_mut(&node) {
-                    n.alive = false;
-                    n.armed = false;
-                }
+        };
+        match &e.kind {
+            EventKind::ProcessStarted { pid, role, port } => {
+                node.alive = true;
+                node.pid = Some(*pid);
+                node.port = Some(*port);
+                node.role = *role;
+                node.serving_alone = false;
+                node.locks.clear();
+                node.served = 0;
+                node.applied_forwards = 0;
+                node.armed = false;
             }
-            EventKind::CrashArmed {} => {
-                if let Some(n) = self.node_mut(&node) {
-                    n.armed = true;
-                }
+            EventKind::Crashed { .. } => {
+                node.alive = false;
+                node.armed = false;
             }
+            EventKind::ProcessExited { pid, .. } if node.pid == Some(*pid) => {
+                node.alive = false;
+            }
+            EventKind::CrashArmed {} => node.armed = true,
             EventKind::RoleChanged {
                 role,
                 serving_alone,
                 ..
             } => {
-                if let Some(n) = self.node_mut(&node) {
-                    n.role = *role;
-                    n.serving_alone = *serving_alone;
-                }
+                node.role = *role;
+                node.serving_alone = *serving_alone;
             }
             EventKind::Executed {
                 lock,
                 held,
                 forwarded,
+                duplicate,
                 ..
             } => {
-                if let Some(n) = self.node_mut(&node) {
-                    n.locks.retain(|l| l != lock);
-                    if *held {
-                        n.locks.push(lock.clone());
-                        n.locks.sort();
+                match (node.locks.binary_search(lock), *held) {
+                    (Err(i), true) => node.locks.insert(i, lock.clone()),
+                    (Ok(i), false) => {
+                        node.locks.remove(i);
                     }
-                    if *forwarded {
-                        n.applied_forwards += 1;
-                    } else {
-                        n.served += 1;
-                    }
+                    _ => {}
                 }
-            }
-            EventKind::OpCompleted { .. } => self.apply_history(e),
-            EventKind::OpFailed {
-                client,
-                lock,
-                reason,
-                ..
-            } => {
-                self.clients.entry(*client).or_default().push(CallLine {
-                    text: format!("{lock}: gave up ({reason})"),
-                });
-            }
-            EventKind::ClusterReset { .. } => {
-                self.nodes.clear();
-                for h in self.clients.values_mut() {
-                    h.clear();
+                if !*forwarded {
+                    node.served += 1;
+                } else if !*duplicate {
+                    node.applied_forwards += 1;
                 }
             }
             _ => {}
@@ -264,133 +749,310 @@ impl State {
     }
 }
 
+fn push_history(c: &mut ClientView, record: CallRecord) {
+    let h = Rc::make_mut(&mut c.history);
+    h.push_back(record);
+    if h.len() > CLIENT_HISTORY {
+        h.pop_front();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::{RequestId, Role, Snapshot};
+    use crate::history::tests::Script;
+    use shared::{CrashCause, ErrorCode, EventKind as K, Role};
 
-    fn ev(seq: u64, node: &str, kind: EventKind) -> Event {
-        Event {
-            seq,
-            t_us: seq * 10,
-            node: node.into(),
-            kind,
+    fn node(id: &str, role: Role, pid: u32) -> NodeInfo {
+        NodeInfo {
+            id: id.into(),
+            role,
+            serving_alone: false,
+            alive: true,
+            pid: Some(pid),
+            port: Some(7000),
+            locks: vec![],
+            served: 0,
+            applied_forwards: 0,
+            armed: false,
         }
     }
 
-    fn snapshot(events: Vec<Event>) -> ServerMsg {
+    fn snapshot(events: Vec<Event>, missed: u64) -> ServerMsg {
+        let next_seq = events.last().map_or(1, |e| e.seq + 1);
         ServerMsg::Snapshot(Snapshot {
-            nodes: vec![],
+            nodes: vec![node("s2", Role::Backup, 43), node("s1", Role::Primary, 42)],
             clients: vec![],
             events,
-            next_seq: 1,
-            missed: 0,
+            next_seq,
+            missed,
             generation: 0,
             slow_motion_ms: 0,
-            now_us: 0,
+            now_us: 1_000_000,
         })
     }
 
-    #[test]
-    fn live_events_update_cards_and_history() {
-        let mut s = State::default();
-        s.reduce(Action::Server(snapshot(vec![])));
-        assert_eq!(
-            s.clients.keys().copied().collect::<Vec<_>>(),
-            vec![1],
-            "a first client to click"
-        );
-        s.reduce(Action::Server(ServerMsg::Events {
-            events: vec![
-                ev(
-                    1,
-                    "s1",
-                    EventKind::ProcessStarted {
-                        pid: 7,
-                        role: Role::Primary,
-                        port: 1,
-                    },
-                ),
-                ev(
-                    2,
-                    "s1",
-                    EventKind::Executed {
-                        req: RequestId { client: 1, seq: 1 },
-                        op: Op::Lock,
-                        lock: "a".into(),
-                        ok: true,
-                        held: true,
-                        duplicate: false,
-                        forwarded: false,
-                    },
-                ),
-                ev(
-                    3,
-                    "c1",
-                    EventKind::OpCompleted {
-                        client: 1,
-                        op: Op::Lock,
-                        lock: "a".into(),
-                        tag: None,
-                        ok: true,
-                        req: RequestId { client: 1, seq: 1 },
-                        server: "s1".into(),
-                        latency_us: 1500,
-                        attempts: 1,
-                    },
-                ),
-                ev(
-                    4,
-                    "s1",
-                    EventKind::ProcessExited {
-                        pid: 7,
-                        signal: Some(9),
-                        code: None,
-                    },
-                ),
-            ],
-        }));
-        assert_eq!(s.nodes[0].locks, vec!["a"]);
-        assert!(!s.nodes[0].alive);
-        assert_eq!(s.clients[&1][0].text, "Lock(a) = true from s1 in 1.5 ms");
-        assert_eq!(s.events.len(), 4);
+    fn receive(s: &mut State, msgs: Vec<ServerMsg>) {
+        s.apply(Action::Receive {
+            msgs,
+            local_ms: 10.0,
+        });
     }
 
     #[test]
-    fn a_snapshot_replaces_the_log_and_reports_missed() {
-        let mut s = State::default();
-        s.reduce(Action::Server(ServerMsg::Events {
-            events: vec![ev(1, "x", EventKind::SlowMotionSet { delay_ms: 1 })],
-        }));
-        let mut msg = snapshot(vec![ev(9, "x", EventKind::SlowMotionSet { delay_ms: 2 })]);
-        if let ServerMsg::Snapshot(snap) = &mut msg {
-            snap.missed = 5;
+    fn snapshot_then_events_builds_cards_history_and_diagram() {
+        let mut st = State::default();
+        let mut script = Script::default();
+        script.call(1, 1, "s1", "s2", 1);
+        let (first, rest) = script.events.split_at(4);
+        receive(&mut st, vec![snapshot(first.to_vec(), 0)]);
+        assert_eq!(
+            st.nodes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(),
+            ["s1", "s2"]
+        );
+        assert_eq!(st.history.len(), 4);
+        assert_eq!(st.last_seq, Some(4));
+
+        let mut rest = rest.to_vec();
+        rest.insert(
+            3,
+            Event {
+                seq: 0,
+                t_us: 0,
+                node: "s1".into(),
+                kind: K::Executed {
+                    req: RequestId { client: 1, seq: 1 },
+                    op: Op::Lock,
+                    lock: "a".into(),
+                    ok: true,
+                    held: true,
+                    duplicate: false,
+                    forwarded: false,
+                },
+            },
+        );
+        // Renumber so the batch stays consecutive after the insert.
+        for (i, e) in rest.iter_mut().enumerate() {
+            e.seq = 5 + i as u64;
+            e.t_us = 10_000 + i as u64 * 100;
         }
-        s.reduce(Action::Server(msg));
-        assert_eq!(
-            s.events.borrow().iter().map(|e| e.seq).collect::<Vec<_>>(),
-            vec![9]
+        receive(
+            &mut st,
+            vec![ServerMsg::Events {
+                events: rest.clone(),
+            }],
         );
-        assert!(s.notices[0].contains('5'));
+        assert_eq!(st.history.len(), 4 + rest.len());
+        assert_eq!(st.history.msgs.len(), 4);
+        assert_eq!(st.history.in_flight_count(), 0);
+        let s1 = st.node("s1").expect("s1");
+        assert_eq!(s1.locks, vec!["a".to_string()]);
+        assert_eq!(s1.served, 1);
+        let c1 = &st.clients[&1];
+        assert!(c1.pending.is_none());
+        assert_eq!(c1.completed, 1);
+        assert_eq!(c1.history.len(), 1);
+        assert_eq!(c1.history[0].outcome, Outcome::Answer(true));
+        assert_eq!(st.ingested, 4 + rest.len() as u64);
+
+        // A batch replayed (duplicate seqs) changes nothing.
+        let before = st.history.len();
+        receive(&mut st, vec![ServerMsg::Events { events: rest }]);
+        assert_eq!(st.history.len(), before);
+        assert_eq!(st.clients[&1].completed, 1);
     }
 
     #[test]
-    fn the_log_is_capped_at_the_history_size() {
-        let mut s = State::default();
-        let events: Vec<Event> = (1..=(HISTORY as u64 + 10))
-            .map(|i| ev(i, "x", EventKind::SlowMotionSet { delay_ms: 0 }))
-            .collect();
-        s.reduce(Action::Server(ServerMsg::Events { events }));
-        assert_eq!(s.events.len(), HISTORY);
-        assert_eq!(
-            s.events.borrow().front().map(|e| e.seq),
-            Some(11),
-            "oldest dropped first"
+    fn a_snapshot_after_missed_events_resyncs_and_says_so() {
+        let mut st = State::default();
+        let mut script = Script::default();
+        for i in 0..3 {
+            script.call(1, i + 1, "s1", "s2", i * 4);
+        }
+        let all = script.events.clone();
+        receive(&mut st, vec![snapshot(all[..10].to_vec(), 0)]);
+        // The viewer fell behind: the next snapshot starts after a gap.
+        receive(&mut st, vec![snapshot(all[20..].to_vec(), 10)]);
+        assert_eq!(st.missed, 10);
+        assert_eq!(st.resyncs, 1);
+        assert_eq!(st.history.first_seq(), Some(21));
+        assert_eq!(st.history.len(), all.len() - 20);
+        assert!(st
+            .toasts
+            .iter()
+            .any(|t| t.level == Level::Warn && t.text.contains("10 events")));
+
+        // A reconnect snapshot overlapping what we have appends only the new events.
+        let len = st.history.len();
+        let mut more = Script::default();
+        more.call(2, 1, "s1", "s2", 100);
+        let mut extra: Vec<Event> = all[30..].to_vec();
+        for (i, mut e) in more.events.into_iter().enumerate() {
+            e.seq = all.len() as u64 + 1 + i as u64;
+            e.t_us += 10_000_000;
+            extra.push(e);
+        }
+        receive(&mut st, vec![snapshot(extra, 0)]);
+        assert_eq!(st.resyncs, 1);
+        assert_eq!(st.history.len(), len + 10);
+        assert_eq!(st.clients[&2].history.len(), 1);
+    }
+
+    #[test]
+    fn crash_events_update_the_cards_and_errors_become_toasts() {
+        let mut st = State::default();
+        receive(&mut st, vec![snapshot(vec![], 0)]);
+        let mut s = Script::default();
+        s.ev("s1", K::CrashArmed {});
+        s.ev(
+            "s1",
+            K::Crashed {
+                pid: 42,
+                cause: CrashCause::BeforeReply,
+                req: None,
+            },
+        )
+        .ev(
+            "s1",
+            K::ProcessExited {
+                pid: 42,
+                signal: Some(9),
+                code: None,
+            },
+        )
+        .ev(
+            "s2",
+            K::RoleChanged {
+                role: Role::Primary,
+                serving_alone: true,
+                reason: "r".into(),
+            },
         );
-        let before = s.clone();
-        s.reduce(Action::Server(ServerMsg::Events {
-            events: vec![ev(1, "x", EventKind::SlowMotionSet { delay_ms: 0 })],
-        }));
-        assert_ne!(before, s, "a new event makes a different state for Yew");
+        receive(
+            &mut st,
+            vec![ServerMsg::Events {
+                events: s.events[..1].to_vec(),
+            }],
+        );
+        assert!(st.node("s1").is_some_and(|n| n.armed));
+        receive(
+            &mut st,
+            vec![ServerMsg::Events {
+                events: s.events[1..].to_vec(),
+            }],
+        );
+        let s1 = st.node("s1").expect("s1");
+        assert!(!s1.alive && !s1.armed);
+        let s2 = st.node("s2").expect("s2");
+        assert!(s2.serving_alone && s2.role == Role::Primary);
+        assert_eq!(st.primary().map(|n| n.id.as_str()), Some("s2"));
+
+        st.apply(Action::Sent {
+            cmd: Command::Lock {
+                client: 1,
+                lock: "a".into(),
+                tag: Some("t9".into()),
+            },
+        });
+        assert!(st.clients[&1].busy());
+        receive(
+            &mut st,
+            vec![ServerMsg::Error {
+                code: ErrorCode::ClientBusy,
+                message: "c1 has a call outstanding".into(),
+                tag: Some("t9".into()),
+            }],
+        );
+        assert!(
+            !st.clients[&1].busy(),
+            "the refused command no longer counts"
+        );
+        let t = st.toasts.last().expect("toast");
+        assert_eq!((t.level, t.title.as_str()), (Level::Error, "client_busy"));
+    }
+
+    #[test]
+    fn pause_freezes_the_view_and_clear_empties_it() {
+        let mut st = State::default();
+        let mut s = Script::default();
+        s.call(1, 1, "s1", "s2", 1);
+        receive(&mut st, vec![snapshot(s.events[..6].to_vec(), 0)]);
+        st.apply(Action::TogglePause);
+        receive(
+            &mut st,
+            vec![ServerMsg::Events {
+                events: s.events[6..].to_vec(),
+            }],
+        );
+        assert_eq!(st.shown().len(), 6);
+        assert_eq!(st.unseen(), 4);
+        st.apply(Action::TogglePause);
+        assert_eq!(st.shown().len(), 10);
+        st.apply(Action::Clear);
+        assert!(st.shown().is_empty());
+        assert!(st.clients[&1].history.is_empty());
+        assert_eq!(
+            st.clients[&1].completed, 1,
+            "counters are the cluster's, not the view's"
+        );
+    }
+
+    #[test]
+    fn disconnect_shows_reconnecting_and_the_reducer_counts_revisions() {
+        let mut st = State::default();
+        let r0 = st.rev();
+        st.apply(Action::Connected);
+        assert_eq!(st.conn, Conn::Connected);
+        st.apply(Action::Disconnected {
+            attempt: 2,
+            retry_in_ms: 1000,
+        });
+        assert_eq!(
+            st.conn,
+            Conn::Reconnecting {
+                attempt: 2,
+                retry_in_ms: 1000
+            }
+        );
+        assert!(st.rev() > r0);
+        let a = st.clone();
+        st.apply(Action::AddClient);
+        assert!(a != st);
+        assert_eq!(st.clients.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(st.selected_client, 2);
+    }
+
+    #[test]
+    fn the_demo_advances_on_tagged_answers_and_finishes() {
+        let mut st = State::default();
+        st.apply(Action::StartDemo { local_ms: 0.0 });
+        assert_eq!(st.clients.len(), 3);
+        let plan = crate::demo::plan(st.demo.as_ref().expect("demo"), 0.0, |c| {
+            st.clients[&c].busy()
+        });
+        assert_eq!(plan.send.len(), 1);
+        let cmd = plan.send[0].clone();
+        let tag = cmd.tag().unwrap_or_default().to_owned();
+        st.apply(Action::Sent { cmd });
+        assert!(st.clients[&1].busy());
+        let mut s = Script::default();
+        s.ev(
+            "c1",
+            K::OpCompleted {
+                client: 1,
+                op: Op::Lock,
+                lock: "a".into(),
+                tag: Some(tag),
+                ok: true,
+                req: RequestId { client: 1, seq: 1 },
+                server: "s1".into(),
+                latency_us: 300,
+                attempts: 1,
+            },
+        );
+        receive(&mut st, vec![ServerMsg::Events { events: s.events }]);
+        let demo = st.demo.as_ref().expect("still running");
+        assert_eq!(demo.answered, 1);
+        assert!(!st.clients[&1].busy());
     }
 }

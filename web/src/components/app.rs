@@ -1,0 +1,227 @@
+//! The root component: owns the store and the connection, provides [`Ctx`], lays out the page
+//! and maps keyboard shortcuts to actions and commands.
+
+use std::rc::Rc;
+
+use gloo_events::EventListener;
+use shared::Command;
+use wasm_bindgen::JsCast;
+use web_sys::KeyboardEvent;
+use yew::prelude::*;
+
+use super::client_card::ClientCard;
+use super::conn_status::ConnStatus;
+use super::demo_driver::DemoDriver;
+use super::details::Details;
+use super::failover_timeline::FailoverTimeline;
+use super::help::Help;
+use super::server_card::ServerCard;
+use super::space_time::SpaceTime;
+use super::toasts::Toasts;
+use super::toolbar::Toolbar;
+use super::Ctx;
+use crate::keys::{self, Shortcut};
+use crate::store::{Action, State};
+use crate::ws::{self, Connection};
+
+#[function_component(App)]
+pub fn app() -> Html {
+    let state = use_reducer(State::default);
+    let conn = use_mut_ref(|| None::<Connection>);
+
+    {
+        let dispatch = state.dispatcher();
+        let conn = conn.clone();
+        use_effect_with((), move |_| {
+            let cb = Callback::from(move |a: Action| dispatch.dispatch(a));
+            *conn.borrow_mut() = Some(Connection::start(cb));
+        });
+    }
+
+    let send = {
+        let conn = conn.clone();
+        let dispatch = state.dispatcher();
+        use_callback((), move |cmd: Command, _| {
+            let sent = conn.borrow().as_ref().is_some_and(|c| c.send(&cmd));
+            dispatch.dispatch(if sent {
+                Action::Sent { cmd }
+            } else {
+                Action::NotSent { cmd }
+            });
+        })
+    };
+    let ctx = Ctx {
+        state: state.clone(),
+        send: send.clone(),
+    };
+
+    // Keyboard shortcuts (re-bound when the state changes, so they act on the current state).
+    {
+        let ctx = ctx.clone();
+        use_effect_with(state.rev(), move |_| {
+            let listener = web_sys::window().and_then(|w| w.document()).map(|doc| {
+                EventListener::new(&doc, "keydown", move |e| {
+                    if let Some(e) = e.dyn_ref::<KeyboardEvent>() {
+                        on_key(&ctx, e);
+                    }
+                })
+            });
+            move || drop(listener)
+        });
+    }
+
+    // The perf hook also reports how many events the page holds.
+    {
+        let held = state.history.len();
+        use_effect_with(held, move |held| {
+            if let Some(w) = web_sys::window() {
+                if let Ok(obj) = js_sys::Reflect::get(&w, &"__pbscope".into()) {
+                    if obj.is_object() {
+                        let _ =
+                            js_sys::Reflect::set(&obj, &"history".into(), &(*held as f64).into());
+                    }
+                }
+            }
+        });
+    }
+
+    let servers: Vec<Rc<str>> = state
+        .nodes
+        .iter()
+        .map(|n| Rc::from(n.id.as_str()))
+        .collect();
+    let clients: Vec<u32> = state.clients.keys().copied().collect();
+    let on_add_client = {
+        let ctx = ctx.clone();
+        Callback::from(move |_| ctx.dispatch(Action::AddClient))
+    };
+
+    html! {
+        <ContextProvider<Ctx> context={ctx}>
+            <div class="app">
+                <header class="topbar">
+                    <div class="brand">
+                        <span class="logo">{"pb"}<b>{"scope"}</b></span>
+                        <span class="brand-sub">{"MIT 6.824 Lab 1 · primary/backup lock service, live"}</span>
+                    </div>
+                    <Toolbar />
+                    <ConnStatus />
+                </header>
+                <main class="layout">
+                    <aside class="side">
+                        <section class="panel">
+                            <h2 class="panel-title">{"Servers"}</h2>
+                            if servers.is_empty() {
+                                <div class="empty small">{"Waiting for the cluster…"}</div>
+                            }
+                            { for servers.iter().map(|s| html! { <ServerCard key={s.to_string()} id={AttrValue::from(s.to_string())} /> }) }
+                        </section>
+                        <section class="panel">
+                            <h2 class="panel-title">
+                                {"Clients"}
+                                <button class="btn ghost small" data-testid="add-client" onclick={on_add_client}
+                                    title="Add a client (n)">{"+ Add client"}</button>
+                            </h2>
+                            { for clients.iter().map(|c| html! { <ClientCard key={*c} id={*c} /> }) }
+                        </section>
+                    </aside>
+                    <section class="main">
+                        <FailoverTimeline />
+                        <SpaceTime />
+                    </section>
+                </main>
+                <Details />
+                <Toasts />
+                <Help />
+                <DemoDriver />
+            </div>
+        </ContextProvider<Ctx>>
+    }
+}
+
+/// Runs a shortcut. Keys typed into a text field, or with Ctrl/Alt/Meta, are left alone.
+fn on_key(ctx: &Ctx, e: &KeyboardEvent) {
+    if e.ctrl_key() || e.alt_key() || e.meta_key() || e.repeat() {
+        return;
+    }
+    let typing = e
+        .target()
+        .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+        .is_some_and(|el| matches!(el.tag_name().as_str(), "INPUT" | "TEXTAREA" | "SELECT"));
+    if typing {
+        if e.key() == "Escape" {
+            if let Some(el) = e
+                .target()
+                .and_then(|t| t.dyn_into::<web_sys::HtmlElement>().ok())
+            {
+                let _ = el.blur();
+            }
+        }
+        return;
+    }
+    let Some(sc) = keys::shortcut(&e.key()) else {
+        return;
+    };
+    e.prevent_default();
+    let st = &ctx.state;
+    let client = st.selected_client;
+    let lock = st.lock_name(client);
+    let tag = || Some(ws::next_tag("key"));
+    match sc {
+        Shortcut::Help => ctx.dispatch(Action::ShowHelp(!st.help)),
+        Shortcut::Close => {
+            ctx.dispatch(Action::ShowHelp(false));
+            ctx.dispatch(Action::Select(None));
+        }
+        Shortcut::Lock => ctx.send.emit(Command::Lock {
+            client,
+            lock,
+            tag: tag(),
+        }),
+        Shortcut::Unlock => ctx.send.emit(Command::Unlock {
+            client,
+            lock,
+            tag: tag(),
+        }),
+        Shortcut::SelectClient(c) => ctx.dispatch(Action::SelectClient(c)),
+        Shortcut::AddClient => ctx.dispatch(Action::AddClient),
+        Shortcut::CrashPrimary => ctx.send.emit(Command::Crash {
+            node: "primary".into(),
+            tag: tag(),
+        }),
+        Shortcut::CrashBeforeReply => ctx.send.emit(Command::CrashBeforeReply {
+            node: "primary".into(),
+            tag: tag(),
+        }),
+        Shortcut::CrashBackup => ctx.send.emit(Command::Crash {
+            node: "backup".into(),
+            tag: tag(),
+        }),
+        Shortcut::Reset => ctx.send.emit(Command::Reset { tag: tag() }),
+        Shortcut::Demo => {
+            if st.demo.is_some() {
+                ctx.dispatch(Action::StopDemo);
+            } else {
+                ctx.dispatch(Action::StartDemo {
+                    local_ms: ws::now_ms(),
+                });
+            }
+        }
+        Shortcut::SlowMotionNext => ctx.send.emit(Command::SetSlowMotion {
+            delay_ms: keys::next_slow_motion(st.slow_motion_ms),
+            tag: tag(),
+        }),
+        Shortcut::SlowMotionOff => ctx.send.emit(Command::SetSlowMotion {
+            delay_ms: 0,
+            tag: tag(),
+        }),
+        Shortcut::TogglePause => ctx.dispatch(Action::TogglePause),
+        Shortcut::FollowLive => {
+            if st.paused() {
+                ctx.dispatch(Action::TogglePause);
+            }
+            ctx.dispatch(Action::SetFollow(true));
+        }
+        Shortcut::Clear => ctx.dispatch(Action::Clear),
+    }
+}

@@ -1,0 +1,160 @@
+//! A clerk's card: where it sends, its call in progress, Lock/Unlock of a named lock, and its
+//! history of answers with latency (and retries, when it failed over).
+
+use shared::Command;
+use web_sys::HtmlInputElement;
+use yew::prelude::*;
+
+use super::use_ctx;
+use crate::store::{Action, Outcome};
+use crate::{format, ws};
+
+/// History entries shown on the card (the store keeps more).
+const SHOWN: usize = 6;
+
+#[derive(Properties, PartialEq, Debug)]
+pub struct ClientCardProps {
+    pub id: u32,
+}
+
+#[function_component(ClientCard)]
+pub fn client_card(props: &ClientCardProps) -> Html {
+    let ctx = use_ctx();
+    let id = props.id;
+    let st = &ctx.state;
+    let Some(c) = st.clients.get(&id).cloned() else {
+        return html! {};
+    };
+    let name = format!("c{id}");
+    let lock = st.lock_name(id);
+    let typed = st
+        .lock_names
+        .get(&id)
+        .cloned()
+        .unwrap_or_else(|| lock.clone());
+    let selected = st.selected_client == id;
+
+    let call = |unlock: bool| {
+        let send = ctx.send.clone();
+        let lock = lock.clone();
+        Callback::from(move |_| {
+            let tag = Some(ws::next_tag("ui"));
+            let lock = lock.clone();
+            send.emit(if unlock {
+                Command::Unlock {
+                    client: id,
+                    lock,
+                    tag,
+                }
+            } else {
+                Command::Lock {
+                    client: id,
+                    lock,
+                    tag,
+                }
+            })
+        })
+    };
+    let oninput = {
+        let ctx = ctx.clone();
+        Callback::from(move |e: InputEvent| {
+            let input: HtmlInputElement = e.target_unchecked_into();
+            ctx.dispatch(Action::SetLockName {
+                client: id,
+                name: input.value(),
+            });
+        })
+    };
+    let onkeydown = {
+        let send = ctx.send.clone();
+        let lock = lock.clone();
+        Callback::from(move |e: KeyboardEvent| {
+            if e.key() == "Enter" {
+                let tag = Some(ws::next_tag("ui"));
+                send.emit(Command::Lock {
+                    client: id,
+                    lock: lock.clone(),
+                    tag,
+                });
+            }
+        })
+    };
+    let select = {
+        let ctx = ctx.clone();
+        Callback::from(move |_| ctx.dispatch(Action::SelectClient(id)))
+    };
+
+    let status = match (&c.pending, &c.sending) {
+        (Some(p), _) => {
+            let now = st.server_now_us(ws::now_ms()) as u64;
+            let waited = now.saturating_sub(p.since_us);
+            let retry = if p.retries > 0 { " · retrying" } else { "" };
+            html! {
+                <span class="status waiting" data-testid={format!("pending-{name}")}>
+                    <span class="spinner"></span>
+                    {format!("{}({}) #{} · waiting {}{retry}", format::op_name(p.op), p.lock, format::req(p.req), format::duration(waited))}
+                </span>
+            }
+        }
+        (None, Some(_)) => {
+            html! { <span class="status waiting"><span class="spinner"></span>{"sending…"}</span> }
+        }
+        (None, None) => html! { <span class="status idle">{"idle"}</span> },
+    };
+    let busy = c.busy();
+    let busy_title = "One call at a time (Lab 1): wait for the answer";
+
+    let entries = c.history.iter().rev().take(SHOWN).map(|r| {
+        let (class, answer) = match &r.outcome {
+            Outcome::Answer(true) => ("ok", "true".to_string()),
+            Outcome::Answer(false) => ("no", "false".to_string()),
+            Outcome::GaveUp(reason) => ("gaveup", format!("gave up ({reason})")),
+        };
+        let via = r
+            .server
+            .as_deref()
+            .map(|s| format!(" · {s}"))
+            .unwrap_or_default();
+        let tries = if r.attempts > 1 {
+            format!(" · ↻{}", r.attempts)
+        } else {
+            String::new()
+        };
+        let latency = r.latency_us.map(format::duration).unwrap_or_default();
+        html! {
+            <li class={classes!("entry", class, (r.attempts > 1).then_some("retried"))}
+                data-testid={format!("history-entry-{name}")} data-req={format::req(r.req)}>
+                <span class="call">{format!("{}({})", format::op_name(r.op), r.lock)}</span>
+                <span class="arrow-sym">{"→"}</span>
+                <span class={classes!("answer", class)}>{answer}</span>
+                <span class="meta">{format!("{latency}{via}{tries}")}</span>
+            </li>
+        }
+    });
+
+    html! {
+        <div class={classes!("card", "client", selected.then_some("selected"))} data-testid={format!("client-{name}")}
+             onclick={select}>
+            <div class="card-head">
+                <span class="node-name">{&name}</span>
+                <span class="muted">{"→ "}{c.server.as_deref().unwrap_or("primary")}</span>
+                {status}
+            </div>
+            <div class="call-row">
+                <input class="lockname" type="text" value={typed} {oninput} {onkeydown} maxlength="64"
+                    data-testid={format!("lockname-{name}")} aria-label={format!("lock name for {name}")}
+                    spellcheck="false" />
+                <button class="btn primary" data-testid={format!("lock-{name}")} onclick={call(false)}
+                    disabled={busy} title={if busy { busy_title.to_string() } else { format!("Lock({lock})") }}>{"Lock"}</button>
+                <button class="btn" data-testid={format!("unlock-{name}")} onclick={call(true)}
+                    disabled={busy} title={if busy { busy_title.to_string() } else { format!("Unlock({lock})") }}>{"Unlock"}</button>
+            </div>
+            <ol class="history" data-testid={format!("history-{name}")}>
+                if c.history.is_empty() {
+                    <li class="entry none">{"no calls yet"}</li>
+                }
+                { for entries }
+            </ol>
+        </div>
+    }
+}

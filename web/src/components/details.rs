@@ -1,0 +1,234 @@
+//! The details panel of what is selected in the diagram: a message (its send, delivery or
+//! loss, and the other messages of the same request) or a point event.
+
+use yew::prelude::*;
+
+use super::use_ctx;
+use crate::diagram::layout;
+use crate::format;
+use crate::history::{History, Kind, MsgEnd};
+use crate::store::{Action, Selection};
+
+fn row(k: &str, v: impl Into<Html>) -> Html {
+    html! { <div class="kv"><span class="k">{k.to_string()}</span><span class="v">{v.into()}</span></div> }
+}
+
+fn event_rows(h: &History, i: usize) -> Option<(String, Vec<Html>)> {
+    let e = h.event(i)?;
+    let n = |s| h.name(s).to_string();
+    let mut rows = vec![
+        row("node", n(e.node)),
+        row("time", format::clock(e.t_us)),
+        row("seq", e.seq.to_string()),
+    ];
+    let title = match &e.kind {
+        Kind::Started { pid, role, port } => {
+            rows.push(row("pid", pid.to_string()));
+            rows.push(row("role", format::role(*role)));
+            rows.push(row("port", port.to_string()));
+            "process started"
+        }
+        Kind::Exited { pid, signal, code } => {
+            rows.push(row("pid", pid.to_string()));
+            rows.push(row("signal", signal.map_or("—".into(), |s| s.to_string())));
+            rows.push(row("exit code", code.map_or("—".into(), |s| s.to_string())));
+            "process exited"
+        }
+        Kind::Crashed { pid, cause, req } => {
+            rows.push(row("pid", pid.to_string()));
+            rows.push(row("cause", format!("{cause:?}")));
+            if let Some(r) = req {
+                rows.push(row("reply lost for", format!("#{}", format::req(*r))));
+            }
+            "crashed"
+        }
+        Kind::Armed => "armed: crash before next reply",
+        Kind::RoleChanged {
+            role,
+            alone,
+            reason,
+        } => {
+            rows.push(row("role", format::role(*role)));
+            rows.push(row("serving alone", alone.to_string()));
+            rows.push(row("why", n(*reason)));
+            "role changed"
+        }
+        Kind::Sent { msg_id, .. } => {
+            rows.push(row("msg_id", msg_id.to_string()));
+            "message sent"
+        }
+        Kind::Delivered { msg_id, .. } => {
+            rows.push(row("msg_id", msg_id.to_string()));
+            "message delivered"
+        }
+        Kind::Lost { msg_id, reason, .. } => {
+            rows.push(row("msg_id", msg_id.to_string()));
+            rows.push(row("why", n(*reason)));
+            "message lost"
+        }
+        Kind::Executed {
+            req,
+            op,
+            lock,
+            ok,
+            held,
+            duplicate,
+            forwarded,
+        } => {
+            rows.push(row("request", format!("#{}", format::req(*req))));
+            rows.push(row(
+                "operation",
+                format!("{}({})", format::op_name(*op), n(*lock)),
+            ));
+            rows.push(row("answer", ok.to_string()));
+            rows.push(row("lock now", if *held { "held" } else { "free" }));
+            rows.push(row(
+                "from",
+                if *forwarded {
+                    "the primary (forward)"
+                } else {
+                    "a client"
+                },
+            ));
+            if *duplicate {
+                rows.push(row(
+                    "at-most-once",
+                    "already executed: answered from the record, not run again",
+                ));
+            }
+            "executed"
+        }
+        Kind::Invoked {
+            req,
+            op,
+            lock,
+            server,
+        } => {
+            rows.push(row("request", format!("#{}", format::req(*req))));
+            rows.push(row(
+                "operation",
+                format!("{}({})", format::op_name(*op), n(*lock)),
+            ));
+            rows.push(row("sent to", n(*server)));
+            "call started"
+        }
+        Kind::Completed {
+            req,
+            op,
+            lock,
+            ok,
+            server,
+            latency_us,
+            attempts,
+        } => {
+            rows.push(row("request", format!("#{}", format::req(*req))));
+            rows.push(row(
+                "operation",
+                format!("{}({})", format::op_name(*op), n(*lock)),
+            ));
+            rows.push(row("answer", ok.to_string()));
+            rows.push(row("answered by", n(*server)));
+            rows.push(row("latency", format::duration(*latency_us)));
+            rows.push(row("attempts", attempts.to_string()));
+            "call answered"
+        }
+        Kind::Failed { req, reason, .. } => {
+            rows.push(row("request", format!("#{}", format::req(*req))));
+            rows.push(row("why", n(*reason)));
+            "call gave up"
+        }
+        Kind::RpcFailed {
+            req,
+            server,
+            reason,
+            retry_to,
+        } => {
+            rows.push(row("request", format!("#{}", format::req(*req))));
+            rows.push(row("failed server", n(*server)));
+            rows.push(row("why", n(*reason)));
+            rows.push(row(
+                "re-sent to",
+                format!("{} (same request id)", n(*retry_to)),
+            ));
+            "server failed, client retries"
+        }
+        Kind::Reset { generation } => {
+            rows.push(row("generation", generation.to_string()));
+            "cluster reset"
+        }
+        Kind::SlowMotion { delay_ms } => {
+            rows.push(row("delay", format!("{delay_ms} ms")));
+            "slow motion changed"
+        }
+    };
+    Some((title.to_string(), rows))
+}
+
+fn msg_rows(h: &History, i: usize) -> Option<(String, String, Vec<Html>)> {
+    let m = h.msg(i)?;
+    let mut rows = vec![
+        row(
+            "from → to",
+            format!("{} → {}", h.name(m.from), h.name(m.to)),
+        ),
+        row("request id", format!("#{}", format::req(m.req))),
+        row("msg_id", m.msg_id.to_string()),
+        row("content", layout::arrow_label(h, m)),
+        row("sent", format::clock(m.sent_t)),
+    ];
+    match m.end {
+        MsgEnd::InFlight => rows.push(row("status", "in flight")),
+        MsgEnd::Delivered { t_us, .. } => {
+            rows.push(row("delivered", format::clock(t_us)));
+            rows.push(row(
+                "on the wire",
+                format::duration(t_us.saturating_sub(m.sent_t)),
+            ));
+        }
+        MsgEnd::Lost { t_us, reason, .. } => {
+            rows.push(row("lost", format::clock(t_us)));
+            rows.push(row("why", h.name(reason).to_string()));
+        }
+    }
+    if m.attempt > 1 {
+        rows.push(row("retry", format!("send #{} of this request: the same id, so a server that already ran it answers from its record", m.attempt)));
+    }
+    let same = h.msgs.iter().filter(|(_, o)| o.req == m.req).count();
+    rows.push(row("messages of this call", same.to_string()));
+    Some((
+        m.kind.as_str().replace('_', " "),
+        m.kind.as_str().to_string(),
+        rows,
+    ))
+}
+
+#[function_component(Details)]
+pub fn details() -> Html {
+    let ctx = use_ctx();
+    let st = &ctx.state;
+    let h = st.shown();
+    let close = {
+        let ctx = ctx.clone();
+        Callback::from(move |_| ctx.dispatch(Action::Select(None)))
+    };
+    let (title, class, rows) = match st.selected {
+        Some(Selection::Msg(i)) => match msg_rows(h, i) {
+            Some(x) => x,
+            None => return html! {},
+        },
+        Some(Selection::Event(i)) => match event_rows(h, i) {
+            Some((t, r)) => (t, "event".to_string(), r),
+            None => return html! {},
+        },
+        None => return html! {},
+    };
+    html! {
+        <aside class={classes!("details", class)} data-testid="details">
+            <div class="details-head">
+                <span class="details-title">{title}</span>
+                <button class="btn ghost small" onclick={close} title="Close (Esc)">{"✕"}</button>
+            </div>
+            { for rows }
+        </aside>
+    }
+}

@@ -1,0 +1,179 @@
+//! The failover timeline: who served clients over time (one row per server), the crash
+//! moments, the clients' retries, and the windows in which clients got no answer, with their
+//! duration. Folded incrementally in `failover.rs`; this only draws it.
+
+use yew::prelude::*;
+
+use super::use_ctx;
+use crate::failover::{Serving, Window};
+use crate::history::History;
+use crate::store::{Action, Selection};
+use crate::{format, ws};
+
+/// Chips listed above the strip (newest first).
+const CHIPS: usize = 3;
+
+fn index_of_seq(h: &History, seq: u64) -> Option<usize> {
+    let i = h
+        .events
+        .partition_point(h.events.indices(), |e| e.seq < seq);
+    h.event(i).filter(|e| e.seq == seq).map(|_| i)
+}
+
+#[function_component(FailoverTimeline)]
+pub fn failover_timeline() -> Html {
+    let ctx = use_ctx();
+    let st = &ctx.state;
+    let h = st.shown();
+    let f = &h.failover;
+    let (Some(t0), Some(last)) = (h.first_t(), h.last_t()) else {
+        return html! {
+            <section class="timeline-card">
+                <h2 class="panel-title">{"Failover timeline"}</h2>
+                <div class="empty small">{"Waiting for events…"}</div>
+            </section>
+        };
+    };
+    let now = if st.paused() {
+        last
+    } else {
+        (st.server_now_us(ws::now_ms()) as u64).max(last)
+    };
+    let t1 = now.max(t0 + 1);
+    let span = (t1 - t0) as f64;
+    let pct = |t: u64| (t.clamp(t0, t1) - t0) as f64 / span * 100.0;
+
+    let select_seq = |seq: u64| {
+        let ctx = ctx.clone();
+        let idx = index_of_seq(h, seq);
+        Callback::from(move |_| {
+            if let Some(i) = idx {
+                ctx.dispatch(Action::Select(Some(Selection::Event(i))));
+            }
+        })
+    };
+
+    let mut windows: Vec<&Window> = f.all_windows().collect();
+    windows.sort_by_key(|w| std::cmp::Reverse(w.start_seq));
+    let chips = windows.iter().take(CHIPS).enumerate().map(|(i, w)| {
+        let clients = w
+            .clients
+            .iter()
+            .map(|c| format!("c{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let dur = format::millis(w.duration_us(now));
+        let (class, text) = match (&w.answered_by, w.is_open()) {
+            (_, true) => (
+                "open",
+                format!("{} failed · {clients} waiting for {dur}…", w.server),
+            ),
+            (Some(by), false) => (
+                "closed",
+                format!(
+                    "{} failed · {clients} got no answer for {dur} · then {by} answered",
+                    w.server
+                ),
+            ),
+            (None, false) => (
+                "closed",
+                format!("{} failed · {clients} got no answer for {dur}", w.server),
+            ),
+        };
+        html! {
+            <button class={classes!("window-chip", class, (i == 0).then_some("latest"))}
+                    data-testid="failover-window" data-ms={(w.duration_us(now) / 1000).to_string()}
+                    onclick={select_seq(w.start_seq)} title="Show in the diagram">
+                <span class="window-ms">{dur}</span>
+                <span>{text}</span>
+            </button>
+        }
+    });
+
+    let servers: Vec<String> = st.nodes.iter().map(|n| n.id.clone()).collect();
+    let rows = servers.iter().map(|s| {
+        let segs = f.segments.iter().filter(|g| &*g.server == s.as_str()).map(|g| {
+            let x = pct(g.from_us);
+            let w = (pct(g.to_us.unwrap_or(t1)) - x).max(0.0);
+            let class = match g.state {
+                Serving::Primary => "primary",
+                Serving::Backup => "backup",
+                Serving::Alone => "alone",
+                Serving::Dead => "dead",
+            };
+            html! {
+                <rect class={classes!("seg", class)} x={format!("{x}%")} width={format!("{w}%")} y="3" height="18" rx="3">
+                    <title>{format!("{s}: {} from {}", g.state.as_str(), format::clock(g.from_us))}</title>
+                </rect>
+            }
+        });
+        let crashes = f.crashes.iter().filter(|c| &*c.server == s.as_str()).map(|c| {
+            let x = pct(c.t_us);
+            html! {
+                <g class="tl-crash" onclick={select_seq(c.seq)}>
+                    <title>{format!("{s} crashed at {}", format::clock(c.t_us))}</title>
+                    <line x1={format!("{x}%")} x2={format!("{x}%")} y1="0" y2="24" />
+                    <text x={format!("{x}%")} y="17">{"✕"}</text>
+                </g>
+            }
+        });
+        html! {
+            <div class="tl-row" data-testid={format!("timeline-{s}")}>
+                <span class="tl-label">{s}</span>
+                <svg class="tl-strip" height="24">{ for segs }{ for crashes }</svg>
+            </div>
+        }
+    });
+    let retries = f.retries.iter().filter(|r| r.t_us >= t0).map(|r| {
+        let x = pct(r.t_us);
+        html! {
+            <g class="tl-retry" onclick={select_seq(r.seq)}>
+                <title>{format!("c{} re-sent #{} to {} after {} failed", r.client, format::req(r.req), r.to, r.from)}</title>
+                <circle cx={format!("{x}%")} cy="12" r="7" />
+                <text x={format!("{x}%")} y="16">{"↻"}</text>
+            </g>
+        }
+    });
+    let bands = windows.iter().filter(|w| w.end_us.unwrap_or(now) >= t0).map(|w| {
+        let x = pct(w.start_us);
+        let wd = (pct(w.end_us.unwrap_or(now)) - x).max(0.5);
+        html! {
+            <rect class={classes!("tl-window", w.is_open().then_some("open"))} x={format!("{x}%")} width={format!("{wd}%")} y="0" height="100%">
+                <title>{format!("no answer for {}", format::millis(w.duration_us(now)))}</title>
+            </rect>
+        }
+    });
+
+    html! {
+        <section class="timeline-card" data-testid="failover-timeline">
+            <div class="timeline-head">
+                <h2 class="panel-title">{"Failover timeline"}<span class="hint">{"who serves clients, over the whole history"}</span></h2>
+                <div class="chips">
+                    if windows.is_empty() {
+                        <span class="muted small">{"No failover yet — crash the primary (k), or arm “crash before next reply” (b) and lock."}</span>
+                    }
+                    { for chips }
+                </div>
+            </div>
+            <div class="tl-body">
+                <div class="tl-rows">
+                    { for rows }
+                    <div class="tl-row">
+                        <span class="tl-label">{"retries"}</span>
+                        <svg class="tl-strip" height="24">{ for retries }</svg>
+                    </div>
+                </div>
+                <svg class="tl-overlay">{ for bands }</svg>
+            </div>
+            <div class="tl-axis">
+                <span>{format::clock(t0)}</span>
+                <span class="tl-legend">
+                    <i class="sw primary"></i>{"primary"}<i class="sw backup"></i>{"backup"}
+                    <i class="sw alone"></i>{"serving alone"}<i class="sw dead"></i>{"dead"}
+                    <i class="sw window"></i>{"no answer"}
+                </span>
+                <span>{if st.paused() { format::clock(t1) } else { format!("now · {}", format::clock(t1)) }}</span>
+            </div>
+        </section>
+    }
+}

@@ -1,0 +1,40 @@
+//! The help overlay ("?"): keyboard shortcuts and how to read the diagram.
+
+use yew::prelude::*;
+
+use super::legend::Legend;
+use super::use_ctx;
+use crate::keys::HELP;
+use crate::store::Action;
+
+#[function_component(Help)]
+pub fn help() -> Html {
+    let ctx = use_ctx();
+    if !ctx.state.help {
+        return html! {};
+    }
+    let close = {
+        let ctx = ctx.clone();
+        Callback::from(move |_| ctx.dispatch(Action::ShowHelp(false)))
+    };
+    let stop = Callback::from(|e: MouseEvent| e.stop_propagation());
+    html! {
+        <div class="overlay" onclick={close.clone()} data-testid="help">
+            <div class="help" onclick={stop}>
+                <div class="details-head">
+                    <span class="details-title">{"Keyboard shortcuts"}</span>
+                    <button class="btn ghost small" onclick={close}>{"✕"}</button>
+                </div>
+                <table class="keys">
+                    { for HELP.iter().map(|(k, what)| html! {
+                        <tr><td><kbd>{*k}</kbd></td><td>{*what}</td></tr>
+                    }) }
+                </table>
+                <h3>{"Reading the diagram"}</h3>
+                <p>{"One vertical lane per process, time flowing down. A Lock or Unlock call goes client → primary (request), primary → backup (forward), backup → primary (forward ack), primary → client (reply). Every call carries a request id like "}<code>{"#c1.7"}</code>{" (client 1, call 7)."}</p>
+                <p>{"When the primary dies, the client re-sends the "}<b>{"same"}</b>{" request id to the backup (↻). The backup answers from its at-most-once record if it already applied that request. Hover a message to highlight every message of its call; click for details."}</p>
+                <Legend />
+            </div>
+        </div>
+    }
+}

@@ -1,0 +1,478 @@
+//! The space-time diagram: one lane per process, time flowing down, one arrow per message.
+//!
+//! Virtualised: the scroll area is as tall as the whole history, but only the rows in view
+//! (plus overscan) are built (`layout::scene`) and drawn into one SVG placed at the scroll
+//! offset. Follows the live edge unless the person scrolls up; animates in-flight messages in
+//! slow motion with `requestAnimationFrame`.
+
+use std::rc::Rc;
+
+use gloo_render::request_animation_frame;
+use shared::RequestId;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::Element;
+use yew::prelude::*;
+
+use super::legend::Legend;
+use super::use_ctx;
+use crate::diagram::layout::{self, ArrowEnd, ArrowGeom, Glyph, MarkGeom, Viewport, GUTTER};
+use crate::history::{History, MsgKind};
+use crate::store::{Action, Selection};
+use crate::{format, ws};
+
+/// Height of the sticky lane header inside the scroll area.
+const LANE_HEAD: f64 = 48.0;
+
+#[derive(Clone, Copy, PartialEq)]
+struct View {
+    top: f64,
+    height: f64,
+    width: f64,
+}
+
+#[function_component(SpaceTime)]
+pub fn space_time() -> Html {
+    let ctx = use_ctx();
+    let st = &ctx.state;
+    let scroll = use_node_ref();
+    // The latest measurement, shared with the scroll and resize callbacks (never stale).
+    let view_cell = use_mut_ref(|| View {
+        top: 0.0,
+        height: 560.0,
+        width: 900.0,
+    });
+    let redraw = use_force_update();
+    let hovered = use_state(|| None::<RequestId>);
+    let tick = use_state(|| 0u64);
+
+    // Measure the scroll area now and whenever it is resized.
+    {
+        let scroll = scroll.clone();
+        let view_cell = view_cell.clone();
+        let redraw = redraw.clone();
+        use_effect_with((), move |_| {
+            let measure = {
+                let scroll = scroll.clone();
+                move || {
+                    if let Some(el) = scroll.cast::<Element>() {
+                        let v = View {
+                            top: el.scroll_top() as f64,
+                            height: (el.client_height() as f64 - LANE_HEAD).max(100.0),
+                            width: el.client_width() as f64,
+                        };
+                        let changed = *view_cell.borrow() != v;
+                        if changed {
+                            *view_cell.borrow_mut() = v;
+                            redraw.force_update();
+                        }
+                    }
+                }
+            };
+            measure();
+            let cb = Closure::<dyn FnMut()>::new(measure);
+            let observer = web_sys::ResizeObserver::new(cb.as_ref().unchecked_ref()).ok();
+            if let (Some(o), Some(el)) = (&observer, scroll.cast::<Element>()) {
+                o.observe(&el);
+            }
+            move || {
+                if let Some(o) = observer {
+                    o.disconnect();
+                }
+                drop(cb);
+            }
+        });
+    }
+
+    let view = *view_cell.borrow();
+    let shown: &History = st.shown();
+    let animating = !st.paused() && st.slow_motion_ms > 0 && shown.in_flight_count() > 0;
+    let now_us = if animating {
+        st.server_now_us(ws::now_ms())
+    } else {
+        shown.last_t().unwrap_or(0) as f64
+    };
+
+    // In slow motion, re-render every animation frame while messages are in flight.
+    {
+        let tick = tick.clone();
+        use_effect_with((animating, *tick, st.rev()), move |(animating, _, _)| {
+            let frame =
+                animating.then(|| request_animation_frame(move |_| tick.set(tick.wrapping_add(1))));
+            move || drop(frame)
+        });
+    }
+
+    let servers: Vec<Rc<str>> = st.nodes.iter().map(|n| Rc::from(n.id.as_str())).collect();
+    let clients: Vec<u32> = st.clients.keys().copied().collect();
+    let (lanes, width) = layout::lanes(&clients, &servers, view.width);
+    let canvas_h = layout::total_height(shown, now_us).max(view.height - 1.0);
+    // Following: draw the bottom now, not after the scroll event the effect below causes.
+    let top = if st.follow {
+        (canvas_h - view.height).max(0.0)
+    } else {
+        view.top
+    };
+    let vp = Viewport {
+        top,
+        height: view.height,
+    };
+    let scene = layout::scene(shown, &lanes, vp, now_us, st.slow_motion_ms);
+
+    // Follow the live edge: after every render, stick to the bottom.
+    {
+        let scroll = scroll.clone();
+        let follow = st.follow;
+        use_effect(move || {
+            if follow {
+                if let Some(el) = scroll.cast::<Element>() {
+                    let bottom = el.scroll_height() - el.client_height();
+                    if el.scroll_top() < bottom {
+                        el.set_scroll_top(bottom);
+                    }
+                }
+            }
+        });
+    }
+
+    // Bring a selection made elsewhere (the timeline) into view.
+    {
+        let scroll = scroll.clone();
+        let target = match st.selected {
+            Some(Selection::Event(i)) => shown.event(i).map(|e| layout::screen_y(shown, e.y)),
+            Some(Selection::Msg(i)) => shown.msg(i).map(|m| layout::screen_y(shown, m.sent_y)),
+            None => None,
+        };
+        let dispatch = ctx.state.dispatcher();
+        let vh = view.height;
+        use_effect_with(st.selected, move |_| {
+            if let (Some(y), Some(el)) = (target, scroll.cast::<Element>()) {
+                let top = el.scroll_top() as f64;
+                if y < top || y > top + vh {
+                    dispatch.dispatch(Action::SetFollow(false));
+                    el.set_scroll_top((y - vh / 2.0).max(0.0) as i32);
+                }
+            }
+        });
+    }
+
+    let onscroll = {
+        let view_cell = view_cell.clone();
+        let redraw = redraw.clone();
+        let scroll = scroll.clone();
+        let ctx = ctx.clone();
+        Callback::from(move |_: Event| {
+            let Some(el) = scroll.cast::<Element>() else {
+                return;
+            };
+            let top = el.scroll_top() as f64;
+            let at_bottom = el.scroll_top() + el.client_height() >= el.scroll_height() - 40;
+            let moved = (top - view_cell.borrow().top).abs() >= 1.0;
+            if moved {
+                view_cell.borrow_mut().top = top;
+                if !(at_bottom && ctx.state.follow) {
+                    redraw.force_update();
+                }
+            }
+            if at_bottom != ctx.state.follow {
+                ctx.dispatch(Action::SetFollow(at_bottom));
+            }
+        })
+    };
+
+    let hl = *hovered;
+    let selected = st.selected;
+    let arrows = scene.arrows.iter().map(|a| {
+        let sel = selected == Some(Selection::Msg(a.msg));
+        render_arrow(a, hl, sel, &ctx, &hovered)
+    });
+    let marks = scene.marks.iter().map(|m| {
+        let sel = selected == Some(Selection::Event(m.event));
+        render_mark(m, hl, sel, &ctx, &hovered)
+    });
+    let svg_top = (top - layout::OVERSCAN).max(0.0);
+    let svg_h = view.height + 2.0 * layout::OVERSCAN;
+    let view_box = format!("0 {svg_top} {width} {svg_h}");
+    let lane_bottom = scene.live_y.max(svg_top);
+
+    let lane_heads = lanes.iter().map(|l| {
+        let (class, sub) = if l.server {
+            match st.node(&l.name) {
+                Some(n) if !n.alive => ("dead", "dead".to_string()),
+                Some(n) if n.serving_alone => ("alone", "serving alone".to_string()),
+                Some(n) => (format::role(n.role), format::role(n.role).to_string()),
+                None => ("", String::new()),
+            }
+        } else {
+            ("client", "client".to_string())
+        };
+        html! {
+            <div class={classes!("lane-tag", class)} style={format!("left:{}px", l.x)} data-lane={l.name.to_string()}>
+                <span class="lane-name">{l.name.to_string()}</span>
+                <span class="lane-sub">{sub}</span>
+            </div>
+        }
+    });
+
+    let empty = shown.msgs.is_empty();
+    let jump = {
+        let ctx = ctx.clone();
+        Callback::from(move |_| {
+            if ctx.state.paused() {
+                ctx.dispatch(Action::TogglePause);
+            }
+            ctx.dispatch(Action::SetFollow(true));
+        })
+    };
+    let clear_hover = {
+        let hovered = hovered.clone();
+        Callback::from(move |_| hovered.set(None))
+    };
+
+    html! {
+        <section class="diagram-card">
+            <div class="diagram-bar">
+                <h2 class="panel-title">{"Space-time diagram"}<span class="hint">{"time flows down · one lane per process"}</span></h2>
+                <Legend />
+                <span class="stats" data-testid="diagram-stats">
+                    {format!("{} events", format::count(shown.len() as u64))}
+                    if shown.in_flight_count() > 0 {
+                        {format!(" · {} in flight", shown.in_flight_count())}
+                    }
+                    if st.paused() {
+                        <span class="paused-pill">{"paused"}</span>
+                    }
+                </span>
+            </div>
+            <div class="st-scroll" ref={scroll} {onscroll} data-testid="diagram">
+                <div class="lane-head" style={format!("width:{width}px;height:{LANE_HEAD}px")}>
+                    <div class="gutter-head" style={format!("width:{GUTTER}px")}>{"time"}</div>
+                    { for lane_heads }
+                </div>
+                <div class="st-canvas" style={format!("height:{canvas_h}px;width:{width}px")} onmouseleave={clear_hover}>
+                    <svg class={classes!("st-svg", hl.is_some().then_some("hovering"))}
+                         style={format!("top:{svg_top}px;height:{svg_h}px;width:{width}px")}
+                         width={width.to_string()} height={svg_h.to_string()} viewBox={view_box}>
+                        <defs>
+                            { for MsgKind::ALL.iter().map(|k| html! {
+                                <marker id={format!("head-{}", k.as_str())} viewBox="0 0 10 10" refX="9.5" refY="5"
+                                        markerWidth="8" markerHeight="8" markerUnits="userSpaceOnUse" orient="auto">
+                                    <path d="M0,0 L10,5 L0,10 z" class={format!("fill-{}", k.as_str())} />
+                                </marker>
+                            }) }
+                            <pattern id="dead-hatch" width="7" height="7" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">
+                                <rect width="7" height="7" class="hatch-bg" />
+                                <rect width="2.5" height="7" class="hatch" />
+                            </pattern>
+                        </defs>
+                        <line class="gutter-rule" x1={(GUTTER - 4.0).to_string()} x2={(GUTTER - 4.0).to_string()}
+                              y1={svg_top.to_string()} y2={(svg_top + svg_h).to_string()} />
+                        { for lanes.iter().map(|l| html! {
+                            <line class={classes!("lane", if l.server { "server" } else { "client" })}
+                                  x1={l.x.to_string()} x2={l.x.to_string()}
+                                  y1={svg_top.to_string()} y2={lane_bottom.to_string()} />
+                        }) }
+                        { for scene.dead.iter().map(|d| html! {
+                            <g class="dead-span" data-testid={format!("dead-{}", d.server)}>
+                                <rect x={(d.x - 8.0).to_string()} y={d.y1.to_string()} width="16"
+                                      height={(d.y2 - d.y1).max(0.0).to_string()} fill="url(#dead-hatch)" />
+                            </g>
+                        }) }
+                        { for scene.ticks.iter().map(|t| html! {
+                            <g class="tick">
+                                <text class="tick-label" x={(GUTTER - 12.0).to_string()} y={(t.y + 4.0).to_string()}>{&t.label}</text>
+                                if let Some(idle) = &t.idle {
+                                    <text class="idle-label" x={(GUTTER - 12.0).to_string()} y={(t.y - 14.0).to_string()}>{format!("{idle} idle")}</text>
+                                }
+                            </g>
+                        }) }
+                        { for scene.dividers.iter().map(|d| html! {
+                            <g class={classes!("divider", d.reset.then_some("reset"))}>
+                                <line x1={GUTTER.to_string()} x2={width.to_string()} y1={d.y.to_string()} y2={d.y.to_string()} />
+                                <text x={(GUTTER + 8.0).to_string()} y={(d.y - 5.0).to_string()}>{&d.label}</text>
+                            </g>
+                        }) }
+                        if !shown.is_empty() {
+                            <g class="live-edge">
+                                <line x1={GUTTER.to_string()} x2={width.to_string()}
+                                      y1={scene.live_y.to_string()} y2={scene.live_y.to_string()} />
+                                <text x={(GUTTER - 12.0).to_string()} y={(scene.live_y + 4.0).to_string()}>
+                                    {if st.paused() { "paused" } else { "now" }}
+                                </text>
+                            </g>
+                        }
+                        { for arrows }
+                        { for marks }
+                    </svg>
+                    if empty {
+                        <div class="empty-state" data-testid="diagram-empty">
+                            <div class="empty-title">{"No messages yet"}</div>
+                            <div>{"Press "}<b>{"▶ Demo"}</b>{" (d) for a short workload, or "}<b>{"Lock"}</b>{" on a client card."}</div>
+                            <div class="muted">{"Each call travels client → primary → backup → primary → client."}</div>
+                        </div>
+                    }
+                </div>
+            </div>
+            if !st.follow || st.paused() {
+                <button class="btn jump" data-testid="jump-live" onclick={jump}>{"⤓ Jump to live"}</button>
+            }
+        </section>
+    }
+}
+
+fn hover_cb(
+    hovered: &UseStateHandle<Option<RequestId>>,
+    req: Option<RequestId>,
+) -> Callback<MouseEvent> {
+    let hovered = hovered.clone();
+    Callback::from(move |_| {
+        if *hovered != req {
+            hovered.set(req);
+        }
+    })
+}
+
+fn highlight(hl: Option<RequestId>, req: Option<RequestId>) -> Option<&'static str> {
+    match (hl, req) {
+        (Some(h), Some(r)) if h == r => Some("hl"),
+        (Some(_), _) => Some("dim"),
+        _ => None,
+    }
+}
+
+fn render_arrow(
+    a: &ArrowGeom,
+    hl: Option<RequestId>,
+    selected: bool,
+    ctx: &super::Ctx,
+    hovered: &UseStateHandle<Option<RequestId>>,
+) -> Html {
+    let kind = a.kind.as_str();
+    let req = format::req(a.req);
+    let (lost, in_flight) = match a.end {
+        ArrowEnd::Lost => (true, None),
+        ArrowEnd::InFlight { progress } => (false, Some(progress)),
+        ArrowEnd::Delivered => (false, None),
+    };
+    let onclick = {
+        let ctx = ctx.clone();
+        let msg = a.msg;
+        Callback::from(move |e: MouseEvent| {
+            e.stop_propagation();
+            ctx.dispatch(Action::Select(Some(Selection::Msg(msg))));
+        })
+    };
+    let (mx, my) = ((a.x1 + a.x2) / 2.0, (a.y1 + a.y2) / 2.0);
+    let marker = (!lost && in_flight.is_none()).then(|| format!("url(#head-{kind})"));
+    let title = format!(
+        "{kind} #{req} · {} → {}{}\nmsg_id {}{}",
+        a.from,
+        a.to,
+        if a.retry {
+            " (retry: same request id)"
+        } else {
+            ""
+        },
+        a.msg_id,
+        match a.end {
+            ArrowEnd::Lost => " · lost".to_string(),
+            ArrowEnd::InFlight { progress } => format!(" · in flight ({:.0} %)", progress * 100.0),
+            ArrowEnd::Delivered => String::new(),
+        }
+    );
+    html! {
+        <g class={classes!("arrow", kind, lost.then_some("lost"), in_flight.map(|_| "in-flight"),
+                           a.retry.then_some("retry"), selected.then_some("selected"), highlight(hl, Some(a.req)))}
+           data-msg-id={a.msg_id.to_string()} data-kind={kind} data-from={a.from.to_string()} data-to={a.to.to_string()}
+           data-req={req.clone()} data-lost={lost.to_string()}
+           onclick={onclick} onmouseenter={hover_cb(hovered, Some(a.req))}>
+            <title>{title}</title>
+            <line class="hit" x1={a.x1.to_string()} y1={a.y1.to_string()} x2={a.x2.to_string()} y2={a.y2.to_string()} />
+            if in_flight.is_some() {
+                <line class="guide" x1={a.x2.to_string()} y1={a.y2.to_string()} x2={a.target_x.to_string()} y2={a.y2.to_string()} />
+            }
+            <line class="shaft" x1={a.x1.to_string()} y1={a.y1.to_string()} x2={a.x2.to_string()} y2={a.y2.to_string()}
+                  marker-end={marker} />
+            <circle class="tail" cx={a.x1.to_string()} cy={a.y1.to_string()} r="2.5" />
+            if lost {
+                <g class="cross">
+                    <line x1={(a.x2 - 6.0).to_string()} y1={(a.y2 - 6.0).to_string()} x2={(a.x2 + 6.0).to_string()} y2={(a.y2 + 6.0).to_string()} />
+                    <line x1={(a.x2 - 6.0).to_string()} y1={(a.y2 + 6.0).to_string()} x2={(a.x2 + 6.0).to_string()} y2={(a.y2 - 6.0).to_string()} />
+                </g>
+            }
+            if in_flight.is_some() {
+                <circle class="head" cx={a.x2.to_string()} cy={a.y2.to_string()} r="6" />
+            }
+            <text class="label" x={mx.to_string()} y={(my - 6.0).to_string()}>{&a.label}</text>
+        </g>
+    }
+}
+
+fn render_mark(
+    m: &MarkGeom,
+    hl: Option<RequestId>,
+    selected: bool,
+    ctx: &super::Ctx,
+    hovered: &UseStateHandle<Option<RequestId>>,
+) -> Html {
+    let onclick = {
+        let ctx = ctx.clone();
+        let event = m.event;
+        Callback::from(move |e: MouseEvent| {
+            e.stop_propagation();
+            ctx.dispatch(Action::Select(Some(Selection::Event(event))));
+        })
+    };
+    let (x, y) = (m.x, m.y);
+    let testid = match m.glyph {
+        Glyph::Crash => Some(format!("crash-mark-{}", m.node)),
+        Glyph::Retry => Some(format!("retry-mark-{}", m.node)),
+        _ => None,
+    };
+    let shape = match m.glyph {
+        Glyph::Invoke => {
+            html! { <circle class="g" cx={x.to_string()} cy={y.to_string()} r="4.5" /> }
+        }
+        Glyph::Answer { .. } | Glyph::GaveUp => {
+            html! { <circle class="g" cx={x.to_string()} cy={y.to_string()} r="5.5" /> }
+        }
+        Glyph::Execute { .. } | Glyph::Exit => html! {
+            <rect class="g" x={(x - 4.0).to_string()} y={(y - 4.0).to_string()} width="8" height="8" rx="1.5" />
+        },
+        Glyph::Crash => html! {
+            <g class="g">
+                <circle cx={x.to_string()} cy={y.to_string()} r="10" />
+                <line x1={(x - 4.5).to_string()} y1={(y - 4.5).to_string()} x2={(x + 4.5).to_string()} y2={(y + 4.5).to_string()} />
+                <line x1={(x - 4.5).to_string()} y1={(y + 4.5).to_string()} x2={(x + 4.5).to_string()} y2={(y - 4.5).to_string()} />
+            </g>
+        },
+        Glyph::Start => html! {
+            <path class="g" d={format!("M{},{} l6,10 l-12,0 z", x, y - 6.0)} />
+        },
+        Glyph::Role | Glyph::Armed => html! {
+            <path class="g" d={format!("M{},{} l6,6 l-6,6 l-6,-6 z", x, y - 6.0)} />
+        },
+        Glyph::Retry => html! {
+            <g class="g">
+                <circle cx={x.to_string()} cy={y.to_string()} r="8" />
+                <text x={x.to_string()} y={(y + 4.0).to_string()}>{"↻"}</text>
+            </g>
+        },
+    };
+    let title = format!("{} · seq {}\n{}", m.node, m.seq, m.label);
+    let label_x = x + if matches!(m.glyph, Glyph::Crash) {
+        15.0
+    } else {
+        10.0
+    };
+    html! {
+        <g class={classes!("mark", m.glyph.class(), selected.then_some("selected"), highlight(hl, m.req))}
+           data-testid={testid} data-seq={m.seq.to_string()} data-node={m.node.to_string()}
+           data-req={m.req.map(format::req)}
+           onclick={onclick} onmouseenter={hover_cb(hovered, m.req)}>
+            <title>{title}</title>
+            {shape}
+            <text class="mark-label" x={label_x.to_string()} y={(y + 4.0).to_string()}>{&m.label}</text>
+        </g>
+    }
+}

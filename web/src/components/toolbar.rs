@@ -1,0 +1,125 @@
+//! The top bar's controls: demo, slow motion, the view (pause, follow live, clear), reset, help.
+
+use shared::Command;
+use yew::prelude::*;
+
+use super::use_ctx;
+use crate::keys::SLOW_MOTION_PRESETS;
+use crate::store::Action;
+use crate::{format, ws};
+
+#[function_component(Toolbar)]
+pub fn toolbar() -> Html {
+    let ctx = use_ctx();
+    let st = &ctx.state;
+
+    let demo_btn = {
+        let ctx = ctx.clone();
+        let running = st.demo.as_ref().map(|d| (d.answered, d.total));
+        let onclick = Callback::from(move |_| {
+            if ctx.state.demo.is_some() {
+                ctx.dispatch(Action::StopDemo);
+            } else {
+                ctx.dispatch(Action::StartDemo {
+                    local_ms: ws::now_ms(),
+                });
+            }
+        });
+        match running {
+            Some((done, total)) => html! {
+                <button class="btn demo running" data-testid="demo" {onclick} title="Stop the demo (d)">
+                    <span class="spinner"></span>{format!("Demo {done}/{total} · stop")}
+                </button>
+            },
+            None => html! {
+                <button class="btn demo" data-testid="demo" {onclick}
+                    title="Three clients lock and unlock a and b, one call at a time each (d)">
+                    {"▶ Demo"}
+                </button>
+            },
+        }
+    };
+
+    let slow = SLOW_MOTION_PRESETS.iter().map(|&ms| {
+        let active = st.slow_motion_ms == ms;
+        let send = ctx.send.clone();
+        let onclick = Callback::from(move |_| {
+            send.emit(Command::SetSlowMotion { delay_ms: ms, tag: Some(ws::next_tag("slow")) })
+        });
+        let label = if ms == 0 { "off".to_string() } else { format!("{ms} ms") };
+        html! {
+            <button class={classes!("seg", active.then_some("active"))} data-testid={format!("slow-{ms}")}
+                aria-pressed={active.to_string()} {onclick}>{label}</button>
+        }
+    });
+    let custom = (!SLOW_MOTION_PRESETS.contains(&st.slow_motion_ms))
+        .then(|| html! { <span class="seg active">{format!("{} ms", st.slow_motion_ms)}</span> });
+
+    let pause = {
+        let ctx = ctx.clone();
+        let onclick = Callback::from(move |_| ctx.dispatch(Action::TogglePause));
+        if st.paused() {
+            html! {
+                <button class="btn warn" data-testid="pause" {onclick} title="Resume the view (space)">
+                    {format!("▶ Resume · {} new", format::count(st.unseen()))}
+                </button>
+            }
+        } else {
+            html! { <button class="btn" data-testid="pause" {onclick} title="Freeze the view; events keep arriving (space)">{"❚❚ Pause view"}</button> }
+        }
+    };
+    let follow = {
+        let ctx = ctx.clone();
+        let onclick = Callback::from(move |_| {
+            if ctx.state.paused() {
+                ctx.dispatch(Action::TogglePause);
+            }
+            ctx.dispatch(Action::SetFollow(true));
+        });
+        let on = st.follow && !st.paused();
+        html! {
+            <button class={classes!("btn", on.then_some("on"))} data-testid="follow" {onclick}
+                aria-pressed={on.to_string()} title="Keep the newest events in view (f)">
+                {if on { "● Live" } else { "⤓ Follow live" }}
+            </button>
+        }
+    };
+    let clear = {
+        let ctx = ctx.clone();
+        let onclick = Callback::from(move |_| ctx.dispatch(Action::Clear));
+        html! { <button class="btn ghost" data-testid="clear" {onclick} title="Clear the diagram and histories (c)">{"Clear"}</button> }
+    };
+    let reset = {
+        let send = ctx.send.clone();
+        let onclick = Callback::from(move |_| {
+            send.emit(Command::Reset {
+                tag: Some(ws::next_tag("reset")),
+            })
+        });
+        html! {
+            <button class="btn danger-outline" data-testid="reset" {onclick}
+                title="Kill every node and start a fresh cluster (Shift+R)">{"↺ Reset cluster"}</button>
+        }
+    };
+    let help = {
+        let ctx = ctx.clone();
+        let onclick = Callback::from(move |_| ctx.dispatch(Action::ShowHelp(!ctx.state.help)));
+        html! { <button class="btn round" data-testid="help-button" {onclick} title="Keyboard shortcuts (?)">{"?"}</button> }
+    };
+
+    html! {
+        <div class="toolbar">
+            {demo_btn}
+            <div class="group" title="Slow motion: every message waits this long before its receiver sees it (s cycles, 0 = off)">
+                <span class="group-label">{"Slow motion"}</span>
+                <div class="segmented">{ for slow }{ for custom }</div>
+            </div>
+            <div class="group">
+                <span class="group-label">{"View"}</span>
+                {pause}{follow}{clear}
+            </div>
+            {reset}
+            {help}
+        </div>
+    }
+}

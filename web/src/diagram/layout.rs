@@ -1,0 +1,761 @@
+//! Geometry of the space-time diagram as plain values: lanes, the time axis, arrows paired by
+//! message id, lost messages, crash marks, greyed (dead) lane stretches, dividers and time
+//! ticks — for the *visible window only*.
+//!
+//! The vertical axis is "compressed time": every event takes at least one row ([`ROW`]), and the
+//! time since the previous event adds up to [`MAX_IDLE_PX`] more ([`row_gap`]). A burst of
+//! messages 100 µs apart stays readable, slow-motion hops are visibly longer, and a pause of a
+//! person shows as a gap without wasting the screen. Each event's `y` is fixed when it arrives
+//! (`History::push`), so finding the visible events is a binary search.
+//!
+//! Screen coordinates: `sy = y - origin + TOP_PAD`, where `origin` is the `y` of the oldest kept
+//! event. Components only turn these values into SVG; nothing here touches the DOM.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::rc::Rc;
+
+use shared::{CrashCause, Op, RequestId};
+
+use crate::format;
+use crate::history::{Ev, History, Kind, MsgEnd, MsgKind, MsgRec};
+
+/// Height of one event row, pixels.
+pub const ROW: f64 = 22.0;
+/// Extra pixels per millisecond of idle time between two events.
+pub const PX_PER_MS: f64 = 0.075;
+/// Most extra pixels a single gap gets (1.6 s of idle time).
+pub const MAX_IDLE_PX: f64 = 120.0;
+/// Left margin holding the time labels.
+pub const GUTTER: f64 = 78.0;
+pub const RIGHT_PAD: f64 = 24.0;
+/// Space above the first event and below the live edge.
+pub const TOP_PAD: f64 = 18.0;
+pub const BOTTOM_PAD: f64 = 60.0;
+pub const MIN_LANE_W: f64 = 118.0;
+pub const MAX_LANE_W: f64 = 300.0;
+/// Rows drawn beyond the viewport on each side, so scrolling never shows a blank edge.
+pub const OVERSCAN: f64 = 240.0;
+/// Messages before the window that are checked for arrows crossing into it.
+const LOOKBACK_MSGS: usize = 4096;
+/// A gap longer than this gets a time label in the gutter.
+const LABEL_GAP_US: u64 = 100_000;
+/// Time labels are at least this far apart (pixels) in a dense stretch.
+const LABEL_EVERY_PX: f64 = 132.0;
+/// A lost arrow stops this fraction of the way to its receiver, where its cross is drawn.
+const LOST_AT: f64 = 0.82;
+
+/// Vertical distance from an event to the next one, `dt_us` later.
+pub fn row_gap(dt_us: u64) -> f64 {
+    ROW + (dt_us as f64 / 1000.0 * PX_PER_MS).min(MAX_IDLE_PX)
+}
+
+/// One vertical lane: a clerk or a server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lane {
+    pub name: Rc<str>,
+    pub x: f64,
+    pub server: bool,
+}
+
+/// Lanes for `clients` (left, in id order) and `servers` (right, in the order given), spread over
+/// `width` pixels; returns them and the width the diagram needs (wider than `width` when many
+/// lanes do not fit, then the diagram scrolls sideways).
+pub fn lanes(clients: &[u32], servers: &[Rc<str>], width: f64) -> (Vec<Lane>, f64) {
+    let n = clients.len() + servers.len();
+    if n == 0 {
+        return (Vec::new(), width);
+    }
+    let avail = (width - GUTTER - RIGHT_PAD).max(0.0);
+    let lane_w = (avail / n as f64).clamp(MIN_LANE_W, MAX_LANE_W);
+    let used = lane_w * n as f64;
+    let left = GUTTER + ((avail - used) / 2.0).max(0.0);
+    let names = clients
+        .iter()
+        .map(|c| (Rc::<str>::from(shared::client_node(*c)), false))
+        .chain(servers.iter().map(|s| (s.clone(), true)));
+    let lanes = names
+        .enumerate()
+        .map(|(i, (name, server))| Lane {
+            name,
+            x: left + lane_w * (i as f64 + 0.5),
+            server,
+        })
+        .collect();
+    (lanes, width.max(GUTTER + used + RIGHT_PAD))
+}
+
+/// The part of the diagram on screen, in screen pixels (`top` = scroll offset).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Viewport {
+    pub top: f64,
+    pub height: f64,
+}
+
+/// How an arrow ends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ArrowEnd {
+    Delivered,
+    /// Ends in a cross before its receiver.
+    Lost,
+    /// Sent, not yet delivered: its head is `progress` (0..1) of the way, on the live edge.
+    InFlight {
+        progress: f64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArrowGeom {
+    /// Global index in `History::msgs` (for selection).
+    pub msg: usize,
+    pub msg_id: u64,
+    pub kind: MsgKind,
+    pub from: Rc<str>,
+    pub to: Rc<str>,
+    pub req: RequestId,
+    pub label: String,
+    pub x1: f64,
+    pub y1: f64,
+    pub x2: f64,
+    pub y2: f64,
+    /// For in-flight arrows: where the receiver lane is (the dashed guide ends there).
+    pub target_x: f64,
+    pub end: ArrowEnd,
+    /// A request re-sent with the same request id (after the primary failed).
+    pub retry: bool,
+}
+
+/// What a point event looks like on its lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Glyph {
+    Invoke,
+    Answer { ok: bool },
+    GaveUp,
+    Execute { duplicate: bool },
+    Crash,
+    Exit,
+    Start,
+    Role,
+    Armed,
+    Retry,
+}
+
+impl Glyph {
+    pub fn class(self) -> &'static str {
+        match self {
+            Glyph::Invoke => "invoke",
+            Glyph::Answer { ok: true } => "answer ok",
+            Glyph::Answer { ok: false } => "answer no",
+            Glyph::GaveUp => "gave-up",
+            Glyph::Execute { duplicate: false } => "execute",
+            Glyph::Execute { duplicate: true } => "execute dup",
+            Glyph::Crash => "crash",
+            Glyph::Exit => "exit",
+            Glyph::Start => "start",
+            Glyph::Role => "role",
+            Glyph::Armed => "armed",
+            Glyph::Retry => "retry",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MarkGeom {
+    /// Global index in `History::events`.
+    pub event: usize,
+    pub seq: u64,
+    pub node: Rc<str>,
+    pub x: f64,
+    pub y: f64,
+    pub glyph: Glyph,
+    pub label: String,
+    pub req: Option<RequestId>,
+}
+
+/// A greyed stretch of a dead server's lane.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadGeom {
+    pub server: Rc<str>,
+    pub x: f64,
+    pub y1: f64,
+    pub y2: f64,
+}
+
+/// A full-width line: a cluster reset or a slow-motion change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Divider {
+    pub y: f64,
+    pub label: String,
+    pub reset: bool,
+}
+
+/// A time label in the gutter; `idle` is set after a long quiet stretch ("+2.4 s").
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimeTick {
+    pub y: f64,
+    pub label: String,
+    pub idle: Option<String>,
+}
+
+/// Everything to draw for one viewport.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scene {
+    pub arrows: Vec<ArrowGeom>,
+    pub marks: Vec<MarkGeom>,
+    pub dead: Vec<DeadGeom>,
+    pub dividers: Vec<Divider>,
+    pub ticks: Vec<TimeTick>,
+    /// The "now" line, in screen pixels.
+    pub live_y: f64,
+    /// Scrollable height of the whole diagram.
+    pub height: f64,
+    /// Global event indices drawn.
+    pub events: Range<usize>,
+}
+
+/// Screen y of an event's `y`.
+pub fn screen_y(h: &History, y: f64) -> f64 {
+    y - h.origin_y() + TOP_PAD
+}
+
+/// Scrollable height of the diagram with the live edge at `now_us`.
+pub fn total_height(h: &History, now_us: f64) -> f64 {
+    if h.is_empty() {
+        return 0.0;
+    }
+    screen_y(h, h.live_y(now_us)) + BOTTOM_PAD
+}
+
+/// Global indices of the events whose rows fall inside the viewport (plus overscan).
+pub fn visible_events(h: &History, vp: Viewport) -> Range<usize> {
+    let origin = h.origin_y();
+    let lo = vp.top - OVERSCAN;
+    let hi = vp.top + vp.height + OVERSCAN;
+    let all = h.events.indices();
+    let a = h
+        .events
+        .partition_point(all.clone(), |e| e.y - origin + TOP_PAD < lo);
+    let b = h
+        .events
+        .partition_point(a..all.end, |e| e.y - origin + TOP_PAD <= hi);
+    a..b
+}
+
+/// The label an arrow carries: `Lock(a) #c1.7`, `↻ Lock(a) #c1.7` for a retry, `ok=true`.
+pub fn arrow_label(h: &History, m: &MsgRec) -> String {
+    match (m.op, m.lock, m.ok) {
+        (Some(op), Some(lock), _) => {
+            let retry = if m.kind == MsgKind::Request && m.attempt > 1 {
+                "↻ "
+            } else {
+                ""
+            };
+            format!(
+                "{retry}{}({}) #{}",
+                format::op_name(op),
+                h.name(lock),
+                format::req(m.req)
+            )
+        }
+        (_, _, Some(ok)) => format!("ok={ok}"),
+        _ => format!("#{}", format::req(m.req)),
+    }
+}
+
+/// Builds the scene for `vp`. `now_us` is the server clock now (for the live edge and the
+/// in-flight heads); `slow_ms` the slow-motion delay (how long a hop takes).
+pub fn scene(h: &History, lanes: &[Lane], vp: Viewport, now_us: f64, slow_ms: u64) -> Scene {
+    let mut sc = Scene::default();
+    if h.is_empty() {
+        return sc;
+    }
+    let x_of: HashMap<&str, f64> = lanes.iter().map(|l| (&*l.name, l.x)).collect();
+    let live_abs = h.live_y(now_us);
+    sc.live_y = screen_y(h, live_abs);
+    sc.height = sc.live_y + BOTTOM_PAD;
+    let range = visible_events(h, vp);
+    sc.events = range.clone();
+    let y_lo = vp.top - OVERSCAN;
+    let y_hi = vp.top + vp.height + OVERSCAN;
+
+    // Point events, dividers and time ticks.
+    let mut prev: Option<&Ev> = range.start.checked_sub(1).and_then(|i| h.event(i));
+    let mut last_tick_y = f64::NEG_INFINITY;
+    for (i, e) in h.events.range(range.clone()) {
+        let y = screen_y(h, e.y);
+        let gap = prev.map(|p| e.t_us.saturating_sub(p.t_us));
+        let first = i == range.start;
+        if first || gap.is_some_and(|g| g >= LABEL_GAP_US) || y - last_tick_y >= LABEL_EVERY_PX {
+            let idle = gap
+                .filter(|g| *g >= 1_000_000)
+                .map(|g| format!("+{}", format::duration(g)));
+            sc.ticks.push(TimeTick {
+                y,
+                label: format::clock(e.t_us),
+                idle,
+            });
+            last_tick_y = y;
+        }
+        prev = Some(e);
+        match &e.kind {
+            Kind::Reset { generation } => sc.dividers.push(Divider {
+                y,
+                label: format!("cluster reset · generation {generation}"),
+                reset: true,
+            }),
+            Kind::SlowMotion { delay_ms } => sc.dividers.push(Divider {
+                y,
+                label: if *delay_ms == 0 {
+                    "slow motion off".into()
+                } else {
+                    format!("slow motion {delay_ms} ms per hop")
+                },
+                reset: false,
+            }),
+            _ => {
+                let node = h.name(e.node);
+                let Some(&x) = x_of.get(&*node) else {
+                    continue;
+                };
+                if let Some((glyph, label)) = mark(h, e) {
+                    sc.marks.push(MarkGeom {
+                        event: i,
+                        seq: e.seq,
+                        node,
+                        x,
+                        y,
+                        glyph,
+                        label,
+                        req: e.kind.req(),
+                    });
+                }
+            }
+        }
+    }
+
+    // Arrows: sent in the window, sent before it and still crossing it, and in flight.
+    let msgs = &h.msgs;
+    let a = msgs.partition_point(msgs.indices(), |m| m.sent < range.start);
+    let b = msgs.partition_point(a..msgs.end_index(), |m| m.sent < range.end);
+    let back = a.saturating_sub(LOOKBACK_MSGS).max(msgs.first_index());
+    let crossing = |m: &MsgRec| match m.end {
+        MsgEnd::InFlight => true,
+        MsgEnd::Delivered { event, .. } | MsgEnd::Lost { event, .. } => event >= range.start,
+    };
+    let mut picked: Vec<usize> = msgs
+        .range(back..a)
+        .filter(|(_, m)| crossing(m))
+        .map(|(i, _)| i)
+        .collect();
+    picked.extend(h.in_flight().filter(|i| *i < back));
+    picked.extend(a..b);
+    picked.sort_unstable();
+    picked.dedup();
+    let hop_us = (slow_ms as f64 * 1000.0).max(1000.0);
+    for i in picked {
+        let Some(m) = msgs.get(i) else { continue };
+        let from = h.name(m.from);
+        let to = h.name(m.to);
+        let (Some(&x1), Some(&xt)) = (x_of.get(&*from), x_of.get(&*to)) else {
+            continue;
+        };
+        let y1 = screen_y(h, m.sent_y);
+        let (x2, y2, end) = match m.end {
+            MsgEnd::Delivered { y, .. } => (xt, screen_y(h, y), ArrowEnd::Delivered),
+            MsgEnd::Lost { y, .. } => (x1 + (xt - x1) * LOST_AT, screen_y(h, y), ArrowEnd::Lost),
+            MsgEnd::InFlight => {
+                let progress = ((now_us - m.sent_t as f64) / hop_us).clamp(0.0, 1.0);
+                (
+                    x1 + (xt - x1) * progress,
+                    sc.live_y.max(y1),
+                    ArrowEnd::InFlight { progress },
+                )
+            }
+        };
+        if y1.max(y2) < y_lo || y1.min(y2) > y_hi {
+            continue;
+        }
+        sc.arrows.push(ArrowGeom {
+            msg: i,
+            msg_id: m.msg_id,
+            kind: m.kind,
+            from,
+            to,
+            req: m.req,
+            label: arrow_label(h, m),
+            x1,
+            y1,
+            x2,
+            y2,
+            target_x: xt,
+            end,
+            retry: m.kind == MsgKind::Request && m.attempt > 1,
+        });
+    }
+
+    // Dead stretches of server lanes.
+    for d in h.dead_spans() {
+        let name = h.name(d.server);
+        let Some(&x) = x_of.get(&*name) else { continue };
+        let y1 = screen_y(h, d.from_y);
+        let y2 = d.to_y.map_or(sc.live_y, |y| screen_y(h, y));
+        if y2 < y_lo || y1 > y_hi {
+            continue;
+        }
+        sc.dead.push(DeadGeom {
+            server: name,
+            x,
+            y1: y1.max(y_lo),
+            y2: y2.min(y_hi.max(y1)),
+        });
+    }
+    sc
+}
+
+/// The glyph and label of a point event, or `None` for events drawn otherwise (messages).
+fn mark(h: &History, e: &Ev) -> Option<(Glyph, String)> {
+    let op = |op: Op, lock| format!("{}({})", format::op_name(op), h.name(lock));
+    Some(match &e.kind {
+        Kind::Invoked { op: o, lock, .. } => (Glyph::Invoke, format!("call {}", op(*o, *lock))),
+        Kind::Completed {
+            ok,
+            latency_us,
+            attempts,
+            server,
+            ..
+        } => {
+            let via = if *attempts > 1 {
+                format!(" · via {} after {} tries", h.name(*server), attempts)
+            } else {
+                String::new()
+            };
+            (
+                Glyph::Answer { ok: *ok },
+                format!("→ {ok} · {}{via}", format::duration(*latency_us)),
+            )
+        }
+        Kind::Failed { reason, .. } => (Glyph::GaveUp, format!("gave up: {}", h.name(*reason))),
+        Kind::Executed {
+            op: o,
+            lock,
+            ok,
+            duplicate,
+            ..
+        } => {
+            if *duplicate {
+                (
+                    Glyph::Execute { duplicate: true },
+                    format!("duplicate: recorded {ok}"),
+                )
+            } else {
+                (
+                    Glyph::Execute { duplicate: false },
+                    format!("{} = {ok}", op(*o, *lock)),
+                )
+            }
+        }
+        Kind::Crashed { cause, .. } => (
+            Glyph::Crash,
+            match cause {
+                CrashCause::Command => "crashed (SIGKILL)".into(),
+                CrashCause::BeforeReply => "crashed before reply".into(),
+                CrashCause::Reset => "killed by reset".into(),
+            },
+        ),
+        Kind::Exited { signal, code, .. } => (
+            Glyph::Exit,
+            match (signal, code) {
+                (Some(9), _) => "exited (SIGKILL)".into(),
+                (Some(s), _) => format!("exited (signal {s})"),
+                (None, Some(c)) => format!("exited (code {c})"),
+                (None, None) => "exited".into(),
+            },
+        ),
+        Kind::Started { pid, role, .. } => (
+            Glyph::Start,
+            format!("started as {} · pid {pid}", format::role(*role)),
+        ),
+        Kind::RoleChanged { role, alone, .. } => (
+            Glyph::Role,
+            if *alone {
+                "now serving alone".into()
+            } else {
+                format!("now {}", format::role(*role))
+            },
+        ),
+        Kind::Armed => (Glyph::Armed, "armed: crash before next reply".into()),
+        Kind::RpcFailed {
+            server, retry_to, ..
+        } => (
+            Glyph::Retry,
+            format!(
+                "{} failed → retry to {}",
+                h.name(*server),
+                h.name(*retry_to)
+            ),
+        ),
+        Kind::Sent { .. }
+        | Kind::Delivered { .. }
+        | Kind::Lost { .. }
+        | Kind::Reset { .. }
+        | Kind::SlowMotion { .. } => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::tests::Script;
+    use crate::symbols::Symbols;
+    use shared::{EventKind as K, Msg, Role};
+
+    fn history_of(s: &Script) -> History {
+        let mut h = History::new(Symbols::default());
+        for e in &s.events {
+            h.push(e);
+        }
+        h
+    }
+
+    fn servers() -> Vec<Rc<str>> {
+        vec!["s1".into(), "s2".into()]
+    }
+
+    const ALL: Viewport = Viewport {
+        top: 0.0,
+        height: 100_000.0,
+    };
+
+    #[test]
+    fn lanes_put_clients_left_and_servers_right_within_the_width() {
+        let (l, w) = lanes(&[1, 2], &servers(), 1000.0);
+        let names: Vec<&str> = l.iter().map(|l| &*l.name).collect();
+        assert_eq!(names, ["c1", "c2", "s1", "s2"]);
+        assert!(l.windows(2).all(|p| p[1].x > p[0].x));
+        assert!(l[0].x > GUTTER && l[3].x < 1000.0 - RIGHT_PAD);
+        assert_eq!(w, 1000.0);
+        let many: Vec<u32> = (1..=16).collect();
+        let (l, w) = lanes(&many, &servers(), 1000.0);
+        assert!(w > 1000.0, "18 lanes do not fit in 1000 px");
+        assert!((l[1].x - l[0].x - MIN_LANE_W).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_call_draws_four_arrows_from_send_to_delivery() {
+        let mut s = Script::default();
+        s.call(1, 7, "s1", "s2", 40);
+        let h = history_of(&s);
+        let (l, _) = lanes(&[1], &servers(), 900.0);
+        let sc = scene(&h, &l, ALL, 1e12, 0);
+        let got: Vec<(&str, &str, &str, String)> = sc
+            .arrows
+            .iter()
+            .map(|a| (a.kind.as_str(), &*a.from, &*a.to, format::req(a.req)))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("request", "c1", "s1", "c1.7".to_string()),
+                ("forward", "s1", "s2", "c1.7".to_string()),
+                ("forward_ack", "s2", "s1", "c1.7".to_string()),
+                ("reply", "s1", "c1", "c1.7".to_string()),
+            ]
+        );
+        let x = |n: &str| l.iter().find(|l| &*l.name == n).map(|l| l.x);
+        let req = &sc.arrows[0];
+        assert_eq!(Some(req.x1), x("c1"));
+        assert_eq!(Some(req.x2), x("s1"));
+        assert!(req.y2 > req.y1, "time flows down");
+        assert_eq!(req.label, "Lock(a) #c1.7");
+        assert_eq!(sc.arrows[3].label, "ok=true");
+        assert!(sc.arrows.iter().all(|a| a.end == ArrowEnd::Delivered));
+        let marks: Vec<Glyph> = sc.marks.iter().map(|m| m.glyph).collect();
+        assert_eq!(marks.first(), Some(&Glyph::Invoke));
+        assert_eq!(marks.last(), Some(&Glyph::Answer { ok: true }));
+    }
+
+    #[test]
+    fn a_lost_message_stops_short_with_a_cross_and_a_crash_greys_the_lane() {
+        let mut s = Script::default();
+        let req = shared::RequestId { client: 1, seq: 1 };
+        s.ev(
+            "s1",
+            K::ProcessStarted {
+                pid: 3,
+                role: Role::Primary,
+                port: 1,
+            },
+        )
+        .sent(
+            1,
+            "c1",
+            "s1",
+            Msg::Request {
+                req,
+                op: Op::Lock,
+                lock: "a".into(),
+            },
+        )
+        .ev(
+            "s1",
+            K::Crashed {
+                pid: 3,
+                cause: CrashCause::Command,
+                req: None,
+            },
+        )
+        .lost(1, "c1", "s1");
+        let h = history_of(&s);
+        let (l, _) = lanes(&[1], &servers(), 900.0);
+        let sc = scene(&h, &l, ALL, 1e12, 0);
+        assert_eq!(sc.arrows.len(), 1);
+        let a = &sc.arrows[0];
+        assert_eq!(a.end, ArrowEnd::Lost);
+        assert!(a.x2 < l[1].x && a.x2 > l[0].x, "ends before the receiver");
+        let crash = sc
+            .marks
+            .iter()
+            .find(|m| m.glyph == Glyph::Crash)
+            .expect("crash mark");
+        assert_eq!(&*crash.node, "s1");
+        assert_eq!(sc.dead.len(), 1);
+        let d = &sc.dead[0];
+        assert_eq!(&*d.server, "s1");
+        assert_eq!(d.y1, crash.y);
+        assert_eq!(d.y2, sc.live_y, "still dead: greyed to the live edge");
+    }
+
+    #[test]
+    fn a_retry_keeps_the_request_id_and_is_marked() {
+        let mut s = Script::default();
+        let req = shared::RequestId { client: 2, seq: 3 };
+        let m = || Msg::Request {
+            req,
+            op: Op::Unlock,
+            lock: "b".into(),
+        };
+        s.sent(1, "c2", "s1", m())
+            .lost(1, "c2", "s1")
+            .sent(2, "c2", "s2", m())
+            .delivered(2, "c2", "s2");
+        let h = history_of(&s);
+        let (l, _) = lanes(&[2], &servers(), 900.0);
+        let sc = scene(&h, &l, ALL, 1e12, 0);
+        assert_eq!(sc.arrows.len(), 2);
+        assert_eq!(sc.arrows[0].req, sc.arrows[1].req);
+        assert!(!sc.arrows[0].retry);
+        assert!(sc.arrows[1].retry);
+        assert_eq!(sc.arrows[1].label, "↻ Unlock(b) #c2.3");
+        assert_eq!(&*sc.arrows[1].to, "s2");
+    }
+
+    #[test]
+    fn an_in_flight_message_moves_with_time_on_the_live_edge() {
+        let mut s = Script::default();
+        let req = shared::RequestId { client: 1, seq: 1 };
+        s.sent(
+            1,
+            "c1",
+            "s1",
+            Msg::Request {
+                req,
+                op: Op::Lock,
+                lock: "a".into(),
+            },
+        );
+        let sent_at = s.t_us as f64;
+        let h = history_of(&s);
+        let (l, _) = lanes(&[1], &servers(), 900.0);
+        let early = scene(&h, &l, ALL, sent_at + 200_000.0, 800);
+        let late = scene(&h, &l, ALL, sent_at + 600_000.0, 800);
+        let (ArrowEnd::InFlight { progress: p1 }, ArrowEnd::InFlight { progress: p2 }) =
+            (early.arrows[0].end, late.arrows[0].end)
+        else {
+            panic!("in flight expected");
+        };
+        assert!((p1 - 0.25).abs() < 1e-9 && (p2 - 0.75).abs() < 1e-9);
+        assert!(late.arrows[0].x2 > early.arrows[0].x2);
+        assert!(
+            late.live_y > early.live_y,
+            "the live edge moves down with time"
+        );
+        assert_eq!(late.arrows[0].y2, late.live_y);
+    }
+
+    #[test]
+    fn only_the_visible_window_is_built() {
+        let mut s = Script::default();
+        for i in 0..2000u64 {
+            s.call(1, i + 1, "s1", "s2", i * 4);
+        }
+        let h = history_of(&s);
+        let (l, _) = lanes(&[1], &servers(), 900.0);
+        let vp = Viewport {
+            top: 200_000.0,
+            height: 600.0,
+        };
+        let sc = scene(&h, &l, vp, 1e12, 0);
+        let rows = (vp.height + 2.0 * OVERSCAN) / ROW;
+        assert!(
+            sc.events.len() as f64 <= rows + 2.0,
+            "{} events",
+            sc.events.len()
+        );
+        assert!(!sc.arrows.is_empty() && sc.arrows.len() as f64 <= rows);
+        let lo = vp.top - OVERSCAN;
+        let hi = vp.top + vp.height + OVERSCAN;
+        assert!(sc.arrows.iter().all(|a| a.y2 >= lo && a.y1 <= hi));
+        assert!(sc.height > 2000.0 * 10.0 * ROW);
+    }
+
+    #[test]
+    fn an_arrow_crossing_into_the_window_from_above_is_kept() {
+        let mut s = Script::default();
+        let req = shared::RequestId { client: 1, seq: 1 };
+        s.sent(
+            1,
+            "c1",
+            "s1",
+            Msg::Request {
+                req,
+                op: Op::Lock,
+                lock: "a".into(),
+            },
+        );
+        for _ in 0..200 {
+            s.ev("s2", K::CrashArmed {});
+        }
+        s.delivered(1, "c1", "s1");
+        let h = history_of(&s);
+        let (l, _) = lanes(&[1], &servers(), 900.0);
+        let bottom = screen_y(&h, h.last_y());
+        let vp = Viewport {
+            top: bottom - 100.0,
+            height: 200.0,
+        };
+        let sc = scene(&h, &l, vp, 1e12, 0);
+        assert!(sc.events.start > 1, "the send is far above the window");
+        assert_eq!(sc.arrows.len(), 1);
+    }
+
+    #[test]
+    fn dividers_and_idle_ticks() {
+        let mut s = Script::default();
+        s.ev("supervisor", K::SlowMotionSet { delay_ms: 800 })
+            .at(4_000_000)
+            .ev("supervisor", K::ClusterReset { generation: 2 });
+        let h = history_of(&s);
+        let sc = scene(&h, &[], ALL, 1e12, 0);
+        assert_eq!(sc.dividers.len(), 2);
+        assert!(sc.dividers[1].reset);
+        assert_eq!(sc.ticks.len(), 2);
+        assert!(
+            sc.ticks[1]
+                .idle
+                .as_deref()
+                .is_some_and(|t| t.contains("4.0 s")),
+            "{:?}",
+            sc.ticks
+        );
+    }
+}

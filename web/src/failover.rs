@@ -1,0 +1,583 @@
+//! The failover timeline, folded from the event log as it arrives: who served clients when,
+//! the crash moments, the clients' retries, and the *failover windows* (how long clients got
+//! no answer because a server died).
+//!
+//! A failover window for a server X that crashed at `t_c`:
+//! - the calls it *affects* are those pending at `t_c` and those that later saw X fail
+//!   (`rpc_failed` with `server = X`);
+//! - it starts at `t_c` if a call was pending then, else at the invocation of the first affected
+//!   call (never before `t_c`): the moment a client started waiting in vain;
+//! - it ends at the first `op_completed` of an affected call (answered by whichever server
+//!   serves now), or at its `op_failed`.
+//!
+//! A crash nobody noticed (no call pending, none sent to X afterwards) has no window: nobody
+//! waited. An `rpc_failed` without a crash (a hung server, later) opens a window at the call's
+//! invocation. Pure: no I/O, no web types.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use shared::{CrashCause, RequestId, Role};
+
+use crate::history::{Ev, Kind};
+use crate::symbols::Symbols;
+
+const SEGMENTS_CAP: usize = 400;
+const MARKS_CAP: usize = 500;
+const WINDOWS_CAP: usize = 200;
+const CANDIDATES_CAP: usize = 16;
+
+/// What a server was doing for clients during a [`Segment`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serving {
+    /// Primary with a backup: serves and forwards.
+    Primary,
+    /// Applies forwards; serves nobody.
+    Backup,
+    /// Serves clients without a backup.
+    Alone,
+    Dead,
+}
+
+impl Serving {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Serving::Primary => "primary",
+            Serving::Backup => "backup",
+            Serving::Alone => "serving alone",
+            Serving::Dead => "dead",
+        }
+    }
+
+    pub fn from_role(role: Role, alone: bool) -> Serving {
+        match (role, alone) {
+            (_, true) => Serving::Alone,
+            (Role::Primary, false) => Serving::Primary,
+            (Role::Backup, false) => Serving::Backup,
+        }
+    }
+}
+
+/// One server in one state over `[from_us, to_us)`; `to_us: None` is still going on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    pub server: Rc<str>,
+    pub state: Serving,
+    pub from_us: u64,
+    pub to_us: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CrashMark {
+    pub t_us: u64,
+    pub seq: u64,
+    pub server: Rc<str>,
+    pub cause: CrashCause,
+}
+
+/// A clerk saw `from` fail and re-sent the same request to `to`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retry {
+    pub t_us: u64,
+    pub seq: u64,
+    pub client: u32,
+    pub req: RequestId,
+    pub from: Rc<str>,
+    pub to: Rc<str>,
+}
+
+/// See the module documentation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    /// The server whose failure caused it.
+    pub server: Rc<str>,
+    pub crash_us: Option<u64>,
+    pub start_us: u64,
+    pub start_seq: u64,
+    pub end_us: Option<u64>,
+    pub end_seq: Option<u64>,
+    /// Clients that waited.
+    pub clients: Vec<u32>,
+    /// Who answered at the end (`None`: still open, or the call gave up).
+    pub answered_by: Option<Rc<str>>,
+}
+
+impl Window {
+    /// How long clients got no answer; an open window counts up to `now_us`.
+    pub fn duration_us(&self, now_us: u64) -> u64 {
+        self.end_us.unwrap_or(now_us).saturating_sub(self.start_us)
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.end_us.is_none()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Candidate {
+    server: Rc<str>,
+    crash_us: Option<u64>,
+    affected: Vec<u32>,
+    window: Option<Window>,
+}
+
+/// See the module documentation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Failover {
+    pub segments: Vec<Segment>,
+    pub crashes: Vec<CrashMark>,
+    pub retries: Vec<Retry>,
+    /// Closed windows, oldest first.
+    pub windows: Vec<Window>,
+    candidates: Vec<Candidate>,
+    /// Calls in progress: client -> (request, invoked at).
+    pending: BTreeMap<u32, (RequestId, u64)>,
+}
+
+fn push_capped<T>(v: &mut Vec<T>, item: T, cap: usize) {
+    v.push(item);
+    if v.len() > cap {
+        v.remove(0);
+    }
+}
+
+impl Failover {
+    /// Whether `apply` would change anything for this kind (saves a copy per event).
+    pub fn cares(kind: &Kind) -> bool {
+        !matches!(
+            kind,
+            Kind::Sent { .. }
+                | Kind::Delivered { .. }
+                | Kind::Lost { .. }
+                | Kind::Executed { .. }
+                | Kind::Armed
+                | Kind::SlowMotion { .. }
+        )
+    }
+
+    /// Every window: closed ones, then the ones still open.
+    pub fn all_windows(&self) -> impl Iterator<Item = &Window> + '_ {
+        self.windows
+            .iter()
+            .chain(self.candidates.iter().filter_map(|c| c.window.as_ref()))
+    }
+
+    /// The most recent window (open or closed), the one to headline.
+    pub fn latest_window(&self) -> Option<&Window> {
+        self.all_windows().max_by_key(|w| w.start_seq)
+    }
+
+    pub fn apply(&mut self, ev: &Ev, syms: &Symbols) {
+        let node = syms.name(ev.node);
+        match &ev.kind {
+            Kind::Started { role, .. } => {
+                self.set_state(&node, Serving::from_role(*role, false), ev.t_us)
+            }
+            Kind::RoleChanged { role, alone, .. } => {
+                self.set_state(&node, Serving::from_role(*role, *alone), ev.t_us)
+            }
+            Kind::Crashed { cause, .. } => {
+                self.set_state(&node, Serving::Dead, ev.t_us);
+                push_capped(
+                    &mut self.crashes,
+                    CrashMark {
+                        t_us: ev.t_us,
+                        seq: ev.seq,
+                        server: node.clone(),
+                        cause: *cause,
+                    },
+                    MARKS_CAP,
+                );
+                if *cause != CrashCause::Reset {
+                    let affected: Vec<u32> = self.pending.keys().copied().collect();
+                    let window = (!affected.is_empty()).then(|| Window {
+                        server: node.clone(),
+                        crash_us: Some(ev.t_us),
+                        start_us: ev.t_us,
+                        start_seq: ev.seq,
+                        end_us: None,
+                        end_seq: None,
+                        clients: affected.clone(),
+                        answered_by: None,
+                    });
+                    push_capped(
+                        &mut self.candidates,
+                        Candidate {
+                            server: node,
+                            crash_us: Some(ev.t_us),
+                            affected,
+                            window,
+                        },
+                        CANDIDATES_CAP,
+                    );
+                }
+            }
+            Kind::Exited { .. } => {
+                if self.state_of(&node) != Some(Serving::Dead) {
+                    self.set_state(&node, Serving::Dead, ev.t_us);
+                }
+            }
+            Kind::Reset { .. } => {
+                for c in self.candidates.drain(..) {
+                    if let Some(mut w) = c.window {
+                        w.end_us = Some(ev.t_us);
+                        w.end_seq = Some(ev.seq);
+                        push_capped(&mut self.windows, w, WINDOWS_CAP);
+                    }
+                }
+                self.pending.clear();
+            }
+            Kind::Invoked { req, .. } => {
+                self.pending.insert(req.client, (*req, ev.t_us));
+            }
+            Kind::Completed { req, server, .. } => {
+                let by = syms.name(*server);
+                self.finish(req.client, ev, Some(by));
+                self.pending.remove(&req.client);
+            }
+            Kind::Failed { req, .. } => {
+                self.finish(req.client, ev, None);
+                self.pending.remove(&req.client);
+            }
+            Kind::RpcFailed {
+                req,
+                server,
+                retry_to,
+                ..
+            } => {
+                let failed = syms.name(*server);
+                push_capped(
+                    &mut self.retries,
+                    Retry {
+                        t_us: ev.t_us,
+                        seq: ev.seq,
+                        client: req.client,
+                        req: *req,
+                        from: failed.clone(),
+                        to: syms.name(*retry_to),
+                    },
+                    MARKS_CAP,
+                );
+                let invoked = self.pending.get(&req.client).map_or(ev.t_us, |(_, t)| *t);
+                let pos = self.candidates.iter().rposition(|c| c.server == failed);
+                let cand = match pos {
+                    Some(i) => &mut self.candidates[i],
+                    None => {
+                        push_capped(
+                            &mut self.candidates,
+                            Candidate {
+                                server: failed.clone(),
+                                crash_us: None,
+                                affected: Vec::new(),
+                                window: None,
+                            },
+                            CANDIDATES_CAP,
+                        );
+                        let last = self.candidates.len() - 1;
+                        &mut self.candidates[last]
+                    }
+                };
+                if !cand.affected.contains(&req.client) {
+                    cand.affected.push(req.client);
+                }
+                match &mut cand.window {
+                    Some(w) => {
+                        if !w.clients.contains(&req.client) {
+                            w.clients.push(req.client);
+                        }
+                    }
+                    None => {
+                        let start = invoked.max(cand.crash_us.unwrap_or(0));
+                        cand.window = Some(Window {
+                            server: failed,
+                            crash_us: cand.crash_us,
+                            start_us: start,
+                            start_seq: ev.seq,
+                            end_us: None,
+                            end_seq: None,
+                            clients: vec![req.client],
+                            answered_by: None,
+                        });
+                    }
+                }
+            }
+            Kind::Sent { .. }
+            | Kind::Delivered { .. }
+            | Kind::Lost { .. }
+            | Kind::Executed { .. }
+            | Kind::Armed
+            | Kind::SlowMotion { .. } => {}
+        }
+    }
+
+    /// Closes the open windows that `client`'s answer (or give-up) ends.
+    fn finish(&mut self, client: u32, ev: &Ev, by: Option<Rc<str>>) {
+        let mut i = 0;
+        while i < self.candidates.len() {
+            let c = &self.candidates[i];
+            if c.window.is_some() && c.affected.contains(&client) {
+                let c = self.candidates.remove(i);
+                if let Some(mut w) = c.window {
+                    w.end_us = Some(ev.t_us);
+                    w.end_seq = Some(ev.seq);
+                    w.answered_by = by.clone();
+                    push_capped(&mut self.windows, w, WINDOWS_CAP);
+                }
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn state_of(&self, server: &str) -> Option<Serving> {
+        self.segments
+            .iter()
+            .rev()
+            .find(|s| &*s.server == server)
+            .map(|s| s.state)
+    }
+
+    fn set_state(&mut self, server: &Rc<str>, state: Serving, t_us: u64) {
+        if let Some(open) = self
+            .segments
+            .iter_mut()
+            .rev()
+            .find(|s| s.server == *server && s.to_us.is_none())
+        {
+            if open.state == state {
+                return;
+            }
+            open.to_us = Some(t_us);
+        }
+        push_capped(
+            &mut self.segments,
+            Segment {
+                server: server.clone(),
+                state,
+                from_us: t_us,
+                to_us: None,
+            },
+            SEGMENTS_CAP,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::tests::Script;
+    use crate::history::History;
+    use shared::{EventKind as K, Msg, Op};
+
+    fn fold(s: &Script) -> Failover {
+        let mut h = History::new(Symbols::default());
+        for e in &s.events {
+            h.push(e);
+        }
+        (*h.failover).clone()
+    }
+
+    fn started(s: &mut Script) {
+        s.ev(
+            "s1",
+            K::ProcessStarted {
+                pid: 1,
+                role: Role::Primary,
+                port: 1,
+            },
+        )
+        .ev(
+            "s2",
+            K::ProcessStarted {
+                pid: 2,
+                role: Role::Backup,
+                port: 2,
+            },
+        );
+    }
+
+    fn invoke(s: &mut Script, c: u32, seq: u64, server: &str) {
+        let cn = format!("c{c}");
+        s.ev(
+            &cn,
+            K::OpInvoked {
+                client: c,
+                req: RequestId { client: c, seq },
+                op: Op::Unlock,
+                lock: "a".into(),
+                tag: None,
+                server: server.into(),
+            },
+        );
+    }
+
+    fn completed(s: &mut Script, c: u32, seq: u64, server: &str) {
+        let cn = format!("c{c}");
+        s.ev(
+            &cn,
+            K::OpCompleted {
+                client: c,
+                op: Op::Unlock,
+                lock: "a".into(),
+                tag: None,
+                ok: true,
+                req: RequestId { client: c, seq },
+                server: server.into(),
+                latency_us: 1,
+                attempts: 2,
+            },
+        );
+    }
+
+    fn rpc_failed(s: &mut Script, c: u32, seq: u64) {
+        let cn = format!("c{c}");
+        s.ev(
+            &cn,
+            K::RpcFailed {
+                client: c,
+                req: RequestId { client: c, seq },
+                server: "s1".into(),
+                reason: "connection refused".into(),
+                retry_to: "s2".into(),
+            },
+        );
+    }
+
+    #[test]
+    fn crash_then_a_later_call_opens_the_window_at_the_invocation() {
+        let mut s = Script::default();
+        started(&mut s);
+        s.call(1, 1, "s1", "s2", 1);
+        s.at(1_000_000)
+            .ev(
+                "s1",
+                K::Crashed {
+                    pid: 1,
+                    cause: CrashCause::Command,
+                    req: None,
+                },
+            )
+            .ev(
+                "s1",
+                K::ProcessExited {
+                    pid: 1,
+                    signal: Some(9),
+                    code: None,
+                },
+            );
+        s.at(3_000_000);
+        invoke(&mut s, 1, 2, "s1");
+        let invoked_at = s.t_us;
+        s.at(invoked_at + 2_000);
+        rpc_failed(&mut s, 1, 2);
+        s.ev(
+            "s2",
+            K::RoleChanged {
+                role: Role::Primary,
+                serving_alone: true,
+                reason: "client failed over".into(),
+            },
+        );
+        s.at(invoked_at + 250_000);
+        completed(&mut s, 1, 2, "s2");
+        let answered_at = s.t_us;
+
+        let f = fold(&s);
+        assert_eq!(f.windows.len(), 1);
+        let w = &f.windows[0];
+        assert_eq!(&*w.server, "s1");
+        assert_eq!(
+            w.start_us, invoked_at,
+            "the idle time after the crash is not counted"
+        );
+        assert_eq!(w.end_us, Some(answered_at));
+        assert_eq!(w.duration_us(0), answered_at - invoked_at);
+        assert_eq!(w.answered_by.as_deref(), Some("s2"));
+        assert_eq!(w.clients, vec![1]);
+        assert_eq!(f.crashes.len(), 1);
+        assert_eq!(f.retries.len(), 1);
+        assert_eq!(&*f.retries[0].to, "s2");
+
+        let s1: Vec<Serving> = f
+            .segments
+            .iter()
+            .filter(|g| &*g.server == "s1")
+            .map(|g| g.state)
+            .collect();
+        assert_eq!(s1, vec![Serving::Primary, Serving::Dead]);
+        let s2: Vec<Serving> = f
+            .segments
+            .iter()
+            .filter(|g| &*g.server == "s2")
+            .map(|g| g.state)
+            .collect();
+        assert_eq!(s2, vec![Serving::Backup, Serving::Alone]);
+    }
+
+    #[test]
+    fn a_call_pending_at_the_crash_starts_the_window_at_the_crash() {
+        let mut s = Script::default();
+        started(&mut s);
+        invoke(&mut s, 1, 1, "s1");
+        let req = RequestId { client: 1, seq: 1 };
+        s.sent(
+            1,
+            "c1",
+            "s1",
+            Msg::Request {
+                req,
+                op: Op::Unlock,
+                lock: "a".into(),
+            },
+        )
+        .delivered(1, "c1", "s1");
+        s.at(500_000).ev(
+            "s1",
+            K::Crashed {
+                pid: 1,
+                cause: CrashCause::BeforeReply,
+                req: Some(req),
+            },
+        );
+        let crash_at = s.t_us;
+        rpc_failed(&mut s, 1, 1);
+        let f = fold(&s);
+        let open = f.latest_window().expect("an open window");
+        assert!(open.is_open());
+        assert_eq!(open.start_us, crash_at);
+        assert_eq!(open.duration_us(crash_at + 40), 40);
+        s.at(crash_at + 120_000);
+        completed(&mut s, 1, 1, "s2");
+        let f = fold(&s);
+        assert_eq!(f.windows.len(), 1);
+        assert_eq!(f.windows[0].duration_us(0), s.t_us - crash_at);
+        assert!(f.latest_window().is_some_and(|w| !w.is_open()));
+    }
+
+    #[test]
+    fn an_unnoticed_crash_and_a_reset_crash_have_no_window() {
+        let mut s = Script::default();
+        started(&mut s);
+        s.ev(
+            "s2",
+            K::Crashed {
+                pid: 2,
+                cause: CrashCause::Command,
+                req: None,
+            },
+        );
+        s.ev(
+            "s1",
+            K::Crashed {
+                pid: 1,
+                cause: CrashCause::Reset,
+                req: None,
+            },
+        )
+        .ev("supervisor", K::ClusterReset { generation: 1 });
+        s.call(1, 1, "s1", "s2", 1);
+        let f = fold(&s);
+        assert!(f.latest_window().is_none());
+        assert_eq!(f.crashes.len(), 2);
+    }
+}

@@ -1,0 +1,114 @@
+//! How numbers and names read on the page: durations, clock times, request ids, roles.
+//! Pure text, shared by the diagram, the cards and the timeline so they always agree.
+
+use shared::{ErrorCode, Op, RequestId, Role};
+
+pub fn op_name(op: Op) -> &'static str {
+    match op {
+        Op::Lock => "Lock",
+        Op::Unlock => "Unlock",
+    }
+}
+
+/// `c1.7`: client 1, call 7 — the at-most-once key, as the diagram labels it.
+pub fn req(r: RequestId) -> String {
+    format!("c{}.{}", r.client, r.seq)
+}
+
+pub fn role(r: Role) -> &'static str {
+    match r {
+        Role::Primary => "primary",
+        Role::Backup => "backup",
+    }
+}
+
+/// A duration for people: `85 µs`, `0.42 ms`, `214 ms`, `3.9 s`, `2 min 5 s`.
+pub fn duration(us: u64) -> String {
+    match us {
+        0..1_000 => format!("{us} µs"),
+        1_000..10_000 => format!("{:.2} ms", us as f64 / 1000.0),
+        10_000..1_000_000 => format!("{} ms", (us + 500) / 1000),
+        1_000_000..60_000_000 => format!("{:.1} s", us as f64 / 1e6),
+        _ => {
+            let s = us / 1_000_000;
+            format!("{} min {} s", s / 60, s % 60)
+        }
+    }
+}
+
+/// Whole milliseconds, for the failover window (`214 ms`).
+pub fn millis(us: u64) -> String {
+    let ms = (us + 500) / 1000;
+    if ms >= 10_000 {
+        format!("{:.1} s ({ms} ms)", us as f64 / 1e6)
+    } else {
+        format!("{ms} ms")
+    }
+}
+
+/// A point on the run's clock (microseconds since the supervisor started): `12.345 s`.
+pub fn clock(t_us: u64) -> String {
+    let s = t_us / 1_000_000;
+    let ms = (t_us % 1_000_000) / 1000;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}.{ms:03}", s / 3600, (s / 60) % 60, s % 60)
+    } else if s >= 60 {
+        format!("{}:{:02}.{ms:03}", s / 60, s % 60)
+    } else {
+        format!("{s}.{ms:03} s")
+    }
+}
+
+/// The wire name of an error code (`client_busy`).
+pub fn error_code(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::BadJson => "bad_json",
+        ErrorCode::UnknownType => "unknown_type",
+        ErrorCode::BadField => "bad_field",
+        ErrorCode::UnknownNode => "unknown_node",
+        ErrorCode::NodeDead => "node_dead",
+        ErrorCode::ClientBusy => "client_busy",
+        ErrorCode::TooLarge => "too_large",
+        ErrorCode::RateLimited => "rate_limited",
+        ErrorCode::Unavailable => "unavailable",
+    }
+}
+
+/// Thousands separated by a thin space: `100 000`.
+pub fn count(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push('\u{2009}');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration(85), "85 µs");
+        assert_eq!(duration(420), "420 µs");
+        assert_eq!(duration(4_200), "4.20 ms");
+        assert_eq!(duration(214_400), "214 ms");
+        assert_eq!(duration(3_900_000), "3.9 s");
+        assert_eq!(duration(125_000_000), "2 min 5 s");
+        assert_eq!(millis(214_600), "215 ms");
+        assert_eq!(millis(12_000_000), "12.0 s (12000 ms)");
+    }
+
+    #[test]
+    fn clock_and_ids() {
+        assert_eq!(clock(12_345_678), "12.345 s");
+        assert_eq!(clock(75_001_000), "1:15.001");
+        assert_eq!(req(RequestId { client: 1, seq: 7 }), "c1.7");
+        assert_eq!(count(100_000), "100\u{2009}000");
+        assert_eq!(count(999), "999");
+    }
+}

@@ -1,0 +1,904 @@
+//! The page's memory of the run: a compact, capped event log with messages paired by id.
+//!
+//! Each wire [`shared::Event`] becomes an [`Ev`] of a few words (names interned), placed on the
+//! diagram's vertical axis once, when it arrives (`y` only grows). Each `msg_sent` opens a
+//! [`MsgRec`]; its `msg_delivered` or `msg_lost` closes it, wherever it lands in the log. Server
+//! death is kept as [`DeadSpan`]s (a lane is greyed from the crash to the restart) and the
+//! failover timeline is folded in as events arrive ([`Failover`]), so no view ever rescans
+//! 100,000 events. Cloning a `History` is cheap (see [`Chunked`]): the store keeps a frozen copy
+//! for "pause" for free.
+//!
+//! Pure: no I/O, no web types; geometry constants come from `diagram::layout`.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use shared::{CrashCause, Event, EventKind, Msg, Op, RequestId, Role};
+
+use crate::chunked::Chunked;
+use crate::diagram::layout::row_gap;
+use crate::failover::Failover;
+use crate::symbols::{Sym, Symbols};
+
+/// Events the page keeps; older ones are dropped (oldest first).
+pub const HISTORY_CAP: usize = 100_000;
+/// Greyed lane stretches remembered.
+const DEAD_SPANS_CAP: usize = 512;
+
+/// One event, compact. `y` is its position on the diagram's time axis (pixels, growing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ev {
+    pub seq: u64,
+    pub t_us: u64,
+    pub y: f64,
+    pub node: Sym,
+    pub kind: Kind,
+}
+
+/// [`EventKind`] with names interned and tags left out (the store keeps the tags it needs).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    Started {
+        pid: u32,
+        role: Role,
+        port: u16,
+    },
+    Exited {
+        pid: u32,
+        signal: Option<i32>,
+        code: Option<i32>,
+    },
+    Crashed {
+        pid: u32,
+        cause: CrashCause,
+        req: Option<RequestId>,
+    },
+    Armed,
+    RoleChanged {
+        role: Role,
+        alone: bool,
+        reason: Sym,
+    },
+    /// `msg` is the global index of the message in [`History::msgs`].
+    Sent {
+        msg_id: u64,
+        msg: usize,
+    },
+    Delivered {
+        msg_id: u64,
+        msg: Option<usize>,
+    },
+    Lost {
+        msg_id: u64,
+        msg: Option<usize>,
+        reason: Sym,
+    },
+    Executed {
+        req: RequestId,
+        op: Op,
+        lock: Sym,
+        ok: bool,
+        held: bool,
+        duplicate: bool,
+        forwarded: bool,
+    },
+    Invoked {
+        req: RequestId,
+        op: Op,
+        lock: Sym,
+        server: Sym,
+    },
+    Completed {
+        req: RequestId,
+        op: Op,
+        lock: Sym,
+        ok: bool,
+        server: Sym,
+        latency_us: u64,
+        attempts: u32,
+    },
+    Failed {
+        req: RequestId,
+        op: Op,
+        lock: Sym,
+        reason: Sym,
+    },
+    RpcFailed {
+        req: RequestId,
+        server: Sym,
+        reason: Sym,
+        retry_to: Sym,
+    },
+    Reset {
+        generation: u64,
+    },
+    SlowMotion {
+        delay_ms: u64,
+    },
+}
+
+/// The four arrows of the Lab 1 protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MsgKind {
+    Request,
+    Forward,
+    ForwardAck,
+    Reply,
+}
+
+impl MsgKind {
+    /// The wire name, also the CSS class and `data-kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MsgKind::Request => "request",
+            MsgKind::Forward => "forward",
+            MsgKind::ForwardAck => "forward_ack",
+            MsgKind::Reply => "reply",
+        }
+    }
+
+    pub const ALL: [MsgKind; 4] = [
+        MsgKind::Request,
+        MsgKind::Forward,
+        MsgKind::ForwardAck,
+        MsgKind::Reply,
+    ];
+}
+
+/// How a message's life ended (so far).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MsgEnd {
+    InFlight,
+    Delivered {
+        event: usize,
+        t_us: u64,
+        y: f64,
+    },
+    Lost {
+        event: usize,
+        t_us: u64,
+        y: f64,
+        reason: Sym,
+    },
+}
+
+/// One message: a send, and later its delivery or loss.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MsgRec {
+    pub msg_id: u64,
+    pub from: Sym,
+    pub to: Sym,
+    pub kind: MsgKind,
+    pub req: RequestId,
+    pub op: Option<Op>,
+    pub lock: Option<Sym>,
+    pub ok: Option<bool>,
+    /// Global index of the `msg_sent` event.
+    pub sent: usize,
+    pub sent_t: u64,
+    pub sent_y: f64,
+    pub end: MsgEnd,
+    /// For requests: 1 for the first send of this request id, 2+ for retries.
+    pub attempt: u32,
+}
+
+/// A stretch of a server lane during which its process was dead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadSpan {
+    pub server: Sym,
+    pub from_y: f64,
+    pub from_t: u64,
+    /// `None`: still dead.
+    pub to_y: Option<f64>,
+}
+
+/// See the module documentation.
+#[derive(Debug, Clone)]
+pub struct History {
+    pub syms: Symbols,
+    pub events: Chunked<Ev>,
+    pub msgs: Chunked<MsgRec>,
+    /// In-flight messages: msg_id -> global index in `msgs`.
+    open: Rc<HashMap<u64, usize>>,
+    dead: Rc<Vec<DeadSpan>>,
+    /// Per client: the last request seq sent and how many times it was sent.
+    attempts: Rc<HashMap<u32, (u64, u32)>>,
+    pub failover: Rc<Failover>,
+    cap: usize,
+}
+
+impl History {
+    pub fn new(syms: Symbols) -> Self {
+        Self::with_cap(syms, HISTORY_CAP)
+    }
+
+    pub fn with_cap(syms: Symbols, cap: usize) -> Self {
+        History {
+            syms,
+            events: Chunked::default(),
+            msgs: Chunked::default(),
+            open: Rc::default(),
+            dead: Rc::default(),
+            attempts: Rc::default(),
+            failover: Rc::default(),
+            cap: cap.max(1),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    pub fn last_seq(&self) -> Option<u64> {
+        self.events.last().map(|e| e.seq)
+    }
+
+    pub fn first_seq(&self) -> Option<u64> {
+        self.events.first().map(|e| e.seq)
+    }
+
+    /// The `y` of the oldest kept event: the diagram draws `y - origin_y()`.
+    pub fn origin_y(&self) -> f64 {
+        self.events.first().map_or(0.0, |e| e.y)
+    }
+
+    pub fn last_y(&self) -> f64 {
+        self.events.last().map_or(0.0, |e| e.y)
+    }
+
+    pub fn last_t(&self) -> Option<u64> {
+        self.events.last().map(|e| e.t_us)
+    }
+
+    pub fn first_t(&self) -> Option<u64> {
+        self.events.first().map(|e| e.t_us)
+    }
+
+    /// Where an event happening at `now_us` would be placed: the "now" line of the diagram.
+    pub fn live_y(&self, now_us: f64) -> f64 {
+        match self.events.last() {
+            None => 0.0,
+            Some(last) => {
+                let dt = (now_us - last.t_us as f64).max(0.0) as u64;
+                last.y + row_gap(dt)
+            }
+        }
+    }
+
+    pub fn msg(&self, index: usize) -> Option<&MsgRec> {
+        self.msgs.get(index)
+    }
+
+    pub fn event(&self, index: usize) -> Option<&Ev> {
+        self.events.get(index)
+    }
+
+    /// Global `msgs` indices of the messages in flight.
+    pub fn in_flight(&self) -> impl Iterator<Item = usize> + '_ {
+        self.open.values().copied()
+    }
+
+    pub fn in_flight_count(&self) -> usize {
+        self.open.len()
+    }
+
+    pub fn dead_spans(&self) -> &[DeadSpan] {
+        &self.dead
+    }
+
+    pub fn name(&self, sym: Sym) -> Rc<str> {
+        self.syms.name(sym)
+    }
+
+    /// Appends one event (the caller has checked `seq` order) and drops the oldest beyond the cap.
+    pub fn push(&mut self, e: &Event) {
+        let index = self.events.end_index();
+        let y = match self.events.last() {
+            None => 0.0,
+            Some(last) => last.y + row_gap(e.t_us.saturating_sub(last.t_us)),
+        };
+        let node = self.syms.intern(&e.node);
+        let kind = self.convert(e, index, y);
+        let ev = Ev {
+            seq: e.seq,
+            t_us: e.t_us,
+            y,
+            node,
+            kind,
+        };
+        self.track_death(&ev);
+        if Failover::cares(&ev.kind) {
+            Rc::make_mut(&mut self.failover).apply(&ev, &self.syms);
+        }
+        self.events.push(ev);
+        if self.events.len() > self.cap {
+            self.trim();
+        }
+    }
+
+    fn convert(&mut self, e: &Event, index: usize, y: f64) -> Kind {
+        let s = &self.syms;
+        match &e.kind {
+            EventKind::ProcessStarted { pid, role, port } => Kind::Started {
+                pid: *pid,
+                role: *role,
+                port: *port,
+            },
+            EventKind::ProcessExited { pid, signal, code } => Kind::Exited {
+                pid: *pid,
+                signal: *signal,
+                code: *code,
+            },
+            EventKind::Crashed { pid, cause, req } => Kind::Crashed {
+                pid: *pid,
+                cause: *cause,
+                req: *req,
+            },
+            EventKind::CrashArmed {} => Kind::Armed,
+            EventKind::RoleChanged {
+                role,
+                serving_alone,
+                reason,
+            } => Kind::RoleChanged {
+                role: *role,
+                alone: *serving_alone,
+                reason: s.intern(reason),
+            },
+            EventKind::MsgSent {
+                msg_id,
+                from,
+                to,
+                msg,
+            } => {
+                let (kind, req, op, lock, ok) = match msg {
+                    Msg::Request { req, op, lock } => (
+                        MsgKind::Request,
+                        *req,
+                        Some(*op),
+                        Some(s.intern(lock)),
+                        None,
+                    ),
+                    Msg::Forward { req, op, lock } => (
+                        MsgKind::Forward,
+                        *req,
+                        Some(*op),
+                        Some(s.intern(lock)),
+                        None,
+                    ),
+                    Msg::ForwardAck { req, ok } => {
+                        (MsgKind::ForwardAck, *req, None, None, Some(*ok))
+                    }
+                    Msg::Reply { req, ok } => (MsgKind::Reply, *req, None, None, Some(*ok)),
+                };
+                let attempt = if kind == MsgKind::Request {
+                    let map = Rc::make_mut(&mut self.attempts);
+                    let entry = map.entry(req.client).or_insert((req.seq, 0));
+                    if entry.0 != req.seq {
+                        *entry = (req.seq, 0);
+                    }
+                    entry.1 += 1;
+                    entry.1
+                } else {
+                    1
+                };
+                let rec = MsgRec {
+                    msg_id: *msg_id,
+                    from: s.intern(from),
+                    to: s.intern(to),
+                    kind,
+                    req,
+                    op,
+                    lock,
+                    ok,
+                    sent: index,
+                    sent_t: e.t_us,
+                    sent_y: y,
+                    end: MsgEnd::InFlight,
+                    attempt,
+                };
+                let m = self.msgs.push(rec);
+                Rc::make_mut(&mut self.open).insert(*msg_id, m);
+                Kind::Sent {
+                    msg_id: *msg_id,
+                    msg: m,
+                }
+            }
+            EventKind::MsgDelivered { msg_id, .. } => {
+                let msg = self.close(
+                    *msg_id,
+                    MsgEnd::Delivered {
+                        event: index,
+                        t_us: e.t_us,
+                        y,
+                    },
+                );
+                Kind::Delivered {
+                    msg_id: *msg_id,
+                    msg,
+                }
+            }
+            EventKind::MsgLost { msg_id, reason, .. } => {
+                let reason = s.intern(reason);
+                let msg = self.close(
+                    *msg_id,
+                    MsgEnd::Lost {
+                        event: index,
+                        t_us: e.t_us,
+                        y,
+                        reason,
+                    },
+                );
+                Kind::Lost {
+                    msg_id: *msg_id,
+                    msg,
+                    reason,
+                }
+            }
+            EventKind::Executed {
+                req,
+                op,
+                lock,
+                ok,
+                held,
+                duplicate,
+                forwarded,
+            } => Kind::Executed {
+                req: *req,
+                op: *op,
+                lock: s.intern(lock),
+                ok: *ok,
+                held: *held,
+                duplicate: *duplicate,
+                forwarded: *forwarded,
+            },
+            EventKind::OpInvoked {
+                req,
+                op,
+                lock,
+                server,
+                ..
+            } => Kind::Invoked {
+                req: *req,
+                op: *op,
+                lock: s.intern(lock),
+                server: s.intern(server),
+            },
+            EventKind::OpCompleted {
+                op,
+                lock,
+                ok,
+                req,
+                server,
+                latency_us,
+                attempts,
+                ..
+            } => Kind::Completed {
+                req: *req,
+                op: *op,
+                lock: s.intern(lock),
+                ok: *ok,
+                server: s.intern(server),
+                latency_us: *latency_us,
+                attempts: *attempts,
+            },
+            EventKind::OpFailed {
+                op,
+                lock,
+                req,
+                reason,
+                ..
+            } => Kind::Failed {
+                req: *req,
+                op: *op,
+                lock: s.intern(lock),
+                reason: s.intern(reason),
+            },
+            EventKind::RpcFailed {
+                req,
+                server,
+                reason,
+                retry_to,
+                ..
+            } => Kind::RpcFailed {
+                req: *req,
+                server: s.intern(server),
+                reason: s.intern(reason),
+                retry_to: s.intern(retry_to),
+            },
+            EventKind::ClusterReset { generation } => Kind::Reset {
+                generation: *generation,
+            },
+            EventKind::SlowMotionSet { delay_ms } => Kind::SlowMotion {
+                delay_ms: *delay_ms,
+            },
+        }
+    }
+
+    /// Ends message `msg_id`; a delivery or loss of a message we never saw sent (it was
+    /// before our history) is kept as an event only.
+    fn close(&mut self, msg_id: u64, end: MsgEnd) -> Option<usize> {
+        let m = Rc::make_mut(&mut self.open).remove(&msg_id)?;
+        self.msgs.update(m, |rec| rec.end = end);
+        Some(m)
+    }
+
+    fn track_death(&mut self, ev: &Ev) {
+        match ev.kind {
+            Kind::Crashed { .. } | Kind::Exited { .. } => {
+                let already = self
+                    .dead
+                    .iter()
+                    .any(|d| d.server == ev.node && d.to_y.is_none());
+                if !already {
+                    let dead = Rc::make_mut(&mut self.dead);
+                    dead.push(DeadSpan {
+                        server: ev.node,
+                        from_y: ev.y,
+                        from_t: ev.t_us,
+                        to_y: None,
+                    });
+                    if dead.len() > DEAD_SPANS_CAP {
+                        dead.remove(0);
+                    }
+                }
+            }
+            Kind::Started { .. }
+                if self
+                    .dead
+                    .iter()
+                    .any(|d| d.server == ev.node && d.to_y.is_none()) =>
+            {
+                for d in Rc::make_mut(&mut self.dead).iter_mut() {
+                    if d.server == ev.node && d.to_y.is_none() {
+                        d.to_y = Some(ev.y);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Drops the oldest events beyond the cap, and the messages sent before the oldest kept event.
+    fn trim(&mut self) {
+        self.events.truncate_front(self.cap);
+        let first_event = self.events.first_index();
+        let first_msg = self
+            .msgs
+            .partition_point(self.msgs.indices(), |m| m.sent < first_event);
+        if first_msg > self.msgs.first_index() {
+            self.msgs.drop_before(first_msg);
+            if self.open.values().any(|m| *m < first_msg) {
+                Rc::make_mut(&mut self.open).retain(|_, m| *m >= first_msg);
+            }
+        }
+        let origin = self.origin_y();
+        if self
+            .dead
+            .iter()
+            .any(|d| d.to_y.is_some_and(|to| to < origin))
+        {
+            Rc::make_mut(&mut self.dead).retain(|d| d.to_y.is_none_or(|to| to >= origin));
+        }
+    }
+}
+
+impl Kind {
+    /// The request an event is about, if any.
+    pub fn req(&self) -> Option<RequestId> {
+        match self {
+            Kind::Executed { req, .. }
+            | Kind::Invoked { req, .. }
+            | Kind::Completed { req, .. }
+            | Kind::Failed { req, .. }
+            | Kind::RpcFailed { req, .. } => Some(*req),
+            Kind::Crashed { req, .. } => *req,
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use shared::{EventKind as K, Msg, Op, RequestId};
+
+    /// Builds wire events with consecutive seqs, 100 µs apart.
+    #[derive(Default)]
+    pub struct Script {
+        pub events: Vec<Event>,
+        pub t_us: u64,
+    }
+
+    impl Script {
+        pub fn at(&mut self, t_us: u64) -> &mut Self {
+            self.t_us = t_us;
+            self
+        }
+
+        pub fn ev(&mut self, node: &str, kind: K) -> &mut Self {
+            let seq = self.events.len() as u64 + 1;
+            self.t_us += 100;
+            self.events.push(Event {
+                seq,
+                t_us: self.t_us,
+                node: node.into(),
+                kind,
+            });
+            self
+        }
+
+        pub fn sent(&mut self, id: u64, from: &str, to: &str, msg: Msg) -> &mut Self {
+            let node = from.to_owned();
+            self.ev(
+                &node,
+                K::MsgSent {
+                    msg_id: id,
+                    from: from.into(),
+                    to: to.into(),
+                    msg,
+                },
+            )
+        }
+
+        pub fn delivered(&mut self, id: u64, from: &str, to: &str) -> &mut Self {
+            let node = to.to_owned();
+            self.ev(
+                &node,
+                K::MsgDelivered {
+                    msg_id: id,
+                    from: from.into(),
+                    to: to.into(),
+                },
+            )
+        }
+
+        pub fn lost(&mut self, id: u64, from: &str, to: &str) -> &mut Self {
+            let node = to.to_owned();
+            self.ev(
+                &node,
+                K::MsgLost {
+                    msg_id: id,
+                    from: from.into(),
+                    to: to.into(),
+                    reason: "receiver died".into(),
+                },
+            )
+        }
+
+        /// A full Lab 1 call from client `c` through primary `p` and backup `b`.
+        pub fn call(&mut self, c: u32, seq: u64, p: &str, b: &str, first_id: u64) -> &mut Self {
+            let req = RequestId { client: c, seq };
+            let cn = format!("c{c}");
+            self.ev(
+                &cn,
+                K::OpInvoked {
+                    client: c,
+                    req,
+                    op: Op::Lock,
+                    lock: "a".into(),
+                    tag: None,
+                    server: p.into(),
+                },
+            );
+            let lock = || "a".to_string();
+            self.sent(
+                first_id,
+                &cn,
+                p,
+                Msg::Request {
+                    req,
+                    op: Op::Lock,
+                    lock: lock(),
+                },
+            )
+            .delivered(first_id, &cn, p)
+            .sent(
+                first_id + 1,
+                p,
+                b,
+                Msg::Forward {
+                    req,
+                    op: Op::Lock,
+                    lock: lock(),
+                },
+            )
+            .delivered(first_id + 1, p, b)
+            .sent(first_id + 2, b, p, Msg::ForwardAck { req, ok: true })
+            .delivered(first_id + 2, b, p)
+            .sent(first_id + 3, p, &cn, Msg::Reply { req, ok: true })
+            .delivered(first_id + 3, p, &cn)
+            .ev(
+                &cn,
+                K::OpCompleted {
+                    client: c,
+                    op: Op::Lock,
+                    lock: "a".into(),
+                    tag: None,
+                    ok: true,
+                    req,
+                    server: p.into(),
+                    latency_us: 800,
+                    attempts: 1,
+                },
+            )
+        }
+    }
+
+    fn history_of(s: &Script) -> History {
+        let mut h = History::new(Symbols::default());
+        for e in &s.events {
+            h.push(e);
+        }
+        h
+    }
+
+    #[test]
+    fn sends_pair_with_deliveries_by_msg_id() {
+        let mut s = Script::default();
+        s.call(1, 1, "s1", "s2", 10);
+        let h = history_of(&s);
+        assert_eq!(h.msgs.len(), 4);
+        assert_eq!(h.in_flight_count(), 0);
+        let kinds: Vec<_> = h.msgs.iter().map(|(_, m)| m.kind).collect();
+        assert_eq!(kinds, MsgKind::ALL.to_vec());
+        for (_, m) in h.msgs.iter() {
+            let MsgEnd::Delivered { event, .. } = m.end else {
+                panic!("message {} not delivered", m.msg_id)
+            };
+            assert_eq!(event, m.sent + 1, "delivery is the event after the send");
+        }
+    }
+
+    #[test]
+    fn a_lost_message_is_closed_as_lost_and_an_unknown_delivery_is_harmless() {
+        let mut s = Script::default();
+        let req = RequestId { client: 1, seq: 1 };
+        s.sent(
+            5,
+            "c1",
+            "s1",
+            Msg::Request {
+                req,
+                op: Op::Lock,
+                lock: "a".into(),
+            },
+        )
+        .lost(5, "c1", "s1")
+        .delivered(99, "s1", "c1");
+        let h = history_of(&s);
+        let m = h.msg(0).expect("message 0");
+        assert!(matches!(m.end, MsgEnd::Lost { event: 1, .. }));
+        assert!(matches!(
+            h.event(2).map(|e| &e.kind),
+            Some(Kind::Delivered {
+                msg_id: 99,
+                msg: None
+            })
+        ));
+    }
+
+    #[test]
+    fn retries_of_the_same_request_are_counted() {
+        let mut s = Script::default();
+        let req = RequestId { client: 1, seq: 7 };
+        let m = || Msg::Request {
+            req,
+            op: Op::Lock,
+            lock: "a".into(),
+        };
+        s.sent(1, "c1", "s1", m()).sent(2, "c1", "s2", m());
+        let next = RequestId { client: 1, seq: 8 };
+        s.sent(
+            3,
+            "c1",
+            "s2",
+            Msg::Request {
+                req: next,
+                op: Op::Unlock,
+                lock: "a".into(),
+            },
+        );
+        let h = history_of(&s);
+        let attempts: Vec<u32> = h.msgs.iter().map(|(_, m)| m.attempt).collect();
+        assert_eq!(attempts, vec![1, 2, 1]);
+    }
+
+    #[test]
+    fn y_grows_by_a_row_per_event_and_more_after_idle_time() {
+        let mut s = Script::default();
+        s.ev("supervisor", K::SlowMotionSet { delay_ms: 0 });
+        s.ev("supervisor", K::SlowMotionSet { delay_ms: 0 });
+        s.at(5_000_000)
+            .ev("supervisor", K::SlowMotionSet { delay_ms: 0 });
+        let h = history_of(&s);
+        let y: Vec<f64> = h.events.iter().map(|(_, e)| e.y).collect();
+        assert_eq!(y[0], 0.0);
+        let short = y[1] - y[0];
+        let long = y[2] - y[1];
+        assert!(short >= crate::diagram::layout::ROW);
+        assert!(long > short + 50.0, "idle time shows: {short} vs {long}");
+    }
+
+    #[test]
+    fn the_cap_drops_the_oldest_events_and_their_messages() {
+        let mut s = Script::default();
+        for i in 0..1000u64 {
+            s.call(1, i + 1, "s1", "s2", i * 4);
+        }
+        let mut h = History::with_cap(Symbols::default(), 5000);
+        for e in &s.events {
+            h.push(e);
+        }
+        assert_eq!(h.len(), 5000);
+        assert_eq!(h.last_seq(), Some(10_000), "ten events per call");
+        assert_eq!(h.first_seq(), Some(5001));
+        let first = h.events.first_index();
+        assert!(h.msgs.iter().all(|(_, m)| m.sent >= first));
+        assert!(h.msgs.len() <= 5000 / 10 * 4 + 4);
+    }
+
+    #[test]
+    fn the_full_cap_is_one_hundred_thousand() {
+        let mut h = History::new(Symbols::default());
+        for seq in 1..=100_500u64 {
+            h.push(&Event {
+                seq,
+                t_us: seq,
+                node: "supervisor".into(),
+                kind: K::SlowMotionSet { delay_ms: 0 },
+            });
+        }
+        assert_eq!(h.len(), HISTORY_CAP);
+        assert_eq!(h.first_seq(), Some(501));
+        assert_eq!(h.last_seq(), Some(100_500));
+    }
+
+    #[test]
+    fn a_crash_greys_the_lane_until_the_restart() {
+        let mut s = Script::default();
+        s.ev(
+            "s1",
+            K::Crashed {
+                pid: 4,
+                cause: CrashCause::Command,
+                req: None,
+            },
+        )
+        .ev(
+            "s1",
+            K::ProcessExited {
+                pid: 4,
+                signal: Some(9),
+                code: None,
+            },
+        )
+        .ev(
+            "s2",
+            K::RoleChanged {
+                role: Role::Primary,
+                serving_alone: true,
+                reason: "x".into(),
+            },
+        );
+        let h = history_of(&s);
+        assert_eq!(h.dead_spans().len(), 1, "crash + exit are one death");
+        let d = &h.dead_spans()[0];
+        assert_eq!(&*h.name(d.server), "s1");
+        assert_eq!(d.to_y, None);
+        s.ev(
+            "s1",
+            K::ProcessStarted {
+                pid: 5,
+                role: Role::Backup,
+                port: 1,
+            },
+        );
+        let h = history_of(&s);
+        let restart_y = h.events.last().map(|e| e.y);
+        assert_eq!(h.dead_spans()[0].to_y, restart_y);
+    }
+}

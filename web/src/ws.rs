@@ -1,0 +1,294 @@
+//! All network I/O of the page: the WebSocket to `/ws` on the page's own origin.
+//!
+//! Frames are decoded as they arrive and queued; once per animation frame the whole queue is
+//! handed to the store as one [`Action::Receive`], so a burst of thousands of events costs one
+//! reducer pass and one render, not one per frame. A closed socket is reopened with exponential
+//! backoff (250 ms doubling to 10 s, with jitter); the server then sends a fresh snapshot, which
+//! the store merges or resyncs from. Commands go out as JSON text. Nothing the server sends is
+//! trusted to be well-formed: undecodable frames are reported, never unwrapped.
+//!
+//! The perf counters for benchmarks live on `window.__pbscope` (see docs/page.md).
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+
+use gloo_render::{request_animation_frame, AnimationFrame};
+use gloo_timers::callback::Timeout;
+use shared::{Command, ServerMsg};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{CloseEvent, MessageEvent, WebSocket};
+use yew::Callback;
+
+use crate::store::{Action, Level};
+
+const BACKOFF_START_MS: u64 = 250;
+const BACKOFF_MAX_MS: u64 = 10_000;
+/// Flush without waiting for a frame when this many frames are queued (a hidden tab gets no
+/// animation frames).
+const QUEUE_FLUSH_AT: usize = 4096;
+
+/// The page clock in milliseconds (`performance.now()`).
+pub fn now_ms() -> f64 {
+    web_sys::window()
+        .and_then(|w| w.performance())
+        .map_or(0.0, |p| p.now())
+}
+
+thread_local! {
+    static TAGS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A fresh tag for a command, so its answer can be matched (`ui-12`).
+pub fn next_tag(prefix: &str) -> String {
+    TAGS.with(|t| {
+        t.set(t.get() + 1);
+        format!("{prefix}-{}", t.get())
+    })
+}
+
+/// `ws://host/ws` or `wss://host/ws` for the page's own origin.
+fn ws_url() -> String {
+    let loc = web_sys::window().map(|w| w.location());
+    let host = loc
+        .as_ref()
+        .and_then(|l| l.host().ok())
+        .unwrap_or_else(|| "127.0.0.1:9000".into());
+    let secure = loc
+        .and_then(|l| l.protocol().ok())
+        .is_some_and(|p| p == "https:");
+    format!("{}://{host}/ws", if secure { "wss" } else { "ws" })
+}
+
+/// The backoff before attempt `attempt` (1-based), with up to 20 % jitter.
+fn backoff_ms(attempt: u32) -> u64 {
+    let base = BACKOFF_START_MS
+        .saturating_mul(1u64 << attempt.saturating_sub(1).min(16))
+        .min(BACKOFF_MAX_MS);
+    base + (js_sys::Math::random() * 0.2 * base as f64) as u64
+}
+
+struct Handlers {
+    _open: Closure<dyn FnMut()>,
+    _message: Closure<dyn FnMut(MessageEvent)>,
+    _close: Closure<dyn FnMut(CloseEvent)>,
+}
+
+struct Inner {
+    dispatch: Callback<Action>,
+    socket: RefCell<Option<WebSocket>>,
+    handlers: RefCell<Option<Handlers>>,
+    queue: RefCell<Vec<ServerMsg>>,
+    frame: RefCell<Option<AnimationFrame>>,
+    retry: RefCell<Option<Timeout>>,
+    attempt: Cell<u32>,
+    perf: Perf,
+}
+
+/// The page's connection to the gateway. Cheap to clone.
+#[derive(Clone)]
+pub struct Connection(Rc<Inner>);
+
+impl PartialEq for Connection {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Connection")
+    }
+}
+
+impl Connection {
+    /// Opens the socket; every change of its state and every frame goes to `dispatch`.
+    pub fn start(dispatch: Callback<Action>) -> Connection {
+        let conn = Connection(Rc::new(Inner {
+            dispatch,
+            socket: RefCell::new(None),
+            handlers: RefCell::new(None),
+            queue: RefCell::new(Vec::new()),
+            frame: RefCell::new(None),
+            retry: RefCell::new(None),
+            attempt: Cell::new(0),
+            perf: Perf::install(),
+        }));
+        open(&conn.0);
+        conn
+    }
+
+    /// Sends a command; false when there is no open socket.
+    pub fn send(&self, cmd: &Command) -> bool {
+        let Ok(text) = serde_json::to_string(cmd) else {
+            return false;
+        };
+        let socket = self.0.socket.borrow();
+        match socket.as_ref() {
+            Some(ws) if ws.ready_state() == WebSocket::OPEN => ws.send_with_str(&text).is_ok(),
+            _ => false,
+        }
+    }
+}
+
+fn open(inner: &Rc<Inner>) {
+    inner.dispatch.emit(Action::Connecting);
+    let ws = match WebSocket::new(&ws_url()) {
+        Ok(ws) => ws,
+        Err(_) => {
+            schedule_reconnect(inner);
+            return;
+        }
+    };
+    let weak = Rc::downgrade(inner);
+    let on_open = {
+        let weak = weak.clone();
+        Closure::<dyn FnMut()>::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.attempt.set(0);
+                inner.dispatch.emit(Action::Connected);
+            }
+        })
+    };
+    let on_message = {
+        let weak = weak.clone();
+        Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
+            if let Some(inner) = weak.upgrade() {
+                on_frame(&inner, e);
+            }
+        })
+    };
+    let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |_e: CloseEvent| {
+        if let Some(inner) = weak.upgrade() {
+            flush(&inner);
+            schedule_reconnect(&inner);
+        }
+    });
+    ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    if let Some(old) = inner.socket.replace(Some(ws)) {
+        old.set_onopen(None);
+        old.set_onmessage(None);
+        old.set_onclose(None);
+        let _ = old.close();
+    }
+    inner.handlers.replace(Some(Handlers {
+        _open: on_open,
+        _message: on_message,
+        _close: on_close,
+    }));
+}
+
+fn schedule_reconnect(inner: &Rc<Inner>) {
+    let attempt = inner.attempt.get() + 1;
+    inner.attempt.set(attempt);
+    let delay = backoff_ms(attempt);
+    inner.dispatch.emit(Action::Disconnected {
+        attempt,
+        retry_in_ms: delay,
+    });
+    let weak: Weak<Inner> = Rc::downgrade(inner);
+    let timeout = Timeout::new(delay.min(u32::MAX as u64) as u32, move || {
+        if let Some(inner) = weak.upgrade() {
+            open(&inner);
+        }
+    });
+    inner.retry.replace(Some(timeout));
+}
+
+fn on_frame(inner: &Rc<Inner>, e: MessageEvent) {
+    let Some(text) = e.data().as_string() else {
+        return; // binary frames are not part of the protocol
+    };
+    match serde_json::from_str::<ServerMsg>(&text) {
+        Ok(msg) => {
+            let len = {
+                let mut q = inner.queue.borrow_mut();
+                q.push(msg);
+                q.len()
+            };
+            if len >= QUEUE_FLUSH_AT {
+                flush(inner);
+            } else if inner.frame.borrow().is_none() {
+                let weak = Rc::downgrade(inner);
+                let frame = request_animation_frame(move |_| {
+                    if let Some(inner) = weak.upgrade() {
+                        flush(&inner);
+                    }
+                });
+                inner.frame.replace(Some(frame));
+            }
+        }
+        Err(err) => {
+            let head: String = text.chars().take(120).collect();
+            web_sys::console::warn_1(&format!("pbscope: undecodable frame ({err}): {head}").into());
+            inner.dispatch.emit(Action::Toast {
+                level: Level::Warn,
+                title: "Unreadable message".into(),
+                text: format!("the server sent a frame this page does not understand: {err}"),
+            });
+        }
+    }
+}
+
+/// Hands everything queued to the store in one action.
+fn flush(inner: &Rc<Inner>) {
+    inner.frame.replace(None);
+    let msgs = std::mem::take(&mut *inner.queue.borrow_mut());
+    if msgs.is_empty() {
+        return;
+    }
+    let events: u64 = msgs
+        .iter()
+        .map(|m| match m {
+            ServerMsg::Events { events } => events.len() as u64,
+            ServerMsg::Snapshot(s) => s.events.len() as u64,
+            _ => 0,
+        })
+        .sum();
+    let start = now_ms();
+    inner.dispatch.emit(Action::Receive {
+        msgs,
+        local_ms: start,
+    });
+    inner.perf.frame(events, now_ms() - start);
+}
+
+/// `window.__pbscope`: counters a benchmark can read.
+struct Perf {
+    obj: Option<js_sys::Object>,
+    events: Cell<f64>,
+    frames: Cell<f64>,
+}
+
+impl Perf {
+    fn install() -> Perf {
+        let obj = web_sys::window().map(|w| {
+            let obj = js_sys::Object::new();
+            let _ = js_sys::Reflect::set(&w, &"__pbscope".into(), &obj);
+            obj
+        });
+        let perf = Perf {
+            obj,
+            events: Cell::new(0.0),
+            frames: Cell::new(0.0),
+        };
+        perf.frame(0, 0.0);
+        perf.frames.set(0.0);
+        perf
+    }
+
+    fn frame(&self, events: u64, ms: f64) {
+        self.events.set(self.events.get() + events as f64);
+        self.frames.set(self.frames.get() + 1.0);
+        if let Some(obj) = &self.obj {
+            let set = |k: &str, v: f64| {
+                let _ = js_sys::Reflect::set(obj, &k.into(), &v.into());
+            };
+            set("events_ingested", self.events.get());
+            set("frames", self.frames.get());
+            set("last_frame_ms", ms);
+        }
+    }
+}
