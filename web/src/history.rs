@@ -22,6 +22,8 @@ use crate::symbols::{Sym, Symbols};
 
 /// Events the page keeps; older ones are dropped (oldest first).
 pub const HISTORY_CAP: usize = 100_000;
+/// Why the page closed a message whose receiver died with it in flight.
+pub const RECEIVER_DIED: &str = "its receiver died before it could report the delivery";
 /// Greyed lane stretches remembered.
 const DEAD_SPANS_CAP: usize = 512;
 
@@ -529,6 +531,7 @@ impl History {
     fn track_death(&mut self, ev: &Ev) {
         match ev.kind {
             Kind::Crashed { .. } | Kind::Exited { .. } => {
+                self.lose_in_flight_to(ev);
                 let already = self
                     .dead
                     .iter()
@@ -559,6 +562,34 @@ impl History {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A process died: the messages in flight to it will never be seen by it. (The server
+    /// reports most such losses itself; this closes the ones whose fate it could not report,
+    /// e.g. a delivery the process had no time to report before SIGKILL.)
+    fn lose_in_flight_to(&mut self, ev: &Ev) {
+        let doomed: Vec<(u64, usize)> = self
+            .open
+            .iter()
+            .filter(|(_, m)| self.msgs.get(**m).is_some_and(|rec| rec.to == ev.node))
+            .map(|(id, m)| (*id, *m))
+            .collect();
+        if doomed.is_empty() {
+            return;
+        }
+        let reason = self.syms.intern(RECEIVER_DIED);
+        let open = Rc::make_mut(&mut self.open);
+        for (id, m) in doomed {
+            open.remove(&id);
+            self.msgs.update(m, |rec| {
+                rec.end = MsgEnd::Lost {
+                    event: self.events.end_index(),
+                    t_us: ev.t_us,
+                    y: ev.y,
+                    reason,
+                }
+            });
         }
     }
 
@@ -855,6 +886,28 @@ pub(crate) mod tests {
         assert_eq!(h.len(), HISTORY_CAP);
         assert_eq!(h.first_seq(), Some(501));
         assert_eq!(h.last_seq(), Some(100_500));
+    }
+
+    #[test]
+    fn a_message_in_flight_to_a_process_that_dies_is_lost_there() {
+        let mut s = Script::default();
+        let req = RequestId { client: 1, seq: 1 };
+        s.sent(3, "s2", "s1", Msg::ForwardAck { req, ok: true })
+            .sent(4, "s2", "c1", Msg::Reply { req, ok: true })
+            .ev(
+                "s1",
+                K::Crashed {
+                    pid: 4,
+                    cause: CrashCause::BeforeReply,
+                    req: Some(req),
+                },
+            );
+        let h = history_of(&s);
+        assert_eq!(h.in_flight_count(), 1, "only the message to s1 is closed");
+        let crash_y = h.events.last().map(|e| e.y);
+        let ack = h.msg(0).expect("ack");
+        assert!(matches!(ack.end, MsgEnd::Lost { y, event: 2, .. } if Some(y) == crash_y));
+        assert_eq!(h.msg(1).map(|m| m.end), Some(MsgEnd::InFlight));
     }
 
     #[test]

@@ -24,6 +24,9 @@ use crate::symbols::Symbols;
 /// Calls remembered per client (the card shows the newest few).
 pub const CLIENT_HISTORY: usize = 40;
 const TOASTS_CAP: usize = 4;
+/// How long (page clock) an event waits before it is placed on the diagram, so that events
+/// reported late by their process still land in time order (see `State::pending`).
+pub const REORDER_HOLD_MS: f64 = 40.0;
 /// The lock name a client starts with.
 pub const DEFAULT_LOCK: &str = "a";
 
@@ -143,6 +146,10 @@ pub enum Action {
         msgs: Vec<ServerMsg>,
         local_ms: f64,
     },
+    /// Time passed (page clock): place the events that waited long enough.
+    Tick {
+        local_ms: f64,
+    },
     /// A command left on the socket.
     Sent {
         cmd: Command,
@@ -203,8 +210,17 @@ pub struct State {
     pub help: bool,
     /// Server clock minus page clock (µs), for the live edge and in-flight animation.
     pub clock_offset_us: Option<f64>,
-    /// Highest event seq applied.
+    /// Highest event seq received.
     pub last_seq: Option<u64>,
+    /// Events received but not yet placed in the history, with the page time they arrived.
+    /// The bus orders events by arrival, and a process may report an event a little after a
+    /// later one from another process (a clerk's `rpc_failed` before the server's `crashed`).
+    /// All processes share one clock, so the diagram places events in `t_us` order: each waits
+    /// [`REORDER_HOLD_MS`] and is released sorted by time (a send always precedes its delivery
+    /// on that clock). The cards are updated at once, in arrival order.
+    pending: Vec<(Event, f64)>,
+    /// See [`REORDER_HOLD_MS`]; 0 places events at once (tests).
+    pub reorder_hold_ms: f64,
     /// Events received (snapshots included): the perf counter.
     pub ingested: u64,
     /// Events the server reported we missed (fell behind), in total.
@@ -239,6 +255,8 @@ impl Default for State {
             help: false,
             clock_offset_us: None,
             last_seq: None,
+            pending: Vec::new(),
+            reorder_hold_ms: REORDER_HOLD_MS,
             ingested: 0,
             missed: 0,
             resyncs: 0,
@@ -339,7 +357,9 @@ impl State {
                 for m in msgs {
                     self.on_server(m, local_ms);
                 }
+                self.release(local_ms, false);
             }
+            Action::Tick { local_ms } => self.release(local_ms, false),
             Action::Sent { cmd } => self.on_sent(&cmd),
             Action::NotSent { cmd } => self.toast(
                 Level::Error,
@@ -399,6 +419,32 @@ impl State {
             }
             Action::StopDemo => self.demo = None,
             Action::ShowHelp(show) => self.help = show,
+        }
+    }
+
+    /// Events waiting to be placed on the diagram.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Places the waiting events that arrived at least the hold time ago (all when `all`), in
+    /// time order. An event still waiting holds back every later one.
+    fn release(&mut self, local_ms: f64, all: bool) {
+        if self.pending.is_empty() {
+            return;
+        }
+        self.pending.sort_by_key(|(e, _)| (e.t_us, e.seq));
+        let hold = self.reorder_hold_ms;
+        let n = if all {
+            self.pending.len()
+        } else {
+            self.pending
+                .iter()
+                .position(|(_, at)| local_ms - at < hold)
+                .unwrap_or(self.pending.len())
+        };
+        for (e, _) in self.pending.drain(..n) {
+            self.history.push(&e);
         }
     }
 
@@ -497,7 +543,8 @@ impl State {
                 ),
             );
         }
-        let contiguous = match (self.history.last_seq(), s.events.first()) {
+        self.release(local_ms, true);
+        let contiguous = match (self.last_seq, s.events.first()) {
             (Some(last), Some(first)) => first.seq <= last + 1,
             (Some(last), None) => s.next_seq <= last + 1,
             (None, _) => true,
@@ -540,7 +587,7 @@ impl State {
     /// snapshot's cards already include its events).
     fn apply_event(&mut self, e: &Event, live: bool, local_ms: f64) {
         self.last_seq = Some(e.seq);
-        self.history.push(e);
+        self.pending.push((e.clone(), local_ms));
         if live {
             self.apply_to_nodes(e);
         }
@@ -799,9 +846,68 @@ mod tests {
         });
     }
 
+    /// A state that places events at once (no reorder hold).
+    fn state() -> State {
+        State {
+            reorder_hold_ms: 0.0,
+            ..State::default()
+        }
+    }
+
+    #[test]
+    fn late_reported_events_are_placed_in_time_order() {
+        let mut st = State::default();
+        let mut s = Script::default();
+        s.ev("s1", K::CrashArmed {});
+        s.ev(
+            "c1",
+            K::RpcFailed {
+                client: 1,
+                req: RequestId { client: 1, seq: 1 },
+                server: "s1".into(),
+                reason: "connection closed".into(),
+                retry_to: "s2".into(),
+            },
+        );
+        s.ev(
+            "s1",
+            K::Crashed {
+                pid: 42,
+                cause: CrashCause::BeforeReply,
+                req: None,
+            },
+        );
+        // The clerk's event arrived first but happened last.
+        s.events[1].t_us = 10_000;
+        st.apply(Action::Receive {
+            msgs: vec![ServerMsg::Events {
+                events: s.events.clone(),
+            }],
+            local_ms: 0.0,
+        });
+        assert!(st.history.is_empty(), "held for a moment");
+        assert_eq!(st.pending_len(), 3);
+        assert_eq!(
+            st.clients[&1].server.as_deref(),
+            Some("s2"),
+            "cards at once"
+        );
+        st.apply(Action::Tick {
+            local_ms: REORDER_HOLD_MS - 1.0,
+        });
+        assert!(st.history.is_empty());
+        st.apply(Action::Tick {
+            local_ms: REORDER_HOLD_MS,
+        });
+        let order: Vec<u64> = st.history.events.iter().map(|(_, e)| e.seq).collect();
+        assert_eq!(order, vec![1, 3, 2]);
+        assert_eq!(st.pending_len(), 0);
+        assert_eq!(st.history.failover.crashes.len(), 1);
+    }
+
     #[test]
     fn snapshot_then_events_builds_cards_history_and_diagram() {
-        let mut st = State::default();
+        let mut st = state();
         let mut script = Script::default();
         script.call(1, 1, "s1", "s2", 1);
         let (first, rest) = script.events.split_at(4);
@@ -864,7 +970,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_after_missed_events_resyncs_and_says_so() {
-        let mut st = State::default();
+        let mut st = state();
         let mut script = Script::default();
         for i in 0..3 {
             script.call(1, i + 1, "s1", "s2", i * 4);
@@ -900,7 +1006,7 @@ mod tests {
 
     #[test]
     fn crash_events_update_the_cards_and_errors_become_toasts() {
-        let mut st = State::default();
+        let mut st = state();
         receive(&mut st, vec![snapshot(vec![], 0)]);
         let mut s = Script::default();
         s.ev("s1", K::CrashArmed {});
@@ -973,7 +1079,7 @@ mod tests {
 
     #[test]
     fn pause_freezes_the_view_and_clear_empties_it() {
-        let mut st = State::default();
+        let mut st = state();
         let mut s = Script::default();
         s.call(1, 1, "s1", "s2", 1);
         receive(&mut st, vec![snapshot(s.events[..6].to_vec(), 0)]);
@@ -999,7 +1105,7 @@ mod tests {
 
     #[test]
     fn disconnect_shows_reconnecting_and_the_reducer_counts_revisions() {
-        let mut st = State::default();
+        let mut st = state();
         let r0 = st.rev();
         st.apply(Action::Connected);
         assert_eq!(st.conn, Conn::Connected);
@@ -1024,7 +1130,7 @@ mod tests {
 
     #[test]
     fn the_demo_advances_on_tagged_answers_and_finishes() {
-        let mut st = State::default();
+        let mut st = state();
         st.apply(Action::StartDemo { local_ms: 0.0 });
         assert_eq!(st.clients.len(), 3);
         let plan = crate::demo::plan(st.demo.as_ref().expect("demo"), 0.0, |c| {

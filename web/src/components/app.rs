@@ -4,6 +4,7 @@
 use std::rc::Rc;
 
 use gloo_events::EventListener;
+use gloo_timers::callback::Timeout;
 use shared::Command;
 use wasm_bindgen::JsCast;
 use web_sys::KeyboardEvent;
@@ -21,7 +22,7 @@ use super::toasts::Toasts;
 use super::toolbar::Toolbar;
 use super::Ctx;
 use crate::keys::{self, Shortcut};
-use crate::store::{Action, State};
+use crate::store::{Action, State, REORDER_HOLD_MS};
 use crate::ws::{self, Connection};
 
 #[function_component(App)]
@@ -67,6 +68,23 @@ pub fn app() -> Html {
                 })
             });
             move || drop(listener)
+        });
+    }
+
+    // Events wait a moment before they are placed in time order (`State::pending`); make sure
+    // the last ones are placed even when nothing else arrives.
+    {
+        let waiting = state.pending_len() > 0;
+        let dispatch = state.dispatcher();
+        use_effect_with((state.rev(), waiting), move |(_, waiting)| {
+            let timer = waiting.then(|| {
+                Timeout::new(REORDER_HOLD_MS as u32 + 5, move || {
+                    dispatch.dispatch(Action::Tick {
+                        local_ms: ws::now_ms(),
+                    })
+                })
+            });
+            move || drop(timer)
         });
     }
 

@@ -105,10 +105,10 @@ pub fn client_card(props: &ClientCardProps) -> Html {
     let busy_title = "One call at a time (Lab 1): wait for the answer";
 
     let entries = c.history.iter().rev().take(SHOWN).map(|r| {
-        let (class, answer) = match &r.outcome {
-            Outcome::Answer(true) => ("ok", "true".to_string()),
-            Outcome::Answer(false) => ("no", "false".to_string()),
-            Outcome::GaveUp(reason) => ("gaveup", format!("gave up ({reason})")),
+        let (class, answer, why) = match &r.outcome {
+            Outcome::Answer(true) => ("ok", "true", None),
+            Outcome::Answer(false) => ("no", "false", None),
+            Outcome::GaveUp(reason) => ("gaveup", "gave up", Some(reason.clone())),
         };
         let via = r
             .server
@@ -123,7 +123,7 @@ pub fn client_card(props: &ClientCardProps) -> Html {
         let latency = r.latency_us.map(format::duration).unwrap_or_default();
         html! {
             <li class={classes!("entry", class, (r.attempts > 1).then_some("retried"))}
-                data-testid={format!("history-entry-{name}")} data-req={format::req(r.req)}>
+                data-testid={format!("history-entry-{name}")} data-req={format::req(r.req)} title={why}>
                 <span class="call">{format!("{}({})", format::op_name(r.op), r.lock)}</span>
                 <span class="arrow-sym">{"→"}</span>
                 <span class={classes!("answer", class)}>{answer}</span>
