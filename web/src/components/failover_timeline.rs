@@ -20,9 +20,35 @@ fn index_of_seq(h: &History, seq: u64) -> Option<usize> {
     h.event(i).filter(|e| e.seq == seq).map(|_| i)
 }
 
+/// The time range around the latest failover: its crash, every window that crash caused, and
+/// a margin of twice the longest of them (at least 20 ms) on each side.
+pub fn around_latest_failover(windows: &[&Window], now_us: u64) -> Option<(u64, u64)> {
+    let latest = windows.iter().max_by_key(|w| w.start_seq)?;
+    let group: Vec<&&Window> = windows
+        .iter()
+        .filter(|w| w.server == latest.server && w.crash_us == latest.crash_us)
+        .collect();
+    let from = group
+        .iter()
+        .map(|w| w.crash_us.unwrap_or(w.start_us).min(w.start_us))
+        .min()?;
+    let to = group.iter().map(|w| w.end_us.unwrap_or(now_us)).max()?;
+    let longest = group
+        .iter()
+        .map(|w| w.duration_us(now_us))
+        .max()
+        .unwrap_or(0);
+    let pad = (2 * longest).max(20_000);
+    Some((
+        from.saturating_sub(pad),
+        to.saturating_add(pad).min(now_us.max(to)),
+    ))
+}
+
 #[function_component(FailoverTimeline)]
 pub fn failover_timeline() -> Html {
     let ctx = use_ctx();
+    let zoom = use_state(|| true);
     let st = &ctx.state;
     let h = st.shown();
     let f = &h.failover;
@@ -39,7 +65,14 @@ pub fn failover_timeline() -> Html {
     } else {
         (st.server_now_us(ws::now_ms()) as u64).max(last)
     };
-    let t1 = now.max(t0 + 1);
+    let mut windows: Vec<&Window> = f.all_windows().collect();
+    windows.sort_by_key(|w| std::cmp::Reverse(w.start_seq));
+    let focus = around_latest_failover(&windows, now);
+    let zoomed = *zoom && focus.is_some();
+    let (t0, t1) = match focus {
+        Some((a, b)) if zoomed => (a.max(t0), b.max(a.max(t0) + 1)),
+        _ => (t0, now.max(t0 + 1)),
+    };
     let span = (t1 - t0) as f64;
     let pct = |t: u64| (t.clamp(t0, t1) - t0) as f64 / span * 100.0;
 
@@ -53,8 +86,6 @@ pub fn failover_timeline() -> Html {
         })
     };
 
-    let mut windows: Vec<&Window> = f.all_windows().collect();
-    windows.sort_by_key(|w| std::cmp::Reverse(w.start_seq));
     let chips = windows.iter().take(CHIPS).enumerate().map(|(i, w)| {
         let clients = w
             .clients
@@ -64,35 +95,32 @@ pub fn failover_timeline() -> Html {
             .join(", ");
         let dur = format::millis(w.duration_us(now));
         let (class, text) = match (&w.answered_by, w.is_open()) {
-            (_, true) => (
-                "open",
-                format!("{} failed · {clients} waiting for {dur}…", w.server),
-            ),
+            (_, true) => ("open", format!("{} failed · {clients} still waiting…", w.server)),
             (Some(by), false) => (
                 "closed",
-                format!(
-                    "{} failed · {clients} got no answer for {dur} · then {by} answered",
-                    w.server
-                ),
+                format!("{} failed · {clients} got no answer · then {by} answered", w.server),
             ),
             (None, false) => (
                 "closed",
-                format!("{} failed · {clients} got no answer for {dur}", w.server),
+                format!("{} failed · {clients} got no answer, gave up", w.server),
             ),
         };
+        let latest = i == 0;
         html! {
-            <button class={classes!("window-chip", class, (i == 0).then_some("latest"))}
+            <button class={classes!("window-chip", class, latest.then_some("latest"))}
                     data-testid="failover-window" data-ms={(w.duration_us(now) / 1000).to_string()}
-                    onclick={select_seq(w.start_seq)} title="Show in the diagram">
+                    onclick={select_seq(w.start_seq)} title={format!("{text} — click to show it in the diagram")}>
                 <span class="window-ms">{dur}</span>
-                <span>{text}</span>
+                if latest {
+                    <span class="window-text">{text}</span>
+                }
             </button>
         }
     });
 
     let servers: Vec<String> = st.nodes.iter().map(|n| n.id.clone()).collect();
     let rows = servers.iter().map(|s| {
-        let segs = f.segments.iter().filter(|g| &*g.server == s.as_str()).map(|g| {
+        let segs = f.segments.iter().filter(|g| &*g.server == s.as_str() && g.from_us <= t1 && g.to_us.is_none_or(|to| to >= t0)).map(|g| {
             let x = pct(g.from_us);
             let w = (pct(g.to_us.unwrap_or(t1)) - x).max(0.0);
             let class = match g.state {
@@ -107,7 +135,7 @@ pub fn failover_timeline() -> Html {
                 </rect>
             }
         });
-        let crashes = f.crashes.iter().filter(|c| &*c.server == s.as_str()).map(|c| {
+        let crashes = f.crashes.iter().filter(|c| &*c.server == s.as_str() && c.t_us >= t0 && c.t_us <= t1).map(|c| {
             let x = pct(c.t_us);
             html! {
                 <g class="tl-crash" onclick={select_seq(c.seq)}>
@@ -124,7 +152,7 @@ pub fn failover_timeline() -> Html {
             </div>
         }
     });
-    let retries = f.retries.iter().filter(|r| r.t_us >= t0).map(|r| {
+    let retries = f.retries.iter().filter(|r| r.t_us >= t0 && r.t_us <= t1).map(|r| {
         let x = pct(r.t_us);
         html! {
             <g class="tl-retry" onclick={select_seq(r.seq)}>
@@ -134,7 +162,7 @@ pub fn failover_timeline() -> Html {
             </g>
         }
     });
-    let bands = windows.iter().filter(|w| w.end_us.unwrap_or(now) >= t0).map(|w| {
+    let bands = windows.iter().filter(|w| w.end_us.unwrap_or(now) >= t0 && w.start_us <= t1).map(|w| {
         let x = pct(w.start_us);
         let wd = (pct(w.end_us.unwrap_or(now)) - x).max(0.5);
         html! {
@@ -147,7 +175,15 @@ pub fn failover_timeline() -> Html {
     html! {
         <section class="timeline-card" data-testid="failover-timeline">
             <div class="timeline-head">
-                <h2 class="panel-title">{"Failover timeline"}<span class="hint">{"who serves clients, over the whole history"}</span></h2>
+                <h2 class="panel-title">{"Failover timeline"}<span class="hint">{"who serves clients"}</span></h2>
+                if focus.is_some() {
+                    <div class="segmented light">
+                        <button class={classes!("seg", zoomed.then_some("active"))} data-testid="timeline-zoom-failover"
+                            onclick={let zoom = zoom.clone(); Callback::from(move |_| zoom.set(true))}>{"Latest failover"}</button>
+                        <button class={classes!("seg", (!zoomed).then_some("active"))} data-testid="timeline-zoom-all"
+                            onclick={let zoom = zoom.clone(); Callback::from(move |_| zoom.set(false))}>{"Whole history"}</button>
+                    </div>
+                }
                 <div class="chips">
                     if windows.is_empty() {
                         <span class="muted small">{"No failover yet — crash the primary (k), or arm “crash before next reply” (b) and lock."}</span>
@@ -172,7 +208,15 @@ pub fn failover_timeline() -> Html {
                     <i class="sw alone"></i>{"serving alone"}<i class="sw dead"></i>{"dead"}
                     <i class="sw window"></i>{"no answer"}
                 </span>
-                <span>{if st.paused() { format::clock(t1) } else { format!("now · {}", format::clock(t1)) }}</span>
+                <span>
+                    if zoomed {
+                        {format!("{} · span {}", format::clock(t1), format::duration(t1 - t0))}
+                    } else if st.paused() {
+                        {format::clock(t1)}
+                    } else {
+                        {format!("now · {}", format::clock(t1))}
+                    }
+                </span>
             </div>
         </section>
     }

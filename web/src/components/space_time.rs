@@ -282,7 +282,7 @@ pub fn space_time() -> Html {
                             <g class="tick">
                                 <text class="tick-label" x={(GUTTER - 12.0).to_string()} y={(t.y + 4.0).to_string()}>{&t.label}</text>
                                 if let Some(idle) = &t.idle {
-                                    <text class="idle-label" x={(GUTTER - 12.0).to_string()} y={(t.y - 14.0).to_string()}>{format!("{idle} idle")}</text>
+                                    <text class="idle-label" x={(GUTTER - 12.0).to_string()} y={(t.y - 14.0).to_string()}>{idle.clone()}</text>
                                 }
                             </g>
                         }) }

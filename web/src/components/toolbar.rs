@@ -65,7 +65,7 @@ pub fn toolbar() -> Html {
                 </button>
             }
         } else {
-            html! { <button class="btn" data-testid="pause" {onclick} title="Freeze the view; events keep arriving (space)">{"❚❚ Pause view"}</button> }
+            html! { <button class="btn" data-testid="pause" {onclick} title="Freeze the view; events keep arriving (space)">{"❚❚ Pause"}</button> }
         }
     };
     let follow = {
@@ -115,7 +115,6 @@ pub fn toolbar() -> Html {
                 <div class="segmented">{ for slow }{ for custom }</div>
             </div>
             <div class="group">
-                <span class="group-label">{"View"}</span>
                 {pause}{follow}{clear}
             </div>
             {reset}
