@@ -43,6 +43,8 @@ pub fn space_time() -> Html {
         width: 900.0,
     });
     let redraw = use_force_update();
+    // The scroll offset this component set itself: its scroll event is not the person's.
+    let ours = use_mut_ref(|| None::<i32>);
     let hovered = use_state(|| None::<RequestId>);
     let tick = use_state(|| 0u64);
 
@@ -123,12 +125,14 @@ pub fn space_time() -> Html {
     {
         let scroll = scroll.clone();
         let follow = st.follow;
+        let ours = ours.clone();
         use_effect(move || {
             if follow {
                 if let Some(el) = scroll.cast::<Element>() {
                     let bottom = el.scroll_height() - el.client_height();
                     if el.scroll_top() < bottom {
                         el.set_scroll_top(bottom);
+                        *ours.borrow_mut() = Some(el.scroll_top());
                     }
                 }
             }
@@ -145,12 +149,14 @@ pub fn space_time() -> Html {
         };
         let dispatch = ctx.state.dispatcher();
         let vh = view.height;
+        let ours = ours.clone();
         use_effect_with(st.selected, move |_| {
             if let (Some(y), Some(el)) = (target, scroll.cast::<Element>()) {
                 let top = el.scroll_top() as f64;
                 if y < top || y > top + vh {
                     dispatch.dispatch(Action::SetFollow(false));
                     el.set_scroll_top((y - vh / 2.0).max(0.0) as i32);
+                    *ours.borrow_mut() = Some(el.scroll_top());
                 }
             }
         });
@@ -161,21 +167,29 @@ pub fn space_time() -> Html {
         let redraw = redraw.clone();
         let scroll = scroll.clone();
         let ctx = ctx.clone();
+        let ours = ours.clone();
         Callback::from(move |_: Event| {
             let Some(el) = scroll.cast::<Element>() else {
                 return;
             };
             let top = el.scroll_top() as f64;
-            let at_bottom = el.scroll_top() + el.client_height() >= el.scroll_height() - 40;
+            let programmatic = ours
+                .borrow_mut()
+                .take()
+                .is_some_and(|t| (t - el.scroll_top()).abs() <= 2);
             let moved = (top - view_cell.borrow().top).abs() >= 1.0;
             if moved {
                 view_cell.borrow_mut().top = top;
-                if !(at_bottom && ctx.state.follow) {
+                if !(programmatic && ctx.state.follow) {
                     redraw.force_update();
                 }
             }
-            if at_bottom != ctx.state.follow {
-                ctx.dispatch(Action::SetFollow(at_bottom));
+            if !programmatic {
+                // The person scrolled: follow the live edge only if they went to the bottom.
+                let at_bottom = el.scroll_top() + el.client_height() >= el.scroll_height() - 40;
+                if at_bottom != ctx.state.follow {
+                    ctx.dispatch(Action::SetFollow(at_bottom));
+                }
             }
         })
     };
@@ -245,12 +259,12 @@ pub fn space_time() -> Html {
                 </span>
             </div>
             <div class="st-scroll" ref={scroll} {onscroll} data-testid="diagram">
-                <div class="lane-head" style={format!("width:{width}px;height:{LANE_HEAD}px")}>
+                <div class={classes!("lane-head", layout::is_compact(&lanes).then_some("compact"))} style={format!("width:{width}px;height:{LANE_HEAD}px")}>
                     <div class="gutter-head" style={format!("width:{GUTTER}px")}>{"time"}</div>
                     { for lane_heads }
                 </div>
                 <div class="st-canvas" style={format!("height:{canvas_h}px;width:{width}px")} onmouseleave={clear_hover}>
-                    <svg class={classes!("st-svg", hl.is_some().then_some("hovering"))}
+                    <svg class={classes!("st-svg", hl.is_some().then_some("hovering"), layout::is_compact(&lanes).then_some("compact"))}
                          style={format!("top:{svg_top}px;height:{svg_h}px;width:{width}px")}
                          width={width.to_string()} height={svg_h.to_string()} viewBox={view_box}>
                         <defs>

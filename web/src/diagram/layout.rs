@@ -32,7 +32,9 @@ pub const RIGHT_PAD: f64 = 24.0;
 /// Space above the first event and below the live edge.
 pub const TOP_PAD: f64 = 18.0;
 pub const BOTTOM_PAD: f64 = 60.0;
-pub const MIN_LANE_W: f64 = 118.0;
+pub const MIN_LANE_W: f64 = 40.0;
+/// Below this lane spacing the diagram is *compact*: routine labels are left to hover.
+pub const COMPACT_LANE_W: f64 = 112.0;
 pub const MAX_LANE_W: f64 = 300.0;
 /// Rows drawn beyond the viewport on each side, so scrolling never shows a blank edge.
 pub const OVERSCAN: f64 = 240.0;
@@ -60,29 +62,46 @@ pub struct Lane {
 
 /// Lanes for `clients` (left, in id order) and `servers` (right, in the order given), spread over
 /// `width` pixels; returns them and the width the diagram needs (wider than `width` when many
-/// lanes do not fit, then the diagram scrolls sideways).
+/// lanes do not fit: then the servers come first and the clients scroll sideways).
 pub fn lanes(clients: &[u32], servers: &[Rc<str>], width: f64) -> (Vec<Lane>, f64) {
-    let n = clients.len() + servers.len();
-    if n == 0 {
+    let (nc, ns) = (clients.len() as f64, servers.len() as f64);
+    if nc + ns == 0.0 {
         return (Vec::new(), width);
     }
     let avail = (width - GUTTER - RIGHT_PAD).max(0.0);
-    let lane_w = (avail / n as f64).clamp(MIN_LANE_W, MAX_LANE_W);
-    let used = lane_w * n as f64;
-    let left = GUTTER + ((avail - used) / 2.0).max(0.0);
-    let names = clients
+    // Many clients squeeze the client lanes (down to MIN_LANE_W) before the diagram scrolls
+    // sideways; server lanes, where most happens, get twice a squeezed client lane.
+    let even = avail / (nc + ns);
+    let (client_w, server_w) = if even >= COMPACT_LANE_W {
+        let w = even.min(MAX_LANE_W);
+        (w, w)
+    } else {
+        let c = (avail / (nc + 2.0 * ns)).max(MIN_LANE_W);
+        (c, (2.0 * c).min(MAX_LANE_W))
+    };
+    let used = client_w * nc + server_w * ns;
+    let mut x = GUTTER + ((avail - used) / 2.0).max(0.0);
+    let mut out = Vec::with_capacity(clients.len() + servers.len());
+    let client_lanes = clients
         .iter()
-        .map(|c| (Rc::<str>::from(shared::client_node(*c)), false))
-        .chain(servers.iter().map(|s| (s.clone(), true)));
-    let lanes = names
-        .enumerate()
-        .map(|(i, (name, server))| Lane {
+        .map(|c| (Rc::<str>::from(shared::client_node(*c)), false));
+    let server_lanes = servers.iter().map(|s| (s.clone(), true));
+    // Still too many: servers go first, so they are in view and the clients scroll.
+    let names: Vec<(Rc<str>, bool)> = if used > avail {
+        server_lanes.chain(client_lanes).collect()
+    } else {
+        client_lanes.chain(server_lanes).collect()
+    };
+    for (name, server) in names {
+        let w = if server { server_w } else { client_w };
+        out.push(Lane {
             name,
-            x: left + lane_w * (i as f64 + 0.5),
+            x: x + w / 2.0,
             server,
-        })
-        .collect();
-    (lanes, width.max(GUTTER + used + RIGHT_PAD))
+        });
+        x += w;
+    }
+    (out, width.max(GUTTER + used + RIGHT_PAD))
 }
 
 /// The part of the diagram on screen, in screen pixels (`top` = scroll offset).
@@ -213,6 +232,14 @@ pub struct Scene {
     pub events: Range<usize>,
 }
 
+/// Whether lanes this far apart are too close for every label (see [`COMPACT_LANE_W`]).
+pub fn is_compact(lanes: &[Lane]) -> bool {
+    lanes
+        .windows(2)
+        .next()
+        .is_some_and(|w| w[1].x - w[0].x < COMPACT_LANE_W)
+}
+
 /// Screen y of an event's `y`.
 pub fn screen_y(h: &History, y: f64) -> f64 {
     y - h.origin_y() + TOP_PAD
@@ -289,11 +316,11 @@ pub fn scene(h: &History, lanes: &[Lane], vp: Viewport, now_us: f64, slow_ms: u6
             let idle = gap
                 .filter(|g| *g >= 1_000_000)
                 .map(|g| format!("+{}", format::duration(g)));
-            sc.ticks.push(TimeTick {
-                y,
-                label: format::clock(e.t_us),
-                idle,
-            });
+            let label = format::clock(e.t_us);
+            // A dense stretch can show the same millisecond twice: label it once.
+            if sc.ticks.last().is_none_or(|t| t.label != label) {
+                sc.ticks.push(TimeTick { y, label, idle });
+            }
             last_tick_y = y;
         }
         prev = Some(e);
@@ -534,10 +561,17 @@ mod tests {
         assert!(l.windows(2).all(|p| p[1].x > p[0].x));
         assert!(l[0].x > GUTTER && l[3].x < 1000.0 - RIGHT_PAD);
         assert_eq!(w, 1000.0);
-        let many: Vec<u32> = (1..=16).collect();
+        assert!(!is_compact(&l));
+        let many: Vec<u32> = (1..=10).collect();
         let (l, w) = lanes(&many, &servers(), 1000.0);
-        assert!(w > 1000.0, "18 lanes do not fit in 1000 px");
-        assert!((l[1].x - l[0].x - MIN_LANE_W).abs() < 1e-9);
+        assert_eq!(w, 1000.0, "12 lanes still fit, squeezed");
+        assert!(is_compact(&l));
+        let many: Vec<u32> = (1..=40).collect();
+        let (l, w) = lanes(&many, &servers(), 1000.0);
+        assert!(w > 1000.0, "42 lanes do not fit in 1000 px");
+        assert_eq!((&*l[0].name, &*l[1].name, &*l[2].name), ("s1", "s2", "c1"));
+        assert!((l[3].x - l[2].x - MIN_LANE_W).abs() < 1e-9);
+        assert!(l[1].x < 1000.0, "the servers stay in view");
     }
 
     #[test]
