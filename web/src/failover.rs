@@ -167,6 +167,15 @@ impl Failover {
         self.all_windows().max_by_key(|w| w.start_seq)
     }
 
+    /// Starts the timeline of a server known only from a snapshot (its start is not in the
+    /// history): it has been in `state` since `t_us`, as far as the page knows.
+    pub fn seed(&mut self, server: &str, state: Serving, t_us: u64) {
+        if self.segments.iter().any(|s| &*s.server == server) {
+            return;
+        }
+        self.set_state(&Rc::from(server), state, t_us);
+    }
+
     pub fn apply(&mut self, ev: &Ev, syms: &Symbols) {
         let node = syms.name(ev.node);
         match &ev.kind {

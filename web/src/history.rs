@@ -182,6 +182,8 @@ pub struct MsgRec {
     pub end: MsgEnd,
     /// For requests: 1 for the first send of this request id, 2+ for retries.
     pub attempt: u32,
+    /// The cluster generation it belongs to: request ids start over after a reset.
+    pub generation: u64,
 }
 
 /// A stretch of a server lane during which its process was dead.
@@ -206,6 +208,8 @@ pub struct History {
     /// Per client: the last request seq sent and how many times it was sent.
     attempts: Rc<HashMap<u32, (u64, u32)>>,
     pub failover: Rc<Failover>,
+    /// The latest `cluster_reset` generation seen.
+    generation: u64,
     cap: usize,
 }
 
@@ -223,6 +227,7 @@ impl History {
             dead: Rc::default(),
             attempts: Rc::default(),
             failover: Rc::default(),
+            generation: 0,
             cap: cap.max(1),
         }
     }
@@ -269,6 +274,12 @@ impl History {
                 last.y + row_gap(dt)
             }
         }
+    }
+
+    /// Seeds the failover timeline with a server's state from a snapshot (see
+    /// [`Failover::seed`]).
+    pub fn seed_server(&mut self, server: &str, state: crate::failover::Serving, t_us: u64) {
+        Rc::make_mut(&mut self.failover).seed(server, state, t_us);
     }
 
     pub fn msg(&self, index: usize) -> Option<&MsgRec> {
@@ -401,6 +412,7 @@ impl History {
                     sent_y: y,
                     end: MsgEnd::InFlight,
                     attempt,
+                    generation: self.generation,
                 };
                 let m = self.msgs.push(rec);
                 Rc::make_mut(&mut self.open).insert(*msg_id, m);
@@ -511,9 +523,14 @@ impl History {
                 reason: s.intern(reason),
                 retry_to: s.intern(retry_to),
             },
-            EventKind::ClusterReset { generation } => Kind::Reset {
-                generation: *generation,
-            },
+            EventKind::ClusterReset { generation } => {
+                self.generation = *generation;
+                // New clerks: request ids start over.
+                Rc::make_mut(&mut self.attempts).clear();
+                Kind::Reset {
+                    generation: *generation,
+                }
+            }
             EventKind::SlowMotionSet { delay_ms } => Kind::SlowMotion {
                 delay_ms: *delay_ms,
             },
@@ -833,9 +850,25 @@ pub(crate) mod tests {
                 lock: "a".into(),
             },
         );
+        // After a reset the clerks start over: c1.8 again is a first attempt, of generation 1.
+        s.ev("supervisor", K::ClusterReset { generation: 1 });
+        s.sent(
+            4,
+            "c1",
+            "s1",
+            Msg::Request {
+                req: next,
+                op: Op::Lock,
+                lock: "a".into(),
+            },
+        );
         let h = history_of(&s);
-        let attempts: Vec<u32> = h.msgs.iter().map(|(_, m)| m.attempt).collect();
-        assert_eq!(attempts, vec![1, 2, 1]);
+        let attempts: Vec<(u32, u64)> = h
+            .msgs
+            .iter()
+            .map(|(_, m)| (m.attempt, m.generation))
+            .collect();
+        assert_eq!(attempts, vec![(1, 0), (2, 0), (1, 0), (1, 1)]);
     }
 
     #[test]

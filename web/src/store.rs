@@ -17,6 +17,7 @@ use shared::{
 use yew::Reducible;
 
 use crate::demo::DemoRun;
+use crate::failover::Serving;
 use crate::format;
 use crate::history::History;
 use crate::symbols::Symbols;
@@ -556,6 +557,19 @@ impl State {
             self.selected = None;
             self.last_seq = None;
         }
+        if self.history.is_empty() {
+            // The servers' starts may be older than the events we got: the timeline starts
+            // from what the snapshot says they are doing.
+            let since = s.events.first().map_or(s.now_us, |e| e.t_us);
+            for n in &self.nodes {
+                let state = if n.alive {
+                    Serving::from_role(n.role, n.serving_alone)
+                } else {
+                    Serving::Dead
+                };
+                self.history.seed_server(&n.id, state, since);
+            }
+        }
         for e in &s.events {
             if self.last_seq.is_some_and(|last| e.seq <= last) {
                 continue;
@@ -918,6 +932,18 @@ mod tests {
         );
         assert_eq!(st.history.len(), 4);
         assert_eq!(st.last_seq, Some(4));
+        let segs: Vec<(&str, Serving)> = st
+            .history
+            .failover
+            .segments
+            .iter()
+            .map(|g| (&*g.server, g.state))
+            .collect();
+        assert_eq!(
+            segs,
+            [("s1", Serving::Primary), ("s2", Serving::Backup)],
+            "the timeline starts from the snapshot's servers"
+        );
 
         let mut rest = rest.to_vec();
         rest.insert(

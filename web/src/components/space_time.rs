@@ -474,11 +474,12 @@ fn render_mark(
         },
     };
     let title = format!("{} · seq {}\n{}", m.node, m.seq, m.label);
-    let label_x = x + if matches!(m.glyph, Glyph::Crash) {
+    let gap = if matches!(m.glyph, Glyph::Crash) {
         15.0
     } else {
         10.0
     };
+    let label_x = if m.label_left { x - gap } else { x + gap };
     html! {
         <g class={classes!("mark", m.glyph.class(), selected.then_some("selected"), highlight(hl, m.req))}
            data-testid={testid} data-seq={m.seq.to_string()} data-node={m.node.to_string()}
@@ -486,7 +487,8 @@ fn render_mark(
            onclick={onclick} onmouseenter={hover_cb(hovered, m.req)}>
             <title>{title}</title>
             {shape}
-            <text class="mark-label" x={label_x.to_string()} y={(y + 4.0).to_string()}>{&m.label}</text>
+            <text class="mark-label" x={label_x.to_string()} y={(y + 4.0).to_string()}
+                  text-anchor={if m.label_left { "end" } else { "start" }}>{&m.label}</text>
         </g>
     }
 }

@@ -188,6 +188,8 @@ pub struct MarkGeom {
     pub y: f64,
     pub glyph: Glyph,
     pub label: String,
+    /// Put the label left of the lane (the rightmost lane: no room on its right).
+    pub label_left: bool,
     pub req: Option<RequestId>,
 }
 
@@ -297,6 +299,7 @@ pub fn scene(h: &History, lanes: &[Lane], vp: Viewport, now_us: f64, slow_ms: u6
         return sc;
     }
     let x_of: HashMap<&str, f64> = lanes.iter().map(|l| (&*l.name, l.x)).collect();
+    let rightmost = lanes.iter().map(|l| l.x).reduce(f64::max);
     let live_abs = h.live_y(now_us);
     sc.live_y = screen_y(h, live_abs);
     sc.height = sc.live_y + BOTTOM_PAD;
@@ -346,6 +349,7 @@ pub fn scene(h: &History, lanes: &[Lane], vp: Viewport, now_us: f64, slow_ms: u6
                 };
                 if let Some((glyph, label)) = mark(h, e) {
                     sc.marks.push(MarkGeom {
+                        label_left: Some(x) == rightmost,
                         event: i,
                         seq: e.seq,
                         node,
