@@ -545,6 +545,24 @@ impl State {
             );
         }
         self.release(local_ms, true);
+        let snap_last = s.next_seq.checked_sub(1);
+        if self.last_seq.is_some() && snap_last < self.last_seq {
+            // The server has fewer events than we saw: it is a new server process (restarted),
+            // with its own clock and sequence numbers. Start over.
+            self.resyncs += 1;
+            self.history = History::new(self.history.syms.clone());
+            self.frozen = None;
+            self.selected = None;
+            self.last_seq = None;
+            for c in self.clients.values_mut() {
+                c.history = Rc::default();
+            }
+            self.toast(
+                Level::Info,
+                "New server",
+                "the server restarted; the page starts a new history",
+            );
+        }
         let contiguous = match (self.last_seq, s.events.first()) {
             (Some(last), Some(first)) => first.seq <= last + 1,
             (Some(last), None) => s.next_seq <= last + 1,
@@ -576,7 +594,6 @@ impl State {
             }
             self.apply_event(e, false, local_ms);
         }
-        let snap_last = s.next_seq.checked_sub(1);
         self.last_seq = self.last_seq.max(snap_last);
         self.finish_demo_if_done();
     }
@@ -1028,6 +1045,26 @@ mod tests {
         assert_eq!(st.resyncs, 1);
         assert_eq!(st.history.len(), len + 10);
         assert_eq!(st.clients[&2].history.len(), 1);
+    }
+
+    #[test]
+    fn a_restarted_server_starts_a_new_history() {
+        let mut st = state();
+        let mut s = Script::default();
+        s.call(1, 1, "s1", "s2", 1).call(1, 2, "s1", "s2", 5);
+        receive(&mut st, vec![snapshot(s.events.clone(), 0)]);
+        assert_eq!(st.history.len(), 20);
+        let mut fresh = Script::default();
+        fresh.call(1, 1, "s1", "s2", 1);
+        receive(&mut st, vec![snapshot(fresh.events.clone(), 0)]);
+        assert_eq!(
+            st.history.len(),
+            10,
+            "the new server's events are not mistaken for old ones"
+        );
+        assert_eq!(st.last_seq, Some(10));
+        assert_eq!(st.clients[&1].history.len(), 1);
+        assert_eq!(st.resyncs, 1);
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! Frames are decoded as they arrive and queued; once per animation frame the whole queue is
 //! handed to the store as one [`Action::Receive`], so a burst of thousands of events costs one
 //! reducer pass and one render, not one per frame. A closed socket is reopened with exponential
-//! backoff (250 ms doubling to 10 s, with jitter); the server then sends a fresh snapshot, which
-//! the store merges or resyncs from. Commands go out as JSON text. Nothing the server sends is
-//! trusted to be well-formed: undecodable frames are reported, never unwrapped.
+//! backoff (250 ms doubling to 5 s, with jitter; a click on the status retries at once); the
+//! server then sends a fresh snapshot, which the store merges or resyncs from. Commands go out
+//! as JSON text. Nothing the server sends is trusted to be well-formed: undecodable frames are
+//! reported, never unwrapped.
 //!
 //! The perf counters for benchmarks live on `window.__pbscope` (see docs/page.md).
 
@@ -23,7 +24,7 @@ use yew::Callback;
 use crate::store::{Action, Level};
 
 const BACKOFF_START_MS: u64 = 250;
-const BACKOFF_MAX_MS: u64 = 10_000;
+const BACKOFF_MAX_MS: u64 = 5_000;
 /// Flush without waiting for a frame when this many frames are queued (a hidden tab gets no
 /// animation frames).
 const QUEUE_FLUSH_AT: usize = 4096;
@@ -116,6 +117,20 @@ impl Connection {
         }));
         open(&conn.0);
         conn
+    }
+
+    /// Skips the rest of the backoff and tries to connect now (no-op while connected).
+    pub fn reconnect_now(&self) {
+        let open_now = self
+            .0
+            .socket
+            .borrow()
+            .as_ref()
+            .is_some_and(|ws| ws.ready_state() <= WebSocket::OPEN);
+        if !open_now {
+            self.0.retry.replace(None);
+            open(&self.0);
+        }
     }
 
     /// Sends a command; false when there is no open socket.

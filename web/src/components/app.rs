@@ -51,9 +51,18 @@ pub fn app() -> Html {
             });
         })
     };
+    let reconnect = {
+        let conn = conn.clone();
+        use_callback((), move |_: (), _| {
+            if let Some(c) = conn.borrow().as_ref() {
+                c.reconnect_now();
+            }
+        })
+    };
     let ctx = Ctx {
         state: state.clone(),
         send: send.clone(),
+        reconnect,
     };
 
     // Keyboard shortcuts (re-bound when the state changes, so they act on the current state).

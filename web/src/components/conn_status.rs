@@ -27,9 +27,20 @@ pub fn conn_status() -> Html {
             ),
         ),
     };
+    let reconnecting = matches!(st.conn, Conn::Reconnecting { .. });
+    let onclick = {
+        let reconnect = ctx.reconnect.clone();
+        Callback::from(move |_| reconnect.emit(()))
+    };
+    let title = if reconnecting {
+        "Click to retry now".to_string()
+    } else {
+        title
+    };
     html! {
-        <div class={classes!("conn", class)} data-testid="conn-status" {title}>
+        <button class={classes!("conn", class)} data-testid="conn-status" {title} {onclick}
+                disabled={!reconnecting}>
             <span class="dot"></span>{text}
-        </div>
+        </button>
     }
 }

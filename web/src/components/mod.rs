@@ -26,6 +26,8 @@ pub struct Ctx {
     pub state: UseReducerHandle<State>,
     /// Sends a command (and records it in the store), or reports that it could not.
     pub send: Callback<Command>,
+    /// Reconnects now instead of waiting for the backoff.
+    pub reconnect: Callback<()>,
 }
 
 impl Ctx {
