@@ -46,9 +46,20 @@ pub struct DemoRun {
     pub sent: u32,
     pub answered: u32,
     pub total: u32,
+    /// Failover variant: after this many answers, arm the primary to crash before its next reply.
+    pub crash_after: Option<u32>,
+    pub crash_sent: bool,
 }
 
 impl DemoRun {
+    /// The demo with a failover: once a third of the calls are answered, the primary is armed
+    /// to crash before its next reply, so a client retries the same request on the backup.
+    pub fn with_failover(run: u64, now_ms: f64) -> Self {
+        let mut d = DemoRun::new(run, now_ms);
+        d.crash_after = Some(d.total / 3);
+        d
+    }
+
     pub fn new(run: u64, now_ms: f64) -> Self {
         let mut todo = BTreeMap::new();
         let mut ready_at = BTreeMap::new();
@@ -72,6 +83,8 @@ impl DemoRun {
             sent: 0,
             answered: 0,
             total,
+            crash_after: None,
+            crash_sent: false,
         }
     }
 
@@ -91,6 +104,10 @@ impl DemoRun {
     /// A step was sent: wait for its answer.
     pub fn on_sent(&mut self, client: u32, tag: &str) {
         if !self.owns(tag) {
+            return;
+        }
+        if tag.ends_with("-crash") {
+            self.crash_sent = true;
             return;
         }
         if let Some(q) = self.todo.get_mut(&client) {
@@ -131,6 +148,17 @@ pub struct Plan {
 /// The steps due at `now_ms`; `busy(client)` says whether the clerk has a call outstanding.
 pub fn plan(run: &DemoRun, now_ms: f64, busy: impl Fn(u32) -> bool) -> Plan {
     let mut p = Plan::default();
+    if let Some(after) = run.crash_after {
+        if !run.crash_sent && run.answered >= after {
+            // Arm first, and let the next calls wait for the ack so one of them hits it.
+            p.send.push(Command::CrashBeforeReply {
+                node: "primary".into(),
+                tag: Some(format!("demo{}-crash", run.run)),
+            });
+            p.wake_in_ms = Some(PACE_MS);
+            return p;
+        }
+    }
     let mut sent = run.sent;
     for (client, q) in &run.todo {
         let Some((op, lock)) = q.front() else {
@@ -202,6 +230,30 @@ mod tests {
         assert_eq!(plan(&run, 1000.0 + PACE_MS, |c| c != 1).send.len(), 1);
         let p = plan(&run, 1000.0 + PACE_MS, |c| c == 1);
         assert_eq!(p.send.len(), 2, "a busy clerk is skipped");
+    }
+
+    #[test]
+    fn the_failover_demo_arms_the_primary_once_a_third_is_answered() {
+        let mut run = DemoRun::with_failover(3, 0.0);
+        assert_eq!(run.crash_after, Some(4));
+        run.answered = 3;
+        assert!(plan(&run, 1e9, |_| false)
+            .send
+            .iter()
+            .all(|c| !matches!(c, Command::CrashBeforeReply { .. })));
+        run.answered = 4;
+        let p = plan(&run, 1e9, |_| false);
+        assert_eq!(p.send.len(), 1);
+        let Command::CrashBeforeReply { node, tag } = &p.send[0] else {
+            panic!("expected the crash first: {:?}", p.send);
+        };
+        assert_eq!(node, "primary");
+        run.on_sent(0, tag.as_deref().unwrap_or_default());
+        assert!(run.crash_sent);
+        assert!(plan(&run, 1e9, |_| false)
+            .send
+            .iter()
+            .all(|c| !matches!(c, Command::CrashBeforeReply { .. })));
     }
 
     #[test]

@@ -371,6 +371,31 @@ impl Failover {
     }
 }
 
+/// The time range around the latest failover: its crash, every window that crash caused, and
+/// a margin of twice the longest of them (at least 20 ms) on each side.
+pub fn around_latest_failover(windows: &[&Window], now_us: u64) -> Option<(u64, u64)> {
+    let latest = windows.iter().max_by_key(|w| w.start_seq)?;
+    let group: Vec<&&Window> = windows
+        .iter()
+        .filter(|w| w.server == latest.server && w.crash_us == latest.crash_us)
+        .collect();
+    let from = group
+        .iter()
+        .map(|w| w.crash_us.unwrap_or(w.start_us).min(w.start_us))
+        .min()?;
+    let to = group.iter().map(|w| w.end_us.unwrap_or(now_us)).max()?;
+    let longest = group
+        .iter()
+        .map(|w| w.duration_us(now_us))
+        .max()
+        .unwrap_or(0);
+    let pad = (2 * longest).max(20_000);
+    Some((
+        from.saturating_sub(pad),
+        to.saturating_add(pad).min(now_us.max(to)),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -561,6 +586,36 @@ mod tests {
         assert_eq!(f.windows.len(), 1);
         assert_eq!(f.windows[0].duration_us(0), s.t_us - crash_at);
         assert!(f.latest_window().is_some_and(|w| !w.is_open()));
+    }
+
+    #[test]
+    fn the_timeline_zooms_on_the_windows_of_the_latest_crash() {
+        let w = |crash: u64, start: u64, end: u64, seq: u64| Window {
+            server: Rc::from("s1"),
+            crash_us: Some(crash),
+            start_us: start,
+            start_seq: seq,
+            end_us: Some(end),
+            end_seq: Some(seq + 1),
+            clients: vec![1],
+            answered_by: Some(Rc::from("s2")),
+        };
+        let old = w(1_000, 1_000, 2_000, 1);
+        let a = w(5_000_000, 5_000_000, 5_003_000, 10);
+        let b = w(5_000_000, 5_100_000, 5_200_000, 20);
+        let windows = [&old, &a, &b];
+        // From the crash to the last answer, and 2 x the longest window (100 ms) on each side.
+        assert_eq!(
+            around_latest_failover(&windows, 9_000_000),
+            Some((5_000_000 - 200_000, 5_200_000 + 200_000))
+        );
+        let short = [&old];
+        assert_eq!(
+            around_latest_failover(&short, 9_000_000),
+            Some((0, 22_000)),
+            "at least 20 ms each side"
+        );
+        assert_eq!(around_latest_failover(&[], 1), None);
     }
 
     #[test]

@@ -175,8 +175,10 @@ pub enum Action {
         text: String,
     },
     DismissToast(u64),
+    /// `failover`: the variant that arms the primary to crash partway (see `demo.rs`).
     StartDemo {
         local_ms: f64,
+        failover: bool,
     },
     StopDemo,
     ShowHelp(bool),
@@ -397,20 +399,31 @@ impl State {
                 };
             }
             Action::Clear => {
+                let since = self.history.last_t().unwrap_or(0);
                 self.history = History::new(self.history.syms.clone());
                 self.frozen = None;
                 self.selected = None;
+                // A clean slate: only c1, the selected client and clients with a call in
+                // progress keep their card and lane.
+                let keep = |c: &ClientView| c.id == 1 || c.busy();
+                let selected = self.selected_client;
+                self.clients.retain(|id, c| keep(c) || *id == selected);
                 for c in self.clients.values_mut() {
                     c.history = Rc::default();
                 }
+                self.seed_timeline(since);
                 self.follow = true;
             }
             Action::Select(sel) => self.selected = sel,
             Action::Toast { level, title, text } => self.toast(level, &title, &text),
             Action::DismissToast(id) => self.toasts.retain(|t| t.id != id),
-            Action::StartDemo { local_ms } => {
+            Action::StartDemo { local_ms, failover } => {
                 self.demo_runs += 1;
-                let run = DemoRun::new(self.demo_runs, local_ms);
+                let run = if failover {
+                    DemoRun::with_failover(self.demo_runs, local_ms)
+                } else {
+                    DemoRun::new(self.demo_runs, local_ms)
+                };
                 for c in run.clients() {
                     self.clients.entry(c).or_insert_with(|| ClientView::new(c));
                 }
@@ -449,6 +462,18 @@ impl State {
         }
     }
 
+    /// Starts the failover timeline of an empty history from the servers' current state.
+    fn seed_timeline(&mut self, since_us: u64) {
+        for n in &self.nodes {
+            let state = if n.alive {
+                Serving::from_role(n.role, n.serving_alone)
+            } else {
+                Serving::Dead
+            };
+            self.history.seed_server(&n.id, state, since_us);
+        }
+    }
+
     fn toast(&mut self, level: Level, title: &str, text: &str) {
         let id = self.next_toast;
         self.next_toast += 1;
@@ -470,6 +495,11 @@ impl State {
     }
 
     fn on_sent(&mut self, cmd: &Command) {
+        if let (Command::CrashBeforeReply { tag: Some(tag), .. }, Some(demo)) =
+            (cmd, self.demo.as_mut())
+        {
+            demo.on_sent(0, tag);
+        }
         if let Command::Lock { client, tag, .. } | Command::Unlock { client, tag, .. } = cmd {
             let tag = tag.clone().unwrap_or_default();
             if let Some(demo) = self.demo.as_mut() {
@@ -578,15 +608,7 @@ impl State {
         if self.history.is_empty() {
             // The servers' starts may be older than the events we got: the timeline starts
             // from what the snapshot says they are doing.
-            let since = s.events.first().map_or(s.now_us, |e| e.t_us);
-            for n in &self.nodes {
-                let state = if n.alive {
-                    Serving::from_role(n.role, n.serving_alone)
-                } else {
-                    Serving::Dead
-                };
-                self.history.seed_server(&n.id, state, since);
-            }
+            self.seed_timeline(s.events.first().map_or(s.now_us, |e| e.t_us));
         }
         for e in &s.events {
             if self.last_seq.is_some_and(|last| e.seq <= last) {
@@ -1157,12 +1179,25 @@ mod tests {
         assert_eq!(st.unseen(), 4);
         st.apply(Action::TogglePause);
         assert_eq!(st.shown().len(), 10);
+        st.apply(Action::AddClient);
+        st.apply(Action::AddClient);
+        st.apply(Action::SelectClient(2));
         st.apply(Action::Clear);
         assert!(st.shown().is_empty());
         assert!(st.clients[&1].history.is_empty());
         assert_eq!(
             st.clients[&1].completed, 1,
             "counters are the cluster's, not the view's"
+        );
+        assert_eq!(
+            st.clients.keys().copied().collect::<Vec<_>>(),
+            vec![1, 2],
+            "idle clients other than c1 and the selected one are cleared away"
+        );
+        assert_eq!(
+            st.shown().failover.segments.len(),
+            2,
+            "the timeline restarts from the cards"
         );
     }
 
@@ -1194,7 +1229,10 @@ mod tests {
     #[test]
     fn the_demo_advances_on_tagged_answers_and_finishes() {
         let mut st = state();
-        st.apply(Action::StartDemo { local_ms: 0.0 });
+        st.apply(Action::StartDemo {
+            local_ms: 0.0,
+            failover: false,
+        });
         assert_eq!(st.clients.len(), 3);
         let plan = crate::demo::plan(st.demo.as_ref().expect("demo"), 0.0, |c| {
             st.clients[&c].busy()

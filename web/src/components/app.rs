@@ -231,6 +231,15 @@ fn on_key(ctx: &Ctx, e: &KeyboardEvent) {
             } else {
                 ctx.dispatch(Action::StartDemo {
                     local_ms: ws::now_ms(),
+                    failover: false,
+                });
+            }
+        }
+        Shortcut::FailoverDemo => {
+            if st.demo.is_none() {
+                ctx.dispatch(Action::StartDemo {
+                    local_ms: ws::now_ms(),
+                    failover: true,
                 });
             }
         }

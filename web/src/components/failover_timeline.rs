@@ -20,31 +20,6 @@ fn index_of_seq(h: &History, seq: u64) -> Option<usize> {
     h.event(i).filter(|e| e.seq == seq).map(|_| i)
 }
 
-/// The time range around the latest failover: its crash, every window that crash caused, and
-/// a margin of twice the longest of them (at least 20 ms) on each side.
-pub fn around_latest_failover(windows: &[&Window], now_us: u64) -> Option<(u64, u64)> {
-    let latest = windows.iter().max_by_key(|w| w.start_seq)?;
-    let group: Vec<&&Window> = windows
-        .iter()
-        .filter(|w| w.server == latest.server && w.crash_us == latest.crash_us)
-        .collect();
-    let from = group
-        .iter()
-        .map(|w| w.crash_us.unwrap_or(w.start_us).min(w.start_us))
-        .min()?;
-    let to = group.iter().map(|w| w.end_us.unwrap_or(now_us)).max()?;
-    let longest = group
-        .iter()
-        .map(|w| w.duration_us(now_us))
-        .max()
-        .unwrap_or(0);
-    let pad = (2 * longest).max(20_000);
-    Some((
-        from.saturating_sub(pad),
-        to.saturating_add(pad).min(now_us.max(to)),
-    ))
-}
-
 #[function_component(FailoverTimeline)]
 pub fn failover_timeline() -> Html {
     let ctx = use_ctx();
@@ -67,7 +42,7 @@ pub fn failover_timeline() -> Html {
     };
     let mut windows: Vec<&Window> = f.all_windows().collect();
     windows.sort_by_key(|w| std::cmp::Reverse(w.start_seq));
-    let focus = around_latest_failover(&windows, now);
+    let focus = crate::failover::around_latest_failover(&windows, now);
     let zoomed = *zoom && focus.is_some();
     let (t0, t1) = match focus {
         Some((a, b)) if zoomed => (a.max(t0), b.max(a.max(t0) + 1)),

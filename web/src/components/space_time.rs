@@ -238,6 +238,17 @@ pub fn space_time() -> Html {
             ctx.dispatch(Action::SetFollow(true));
         })
     };
+    let start_demo = |failover: bool| {
+        let ctx = ctx.clone();
+        Callback::from(move |_| {
+            if ctx.state.demo.is_none() {
+                ctx.dispatch(Action::StartDemo {
+                    local_ms: ws::now_ms(),
+                    failover,
+                });
+            }
+        })
+    };
     let clear_hover = {
         let hovered = hovered.clone();
         Callback::from(move |_| hovered.set(None))
@@ -321,7 +332,13 @@ pub fn space_time() -> Html {
                     if empty {
                         <div class="empty-state" data-testid="diagram-empty">
                             <div class="empty-title">{"No messages yet"}</div>
-                            <div>{"Press "}<b>{"▶ Demo"}</b>{" (d) for a short workload, or "}<b>{"Lock"}</b>{" on a client card."}</div>
+                            <div>{"Run a short workload, or press "}<b>{"Lock"}</b>{" on a client card."}</div>
+                            <div class="empty-actions">
+                                <button class="btn primary" data-testid="empty-demo" onclick={start_demo(false)}>{"▶ Demo (d)"}</button>
+                                <button class="btn danger-outline" data-testid="empty-failover-demo" onclick={start_demo(true)}>
+                                    {"▶ Demo with a failover (Shift+D)"}
+                                </button>
+                            </div>
                             <div class="muted">{"Each call travels client → primary → backup → primary → client."}</div>
                         </div>
                     }

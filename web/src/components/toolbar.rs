@@ -22,6 +22,7 @@ pub fn toolbar() -> Html {
             } else {
                 ctx.dispatch(Action::StartDemo {
                     local_ms: ws::now_ms(),
+                    failover: false,
                 });
             }
         });
