@@ -210,6 +210,8 @@ pub struct History {
     pub failover: Rc<Failover>,
     /// The latest `cluster_reset` generation seen.
     generation: u64,
+    /// Clients that appear in this history (they get a lane).
+    clients_seen: Rc<std::collections::BTreeSet<u32>>,
     cap: usize,
 }
 
@@ -228,6 +230,7 @@ impl History {
             attempts: Rc::default(),
             failover: Rc::default(),
             generation: 0,
+            clients_seen: Rc::default(),
             cap: cap.max(1),
         }
     }
@@ -282,6 +285,11 @@ impl History {
         Rc::make_mut(&mut self.failover).seed(server, state, t_us);
     }
 
+    /// Clients whose events are in this history, in id order.
+    pub fn clients_seen(&self) -> impl Iterator<Item = u32> + '_ {
+        self.clients_seen.iter().copied()
+    }
+
     pub fn msg(&self, index: usize) -> Option<&MsgRec> {
         self.msgs.get(index)
     }
@@ -315,6 +323,11 @@ impl History {
             Some(last) => last.y + row_gap(e.t_us.saturating_sub(last.t_us)),
         };
         let node = self.syms.intern(&e.node);
+        if let Some(id) = e.node.strip_prefix('c').and_then(|n| n.parse::<u32>().ok()) {
+            if !self.clients_seen.contains(&id) {
+                Rc::make_mut(&mut self.clients_seen).insert(id);
+            }
+        }
         let kind = self.convert(e, index, y);
         let ev = Ev {
             seq: e.seq,

@@ -321,6 +321,18 @@ impl State {
         }
     }
 
+    /// The clients that get a lane in the diagram: those in the shown history, those with a
+    /// call in progress, the selected one and c1 — not every clerk the server ever had.
+    pub fn lane_clients(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.shown().clients_seen().collect();
+        ids.extend(self.clients.values().filter(|c| c.busy()).map(|c| c.id));
+        ids.push(self.selected_client);
+        ids.push(1);
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     pub fn node(&self, id: &str) -> Option<&NodeInfo> {
         self.nodes.iter().find(|n| n.id == id)
     }
@@ -1198,6 +1210,13 @@ mod tests {
             st.shown().failover.segments.len(),
             2,
             "the timeline restarts from the cards"
+        );
+        st.apply(Action::AddClient);
+        st.apply(Action::SelectClient(1));
+        assert_eq!(
+            st.lane_clients(),
+            vec![1],
+            "a card without events gets no lane"
         );
     }
 

@@ -106,7 +106,7 @@ pub fn space_time() -> Html {
     }
 
     let servers: Vec<Rc<str>> = st.nodes.iter().map(|n| Rc::from(n.id.as_str())).collect();
-    let clients: Vec<u32> = st.clients.keys().copied().collect();
+    let clients = st.lane_clients();
     let (lanes, width) = layout::lanes(&clients, &servers, view.width);
     let canvas_h = layout::total_height(shown, now_us).max(view.height - 1.0);
     // Following: draw the bottom now, not after the scroll event the effect below causes.
