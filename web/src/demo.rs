@@ -1,4 +1,4 @@
-//! The one-click demo: three clerks lock and unlock two names, each waiting for its previous
+//! The one-click demo: three clerks lock and unlock a few names, each waiting for its previous
 //! answer (a clerk has one call outstanding, as in Lab 1), paced so a person can follow.
 //!
 //! The run is plain data in the store; [`plan`] says which commands are due now, and the
@@ -14,7 +14,8 @@ pub const PACE_MS: f64 = 450.0;
 /// Staggered start of the clerks.
 pub const STAGGER_MS: f64 = 180.0;
 
-/// The workload: three clerks on two lock names; some calls answer `false` on purpose.
+/// The workload: three clerks on lock names `a`, `b`, `c`; with the pacing below, c2 finds `a`
+/// held twice (answer `false`) and the other calls succeed.
 pub fn script() -> Vec<(u32, Vec<(Op, &'static str)>)> {
     use Op::{Lock, Unlock};
     vec![
@@ -24,7 +25,7 @@ pub fn script() -> Vec<(u32, Vec<(Op, &'static str)>)> {
         ),
         (
             2,
-            vec![(Lock, "a"), (Lock, "b"), (Unlock, "a"), (Unlock, "b")],
+            vec![(Lock, "a"), (Lock, "c"), (Unlock, "c"), (Lock, "a")],
         ),
         (
             3,

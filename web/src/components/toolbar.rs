@@ -34,7 +34,7 @@ pub fn toolbar() -> Html {
             },
             None => html! {
                 <button class="btn demo" data-testid="demo" {onclick}
-                    title="Three clients lock and unlock a and b, one call at a time each (d)">
+                    title="Three clients lock and unlock a, b and c, one call at a time each (d; Shift+D: with a failover)">
                     {"▶ Demo"}
                 </button>
             },
