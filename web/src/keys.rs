@@ -21,6 +21,7 @@ pub enum Shortcut {
     TogglePause,
     FollowLive,
     Clear,
+    LargeText,
 }
 
 /// The shortcut of a `KeyboardEvent.key`, when no modifier (other than Shift) is held.
@@ -43,6 +44,7 @@ pub fn shortcut(key: &str) -> Option<Shortcut> {
         " " | "p" => TogglePause,
         "f" | "End" => FollowLive,
         "c" => Clear,
+        "z" => LargeText,
         d if d.len() == 1 && d.as_bytes()[0].is_ascii_digit() => {
             SelectClient(u32::from(d.as_bytes()[0] - b'0'))
         }
@@ -68,6 +70,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("Space or p", "pause / resume the view"),
     ("f or End", "follow live (jump to the newest events)"),
     ("c", "clear the diagram and histories"),
+    ("z", "large text (projector mode) on / off"),
     ("?", "show / hide this help"),
     ("Esc", "close help, deselect"),
 ];

@@ -182,6 +182,7 @@ pub enum Action {
     },
     StopDemo,
     ShowHelp(bool),
+    ToggleLargeText,
 }
 
 /// See the module documentation.
@@ -211,6 +212,8 @@ pub struct State {
     pub demo: Option<DemoRun>,
     demo_runs: u64,
     pub help: bool,
+    /// Projector mode: everything 25 % larger.
+    pub large_text: bool,
     /// Server clock minus page clock (µs), for the live edge and in-flight animation.
     pub clock_offset_us: Option<f64>,
     /// Highest event seq received.
@@ -256,6 +259,7 @@ impl Default for State {
             demo: None,
             demo_runs: 0,
             help: false,
+            large_text: false,
             clock_offset_us: None,
             last_seq: None,
             pending: Vec::new(),
@@ -445,6 +449,7 @@ impl State {
             }
             Action::StopDemo => self.demo = None,
             Action::ShowHelp(show) => self.help = show,
+            Action::ToggleLargeText => self.large_text = !self.large_text,
         }
     }
 

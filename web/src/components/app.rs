@@ -125,7 +125,7 @@ pub fn app() -> Html {
 
     html! {
         <ContextProvider<Ctx> context={ctx}>
-            <div class="app">
+            <div class={classes!("app", state.large_text.then_some("large"))}>
                 <header class="topbar">
                     <div class="brand">
                         <span class="logo">{"pb"}<b>{"scope"}</b></span>
@@ -259,5 +259,6 @@ fn on_key(ctx: &Ctx, e: &KeyboardEvent) {
             ctx.dispatch(Action::SetFollow(true));
         }
         Shortcut::Clear => ctx.dispatch(Action::Clear),
+        Shortcut::LargeText => ctx.dispatch(Action::ToggleLargeText),
     }
 }

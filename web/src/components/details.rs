@@ -1,6 +1,7 @@
 //! The details panel of what is selected in the diagram: a message (its send, delivery or
 //! loss, and the other messages of the same request) or a point event.
 
+use shared::CrashCause;
 use yew::prelude::*;
 
 use super::use_ctx;
@@ -36,7 +37,16 @@ fn event_rows(h: &History, i: usize) -> Option<(String, Vec<Html>)> {
         }
         Kind::Crashed { pid, cause, req } => {
             rows.push(row("pid", pid.to_string()));
-            rows.push(row("cause", format!("{cause:?}")));
+            rows.push(row(
+                "cause",
+                match cause {
+                    CrashCause::Command => "crash command: SIGKILL from the supervisor",
+                    CrashCause::BeforeReply => {
+                        "crash before reply: it ran the request, then killed itself with the reply unsent"
+                    }
+                    CrashCause::Reset => "cluster reset",
+                },
+            ));
             if let Some(r) = req {
                 rows.push(row("reply lost for", format!("#{}", format::req(*r))));
             }

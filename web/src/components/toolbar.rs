@@ -102,6 +102,15 @@ pub fn toolbar() -> Html {
                 title="Kill every node and start a fresh cluster (Shift+R)">{"↺ Reset cluster"}</button>
         }
     };
+    let large = {
+        let ctx = ctx.clone();
+        let on = st.large_text;
+        let onclick = Callback::from(move |_| ctx.dispatch(Action::ToggleLargeText));
+        html! {
+            <button class={classes!("btn", "round", on.then_some("on"))} data-testid="large-text" {onclick}
+                aria-pressed={on.to_string()} title="Large text for a projector (z)">{"Aa"}</button>
+        }
+    };
     let help = {
         let ctx = ctx.clone();
         let onclick = Callback::from(move |_| ctx.dispatch(Action::ShowHelp(!ctx.state.help)));
@@ -119,6 +128,7 @@ pub fn toolbar() -> Html {
                 {pause}{follow}{clear}
             </div>
             {reset}
+            {large}
             {help}
         </div>
     }
