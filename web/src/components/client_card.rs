@@ -1,6 +1,7 @@
 //! A clerk's card: where it sends, its call in progress, Lock/Unlock of a named lock, and its
 //! history of answers with latency (and retries, when it failed over).
 
+use gloo_timers::callback::Interval;
 use shared::Command;
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
@@ -22,6 +23,16 @@ pub fn client_card(props: &ClientCardProps) -> Html {
     let ctx = use_ctx();
     let id = props.id;
     let st = &ctx.state;
+    // While a call is outstanding, refresh the "waiting …" time a few times a second.
+    let tick = use_state(|| 0u32);
+    let waiting = st.clients.get(&id).is_some_and(|c| c.pending.is_some());
+    {
+        let tick = tick.clone();
+        use_effect_with(waiting, move |waiting| {
+            let timer = waiting.then(|| Interval::new(250, move || tick.set(tick.wrapping_add(1))));
+            move || drop(timer)
+        });
+    }
     let Some(c) = st.clients.get(&id).cloned() else {
         return html! {};
     };

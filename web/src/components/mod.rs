@@ -12,6 +12,7 @@ pub mod help;
 pub mod legend;
 pub mod server_card;
 pub mod space_time;
+pub mod toast_item;
 pub mod toasts;
 pub mod toolbar;
 
