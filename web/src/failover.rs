@@ -377,7 +377,12 @@ pub fn around_latest_failover(windows: &[&Window], now_us: u64) -> Option<(u64, 
     let latest = windows.iter().max_by_key(|w| w.start_seq)?;
     let group: Vec<&&Window> = windows
         .iter()
-        .filter(|w| w.server == latest.server && w.crash_us == latest.crash_us)
+        .filter(|w| {
+            std::ptr::eq(**w, *latest)
+                || (w.server == latest.server
+                    && w.crash_us.is_some()
+                    && w.crash_us == latest.crash_us)
+        })
         .collect();
     let from = group
         .iter()
@@ -616,6 +621,19 @@ mod tests {
             "at least 20 ms each side"
         );
         assert_eq!(around_latest_failover(&[], 1), None);
+        // Windows without a crash (a client found the server dead long after) are not a group.
+        let late1 = Window {
+            crash_us: None,
+            ..w(0, 60_000_000, 60_001_000, 30)
+        };
+        let late2 = Window {
+            crash_us: None,
+            ..w(0, 900_000_000, 900_001_000, 40)
+        };
+        assert_eq!(
+            around_latest_failover(&[&late1, &late2], 1_000_000_000),
+            Some((900_000_000 - 20_000, 900_001_000 + 20_000))
+        );
     }
 
     #[test]

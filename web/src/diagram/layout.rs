@@ -311,6 +311,7 @@ pub fn scene(h: &History, lanes: &[Lane], vp: Viewport, now_us: f64, slow_ms: u6
     // Point events, dividers and time ticks.
     let mut prev: Option<&Ev> = range.start.checked_sub(1).and_then(|i| h.event(i));
     let mut last_tick_y = f64::NEG_INFINITY;
+    let mut prev_tick_ms: Option<u64> = None;
     for (i, e) in h.events.range(range.clone()) {
         let y = screen_y(h, e.y);
         let gap = prev.map(|p| e.t_us.saturating_sub(p.t_us));
@@ -319,11 +320,16 @@ pub fn scene(h: &History, lanes: &[Lane], vp: Viewport, now_us: f64, slow_ms: u6
             let idle = gap
                 .filter(|g| *g >= 1_000_000)
                 .map(|g| format!("+{}", format::duration(g)));
-            let label = format::clock(e.t_us);
-            // A dense stretch can show the same millisecond twice: label it once.
-            if sc.ticks.last().is_none_or(|t| t.label != label) {
-                sc.ticks.push(TimeTick { y, label, idle });
-            }
+            // In a dense stretch many rows share a millisecond: show microseconds there.
+            let coarse = format::clock(e.t_us);
+            let same_ms = prev_tick_ms == Some(e.t_us / 1000);
+            let label = if same_ms {
+                format::clock_us(e.t_us)
+            } else {
+                coarse
+            };
+            prev_tick_ms = Some(e.t_us / 1000);
+            sc.ticks.push(TimeTick { y, label, idle });
             last_tick_y = y;
         }
         prev = Some(e);
