@@ -132,6 +132,8 @@ pub struct Failover {
     candidates: Vec<Candidate>,
     /// Calls in progress: client -> (request, invoked at).
     pending: BTreeMap<u32, (RequestId, u64)>,
+    /// When the current cluster started (the latest `cluster_reset`), if seen.
+    pub cluster_since_us: Option<u64>,
 }
 
 fn push_capped<T>(v: &mut Vec<T>, item: T, cap: usize) {
@@ -227,6 +229,7 @@ impl Failover {
                 }
             }
             Kind::Reset { .. } => {
+                self.cluster_since_us = Some(ev.t_us);
                 for c in self.candidates.drain(..) {
                     if let Some(mut w) = c.window {
                         w.end_us = Some(ev.t_us);
@@ -661,5 +664,14 @@ mod tests {
         let f = fold(&s);
         assert!(f.latest_window().is_none());
         assert_eq!(f.crashes.len(), 2);
+        let reset_at = s
+            .events
+            .iter()
+            .find(|e| matches!(e.kind, K::ClusterReset { .. }))
+            .map(|e| e.t_us);
+        assert_eq!(
+            f.cluster_since_us, reset_at,
+            "the current cluster starts at the reset"
+        );
     }
 }

@@ -35,19 +35,29 @@ pub fn failover_timeline() -> Html {
             </section>
         };
     };
+    let t0_all = t0;
     let now = if st.paused() {
         last
     } else {
         (st.server_now_us(ws::now_ms()) as u64).max(last)
     };
-    let mut windows: Vec<&Window> = f.all_windows().collect();
-    windows.sort_by_key(|w| std::cmp::Reverse(w.start_seq));
-    let focus = crate::failover::around_latest_failover(&windows, now);
+    // By default: the current cluster (since the latest reset), zoomed on its latest failover.
+    let since = f.cluster_since_us.unwrap_or(0).max(t0);
+    let mut all: Vec<&Window> = f.all_windows().collect();
+    all.sort_by_key(|w| std::cmp::Reverse(w.start_seq));
+    let current: Vec<&Window> = all
+        .iter()
+        .copied()
+        .filter(|w| w.start_us >= since)
+        .collect();
+    let focus = crate::failover::around_latest_failover(&current, now);
     let zoomed = *zoom && focus.is_some();
     let (t0, t1) = match focus {
         Some((a, b)) if zoomed => (a.max(t0), b.max(a.max(t0) + 1)),
+        _ if *zoom => (since, now.max(since + 1)),
         _ => (t0, now.max(t0 + 1)),
     };
+    let windows = if *zoom { current } else { all };
     let span = (t1 - t0) as f64;
     let pct = |t: u64| (t.clamp(t0, t1) - t0) as f64 / span * 100.0;
 
@@ -151,11 +161,13 @@ pub fn failover_timeline() -> Html {
         <section class="timeline-card" data-testid="failover-timeline">
             <div class="timeline-head">
                 <h2 class="panel-title">{"Failover timeline"}<span class="hint">{"who serves clients"}</span></h2>
-                if focus.is_some() {
+                if focus.is_some() || since > t0_all {
                     <div class="segmented light">
-                        <button class={classes!("seg", zoomed.then_some("active"))} data-testid="timeline-zoom-failover"
-                            onclick={let zoom = zoom.clone(); Callback::from(move |_| zoom.set(true))}>{"Latest failover"}</button>
-                        <button class={classes!("seg", (!zoomed).then_some("active"))} data-testid="timeline-zoom-all"
+                        <button class={classes!("seg", (*zoom).then_some("active"))} data-testid="timeline-zoom-failover"
+                            onclick={let zoom = zoom.clone(); Callback::from(move |_| zoom.set(true))}>
+                            {if focus.is_some() { "Latest failover" } else { "This cluster" }}
+                        </button>
+                        <button class={classes!("seg", (!*zoom).then_some("active"))} data-testid="timeline-zoom-all"
                             onclick={let zoom = zoom.clone(); Callback::from(move |_| zoom.set(false))}>{"Whole history"}</button>
                     </div>
                 }
