@@ -93,11 +93,6 @@ impl DemoRun {
         self.todo.keys().copied()
     }
 
-    /// The tag a client's next step will carry.
-    fn tag(&self, client: u32) -> String {
-        format!("demo{}-c{client}-{}", self.run, self.sent)
-    }
-
     pub fn owns(&self, tag: &str) -> bool {
         tag.starts_with(&format!("demo{}-", self.run))
     }
@@ -185,13 +180,6 @@ pub fn plan(run: &DemoRun, now_ms: f64, busy: impl Fn(u32) -> bool) -> Plan {
     p
 }
 
-impl DemoRun {
-    /// The tag `plan` gives the next step of `client` (exposed for tests).
-    pub fn next_tag(&self, client: u32) -> String {
-        self.tag(client)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,7 +196,7 @@ mod tests {
         assert_eq!(p.wake_in_ms, Some(STAGGER_MS));
         let first = &p.send[0];
         assert!(matches!(first, Command::Lock { client: 1, lock, .. } if lock == "a"));
-        assert_eq!(tag_of(first), run.next_tag(1));
+        assert_eq!(tag_of(first), "demo1-c1-0");
         run.on_sent(1, &tag_of(first));
 
         let p = plan(&run, 1000.0, |_| false);

@@ -341,7 +341,7 @@ impl State {
         self.nodes.iter().find(|n| n.id == id)
     }
 
-    /// The live server holding `role` now.
+    /// The live primary now.
     pub fn primary(&self) -> Option<&NodeInfo> {
         self.nodes
             .iter()

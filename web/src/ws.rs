@@ -289,21 +289,24 @@ impl Perf {
             events: Cell::new(0.0),
             frames: Cell::new(0.0),
         };
-        perf.frame(0, 0.0);
-        perf.frames.set(0.0);
+        perf.publish(0.0);
         perf
     }
 
     fn frame(&self, events: u64, ms: f64) {
         self.events.set(self.events.get() + events as f64);
         self.frames.set(self.frames.get() + 1.0);
+        self.publish(ms);
+    }
+
+    fn publish(&self, last_frame_ms: f64) {
         if let Some(obj) = &self.obj {
             let set = |k: &str, v: f64| {
                 let _ = js_sys::Reflect::set(obj, &k.into(), &v.into());
             };
             set("events_ingested", self.events.get());
             set("frames", self.frames.get());
-            set("last_frame_ms", ms);
+            set("last_frame_ms", last_frame_ms);
         }
     }
 }
