@@ -393,7 +393,6 @@ fn render_arrow(
             ctx.dispatch(Action::Select(Some(Selection::Msg(msg))));
         })
     };
-    let (mx, my) = ((a.x1 + a.x2) / 2.0, (a.y1 + a.y2) / 2.0);
     let marker = (!lost && in_flight.is_none()).then(|| format!("url(#head-{kind})"));
     let title = format!(
         "{kind} #{req} · {} → {}{}\nmsg_id {}{}",
@@ -434,7 +433,7 @@ fn render_arrow(
             if in_flight.is_some() {
                 <circle class="head" cx={a.x2.to_string()} cy={a.y2.to_string()} r="6" />
             }
-            <text class="label" x={mx.to_string()} y={(my - 6.0).to_string()}>{&a.label}</text>
+            <text class="label" x={a.label_x.to_string()} y={a.label_y.to_string()}>{&a.label}</text>
         </g>
     }
 }

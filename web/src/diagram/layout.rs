@@ -142,6 +142,9 @@ pub struct ArrowGeom {
     pub end: ArrowEnd,
     /// A request re-sent with the same request id (after the primary failed).
     pub retry: bool,
+    /// Where the label's baseline centre goes: on the arrow, away from other labels.
+    pub label_x: f64,
+    pub label_y: f64,
 }
 
 /// What a point event looks like on its lane.
@@ -427,8 +430,11 @@ pub fn scene(h: &History, lanes: &[Lane], vp: Viewport, now_us: f64, slow_ms: u6
             target_x: xt,
             end,
             retry: m.kind == MsgKind::Request && m.attempt > 1,
+            label_x: (x1 + x2) / 2.0,
+            label_y: (y1 + y2) / 2.0 - LABEL_LIFT,
         });
     }
+    place_labels(&mut sc);
 
     // Dead stretches of server lanes.
     for d in h.dead_spans() {
@@ -447,6 +453,54 @@ pub fn scene(h: &History, lanes: &[Lane], vp: Viewport, now_us: f64, slow_ms: u6
         });
     }
     sc
+}
+
+/// Arrow labels sit this far above their arrow.
+const LABEL_LIFT: f64 = 6.0;
+/// Approximate text metrics of the labels (12-12.5 px, partly bold), for collision checks.
+const ARROW_CHAR_W: f64 = 7.0;
+const MARK_CHAR_W: f64 = 6.4;
+const LABEL_H: f64 = 13.0;
+
+/// A label's box: left, top, right, bottom.
+type LabelBox = (f64, f64, f64, f64);
+
+fn overlaps(a: &LabelBox, b: &LabelBox) -> bool {
+    a.0 < b.2 && b.0 < a.2 && a.1 < b.3 && b.1 < a.3
+}
+
+fn mark_label_box(m: &MarkGeom) -> LabelBox {
+    let w = m.label.chars().count() as f64 * MARK_CHAR_W;
+    let gap = if m.glyph == Glyph::Crash { 15.0 } else { 10.0 };
+    let (l, r) = if m.label_left {
+        (m.x - gap - w, m.x - gap)
+    } else {
+        (m.x + gap, m.x + gap + w)
+    };
+    (l, m.y + 4.0 - LABEL_H + 2.0, r, m.y + 6.0)
+}
+
+/// Slides each arrow label along its arrow (middle first, then a third, two thirds, …) to the
+/// first place where it covers no mark label and no label already placed. Keeps the middle
+/// when every place is taken.
+fn place_labels(sc: &mut Scene) {
+    let mut taken: Vec<LabelBox> = sc.marks.iter().map(mark_label_box).collect();
+    for a in sc.arrows.iter_mut() {
+        let w = a.label.chars().count() as f64 * ARROW_CHAR_W;
+        let boxed = |t: f64| {
+            let x = a.x1 + (a.x2 - a.x1) * t;
+            let y = a.y1 + (a.y2 - a.y1) * t - LABEL_LIFT;
+            (x, y, (x - w / 2.0, y - LABEL_H + 2.0, x + w / 2.0, y + 3.0))
+        };
+        let spot = [0.5, 0.36, 0.64, 0.26, 0.74]
+            .iter()
+            .map(|t| boxed(*t))
+            .find(|(_, _, b)| !taken.iter().any(|o| overlaps(b, o)));
+        let (x, y, b) = spot.unwrap_or_else(|| boxed(0.5));
+        a.label_x = x;
+        a.label_y = y;
+        taken.push(b);
+    }
 }
 
 /// The glyph and label of a point event, or `None` for events drawn otherwise (messages).
@@ -780,6 +834,61 @@ mod tests {
         let sc = scene(&h, &l, vp, 1e12, 0);
         assert!(sc.events.start > 1, "the send is far above the window");
         assert_eq!(sc.arrows.len(), 1);
+    }
+
+    #[test]
+    fn an_arrow_label_moves_off_a_mark_label_it_would_cover() {
+        let mut sc = Scene::default();
+        let arrow = |y: f64| ArrowGeom {
+            msg: 0,
+            msg_id: 1,
+            kind: MsgKind::Request,
+            from: "c1".into(),
+            to: "s1".into(),
+            req: RequestId { client: 1, seq: 1 },
+            label: "Lock(a) #c1.1".into(),
+            x1: 100.0,
+            y1: y,
+            x2: 500.0,
+            y2: y + 20.0,
+            target_x: 500.0,
+            end: ArrowEnd::Delivered,
+            retry: false,
+            label_x: 300.0,
+            label_y: y + 4.0,
+        };
+        sc.arrows.push(arrow(100.0));
+        sc.arrows.push(arrow(300.0));
+        // A long mark label right where the second arrow's middle is.
+        sc.marks.push(MarkGeom {
+            event: 0,
+            seq: 1,
+            node: "c2".into(),
+            x: 250.0,
+            y: 308.0,
+            glyph: Glyph::Retry,
+            label: "s1 failed → retry to s2".into(),
+            label_left: false,
+            req: None,
+        });
+        place_labels(&mut sc);
+        assert_eq!(
+            sc.arrows[0].label_x, 300.0,
+            "nothing in the way: the middle"
+        );
+        let moved = &sc.arrows[1];
+        assert_ne!(moved.label_x, 300.0);
+        let w = moved.label.chars().count() as f64 * ARROW_CHAR_W;
+        let b = (
+            moved.label_x - w / 2.0,
+            moved.label_y - LABEL_H + 2.0,
+            moved.label_x + w / 2.0,
+            moved.label_y + 3.0,
+        );
+        assert!(!overlaps(&b, &mark_label_box(&sc.marks[0])));
+        // Still on its arrow.
+        let t = (moved.label_x - 100.0) / 400.0;
+        assert!((moved.label_y + LABEL_LIFT - (300.0 + 20.0 * t)).abs() < 1e-9);
     }
 
     #[test]
