@@ -229,6 +229,7 @@ pub fn space_time() -> Html {
     });
 
     let empty = shown.msgs.is_empty();
+    let connected = st.conn == crate::store::Conn::Connected;
     let jump = {
         let ctx = ctx.clone();
         Callback::from(move |_| {
@@ -329,7 +330,13 @@ pub fn space_time() -> Html {
                         { for arrows }
                         { for marks }
                     </svg>
-                    if empty {
+                    if empty && !connected {
+                        <div class="empty-state" data-testid="diagram-empty">
+                            <div class="empty-title">{"Waiting for the server…"}</div>
+                            <div>{"The page talks to "}<code>{"pbscope serve"}</code>{" over a WebSocket at "}<code>{"/ws"}</code>{"."}</div>
+                            <div class="muted">{"Start it (or restart it); the page reconnects by itself."}</div>
+                        </div>
+                    } else if empty {
                         <div class="empty-state" data-testid="diagram-empty">
                             <div class="empty-title">{"No messages yet"}</div>
                             <div>{"Run a short workload, or press "}<b>{"Lock"}</b>{" on a client card."}</div>
