@@ -270,6 +270,16 @@ fn flush(inner: &Rc<Inner>) {
     inner.perf.frame(events, now_ms() - start);
 }
 
+/// Size of the wasm linear memory: where the history, the store and Yew's tree live.
+fn wasm_memory_bytes() -> f64 {
+    let buffer = js_sys::Reflect::get(&wasm_bindgen::memory(), &"buffer".into());
+    buffer
+        .and_then(|b| js_sys::Reflect::get(&b, &"byteLength".into()))
+        .ok()
+        .and_then(|n| n.as_f64())
+        .unwrap_or(0.0)
+}
+
 /// `window.__pbscope`: counters a benchmark can read.
 struct Perf {
     obj: Option<js_sys::Object>,
@@ -307,6 +317,7 @@ impl Perf {
             set("events_ingested", self.events.get());
             set("frames", self.frames.get());
             set("last_frame_ms", last_frame_ms);
+            set("wasm_memory_bytes", wasm_memory_bytes());
         }
     }
 }

@@ -153,6 +153,13 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let secs = t0.elapsed().as_secs_f64();
     let after = ingested(&s).await?;
+    let memory = s
+        .browser
+        .execute(
+            "const m = performance.memory || {}; return [(window.__pbscope || {}).wasm_memory_bytes || 0, m.usedJSHeapSize || 0, (window.__pbscope || {}).history || 0];",
+            vec![],
+        )
+        .await?;
     let _ = stop_tx.send(true);
     let ops = loader.await??;
     s.screenshot("under-load").await?;
@@ -177,5 +184,19 @@ async fn main() -> anyhow::Result<()> {
         "  frames: {} in {:.1} s = {:.1} fps; interval p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} frames over 50 ms",
         iv.len(), secs, iv.len() as f64 / secs, pct(&iv, 0.5), pct(&iv, 0.95), pct(&iv, 0.99), iv.last().copied().unwrap_or(0.0), long
     );
+    let mem: Vec<f64> = memory
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_f64)
+        .collect();
+    if let [wasm, heap, held] = mem[..] {
+        println!(
+            "  memory: wasm linear memory {:.1} MiB, JS heap {:.1} MiB, {} events held",
+            wasm / 1048576.0,
+            heap / 1048576.0,
+            held as u64
+        );
+    }
     s.close().await
 }
