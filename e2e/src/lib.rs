@@ -219,10 +219,15 @@ impl Session {
         Ok(())
     }
 
-    /// Saves a PNG of the page under docs/screenshots/.
+    /// Saves a PNG of the page under `target/screenshots/`, or under `$PBSCOPE_SCREENSHOTS`
+    /// (relative to the workspace root) — `PBSCOPE_SCREENSHOTS=docs/screenshots` refreshes the
+    /// committed ones.
     pub async fn screenshot(&self, name: &str) -> anyhow::Result<PathBuf> {
         let png = self.browser.screenshot().await?;
-        let dir = workspace_root().join("docs").join("screenshots");
+        let dir = match std::env::var_os("PBSCOPE_SCREENSHOTS") {
+            Some(d) => workspace_root().join(d),
+            None => workspace_root().join("target").join("screenshots"),
+        };
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(format!("{name}.png"));
         std::fs::write(&path, png)?;

@@ -1,6 +1,6 @@
 //! End-to-end: the real `pbscope serve`, the trunk-built page, headless Chromium.
 //! Each test drives the page the way a person would (clicks) and checks what the page shows
-//! against what the real processes did. Screenshots land in docs/screenshots/.
+//! against what the real processes did. Screenshots land in target/screenshots/ (see `Session::screenshot`).
 
 use e2e::Session;
 
