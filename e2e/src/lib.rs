@@ -65,6 +65,32 @@ pub struct Session {
     pub ws_url: String,
     server: Child,
     driver: Child,
+    addr: String,
+    extra: Vec<String>,
+}
+
+/// Starts `pbscope serve` on `listen` and returns it with the address it printed.
+async fn spawn_server(listen: &str, extra: &[&str]) -> anyhow::Result<(Child, String)> {
+    let mut server = Command::new(pbscope_binary()?)
+        .args(["serve", "--listen", listen, "--dist"])
+        .arg(dist_dir()?)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting pbscope serve")?;
+    let stdout = server.stdout.take().context("stdout")?;
+    let line = tokio::time::timeout(WAIT, BufReader::new(stdout).lines().next_line())
+        .await
+        .context("pbscope serve did not start in time")??
+        .context("pbscope serve exited")?;
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .with_context(|| format!("no address in {line:?}"))?
+        .to_owned();
+    Ok((server, addr))
 }
 
 impl Session {
@@ -85,26 +111,7 @@ impl Session {
 
     /// Starts with extra `pbscope serve` arguments.
     pub async fn start_with(extra: &[&str]) -> anyhow::Result<Session> {
-        let mut server = Command::new(pbscope_binary()?)
-            .args(["serve", "--listen", "127.0.0.1:0", "--dist"])
-            .arg(dist_dir()?)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting pbscope serve")?;
-        let stdout = server.stdout.take().context("stdout")?;
-        let line = tokio::time::timeout(WAIT, BufReader::new(stdout).lines().next_line())
-            .await
-            .context("pbscope serve did not start in time")??
-            .context("pbscope serve exited")?;
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .with_context(|| format!("no address in {line:?}"))?
-            .to_owned();
-
+        let (server, addr) = spawn_server("127.0.0.1:0", extra).await?;
         let port = free_port()?;
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -149,7 +156,24 @@ impl Session {
             ws_url: format!("ws://{addr}/ws"),
             server,
             driver,
+            addr,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         })
+    }
+
+    /// Kills `pbscope serve` (SIGKILL: its nodes die with it) and starts a new one on the same
+    /// address, as when a person restarts the server under an open page.
+    pub async fn restart_server(&mut self) -> anyhow::Result<()> {
+        self.stop_server().await?;
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let (server, _) = spawn_server(&self.addr, &extra).await?;
+        self.server = server;
+        Ok(())
+    }
+
+    /// Kills `pbscope serve` and waits until it is gone.
+    pub async fn stop_server(&mut self) -> anyhow::Result<()> {
+        self.server.kill().await.context("killing pbscope serve")
     }
 
     /// Waits until the element exists and returns its text.

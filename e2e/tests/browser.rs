@@ -141,3 +141,138 @@ async fn crash_before_reply_shows_the_retry_with_the_same_request_id() -> anyhow
     s.screenshot("crash-before-reply").await?;
     s.close().await
 }
+
+/// Whether `pid` is a process that still runs (a zombie waiting for init to reap it does not).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state letter follows the parenthesised command name.
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
+    })
+}
+
+/// Reads the PID a server card shows.
+async fn pid_shown(s: &Session, id: &str) -> anyhow::Result<u32> {
+    let t = s
+        .wait_text(&format!("[data-testid=pid-{id}]"), |t| {
+            t.chars().any(|c| c.is_ascii_digit())
+        })
+        .await?;
+    Ok(t.chars()
+        .filter(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()?)
+}
+
+/// The server goes away under an open page: the page says it is reconnecting, and when a new
+/// server comes up on the same address it reconnects by itself, shows the new processes and
+/// starts a new history (the old one belonged to a cluster that no longer exists).
+#[tokio::test]
+async fn the_page_reconnects_to_a_restarted_server_and_resyncs() -> anyhow::Result<()> {
+    let mut s = Session::open_page().await?;
+    s.click("[data-testid=lock-c1]").await?;
+    s.wait_count("[data-kind=reply][data-req='c1.1']", 1)
+        .await?;
+    let old = pid_shown(&s, "s1").await?;
+
+    s.stop_server().await?;
+    s.wait_text("[data-testid=conn-status]", |t| {
+        t.to_lowercase().contains("reconnecting")
+    })
+    .await?;
+    s.restart_server().await?;
+    s.wait_text("[data-testid=conn-status]", |t| {
+        t.to_lowercase() == "connected"
+    })
+    .await?;
+
+    let deadline = tokio::time::Instant::now() + e2e::WAIT;
+    let new = loop {
+        let pid = pid_shown(&s, "s1").await?;
+        if pid != old || tokio::time::Instant::now() > deadline {
+            break pid;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_ne!(
+        new, old,
+        "after the restart s1's card must show the new process"
+    );
+    assert!(
+        std::path::Path::new(&format!("/proc/{new}")).exists(),
+        "the new pid {new} must be a live process"
+    );
+    assert!(
+        !running(old),
+        "the old s1 (pid {old}) died with its supervisor"
+    );
+    // The old cluster's arrows are gone with its history; a new call is c1.1 again, at the new s1.
+    s.click("[data-testid=lock-c1]").await?;
+    for (kind, from, to) in [("request", "c1", "s1"), ("reply", "s1", "c1")] {
+        let css = format!("[data-kind={kind}][data-from={from}][data-to={to}][data-req='c1.1']");
+        s.wait_count(&css, 1).await?;
+    }
+    let replies = s
+        .browser
+        .find_all(fantoccini::Locator::Css(
+            "[data-kind=reply][data-req='c1.1']",
+        ))
+        .await?
+        .len();
+    assert_eq!(replies, 1, "only the new cluster's reply to c1.1 is drawn");
+    s.screenshot("reconnected").await?;
+    s.close().await
+}
+
+/// The keyboard drives the cluster, and a command the server refuses shows as an error:
+/// `k` crashes the primary, `Shift+K` the backup, a second `Shift+K` finds no live backup and
+/// the server's `node_dead` error appears as a toast; `Shift+R` resets to a fresh cluster.
+#[tokio::test]
+async fn shortcuts_crash_and_reset_and_a_refused_command_is_shown() -> anyhow::Result<()> {
+    let s = Session::open_page().await?;
+    let old = pid_shown(&s, "s1").await?;
+    let press = |key: &'static str| {
+        let browser = s.browser.clone();
+        async move {
+            browser
+                .find(fantoccini::Locator::Css("body"))
+                .await?
+                .send_keys(key)
+                .await?;
+            anyhow::Ok(())
+        }
+    };
+    press("k").await?;
+    s.wait_text("[data-testid=role-s1]", |t| {
+        t.to_lowercase().contains("dead")
+    })
+    .await?;
+    press("K").await?;
+    s.wait_text("[data-testid=role-s2]", |t| {
+        t.to_lowercase().contains("dead")
+    })
+    .await?;
+    press("K").await?;
+    let toast = s
+        .wait_text("[data-testid=toast-error]", |t| t.contains("backup"))
+        .await?;
+    assert!(
+        toast.contains("node_dead") || toast.to_lowercase().contains("no live server"),
+        "the refusal must say why: {toast}"
+    );
+    s.wait_text("[data-testid=diagram-empty]", |t| {
+        t.contains("Every server is dead")
+    })
+    .await?;
+    s.screenshot("refused").await?;
+
+    press("R").await?;
+    s.wait_text("[data-testid=role-s1]", |t| t.to_lowercase() == "primary")
+        .await?;
+    s.wait_text("[data-testid=role-s2]", |t| t.to_lowercase() == "backup")
+        .await?;
+    let new = pid_shown(&s, "s1").await?;
+    assert_ne!(new, old, "reset starts new processes");
+    assert!(running(new), "the new s1 (pid {new}) runs");
+    s.close().await
+}

@@ -229,6 +229,15 @@ pub fn space_time() -> Html {
     });
 
     let empty = shown.msgs.is_empty();
+    // Below the live edge, so the overlay never hides marks already drawn (starts, crashes).
+    let empty_style = format!(
+        "top:{}px",
+        if shown.is_empty() {
+            90.0
+        } else {
+            (scene.live_y + 36.0).max(90.0)
+        }
+    );
     let connected = st.conn == crate::store::Conn::Connected;
     let jump = {
         let ctx = ctx.clone();
@@ -331,13 +340,19 @@ pub fn space_time() -> Html {
                         { for marks }
                     </svg>
                     if empty && !connected {
-                        <div class="empty-state" data-testid="diagram-empty">
+                        <div class="empty-state" data-testid="diagram-empty" style={empty_style.clone()}>
                             <div class="empty-title">{"Waiting for the server…"}</div>
                             <div>{"The page talks to "}<code>{"pbscope serve"}</code>{" over a WebSocket at "}<code>{"/ws"}</code>{"."}</div>
                             <div class="muted">{"Start it (or restart it); the page reconnects by itself."}</div>
                         </div>
+                    } else if empty && !st.nodes.is_empty() && st.nodes.iter().all(|n| !n.alive) {
+                        <div class="empty-state" data-testid="diagram-empty" style={empty_style.clone()}>
+                            <div class="empty-title">{"Every server is dead"}</div>
+                            <div>{"No call can be answered now: clients would try each server and give up."}</div>
+                            <div class="muted">{"Reset cluster (Shift+R) starts a new primary and backup."}</div>
+                        </div>
                     } else if empty {
-                        <div class="empty-state" data-testid="diagram-empty">
+                        <div class="empty-state" data-testid="diagram-empty" style={empty_style.clone()}>
                             <div class="empty-title">{"No messages yet"}</div>
                             <div>{"Run a short workload, or press "}<b>{"Lock"}</b>{" on a client card."}</div>
                             <div class="empty-actions">
