@@ -161,6 +161,22 @@ impl Session {
         })
     }
 
+    /// Resizes the window so the page itself (the viewport) is `width` x `height`.
+    pub async fn set_viewport(&self, width: u32, height: u32) -> anyhow::Result<()> {
+        let chrome = self
+            .browser
+            .execute(
+                "return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight];",
+                vec![],
+            )
+            .await?;
+        let extra = |i: usize| chrome[i].as_u64().unwrap_or(0) as u32;
+        self.browser
+            .set_window_size(width + extra(0), height + extra(1))
+            .await?;
+        Ok(())
+    }
+
     /// Kills `pbscope serve` (SIGKILL: its nodes die with it) and starts a new one on the same
     /// address, as when a person restarts the server under an open page.
     pub async fn restart_server(&mut self) -> anyhow::Result<()> {

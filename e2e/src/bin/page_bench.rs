@@ -162,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let _ = stop_tx.send(true);
     let ops = loader.await??;
-    s.screenshot("under-load").await?;
+    s.screenshot("page-under-load").await?;
 
     let mut iv: Vec<f64> = frames
         .as_array()
