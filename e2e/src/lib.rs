@@ -228,6 +228,11 @@ impl Session {
         bail!("timed out waiting on {css}; last text {last:?}")
     }
 
+    /// How many elements match `css` now.
+    pub async fn count(&self, css: &str) -> anyhow::Result<usize> {
+        Ok(self.browser.find_all(Locator::Css(css)).await?.len())
+    }
+
     /// Polls until at least `n` elements match `css`.
     pub async fn wait_count(&self, css: &str, n: usize) -> anyhow::Result<usize> {
         let deadline = tokio::time::Instant::now() + WAIT;

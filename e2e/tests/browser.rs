@@ -9,18 +9,9 @@ use e2e::Session;
 async fn page_shows_both_servers_with_their_pids() -> anyhow::Result<()> {
     let s = Session::open_page().await?;
     for id in ["s1", "s2"] {
-        let pid = s
-            .wait_text(&format!("[data-testid=pid-{id}]"), |t| {
-                t.chars().any(|c| c.is_ascii_digit())
-            })
-            .await?;
-        let pid: u32 = pid
-            .chars()
-            .filter(char::is_ascii_digit)
-            .collect::<String>()
-            .parse()?;
+        let pid = pid_shown(&s, id).await?;
         assert!(
-            std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            running(pid),
             "the card of {id} shows pid {pid}, which must be a live process"
         );
     }
@@ -64,18 +55,13 @@ async fn crashing_the_primary_moves_the_next_lock_to_the_backup() -> anyhow::Res
     s.click("[data-testid=lock-c1]").await?;
     s.wait_text("[data-testid=history-c1]", |t| t.contains("true"))
         .await?;
-    let pid_text = s.text_of("[data-testid=pid-s1]").await?;
+    let pid = pid_shown(&s, "s1").await?;
     s.click("[data-testid=crash-s1]").await?;
     s.wait_text("[data-testid=role-s1]", |t| {
         t.to_lowercase().contains("dead")
     })
     .await?;
     s.wait_count("[data-testid=crash-mark-s1]", 1).await?;
-    let pid: u32 = pid_text
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()?;
     assert!(
         !std::path::Path::new(&format!("/proc/{pid}")).exists(),
         "s1 (pid {pid}) must really be gone"
@@ -129,12 +115,8 @@ async fn crash_before_reply_shows_the_retry_with_the_same_request_id() -> anyhow
     )
     .await?;
     let replies_from_s1 = s
-        .browser
-        .find_all(fantoccini::Locator::Css(
-            "[data-kind=reply][data-from=s1][data-req='c1.1']",
-        ))
-        .await?
-        .len();
+        .count("[data-kind=reply][data-from=s1][data-req='c1.1']")
+        .await?;
     assert_eq!(replies_from_s1, 0, "s1 died before its reply left");
     s.wait_text("[data-testid=history-c1]", |t| t.contains("true"))
         .await?;
@@ -212,13 +194,7 @@ async fn the_page_reconnects_to_a_restarted_server_and_resyncs() -> anyhow::Resu
         let css = format!("[data-kind={kind}][data-from={from}][data-to={to}][data-req='c1.1']");
         s.wait_count(&css, 1).await?;
     }
-    let replies = s
-        .browser
-        .find_all(fantoccini::Locator::Css(
-            "[data-kind=reply][data-req='c1.1']",
-        ))
-        .await?
-        .len();
+    let replies = s.count("[data-kind=reply][data-req='c1.1']").await?;
     assert_eq!(replies, 1, "only the new cluster's reply to c1.1 is drawn");
     s.screenshot("reconnected").await?;
     s.close().await
