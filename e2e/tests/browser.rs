@@ -43,6 +43,14 @@ async fn a_lock_from_the_ui_shows_the_four_arrows_and_both_tables() -> anyhow::R
     }
     s.wait_text("[data-testid=history-c1]", |t| t.contains("true"))
         .await?;
+    // Clicking the forward opens its details: the request, both ends, the whole call.
+    s.click("[data-kind=forward][data-req='c1.1']").await?;
+    let details = s
+        .wait_text("[data-testid=details]", |t| t.contains("c1.1"))
+        .await?;
+    for want in ["s1", "s2", "Lock(a)"] {
+        assert!(details.contains(want), "details lack {want:?}: {details}");
+    }
     s.screenshot("lock").await?;
     s.close().await
 }

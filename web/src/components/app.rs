@@ -13,7 +13,6 @@ use yew::prelude::*;
 use super::client_card::ClientCard;
 use super::conn_status::ConnStatus;
 use super::demo_driver::DemoDriver;
-use super::details::Details;
 use super::failover_timeline::FailoverTimeline;
 use super::help::Help;
 use super::server_card::ServerCard;
@@ -157,7 +156,6 @@ pub fn app() -> Html {
                         <SpaceTime />
                     </section>
                 </main>
-                <Details />
                 <Toasts />
                 <Help />
                 <DemoDriver />

@@ -22,6 +22,16 @@ fn event_rows(h: &History, i: usize) -> Option<(String, Vec<Html>)> {
         row("time", format::clock(e.t_us)),
         row("seq", e.seq.to_string()),
     ];
+    // The request and operation rows every call-related event starts with.
+    let call = |req: &shared::RequestId, op: &shared::Op, lock| {
+        [
+            row("request", format!("#{}", format::req(*req))),
+            row(
+                "operation",
+                format!("{}({})", format::op_name(*op), h.name(lock)),
+            ),
+        ]
+    };
     let title = match &e.kind {
         Kind::Started { pid, role, port } => {
             rows.push(row("pid", pid.to_string()));
@@ -85,11 +95,7 @@ fn event_rows(h: &History, i: usize) -> Option<(String, Vec<Html>)> {
             duplicate,
             forwarded,
         } => {
-            rows.push(row("request", format!("#{}", format::req(*req))));
-            rows.push(row(
-                "operation",
-                format!("{}({})", format::op_name(*op), n(*lock)),
-            ));
+            rows.extend(call(req, op, *lock));
             rows.push(row("answer", ok.to_string()));
             rows.push(row("lock now", if *held { "held" } else { "free" }));
             rows.push(row(
@@ -114,11 +120,7 @@ fn event_rows(h: &History, i: usize) -> Option<(String, Vec<Html>)> {
             lock,
             server,
         } => {
-            rows.push(row("request", format!("#{}", format::req(*req))));
-            rows.push(row(
-                "operation",
-                format!("{}({})", format::op_name(*op), n(*lock)),
-            ));
+            rows.extend(call(req, op, *lock));
             rows.push(row("sent to", n(*server)));
             "call started"
         }
@@ -131,11 +133,7 @@ fn event_rows(h: &History, i: usize) -> Option<(String, Vec<Html>)> {
             latency_us,
             attempts,
         } => {
-            rows.push(row("request", format!("#{}", format::req(*req))));
-            rows.push(row(
-                "operation",
-                format!("{}({})", format::op_name(*op), n(*lock)),
-            ));
+            rows.extend(call(req, op, *lock));
             rows.push(row("answer", ok.to_string()));
             rows.push(row("answered by", n(*server)));
             rows.push(row("latency", format::duration(*latency_us)));
@@ -242,7 +240,7 @@ pub fn details() -> Html {
                 <span class="details-title">{title}</span>
                 <button class="btn ghost small" onclick={close} title="Close (Esc)">{"✕"}</button>
             </div>
-            { for rows }
+            <div class="details-body">{ for rows }</div>
         </aside>
     }
 }

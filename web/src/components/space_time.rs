@@ -14,6 +14,7 @@ use wasm_bindgen::JsCast;
 use web_sys::Element;
 use yew::prelude::*;
 
+use super::details::Details;
 use super::legend::Legend;
 use super::use_ctx;
 use crate::diagram::layout::{self, ArrowEnd, ArrowGeom, Glyph, MarkGeom, Viewport, GUTTER};
@@ -279,6 +280,7 @@ pub fn space_time() -> Html {
                     }
                 </span>
             </div>
+            <div class="st-wrap">
             <div class="st-scroll" ref={scroll} {onscroll} data-testid="diagram">
                 <div class={classes!("lane-head", layout::is_compact(&lanes).then_some("compact"))} style={format!("width:{width}px;height:{LANE_HEAD}px")}>
                     <div class="gutter-head" style={format!("width:{GUTTER}px")}>{"time"}</div>
@@ -369,6 +371,9 @@ pub fn space_time() -> Html {
             if !st.follow || st.paused() {
                 <button class="btn jump" data-testid="jump-live" onclick={jump}>{"⤓ Jump to live"}</button>
             }
+            </div>
+            // Docked under the diagram, so it never covers the lanes it describes.
+            <Details />
         </section>
     }
 }
