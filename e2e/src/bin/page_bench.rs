@@ -6,6 +6,10 @@
 //! `requestAnimationFrame` loop injected into the page, and events ingested per second (the
 //! page's own `window.__pbscope.events_ingested` counter). Prints numbers; asserts nothing.
 //!
+//! `--view live` (default) keeps the diagram on the live edge; `--view back` scrolls to the
+//! middle of the history first (new events arrive below, out of view); `--view scrolling`
+//! scrolls through the history by 60 px every frame while measuring, as a person reading back.
+//!
 //!   cargo build --release -p server && trunk build --release &&
 //!   PBSCOPE_BIN=target/release/pbscope cargo run --release -p e2e --bin page_bench
 
@@ -18,6 +22,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 struct Args {
+    view: String,
     ops_per_sec: u64,
     fill: u64,
     seconds: u64,
@@ -25,13 +30,23 @@ struct Args {
 
 fn args() -> anyhow::Result<Args> {
     let mut a = Args {
+        view: "live".into(),
         ops_per_sec: 400,
         fill: 100_000,
         seconds: 10,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let v: u64 = it.next().context("flag without value")?.parse()?;
+        let v = it.next().context("flag without value")?;
+        if flag == "--view" {
+            anyhow::ensure!(
+                ["live", "back", "scrolling"].contains(&v.as_str()),
+                "--view is live, back or scrolling"
+            );
+            a.view = v;
+            continue;
+        }
+        let v: u64 = v.parse()?;
         match flag.as_str() {
             "--ops-per-sec" => a.ops_per_sec = v,
             "--fill" => a.fill = v,
@@ -91,12 +106,18 @@ async fn load(
     }
 }
 
+/// Records frame intervals; with `arguments[0]` (the view) `back` or `scrolling` it first
+/// scrolls the diagram to the middle of the history, and with `scrolling` keeps scrolling.
 const FRAME_PROBE: &str = r#"
+const view = arguments[0];
+const diagram = document.querySelector('[data-testid=diagram]');
+if (view !== 'live' && diagram) diagram.scrollTop = diagram.scrollHeight / 2;
 window.__bench = { intervals: [], last: performance.now(), run: true };
 function tick(now) {
   const b = window.__bench;
   b.intervals.push(now - b.last);
   b.last = now;
+  if (view === 'scrolling' && diagram) diagram.scrollTop += 60;
   if (b.run) requestAnimationFrame(tick);
 }
 requestAnimationFrame(tick);
@@ -141,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let fill_secs = fill_start.elapsed().as_secs_f64();
     let before = ingested(&s).await?;
-    s.browser.execute(FRAME_PROBE, vec![]).await?;
+    s.browser.execute(FRAME_PROBE, vec![json!(a.view)]).await?;
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(a.seconds)).await;
     let frames = s
@@ -173,7 +194,7 @@ async fn main() -> anyhow::Result<()> {
     iv.remove(0);
     iv.sort_by(f64::total_cmp);
     let long = iv.iter().filter(|x| **x > 50.0).count();
-    println!("page bench: load {} ops/s requested (12 events each), history filled to {} events in {:.1} s", a.ops_per_sec, before as u64, fill_secs);
+    println!("page bench: view {}, load {} ops/s requested (12 events each), history filled to {} events in {:.1} s", a.view, a.ops_per_sec, before as u64, fill_secs);
     println!(
         "  events ingested: {:.0}/s over {:.1} s ({} calls completed in all)",
         (after - before) / secs,
