@@ -203,6 +203,7 @@ impl Viewer {
         ServerMsg::Hello(Hello {
             protocol: PROTOCOL_VERSION,
             server: format!("pbscope {}", env!("CARGO_PKG_VERSION")),
+            run: self.cluster.bus().clock().epoch_ns(),
             limits: Limits {
                 max_message_bytes: self.cfg.max_message_bytes as u64,
                 max_client: self.cluster_max_client(),

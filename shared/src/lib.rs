@@ -210,6 +210,10 @@ pub struct Hello {
     pub protocol: u32,
     /// `pbscope <version>`.
     pub server: String,
+    /// Which run of `pbscope serve` this is (its clock's epoch, unique per server process).
+    /// Sequence numbers and `t_us` compare only within one run: a viewer that reconnects and
+    /// finds a different `run` is talking to a restarted server and must start a new history.
+    pub run: u64,
     pub limits: Limits,
 }
 

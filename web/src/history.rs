@@ -668,7 +668,7 @@ pub(crate) mod tests {
     use shared::{EventKind as K, Msg, Op, RequestId};
 
     /// Builds wire events with consecutive seqs, 100 µs apart.
-    #[derive(Default)]
+    #[derive(Default, Clone)]
     pub struct Script {
         pub events: Vec<Event>,
         pub t_us: u64,

@@ -191,6 +191,8 @@ pub struct State {
     rev: u64,
     pub conn: Conn,
     pub server_version: Option<String>,
+    /// The server's `hello.run`: a different one after a reconnect means a new server process.
+    pub run: Option<u64>,
     pub limits: Option<Limits>,
     pub generation: u64,
     pub slow_motion_ms: u64,
@@ -243,6 +245,7 @@ impl Default for State {
             rev: 0,
             conn: Conn::Connecting,
             server_version: None,
+            run: None,
             limits: None,
             generation: 0,
             slow_motion_ms: 0,
@@ -380,11 +383,17 @@ impl State {
             }
             Action::Tick { local_ms } => self.release(local_ms, false),
             Action::Sent { cmd } => self.on_sent(&cmd),
-            Action::NotSent { cmd } => self.toast(
-                Level::Error,
-                "Not connected",
-                &format!("`{}` was not sent; the page is reconnecting", cmd.name()),
-            ),
+            Action::NotSent { cmd } => {
+                self.toast(
+                    Level::Error,
+                    "Not connected",
+                    &format!("`{}` was not sent; the page is reconnecting", cmd.name()),
+                );
+                // The demo would plan the same step again at once, forever.
+                if self.demo.take().is_some() {
+                    self.toast(Level::Warn, "Demo stopped", "the connection was lost");
+                }
+            }
             Action::AddClient => {
                 let max_client = self.limits.as_ref().map_or(u32::MAX, |l| l.max_client);
                 let next = self.clients.keys().max().map_or(1, |m| m + 1);
@@ -433,6 +442,11 @@ impl State {
             Action::Select(sel) => self.selected = sel,
             Action::Toast { level, title, text } => self.toast(level, &title, &text),
             Action::DismissToast(id) => self.toasts.retain(|t| t.id != id),
+            Action::StartDemo { .. } if self.conn != Conn::Connected => self.toast(
+                Level::Warn,
+                "Not connected",
+                "the demo needs the server; it can start once the page is connected",
+            ),
             Action::StartDemo { local_ms, failover } => {
                 self.demo_runs += 1;
                 let run = if failover {
@@ -477,6 +491,17 @@ impl State {
         for (e, _) in self.pending.drain(..n) {
             self.history.push(&e);
         }
+    }
+
+    /// Drops the diagram's history (a gap it cannot bridge, or a new server process): what
+    /// arrives next starts a new one. Cards and client histories are left to the caller.
+    fn start_new_history(&mut self) {
+        self.resyncs += 1;
+        self.pending.clear();
+        self.history = History::new(self.history.syms.clone());
+        self.frozen = None;
+        self.selected = None;
+        self.last_seq = None;
     }
 
     /// Starts the failover timeline of an empty history from the servers' current state.
@@ -529,6 +554,19 @@ impl State {
     fn on_server(&mut self, msg: ServerMsg, local_ms: f64) {
         match msg {
             ServerMsg::Hello(h) => {
+                if self.run.is_some_and(|run| run != h.run) {
+                    // A new server process: its sequence numbers and clock start over.
+                    self.start_new_history();
+                    for c in self.clients.values_mut() {
+                        c.history = Rc::default();
+                    }
+                    self.toast(
+                        Level::Info,
+                        "New server",
+                        "the server restarted; the page starts a new history",
+                    );
+                }
+                self.run = Some(h.run);
                 self.server_version = Some(h.server);
                 self.limits = Some(h.limits);
             }
@@ -580,6 +618,15 @@ impl State {
         for info in &s.clients {
             self.adopt_client(info);
         }
+        // A clerk the server no longer has (a reset we did not see live) waits for nothing.
+        for (id, c) in self.clients.iter_mut() {
+            if !s.clients.iter().any(|info| info.id == *id) {
+                c.pending = None;
+                c.sending = None;
+                c.completed = 0;
+                c.failed = 0;
+            }
+        }
         if s.missed > 0 {
             self.missed += s.missed;
             self.toast(
@@ -593,34 +640,26 @@ impl State {
         }
         self.release(local_ms, true);
         let snap_last = s.next_seq.checked_sub(1);
-        if self.last_seq.is_some() && snap_last < self.last_seq {
-            // The server has fewer events than we saw: it is a new server process (restarted),
-            // with its own clock and sequence numbers. Start over.
-            self.resyncs += 1;
-            self.history = History::new(self.history.syms.clone());
-            self.frozen = None;
-            self.selected = None;
-            self.last_seq = None;
-            for c in self.clients.values_mut() {
-                c.history = Rc::default();
-            }
-            self.toast(
-                Level::Info,
-                "New server",
-                "the server restarted; the page starts a new history",
-            );
-        }
-        let contiguous = match (self.last_seq, s.events.first()) {
-            (Some(last), Some(first)) => first.seq <= last + 1,
-            (Some(last), None) => s.next_seq <= last + 1,
-            (None, _) => true,
+        let gap = match (self.last_seq, s.events.first()) {
+            (Some(last), Some(first)) => first.seq.saturating_sub(last + 1),
+            (Some(last), None) => s.next_seq.saturating_sub(last + 1),
+            (None, _) => 0,
         };
-        if !contiguous {
-            self.resyncs += 1;
-            self.history = History::new(self.history.syms.clone());
-            self.frozen = None;
-            self.selected = None;
-            self.last_seq = None;
+        if gap > 0 {
+            // Events between what we hold and the snapshot's oldest are gone for good: the
+            // diagram cannot bridge them, so it restarts from the snapshot.
+            self.start_new_history();
+            if s.missed == 0 {
+                self.missed += gap;
+                self.toast(
+                    Level::Warn,
+                    "Missed events",
+                    &format!(
+                        "{} events happened while the page was away; the diagram restarts from the snapshot",
+                        format::count(gap)
+                    ),
+                );
+            }
         }
         if self.history.is_empty() {
             // The servers' starts may be older than the events we got: the timeline starts
@@ -1086,24 +1125,103 @@ mod tests {
         assert_eq!(st.clients[&2].history.len(), 1);
     }
 
+    fn hello(run: u64) -> ServerMsg {
+        ServerMsg::Hello(shared::Hello {
+            protocol: shared::PROTOCOL_VERSION,
+            server: "pbscope test".into(),
+            run,
+            limits: Limits {
+                max_message_bytes: 65536,
+                max_client: 1000,
+                max_lock_name: 64,
+                max_delay_ms: 10_000,
+                commands_per_sec: 200,
+                history: 100_000,
+            },
+        })
+    }
+
     #[test]
     fn a_restarted_server_starts_a_new_history() {
         let mut st = state();
-        let mut s = Script::default();
-        s.call(1, 1, "s1", "s2", 1).call(1, 2, "s1", "s2", 5);
-        receive(&mut st, vec![snapshot(s.events.clone(), 0)]);
+        let mut old = Script::default();
+        old.call(1, 1, "s1", "s2", 1).call(1, 2, "s1", "s2", 5);
+        receive(&mut st, vec![hello(7), snapshot(old.events.clone(), 0)]);
         assert_eq!(st.history.len(), 20);
+
+        // The new server has already produced more events than the page saw of the old one:
+        // sequence numbers alone would take its seqs 1..=20 for old ones and append the rest.
         let mut fresh = Script::default();
-        fresh.call(1, 1, "s1", "s2", 1);
-        receive(&mut st, vec![snapshot(fresh.events.clone(), 0)]);
+        fresh
+            .call(1, 1, "s1", "s2", 1)
+            .call(1, 2, "s1", "s2", 5)
+            .call(1, 3, "s1", "s2", 9);
+        receive(&mut st, vec![hello(8), snapshot(fresh.events.clone(), 0)]);
         assert_eq!(
             st.history.len(),
-            10,
-            "the new server's events are not mistaken for old ones"
+            30,
+            "every event of the new server, none of the old"
         );
-        assert_eq!(st.last_seq, Some(10));
-        assert_eq!(st.clients[&1].history.len(), 1);
+        assert_eq!(st.history.first_seq(), Some(1));
+        assert_eq!(st.last_seq, Some(30));
+        assert_eq!(st.clients[&1].history.len(), 3);
         assert_eq!(st.resyncs, 1);
+        assert!(
+            st.history.msgs.iter().all(|(_, m)| m.attempt == 1),
+            "c1.1 of the new server is a first try, not a retry of the old c1.1"
+        );
+        assert!(st.toasts.iter().any(|t| t.title == "New server"));
+
+        // Reconnecting to the same run appends only what is new.
+        let mut more = fresh.clone();
+        more.call(1, 4, "s1", "s2", 13);
+        receive(&mut st, vec![hello(8), snapshot(more.events.clone(), 0)]);
+        assert_eq!(st.resyncs, 1);
+        assert_eq!(st.history.len(), 40);
+    }
+
+    #[test]
+    fn a_reconnect_after_a_gap_restarts_the_diagram_and_counts_what_was_missed() {
+        let mut st = state();
+        let mut s = Script::default();
+        for i in 0..4 {
+            s.call(1, i + 1, "s1", "s2", i * 4);
+        }
+        let all = s.events.clone();
+        receive(&mut st, vec![hello(1), snapshot(all[..10].to_vec(), 0)]);
+        // Away for a while: the new connection's snapshot (missed = 0: a fresh connection)
+        // keeps only the newest events, which start after a gap of 15.
+        receive(&mut st, vec![hello(1), snapshot(all[25..].to_vec(), 0)]);
+        assert_eq!(st.resyncs, 1);
+        assert_eq!(st.missed, 15);
+        assert_eq!(st.history.first_seq(), Some(26));
+        assert!(st
+            .toasts
+            .iter()
+            .any(|t| t.title == "Missed events" && t.text.contains("15 events")));
+    }
+
+    #[test]
+    fn a_client_the_snapshot_no_longer_has_is_not_left_waiting() {
+        let mut st = state();
+        receive(&mut st, vec![snapshot(vec![], 0)]);
+        let mut s = Script::default();
+        s.ev(
+            "c2",
+            K::OpInvoked {
+                client: 2,
+                req: RequestId { client: 2, seq: 1 },
+                op: Op::Lock,
+                lock: "a".into(),
+                tag: None,
+                server: "s1".into(),
+            },
+        );
+        receive(&mut st, vec![ServerMsg::Events { events: s.events }]);
+        assert!(st.clients[&2].busy(), "c2 waits for its answer");
+        // The cluster was reset while the page was away: the server has no clerk c2 any more.
+        receive(&mut st, vec![snapshot(vec![], 0)]);
+        assert!(!st.clients[&2].busy(), "c2 waits for nothing now");
     }
 
     #[test]
@@ -1253,6 +1371,7 @@ mod tests {
     #[test]
     fn the_demo_advances_on_tagged_answers_and_finishes() {
         let mut st = state();
+        st.apply(Action::Connected);
         st.apply(Action::StartDemo {
             local_ms: 0.0,
             failover: false,
@@ -1285,5 +1404,28 @@ mod tests {
         let demo = st.demo.as_ref().expect("still running");
         assert_eq!(demo.answered, 1);
         assert!(!st.clients[&1].busy());
+    }
+
+    #[test]
+    fn the_demo_needs_a_connection_and_stops_when_a_step_cannot_be_sent() {
+        let mut st = state();
+        st.apply(Action::StartDemo {
+            local_ms: 0.0,
+            failover: false,
+        });
+        assert!(st.demo.is_none(), "no demo while not connected");
+        assert!(st.toasts.iter().any(|t| t.title == "Not connected"));
+
+        st.apply(Action::Connected);
+        st.apply(Action::StartDemo {
+            local_ms: 0.0,
+            failover: false,
+        });
+        let run = st.demo.as_ref().expect("connected: the demo runs");
+        let step = crate::demo::plan(run, 0.0, |_| false).send[0].clone();
+        // The socket closed under it: the step bounces, and the demo must not plan it again.
+        st.apply(Action::NotSent { cmd: step });
+        assert!(st.demo.is_none(), "a step that was not sent stops the demo");
+        assert!(st.toasts.iter().any(|t| t.title == "Demo stopped"));
     }
 }
