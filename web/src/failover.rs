@@ -71,6 +71,8 @@ pub struct Segment {
 pub struct CrashMark {
     pub t_us: u64,
     pub seq: u64,
+    /// Global index of the `crashed` event in the history (where the diagram shows it).
+    pub index: usize,
     pub server: Rc<str>,
     pub cause: CrashCause,
 }
@@ -80,6 +82,8 @@ pub struct CrashMark {
 pub struct Retry {
     pub t_us: u64,
     pub seq: u64,
+    /// Global index of the `rpc_failed` event in the history.
+    pub index: usize,
     pub client: u32,
     pub req: RequestId,
     pub from: Rc<str>,
@@ -94,6 +98,8 @@ pub struct Window {
     pub crash_us: Option<u64>,
     pub start_us: u64,
     pub start_seq: u64,
+    /// Global index, in the history, of the event that opened it (the crash or the failed call).
+    pub start_index: usize,
     pub end_us: Option<u64>,
     pub end_seq: Option<u64>,
     /// Clients that waited.
@@ -113,10 +119,13 @@ impl Window {
     }
 }
 
+/// A failure of `server` that clients may run into. It outlives its first window: a client
+/// that calls the dead server later waits in vain too, and that window belongs to the same crash.
 #[derive(Debug, Clone, PartialEq)]
 struct Candidate {
     server: Rc<str>,
     crash_us: Option<u64>,
+    /// Clients waiting in the open window (or pending at the crash, before it opened).
     affected: Vec<u32>,
     window: Option<Window>,
 }
@@ -178,10 +187,14 @@ impl Failover {
         self.set_state(&Rc::from(server), state, t_us);
     }
 
-    pub fn apply(&mut self, ev: &Ev, syms: &Symbols) {
+    /// Folds one event; `index` is its global index in the history.
+    pub fn apply(&mut self, ev: &Ev, index: usize, syms: &Symbols) {
         let node = syms.name(ev.node);
         match &ev.kind {
             Kind::Started { role, .. } => {
+                // A new incarnation: its predecessor's failure has nothing more to open.
+                self.candidates
+                    .retain(|c| c.server != node || c.window.is_some());
                 self.set_state(&node, Serving::from_role(*role, false), ev.t_us)
             }
             Kind::RoleChanged { role, alone, .. } => {
@@ -194,6 +207,7 @@ impl Failover {
                     CrashMark {
                         t_us: ev.t_us,
                         seq: ev.seq,
+                        index,
                         server: node.clone(),
                         cause: *cause,
                     },
@@ -206,6 +220,7 @@ impl Failover {
                         crash_us: Some(ev.t_us),
                         start_us: ev.t_us,
                         start_seq: ev.seq,
+                        start_index: index,
                         end_us: None,
                         end_seq: None,
                         clients: affected.clone(),
@@ -263,6 +278,7 @@ impl Failover {
                     Retry {
                         t_us: ev.t_us,
                         seq: ev.seq,
+                        index,
                         client: req.client,
                         req: *req,
                         from: failed.clone(),
@@ -305,6 +321,7 @@ impl Failover {
                             crash_us: cand.crash_us,
                             start_us: start,
                             start_seq: ev.seq,
+                            start_index: index,
                             end_us: None,
                             end_seq: None,
                             clients: vec![req.client],
@@ -322,21 +339,19 @@ impl Failover {
         }
     }
 
-    /// Closes the open windows that `client`'s answer (or give-up) ends.
+    /// Closes the open windows that `client`'s answer (or give-up) ends. The candidate stays,
+    /// so a later call that runs into the same dead server opens a window of the same crash.
     fn finish(&mut self, client: u32, ev: &Ev, by: Option<Rc<str>>) {
-        let mut i = 0;
-        while i < self.candidates.len() {
-            let c = &self.candidates[i];
-            if c.window.is_some() && c.affected.contains(&client) {
-                let c = self.candidates.remove(i);
-                if let Some(mut w) = c.window {
-                    w.end_us = Some(ev.t_us);
-                    w.end_seq = Some(ev.seq);
-                    w.answered_by = by.clone();
-                    push_capped(&mut self.windows, w, WINDOWS_CAP);
-                }
-            } else {
-                i += 1;
+        for c in &mut self.candidates {
+            if !c.affected.contains(&client) {
+                continue;
+            }
+            if let Some(mut w) = c.window.take() {
+                w.end_us = Some(ev.t_us);
+                w.end_seq = Some(ev.seq);
+                w.answered_by = by.clone();
+                push_capped(&mut self.windows, w, WINDOWS_CAP);
+                c.affected.clear();
             }
         }
     }
@@ -603,6 +618,7 @@ mod tests {
             crash_us: Some(crash),
             start_us: start,
             start_seq: seq,
+            start_index: 0,
             end_us: Some(end),
             end_seq: Some(seq + 1),
             clients: vec![1],
@@ -637,6 +653,74 @@ mod tests {
             around_latest_failover(&[&late1, &late2], 1_000_000_000),
             Some((900_000_000 - 20_000, 900_001_000 + 20_000))
         );
+    }
+
+    /// The failover demo's pattern: c2 is pending when the armed primary dies, its retry is
+    /// answered (first window), then c1's next call runs into the dead primary (second window).
+    /// Both windows belong to the crash, so the default zoom shows the crash and both.
+    #[test]
+    fn a_later_call_into_the_dead_server_opens_a_window_of_the_same_crash() {
+        let mut s = Script::default();
+        started(&mut s);
+        invoke(&mut s, 2, 1, "s1");
+        s.at(500_000).ev(
+            "s1",
+            K::Crashed {
+                pid: 1,
+                cause: CrashCause::BeforeReply,
+                req: Some(RequestId { client: 2, seq: 1 }),
+            },
+        );
+        let crash_at = s.t_us;
+        rpc_failed(&mut s, 2, 1);
+        // The bus got the clerk's report before the supervisor's: the history places events
+        // by time, so the `crashed` event carries the higher seq but comes first.
+        let n = s.events.len();
+        let (a, b) = (s.events[n - 2].seq, s.events[n - 1].seq);
+        s.events[n - 2].seq = b;
+        s.events[n - 1].seq = a;
+        s.at(crash_at + 30_000);
+        completed(&mut s, 2, 1, "s2");
+        s.at(crash_at + 400_000);
+        invoke(&mut s, 1, 1, "s1");
+        let second_start = s.t_us;
+        rpc_failed(&mut s, 1, 1);
+        s.at(second_start + 10_000);
+        completed(&mut s, 1, 1, "s2");
+        let second_end = s.t_us;
+
+        let mut h = History::new(Symbols::default());
+        for e in &s.events {
+            h.push(e);
+        }
+        let f = &h.failover;
+        assert_eq!(f.windows.len(), 2);
+        assert_eq!(f.windows[0].start_us, crash_at);
+        assert_eq!(f.windows[0].clients, vec![2]);
+        assert_eq!(f.windows[1].start_us, second_start);
+        assert_eq!(f.windows[1].clients, vec![1]);
+        assert_eq!(
+            f.windows[1].crash_us,
+            Some(crash_at),
+            "the second window still knows its crash"
+        );
+        let all: Vec<&Window> = f.all_windows().collect();
+        let (from, to) = around_latest_failover(&all, second_end).expect("a failover");
+        assert!(from <= crash_at, "the zoom shows the crash");
+        assert!(to >= second_end, "and the end of the latest window");
+
+        // Each mark leads to its own event, whatever the order of seqs in the history.
+        for c in &f.crashes {
+            let e = h.event(c.index).expect("the crash is in the history");
+            assert!(matches!(e.kind, Kind::Crashed { .. }) && e.seq == c.seq);
+        }
+        for r in &f.retries {
+            let e = h.event(r.index).expect("the retry is in the history");
+            assert!(matches!(e.kind, Kind::RpcFailed { .. }) && e.seq == r.seq);
+        }
+        for w in &f.windows {
+            assert_eq!(h.event(w.start_index).map(|e| e.seq), Some(w.start_seq));
+        }
     }
 
     #[test]

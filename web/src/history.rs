@@ -338,7 +338,7 @@ impl History {
         };
         self.track_death(&ev);
         if Failover::cares(&ev.kind) {
-            Rc::make_mut(&mut self.failover).apply(&ev, &self.syms);
+            Rc::make_mut(&mut self.failover).apply(&ev, index, &self.syms);
         }
         self.events.push(ev);
         if self.events.len() > self.cap {

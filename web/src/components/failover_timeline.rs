@@ -6,19 +6,11 @@ use yew::prelude::*;
 
 use super::use_ctx;
 use crate::failover::{Serving, Window};
-use crate::history::History;
 use crate::store::{Action, Selection};
 use crate::{format, ws};
 
 /// Chips listed above the strip (newest first).
 const CHIPS: usize = 3;
-
-fn index_of_seq(h: &History, seq: u64) -> Option<usize> {
-    let i = h
-        .events
-        .partition_point(h.events.indices(), |e| e.seq < seq);
-    h.event(i).filter(|e| e.seq == seq).map(|_| i)
-}
 
 #[function_component(FailoverTimeline)]
 pub fn failover_timeline() -> Html {
@@ -61,9 +53,10 @@ pub fn failover_timeline() -> Html {
     let span = (t1 - t0) as f64;
     let pct = |t: u64| (t.clamp(t0, t1) - t0) as f64 / span * 100.0;
 
-    let select_seq = |seq: u64| {
+    // Marks carry the global index of their event; it may have left the history since.
+    let select = |index: usize| {
         let ctx = ctx.clone();
-        let idx = index_of_seq(h, seq);
+        let idx = h.event(index).map(|_| index);
         Callback::from(move |_| {
             if let Some(i) = idx {
                 ctx.dispatch(Action::Select(Some(Selection::Event(i))));
@@ -94,7 +87,7 @@ pub fn failover_timeline() -> Html {
         html! {
             <button class={classes!("window-chip", class, latest.then_some("latest"))}
                     data-testid="failover-window" data-ms={(w.duration_us(now) / 1000).to_string()}
-                    onclick={select_seq(w.start_seq)} title={format!("{text} — click to show it in the diagram")}>
+                    onclick={select(w.start_index)} title={format!("{text} — click to show it in the diagram")}>
                 <span class="window-ms">{dur}</span>
                 if latest {
                     <span class="window-text">{text}</span>
@@ -123,7 +116,7 @@ pub fn failover_timeline() -> Html {
         let crashes = f.crashes.iter().filter(|c| &*c.server == s.as_str() && c.t_us >= t0 && c.t_us <= t1).map(|c| {
             let x = pct(c.t_us);
             html! {
-                <g class="tl-crash" onclick={select_seq(c.seq)}>
+                <g class="tl-crash" onclick={select(c.index)}>
                     <title>{format!("{s} crashed at {}", format::clock(c.t_us))}</title>
                     <line x1={format!("{x}%")} x2={format!("{x}%")} y1="0" y2="24" />
                     <text x={format!("{x}%")} y="17">{"✕"}</text>
@@ -140,7 +133,7 @@ pub fn failover_timeline() -> Html {
     let retries = f.retries.iter().filter(|r| r.t_us >= t0 && r.t_us <= t1).map(|r| {
         let x = pct(r.t_us);
         html! {
-            <g class="tl-retry" onclick={select_seq(r.seq)}>
+            <g class="tl-retry" onclick={select(r.index)}>
                 <title>{format!("c{} re-sent #{} to {} after {} failed", r.client, format::req(r.req), r.to, r.from)}</title>
                 <circle cx={format!("{x}%")} cy="12" r="7" />
                 <text x={format!("{x}%")} y="16">{"↻"}</text>
