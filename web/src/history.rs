@@ -294,6 +294,36 @@ impl History {
         self.msgs.get(index)
     }
 
+    /// How many messages belong to the same call as message `index` (same request id and
+    /// cluster generation). A client has one call outstanding at a time, so the scan stops
+    /// where that client's previous and next calls begin: it looks at the messages sent
+    /// during the call, not at the whole history.
+    pub fn messages_of_call(&self, index: usize) -> usize {
+        let Some(m) = self.msgs.get(index) else {
+            return 0;
+        };
+        let same_call = |o: &MsgRec| o.req == m.req && o.generation == m.generation;
+        let other_call_of_client = |o: &MsgRec| {
+            o.req.client == m.req.client && (o.generation != m.generation || o.req != m.req)
+        };
+        let mut count = 0;
+        for i in (self.msgs.first_index()..index).rev() {
+            match self.msgs.get(i) {
+                Some(o) if other_call_of_client(o) => break,
+                Some(o) if same_call(o) => count += 1,
+                _ => {}
+            }
+        }
+        for i in index..self.msgs.end_index() {
+            match self.msgs.get(i) {
+                Some(o) if other_call_of_client(o) => break,
+                Some(o) if same_call(o) => count += 1,
+                _ => {}
+            }
+        }
+        count
+    }
+
     pub fn event(&self, index: usize) -> Option<&Ev> {
         self.events.get(index)
     }
@@ -882,6 +912,28 @@ pub(crate) mod tests {
             .map(|(_, m)| (m.attempt, m.generation))
             .collect();
         assert_eq!(attempts, vec![(1, 0), (2, 0), (1, 0), (1, 1)]);
+    }
+
+    #[test]
+    fn the_messages_of_a_call_are_counted_among_other_clients_calls() {
+        let mut s = Script::default();
+        s.call(1, 1, "s1", "s2", 1)
+            .call(2, 1, "s1", "s2", 5)
+            .call(1, 2, "s1", "s2", 9)
+            .call(2, 2, "s1", "s2", 13)
+            .call(1, 3, "s1", "s2", 17);
+        let h = history_of(&s);
+        let c1_2: Vec<usize> = h
+            .msgs
+            .iter()
+            .filter(|(_, m)| m.req == RequestId { client: 1, seq: 2 })
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(c1_2.len(), 4);
+        for i in c1_2 {
+            assert_eq!(h.messages_of_call(i), 4, "request, forward, ack, reply");
+        }
+        assert_eq!(h.messages_of_call(h.msgs.end_index()), 0, "no such message");
     }
 
     #[test]

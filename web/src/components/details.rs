@@ -201,12 +201,10 @@ fn msg_rows(h: &History, i: usize) -> Option<(String, String, Vec<Html>)> {
     if m.attempt > 1 {
         rows.push(row("retry", format!("send #{} of this request: the same id, so a server that already ran it answers from its record", m.attempt)));
     }
-    let same = h
-        .msgs
-        .iter()
-        .filter(|(_, o)| o.req == m.req && o.generation == m.generation)
-        .count();
-    rows.push(row("messages of this call", same.to_string()));
+    rows.push(row(
+        "messages of this call",
+        h.messages_of_call(i).to_string(),
+    ));
     Some((
         m.kind.as_str().replace('_', " "),
         m.kind.as_str().to_string(),
