@@ -7,8 +7,10 @@
 //! page's own `window.__pbscope.events_ingested` counter). Prints numbers; asserts nothing.
 //!
 //! `--view live` (default) keeps the diagram on the live edge; `--view back` scrolls to the
-//! middle of the history first (new events arrive below, out of view); `--view scrolling`
-//! scrolls through the history by 60 px every frame while measuring, as a person reading back.
+//! middle of the history first (new events arrive below, out of view) and also reports how far
+//! the event at the top of the view moved while the cap dropped old events (it should not move);
+//! `--view scrolling` scrolls through the history by 60 px every frame while measuring, as a
+//! person reading back.
 //!
 //!   cargo build --release -p server && trunk build --release &&
 //!   PBSCOPE_BIN=target/release/pbscope cargo run --release -p e2e --bin page_bench
@@ -121,6 +123,28 @@ function tick(now) {
   if (b.run) requestAnimationFrame(tick);
 }
 requestAnimationFrame(tick);
+// The topmost mark in view, a second after scrolling (the page has rendered there by then).
+window.__anchor = function () {
+  const box = diagram.getBoundingClientRect();
+  let best = null;
+  for (const m of diagram.querySelectorAll('.mark[data-seq]')) {
+    const r = m.getBoundingClientRect();
+    if (r.top >= box.top + 60 && r.bottom <= box.bottom && (!best || r.top < best.top)) {
+      best = { seq: m.dataset.seq, node: m.dataset.node, top: r.top };
+    }
+  }
+  return best;
+};
+// Two seconds later, how far it moved (null: it left the view). Not longer: at ~10k events/s
+// the cap drops an event from the middle of a 100k history within about five seconds, and
+// then the view rightly ends up on the oldest event still held.
+if (view === 'back' && diagram) setTimeout(() => {
+  const a = window.__anchor();
+  setTimeout(() => {
+    const m = a && diagram.querySelector(`.mark[data-seq="${a.seq}"][data-node="${a.node}"]`);
+    window.__bench.anchor_move = m ? m.getBoundingClientRect().top - a.top : null;
+  }, 2000);
+}, 1000);
 "#;
 
 async fn ingested(s: &Session) -> anyhow::Result<f64> {
@@ -174,6 +198,15 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let secs = t0.elapsed().as_secs_f64();
     let after = ingested(&s).await?;
+    let anchor_move = if a.view == "back" {
+        let v = s
+            .browser
+            .execute("return window.__bench.anchor_move;", vec![])
+            .await?;
+        Some(v.as_f64())
+    } else {
+        None
+    };
     let memory = s
         .browser
         .execute(
@@ -205,6 +238,13 @@ async fn main() -> anyhow::Result<()> {
         "  frames: {} in {:.1} s = {:.1} fps; interval p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} frames over 50 ms",
         iv.len(), secs, iv.len() as f64 / secs, pct(&iv, 0.5), pct(&iv, 0.95), pct(&iv, 0.99), iv.last().copied().unwrap_or(0.0), long
     );
+    match anchor_move {
+        Some(Some(px)) => println!(
+            "  view held: the event at the top of the view moved {px:.0} px in 2 s while the cap dropped old events"
+        ),
+        Some(None) => println!("  view NOT held: the event at the top of the view left the view"),
+        None => {}
+    }
     let mem: Vec<f64> = memory
         .as_array()
         .into_iter()

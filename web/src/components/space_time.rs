@@ -48,6 +48,10 @@ pub fn space_time() -> Html {
     let ours = use_mut_ref(|| None::<i32>);
     let hovered = use_state(|| None::<RequestId>);
     let tick = use_state(|| 0u64);
+    // The history's origin at the last render (see `shift` below).
+    let last_origin = use_mut_ref(|| None::<f64>);
+    // The fraction of a pixel of that shift not yet applied (scroll offsets are whole pixels).
+    let carry = use_mut_ref(|| 0.0f64);
 
     // Measure the scroll area now and whenever it is resized.
     {
@@ -87,8 +91,25 @@ pub fn space_time() -> Html {
         });
     }
 
-    let view = *view_cell.borrow();
     let shown: &History = st.shown();
+    // At the cap the oldest rows leave from the top and every row moves up by their height.
+    // Someone reading back must keep the same events in view: move the scroll offset with
+    // them (following, the view sticks to the bottom anyway).
+    let origin = shown.origin_y();
+    let shift = last_origin
+        .borrow_mut()
+        .replace(origin)
+        .map_or(0.0, |before| origin - before);
+    let shift = if st.follow || shift <= 0.0 {
+        0.0
+    } else {
+        shift
+    };
+    if shift > 0.0 {
+        let mut v = view_cell.borrow_mut();
+        v.top = (v.top - shift).max(0.0);
+    }
+    let view = *view_cell.borrow();
     let animating = !st.paused() && st.slow_motion_ms > 0 && shown.in_flight_count() > 0;
     let now_us = if animating {
         st.server_now_us(ws::now_ms())
@@ -122,19 +143,28 @@ pub fn space_time() -> Html {
     };
     let scene = layout::scene(shown, &lanes, vp, now_us, st.slow_motion_ms);
 
-    // Follow the live edge: after every render, stick to the bottom.
+    // After every render: following, stick to the bottom; reading back, move with the rows
+    // the cap shifted (relative to where the person is now, in case they scrolled meanwhile).
     {
         let scroll = scroll.clone();
         let follow = st.follow;
         let ours = ours.clone();
+        let carry = carry.clone();
         use_effect(move || {
-            if follow {
-                if let Some(el) = scroll.cast::<Element>() {
+            if let Some(el) = scroll.cast::<Element>() {
+                if follow {
                     let bottom = el.scroll_height() - el.client_height();
                     if el.scroll_top() < bottom {
                         el.set_scroll_top(bottom);
                         *ours.borrow_mut() = Some(el.scroll_top());
                     }
+                } else if shift > 0.0 {
+                    let mut carry = carry.borrow_mut();
+                    let want = el.scroll_top() as f64 - shift + *carry;
+                    let to = want.max(0.0).round();
+                    *carry = if want > 0.0 { want - to } else { 0.0 };
+                    el.set_scroll_top(to as i32);
+                    *ours.borrow_mut() = Some(el.scroll_top());
                 }
             }
         });
