@@ -228,6 +228,20 @@ impl Session {
         bail!("timed out waiting on {css}; last text {last:?}")
     }
 
+    /// The attribute `name` of the first element matching `css` (waiting for the element).
+    pub async fn attr(&self, css: &str, name: &str) -> anyhow::Result<String> {
+        let el = self
+            .browser
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+            .with_context(|| format!("no element {css}"))?;
+        el.attr(name)
+            .await?
+            .with_context(|| format!("{css} has no attribute {name}"))
+    }
+
     /// How many elements match `css` now.
     pub async fn count(&self, css: &str) -> anyhow::Result<usize> {
         Ok(self.browser.find_all(Locator::Css(css)).await?.len())

@@ -75,6 +75,9 @@ async fn crashing_the_primary_moves_the_next_lock_to_the_backup() -> anyhow::Res
         "s1 (pid {pid}) must really be gone"
     );
 
+    // The lane is hatched from the crash on.
+    s.wait_count("[data-testid=dead-s1]", 1).await?;
+
     s.click("[data-testid=unlock-c1]").await?;
     s.wait_count(
         "[data-kind=request][data-from=c1][data-to=s2][data-req='c1.2']",
@@ -92,6 +95,12 @@ async fn crashing_the_primary_moves_the_next_lock_to_the_backup() -> anyhow::Res
     .await?;
     s.wait_text("[data-testid=failover-window]", |t| t.contains("ms"))
         .await?;
+    // The timeline: s1's row ends dead, s2's goes on serving alone, and c1's retry is marked.
+    s.wait_count("[data-testid=timeline-s1] rect.dead", 1)
+        .await?;
+    s.wait_count("[data-testid=timeline-s2] rect.alone", 1)
+        .await?;
+    s.wait_count(".tl-retry", 1).await?;
     s.screenshot("failover").await?;
     s.close().await
 }
@@ -141,6 +150,15 @@ fn running(pid: u32) -> bool {
     })
 }
 
+/// The number in a counter's text ("1 234 served" is 1234; 0 when there is none).
+fn number_in(text: &str) -> u64 {
+    text.chars()
+        .filter(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or(0)
+}
+
 /// Reads the PID a server card shows.
 async fn pid_shown(s: &Session, id: &str) -> anyhow::Result<u32> {
     let t = s
@@ -148,10 +166,7 @@ async fn pid_shown(s: &Session, id: &str) -> anyhow::Result<u32> {
             t.chars().any(|c| c.is_ascii_digit())
         })
         .await?;
-    Ok(t.chars()
-        .filter(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()?)
+    Ok(number_in(&t) as u32)
 }
 
 /// The server goes away under an open page: the page says it is reconnecting, and when a new
@@ -258,5 +273,90 @@ async fn shortcuts_crash_and_reset_and_a_refused_command_is_shown() -> anyhow::R
     let new = pid_shown(&s, "s1").await?;
     assert_ne!(new, old, "reset starts new processes");
     assert!(running(new), "the new s1 (pid {new}) runs");
+    s.close().await
+}
+
+/// Slow motion is a real delay on every hop: a request is drawn in flight with its head moving
+/// toward the primary, and the answer's latency covers the four delayed hops.
+#[tokio::test]
+async fn slow_motion_shows_a_message_travel_and_really_delays_it() -> anyhow::Result<()> {
+    const DELAY_MS: u64 = 800;
+    let s = Session::open_page().await?;
+    s.click(&format!("[data-testid=slow-{DELAY_MS}]")).await?;
+    s.wait_count(
+        &format!("[data-testid=slow-{DELAY_MS}][aria-pressed=true]"),
+        1,
+    )
+    .await?;
+    s.click("[data-testid=lock-c1]").await?;
+    let head = "[data-kind=request][data-from=c1][data-to=s1].in-flight circle.head";
+    s.wait_count(head, 1).await?;
+    let x0: f64 = s.attr(head, "cx").await?.parse()?;
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    let x1: f64 = s.attr(head, "cx").await?.parse()?;
+    // Clients are left of servers: the head moves right, toward s1.
+    assert!(
+        x1 > x0 + 10.0,
+        "the request's head moves toward s1 while in flight: x {x0} then {x1}"
+    );
+    s.screenshot("slow-motion").await?;
+
+    let entry = "[data-testid=history-entry-c1][data-req='c1.1']";
+    s.wait_count(entry, 1).await?;
+    let latency_us: u64 = s.attr(entry, "data-latency-us").await?.parse()?;
+    assert!(
+        latency_us >= 4 * DELAY_MS * 1000,
+        "request, forward, ack and reply each wait {DELAY_MS} ms: latency {latency_us} µs"
+    );
+    s.close().await
+}
+
+/// The demo puts traffic on the screen at once: three clients call, each answered through the
+/// primary and the backup.
+#[tokio::test]
+async fn the_demo_runs_three_clients_through_primary_and_backup() -> anyhow::Result<()> {
+    let s = Session::open_page().await?;
+    s.click("[data-testid=demo]").await?;
+    s.wait_text("[data-testid=demo]", |t| t.contains("stop"))
+        .await?;
+    for c in ["c1", "c2", "c3"] {
+        s.wait_count(&format!("[data-kind=reply][data-from=s1][data-to={c}]"), 1)
+            .await?;
+        s.wait_count(&format!("[data-testid=history-entry-{c}]"), 1)
+            .await?;
+    }
+    // The diagram keeps only the rows in view in the page; the cards count everything: each
+    // answered call was served by s1 and applied by s2.
+    let at_least_3 = |t: &str| number_in(t) >= 3;
+    s.wait_text("[data-testid=served-s1]", at_least_3).await?;
+    s.wait_text("[data-testid=applied-s2]", at_least_3).await?;
+    s.close().await
+}
+
+/// `?` opens the help overlay with the shortcuts, `Esc` closes it.
+#[tokio::test]
+async fn the_help_overlay_lists_the_shortcuts() -> anyhow::Result<()> {
+    let s = Session::open_page().await?;
+    let body = s.browser.find(fantoccini::Locator::Css("body")).await?;
+    body.send_keys("?").await?;
+    let help = s
+        .wait_text("[data-testid=help]", |t| t.contains("Shift+K"))
+        .await?;
+    for want in ["crash the primary", "slow motion", "follow live"] {
+        assert!(
+            help.to_lowercase().contains(want),
+            "the help lacks {want:?}: {help}"
+        );
+    }
+    body.send_keys(&char::from(fantoccini::key::Key::Escape).to_string())
+        .await?;
+    let deadline = tokio::time::Instant::now() + e2e::WAIT;
+    while s.count("[data-testid=help]").await? > 0 {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "Esc closes the help"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     s.close().await
 }

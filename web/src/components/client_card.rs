@@ -134,7 +134,8 @@ pub fn client_card(props: &ClientCardProps) -> Html {
         let latency = r.latency_us.map(format::duration).unwrap_or_default();
         html! {
             <li class={classes!("entry", class, (r.attempts > 1).then_some("retried"))}
-                data-testid={format!("history-entry-{name}")} data-req={format::req(r.req)} title={why}>
+                data-testid={format!("history-entry-{name}")} data-req={format::req(r.req)}
+                data-latency-us={r.latency_us.map(|us| us.to_string())} title={why}>
                 <span class="call">{format!("{}({})", format::op_name(r.op), r.lock)}</span>
                 <span class="arrow-sym">{"→"}</span>
                 <span class={classes!("answer", class)}>{answer}</span>

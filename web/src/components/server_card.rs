@@ -86,7 +86,7 @@ pub fn server_card(props: &ServerCardProps) -> Html {
                 <span data-testid={format!("served-{id}")} title="Client requests this server answered (retries from its record too)">
                     <b>{format::count(n.served)}</b>{" served"}
                 </span>
-                <span title="Operations forwarded by the primary that this server applied">
+                <span data-testid={format!("applied-{id}")} title="Operations forwarded by the primary that this server applied">
                     <b>{format::count(n.applied_forwards)}</b>{" applied from primary"}
                 </span>
             </div>
