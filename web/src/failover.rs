@@ -128,6 +128,9 @@ struct Candidate {
     /// Clients waiting in the open window (or pending at the crash, before it opened).
     affected: Vec<u32>,
     window: Option<Window>,
+    /// The server was started again: the open window may still close, but a failure of the
+    /// new process is not this crash's.
+    retired: bool,
 }
 
 /// See the module documentation.
@@ -195,6 +198,9 @@ impl Failover {
                 // A new incarnation: its predecessor's failure has nothing more to open.
                 self.candidates
                     .retain(|c| c.server != node || c.window.is_some());
+                for c in self.candidates.iter_mut().filter(|c| c.server == node) {
+                    c.retired = true;
+                }
                 self.set_state(&node, Serving::from_role(*role, false), ev.t_us)
             }
             Kind::RoleChanged { role, alone, .. } => {
@@ -233,6 +239,7 @@ impl Failover {
                             crash_us: Some(ev.t_us),
                             affected,
                             window,
+                            retired: false,
                         },
                         CANDIDATES_CAP,
                     );
@@ -287,7 +294,11 @@ impl Failover {
                     MARKS_CAP,
                 );
                 let invoked = self.pending.get(&req.client).map_or(ev.t_us, |(_, t)| *t);
-                let pos = self.candidates.iter().rposition(|c| c.server == failed);
+                // A retired candidate still takes the clients it already has (they have been
+                // waiting since the crash), not new ones.
+                let pos = self.candidates.iter().rposition(|c| {
+                    c.server == failed && (!c.retired || c.affected.contains(&req.client))
+                });
                 let cand = match pos {
                     Some(i) => &mut self.candidates[i],
                     None => {
@@ -298,6 +309,7 @@ impl Failover {
                                 crash_us: None,
                                 affected: Vec::new(),
                                 window: None,
+                                retired: false,
                             },
                             CANDIDATES_CAP,
                         );
@@ -339,8 +351,9 @@ impl Failover {
         }
     }
 
-    /// Closes the open windows that `client`'s answer (or give-up) ends. The candidate stays,
-    /// so a later call that runs into the same dead server opens a window of the same crash.
+    /// Closes the open windows that `client`'s answer (or give-up) ends. The candidate stays
+    /// (unless retired), so a later call that runs into the same dead server opens a window of
+    /// the same crash.
     fn finish(&mut self, client: u32, ev: &Ev, by: Option<Rc<str>>) {
         for c in &mut self.candidates {
             if !c.affected.contains(&client) {
@@ -354,6 +367,7 @@ impl Failover {
                 c.affected.clear();
             }
         }
+        self.candidates.retain(|c| !c.retired || c.window.is_some());
     }
 
     fn state_of(&self, server: &str) -> Option<Serving> {
@@ -721,6 +735,51 @@ mod tests {
         for w in &f.windows {
             assert_eq!(h.event(w.start_index).map(|e| e.seq), Some(w.start_seq));
         }
+    }
+
+    #[test]
+    fn a_failure_of_a_restarted_server_is_not_its_old_crash() {
+        let mut s = Script::default();
+        started(&mut s);
+        invoke(&mut s, 1, 1, "s1");
+        s.at(100_000).ev(
+            "s1",
+            K::Crashed {
+                pid: 1,
+                cause: CrashCause::Command,
+                req: None,
+            },
+        );
+        // s1 comes back while c1 still waits; then c1 is answered by s2.
+        s.at(150_000).ev(
+            "s1",
+            K::ProcessStarted {
+                pid: 3,
+                role: Role::Backup,
+                port: 3,
+            },
+        );
+        rpc_failed(&mut s, 1, 1);
+        s.at(200_000);
+        completed(&mut s, 1, 1, "s2");
+        // Much later the new s1 fails a call of c2: a failure of its own, not of the old crash.
+        s.at(9_000_000);
+        invoke(&mut s, 2, 1, "s1");
+        rpc_failed(&mut s, 2, 1);
+        let f = fold(&s);
+        assert_eq!(
+            f.windows.len(),
+            1,
+            "the crash's window closed when c1 was answered"
+        );
+        assert_eq!(f.windows[0].crash_us, Some(100_100));
+        let open = f.latest_window().expect("c2 waits");
+        assert!(open.is_open());
+        assert_eq!(open.clients, vec![2]);
+        assert_eq!(
+            open.crash_us, None,
+            "not attributed to the crash before the restart"
+        );
     }
 
     #[test]

@@ -294,34 +294,18 @@ impl History {
         self.msgs.get(index)
     }
 
-    /// How many messages belong to the same call as message `index` (same request id and
-    /// cluster generation). A client has one call outstanding at a time, so the scan stops
-    /// where that client's previous and next calls begin: it looks at the messages sent
-    /// during the call, not at the whole history.
+    /// How many of the held messages belong to the same call as message `index` (same request
+    /// id and cluster generation). Late ones count too: a slow or hung server may still forward
+    /// or answer a call after its client moved on to the next, so no neighbourhood of `index`
+    /// is enough. A linear scan of the held messages, for the one message the details show.
     pub fn messages_of_call(&self, index: usize) -> usize {
         let Some(m) = self.msgs.get(index) else {
             return 0;
         };
-        let same_call = |o: &MsgRec| o.req == m.req && o.generation == m.generation;
-        let other_call_of_client = |o: &MsgRec| {
-            o.req.client == m.req.client && (o.generation != m.generation || o.req != m.req)
-        };
-        let mut count = 0;
-        for i in (self.msgs.first_index()..index).rev() {
-            match self.msgs.get(i) {
-                Some(o) if other_call_of_client(o) => break,
-                Some(o) if same_call(o) => count += 1,
-                _ => {}
-            }
-        }
-        for i in index..self.msgs.end_index() {
-            match self.msgs.get(i) {
-                Some(o) if other_call_of_client(o) => break,
-                Some(o) if same_call(o) => count += 1,
-                _ => {}
-            }
-        }
-        count
+        self.msgs
+            .iter()
+            .filter(|(_, o)| o.req == m.req && o.generation == m.generation)
+            .count()
     }
 
     pub fn event(&self, index: usize) -> Option<&Ev> {
@@ -915,23 +899,45 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn the_messages_of_a_call_are_counted_among_other_clients_calls() {
+    fn the_messages_of_a_call_are_counted_among_other_calls_and_late_ones() {
         let mut s = Script::default();
         s.call(1, 1, "s1", "s2", 1)
             .call(2, 1, "s1", "s2", 5)
             .call(1, 2, "s1", "s2", 9)
             .call(2, 2, "s1", "s2", 13)
             .call(1, 3, "s1", "s2", 17);
+        // A straggler: a server answers c1.2 again after c1.3 was done (a slow server whose
+        // client gave up on it and was answered elsewhere).
+        s.sent(
+            40,
+            "s2",
+            "c1",
+            Msg::Reply {
+                req: RequestId { client: 1, seq: 2 },
+                ok: true,
+            },
+        );
         let h = history_of(&s);
+        let c1_3 = h
+            .msgs
+            .iter()
+            .find(|(_, m)| m.req == RequestId { client: 1, seq: 3 })
+            .map(|(i, _)| i)
+            .expect("c1.3 is held");
+        assert_eq!(h.messages_of_call(c1_3), 4);
         let c1_2: Vec<usize> = h
             .msgs
             .iter()
             .filter(|(_, m)| m.req == RequestId { client: 1, seq: 2 })
             .map(|(i, _)| i)
             .collect();
-        assert_eq!(c1_2.len(), 4);
+        assert_eq!(c1_2.len(), 5);
         for i in c1_2 {
-            assert_eq!(h.messages_of_call(i), 4, "request, forward, ack, reply");
+            assert_eq!(
+                h.messages_of_call(i),
+                5,
+                "request, forward, ack, reply, and the late reply"
+            );
         }
         assert_eq!(h.messages_of_call(h.msgs.end_index()), 0, "no such message");
     }
