@@ -140,9 +140,10 @@ window.__anchor = function () {
 // then the view rightly ends up on the oldest event still held.
 if (view === 'back' && diagram) setTimeout(() => {
   const a = window.__anchor();
+  if (!a) { window.__bench.anchor = 'no mark in view'; return; }
   setTimeout(() => {
-    const m = a && diagram.querySelector(`.mark[data-seq="${a.seq}"][data-node="${a.node}"]`);
-    window.__bench.anchor_move = m ? m.getBoundingClientRect().top - a.top : null;
+    const m = diagram.querySelector(`.mark[data-seq="${a.seq}"][data-node="${a.node}"]`);
+    window.__bench.anchor = m ? m.getBoundingClientRect().top - a.top : 'left the view';
   }, 2000);
 }, 1000);
 "#;
@@ -198,12 +199,12 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let secs = t0.elapsed().as_secs_f64();
     let after = ingested(&s).await?;
-    let anchor_move = if a.view == "back" {
+    let anchor = if a.view == "back" {
         let v = s
             .browser
-            .execute("return window.__bench.anchor_move;", vec![])
+            .execute("return window.__bench.anchor;", vec![])
             .await?;
-        Some(v.as_f64())
+        Some(v)
     } else {
         None
     };
@@ -238,11 +239,16 @@ async fn main() -> anyhow::Result<()> {
         "  frames: {} in {:.1} s = {:.1} fps; interval p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} frames over 50 ms",
         iv.len(), secs, iv.len() as f64 / secs, pct(&iv, 0.5), pct(&iv, 0.95), pct(&iv, 0.99), iv.last().copied().unwrap_or(0.0), long
     );
-    match anchor_move {
-        Some(Some(px)) => println!(
-            "  view held: the event at the top of the view moved {px:.0} px in 2 s while the cap dropped old events"
+    match anchor {
+        Some(Value::Number(px)) => println!(
+            "  view held: the event at the top of the view moved {:.0} px in 2 s while the cap dropped old events",
+            px.as_f64().unwrap_or(f64::NAN)
         ),
-        Some(None) => println!("  view NOT held: the event at the top of the view left the view"),
+        Some(Value::String(why)) if why == "left the view" => {
+            println!("  view NOT held: the event at the top of the view left the view in 2 s")
+        }
+        Some(Value::String(why)) => println!("  view not measured: {why}"),
+        Some(_) => println!("  view not measured: the run was shorter than 3 s"),
         None => {}
     }
     let mem: Vec<f64> = memory

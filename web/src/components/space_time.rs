@@ -50,8 +50,10 @@ pub fn space_time() -> Html {
     let tick = use_state(|| 0u64);
     // The history's origin at the last render (see `shift` below).
     let last_origin = use_mut_ref(|| None::<f64>);
-    // The fraction of a pixel of that shift not yet applied (scroll offsets are whole pixels).
-    let carry = use_mut_ref(|| 0.0f64);
+    // How far the scroll offset still has to move up for those shifts: the sum of every
+    // render's shift until the effect below applies it (several renders may come before it
+    // runs), and then the fraction of a pixel left over (scroll offsets are whole pixels).
+    let owed = use_mut_ref(|| 0.0f64);
 
     // Measure the scroll area now and whenever it is resized.
     {
@@ -100,12 +102,8 @@ pub fn space_time() -> Html {
         .borrow_mut()
         .replace(origin)
         .map_or(0.0, |before| origin - before);
-    let shift = if st.follow || shift <= 0.0 {
-        0.0
-    } else {
-        shift
-    };
-    if shift > 0.0 {
+    if !st.follow && shift > 0.0 {
+        *owed.borrow_mut() += shift;
         let mut v = view_cell.borrow_mut();
         v.top = (v.top - shift).max(0.0);
     }
@@ -149,22 +147,25 @@ pub fn space_time() -> Html {
         let scroll = scroll.clone();
         let follow = st.follow;
         let ours = ours.clone();
-        let carry = carry.clone();
+        let owed = owed.clone();
         use_effect(move || {
             if let Some(el) = scroll.cast::<Element>() {
                 if follow {
+                    *owed.borrow_mut() = 0.0;
                     let bottom = el.scroll_height() - el.client_height();
                     if el.scroll_top() < bottom {
                         el.set_scroll_top(bottom);
                         *ours.borrow_mut() = Some(el.scroll_top());
                     }
-                } else if shift > 0.0 {
-                    let mut carry = carry.borrow_mut();
-                    let want = el.scroll_top() as f64 - shift + *carry;
-                    let to = want.max(0.0).round();
-                    *carry = if want > 0.0 { want - to } else { 0.0 };
-                    el.set_scroll_top(to as i32);
-                    *ours.borrow_mut() = Some(el.scroll_top());
+                } else {
+                    let mut owed = owed.borrow_mut();
+                    if owed.abs() >= 0.5 {
+                        let want = el.scroll_top() as f64 - *owed;
+                        let to = want.max(0.0).round();
+                        *owed = if want > 0.0 { to - want } else { 0.0 };
+                        el.set_scroll_top(to as i32);
+                        *ours.borrow_mut() = Some(el.scroll_top());
+                    }
                 }
             }
         });
