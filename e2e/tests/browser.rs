@@ -280,7 +280,7 @@ async fn shortcuts_crash_and_reset_and_a_refused_command_is_shown() -> anyhow::R
 /// toward the primary, and the answer's latency covers the four delayed hops.
 #[tokio::test]
 async fn slow_motion_shows_a_message_travel_and_really_delays_it() -> anyhow::Result<()> {
-    const DELAY_MS: u64 = 800;
+    const DELAY_MS: u64 = 2000;
     let s = Session::open_page().await?;
     s.click(&format!("[data-testid=slow-{DELAY_MS}]")).await?;
     s.wait_count(
@@ -288,15 +288,24 @@ async fn slow_motion_shows_a_message_travel_and_really_delays_it() -> anyhow::Re
         1,
     )
     .await?;
+    // The page hears of the new delay on the event stream, the nodes on their control
+    // connections: give those a moment to arrive too.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     s.click("[data-testid=lock-c1]").await?;
+    // Both readings inside the page, 200 ms apart, so WebDriver round trips on a busy machine
+    // cannot push the second one past the delivery.
     let head = "[data-kind=request][data-from=c1][data-to=s1].in-flight circle.head";
-    s.wait_count(head, 1).await?;
-    let x0: f64 = s.attr(head, "cx").await?.parse()?;
-    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    let x1: f64 = s.attr(head, "cx").await?.parse()?;
+    let xs = s
+        .browser
+        .execute_async(HEAD_TWICE, vec![serde_json::json!(head)])
+        .await?;
+    let xs: Vec<Option<f64>> = serde_json::from_value(xs)?;
+    let (Some(&Some(x0)), Some(&Some(x1))) = (xs.first(), xs.get(1)) else {
+        anyhow::bail!("no request in flight to read twice: {xs:?}");
+    };
     // Clients are left of servers: the head moves right, toward s1.
     assert!(
-        x1 > x0 + 10.0,
+        x1 > x0 + 5.0,
         "the request's head moves toward s1 while in flight: x {x0} then {x1}"
     );
     s.screenshot("slow-motion").await?;
@@ -310,6 +319,23 @@ async fn slow_motion_shows_a_message_travel_and_really_delays_it() -> anyhow::Re
     );
     s.close().await
 }
+
+/// Waits (up to 15 s) for an element matching `arguments[0]`, reads its `cx`, and again 200 ms
+/// later; answers `[x0, x1]` (`x1` null if it is gone by then) or `[null, null]`.
+const HEAD_TWICE: &str = r#"
+const done = arguments[arguments.length - 1];
+const css = arguments[0];
+const t0 = performance.now();
+const cx = () => { const e = document.querySelector(css); return e ? Number(e.getAttribute('cx')) : null; };
+(function poll() {
+  const x0 = cx();
+  if (x0 === null) {
+    if (performance.now() - t0 > 15000) return done([null, null]);
+    return setTimeout(poll, 20);
+  }
+  setTimeout(() => done([x0, cx()]), 200);
+})();
+"#;
 
 /// The demo puts traffic on the screen at once: three clients call, each answered through the
 /// primary and the backup.
