@@ -517,6 +517,14 @@ impl State {
     }
 
     fn toast(&mut self, level: Level, title: &str, text: &str) {
+        // The same message again while it is still on screen says nothing new.
+        if self
+            .toasts
+            .iter()
+            .any(|t| t.level == level && t.title == title && t.text == text)
+        {
+            return;
+        }
         let id = self.next_toast;
         self.next_toast += 1;
         self.toasts.push(Toast {
@@ -1424,8 +1432,12 @@ mod tests {
         let run = st.demo.as_ref().expect("connected: the demo runs");
         let step = crate::demo::plan(run, 0.0, |_| false).send[0].clone();
         // The socket closed under it: the step bounces, and the demo must not plan it again.
-        st.apply(Action::NotSent { cmd: step });
+        st.apply(Action::NotSent { cmd: step.clone() });
         assert!(st.demo.is_none(), "a step that was not sent stops the demo");
         assert!(st.toasts.iter().any(|t| t.title == "Demo stopped"));
+        // The other steps of that tick bounce too: one toast says it.
+        let shown = st.toasts.len();
+        st.apply(Action::NotSent { cmd: step });
+        assert_eq!(st.toasts.len(), shown, "the same toast is not stacked");
     }
 }
