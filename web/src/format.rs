@@ -36,11 +36,14 @@ pub fn duration(us: u64) -> String {
     }
 }
 
-/// Whole milliseconds, for the failover window (`214 ms`).
+/// Milliseconds, for the failover window (`214 ms`; `0.4 ms` below 10 ms, where a failover
+/// on a refused connection lands and "0 ms" would read as "nothing happened").
 pub fn millis(us: u64) -> String {
     let ms = (us + 500) / 1000;
     if ms >= 10_000 {
         format!("{:.1} s ({ms} ms)", us as f64 / 1e6)
+    } else if us < 9_950 {
+        format!("{:.1} ms", us as f64 / 1e3)
     } else {
         format!("{ms} ms")
     }
@@ -107,6 +110,9 @@ mod tests {
         assert_eq!(duration(3_900_000), "3.9 s");
         assert_eq!(duration(125_000_000), "2 min 5 s");
         assert_eq!(millis(214_600), "215 ms");
+        assert_eq!(millis(415), "0.4 ms");
+        assert_eq!(millis(9_949), "9.9 ms");
+        assert_eq!(millis(9_950), "10 ms");
         assert_eq!(millis(12_000_000), "12.0 s (12000 ms)");
     }
 
