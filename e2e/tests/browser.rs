@@ -386,3 +386,59 @@ async fn the_help_overlay_lists_the_shortcuts() -> anyhow::Result<()> {
     }
     s.close().await
 }
+
+/// The highlight follows the hand, not the content: hovering a call lights it up, but a
+/// pointer left resting on the diagram while live traffic scrolls under it highlights nothing
+/// (every passing arrow would otherwise take the highlight and dim the newest calls).
+#[tokio::test]
+async fn a_resting_pointer_does_not_highlight_what_scrolls_under_it() -> anyhow::Result<()> {
+    use fantoccini::actions::{InputSource, MouseActions, PointerAction};
+    use fantoccini::Locator;
+
+    let s = Session::open_page().await?;
+    s.click("[data-testid=lock-c1]").await?;
+    let first = "[data-kind=request][data-req='c1.1']";
+    s.wait_count("[data-kind=reply][data-req='c1.1']", 1)
+        .await?;
+    let arrow = s
+        .browser
+        .find(Locator::Css(&format!("{first} line.hit")))
+        .await?;
+    s.browser
+        .perform_actions(
+            MouseActions::new("mouse".into()).then(PointerAction::MoveToElement {
+                element: arrow,
+                duration: None,
+                x: 0.0,
+                y: 0.0,
+            }),
+        )
+        .await?;
+    s.wait_count(".arrow.hl[data-req='c1.1']", 4).await?;
+
+    // Traffic from the keyboard (the pointer stays where it is) until c1.1 scrolls away.
+    s.browser
+        .find(Locator::Css("body"))
+        .await?
+        .send_keys("d")
+        .await?;
+    let deadline = tokio::time::Instant::now() + e2e::WAIT;
+    while s.count(first).await? > 0 {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the demo's traffic never scrolled c1.1 out of view"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for _ in 0..10 {
+        let lit = s.count(".hl").await?;
+        let dimmed = s.count(".dim").await?;
+        assert_eq!(
+            (lit, dimmed),
+            (0, 0),
+            "nothing is highlighted or dimmed under a resting pointer"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    s.close().await
+}

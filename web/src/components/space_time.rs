@@ -47,6 +47,11 @@ pub fn space_time() -> Html {
     // The scroll offset this component set itself: its scroll event is not the person's.
     let ours = use_mut_ref(|| None::<i32>);
     let hovered = use_state(|| None::<RequestId>);
+    let pointer = use_mut_ref(|| (i32::MIN, i32::MIN));
+    let hover = Hover {
+        req: hovered.clone(),
+        pointer: pointer.clone(),
+    };
     let tick = use_state(|| 0u64);
     // The history's origin at the last render (see `shift` below).
     let last_origin = use_mut_ref(|| None::<f64>);
@@ -148,6 +153,7 @@ pub fn space_time() -> Html {
         let follow = st.follow;
         let ours = ours.clone();
         let owed = owed.clone();
+        let hovered = hovered.clone();
         use_effect(move || {
             if let Some(el) = scroll.cast::<Element>() {
                 if follow {
@@ -156,6 +162,10 @@ pub fn space_time() -> Html {
                     if el.scroll_top() < bottom {
                         el.set_scroll_top(bottom);
                         *ours.borrow_mut() = Some(el.scroll_top());
+                        // The call under a resting pointer just scrolled away from it.
+                        if hovered.is_some() {
+                            hovered.set(None);
+                        }
                     }
                 } else {
                     let mut owed = owed.borrow_mut();
@@ -230,11 +240,11 @@ pub fn space_time() -> Html {
     let selected = st.selected;
     let arrows = scene.arrows.iter().map(|a| {
         let sel = selected == Some(Selection::Msg(a.msg));
-        render_arrow(a, hl, sel, &ctx, &hovered)
+        render_arrow(a, hl, sel, &ctx, &hover)
     });
     let marks = scene.marks.iter().map(|m| {
         let sel = selected == Some(Selection::Event(m.event));
-        render_mark(m, hl, sel, &ctx, &hovered)
+        render_mark(m, hl, sel, &ctx, &hover)
     });
     let svg_top = (top - layout::OVERSCAN).max(0.0);
     let svg_h = view.height + 2.0 * layout::OVERSCAN;
@@ -295,6 +305,9 @@ pub fn space_time() -> Html {
         let hovered = hovered.clone();
         Callback::from(move |_| hovered.set(None))
     };
+    let track_pointer = Callback::from(move |e: MouseEvent| {
+        *pointer.borrow_mut() = (e.client_x(), e.client_y());
+    });
 
     html! {
         <section class="diagram-card">
@@ -317,7 +330,7 @@ pub fn space_time() -> Html {
                     <div class="gutter-head" style={format!("width:{GUTTER}px")}>{"time"}</div>
                     { for lane_heads }
                 </div>
-                <div class="st-canvas" style={format!("height:{canvas_h}px;width:{width}px")} onmouseleave={clear_hover}>
+                <div class="st-canvas" style={format!("height:{canvas_h}px;width:{width}px")} onmouseleave={clear_hover} onmousemove={track_pointer}>
                     <svg class={classes!("st-svg", hl.is_some().then_some("hovering"), layout::is_compact(&lanes).then_some("compact"))}
                          style={format!("top:{svg_top}px;height:{svg_h}px;width:{width}px")}
                          width={width.to_string()} height={svg_h.to_string()} viewBox={view_box}>
@@ -409,16 +422,30 @@ pub fn space_time() -> Html {
     }
 }
 
-fn hover_cb(
-    hovered: &UseStateHandle<Option<RequestId>>,
-    req: Option<RequestId>,
-) -> Callback<MouseEvent> {
-    let hovered = hovered.clone();
-    Callback::from(move |_| {
-        if *hovered != req {
-            hovered.set(req);
-        }
-    })
+/// The request under the pointer, and where the pointer last moved. While the view follows
+/// live, content scrolls under a pointer that rests on the diagram and fires `mouseenter` on
+/// whatever passes; the highlight must follow the hand, not the content.
+#[derive(Clone)]
+struct Hover {
+    req: UseStateHandle<Option<RequestId>>,
+    pointer: Rc<std::cell::RefCell<(i32, i32)>>,
+}
+
+impl Hover {
+    fn on_enter(&self, req: Option<RequestId>) -> Callback<MouseEvent> {
+        let this = self.clone();
+        Callback::from(move |e: MouseEvent| {
+            // A real move fires `mouseenter` before its `mousemove`, so the recorded position
+            // is still the old one; content moving under a still pointer comes with the same,
+            // and highlights nothing (the follow effect cleared the highlight already).
+            if *this.pointer.borrow() == (e.client_x(), e.client_y()) {
+                return;
+            }
+            if *this.req != req {
+                this.req.set(req);
+            }
+        })
+    }
 }
 
 fn highlight(hl: Option<RequestId>, req: Option<RequestId>) -> Option<&'static str> {
@@ -434,7 +461,7 @@ fn render_arrow(
     hl: Option<RequestId>,
     selected: bool,
     ctx: &super::Ctx,
-    hovered: &UseStateHandle<Option<RequestId>>,
+    hover: &Hover,
 ) -> Html {
     let kind = a.kind.as_str();
     let req = format::req(a.req);
@@ -473,7 +500,7 @@ fn render_arrow(
                            a.retry.then_some("retry"), selected.then_some("selected"), highlight(hl, Some(a.req)))}
            data-msg-id={a.msg_id.to_string()} data-kind={kind} data-from={a.from.to_string()} data-to={a.to.to_string()}
            data-req={req.clone()} data-lost={lost.to_string()}
-           onclick={onclick} onmouseenter={hover_cb(hovered, Some(a.req))}>
+           onclick={onclick} onmouseenter={hover.on_enter(Some(a.req))}>
             <title>{title}</title>
             <line class="hit" x1={a.x1.to_string()} y1={a.y1.to_string()} x2={a.x2.to_string()} y2={a.y2.to_string()} />
             if in_flight.is_some() {
@@ -501,7 +528,7 @@ fn render_mark(
     hl: Option<RequestId>,
     selected: bool,
     ctx: &super::Ctx,
-    hovered: &UseStateHandle<Option<RequestId>>,
+    hover: &Hover,
 ) -> Html {
     let onclick = {
         let ctx = ctx.clone();
@@ -558,7 +585,7 @@ fn render_mark(
         <g class={classes!("mark", m.glyph.class(), selected.then_some("selected"), highlight(hl, m.req))}
            data-testid={testid} data-seq={m.seq.to_string()} data-node={m.node.to_string()}
            data-req={m.req.map(format::req)}
-           onclick={onclick} onmouseenter={hover_cb(hovered, m.req)}>
+           onclick={onclick} onmouseenter={hover.on_enter(m.req)}>
             <title>{title}</title>
             {shape}
             <text class="mark-label" x={label_x.to_string()} y={(y + 4.0).to_string()}
