@@ -193,15 +193,18 @@ impl Session {
     }
 
     /// Waits until the element exists and returns its text.
-    pub async fn text_of(&self, css: &str) -> anyhow::Result<String> {
-        let el = self
-            .browser
+    /// The first element matching `css`, waiting up to [`WAIT`] for it.
+    async fn find(&self, css: &str) -> anyhow::Result<fantoccini::elements::Element> {
+        self.browser
             .wait()
             .at_most(WAIT)
             .for_element(Locator::Css(css))
             .await
-            .with_context(|| format!("no element {css}"))?;
-        Ok(el.text().await?)
+            .with_context(|| format!("no element {css}"))
+    }
+
+    pub async fn text_of(&self, css: &str) -> anyhow::Result<String> {
+        Ok(self.find(css).await?.text().await?)
     }
 
     /// Polls until `css` matches an element whose text satisfies `pred`; returns that text.
@@ -230,14 +233,9 @@ impl Session {
 
     /// The attribute `name` of the first element matching `css` (waiting for the element).
     pub async fn attr(&self, css: &str, name: &str) -> anyhow::Result<String> {
-        let el = self
-            .browser
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css(css))
-            .await
-            .with_context(|| format!("no element {css}"))?;
-        el.attr(name)
+        self.find(css)
+            .await?
+            .attr(name)
             .await?
             .with_context(|| format!("{css} has no attribute {name}"))
     }
@@ -266,12 +264,8 @@ impl Session {
     }
 
     pub async fn click(&self, css: &str) -> anyhow::Result<()> {
-        self.browser
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css(css))
-            .await
-            .with_context(|| format!("no element {css} to click"))?
+        self.find(css)
+            .await?
             .click()
             .await
             .with_context(|| format!("clicking {css}"))?;
