@@ -195,12 +195,15 @@ impl Failover {
         let node = syms.name(ev.node);
         match &ev.kind {
             Kind::Started { role, .. } => {
-                // A new incarnation: its predecessor's failure has nothing more to open.
-                self.candidates
-                    .retain(|c| c.server != node || c.window.is_some());
-                for c in self.candidates.iter_mut().filter(|c| c.server == node) {
+                // A new incarnation: its predecessor's failure has nothing more to open; a
+                // window still open stays until it closes.
+                self.candidates.retain_mut(|c| {
+                    if c.server != node {
+                        return true;
+                    }
                     c.retired = true;
-                }
+                    c.window.is_some()
+                });
                 self.set_state(&node, Serving::from_role(*role, false), ev.t_us)
             }
             Kind::RoleChanged { role, alone, .. } => {
@@ -436,16 +439,11 @@ pub fn around_latest_failover(windows: &[&Window], now_us: u64) -> Option<(u64, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::tests::Script;
-    use crate::history::History;
+    use crate::history::tests::{history_of, Script};
     use shared::{EventKind as K, Msg, Op};
 
     fn fold(s: &Script) -> Failover {
-        let mut h = History::new(Symbols::default());
-        for e in &s.events {
-            h.push(e);
-        }
-        (*h.failover).clone()
+        (*history_of(s).failover).clone()
     }
 
     fn started(s: &mut Script) {
@@ -703,10 +701,7 @@ mod tests {
         completed(&mut s, 1, 1, "s2");
         let second_end = s.t_us;
 
-        let mut h = History::new(Symbols::default());
-        for e in &s.events {
-            h.push(e);
-        }
+        let h = history_of(&s);
         let f = &h.failover;
         assert_eq!(f.windows.len(), 2);
         assert_eq!(f.windows[0].start_us, crash_at);

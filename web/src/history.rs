@@ -803,7 +803,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn history_of(s: &Script) -> History {
+    pub(crate) fn history_of(s: &Script) -> History {
         let mut h = History::new(Symbols::default());
         for e in &s.events {
             h.push(e);
