@@ -75,10 +75,13 @@ async fn every_command_is_answered() {
         .contains("Lock(a)"));
     v.wait_event(|e| matches!(e.kind, EventKind::OpCompleted { .. }))
         .await;
-    assert!(v
-        .command(json!({"type":"unlock","client":1,"lock":"a"}))
-        .await
-        .is_ok());
+    // Answered, not just submitted: the unlock's messages must all have landed before the
+    // delay changes, or one of them is delivered undelayed among the slow call's.
+    let unlocked = v.call(1, Op::Unlock, "a").await;
+    assert!(
+        matches!(unlocked.kind, EventKind::OpCompleted { ok: true, .. }),
+        "{unlocked:?}"
+    );
 
     // Slow motion really delays every message in its receiver's inbox.
     let detail = v
