@@ -19,7 +19,7 @@ use std::rc::Rc;
 
 use shared::{CrashCause, RequestId, Role};
 
-use crate::history::{Ev, Kind};
+use crate::events::{Ev, Kind};
 use crate::symbols::Symbols;
 
 const SEGMENTS_CAP: usize = 400;
@@ -439,7 +439,7 @@ pub fn around_latest_failover(windows: &[&Window], now_us: u64) -> Option<(u64, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::tests::{history_of, Script};
+    use crate::testkit::{history_of, Script};
     use shared::{EventKind as K, Msg, Op};
 
     fn fold(s: &Script) -> Failover {

@@ -8,17 +8,18 @@
 //! 100,000 events. Cloning a `History` is cheap (see [`Chunked`]): the store keeps a frozen copy
 //! for "pause" for free.
 //!
-//! Pure: no I/O, no web types; geometry constants come from `diagram::layout`.
+//! Pure: no I/O, no web types; the time axis comes from `timeaxis`, the event types from `events`.
 
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use shared::{CrashCause, Event, EventKind, Msg, Op, RequestId, Role};
+use shared::{Event, EventKind, Msg};
 
 use crate::chunked::Chunked;
-use crate::diagram::layout::row_gap;
+use crate::events::{DeadSpan, Ev, Kind, MsgEnd, MsgKind, MsgRec};
 use crate::failover::Failover;
 use crate::symbols::{Sym, Symbols};
+use crate::timeaxis::row_gap;
 
 /// Events the page keeps; older ones are dropped (oldest first).
 pub const HISTORY_CAP: usize = 100_000;
@@ -26,175 +27,6 @@ pub const HISTORY_CAP: usize = 100_000;
 pub const RECEIVER_DIED: &str = "its receiver died before it could report the delivery";
 /// Greyed lane stretches remembered.
 const DEAD_SPANS_CAP: usize = 512;
-
-/// One event, compact. `y` is its position on the diagram's time axis (pixels, growing).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Ev {
-    pub seq: u64,
-    pub t_us: u64,
-    pub y: f64,
-    pub node: Sym,
-    pub kind: Kind,
-}
-
-/// [`EventKind`] with names interned and tags left out (the store keeps the tags it needs).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Kind {
-    Started {
-        pid: u32,
-        role: Role,
-        port: u16,
-    },
-    Exited {
-        pid: u32,
-        signal: Option<i32>,
-        code: Option<i32>,
-    },
-    Crashed {
-        pid: u32,
-        cause: CrashCause,
-        req: Option<RequestId>,
-    },
-    Armed,
-    RoleChanged {
-        role: Role,
-        alone: bool,
-        reason: Sym,
-    },
-    /// `msg` is the global index of the message in [`History::msgs`].
-    Sent {
-        msg_id: u64,
-        msg: usize,
-    },
-    Delivered {
-        msg_id: u64,
-        msg: Option<usize>,
-    },
-    Lost {
-        msg_id: u64,
-        msg: Option<usize>,
-        reason: Sym,
-    },
-    Executed {
-        req: RequestId,
-        op: Op,
-        lock: Sym,
-        ok: bool,
-        held: bool,
-        duplicate: bool,
-        forwarded: bool,
-    },
-    Invoked {
-        req: RequestId,
-        op: Op,
-        lock: Sym,
-        server: Sym,
-    },
-    Completed {
-        req: RequestId,
-        op: Op,
-        lock: Sym,
-        ok: bool,
-        server: Sym,
-        latency_us: u64,
-        attempts: u32,
-    },
-    Failed {
-        req: RequestId,
-        op: Op,
-        lock: Sym,
-        reason: Sym,
-    },
-    RpcFailed {
-        req: RequestId,
-        server: Sym,
-        reason: Sym,
-        retry_to: Sym,
-    },
-    Reset {
-        generation: u64,
-    },
-    SlowMotion {
-        delay_ms: u64,
-    },
-}
-
-/// The four arrows of the Lab 1 protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MsgKind {
-    Request,
-    Forward,
-    ForwardAck,
-    Reply,
-}
-
-impl MsgKind {
-    /// The wire name, also the CSS class and `data-kind`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MsgKind::Request => "request",
-            MsgKind::Forward => "forward",
-            MsgKind::ForwardAck => "forward_ack",
-            MsgKind::Reply => "reply",
-        }
-    }
-
-    pub const ALL: [MsgKind; 4] = [
-        MsgKind::Request,
-        MsgKind::Forward,
-        MsgKind::ForwardAck,
-        MsgKind::Reply,
-    ];
-}
-
-/// How a message's life ended (so far).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum MsgEnd {
-    InFlight,
-    Delivered {
-        event: usize,
-        t_us: u64,
-        y: f64,
-    },
-    Lost {
-        event: usize,
-        t_us: u64,
-        y: f64,
-        reason: Sym,
-    },
-}
-
-/// One message: a send, and later its delivery or loss.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MsgRec {
-    pub msg_id: u64,
-    pub from: Sym,
-    pub to: Sym,
-    pub kind: MsgKind,
-    pub req: RequestId,
-    pub op: Option<Op>,
-    pub lock: Option<Sym>,
-    pub ok: Option<bool>,
-    /// Global index of the `msg_sent` event.
-    pub sent: usize,
-    pub sent_t: u64,
-    pub sent_y: f64,
-    pub end: MsgEnd,
-    /// For requests: 1 for the first send of this request id, 2+ for retries.
-    pub attempt: u32,
-    /// The cluster generation it belongs to: request ids start over after a reset.
-    pub generation: u64,
-}
-
-/// A stretch of a server lane during which its process was dead.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeadSpan {
-    pub server: Sym,
-    pub from_y: f64,
-    pub from_t: u64,
-    /// `None`: still dead.
-    pub to_y: Option<f64>,
-}
 
 /// See the module documentation.
 #[derive(Debug, Clone)]
@@ -661,155 +493,11 @@ impl History {
     }
 }
 
-impl Kind {
-    /// The request an event is about, if any.
-    pub fn req(&self) -> Option<RequestId> {
-        match self {
-            Kind::Executed { req, .. }
-            | Kind::Invoked { req, .. }
-            | Kind::Completed { req, .. }
-            | Kind::Failed { req, .. }
-            | Kind::RpcFailed { req, .. } => Some(*req),
-            Kind::Crashed { req, .. } => *req,
-            _ => None,
-        }
-    }
-}
-
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use shared::{EventKind as K, Msg, Op, RequestId};
-
-    /// Builds wire events with consecutive seqs, 100 µs apart.
-    #[derive(Default, Clone)]
-    pub struct Script {
-        pub events: Vec<Event>,
-        pub t_us: u64,
-    }
-
-    impl Script {
-        pub fn at(&mut self, t_us: u64) -> &mut Self {
-            self.t_us = t_us;
-            self
-        }
-
-        pub fn ev(&mut self, node: &str, kind: K) -> &mut Self {
-            let seq = self.events.len() as u64 + 1;
-            self.t_us += 100;
-            self.events.push(Event {
-                seq,
-                t_us: self.t_us,
-                node: node.into(),
-                kind,
-            });
-            self
-        }
-
-        pub fn sent(&mut self, id: u64, from: &str, to: &str, msg: Msg) -> &mut Self {
-            let node = from.to_owned();
-            self.ev(
-                &node,
-                K::MsgSent {
-                    msg_id: id,
-                    from: from.into(),
-                    to: to.into(),
-                    msg,
-                },
-            )
-        }
-
-        pub fn delivered(&mut self, id: u64, from: &str, to: &str) -> &mut Self {
-            let node = to.to_owned();
-            self.ev(
-                &node,
-                K::MsgDelivered {
-                    msg_id: id,
-                    from: from.into(),
-                    to: to.into(),
-                },
-            )
-        }
-
-        pub fn lost(&mut self, id: u64, from: &str, to: &str) -> &mut Self {
-            let node = to.to_owned();
-            self.ev(
-                &node,
-                K::MsgLost {
-                    msg_id: id,
-                    from: from.into(),
-                    to: to.into(),
-                    reason: "receiver died".into(),
-                },
-            )
-        }
-
-        /// A full Lab 1 call from client `c` through primary `p` and backup `b`.
-        pub fn call(&mut self, c: u32, seq: u64, p: &str, b: &str, first_id: u64) -> &mut Self {
-            let req = RequestId { client: c, seq };
-            let cn = format!("c{c}");
-            self.ev(
-                &cn,
-                K::OpInvoked {
-                    client: c,
-                    req,
-                    op: Op::Lock,
-                    lock: "a".into(),
-                    tag: None,
-                    server: p.into(),
-                },
-            );
-            let lock = || "a".to_string();
-            self.sent(
-                first_id,
-                &cn,
-                p,
-                Msg::Request {
-                    req,
-                    op: Op::Lock,
-                    lock: lock(),
-                },
-            )
-            .delivered(first_id, &cn, p)
-            .sent(
-                first_id + 1,
-                p,
-                b,
-                Msg::Forward {
-                    req,
-                    op: Op::Lock,
-                    lock: lock(),
-                },
-            )
-            .delivered(first_id + 1, p, b)
-            .sent(first_id + 2, b, p, Msg::ForwardAck { req, ok: true })
-            .delivered(first_id + 2, b, p)
-            .sent(first_id + 3, p, &cn, Msg::Reply { req, ok: true })
-            .delivered(first_id + 3, p, &cn)
-            .ev(
-                &cn,
-                K::OpCompleted {
-                    client: c,
-                    op: Op::Lock,
-                    lock: "a".into(),
-                    tag: None,
-                    ok: true,
-                    req,
-                    server: p.into(),
-                    latency_us: 800,
-                    attempts: 1,
-                },
-            )
-        }
-    }
-
-    pub(crate) fn history_of(s: &Script) -> History {
-        let mut h = History::new(Symbols::default());
-        for e in &s.events {
-            h.push(e);
-        }
-        h
-    }
+    use crate::testkit::{history_of, Script};
+    use shared::{CrashCause, EventKind as K, Msg, Op, RequestId, Role};
 
     #[test]
     fn sends_pair_with_deliveries_by_msg_id() {
@@ -954,7 +642,7 @@ pub(crate) mod tests {
         assert_eq!(y[0], 0.0);
         let short = y[1] - y[0];
         let long = y[2] - y[1];
-        assert!(short >= crate::diagram::layout::ROW);
+        assert!(short >= crate::timeaxis::ROW);
         assert!(long > short + 50.0, "idle time shows: {short} vs {long}");
     }
 

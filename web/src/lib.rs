@@ -9,10 +9,14 @@ pub mod chunked;
 pub mod components;
 pub mod demo;
 pub mod diagram;
+pub mod events;
 pub mod failover;
 pub mod format;
 pub mod history;
 pub mod keys;
 pub mod store;
 pub mod symbols;
+#[cfg(test)]
+mod testkit;
+pub mod timeaxis;
 pub mod ws;

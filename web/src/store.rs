@@ -924,7 +924,7 @@ fn push_history(c: &mut ClientView, record: CallRecord) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::tests::Script;
+    use crate::testkit::Script;
     use shared::{CrashCause, ErrorCode, EventKind as K, Role};
 
     fn node(id: &str, role: Role, pid: u32) -> NodeInfo {

@@ -6,8 +6,9 @@ use yew::prelude::*;
 
 use super::use_ctx;
 use crate::diagram::layout;
+use crate::events::{Kind, MsgEnd};
 use crate::format;
-use crate::history::{History, Kind, MsgEnd};
+use crate::history::History;
 use crate::store::{Action, Selection};
 
 fn row(k: &str, v: impl Into<Html>) -> Html {

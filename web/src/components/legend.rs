@@ -2,7 +2,7 @@
 
 use yew::prelude::*;
 
-use crate::history::MsgKind;
+use crate::events::MsgKind;
 
 fn kind_name(k: MsgKind) -> &'static str {
     match k {

@@ -18,7 +18,8 @@ use super::details::Details;
 use super::legend::Legend;
 use super::use_ctx;
 use crate::diagram::layout::{self, ArrowEnd, ArrowGeom, Glyph, MarkGeom, Viewport, GUTTER};
-use crate::history::{History, MsgKind};
+use crate::events::MsgKind;
+use crate::history::History;
 use crate::store::{Action, Selection};
 use crate::{format, ws};
 

@@ -2,10 +2,7 @@
 //! message id, lost messages, crash marks, greyed (dead) lane stretches, dividers and time
 //! ticks — for the *visible window only*.
 //!
-//! The vertical axis is "compressed time": every event takes at least one row ([`ROW`]), and the
-//! time since the previous event adds up to [`MAX_IDLE_PX`] more ([`row_gap`]). A burst of
-//! messages 100 µs apart stays readable, slow-motion hops are visibly longer, and a pause of a
-//! person shows as a gap without wasting the screen. Each event's `y` is fixed when it arrives
+//! The vertical axis is `timeaxis`'s compressed time. Each event's `y` is fixed when it arrives
 //! (`History::push`), so finding the visible events is a binary search.
 //!
 //! Screen coordinates: `sy = y - origin + TOP_PAD`, where `origin` is the `y` of the oldest kept
@@ -17,15 +14,10 @@ use std::rc::Rc;
 
 use shared::{CrashCause, Op, RequestId};
 
+use crate::events::{Ev, Kind, MsgEnd, MsgKind, MsgRec};
 use crate::format;
-use crate::history::{Ev, History, Kind, MsgEnd, MsgKind, MsgRec};
+use crate::history::History;
 
-/// Height of one event row, pixels.
-pub const ROW: f64 = 22.0;
-/// Extra pixels per millisecond of idle time between two events.
-pub const PX_PER_MS: f64 = 0.075;
-/// Most extra pixels a single gap gets (1.6 s of idle time).
-pub const MAX_IDLE_PX: f64 = 120.0;
 /// Left margin holding the time labels.
 pub const GUTTER: f64 = 78.0;
 pub const RIGHT_PAD: f64 = 24.0;
@@ -46,11 +38,6 @@ const LABEL_GAP_US: u64 = 100_000;
 const LABEL_EVERY_PX: f64 = 132.0;
 /// A lost arrow stops this fraction of the way to its receiver, where its cross is drawn.
 const LOST_AT: f64 = 0.82;
-
-/// Vertical distance from an event to the next one, `dt_us` later.
-pub fn row_gap(dt_us: u64) -> f64 {
-    ROW + (dt_us as f64 / 1000.0 * PX_PER_MS).min(MAX_IDLE_PX)
-}
 
 /// One vertical lane: a clerk or a server.
 #[derive(Debug, Clone, PartialEq)]
@@ -596,17 +583,9 @@ fn mark(h: &History, e: &Ev) -> Option<(Glyph, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::tests::Script;
-    use crate::symbols::Symbols;
+    use crate::testkit::{history_of, Script};
+    use crate::timeaxis::ROW;
     use shared::{EventKind as K, Msg, Role};
-
-    fn history_of(s: &Script) -> History {
-        let mut h = History::new(Symbols::default());
-        for e in &s.events {
-            h.push(e);
-        }
-        h
-    }
 
     fn servers() -> Vec<Rc<str>> {
         vec!["s1".into(), "s2".into()]

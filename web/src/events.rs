@@ -1,0 +1,195 @@
+//! The page's event vocabulary: each wire [`shared::Event`] as a compact [`Ev`] (names
+//! interned), the messages ([`MsgRec`]) a send and its delivery or loss make, and the stretches a
+//! server lane spends dead ([`DeadSpan`]).
+//!
+//! A leaf: types only, built by `history` and read by `failover`, `diagram::layout` and the
+//! components. It must not import any of them (only `shared`, `symbols` and std), so the
+//! modules that fold events never import each other in a circle.
+
+use shared::{CrashCause, Op, RequestId, Role};
+
+use crate::symbols::Sym;
+
+/// One event, compact. `y` is its position on the diagram's time axis (pixels, growing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ev {
+    pub seq: u64,
+    pub t_us: u64,
+    pub y: f64,
+    pub node: Sym,
+    pub kind: Kind,
+}
+
+/// [`EventKind`] with names interned and tags left out (the store keeps the tags it needs).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    Started {
+        pid: u32,
+        role: Role,
+        port: u16,
+    },
+    Exited {
+        pid: u32,
+        signal: Option<i32>,
+        code: Option<i32>,
+    },
+    Crashed {
+        pid: u32,
+        cause: CrashCause,
+        req: Option<RequestId>,
+    },
+    Armed,
+    RoleChanged {
+        role: Role,
+        alone: bool,
+        reason: Sym,
+    },
+    /// `msg` is the global index of the message in [`crate::history::History::msgs`].
+    Sent {
+        msg_id: u64,
+        msg: usize,
+    },
+    Delivered {
+        msg_id: u64,
+        msg: Option<usize>,
+    },
+    Lost {
+        msg_id: u64,
+        msg: Option<usize>,
+        reason: Sym,
+    },
+    Executed {
+        req: RequestId,
+        op: Op,
+        lock: Sym,
+        ok: bool,
+        held: bool,
+        duplicate: bool,
+        forwarded: bool,
+    },
+    Invoked {
+        req: RequestId,
+        op: Op,
+        lock: Sym,
+        server: Sym,
+    },
+    Completed {
+        req: RequestId,
+        op: Op,
+        lock: Sym,
+        ok: bool,
+        server: Sym,
+        latency_us: u64,
+        attempts: u32,
+    },
+    Failed {
+        req: RequestId,
+        op: Op,
+        lock: Sym,
+        reason: Sym,
+    },
+    RpcFailed {
+        req: RequestId,
+        server: Sym,
+        reason: Sym,
+        retry_to: Sym,
+    },
+    Reset {
+        generation: u64,
+    },
+    SlowMotion {
+        delay_ms: u64,
+    },
+}
+
+/// The four arrows of the Lab 1 protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MsgKind {
+    Request,
+    Forward,
+    ForwardAck,
+    Reply,
+}
+
+impl MsgKind {
+    /// The wire name, also the CSS class and `data-kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MsgKind::Request => "request",
+            MsgKind::Forward => "forward",
+            MsgKind::ForwardAck => "forward_ack",
+            MsgKind::Reply => "reply",
+        }
+    }
+
+    pub const ALL: [MsgKind; 4] = [
+        MsgKind::Request,
+        MsgKind::Forward,
+        MsgKind::ForwardAck,
+        MsgKind::Reply,
+    ];
+}
+
+/// How a message's life ended (so far).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MsgEnd {
+    InFlight,
+    Delivered {
+        event: usize,
+        t_us: u64,
+        y: f64,
+    },
+    Lost {
+        event: usize,
+        t_us: u64,
+        y: f64,
+        reason: Sym,
+    },
+}
+
+/// One message: a send, and later its delivery or loss.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MsgRec {
+    pub msg_id: u64,
+    pub from: Sym,
+    pub to: Sym,
+    pub kind: MsgKind,
+    pub req: RequestId,
+    pub op: Option<Op>,
+    pub lock: Option<Sym>,
+    pub ok: Option<bool>,
+    /// Global index of the `msg_sent` event.
+    pub sent: usize,
+    pub sent_t: u64,
+    pub sent_y: f64,
+    pub end: MsgEnd,
+    /// For requests: 1 for the first send of this request id, 2+ for retries.
+    pub attempt: u32,
+    /// The cluster generation it belongs to: request ids start over after a reset.
+    pub generation: u64,
+}
+
+/// A stretch of a server lane during which its process was dead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadSpan {
+    pub server: Sym,
+    pub from_y: f64,
+    pub from_t: u64,
+    /// `None`: still dead.
+    pub to_y: Option<f64>,
+}
+
+impl Kind {
+    /// The request an event is about, if any.
+    pub fn req(&self) -> Option<RequestId> {
+        match self {
+            Kind::Executed { req, .. }
+            | Kind::Invoked { req, .. }
+            | Kind::Completed { req, .. }
+            | Kind::Failed { req, .. }
+            | Kind::RpcFailed { req, .. } => Some(*req),
+            Kind::Crashed { req, .. } => *req,
+            _ => None,
+        }
+    }
+}

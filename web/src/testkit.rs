@@ -1,0 +1,137 @@
+//! Fixtures shared by the unit tests of several modules: a [`Script`] of wire events and the
+//! [`History`] they fold into. Test-only (`#[cfg(test)]` in `lib.rs`).
+
+use shared::{Event, EventKind as K, Msg, Op, RequestId};
+
+use crate::history::History;
+use crate::symbols::Symbols;
+
+/// Builds wire events with consecutive seqs, 100 µs apart.
+#[derive(Default, Clone)]
+pub struct Script {
+    pub events: Vec<Event>,
+    pub t_us: u64,
+}
+
+impl Script {
+    pub fn at(&mut self, t_us: u64) -> &mut Self {
+        self.t_us = t_us;
+        self
+    }
+
+    pub fn ev(&mut self, node: &str, kind: K) -> &mut Self {
+        let seq = self.events.len() as u64 + 1;
+        self.t_us += 100;
+        self.events.push(Event {
+            seq,
+            t_us: self.t_us,
+            node: node.into(),
+            kind,
+        });
+        self
+    }
+
+    pub fn sent(&mut self, id: u64, from: &str, to: &str, msg: Msg) -> &mut Self {
+        let node = from.to_owned();
+        self.ev(
+            &node,
+            K::MsgSent {
+                msg_id: id,
+                from: from.into(),
+                to: to.into(),
+                msg,
+            },
+        )
+    }
+
+    pub fn delivered(&mut self, id: u64, from: &str, to: &str) -> &mut Self {
+        let node = to.to_owned();
+        self.ev(
+            &node,
+            K::MsgDelivered {
+                msg_id: id,
+                from: from.into(),
+                to: to.into(),
+            },
+        )
+    }
+
+    pub fn lost(&mut self, id: u64, from: &str, to: &str) -> &mut Self {
+        let node = to.to_owned();
+        self.ev(
+            &node,
+            K::MsgLost {
+                msg_id: id,
+                from: from.into(),
+                to: to.into(),
+                reason: "receiver died".into(),
+            },
+        )
+    }
+
+    /// A full Lab 1 call from client `c` through primary `p` and backup `b`.
+    pub fn call(&mut self, c: u32, seq: u64, p: &str, b: &str, first_id: u64) -> &mut Self {
+        let req = RequestId { client: c, seq };
+        let cn = format!("c{c}");
+        self.ev(
+            &cn,
+            K::OpInvoked {
+                client: c,
+                req,
+                op: Op::Lock,
+                lock: "a".into(),
+                tag: None,
+                server: p.into(),
+            },
+        );
+        let lock = || "a".to_string();
+        self.sent(
+            first_id,
+            &cn,
+            p,
+            Msg::Request {
+                req,
+                op: Op::Lock,
+                lock: lock(),
+            },
+        )
+        .delivered(first_id, &cn, p)
+        .sent(
+            first_id + 1,
+            p,
+            b,
+            Msg::Forward {
+                req,
+                op: Op::Lock,
+                lock: lock(),
+            },
+        )
+        .delivered(first_id + 1, p, b)
+        .sent(first_id + 2, b, p, Msg::ForwardAck { req, ok: true })
+        .delivered(first_id + 2, b, p)
+        .sent(first_id + 3, p, &cn, Msg::Reply { req, ok: true })
+        .delivered(first_id + 3, p, &cn)
+        .ev(
+            &cn,
+            K::OpCompleted {
+                client: c,
+                op: Op::Lock,
+                lock: "a".into(),
+                tag: None,
+                ok: true,
+                req,
+                server: p.into(),
+                latency_us: 800,
+                attempts: 1,
+            },
+        )
+    }
+}
+
+pub fn history_of(s: &Script) -> History {
+    let mut h = History::new(Symbols::default());
+    for e in &s.events {
+        h.push(e);
+    }
+    h
+}
