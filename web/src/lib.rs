@@ -1,9 +1,26 @@
 //! pbscope's page: a live space-time diagram, failover timeline and control panel for the
 //! Lab 1 primary/backup lock service.
 //!
-//! Pure modules (tested natively with `cargo test -p web`): `chunked`, `symbols`, `history`,
-//! `failover`, `diagram::layout`, `store`, `demo`, `keys`, `format`. Browser-only code: `ws`
-//! (all network I/O) and `components`.
+//! Pure modules (tested natively with `cargo test -p web`): `chunked`, `symbols`, `timeaxis`,
+//! `events`, `history`, `failover`, `diagram::layout`, `store`, `demo`, `keys`, `format`.
+//! Browser-only code: `ws` (all network I/O) and `components`. Unit tests share their fixtures
+//! through `testkit`.
+//!
+//! Imports go one way, down this list: a module uses only `shared`, std and the layers above
+//! its own (the components also use each other). `tests/module_graph.rs` checks the sources
+//! against it.
+//!
+//! 1. `symbols`, `chunked`, `timeaxis`, `format`, `keys`, `demo`
+//! 2. `events`
+//! 3. `failover`
+//! 4. `history`
+//! 5. `diagram::layout`
+//! 6. `store`
+//! 7. `ws`
+//! 8. `components`
+//!
+//! So: `symbols, chunked, timeaxis <- events <- failover <- history <- diagram::layout <- store
+//! <- ws <- components`.
 
 pub mod chunked;
 pub mod components;
