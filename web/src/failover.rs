@@ -176,11 +176,6 @@ impl Failover {
             .chain(self.candidates.iter().filter_map(|c| c.window.as_ref()))
     }
 
-    /// The most recent window (open or closed), the one to headline.
-    pub fn latest_window(&self) -> Option<&Window> {
-        self.all_windows().max_by_key(|w| w.start_seq)
-    }
-
     /// Starts the timeline of a server known only from a snapshot (its start is not in the
     /// history): it has been in `state` since `t_us`, as far as the page knows.
     pub fn seed(&mut self, server: &str, state: Serving, t_us: u64) {
@@ -442,6 +437,11 @@ mod tests {
     use crate::testkit::{history_of, Script};
     use shared::{EventKind as K, Msg, Op};
 
+    /// The most recent window (open or closed).
+    fn latest_window(f: &Failover) -> Option<&Window> {
+        f.all_windows().max_by_key(|w| w.start_seq)
+    }
+
     fn fold(s: &Script) -> Failover {
         (*history_of(s).failover).clone()
     }
@@ -611,7 +611,7 @@ mod tests {
         let crash_at = s.t_us;
         rpc_failed(&mut s, 1, 1);
         let f = fold(&s);
-        let open = f.latest_window().expect("an open window");
+        let open = latest_window(&f).expect("an open window");
         assert!(open.is_open());
         assert_eq!(open.start_us, crash_at);
         assert_eq!(open.duration_us(crash_at + 40), 40);
@@ -620,7 +620,7 @@ mod tests {
         let f = fold(&s);
         assert_eq!(f.windows.len(), 1);
         assert_eq!(f.windows[0].duration_us(0), s.t_us - crash_at);
-        assert!(f.latest_window().is_some_and(|w| !w.is_open()));
+        assert!(latest_window(&f).is_some_and(|w| !w.is_open()));
     }
 
     #[test]
@@ -768,7 +768,7 @@ mod tests {
             "the crash's window closed when c1 was answered"
         );
         assert_eq!(f.windows[0].crash_us, Some(100_100));
-        let open = f.latest_window().expect("c2 waits");
+        let open = latest_window(&f).expect("c2 waits");
         assert!(open.is_open());
         assert_eq!(open.clients, vec![2]);
         assert_eq!(
@@ -800,7 +800,7 @@ mod tests {
         .ev("supervisor", K::ClusterReset { generation: 1 });
         s.call(1, 1, "s1", "s2", 1);
         let f = fold(&s);
-        assert!(f.latest_window().is_none());
+        assert!(latest_window(&f).is_none());
         assert_eq!(f.crashes.len(), 2);
         let reset_at = s
             .events

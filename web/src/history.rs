@@ -79,17 +79,9 @@ impl History {
         self.events.last().map(|e| e.seq)
     }
 
-    pub fn first_seq(&self) -> Option<u64> {
-        self.events.first().map(|e| e.seq)
-    }
-
     /// The `y` of the oldest kept event: the diagram draws `y - origin_y()`.
     pub fn origin_y(&self) -> f64 {
         self.events.first().map_or(0.0, |e| e.y)
-    }
-
-    pub fn last_y(&self) -> f64 {
-        self.events.last().map_or(0.0, |e| e.y)
     }
 
     pub fn last_t(&self) -> Option<u64> {

@@ -22,18 +22,21 @@
 //! So: `symbols, chunked, timeaxis <- events <- failover <- history <- diagram::layout <- store
 //! <- ws <- components`.
 
-pub mod chunked;
-pub mod components;
-pub mod demo;
-pub mod diagram;
-pub mod events;
-pub mod failover;
-pub mod format;
-pub mod history;
-pub mod keys;
-pub mod store;
-pub mod symbols;
+mod chunked;
+mod components;
+mod demo;
+mod diagram;
+mod events;
+mod failover;
+mod format;
+mod history;
+mod keys;
+mod store;
+mod symbols;
 #[cfg(test)]
 mod testkit;
-pub mod timeaxis;
-pub mod ws;
+mod timeaxis;
+mod ws;
+
+/// The page, mounted by `main.rs`.
+pub use components::app::App;

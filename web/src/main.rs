@@ -2,5 +2,5 @@
 
 fn main() {
     #[cfg(target_arch = "wasm32")]
-    yew::Renderer::<web::components::app::App>::new().render();
+    yew::Renderer::<web::App>::new().render();
 }

@@ -344,13 +344,6 @@ impl State {
         self.nodes.iter().find(|n| n.id == id)
     }
 
-    /// The live primary now.
-    pub fn primary(&self) -> Option<&NodeInfo> {
-        self.nodes
-            .iter()
-            .find(|n| n.alive && n.role == shared::Role::Primary)
-    }
-
     pub fn apply(&mut self, action: Action) {
         self.rev += 1;
         match action {

@@ -44,11 +44,6 @@ impl Symbols {
             .cloned()
             .unwrap_or_else(|| Rc::from(""))
     }
-
-    /// The symbol of `name` if it was ever interned.
-    pub fn lookup(&self, name: &str) -> Option<Sym> {
-        self.0.borrow().ids.get(name).map(|id| Sym(*id))
-    }
 }
 
 impl PartialEq for Symbols {
@@ -75,6 +70,5 @@ mod tests {
         assert_eq!(b.intern("s1"), s1);
         assert_ne!(a.intern("s2"), s1);
         assert_eq!(&*b.name(s1), "s1");
-        assert_eq!(a.lookup("nope"), None);
     }
 }

@@ -4,6 +4,7 @@
 use shared::{Event, EventKind as K, Msg, Op, RequestId};
 
 use crate::history::History;
+use crate::store::State;
 use crate::symbols::Symbols;
 
 /// Builds wire events with consecutive seqs, 100 µs apart.
@@ -134,4 +135,24 @@ pub fn history_of(s: &Script) -> History {
         h.push(e);
     }
     h
+}
+
+/// Read-outs only the tests need (the page itself never asks).
+impl History {
+    pub fn first_seq(&self) -> Option<u64> {
+        self.events.first().map(|e| e.seq)
+    }
+
+    pub fn last_y(&self) -> f64 {
+        self.events.last().map_or(0.0, |e| e.y)
+    }
+}
+
+impl State {
+    /// The live primary now.
+    pub fn primary(&self) -> Option<&shared::NodeInfo> {
+        self.nodes
+            .iter()
+            .find(|n| n.alive && n.role == shared::Role::Primary)
+    }
 }
