@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use shared::{Command, Op};
 
+use crate::call;
+
 /// Pause between a clerk's answer and its next call, so arrows don't all land at once.
 pub const PACE_MS: f64 = 450.0;
 /// Staggered start of the clerks.
@@ -169,13 +171,9 @@ pub fn plan(run: &DemoRun, now_ms: f64, busy: impl Fn(u32) -> bool) -> Plan {
             p.wake_in_ms = Some(p.wake_in_ms.map_or(wait, |w: f64| w.min(wait)));
             continue;
         }
-        let tag = Some(format!("demo{}-c{client}-{sent}", run.run));
+        let tag = format!("demo{}-c{client}-{sent}", run.run);
         sent += 1;
-        let (client, lock) = (*client, lock.clone());
-        p.send.push(match op {
-            Op::Lock => Command::Lock { client, lock, tag },
-            Op::Unlock => Command::Unlock { client, lock, tag },
-        });
+        p.send.push(call::command(*client, *op, lock.clone(), tag));
     }
     p
 }

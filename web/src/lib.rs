@@ -2,7 +2,8 @@
 //! Lab 1 primary/backup lock service.
 //!
 //! Pure modules (tested natively with `cargo test -p web`): `chunked`, `symbols`, `timeaxis`,
-//! `events`, `history`, `failover`, `diagram::layout`, `store`, `demo`, `keys`, `format`.
+//! `events`, `history`, `failover`, `diagram::layout`, `store`, `demo`, `call`, `keys`,
+//! `format`.
 //! Browser-only code: `ws` (all network I/O) and `components`. Unit tests share their fixtures
 //! through `testkit`.
 //!
@@ -10,8 +11,8 @@
 //! its own (the components also use each other). `tests/module_graph.rs` checks the sources
 //! against it.
 //!
-//! 1. `symbols`, `chunked`, `timeaxis`, `format`, `keys`, `demo`
-//! 2. `events`
+//! 1. `symbols`, `chunked`, `timeaxis`, `format`, `keys`, `call`
+//! 2. `events`, `demo`
 //! 3. `failover`
 //! 4. `history`
 //! 5. `diagram::layout`
@@ -22,6 +23,7 @@
 //! So: `symbols, chunked, timeaxis <- events <- failover <- history <- diagram::layout <- store
 //! <- ws <- components`.
 
+mod call;
 mod chunked;
 mod components;
 mod demo;

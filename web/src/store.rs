@@ -16,6 +16,7 @@ use shared::{
 };
 use yew::Reducible;
 
+use crate::call;
 use crate::demo::DemoRun;
 use crate::failover::Serving;
 use crate::format;
@@ -326,6 +327,13 @@ impl State {
             Some(n) if !n.is_empty() => n.to_owned(),
             _ => DEFAULT_LOCK.to_owned(),
         }
+    }
+
+    /// The Lock or Unlock a person asks of `client` now (its card's buttons and Enter, the `l`
+    /// and `u` keys): on the lock name typed on its card, tagged `tag` (`ui-…` from the card,
+    /// `key-…` from the keyboard; see `ws::next_tag`).
+    pub fn call(&self, client: u32, op: Op, tag: String) -> Command {
+        call::command(client, op, self.lock_name(client), tag)
     }
 
     /// The clients that get a lane in the diagram: those in the shown history, those with a
@@ -1432,5 +1440,44 @@ mod tests {
         let shown = st.toasts.len();
         st.apply(Action::NotSent { cmd: step });
         assert_eq!(st.toasts.len(), shown, "the same toast is not stacked");
+    }
+
+    #[test]
+    fn a_call_is_on_the_lock_name_typed_on_the_card_and_makes_the_client_busy() {
+        let mut st = state();
+        st.apply(Action::AddClient);
+        st.apply(Action::SetLockName {
+            client: 2,
+            name: "  x ".into(),
+        });
+        let cmd = st.call(2, Op::Unlock, "ui-7".into());
+        assert_eq!(
+            cmd,
+            Command::Unlock {
+                client: 2,
+                lock: "x".into(),
+                tag: Some("ui-7".into())
+            }
+        );
+        assert_eq!(
+            st.call(1, Op::Lock, "key-8".into()),
+            Command::Lock {
+                client: 1,
+                lock: DEFAULT_LOCK.into(),
+                tag: Some("key-8".into())
+            },
+            "nothing typed: the default lock"
+        );
+        st.apply(Action::SetLockName {
+            client: 1,
+            name: "   ".into(),
+        });
+        assert!(
+            matches!(st.call(1, Op::Lock, "t".into()), Command::Lock { lock, .. } if lock == DEFAULT_LOCK)
+        );
+
+        st.apply(Action::Sent { cmd });
+        assert_eq!(st.clients[&2].sending.as_deref(), Some("ui-7"));
+        assert!(!st.clients[&1].busy());
     }
 }

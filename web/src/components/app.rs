@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use gloo_events::EventListener;
 use gloo_timers::callback::Timeout;
-use shared::Command;
+use shared::{Command, Op};
 use wasm_bindgen::JsCast;
 use web_sys::KeyboardEvent;
 use yew::prelude::*;
@@ -190,7 +190,6 @@ fn on_key(ctx: &Ctx, e: &KeyboardEvent) {
     e.prevent_default();
     let st = &ctx.state;
     let client = st.selected_client;
-    let lock = st.lock_name(client);
     let tag = || Some(ws::next_tag("key"));
     match sc {
         Shortcut::Help => ctx.dispatch(Action::ShowHelp(!st.help)),
@@ -198,16 +197,12 @@ fn on_key(ctx: &Ctx, e: &KeyboardEvent) {
             ctx.dispatch(Action::ShowHelp(false));
             ctx.dispatch(Action::Select(None));
         }
-        Shortcut::Lock => ctx.send.emit(Command::Lock {
-            client,
-            lock,
-            tag: tag(),
-        }),
-        Shortcut::Unlock => ctx.send.emit(Command::Unlock {
-            client,
-            lock,
-            tag: tag(),
-        }),
+        Shortcut::Lock => ctx
+            .send
+            .emit(st.call(client, Op::Lock, ws::next_tag("key"))),
+        Shortcut::Unlock => ctx
+            .send
+            .emit(st.call(client, Op::Unlock, ws::next_tag("key"))),
         Shortcut::SelectClient(c) => ctx.dispatch(Action::SelectClient(c)),
         Shortcut::AddClient => ctx.dispatch(Action::AddClient),
         Shortcut::CrashPrimary => ctx.send.emit(Command::Crash {

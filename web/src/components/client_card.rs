@@ -2,11 +2,11 @@
 //! history of answers with latency (and retries, when it failed over).
 
 use gloo_timers::callback::Interval;
-use shared::Command;
+use shared::Op;
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use super::use_ctx;
+use super::{use_ctx, Ctx};
 use crate::store::{Action, Outcome};
 use crate::{format, ws};
 
@@ -45,27 +45,6 @@ pub fn client_card(props: &ClientCardProps) -> Html {
         .unwrap_or_else(|| lock.clone());
     let selected = st.selected_client == id;
 
-    let call = |unlock: bool| {
-        let send = ctx.send.clone();
-        let lock = lock.clone();
-        Callback::from(move |_| {
-            let tag = Some(ws::next_tag("ui"));
-            let lock = lock.clone();
-            send.emit(if unlock {
-                Command::Unlock {
-                    client: id,
-                    lock,
-                    tag,
-                }
-            } else {
-                Command::Lock {
-                    client: id,
-                    lock,
-                    tag,
-                }
-            })
-        })
-    };
     let oninput = {
         let ctx = ctx.clone();
         Callback::from(move |e: InputEvent| {
@@ -76,17 +55,13 @@ pub fn client_card(props: &ClientCardProps) -> Html {
             });
         })
     };
+    let busy = c.busy();
     let onkeydown = {
-        let send = ctx.send.clone();
-        let lock = lock.clone();
+        let lock = call::<()>(&ctx, id, Op::Lock);
+        // Like the Lock button beside it, which is disabled while a call is outstanding.
         Callback::from(move |e: KeyboardEvent| {
-            if e.key() == "Enter" {
-                let tag = Some(ws::next_tag("ui"));
-                send.emit(Command::Lock {
-                    client: id,
-                    lock: lock.clone(),
-                    tag,
-                });
+            if e.key() == "Enter" && !busy {
+                lock.emit(());
             }
         })
     };
@@ -112,7 +87,6 @@ pub fn client_card(props: &ClientCardProps) -> Html {
         }
         (None, None) => html! { <span class="status idle">{"idle"}</span> },
     };
-    let busy = c.busy();
     let busy_title = "One call at a time (Lab 1): wait for the answer";
 
     let entries = c.history.iter().rev().take(SHOWN).map(|r| {
@@ -156,9 +130,9 @@ pub fn client_card(props: &ClientCardProps) -> Html {
                 <input class="lockname" type="text" value={typed} {oninput} {onkeydown} maxlength="64"
                     data-testid={format!("lockname-{name}")} aria-label={format!("lock name for {name}")}
                     spellcheck="false" />
-                <button class="btn primary" data-testid={format!("lock-{name}")} onclick={call(false)}
+                <button class="btn primary" data-testid={format!("lock-{name}")} onclick={call(&ctx, id, Op::Lock)}
                     disabled={busy} title={if busy { busy_title.to_string() } else { format!("Lock({lock})") }}>{"Lock"}</button>
-                <button class="btn" data-testid={format!("unlock-{name}")} onclick={call(true)}
+                <button class="btn" data-testid={format!("unlock-{name}")} onclick={call(&ctx, id, Op::Unlock)}
                     disabled={busy} title={if busy { busy_title.to_string() } else { format!("Unlock({lock})") }}>{"Unlock"}</button>
             </div>
             <ol class="history" data-testid={format!("history-{name}")}>
@@ -169,4 +143,10 @@ pub fn client_card(props: &ClientCardProps) -> Html {
             </ol>
         </div>
     }
+}
+
+/// The card's Lock/Unlock: `id`'s call on the lock name typed on the card.
+fn call<E: 'static>(ctx: &Ctx, id: u32, op: Op) -> Callback<E> {
+    let ctx = ctx.clone();
+    Callback::from(move |_| ctx.send.emit(ctx.state.call(id, op, ws::next_tag("ui"))))
 }
