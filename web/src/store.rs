@@ -168,6 +168,9 @@ pub enum Action {
     },
     SetFollow(bool),
     TogglePause,
+    /// Show the newest events and keep them in view: resume a paused view and follow it
+    /// (*Follow live*, `f`/`End`, the diagram's "jump to live").
+    GoLive,
     Clear,
     Select(Option<Selection>),
     Toast {
@@ -176,12 +179,16 @@ pub enum Action {
         text: String,
     },
     DismissToast(u64),
-    /// `failover`: the variant that arms the primary to crash partway (see `demo.rs`).
+    /// Start a demo unless one runs (`Shift+D`, the empty diagram's buttons); `failover`: the
+    /// variant that arms the primary to crash partway (see `demo.rs`).
     StartDemo {
         local_ms: f64,
         failover: bool,
     },
-    StopDemo,
+    /// Stop the demo that runs, or else start the plain one (*Demo*, `d`).
+    ToggleDemo {
+        local_ms: f64,
+    },
     ShowHelp(bool),
     ToggleLargeText,
 }
@@ -418,6 +425,7 @@ impl State {
                 self.lock_names.insert(client, name);
             }
             Action::SetFollow(f) => self.follow = f,
+            Action::GoLive => self.go_live(),
             Action::TogglePause => {
                 self.frozen = match self.frozen.take() {
                     Some(_) => None,
@@ -443,29 +451,47 @@ impl State {
             Action::Select(sel) => self.selected = sel,
             Action::Toast { level, title, text } => self.toast(level, &title, &text),
             Action::DismissToast(id) => self.toasts.retain(|t| t.id != id),
-            Action::StartDemo { .. } if self.conn != Conn::Connected => self.toast(
-                Level::Warn,
-                "Not connected",
-                "the demo needs the server; it can start once the page is connected",
-            ),
-            Action::StartDemo { local_ms, failover } => {
-                self.demo_runs += 1;
-                let run = if failover {
-                    DemoRun::with_failover(self.demo_runs, local_ms)
-                } else {
-                    DemoRun::new(self.demo_runs, local_ms)
-                };
-                for c in run.clients() {
-                    self.clients.entry(c).or_insert_with(|| ClientView::new(c));
+            Action::StartDemo { local_ms, failover } => self.start_demo(local_ms, failover),
+            Action::ToggleDemo { local_ms } => {
+                if self.demo.take().is_none() {
+                    self.start_demo(local_ms, false);
                 }
-                self.demo = Some(run);
-                self.follow = true;
-                self.frozen = None;
             }
-            Action::StopDemo => self.demo = None,
             Action::ShowHelp(show) => self.help = show,
             Action::ToggleLargeText => self.large_text = !self.large_text,
         }
+    }
+
+    fn go_live(&mut self) {
+        self.frozen = None;
+        self.follow = true;
+    }
+
+    /// Starts a demo, and shows it live. A demo already running is left to run: a second
+    /// start (a double click, a stale render) must not restart it halfway.
+    fn start_demo(&mut self, local_ms: f64, failover: bool) {
+        if self.demo.is_some() {
+            return;
+        }
+        if self.conn != Conn::Connected {
+            self.toast(
+                Level::Warn,
+                "Not connected",
+                "the demo needs the server; it can start once the page is connected",
+            );
+            return;
+        }
+        self.demo_runs += 1;
+        let run = if failover {
+            DemoRun::with_failover(self.demo_runs, local_ms)
+        } else {
+            DemoRun::new(self.demo_runs, local_ms)
+        };
+        for c in run.clients() {
+            self.clients.entry(c).or_insert_with(|| ClientView::new(c));
+        }
+        self.demo = Some(run);
+        self.go_live();
     }
 
     /// Events waiting to be placed on the diagram.
@@ -1440,6 +1466,74 @@ mod tests {
         let shown = st.toasts.len();
         st.apply(Action::NotSent { cmd: step });
         assert_eq!(st.toasts.len(), shown, "the same toast is not stacked");
+    }
+
+    #[test]
+    fn go_live_resumes_a_paused_view_and_follows_the_newest_events() {
+        let mut st = state();
+        let mut s = Script::default();
+        for _ in 0..5 {
+            s.ev("supervisor", K::SlowMotionSet { delay_ms: 0 });
+        }
+        let later = s.events.split_off(2);
+        receive(&mut st, vec![ServerMsg::Events { events: s.events }]);
+        st.apply(Action::TogglePause);
+        st.apply(Action::SetFollow(false));
+        receive(&mut st, vec![ServerMsg::Events { events: later }]);
+        assert_eq!((st.shown().len(), st.history.len()), (2, 5), "paused");
+
+        st.apply(Action::GoLive);
+        assert!(!st.paused() && st.follow);
+        assert_eq!(st.shown().len(), 5, "the view shows what arrived meanwhile");
+        // Going live when live changes nothing (it is not a toggle).
+        st.apply(Action::GoLive);
+        assert!(!st.paused() && st.follow);
+    }
+
+    #[test]
+    fn toggle_demo_starts_the_plain_demo_live_and_stops_whichever_demo_runs() {
+        let mut st = state();
+        st.apply(Action::ToggleDemo { local_ms: 0.0 });
+        assert!(st.demo.is_none(), "not connected: no demo");
+        assert!(st.toasts.iter().any(|t| t.title == "Not connected"));
+
+        st.apply(Action::Connected);
+        st.apply(Action::TogglePause);
+        st.apply(Action::SetFollow(false));
+        st.apply(Action::ToggleDemo { local_ms: 5.0 });
+        let run = st.demo.as_ref().expect("the demo runs");
+        assert_eq!(run.crash_after, None, "the plain demo, without a failover");
+        assert!(!st.paused() && st.follow, "a demo is watched live");
+        st.apply(Action::ToggleDemo { local_ms: 6.0 });
+        assert!(st.demo.is_none(), "again: stopped");
+
+        st.apply(Action::StartDemo {
+            local_ms: 7.0,
+            failover: true,
+        });
+        assert!(st.demo.as_ref().is_some_and(|d| d.crash_after.is_some()));
+        st.apply(Action::ToggleDemo { local_ms: 8.0 });
+        assert!(st.demo.is_none(), "d stops the failover demo too");
+    }
+
+    #[test]
+    fn starting_a_demo_while_one_runs_leaves_it_running() {
+        let mut st = state();
+        st.apply(Action::Connected);
+        st.apply(Action::StartDemo {
+            local_ms: 0.0,
+            failover: false,
+        });
+        let first = st.demo.clone().expect("started");
+        st.apply(Action::StartDemo {
+            local_ms: 100.0,
+            failover: true,
+        });
+        assert_eq!(
+            st.demo.as_ref(),
+            Some(&first),
+            "not restarted, not switched"
+        );
     }
 
     #[test]

@@ -218,24 +218,13 @@ fn on_key(ctx: &Ctx, e: &KeyboardEvent) {
             tag: tag(),
         }),
         Shortcut::Reset => ctx.send.emit(Command::Reset { tag: tag() }),
-        Shortcut::Demo => {
-            if st.demo.is_some() {
-                ctx.dispatch(Action::StopDemo);
-            } else {
-                ctx.dispatch(Action::StartDemo {
-                    local_ms: ws::now_ms(),
-                    failover: false,
-                });
-            }
-        }
-        Shortcut::FailoverDemo => {
-            if st.demo.is_none() {
-                ctx.dispatch(Action::StartDemo {
-                    local_ms: ws::now_ms(),
-                    failover: true,
-                });
-            }
-        }
+        Shortcut::Demo => ctx.dispatch(Action::ToggleDemo {
+            local_ms: ws::now_ms(),
+        }),
+        Shortcut::FailoverDemo => ctx.dispatch(Action::StartDemo {
+            local_ms: ws::now_ms(),
+            failover: true,
+        }),
         Shortcut::SlowMotionNext => ctx.send.emit(Command::SetSlowMotion {
             delay_ms: keys::next_slow_motion(st.slow_motion_ms),
             tag: tag(),
@@ -245,12 +234,7 @@ fn on_key(ctx: &Ctx, e: &KeyboardEvent) {
             tag: tag(),
         }),
         Shortcut::TogglePause => ctx.dispatch(Action::TogglePause),
-        Shortcut::FollowLive => {
-            if st.paused() {
-                ctx.dispatch(Action::TogglePause);
-            }
-            ctx.dispatch(Action::SetFollow(true));
-        }
+        Shortcut::FollowLive => ctx.dispatch(Action::GoLive),
         Shortcut::Clear => ctx.dispatch(Action::Clear),
         Shortcut::LargeText => ctx.dispatch(Action::ToggleLargeText),
     }

@@ -284,22 +284,15 @@ pub fn space_time() -> Html {
     let connected = st.conn == crate::store::Conn::Connected;
     let jump = {
         let ctx = ctx.clone();
-        Callback::from(move |_| {
-            if ctx.state.paused() {
-                ctx.dispatch(Action::TogglePause);
-            }
-            ctx.dispatch(Action::SetFollow(true));
-        })
+        Callback::from(move |_| ctx.dispatch(Action::GoLive))
     };
     let start_demo = |failover: bool| {
         let ctx = ctx.clone();
         Callback::from(move |_| {
-            if ctx.state.demo.is_none() {
-                ctx.dispatch(Action::StartDemo {
-                    local_ms: ws::now_ms(),
-                    failover,
-                });
-            }
+            ctx.dispatch(Action::StartDemo {
+                local_ms: ws::now_ms(),
+                failover,
+            })
         })
     };
     let clear_hover = {

@@ -17,14 +17,9 @@ pub fn toolbar() -> Html {
         let ctx = ctx.clone();
         let running = st.demo.as_ref().map(|d| (d.answered, d.total));
         let onclick = Callback::from(move |_| {
-            if ctx.state.demo.is_some() {
-                ctx.dispatch(Action::StopDemo);
-            } else {
-                ctx.dispatch(Action::StartDemo {
-                    local_ms: ws::now_ms(),
-                    failover: false,
-                });
-            }
+            ctx.dispatch(Action::ToggleDemo {
+                local_ms: ws::now_ms(),
+            })
         });
         match running {
             Some((done, total)) => html! {
@@ -71,12 +66,7 @@ pub fn toolbar() -> Html {
     };
     let follow = {
         let ctx = ctx.clone();
-        let onclick = Callback::from(move |_| {
-            if ctx.state.paused() {
-                ctx.dispatch(Action::TogglePause);
-            }
-            ctx.dispatch(Action::SetFollow(true));
-        });
+        let onclick = Callback::from(move |_| ctx.dispatch(Action::GoLive));
         let on = st.follow && !st.paused();
         html! {
             <button class={classes!("btn", on.then_some("on"))} data-testid="follow" {onclick}
