@@ -1,5 +1,6 @@
-//! Fixtures shared by the unit tests of several modules: a [`Script`] of wire events and the
-//! [`History`] they fold into. Test-only (`#[cfg(test)]` in `lib.rs`).
+//! Fixtures shared by the unit tests of several modules: a [`Script`] of wire events, the
+//! [`History`] they fold into, and read-outs of `History` and `State` that only tests need.
+//! Test-only (`#[cfg(test)]` in `lib.rs`): it may import any module, and none imports it.
 
 use shared::{Event, EventKind as K, Msg, Op, RequestId};
 
