@@ -26,8 +26,9 @@
 //!   at-most-once record included; `applied_forwards` counts forwarded operations it applied, so
 //!   a duplicate forward (answered from the record, not applied) is not counted.
 //! - **Reset.** `cluster_reset` starts a new generation: the old generation's servers and clerks
-//!   are gone (the new servers' `process_started` events bring them back). The supervisor ends
-//!   every call in progress with `op_failed` before the reset, so no call is lost by dropping.
+//!   are gone (new servers come with their `process_started`, new clerks with their first
+//!   `op_invoked`). The supervisor ends every call in progress with `op_failed` before the
+//!   reset, so dropping the clerks loses no call.
 
 use std::collections::BTreeMap;
 

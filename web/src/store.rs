@@ -324,7 +324,7 @@ impl State {
     }
 
     /// Servers in id order.
-    pub fn nodes(&self) -> impl Iterator<Item = &NodeInfo> {
+    pub(crate) fn nodes(&self) -> impl Iterator<Item = &NodeInfo> {
         self.cluster.servers()
     }
 
@@ -341,22 +341,22 @@ impl State {
 
     /// The cluster's clerk `id`: the server it sends to, its call in progress, its counters.
     /// `None` for a card whose clerk has not called yet (or belonged to a reset cluster).
-    pub fn clerk(&self, id: u32) -> Option<&ClientInfo> {
+    pub(crate) fn clerk(&self, id: u32) -> Option<&ClientInfo> {
         self.cluster.client(id)
     }
 
     /// The call clerk `id` is waiting on.
-    pub fn pending_call(&self, id: u32) -> Option<&PendingCall> {
+    pub(crate) fn pending_call(&self, id: u32) -> Option<&PendingCall> {
         self.clerk(id).and_then(|c| c.pending.as_ref())
     }
 
     /// One call at a time (Lab 1): another one now would be refused with `client_busy`.
-    pub fn busy(&self, id: u32) -> bool {
+    pub(crate) fn busy(&self, id: u32) -> bool {
         self.pending_call(id).is_some()
             || self.clients.get(&id).is_some_and(|c| c.sending.is_some())
     }
 
-    pub fn slow_motion_ms(&self) -> u64 {
+    pub(crate) fn slow_motion_ms(&self) -> u64 {
         self.cluster.slow_motion_ms()
     }
 
