@@ -2,14 +2,16 @@
 //!
 //! Producers (node control readers, clerks, the supervisor) call [`Bus::publish`], which never
 //! waits for a viewer: it takes a short lock, gives the event its `seq`, folds it into the
-//! [`ClusterView`], appends it to the ring and hands it to a broadcast channel. A viewer that
-//! falls behind the channel gets a fresh snapshot from [`Bus::subscribe`], with the count of
-//! events it missed.
+//! cluster picture ([`model::Cluster`], the same fold the page runs), appends it to the ring and
+//! hands it to a broadcast channel. A viewer that falls behind the channel gets a fresh snapshot
+//! from [`Bus::subscribe`], with the count of events it missed.
 //!
 //! The bus also keeps the log causal. A message's delivery is reported by its receiver and its
 //! send by its sender, over different sockets; a delivery that overtakes its send is held back,
-//! with every later event of the same producer, until the send arrives. And it knows which messages are in flight, so when a receiver dies (or the
-//! cluster is reset) each of its undelivered messages gets a `msg_lost`.
+//! with every later event of the same producer, until the send arrives. And it knows which
+//! messages are in flight, so when a receiver dies (or the cluster is reset) each of its
+//! undelivered messages gets a `msg_lost`. This is the only place a message is declared lost:
+//! viewers draw a loss when, and only when, a `msg_lost` says so.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,8 +20,9 @@ use serde::Serialize;
 use shared::{ClientInfo, Event, EventKind, NodeInfo, SUPERVISOR};
 use tokio::sync::broadcast;
 
+use model::Cluster;
+
 use crate::clock::RunClock;
-use crate::view::ClusterView;
 
 /// One published event, serialised once for every viewer.
 #[derive(Debug)]
@@ -59,7 +62,7 @@ struct Flight {
 struct BusInner {
     next_seq: u64,
     ring: VecDeque<Arc<Logged>>,
-    view: ClusterView,
+    cluster: Cluster,
     in_flight: HashMap<u64, Flight>,
     /// Events of a producer held back because its oldest is a delivery whose send has not been
     /// published yet; the rest wait behind it so the producer's own order is kept.
@@ -111,7 +114,7 @@ impl Bus {
             inner: Mutex::new(BusInner {
                 next_seq: 1,
                 ring: VecDeque::with_capacity(cfg.history.min(1 << 16)),
-                view: ClusterView::default(),
+                cluster: Cluster::default(),
                 in_flight: HashMap::new(),
                 held: HashMap::new(),
                 waiting_on: HashMap::new(),
@@ -207,7 +210,9 @@ impl Bus {
                     },
                 );
                 unblocks = inner.waiting_on.remove(msg_id);
-                if unblocks.is_none() && inner.view.node(to).is_some_and(|n| !n.alive) {
+                if unblocks.is_none() && inner.cluster.node(to).is_some_and(|n| !n.alive) {
+                    // Lost now, and only now: it must not be lost again when `to` exits.
+                    inner.in_flight.remove(msg_id);
                     lost = Some(EventKind::MsgLost {
                         msg_id: *msg_id,
                         from: from.clone(),
@@ -235,7 +240,6 @@ impl Bus {
     }
 
     fn append(&self, inner: &mut BusInner, node: &str, t_us: u64, kind: EventKind) {
-        inner.view.apply(node, t_us, &kind);
         let seq = inner.next_seq;
         inner.next_seq += 1;
         let event = Event {
@@ -244,6 +248,7 @@ impl Bus {
             node: node.to_owned(),
             kind,
         };
+        inner.cluster.apply(&event);
         let json = serde_json::to_string(&event)
             .expect("events always serialize")
             .into_boxed_str();
@@ -342,9 +347,9 @@ impl Bus {
         }
     }
 
-    /// Reads the folded state.
-    pub fn view<R>(&self, f: impl FnOnce(&ClusterView) -> R) -> R {
-        f(&self.lock().view)
+    /// Reads the cluster as the log says it is now (the state after the last published event).
+    pub fn view<R>(&self, f: impl FnOnce(&Cluster) -> R) -> R {
+        f(&self.lock().cluster)
     }
 
     /// A snapshot and the stream that continues it with no gap and no overlap.
@@ -368,12 +373,12 @@ impl Bus {
         };
         let head = SnapshotHead {
             ty: "snapshot",
-            nodes: inner.view.nodes(),
-            clients: inner.view.clients(),
+            nodes: inner.cluster.nodes(),
+            clients: inner.cluster.clients(),
             next_seq: inner.next_seq,
             missed,
-            generation: inner.view.generation,
-            slow_motion_ms: inner.view.slow_motion_ms,
+            generation: inner.cluster.generation(),
+            slow_motion_ms: inner.cluster.slow_motion_ms(),
             now_us: self.clock.now_us(),
             _p: std::marker::PhantomData,
         };
@@ -508,6 +513,38 @@ mod tests {
         b.publish("c1", sent(3, "s2"));
         let last = events(&b).pop().unwrap();
         assert!(matches!(last.kind, EventKind::MsgLost { msg_id: 3, .. }));
+    }
+
+    #[test]
+    fn a_send_to_a_crashed_server_is_lost_at_once_and_only_once() {
+        let b = bus(BusConfig::default());
+        for (id, role, pid) in [("s1", Role::Primary, 1), ("s2", Role::Backup, 2)] {
+            b.publish(id, EventKind::ProcessStarted { pid, role, port: 1 });
+        }
+        b.publish(
+            "s2",
+            EventKind::Crashed {
+                pid: 2,
+                cause: shared::CrashCause::Command,
+                req: None,
+            },
+        );
+        assert!(!b.view(|c| c.is_alive("s2")), "dead from its crash on");
+        b.publish("s1", sent(1, "s2"));
+        b.node_exited("s2", 2, Some(9), None);
+        let names: Vec<&str> = events(&b).iter().map(|e| e.kind.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "process_started",
+                "process_started",
+                "crashed",
+                "msg_sent",
+                "msg_lost",
+                "process_exited"
+            ],
+            "lost when sent to the dead server, not again when it exits"
+        );
     }
 
     #[test]

@@ -12,4 +12,3 @@ pub mod gateway;
 pub mod http;
 pub mod lockservice;
 pub mod node;
-pub mod view;

@@ -302,6 +302,10 @@ pub struct PendingCall {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
     pub since_us: u64,
+    /// Times the clerk re-sent it to another server so far (0: first try). Absent from servers
+    /// older than this field, hence the default.
+    #[serde(default)]
+    pub retries: u32,
 }
 
 /// One entry of the event log. The diagram is a pure function of these.
@@ -581,6 +585,15 @@ mod tests {
             assert_eq!(c.name(), name);
             assert!(COMMAND_TYPES.contains(&name));
         }
+    }
+
+    #[test]
+    fn a_pending_call_without_retries_is_a_first_try() {
+        let older = r#"{"req":{"client":2,"seq":1},"op":"unlock","lock":"a","since_us":5}"#;
+        let call: PendingCall = serde_json::from_str(older).unwrap();
+        assert_eq!(call.retries, 0);
+        let v = serde_json::to_value(PendingCall { retries: 2, ..call }).unwrap();
+        assert_eq!(v["retries"], 2, "written out for viewers");
     }
 
     #[test]

@@ -23,8 +23,6 @@ use crate::timeaxis::row_gap;
 
 /// Events the page keeps; older ones are dropped (oldest first).
 pub const HISTORY_CAP: usize = 100_000;
-/// Why the page closed a message whose receiver died with it in flight.
-pub const RECEIVER_DIED: &str = "its receiver died before it could report the delivery";
 /// Greyed lane stretches remembered.
 const DEAD_SPANS_CAP: usize = 512;
 
@@ -396,10 +394,11 @@ impl History {
         Some(m)
     }
 
+    /// Greys a dead server's lane. Its messages in flight stay in flight: the server's bus is
+    /// the one place that declares a message lost, with a `msg_lost` for each one.
     fn track_death(&mut self, ev: &Ev) {
         match ev.kind {
             Kind::Crashed { .. } | Kind::Exited { .. } => {
-                self.lose_in_flight_to(ev);
                 let already = self
                     .dead
                     .iter()
@@ -430,34 +429,6 @@ impl History {
                 }
             }
             _ => {}
-        }
-    }
-
-    /// A process died: the messages in flight to it will never be seen by it. (The server
-    /// reports most such losses itself; this closes the ones whose fate it could not report,
-    /// e.g. a delivery the process had no time to report before SIGKILL.)
-    fn lose_in_flight_to(&mut self, ev: &Ev) {
-        let doomed: Vec<(u64, usize)> = self
-            .open
-            .iter()
-            .filter(|(_, m)| self.msgs.get(**m).is_some_and(|rec| rec.to == ev.node))
-            .map(|(id, m)| (*id, *m))
-            .collect();
-        if doomed.is_empty() {
-            return;
-        }
-        let reason = self.syms.intern(RECEIVER_DIED);
-        let open = Rc::make_mut(&mut self.open);
-        for (id, m) in doomed {
-            open.remove(&id);
-            self.msgs.update(m, |rec| {
-                rec.end = MsgEnd::Lost {
-                    event: self.events.end_index(),
-                    t_us: ev.t_us,
-                    y: ev.y,
-                    reason,
-                }
-            });
         }
     }
 
@@ -673,7 +644,7 @@ mod tests {
     }
 
     #[test]
-    fn a_message_in_flight_to_a_process_that_dies_is_lost_there() {
+    fn a_message_to_a_process_that_dies_is_lost_only_when_the_bus_says_so() {
         let mut s = Script::default();
         let req = RequestId { client: 1, seq: 1 };
         s.sent(3, "s2", "s1", Msg::ForwardAck { req, ok: true })
@@ -685,12 +656,30 @@ mod tests {
                     cause: CrashCause::BeforeReply,
                     req: Some(req),
                 },
+            )
+            .ev(
+                "s1",
+                K::ProcessExited {
+                    pid: 4,
+                    signal: Some(9),
+                    code: None,
+                },
             );
         let h = history_of(&s);
-        assert_eq!(h.in_flight_count(), 1, "only the message to s1 is closed");
-        let crash_y = h.events.last().map(|e| e.y);
+        assert_eq!(h.in_flight_count(), 2, "a death alone closes nothing");
+        assert_eq!(h.msg(0).map(|m| m.end), Some(MsgEnd::InFlight));
+
+        s.lost(3, "s2", "s1");
+        let h = history_of(&s);
+        assert_eq!(h.in_flight_count(), 1, "only the message the bus lost");
+        let lost_y = h.events.last().map(|e| e.y);
         let ack = h.msg(0).expect("ack");
-        assert!(matches!(ack.end, MsgEnd::Lost { y, event: 2, .. } if Some(y) == crash_y));
+        assert!(
+            matches!(ack.end, MsgEnd::Lost { y, event: 4, reason, .. }
+                if Some(y) == lost_y && &*h.name(reason) == "receiver died"),
+            "closed where and why the bus said: {:?}",
+            ack.end
+        );
         assert_eq!(h.msg(1).map(|m| m.end), Some(MsgEnd::InFlight));
     }
 

@@ -5,14 +5,23 @@
 //! touches the network: `ws.rs` turns frames into [`Action::Receive`] (one per animation frame,
 //! however many frames arrived) and sends the commands.
 //!
+//! What the servers and clerks are (roles, liveness, lock tables, calls in progress, counters)
+//! is not decided here: it is [`model::Cluster`], the same fold the server's bus runs, replaced
+//! by each snapshot and advanced by each live event. The store keeps only what belongs to the
+//! page: the diagram's history, the client cards (lock name typed, finished calls, a command on
+//! its way), selection, toasts, the demo.
+//!
 //! Cheap copies: `State` is cloned once per action, so everything large in it is shared
-//! (`History` is chunked, client histories sit behind `Rc`). Equality is by revision.
+//! (`History` is chunked, the cluster and client histories sit behind `Rc`). Equality is by
+//! revision.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
+use model::Cluster;
 use shared::{
-    ClientInfo, Command, Event, EventKind, Limits, NodeInfo, Op, RequestId, ServerMsg, Snapshot,
+    ClientInfo, Command, Event, EventKind, Limits, NodeInfo, Op, PendingCall, RequestId, ServerMsg,
+    Snapshot,
 };
 use yew::Reducible;
 
@@ -66,28 +75,13 @@ pub struct CallRecord {
     pub t_us: u64,
 }
 
-/// The call a client is waiting on.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PendingView {
-    pub req: RequestId,
-    pub op: Op,
-    pub lock: Rc<str>,
-    pub since_us: u64,
-    /// Times it was re-sent to another server.
-    pub retries: u32,
-}
-
-/// One clerk as the page shows it.
+/// A client card: what the page keeps about a clerk beyond the cluster's picture of it
+/// ([`State::clerk`]: its server, call in progress and counters).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientView {
     pub id: u32,
-    /// The server it sends to now.
-    pub server: Option<Rc<str>>,
-    pub pending: Option<PendingView>,
     /// A command for it left the page and its call has not started yet (its tag).
     pub sending: Option<String>,
-    pub completed: u64,
-    pub failed: u64,
     /// Finished calls, newest last.
     pub history: Rc<VecDeque<CallRecord>>,
 }
@@ -96,18 +90,9 @@ impl ClientView {
     pub fn new(id: u32) -> Self {
         ClientView {
             id,
-            server: None,
-            pending: None,
             sending: None,
-            completed: 0,
-            failed: 0,
             history: Rc::default(),
         }
-    }
-
-    /// One call at a time (Lab 1): another one now would be refused with `client_busy`.
-    pub fn busy(&self) -> bool {
-        self.pending.is_some() || self.sending.is_some()
     }
 }
 
@@ -202,10 +187,10 @@ pub struct State {
     /// The server's `hello.run`: a different one after a reconnect means a new server process.
     pub run: Option<u64>,
     pub limits: Option<Limits>,
-    pub generation: u64,
-    pub slow_motion_ms: u64,
-    /// Servers in id order.
-    pub nodes: Vec<NodeInfo>,
+    /// Servers and clerks as the server's log says they are (shared: the store is cloned per
+    /// action).
+    pub cluster: Rc<Cluster>,
+    /// The client cards, by clerk id.
     pub clients: BTreeMap<u32, ClientView>,
     /// The client the keyboard's l/u act on.
     pub selected_client: u32,
@@ -255,9 +240,7 @@ impl Default for State {
             server_version: None,
             run: None,
             limits: None,
-            generation: 0,
-            slow_motion_ms: 0,
-            nodes: Vec::new(),
+            cluster: Rc::default(),
             clients,
             selected_client: 1,
             lock_names: BTreeMap::new(),
@@ -347,7 +330,7 @@ impl State {
     /// call in progress, the selected one and c1 — not every clerk the server ever had.
     pub fn lane_clients(&self) -> Vec<u32> {
         let mut ids: Vec<u32> = self.shown().clients_seen().collect();
-        ids.extend(self.clients.values().filter(|c| c.busy()).map(|c| c.id));
+        ids.extend(self.clients.keys().copied().filter(|id| self.busy(*id)));
         ids.push(self.selected_client);
         ids.push(1);
         ids.sort_unstable();
@@ -355,8 +338,34 @@ impl State {
         ids
     }
 
+    /// Servers in id order.
+    pub(crate) fn nodes(&self) -> impl Iterator<Item = &NodeInfo> {
+        self.cluster.servers()
+    }
+
     pub fn node(&self, id: &str) -> Option<&NodeInfo> {
-        self.nodes.iter().find(|n| n.id == id)
+        self.cluster.node(id)
+    }
+
+    /// The cluster's clerk `id`: the server it sends to, its call in progress, its counters.
+    /// `None` for a card whose clerk has not called yet (or belonged to a reset cluster).
+    pub(crate) fn clerk(&self, id: u32) -> Option<&ClientInfo> {
+        self.cluster.client(id)
+    }
+
+    /// The call clerk `id` is waiting on.
+    pub(crate) fn pending_call(&self, id: u32) -> Option<&PendingCall> {
+        self.clerk(id).and_then(|c| c.pending.as_ref())
+    }
+
+    /// One call at a time (Lab 1): another one now would be refused with `client_busy`.
+    pub(crate) fn busy(&self, id: u32) -> bool {
+        self.pending_call(id).is_some()
+            || self.clients.get(&id).is_some_and(|c| c.sending.is_some())
+    }
+
+    pub(crate) fn slow_motion_ms(&self) -> u64 {
+        self.cluster.slow_motion_ms()
     }
 
     pub fn apply(&mut self, action: Action) {
@@ -439,9 +448,13 @@ impl State {
                 self.selected = None;
                 // A clean slate: only c1, the selected client and clients with a call in
                 // progress keep their card and lane.
-                let keep = |c: &ClientView| c.id == 1 || c.busy();
-                let selected = self.selected_client;
-                self.clients.retain(|id, c| keep(c) || *id == selected);
+                let keep: Vec<u32> = self
+                    .clients
+                    .keys()
+                    .copied()
+                    .filter(|id| *id == 1 || *id == self.selected_client || self.busy(*id))
+                    .collect();
+                self.clients.retain(|id, _| keep.contains(id));
                 for c in self.clients.values_mut() {
                     c.history = Rc::default();
                 }
@@ -533,7 +546,7 @@ impl State {
 
     /// Starts the failover timeline of an empty history from the servers' current state.
     fn seed_timeline(&mut self, since_us: u64) {
-        for n in &self.nodes {
+        for n in self.cluster.servers() {
             let state = if n.alive {
                 Serving::from_role(n.role, n.serving_alone)
             } else {
@@ -645,22 +658,16 @@ impl State {
 
     fn on_snapshot(&mut self, s: Snapshot, local_ms: f64) {
         self.ingested += s.events.len() as u64;
-        self.generation = s.generation;
-        self.slow_motion_ms = s.slow_motion_ms;
-        self.nodes = s.nodes;
-        self.nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        // The snapshot is the cluster after its last event: its events are not folded again.
+        // A clerk it no longer lists (a reset we did not see live) waits for nothing.
+        self.cluster = Rc::new(Cluster::from_snapshot(&s));
         self.clock_offset_us = Some(s.now_us as f64 - local_ms * 1000.0);
         for info in &s.clients {
-            self.adopt_client(info);
+            self.client(info.id);
         }
-        // A clerk the server no longer has (a reset we did not see live) waits for nothing.
-        for (id, c) in self.clients.iter_mut() {
-            if !s.clients.iter().any(|info| info.id == *id) {
-                c.pending = None;
-                c.sending = None;
-                c.completed = 0;
-                c.failed = 0;
-            }
+        // Whatever was on its way was answered before the snapshot, or will be after it.
+        for c in self.clients.values_mut() {
+            c.sending = None;
         }
         if s.missed > 0 {
             self.missed += s.missed;
@@ -711,62 +718,20 @@ impl State {
         self.finish_demo_if_done();
     }
 
-    fn adopt_client(&mut self, info: &ClientInfo) {
-        let syms = self.history.syms.clone();
-        let c = self.client(info.id);
-        c.server = Some(syms.name(syms.intern(&info.server)));
-        c.pending = info.pending.as_ref().map(|p| PendingView {
-            req: p.req,
-            op: p.op,
-            lock: Rc::from(p.lock.as_str()),
-            since_us: p.since_us,
-            retries: 0,
-        });
-        c.sending = None;
-        c.completed = info.completed;
-        c.failed = info.failed;
-    }
-
-    /// Applies one new event: to the history always; to the cards only when `live` (a
-    /// snapshot's cards already include its events).
+    /// Applies one new event: to the history always; to the cluster only when `live` (a
+    /// snapshot's cluster already includes its events).
     fn apply_event(&mut self, e: &Event, live: bool, local_ms: f64) {
         self.last_seq = Some(e.seq);
         self.pending.push((e.clone(), local_ms));
         if live {
-            self.apply_to_nodes(e);
+            Rc::make_mut(&mut self.cluster).apply(e);
         }
         let syms = self.history.syms.clone();
         let name = |s: &str| syms.name(syms.intern(s));
         match &e.kind {
-            EventKind::OpInvoked {
-                client,
-                req,
-                op,
-                lock,
-                server,
-                ..
-            } => {
-                let c = self.client(*client);
-                c.sending = None;
-                if live {
-                    c.server = Some(name(server));
-                    c.pending = Some(PendingView {
-                        req: *req,
-                        op: *op,
-                        lock: name(lock),
-                        since_us: e.t_us,
-                        retries: 0,
-                    });
-                }
-            }
-            EventKind::RpcFailed {
-                client, retry_to, ..
-            } if live => {
-                let c = self.client(*client);
-                c.server = Some(name(retry_to));
-                if let Some(p) = c.pending.as_mut() {
-                    p.retries += 1;
-                }
+            EventKind::OpInvoked { client, .. } => self.client(*client).sending = None,
+            EventKind::RpcFailed { client, .. } if live => {
+                self.client(*client);
             }
             EventKind::OpCompleted {
                 client,
@@ -792,10 +757,7 @@ impl State {
                 };
                 let c = self.client(*client);
                 if live {
-                    c.pending = None;
                     c.sending = None;
-                    c.completed += 1;
-                    c.server = record.server.clone();
                 }
                 push_history(c, record);
                 self.demo_answer(tag.as_deref(), local_ms);
@@ -821,23 +783,18 @@ impl State {
                 };
                 let c = self.client(*client);
                 if live {
-                    c.pending = None;
                     c.sending = None;
-                    c.failed += 1;
                 }
                 push_history(c, record);
                 self.demo_answer(tag.as_deref(), local_ms);
             }
-            EventKind::ClusterReset { generation } => {
-                self.generation = *generation;
-                if live {
-                    for c in self.clients.values_mut() {
-                        c.pending = None;
-                        c.sending = None;
-                    }
+            // The clerks are gone with the old cluster (the model drops them); the cards, with
+            // their lock names and finished calls, are the page's and stay.
+            EventKind::ClusterReset { .. } if live => {
+                for c in self.clients.values_mut() {
+                    c.sending = None;
                 }
             }
-            EventKind::SlowMotionSet { delay_ms } => self.slow_motion_ms = *delay_ms,
             _ => {}
         }
     }
@@ -857,85 +814,6 @@ impl State {
                 "Demo finished",
                 "scroll back through the diagram, or crash the primary and run it again",
             );
-        }
-    }
-
-    fn apply_to_nodes(&mut self, e: &Event) {
-        let id = e.node.as_str();
-        let node = match self.nodes.iter().position(|n| n.id == id) {
-            Some(i) => &mut self.nodes[i],
-            None => {
-                if !matches!(e.kind, EventKind::ProcessStarted { .. }) {
-                    return;
-                }
-                self.nodes.push(NodeInfo {
-                    id: id.to_owned(),
-                    role: shared::Role::Backup,
-                    serving_alone: false,
-                    alive: false,
-                    pid: None,
-                    port: None,
-                    locks: Vec::new(),
-                    served: 0,
-                    applied_forwards: 0,
-                    armed: false,
-                });
-                self.nodes.sort_by(|a, b| a.id.cmp(&b.id));
-                let Some(i) = self.nodes.iter().position(|n| n.id == id) else {
-                    return;
-                };
-                &mut self.nodes[i]
-            }
-        };
-        match &e.kind {
-            EventKind::ProcessStarted { pid, role, port } => {
-                node.alive = true;
-                node.pid = Some(*pid);
-                node.port = Some(*port);
-                node.role = *role;
-                node.serving_alone = false;
-                node.locks.clear();
-                node.served = 0;
-                node.applied_forwards = 0;
-                node.armed = false;
-            }
-            EventKind::Crashed { .. } => {
-                node.alive = false;
-                node.armed = false;
-            }
-            EventKind::ProcessExited { pid, .. } if node.pid == Some(*pid) => {
-                node.alive = false;
-            }
-            EventKind::CrashArmed {} => node.armed = true,
-            EventKind::RoleChanged {
-                role,
-                serving_alone,
-                ..
-            } => {
-                node.role = *role;
-                node.serving_alone = *serving_alone;
-            }
-            EventKind::Executed {
-                lock,
-                held,
-                forwarded,
-                duplicate,
-                ..
-            } => {
-                match (node.locks.binary_search(lock), *held) {
-                    (Err(i), true) => node.locks.insert(i, lock.clone()),
-                    (Ok(i), false) => {
-                        node.locks.remove(i);
-                    }
-                    _ => {}
-                }
-                if !*forwarded {
-                    node.served += 1;
-                } else if !*duplicate {
-                    node.applied_forwards += 1;
-                }
-            }
-            _ => {}
         }
     }
 }
@@ -1032,7 +910,7 @@ mod tests {
         assert!(st.history.is_empty(), "held for a moment");
         assert_eq!(st.pending_len(), 3);
         assert_eq!(
-            st.clients[&1].server.as_deref(),
+            st.clerk(1).map(|c| c.server.as_str()),
             Some("s2"),
             "cards at once"
         );
@@ -1057,7 +935,7 @@ mod tests {
         let (first, rest) = script.events.split_at(4);
         receive(&mut st, vec![snapshot(first.to_vec(), 0)]);
         assert_eq!(
-            st.nodes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(),
+            st.nodes().map(|n| n.id.as_str()).collect::<Vec<_>>(),
             ["s1", "s2"]
         );
         assert_eq!(st.history.len(), 4);
@@ -1110,9 +988,10 @@ mod tests {
         let s1 = st.node("s1").expect("s1");
         assert_eq!(s1.locks, vec!["a".to_string()]);
         assert_eq!(s1.served, 1);
-        let c1 = &st.clients[&1];
+        let c1 = st.clerk(1).expect("c1 called");
         assert!(c1.pending.is_none());
         assert_eq!(c1.completed, 1);
+        let c1 = &st.clients[&1];
         assert_eq!(c1.history.len(), 1);
         assert_eq!(c1.history[0].outcome, Outcome::Answer(true));
         assert_eq!(st.ingested, 4 + rest.len() as u64);
@@ -1121,7 +1000,7 @@ mod tests {
         let before = st.history.len();
         receive(&mut st, vec![ServerMsg::Events { events: rest }]);
         assert_eq!(st.history.len(), before);
-        assert_eq!(st.clients[&1].completed, 1);
+        assert_eq!(st.clerk(1).map(|c| c.completed), Some(1));
     }
 
     #[test]
@@ -1253,10 +1132,10 @@ mod tests {
             },
         );
         receive(&mut st, vec![ServerMsg::Events { events: s.events }]);
-        assert!(st.clients[&2].busy(), "c2 waits for its answer");
+        assert!(st.busy(2), "c2 waits for its answer");
         // The cluster was reset while the page was away: the server has no clerk c2 any more.
         receive(&mut st, vec![snapshot(vec![], 0)]);
-        assert!(!st.clients[&2].busy(), "c2 waits for nothing now");
+        assert!(!st.busy(2), "c2 waits for nothing now");
     }
 
     #[test]
@@ -1315,7 +1194,7 @@ mod tests {
                 tag: Some("t9".into()),
             },
         });
-        assert!(st.clients[&1].busy());
+        assert!(st.busy(1));
         receive(
             &mut st,
             vec![ServerMsg::Error {
@@ -1324,10 +1203,7 @@ mod tests {
                 tag: Some("t9".into()),
             }],
         );
-        assert!(
-            !st.clients[&1].busy(),
-            "the refused command no longer counts"
-        );
+        assert!(!st.busy(1), "the refused command no longer counts");
         let t = st.toasts.last().expect("toast");
         assert_eq!((t.level, t.title.as_str()), (Level::Error, "client_busy"));
     }
@@ -1356,7 +1232,8 @@ mod tests {
         assert!(st.shown().is_empty());
         assert!(st.clients[&1].history.is_empty());
         assert_eq!(
-            st.clients[&1].completed, 1,
+            st.clerk(1).map(|c| c.completed),
+            Some(1),
             "counters are the cluster's, not the view's"
         );
         assert_eq!(
@@ -1412,14 +1289,12 @@ mod tests {
             failover: false,
         });
         assert_eq!(st.clients.len(), 3);
-        let plan = crate::demo::plan(st.demo.as_ref().expect("demo"), 0.0, |c| {
-            st.clients[&c].busy()
-        });
+        let plan = crate::demo::plan(st.demo.as_ref().expect("demo"), 0.0, |c| st.busy(c));
         assert_eq!(plan.send.len(), 1);
         let cmd = plan.send[0].clone();
         let tag = cmd.tag().unwrap_or_default().to_owned();
         st.apply(Action::Sent { cmd });
-        assert!(st.clients[&1].busy());
+        assert!(st.busy(1));
         let mut s = Script::default();
         s.ev(
             "c1",
@@ -1438,7 +1313,7 @@ mod tests {
         receive(&mut st, vec![ServerMsg::Events { events: s.events }]);
         let demo = st.demo.as_ref().expect("still running");
         assert_eq!(demo.answered, 1);
-        assert!(!st.clients[&1].busy());
+        assert!(!st.busy(1));
     }
 
     #[test]
@@ -1572,6 +1447,76 @@ mod tests {
 
         st.apply(Action::Sent { cmd });
         assert_eq!(st.clients[&2].sending.as_deref(), Some("ui-7"));
-        assert!(!st.clients[&1].busy());
+        assert!(!st.busy(1));
+    }
+
+    #[test]
+    fn a_reset_drops_the_old_cluster_but_keeps_the_cards() {
+        let mut st = state();
+        let mut s = Script::default();
+        s.call(1, 1, "s1", "s2", 1);
+        receive(&mut st, vec![snapshot(s.events[..1].to_vec(), 0)]);
+        receive(
+            &mut st,
+            vec![ServerMsg::Events {
+                events: s.events[1..].to_vec(),
+            }],
+        );
+        st.apply(Action::SetLockName {
+            client: 1,
+            name: "z".into(),
+        });
+        assert_eq!(st.clerk(1).map(|c| c.completed), Some(1));
+
+        let mut reset = Script::default();
+        reset.ev("supervisor", K::ClusterReset { generation: 1 });
+        for e in &mut reset.events {
+            e.seq += s.events.len() as u64;
+        }
+        receive(
+            &mut st,
+            vec![ServerMsg::Events {
+                events: reset.events,
+            }],
+        );
+        assert_eq!(st.cluster.generation(), 1);
+        assert_eq!(
+            st.nodes().count(),
+            0,
+            "the old generation's servers are gone"
+        );
+        assert!(st.primary().is_none());
+        assert!(st.clerk(1).is_none(), "so is its clerk c1");
+        assert!(!st.busy(1));
+        let card = &st.clients[&1];
+        assert_eq!(card.history.len(), 1, "the card keeps its calls");
+        assert_eq!(st.lock_name(1), "z", "and the lock name typed");
+    }
+
+    #[test]
+    fn a_snapshot_s_pending_call_keeps_its_retries() {
+        let mut st = state();
+        let ServerMsg::Snapshot(mut snap) = snapshot(vec![], 0) else {
+            unreachable!("snapshot() builds a snapshot")
+        };
+        snap.clients = vec![ClientInfo {
+            id: 2,
+            server: "s2".into(),
+            pending: Some(PendingCall {
+                req: RequestId { client: 2, seq: 4 },
+                op: Op::Unlock,
+                lock: "b".into(),
+                tag: None,
+                since_us: 900,
+                retries: 1,
+            }),
+            completed: 3,
+            failed: 0,
+        }];
+        receive(&mut st, vec![ServerMsg::Snapshot(snap)]);
+        assert!(st.clients.contains_key(&2), "a card for every clerk");
+        assert!(st.busy(2));
+        assert_eq!(st.pending_call(2).map(|p| p.retries), Some(1));
+        assert_eq!(st.clerk(2).map(|c| c.server.as_str()), Some("s2"));
     }
 }

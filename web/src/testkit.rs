@@ -152,8 +152,7 @@ impl History {
 impl State {
     /// The live primary now.
     pub fn primary(&self) -> Option<&shared::NodeInfo> {
-        self.nodes
-            .iter()
+        self.nodes()
             .find(|n| n.alive && n.role == shared::Role::Primary)
     }
 }

@@ -111,11 +111,7 @@ pub fn app() -> Html {
         });
     }
 
-    let servers: Vec<Rc<str>> = state
-        .nodes
-        .iter()
-        .map(|n| Rc::from(n.id.as_str()))
-        .collect();
+    let servers: Vec<Rc<str>> = state.nodes().map(|n| Rc::from(n.id.as_str())).collect();
     let clients: Vec<u32> = state.clients.keys().copied().collect();
     let on_add_client = {
         let ctx = ctx.clone();
@@ -226,7 +222,7 @@ fn on_key(ctx: &Ctx, e: &KeyboardEvent) {
             failover: true,
         }),
         Shortcut::SlowMotionNext => ctx.send.emit(Command::SetSlowMotion {
-            delay_ms: keys::next_slow_motion(st.slow_motion_ms),
+            delay_ms: keys::next_slow_motion(st.slow_motion_ms()),
             tag: tag(),
         }),
         Shortcut::SlowMotionOff => ctx.send.emit(Command::SetSlowMotion {

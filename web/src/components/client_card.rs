@@ -25,7 +25,7 @@ pub fn client_card(props: &ClientCardProps) -> Html {
     let st = &ctx.state;
     // While a call is outstanding, refresh the "waiting …" time a few times a second.
     let tick = use_state(|| 0u32);
-    let waiting = st.clients.get(&id).is_some_and(|c| c.pending.is_some());
+    let waiting = st.pending_call(id).is_some();
     {
         let tick = tick.clone();
         use_effect_with(waiting, move |waiting| {
@@ -55,7 +55,7 @@ pub fn client_card(props: &ClientCardProps) -> Html {
             });
         })
     };
-    let busy = c.busy();
+    let busy = st.busy(id);
     let onkeydown = {
         let lock = call::<()>(&ctx, id, Op::Lock);
         // Like the Lock button beside it, which is disabled while a call is outstanding.
@@ -70,7 +70,7 @@ pub fn client_card(props: &ClientCardProps) -> Html {
         Callback::from(move |_| ctx.dispatch(Action::SelectClient(id)))
     };
 
-    let status = match (&c.pending, &c.sending) {
+    let status = match (st.pending_call(id), &c.sending) {
         (Some(p), _) => {
             let now = st.server_now_us(ws::now_ms()) as u64;
             let waited = now.saturating_sub(p.since_us);
@@ -123,7 +123,7 @@ pub fn client_card(props: &ClientCardProps) -> Html {
              onclick={select}>
             <div class="card-head">
                 <span class="node-name">{&name}</span>
-                <span class="muted">{"→ "}{c.server.as_deref().unwrap_or("primary")}</span>
+                <span class="muted">{"→ "}{st.clerk(id).map_or("primary", |k| k.server.as_str())}</span>
                 {status}
             </div>
             <div class="call-row">

@@ -18,9 +18,7 @@ pub fn demo_driver() -> Html {
             let mut timer = None;
             if let Some(run) = ctx.state.demo.as_ref() {
                 let st = &ctx.state;
-                let plan = demo::plan(run, ws::now_ms(), |c| {
-                    st.clients.get(&c).is_some_and(|c| c.busy())
-                });
+                let plan = demo::plan(run, ws::now_ms(), |c| st.busy(c));
                 for cmd in plan.send {
                     ctx.send.emit(cmd);
                 }

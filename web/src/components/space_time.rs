@@ -114,7 +114,7 @@ pub fn space_time() -> Html {
         v.top = (v.top - shift).max(0.0);
     }
     let view = *view_cell.borrow();
-    let animating = !st.paused() && st.slow_motion_ms > 0 && shown.in_flight_count() > 0;
+    let animating = !st.paused() && st.slow_motion_ms() > 0 && shown.in_flight_count() > 0;
     let now_us = if animating {
         st.server_now_us(ws::now_ms())
     } else {
@@ -131,7 +131,7 @@ pub fn space_time() -> Html {
         });
     }
 
-    let servers: Vec<Rc<str>> = st.nodes.iter().map(|n| Rc::from(n.id.as_str())).collect();
+    let servers: Vec<Rc<str>> = st.nodes().map(|n| Rc::from(n.id.as_str())).collect();
     let clients = st.lane_clients();
     let (lanes, width) = layout::lanes(&clients, &servers, view.width);
     let canvas_h = layout::total_height(shown, now_us).max(view.height - 1.0);
@@ -145,7 +145,7 @@ pub fn space_time() -> Html {
         top,
         height: view.height,
     };
-    let scene = layout::scene(shown, &lanes, vp, now_us, st.slow_motion_ms);
+    let scene = layout::scene(shown, &lanes, vp, now_us, st.slow_motion_ms());
 
     // After every render: following, stick to the bottom; reading back, move with the rows
     // the cap shifted (relative to where the person is now, in case they scrolled meanwhile).
@@ -385,7 +385,7 @@ pub fn space_time() -> Html {
                             <div>{"The page talks to "}<code>{"pbscope serve"}</code>{" over a WebSocket at "}<code>{"/ws"}</code>{"."}</div>
                             <div class="muted">{"Start it (or restart it); the page reconnects by itself."}</div>
                         </div>
-                    } else if empty && !st.nodes.is_empty() && st.nodes.iter().all(|n| !n.alive) {
+                    } else if empty && st.nodes().next().is_some() && st.nodes().all(|n| !n.alive) {
                         <div class="empty-state" data-testid="diagram-empty" style={empty_style.clone()}>
                             <div class="empty-title">{"Every server is dead"}</div>
                             <div>{"No call can be answered now: clients would try each server and give up."}</div>

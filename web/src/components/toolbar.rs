@@ -37,7 +37,7 @@ pub fn toolbar() -> Html {
     };
 
     let slow = SLOW_MOTION_PRESETS.iter().map(|&ms| {
-        let active = st.slow_motion_ms == ms;
+        let active = st.slow_motion_ms() == ms;
         let send = ctx.send.clone();
         let onclick = Callback::from(move |_| {
             send.emit(Command::SetSlowMotion { delay_ms: ms, tag: Some(ws::next_tag("slow")) })
@@ -48,8 +48,8 @@ pub fn toolbar() -> Html {
                 aria-pressed={active.to_string()} {onclick}>{label}</button>
         }
     });
-    let custom = (!SLOW_MOTION_PRESETS.contains(&st.slow_motion_ms))
-        .then(|| html! { <span class="seg active">{format!("{} ms", st.slow_motion_ms)}</span> });
+    let custom = (!SLOW_MOTION_PRESETS.contains(&st.slow_motion_ms()))
+        .then(|| html! { <span class="seg active">{format!("{} ms", st.slow_motion_ms())}</span> });
 
     let pause = {
         let ctx = ctx.clone();

@@ -1,0 +1,763 @@
+//! The picture of the cluster, folded from the event log: the one place that says what an event
+//! means for a server or a clerk.
+//!
+//! [`Cluster`] is read by two parties that must agree: the server's bus folds every event it
+//! publishes, builds each viewer's snapshot from it and resolves roles ("primary") for the
+//! supervisor; the page starts from a snapshot ([`Cluster::from_snapshot`]) and folds the live
+//! events that follow, for its server and client cards. One fold, so a snapshot and the events
+//! after it always describe the same cluster.
+//!
+//! It is a pure fold: no I/O, no clock (time comes from the events), no tokio; it depends on
+//! `shared` only and builds for wasm32. It must not keep the event log (the bus and the page
+//! each keep their own), page state (typed lock names, finished calls, a command on its way)
+//! or messages: a message is lost when the bus publishes `msg_lost`, and nowhere else.
+//!
+//! The decisions written here, each pinned by a test below:
+//!
+//! - **Death.** A server is dead from its `crashed` event on: the supervisor publishes `crashed`
+//!   only after every event the server reported has been read, so nothing of that process
+//!   follows it in the log. `process_exited` marks it dead too, because a process can end
+//!   without a `crashed` (it fell over by itself). Either one disarms `crash_before_reply`.
+//! - **Incarnations.** A `crashed` or `process_exited` whose pid is not the server's current
+//!   pid belongs to an earlier process of that id (before a restart) and changes nothing.
+//!   `process_started` begins a new incarnation: alive, new pid, port and role, and an empty
+//!   lock table and zeroed counters (a restarted Lab 1 server comes back empty).
+//! - **Counting.** `served` counts client requests a server answered, retries answered from its
+//!   at-most-once record included; `applied_forwards` counts forwarded operations it applied, so
+//!   a duplicate forward (answered from the record, not applied) is not counted.
+//! - **Reset.** `cluster_reset` starts a new generation: the old generation's servers and clerks
+//!   are gone (new servers come with their `process_started`, new clerks with their first
+//!   `op_invoked`). The supervisor ends every call in progress with `op_failed` before the
+//!   reset, so dropping the clerks loses no call.
+
+use std::collections::BTreeMap;
+
+use shared::{ClientInfo, Event, EventKind, NodeInfo, NodeName, PendingCall, Role, Snapshot};
+
+/// Servers and clerks as the event log says they are now. See the module docs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cluster {
+    /// By id; each one's `locks` kept sorted.
+    servers: BTreeMap<NodeName, NodeInfo>,
+    clients: BTreeMap<u32, ClientInfo>,
+    generation: u64,
+    slow_motion_ms: u64,
+}
+
+impl Cluster {
+    /// The cluster as a snapshot describes it: the state after its last event, so the
+    /// snapshot's own `events` must not be applied again.
+    pub fn from_snapshot(snapshot: &Snapshot) -> Self {
+        let servers = snapshot
+            .nodes
+            .iter()
+            .map(|n| {
+                let mut n = n.clone();
+                n.locks.sort_unstable();
+                n.locks.dedup();
+                (n.id.clone(), n)
+            })
+            .collect();
+        let clients = snapshot.clients.iter().map(|c| (c.id, c.clone())).collect();
+        Cluster {
+            servers,
+            clients,
+            generation: snapshot.generation,
+            slow_motion_ms: snapshot.slow_motion_ms,
+        }
+    }
+
+    /// Folds the next event of the log into the picture.
+    pub fn apply(&mut self, event: &Event) {
+        let node = event.node.as_str();
+        match &event.kind {
+            EventKind::ProcessStarted { pid, role, port } => {
+                self.servers.insert(
+                    node.to_owned(),
+                    NodeInfo {
+                        id: node.to_owned(),
+                        role: *role,
+                        serving_alone: false,
+                        alive: true,
+                        pid: Some(*pid),
+                        port: Some(*port),
+                        locks: Vec::new(),
+                        served: 0,
+                        applied_forwards: 0,
+                        armed: false,
+                    },
+                );
+            }
+            EventKind::Crashed { pid, .. } | EventKind::ProcessExited { pid, .. } => {
+                if let Some(s) = self.current_incarnation(node, *pid) {
+                    s.alive = false;
+                    s.armed = false;
+                }
+            }
+            EventKind::CrashArmed {} => {
+                if let Some(s) = self.servers.get_mut(node) {
+                    s.armed = true;
+                }
+            }
+            EventKind::RoleChanged {
+                role,
+                serving_alone,
+                ..
+            } => {
+                if let Some(s) = self.servers.get_mut(node) {
+                    s.role = *role;
+                    s.serving_alone = *serving_alone;
+                }
+            }
+            EventKind::Executed {
+                lock,
+                held,
+                duplicate,
+                forwarded,
+                ..
+            } => {
+                if let Some(s) = self.servers.get_mut(node) {
+                    // `held` is the lock's state afterwards, right for a duplicate as well.
+                    match (s.locks.binary_search(lock), *held) {
+                        (Err(at), true) => s.locks.insert(at, lock.clone()),
+                        (Ok(at), false) => {
+                            s.locks.remove(at);
+                        }
+                        _ => {}
+                    }
+                    match (*forwarded, *duplicate) {
+                        (false, _) => s.served += 1,
+                        (true, false) => s.applied_forwards += 1,
+                        (true, true) => {}
+                    }
+                }
+            }
+            EventKind::OpInvoked {
+                client,
+                req,
+                op,
+                lock,
+                tag,
+                server,
+            } => {
+                let c = self.clerk(*client, server);
+                c.server.clone_from(server);
+                c.pending = Some(PendingCall {
+                    req: *req,
+                    op: *op,
+                    lock: lock.clone(),
+                    tag: tag.clone(),
+                    since_us: event.t_us,
+                    retries: 0,
+                });
+            }
+            EventKind::RpcFailed {
+                client,
+                req,
+                retry_to,
+                ..
+            } => {
+                let c = self.clerk(*client, retry_to);
+                c.server.clone_from(retry_to);
+                if let Some(call) = c.pending.as_mut().filter(|call| call.req == *req) {
+                    call.retries += 1;
+                }
+            }
+            EventKind::OpCompleted { client, server, .. } => {
+                let c = self.clerk(*client, server);
+                c.pending = None;
+                c.completed += 1;
+                c.server.clone_from(server);
+            }
+            EventKind::OpFailed { client, .. } => {
+                // It names no server, so a clerk first seen failing is not invented; every
+                // clerk starts with `op_invoked`, and a snapshot lists the ones before it.
+                if let Some(c) = self.clients.get_mut(client) {
+                    c.pending = None;
+                    c.failed += 1;
+                }
+            }
+            EventKind::ClusterReset { generation } => {
+                self.servers.clear();
+                self.clients.clear();
+                self.generation = *generation;
+            }
+            EventKind::SlowMotionSet { delay_ms } => self.slow_motion_ms = *delay_ms,
+            EventKind::MsgSent { .. }
+            | EventKind::MsgDelivered { .. }
+            | EventKind::MsgLost { .. } => {}
+        }
+    }
+
+    /// The server `id` if `pid` is its current process (not an earlier one of the same id).
+    fn current_incarnation(&mut self, id: &str, pid: u32) -> Option<&mut NodeInfo> {
+        self.servers.get_mut(id).filter(|s| s.pid == Some(pid))
+    }
+
+    /// Clerk `id`, recorded as talking to `server` if it is new.
+    fn clerk(&mut self, id: u32, server: &str) -> &mut ClientInfo {
+        self.clients.entry(id).or_insert_with(|| ClientInfo {
+            id,
+            server: server.to_owned(),
+            pending: None,
+            completed: 0,
+            failed: 0,
+        })
+    }
+
+    /// Every server, in id order (as a snapshot lists them).
+    pub fn nodes(&self) -> Vec<NodeInfo> {
+        self.servers().cloned().collect()
+    }
+
+    /// Every server, in id order, borrowed.
+    pub fn servers(&self) -> impl Iterator<Item = &NodeInfo> {
+        self.servers.values()
+    }
+
+    pub fn node(&self, id: &str) -> Option<&NodeInfo> {
+        self.servers.get(id)
+    }
+
+    /// Every clerk, in id order (as a snapshot lists them).
+    pub fn clients(&self) -> Vec<ClientInfo> {
+        self.clients.values().cloned().collect()
+    }
+
+    pub fn client(&self, id: u32) -> Option<&ClientInfo> {
+        self.clients.get(&id)
+    }
+
+    /// False for a dead server and for an id that names no server.
+    pub fn is_alive(&self, id: &str) -> bool {
+        self.servers.get(id).is_some_and(|s| s.alive)
+    }
+
+    /// The live server that holds `role` now; the primary includes a server serving alone.
+    /// (Owned, so it can leave a lock the caller holds while asking.)
+    pub fn holder_of(&self, role: Role) -> Option<NodeName> {
+        self.servers
+            .values()
+            .find(|s| s.alive && s.role == role)
+            .map(|s| s.id.clone())
+    }
+
+    /// How many resets the cluster went through.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn slow_motion_ms(&self) -> u64 {
+        self.slow_motion_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::{CrashCause, Op, RequestId};
+
+    fn at(node: &str, t_us: u64, kind: EventKind) -> Event {
+        Event {
+            seq: 0,
+            t_us,
+            node: node.to_owned(),
+            kind,
+        }
+    }
+
+    fn started(id: &str, role: Role, pid: u32) -> Event {
+        at(
+            id,
+            0,
+            EventKind::ProcessStarted {
+                pid,
+                role,
+                port: 7000 + pid as u16,
+            },
+        )
+    }
+
+    fn crashed(id: &str, pid: u32) -> Event {
+        at(
+            id,
+            0,
+            EventKind::Crashed {
+                pid,
+                cause: CrashCause::Command,
+                req: None,
+            },
+        )
+    }
+
+    fn exited(id: &str, pid: u32) -> Event {
+        at(
+            id,
+            0,
+            EventKind::ProcessExited {
+                pid,
+                signal: Some(9),
+                code: None,
+            },
+        )
+    }
+
+    fn armed(id: &str) -> Event {
+        at(id, 0, EventKind::CrashArmed {})
+    }
+
+    fn req(client: u32, seq: u64) -> RequestId {
+        RequestId { client, seq }
+    }
+
+    /// `id` ran (or, when `duplicate`, answered from its record) a lock of `lock`.
+    fn executed(id: &str, lock: &str, held: bool, forwarded: bool, duplicate: bool) -> Event {
+        at(
+            id,
+            0,
+            EventKind::Executed {
+                req: req(1, 1),
+                op: Op::Lock,
+                lock: lock.to_owned(),
+                ok: true,
+                held,
+                duplicate,
+                forwarded,
+            },
+        )
+    }
+
+    fn invoked(client: u32, seq: u64, server: &str, t_us: u64) -> Event {
+        at(
+            &shared::client_node(client),
+            t_us,
+            EventKind::OpInvoked {
+                client,
+                req: req(client, seq),
+                op: Op::Lock,
+                lock: "a".into(),
+                tag: Some("x1".into()),
+                server: server.into(),
+            },
+        )
+    }
+
+    fn rpc_failed(client: u32, seq: u64, server: &str, retry_to: &str) -> Event {
+        at(
+            &shared::client_node(client),
+            0,
+            EventKind::RpcFailed {
+                client,
+                req: req(client, seq),
+                server: server.into(),
+                reason: "connection closed".into(),
+                retry_to: retry_to.into(),
+            },
+        )
+    }
+
+    fn completed(client: u32, seq: u64, server: &str) -> Event {
+        at(
+            &shared::client_node(client),
+            0,
+            EventKind::OpCompleted {
+                client,
+                op: Op::Lock,
+                lock: "a".into(),
+                tag: None,
+                ok: true,
+                req: req(client, seq),
+                server: server.into(),
+                latency_us: 10,
+                attempts: 1,
+            },
+        )
+    }
+
+    fn failed(client: u32, seq: u64) -> Event {
+        at(
+            &shared::client_node(client),
+            0,
+            EventKind::OpFailed {
+                client,
+                op: Op::Lock,
+                lock: "a".into(),
+                tag: None,
+                req: req(client, seq),
+                reason: "no server answered".into(),
+            },
+        )
+    }
+
+    fn reset(generation: u64) -> Event {
+        at(
+            shared::SUPERVISOR,
+            0,
+            EventKind::ClusterReset { generation },
+        )
+    }
+
+    fn fold<'a>(events: impl IntoIterator<Item = &'a Event>) -> Cluster {
+        let mut c = Cluster::default();
+        for e in events {
+            c.apply(e);
+        }
+        c
+    }
+
+    /// s1 primary (pid 10), s2 backup (pid 20).
+    fn pair() -> Vec<Event> {
+        vec![
+            started("s1", Role::Primary, 10),
+            started("s2", Role::Backup, 20),
+        ]
+    }
+
+    fn with(mut base: Vec<Event>, more: &[Event]) -> Vec<Event> {
+        base.extend_from_slice(more);
+        base
+    }
+
+    // ---- Death: from `crashed` on, and from an exit without a crash ------------------------
+
+    #[test]
+    fn a_server_is_dead_from_its_crashed_event_not_only_from_its_exit() {
+        // (what happened to s1 after it was armed, s1 alive?, s1 armed?, the primary now)
+        #[rustfmt::skip]
+        let cases = [
+            ("nothing",                    vec![],                                    true,  true,  Some("s1")),
+            ("crashed, exit not yet seen", vec![crashed("s1", 10)],                   false, false, None),
+            ("exited without a crash",     vec![exited("s1", 10)],                    false, false, None),
+            ("crashed, then exited",       vec![crashed("s1", 10), exited("s1", 10)], false, false, None),
+        ];
+        for (what, after, alive, is_armed, primary) in cases {
+            let c = fold(&with(with(pair(), &[armed("s1")]), &after));
+            assert_eq!(c.is_alive("s1"), alive, "{what}: alive");
+            assert_eq!(c.node("s1").map(|s| s.alive), Some(alive), "{what}: card");
+            assert_eq!(
+                c.node("s1").map(|s| s.armed),
+                Some(is_armed),
+                "{what}: armed"
+            );
+            assert_eq!(
+                c.holder_of(Role::Primary).as_deref(),
+                primary,
+                "{what}: primary"
+            );
+            assert!(c.is_alive("s2"), "{what}: s2 is untouched");
+        }
+    }
+
+    // ---- Incarnations: a pid names one process ------------------------------------------
+
+    #[test]
+    fn an_old_incarnation_s_crash_or_exit_does_not_kill_the_restarted_server() {
+        // s1 (pid 10) died and was restarted as pid 11; then a late word about pid 10 arrives.
+        let restarted = with(
+            pair(),
+            &[
+                crashed("s1", 10),
+                started("s1", Role::Backup, 11),
+                armed("s1"),
+            ],
+        );
+        // (late event, s1 alive?, s1 armed?)
+        #[rustfmt::skip]
+        let cases = [
+            ("old exit",             exited("s1", 10),  true,  true),
+            ("old crash",            crashed("s1", 10), true,  true),
+            ("this process's exit",  exited("s1", 11),  false, false),
+            ("this process's crash", crashed("s1", 11), false, false),
+        ];
+        for (what, late, alive, is_armed) in cases {
+            let c = fold(&with(restarted.clone(), &[late]));
+            let s1 = c.node("s1").expect("s1");
+            assert_eq!(
+                (s1.alive, s1.armed, s1.pid),
+                (alive, is_armed, Some(11)),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_restart_comes_back_empty_with_its_new_process() {
+        let mut c = fold(&with(
+            pair(),
+            &[
+                executed("s1", "a", true, false, false),
+                executed("s1", "b", true, true, false),
+                at(
+                    "s1",
+                    0,
+                    EventKind::RoleChanged {
+                        role: Role::Primary,
+                        serving_alone: true,
+                        reason: "backup unreachable".into(),
+                    },
+                ),
+                armed("s1"),
+                crashed("s1", 10),
+            ],
+        ));
+        assert_eq!(c.node("s1").map(|s| s.locks.len()), Some(2));
+        c.apply(&started("s1", Role::Backup, 11));
+        let s1 = c.node("s1").expect("s1");
+        assert!(s1.alive);
+        assert_eq!(
+            (s1.pid, s1.port, s1.role),
+            (Some(11), Some(7011), Role::Backup)
+        );
+        assert!(
+            s1.locks.is_empty(),
+            "Lab 1 has no recovery: the table is empty"
+        );
+        assert_eq!((s1.served, s1.applied_forwards), (0, 0));
+        assert!(!s1.serving_alone && !s1.armed);
+    }
+
+    // ---- Counting: duplicates are served, not applied ------------------------------------
+
+    #[test]
+    fn duplicates_count_as_served_but_not_as_applied_forwards() {
+        // (executed at s2: forwarded, duplicate -> served, applied_forwards)
+        #[rustfmt::skip]
+        let cases = [
+            ("a client request",                               false, false, 1, 0),
+            ("a client's retry answered from the record",      false, true,  1, 0),
+            ("a forward applied",                              true,  false, 0, 1),
+            ("a forward seen again, answered from the record", true,  true,  0, 0),
+        ];
+        for (what, forwarded, duplicate, served, applied) in cases {
+            let c = fold(&with(
+                pair(),
+                &[executed("s2", "a", true, forwarded, duplicate)],
+            ));
+            let s2 = c.node("s2").expect("s2");
+            assert_eq!(
+                (s2.served, s2.applied_forwards),
+                (served, applied),
+                "{what}"
+            );
+            assert_eq!(s2.locks, ["a"], "{what}: held is the state afterwards");
+        }
+    }
+
+    #[test]
+    fn lock_tables_follow_held_and_stay_sorted() {
+        let c = fold(&with(
+            pair(),
+            &[
+                executed("s1", "m", true, false, false),
+                executed("s1", "b", true, false, false),
+                executed("s1", "z", true, false, false),
+                executed("s1", "m", false, false, false),
+                executed("s1", "b", true, false, true),
+                executed("s2", "q", true, true, false),
+            ],
+        ));
+        assert_eq!(
+            c.node("s1").map(|s| s.locks.clone()),
+            Some(vec!["b".into(), "z".into()])
+        );
+        assert_eq!(
+            c.node("s2").map(|s| s.locks.clone()),
+            Some(vec!["q".into()])
+        );
+        assert_eq!(
+            c.nodes().iter().map(|n| n.id.as_str()).collect::<Vec<_>>(),
+            ["s1", "s2"]
+        );
+    }
+
+    // ---- Reset: a new generation, without the old one's servers and clerks ----------------
+
+    #[test]
+    fn a_reset_drops_the_old_generation_s_servers_and_clerks() {
+        let mut c = fold(&with(
+            pair(),
+            &[
+                executed("s1", "a", true, false, false),
+                invoked(1, 1, "s1", 5),
+                completed(1, 1, "s1"),
+                invoked(2, 1, "s1", 6),
+                failed(2, 1),
+                reset(1),
+            ],
+        ));
+        assert_eq!(c.generation(), 1);
+        assert!(c.nodes().is_empty(), "the old servers are gone");
+        assert!(c.clients().is_empty(), "the old clerks are gone");
+        assert_eq!(c.holder_of(Role::Primary), None);
+        c.apply(&started("s1", Role::Primary, 30));
+        c.apply(&invoked(1, 1, "s1", 9));
+        let s1 = c.node("s1").expect("back with the new generation");
+        assert!(s1.locks.is_empty());
+        let c1 = c.client(1).expect("c1 of the new generation");
+        assert_eq!((c1.completed, c1.failed), (0, 0), "counts start over");
+    }
+
+    // ---- Clerks and their calls ----------------------------------------------------------
+
+    #[test]
+    fn a_call_is_pending_from_invoked_to_its_answer_and_counts_retries() {
+        let mut c = fold(&[invoked(3, 1, "s1", 5)]);
+        let call = c
+            .client(3)
+            .and_then(|c| c.pending.clone())
+            .expect("pending");
+        assert_eq!((call.req, call.since_us, call.retries), (req(3, 1), 5, 0));
+        assert_eq!(call.tag.as_deref(), Some("x1"));
+
+        c.apply(&rpc_failed(3, 1, "s1", "s2"));
+        let c3 = c.client(3).expect("c3");
+        assert_eq!(c3.server, "s2", "it stays with the backup");
+        assert_eq!(c3.pending.as_ref().map(|p| p.retries), Some(1));
+
+        c.apply(&rpc_failed(3, 0, "s2", "s2"));
+        assert_eq!(
+            c.client(3)
+                .and_then(|c| c.pending.as_ref())
+                .map(|p| p.retries),
+            Some(1),
+            "a failure of another request is not a retry of this call"
+        );
+
+        c.apply(&completed(3, 1, "s2"));
+        let c3 = c.client(3).expect("c3");
+        assert_eq!(
+            (c3.pending.is_none(), c3.completed, c3.failed),
+            (true, 1, 0)
+        );
+        assert_eq!(c3.server, "s2", "who answered");
+
+        c.apply(&invoked(3, 2, "s2", 9));
+        c.apply(&failed(3, 2));
+        let c3 = c.client(3).expect("c3");
+        assert_eq!(
+            (c3.pending.is_none(), c3.completed, c3.failed),
+            (true, 1, 1)
+        );
+    }
+
+    #[test]
+    fn a_clerk_enters_with_a_server_and_a_bare_failure_invents_none() {
+        // (first event of c7, known afterwards?, its server)
+        #[rustfmt::skip]
+        let cases = [
+            ("op_invoked",   invoked(7, 1, "s1", 0),        Some("s1")),
+            ("rpc_failed",   rpc_failed(7, 1, "s1", "s2"),  Some("s2")),
+            ("op_completed", completed(7, 1, "s2"),         Some("s2")),
+            ("op_failed",    failed(7, 1),                  None),
+        ];
+        for (what, first, server) in cases {
+            let c = fold(&[first]);
+            assert_eq!(c.client(7).map(|c| c.server.as_str()), server, "{what}");
+        }
+    }
+
+    // ---- From a snapshot on ----------------------------------------------------------------
+
+    #[test]
+    fn a_snapshot_then_its_following_events_give_the_same_picture_as_the_whole_log() {
+        let before = with(
+            pair(),
+            &[
+                executed("s1", "b", true, false, false),
+                executed("s1", "a", true, false, false),
+                invoked(1, 1, "s1", 5),
+                at(
+                    shared::SUPERVISOR,
+                    6,
+                    EventKind::SlowMotionSet { delay_ms: 250 },
+                ),
+            ],
+        );
+        let after = [
+            rpc_failed(1, 1, "s1", "s2"),
+            crashed("s1", 10),
+            completed(1, 1, "s2"),
+        ];
+        let whole = fold(before.iter().chain(&after));
+
+        let at_snapshot = fold(&before);
+        let mut from = Cluster::from_snapshot(&Snapshot {
+            nodes: at_snapshot.nodes(),
+            clients: at_snapshot.clients(),
+            events: vec![],
+            next_seq: 7,
+            missed: 0,
+            generation: at_snapshot.generation(),
+            slow_motion_ms: at_snapshot.slow_motion_ms(),
+            now_us: 6,
+        });
+        assert_eq!(from, at_snapshot);
+        for e in &after {
+            from.apply(e);
+        }
+        assert_eq!(from, whole);
+        assert_eq!(whole.slow_motion_ms(), 250);
+        assert_eq!(whole.holder_of(Role::Backup).as_deref(), Some("s2"));
+    }
+
+    #[test]
+    fn a_snapshot_s_lock_lists_are_sorted_on_the_way_in() {
+        let mut node = fold(&pair()).nodes().remove(0);
+        node.locks = vec!["z".into(), "a".into()];
+        let mut c = Cluster::from_snapshot(&Snapshot {
+            nodes: vec![node],
+            clients: vec![],
+            events: vec![],
+            next_seq: 1,
+            missed: 0,
+            generation: 3,
+            slow_motion_ms: 0,
+            now_us: 0,
+        });
+        c.apply(&executed("s1", "m", true, false, false));
+        assert_eq!(
+            c.node("s1").map(|s| s.locks.clone()),
+            Some(vec!["a".into(), "m".into(), "z".into()])
+        );
+        assert_eq!(c.generation(), 3);
+    }
+
+    // ---- Roles -------------------------------------------------------------------------------
+
+    #[test]
+    fn the_primary_is_the_live_server_with_that_role_serving_alone_or_not() {
+        let alone = at(
+            "s2",
+            0,
+            EventKind::RoleChanged {
+                role: Role::Primary,
+                serving_alone: true,
+                reason: "a client failed over".into(),
+            },
+        );
+        // (events after the pair started, primary, backup)
+        #[rustfmt::skip]
+        let cases = [
+            ("the pair",          vec![],                                  Some("s1"), Some("s2")),
+            ("primary dead",      vec![crashed("s1", 10)],                 None,       Some("s2")),
+            ("backup took over",  vec![crashed("s1", 10), alone.clone()],  Some("s2"), None),
+            ("backup dead",       vec![exited("s2", 20)],                  Some("s1"), None),
+        ];
+        for (what, after, primary, backup) in cases {
+            let c = fold(&with(pair(), &after));
+            assert_eq!(
+                c.holder_of(Role::Primary).as_deref(),
+                primary,
+                "{what}: primary"
+            );
+            assert_eq!(
+                c.holder_of(Role::Backup).as_deref(),
+                backup,
+                "{what}: backup"
+            );
+        }
+        let c = fold(&with(pair(), &[alone]));
+        assert!(c.node("s2").is_some_and(|s| s.serving_alone));
+        assert!(!c.is_alive("s9"), "an unknown id is not alive");
+    }
+}
