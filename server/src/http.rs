@@ -192,7 +192,7 @@ struct Files {
 /// Why a URL path is not looked up at all.
 #[derive(Debug, PartialEq, Eq)]
 enum Refused {
-    /// `..`, an absolute path or a path that is not UTF-8 once decoded: a bad request.
+    /// `..`, an absolute path, a NUL or a path that is not UTF-8 once decoded: a bad request.
     BadPath,
     /// The file resolves (through a symlink) to somewhere outside `dist/`.
     Outside,
@@ -279,6 +279,9 @@ fn relative_path(url_path: &str) -> Result<PathBuf, Refused> {
     let decoded = percent_encoding::percent_decode_str(url_path.trim_start_matches('/'))
         .decode_utf8()
         .map_err(|_| Refused::BadPath)?;
+    if decoded.contains('\0') {
+        return Err(Refused::BadPath);
+    }
     let mut rel = PathBuf::new();
     for part in Path::new(&*decoded).components() {
         match part {
@@ -361,6 +364,11 @@ mod tests {
         assert_eq!(relative_path("/a/%2E%2E/%2e%2E/x"), Err(Refused::BadPath));
         assert_eq!(relative_path("/%2fetc/passwd"), Err(Refused::BadPath));
         assert_eq!(relative_path("/%ff.js"), Err(Refused::BadPath), "not UTF-8");
+        assert_eq!(
+            relative_path("/a%00.js"),
+            Err(Refused::BadPath),
+            "no file has a NUL"
+        );
     }
 
     fn upgrade_request(method: Method, connection: &str) -> Request<()> {

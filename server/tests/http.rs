@@ -184,6 +184,7 @@ async fn paths_that_climb_out_of_dist_are_refused() {
         "/sub/%2e%2e/%2e%2e/secret.txt",
         "/sub/..%2f..%2fsecret.txt",
         "/%2fetc%2fpasswd",
+        "/index.html%00.txt",
     ] {
         let r = get(&server.addr, path).await;
         assert!(
