@@ -266,8 +266,15 @@ async fn head_has_the_headers_and_no_body() {
 #[tokio::test]
 async fn keep_alive_answers_several_requests_on_one_connection() {
     let site = Site::new("keepalive");
+    // Larger than any buffer on the way, like the page's wasm.
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(site.dist().join("app_bg.wasm"), &big).unwrap();
     let server = site.serve(&[]).await;
     let mut c = Conn::open(&server.addr).await;
+    c.send("GET", "/app_bg.wasm", "").await;
+    let wasm = c.reply(false).await;
+    assert_eq!(wasm.header("content-type"), Some("application/wasm"));
+    assert!(wasm.body == big, "the whole file, byte for byte");
     c.send("GET", "/", "").await;
     let first = c.reply(false).await;
     assert_eq!((first.status, first.text().as_str()), (200, INDEX));
