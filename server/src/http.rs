@@ -261,9 +261,7 @@ impl Files {
         };
         let wanted = self.root.join(&rel);
         // A folder is answered with its index.html, which must stay inside too.
-        let mut candidates = vec![wanted.join("index.html")];
-        candidates.push(wanted);
-        for candidate in candidates {
+        for candidate in [wanted.join("index.html"), wanted] {
             if let Ok(real) = tokio::fs::canonicalize(&candidate).await {
                 if !real.starts_with(&root) {
                     return Err(Refused::Outside);
