@@ -7,25 +7,32 @@
 //! Whatever a viewer sends, the worst it can cause is an `error` to itself, or, for a flood or
 //! an oversized frame, the end of its own connection.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::Value;
 use shared::{Command, ErrorCode, Hello, Limits, ServerMsg, COMMAND_TYPES, PROTOCOL_VERSION};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::join_events;
 use crate::cluster::Cluster;
-use crate::http::{self, AccessPolicy, Replay};
+use crate::http::{self, AccessPolicy, Site};
 
 /// Gateway settings.
 #[derive(Debug, Clone)]
@@ -41,6 +48,9 @@ pub struct GatewayConfig {
     pub commands_per_sec: u32,
     /// Most events in one `events` frame.
     pub max_batch: usize,
+    /// A request head must arrive within this (and an idle keep-alive connection is closed
+    /// after it): a client that trickles bytes cannot hold a connection open.
+    pub header_read_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -53,6 +63,7 @@ impl Default for GatewayConfig {
             max_delay_ms: 10_000,
             commands_per_sec: 200,
             max_batch: 2_000,
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -60,6 +71,9 @@ impl Default for GatewayConfig {
 /// Frames above this are refused by the WebSocket layer itself (the connection ends with 1009);
 /// between `max_message_bytes` and this, the viewer gets a `too_large` error and stays.
 const HARD_FRAME_LIMIT: usize = 1 << 20;
+
+/// Largest request head hyper buffers.
+const MAX_HEAD: usize = 16 * 1024;
 
 /// Kernel send buffer of a viewer's socket.
 const VIEWER_SNDBUF: usize = 256 * 1024;
@@ -75,6 +89,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let cfg = Arc::new(cfg);
+    let site = Arc::new(Site::new(cfg.dist.as_deref()));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -88,55 +103,105 @@ pub async fn run(
                 continue;
             }
         };
-        let (cluster, cfg, shutdown) = (cluster.clone(), cfg.clone(), shutdown.clone());
+        let conn = Connection {
+            peer,
+            cluster: cluster.clone(),
+            cfg: cfg.clone(),
+            site: site.clone(),
+            shutdown: shutdown.clone(),
+        };
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(stream, peer, cluster, cfg, shutdown).await {
+            if let Err(e) = serve_connection(stream, conn).await {
                 tracing::debug!("connection from {peer} ended: {e:#}");
             }
         });
     }
 }
 
-async fn serve_connection(
-    mut stream: TcpStream,
+/// What one accepted connection needs to answer its requests.
+#[derive(Clone)]
+struct Connection {
     peer: SocketAddr,
     cluster: Arc<Cluster>,
     cfg: Arc<GatewayConfig>,
+    site: Arc<Site>,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let (head, raw) =
-        tokio::time::timeout(Duration::from_secs(10), http::read_head(&mut stream)).await??;
-    let path = head.path.split('?').next().unwrap_or("");
-    if !(path == "/ws" && head.is_websocket_upgrade()) {
-        http::serve_file(&mut stream, cfg.dist.as_deref(), &head).await?;
-        return Ok(());
-    }
-    if let Err(reason) = cfg.access.check(&head) {
-        tracing::warn!("refused WebSocket from {peer}: {reason}");
-        http::respond(
-            &mut stream,
-            "403 Forbidden",
-            "text/plain; charset=utf-8",
-            format!("{reason}\n").as_bytes(),
-        )
-        .await?;
-        return Ok(());
-    }
-    // A fixed kernel send buffer (no autotuning to megabytes): a viewer that stops reading
-    // blocks its own handler soon, falls behind the bus, and is resynchronised with a snapshot
-    // instead of being fed stale events for seconds.
-    let _ =
-        nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::SndBuf, &VIEWER_SNDBUF);
-    let ws_cfg = WebSocketConfig::default()
-        .max_message_size(Some(HARD_FRAME_LIMIT))
-        .max_frame_size(Some(HARD_FRAME_LIMIT));
-    // Origin and Host were checked above, on the head we read ourselves.
-    let ws =
-        tokio_tungstenite::accept_async_with_config(Replay::new(raw, stream), Some(ws_cfg)).await?;
-    Viewer::new(cluster, cfg).run(ws, shutdown).await
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<Replay>;
+/// Runs HTTP/1.1 on one connection (keep-alive, a deadline for each request head) until it
+/// closes, becomes a WebSocket, or the gateway shuts down.
+async fn serve_connection(stream: TcpStream, conn: Connection) -> Result<(), hyper::Error> {
+    // A fixed kernel send buffer (no autotuning to megabytes): a viewer that stops reading
+    // blocks its own handler soon, falls behind the bus, and is resynchronised with a snapshot
+    // instead of being fed stale events for seconds. Set before hyper owns the socket.
+    let _ =
+        nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::SndBuf, &VIEWER_SNDBUF);
+    let shutdown = conn.shutdown.clone();
+    let header_read_timeout = conn.cfg.header_read_timeout;
+    let service = service_fn(move |req| {
+        let conn = conn.clone();
+        async move { Ok::<_, Infallible>(conn.answer(req).await) }
+    });
+    let http = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(MAX_HEAD)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(http);
+    tokio::select! {
+        r = http.as_mut() => r,
+        _ = shutdown.cancelled() => {
+            http.as_mut().graceful_shutdown();
+            http.await
+        }
+    }
+}
+
+impl Connection {
+    /// One request: a WebSocket upgrade (checked, then handed to a [`Viewer`]) or a file.
+    async fn answer(self, req: Request<Incoming>) -> Response<http::Body> {
+        if !http::wants_websocket(&req) {
+            return self.site.respond(req).await;
+        }
+        if req.uri().path() != "/ws" {
+            return http::text(StatusCode::NOT_FOUND, "the WebSocket is at /ws\n");
+        }
+        let peer = self.peer;
+        if let Err(reason) = self.cfg.access.check(req.headers()) {
+            tracing::warn!("refused WebSocket from {peer}: {reason}");
+            return http::text(StatusCode::FORBIDDEN, format!("{reason}\n"));
+        }
+        let accept = match http::websocket_accept(&req) {
+            Ok(a) => a,
+            Err(reason) => return http::text(StatusCode::BAD_REQUEST, format!("{reason}\n")),
+        };
+        let ws_cfg = WebSocketConfig::default()
+            .max_message_size(Some(HARD_FRAME_LIMIT))
+            .max_frame_size(Some(HARD_FRAME_LIMIT));
+        // The socket changes hands once the 101 below is written; the viewer runs on its own.
+        tokio::spawn(async move {
+            let viewer = async {
+                let upgraded = hyper::upgrade::on(req).await?;
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(ws_cfg),
+                )
+                .await;
+                Viewer::new(self.cluster, self.cfg)
+                    .run(ws, self.shutdown)
+                    .await
+            };
+            if let Err(e) = viewer.await {
+                tracing::debug!("viewer at {peer} ended: {e:#}");
+            }
+        });
+        http::switching_protocols(accept)
+    }
+}
+
+type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// Token bucket for one viewer's commands.
 #[derive(Debug)]

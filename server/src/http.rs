@@ -1,96 +1,35 @@
-//! The HTTP side of the gateway's port: reading a request head, deciding whether an upgrade to
-//! the WebSocket may happen (Origin and Host checks), and serving the built page from `dist/`.
+//! The HTTP side of the gateway's port, answered through hyper: whether an upgrade to the
+//! WebSocket may happen (Origin and Host checks, then the handshake's own headers), and the built
+//! page from `dist/`, served by tower-http's `ServeDir` behind a check of ours that no path leaves
+//! `dist/`, by `..` or by a symlink.
 //!
 //! The WebSocket can kill processes, so the checks are strict by default: the `Host` must be a
 //! local name (against DNS rebinding) and an `Origin`, when present, must be a local page
-//! (against cross-site WebSocket hijacking). Scripts send no `Origin` and are let in. This is
-//! not a general web server: GET of files only, one request per connection.
+//! (against cross-site WebSocket hijacking). Scripts send no `Origin` and are let in.
+//!
+//! This module must not parse HTTP itself (hyper does), must not serve a byte from outside
+//! `dist/`, and serves files only for GET and HEAD. It knows nothing of the cluster: the gateway
+//! decides what an accepted upgrade becomes.
 
+use std::convert::Infallible;
 use std::io;
 use std::path::{Component, Path, PathBuf};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tower_http::services::ServeDir;
 
-/// Largest request head we read.
-pub const MAX_HEAD: usize = 16 * 1024;
+/// The body of every response on the gateway's port: a file being streamed or a short text.
+pub(crate) type Body = UnsyncBoxBody<Bytes, io::Error>;
 
-/// The parts of a request head the gateway looks at.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestHead {
-    pub method: String,
-    pub path: String,
-    pub headers: Vec<(String, String)>,
-}
-
-impl RequestHead {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn is_websocket_upgrade(&self) -> bool {
-        self.header("upgrade")
-            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
-    }
-}
-
-/// Parses a request head (up to and including the blank line).
-pub fn parse_head(head: &[u8]) -> Option<RequestHead> {
-    let text = std::str::from_utf8(head).ok()?;
-    let mut lines = text.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let method = first.next()?.to_owned();
-    let path = first.next()?.to_owned();
-    let headers = lines
-        .filter(|l| !l.is_empty())
-        .filter_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            Some((k.trim().to_owned(), v.trim().to_owned()))
-        })
-        .collect();
-    Some(RequestHead {
-        method,
-        path,
-        headers,
-    })
-}
-
-/// Reads until the end of the request head. Returns the head and every byte read (which the
-/// WebSocket handshake must see again).
-pub async fn read_head(stream: &mut TcpStream) -> io::Result<(RequestHead, Vec<u8>)> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 2048];
-    loop {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "closed before a request",
-            ));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = find_head_end(&buf) {
-            let head = parse_head(&buf[..end])
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed request"))?;
-            return Ok((head, buf));
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "request head too large",
-            ));
-        }
-    }
-}
-
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
-}
+/// What GET answers when no page is served from this port.
+const NO_PAGE: &str = "pbscope is running. The WebSocket is at /ws.\n\
+    No page is served from this port: start `pbscope serve --dist dist` after `trunk build`,\n\
+    or open the page from `trunk serve` (http://127.0.0.1:8080).\n";
 
 /// Which pages and host names may use the WebSocket.
 #[derive(Debug, Clone, Default)]
@@ -120,10 +59,14 @@ pub fn is_local_name(host: &str) -> bool {
 }
 
 impl AccessPolicy {
-    /// Decides an upgrade. `Err` carries the reason given to the refused client.
-    pub fn check(&self, head: &RequestHead) -> Result<(), String> {
-        let Some(host) = head.header("host") else {
+    /// Decides an upgrade from the request's headers. `Err` carries the reason given to the
+    /// refused client.
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), String> {
+        let Some(host) = headers.get(header::HOST) else {
             return Err("missing Host header".into());
+        };
+        let Ok(host) = host.to_str() else {
+            return Err("the Host header is not plain text".into());
         };
         let name = host_name(host);
         if !is_local_name(name)
@@ -136,7 +79,10 @@ impl AccessPolicy {
                 "Host {host:?} is not a local name (allow it with --allow-host)"
             ));
         }
-        if let Some(origin) = head.header("origin") {
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let Ok(origin) = origin.to_str() else {
+                return Err("the Origin header is not plain text".into());
+            };
             if self.allow_origins.iter().any(|o| o == origin) {
                 return Ok(());
             }
@@ -154,143 +100,210 @@ impl AccessPolicy {
     }
 }
 
-/// A stream that first yields bytes already read, then the socket.
-#[derive(Debug)]
-pub struct Replay {
-    prefix: Vec<u8>,
-    pos: usize,
-    inner: TcpStream,
+/// True when a header holds `token` in its comma-separated list (case-insensitive).
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-impl Replay {
-    pub fn new(prefix: Vec<u8>, inner: TcpStream) -> Self {
-        Self {
-            prefix,
-            pos: 0,
-            inner,
-        }
-    }
+/// Whether a request asks to become a WebSocket (`Upgrade: websocket`). Such a request gets
+/// the WebSocket or a refusal, never a file.
+pub(crate) fn wants_websocket<B>(req: &Request<B>) -> bool {
+    has_token(req.headers(), header::UPGRADE, "websocket")
 }
 
-impl AsyncRead for Replay {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.pos < self.prefix.len() {
-            let n = (self.prefix.len() - self.pos).min(buf.remaining());
-            let start = self.pos;
-            buf.put_slice(&self.prefix[start..start + n]);
-            self.pos += n;
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+/// The `Sec-WebSocket-Accept` value for a well-formed handshake request (RFC 6455, 4.2.1), or
+/// the reason it is not one.
+pub(crate) fn websocket_accept<B>(req: &Request<B>) -> Result<HeaderValue, &'static str> {
+    if req.method() != Method::GET {
+        return Err("a WebSocket handshake must be a GET");
     }
+    if req.version() < hyper::Version::HTTP_11 {
+        return Err("a WebSocket handshake needs HTTP/1.1");
+    }
+    let headers = req.headers();
+    if !has_token(headers, header::CONNECTION, "upgrade") {
+        return Err("a WebSocket handshake needs `Connection: Upgrade`");
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v != "13")
+    {
+        return Err("only WebSocket version 13 is spoken here");
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return Err("a WebSocket handshake needs a Sec-WebSocket-Key");
+    };
+    HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
+        .map_err(|_| "the Sec-WebSocket-Key cannot be answered")
 }
 
-impl AsyncWrite for Replay {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
+/// The `101 Switching Protocols` that completes a WebSocket handshake.
+pub(crate) fn switching_protocols(accept: HeaderValue) -> Response<Body> {
+    let mut res = Response::new(empty());
+    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = res.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    res
 }
 
-/// Writes a complete response and closes.
-pub async fn respond(
-    stream: &mut TcpStream,
-    status: &str,
-    content_type: &str,
-    body: &[u8],
-) -> io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n",
-        body.len()
+/// A short plain-text answer; hyper drops the body itself when the request was a HEAD.
+pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
+    let body: String = body.into();
+    let mut res = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never: Infallible| match never {})
+            .boxed_unsync(),
     );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
-    stream.shutdown().await
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
 }
 
-/// Maps a URL path to a file under `root`, refusing anything that could leave it.
-pub fn file_for(root: &Path, url_path: &str) -> Option<PathBuf> {
-    let path = url_path.split(['?', '#']).next().unwrap_or("/");
-    let rel = path.trim_start_matches('/');
-    let rel = if rel.is_empty() { "index.html" } else { rel };
-    let rel = Path::new(rel);
-    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return None;
-    }
-    Some(root.join(rel))
+fn empty() -> Body {
+    http_body_util::Empty::new()
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
 }
 
-pub fn content_type(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("html") => "text/html; charset=utf-8",
-        Some("js") => "text/javascript; charset=utf-8",
-        Some("wasm") => "application/wasm",
-        Some("css") => "text/css; charset=utf-8",
-        Some("png") => "image/png",
-        Some("svg") => "image/svg+xml",
-        Some("json") => "application/json",
-        Some("ico") => "image/x-icon",
-        _ => "application/octet-stream",
+/// The built page on this port, or the explanation that there is none.
+#[derive(Debug, Clone)]
+pub(crate) struct Site {
+    files: Option<Files>,
+}
+
+#[derive(Debug, Clone)]
+struct Files {
+    /// `--dist` as given; resolved again on every request, so a `trunk build` that replaces the
+    /// folder after the start is served.
+    root: PathBuf,
+    serve: ServeDir,
+}
+
+/// Why a URL path is not looked up at all.
+#[derive(Debug, PartialEq, Eq)]
+enum Refused {
+    /// `..`, an absolute path, a NUL or a path that is not UTF-8 once decoded: a bad request.
+    BadPath,
+    /// The file resolves (through a symlink) to somewhere outside `dist/`.
+    Outside,
+}
+
+impl Site {
+    pub(crate) fn new(dist: Option<&Path>) -> Site {
+        Site {
+            files: dist.map(|root| Files {
+                root: root.to_owned(),
+                serve: ServeDir::new(root),
+            }),
+        }
+    }
+
+    /// Answers a plain (non-WebSocket) request.
+    pub(crate) async fn respond<B>(&self, req: Request<B>) -> Response<Body> {
+        // A GET's body means nothing here; dropping it keeps `ServeDir`'s bounds simple.
+        let req = req.map(|_| ());
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            let mut res = text(StatusCode::METHOD_NOT_ALLOWED, "GET and HEAD only\n");
+            res.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return res;
+        }
+        let Some(files) = &self.files else {
+            return text(StatusCode::OK, NO_PAGE);
+        };
+        let mut res = match files.confine(req.uri().path()).await {
+            Err(Refused::BadPath) => text(StatusCode::BAD_REQUEST, "bad path\n"),
+            Err(Refused::Outside) => text(
+                StatusCode::FORBIDDEN,
+                "refused: this path leads outside the served folder\n",
+            ),
+            Ok(()) => match files.serve.clone().try_call(req).await {
+                Ok(res) => res.map(BodyExt::boxed_unsync),
+                Err(e) => {
+                    tracing::warn!("serving a file failed: {e}");
+                    text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "could not read the file\n",
+                    )
+                }
+            },
+        };
+        // The page's index.html names the current build's files: a browser must ask again
+        // (a 304 when unchanged) rather than show a stale page against a newer server.
+        let h = res.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        res
     }
 }
 
-/// Serves a GET for a file of the built page (or a short explanation without one).
-pub async fn serve_file(
-    stream: &mut TcpStream,
-    dist: Option<&Path>,
-    head: &RequestHead,
-) -> io::Result<()> {
-    if head.method != "GET" && head.method != "HEAD" {
-        return respond(
-            stream,
-            "405 Method Not Allowed",
-            "text/plain",
-            b"GET only\n",
-        )
-        .await;
+impl Files {
+    /// Refuses a URL path that names something outside `root`: `..` (also percent-encoded) or
+    /// a symlink whose target is elsewhere. `ServeDir` refuses the first itself but follows
+    /// symlinks wherever they point. A path that does not exist passes: `ServeDir` answers 404.
+    async fn confine(&self, url_path: &str) -> Result<(), Refused> {
+        let rel = relative_path(url_path)?;
+        let Ok(root) = tokio::fs::canonicalize(&self.root).await else {
+            return Ok(());
+        };
+        let wanted = self.root.join(&rel);
+        // A folder is answered with its index.html, which must stay inside too.
+        for candidate in [wanted.join("index.html"), wanted] {
+            if let Ok(real) = tokio::fs::canonicalize(&candidate).await {
+                if !real.starts_with(&root) {
+                    return Err(Refused::Outside);
+                }
+            }
+        }
+        Ok(())
     }
-    let Some(root) = dist else {
-        let body = b"pbscope is running. The WebSocket is at /ws.\n\
-            No page is served from this port: start `pbscope serve --dist dist` after `trunk build`,\n\
-            or open the page from `trunk serve` (http://127.0.0.1:8080).\n";
-        return respond(stream, "200 OK", "text/plain; charset=utf-8", body).await;
-    };
-    let Some(file) = file_for(root, &head.path) else {
-        return respond(stream, "400 Bad Request", "text/plain", b"bad path\n").await;
-    };
-    match tokio::fs::read(&file).await {
-        Ok(body) => respond(stream, "200 OK", content_type(&file), &body).await,
-        Err(_) => respond(stream, "404 Not Found", "text/plain", b"not found\n").await,
+}
+
+/// The percent-decoded URL path as a relative file path, made only of plain names.
+fn relative_path(url_path: &str) -> Result<PathBuf, Refused> {
+    let decoded = percent_encoding::percent_decode_str(url_path.trim_start_matches('/'))
+        .decode_utf8()
+        .map_err(|_| Refused::BadPath)?;
+    if decoded.contains('\0') {
+        return Err(Refused::BadPath);
     }
+    let mut rel = PathBuf::new();
+    for part in Path::new(&*decoded).components() {
+        match part {
+            Component::Normal(name) => rel.push(name),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
+                return Err(Refused::BadPath)
+            }
+        }
+    }
+    Ok(rel)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn head(host: &str, origin: Option<&str>) -> RequestHead {
-        let mut headers = vec![("Host".to_owned(), host.to_owned())];
+    fn head(host: &str, origin: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, host.parse().unwrap());
         if let Some(o) = origin {
-            headers.push(("Origin".to_owned(), o.to_owned()));
+            headers.insert(header::ORIGIN, o.parse().unwrap());
         }
-        RequestHead {
-            method: "GET".into(),
-            path: "/ws".into(),
-            headers,
-        }
+        headers
     }
 
     #[test]
@@ -321,6 +334,7 @@ mod tests {
         assert!(p.check(&head("evil.example:9000", None)).is_err());
         assert!(p.check(&head("127.0.0.1:9000", Some("null"))).is_err());
         assert!(p.check(&head("localhost.evil.example:9000", None)).is_err());
+        assert!(p.check(&HeaderMap::new()).is_err(), "no Host at all");
     }
 
     #[test]
@@ -338,21 +352,46 @@ mod tests {
     }
 
     #[test]
-    fn file_paths_cannot_escape_the_root() {
-        let root = Path::new("/srv/dist");
-        assert_eq!(file_for(root, "/").unwrap(), root.join("index.html"));
-        assert_eq!(file_for(root, "/app.js?v=1").unwrap(), root.join("app.js"));
-        assert!(file_for(root, "/../etc/passwd").is_none());
-        assert!(file_for(root, "/a/../../x").is_none());
+    fn url_paths_cannot_climb_out_of_the_root() {
+        assert_eq!(relative_path("/"), Ok(PathBuf::new()));
+        assert_eq!(relative_path("/a%20b.txt"), Ok(PathBuf::from("a b.txt")));
+        assert_eq!(relative_path("/x/./y.js"), Ok(PathBuf::from("x/y.js")));
+        assert_eq!(relative_path("/../etc/passwd"), Err(Refused::BadPath));
+        assert_eq!(relative_path("/a/../../x"), Err(Refused::BadPath));
+        assert_eq!(relative_path("/%2e%2e/etc/passwd"), Err(Refused::BadPath));
+        assert_eq!(relative_path("/a/%2E%2E/%2e%2E/x"), Err(Refused::BadPath));
+        assert_eq!(relative_path("/%2fetc/passwd"), Err(Refused::BadPath));
+        assert_eq!(relative_path("/%ff.js"), Err(Refused::BadPath), "not UTF-8");
+        assert_eq!(
+            relative_path("/a%00.js"),
+            Err(Refused::BadPath),
+            "no file has a NUL"
+        );
+    }
+
+    fn upgrade_request(method: Method, connection: &str) -> Request<()> {
+        Request::builder()
+            .method(method)
+            .uri("/ws")
+            .header(header::HOST, "127.0.0.1:9000")
+            .header(header::UPGRADE, "websocket")
+            .header(header::CONNECTION, connection)
+            .header(header::SEC_WEBSOCKET_VERSION, "13")
+            .header(header::SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ==")
+            .body(())
+            .unwrap()
     }
 
     #[test]
-    fn parses_a_request_head() {
-        let raw = b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:9000\r\nUpgrade: websocket\r\n\r\n";
-        let end = find_head_end(raw).unwrap();
-        let h = parse_head(&raw[..end]).unwrap();
-        assert_eq!(h.path, "/ws");
-        assert!(h.is_websocket_upgrade());
-        assert_eq!(h.header("HOST"), Some("127.0.0.1:9000"));
+    fn a_well_formed_handshake_is_answered_as_rfc_6455_says() {
+        let req = upgrade_request(Method::GET, "keep-alive, Upgrade");
+        assert!(wants_websocket(&req));
+        // The example of RFC 6455, section 1.3.
+        assert_eq!(
+            websocket_accept(&req).unwrap(),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        assert!(websocket_accept(&upgrade_request(Method::POST, "Upgrade")).is_err());
+        assert!(websocket_accept(&upgrade_request(Method::GET, "keep-alive")).is_err());
     }
 }

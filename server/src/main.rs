@@ -71,6 +71,10 @@ struct ServeArgs {
     /// Largest client id.
     #[arg(long, default_value_t = 1000)]
     max_client: u32,
+    /// An HTTP request head must arrive within this many ms (slow clients are cut off; idle
+    /// keep-alive connections close after it too).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    header_timeout_ms: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -177,6 +181,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.listen
         );
     }
+    if let Some(dist) = args.dist.as_deref().filter(|d| !d.is_dir()) {
+        tracing::warn!(
+            "--dist {} is not a folder (yet): every page request will be answered 404",
+            dist.display()
+        );
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -206,6 +216,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         dist: args.dist,
         commands_per_sec: args.commands_per_sec.max(1),
+        header_read_timeout: Duration::from_millis(args.header_timeout_ms),
         ..GatewayConfig::default()
     };
     let pids: Vec<String> = cluster
