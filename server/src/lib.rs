@@ -12,4 +12,5 @@ pub mod gateway;
 pub mod http;
 pub mod lockservice;
 pub mod node;
+pub mod oserror;
 pub mod view;
