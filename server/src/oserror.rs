@@ -89,6 +89,11 @@ impl AcceptPause {
         self.failures = 0;
     }
 
+    /// When accepting may resume, while paused.
+    pub(crate) fn resume_at(&self) -> Option<Instant> {
+        self.resume_at
+    }
+
     /// Ends the pause (its time has come).
     pub(crate) fn resume(&mut self) {
         self.resume_at = None;
@@ -161,13 +166,13 @@ mod tests {
     #[test]
     fn an_accept_pause_lasts_its_length_and_counts_a_run_of_errors() {
         let mut pause = AcceptPause::default();
-        assert_eq!(pause.resume_at, None);
+        assert_eq!(pause.resume_at(), None);
         let now = Instant::now();
         let resume = pause.failed(now, &os(Errno::EMFILE), "test");
         assert_eq!(resume, now + ACCEPT_PAUSE);
-        assert_eq!(pause.resume_at, Some(resume));
+        assert_eq!(pause.resume_at(), Some(resume));
         pause.resume();
-        assert_eq!(pause.resume_at, None);
+        assert_eq!(pause.resume_at(), None);
         pause.failed(now, &os(Errno::EMFILE), "test");
         assert_eq!(pause.failures, 2);
         pause.accepted("test");

@@ -8,8 +8,9 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use shared::{Event, EventKind, Op, Role};
+use shared::{Envelope, Event, EventKind, Msg, NodeReport, Op, RequestId, Role};
 use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The wrapper that starts the server under these descriptor limits (soft first: the hard
@@ -239,4 +240,188 @@ async fn a_supervisor_out_of_descriptors_neither_fails_over_nor_spins() {
     assert_eq!(nodes["s1"].role, Role::Primary);
     assert!(!nodes["s1"].serving_alone);
     assert_eq!(nodes["s2"].role, Role::Backup);
+}
+
+#[tokio::test]
+async fn a_node_out_of_descriptors_stays_up_and_serves_once_they_are_back() {
+    const LIMIT: usize = 64;
+    let server = start_under_nofile(LIMIT as u64, LIMIT as u64).await;
+    let mut v = server.viewer().await;
+    let s1 = v.snapshot.nodes[0].clone();
+    assert_eq!(s1.id, "s1");
+    let (s1_pid, s1_addr) = (s1.pid.unwrap(), format!("127.0.0.1:{}", s1.port.unwrap()));
+    assert_eq!(nofile_limits(s1_pid), (LIMIT as u64, LIMIT as u64));
+
+    let flood = idle_connections(&s1_addr, LIMIT + 32).await;
+    wait_exhausted(s1_pid, LIMIT, "s1").await;
+    let used = cpu_used_over(s1_pid, SPIN_WINDOW).await;
+    assert!(process_alive(s1_pid), "s1 died out of descriptors");
+    assert_eq!(
+        open_fds(s1_pid, LIMIT),
+        LIMIT,
+        "s1 was out of descriptors all along"
+    );
+    assert!(
+        used < MAX_CPU_IN_WINDOW,
+        "s1 used {used:?} of CPU in {SPIN_WINDOW:?} out of descriptors: it spins"
+    );
+
+    drop(flood);
+    assert!(v.call_ok(1, Op::Lock, "m").await, "m was free");
+    let nodes = v.nodes().await;
+    assert!(nodes["s1"].alive);
+    assert_eq!(nodes["s1"].pid, Some(s1_pid), "s1 is the same process");
+    assert_eq!(nodes["s1"].role, Role::Primary);
+    assert!(!nodes["s1"].serving_alone);
+    assert!(
+        nodes["s2"].locks.iter().any(|l| l == "m"),
+        "the call went through s1 to its backup: {:?}",
+        nodes["s2"].locks
+    );
+    let s1_ended: Vec<&Event> = v
+        .events
+        .iter()
+        .filter(|e| {
+            e.node == "s1"
+                && matches!(
+                    e.kind,
+                    EventKind::ProcessExited { .. } | EventKind::Crashed { .. }
+                )
+        })
+        .collect();
+    assert_eq!(s1_ended, Vec::<&Event>::new());
+    assert_eq!(role_changes(&v.events), Vec::<&Event>::new());
+}
+
+/// Writes one frame as every connection in the cluster does: a 4-byte big-endian length and
+/// the JSON document.
+async fn send_frame<T: serde::Serialize>(conn: &mut TcpStream, msg: &T) {
+    let body = serde_json::to_vec(msg).unwrap();
+    conn.write_all(&(body.len() as u32).to_be_bytes())
+        .await
+        .unwrap();
+    conn.write_all(&body).await.unwrap();
+}
+
+async fn recv_frame<T: serde::de::DeserializeOwned>(conn: &mut TcpStream) -> T {
+    let mut len = [0u8; 4];
+    conn.read_exact(&mut len).await.expect("a frame");
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    conn.read_exact(&mut body).await.expect("a frame");
+    serde_json::from_slice(&body).expect("a well-formed frame")
+}
+
+/// The forward path can't be reached through `serve`: a primary opens its backup connection on
+/// its first forward, and a clerk's first call is that forward. So this test is the
+/// supervisor, the clerk and the backup of one real `pbscope node` process itself (and no event
+/// bus sits between, which would hold back the delivery of a send no clerk reported).
+#[tokio::test]
+async fn a_primary_out_of_descriptors_waits_for_one_instead_of_losing_its_backup() {
+    const LIMIT: usize = 64;
+    let control = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backup = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let prefix = under_nofile(LIMIT as u64, LIMIT as u64);
+    let mut node = tokio::process::Command::new(&prefix[0])
+        .args(&prefix[1..])
+        .arg(env!("CARGO_BIN_EXE_pbscope"))
+        .arg("node")
+        .args(["--id", "s1", "--role", "primary", "--token", "7"])
+        .args(["--control", &control.local_addr().unwrap().to_string()])
+        .args(["--epoch-ns", "0", "--origin", "1"])
+        .args(["--backup", &format!("s2={}", backup.local_addr().unwrap())])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn pbscope node");
+    let (mut ctl, _) = tokio::time::timeout(WAIT, control.accept())
+        .await
+        .expect("the node connected to its supervisor")
+        .unwrap();
+    let (pid, port) = match recv_frame::<NodeReport>(&mut ctl).await {
+        NodeReport::Ready { pid, port, .. } => (pid, port),
+        other => panic!("expected ready, got {other:?}"),
+    };
+    // What it reports, kept; a node exits when its control connection closes, so keep it open.
+    let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            if let NodeReport::Event { kind, .. } = recv_frame::<NodeReport>(&mut ctl).await {
+                if events_tx.send(kind).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+
+    // Our clerk connects first; the flood queues behind it and takes every other descriptor.
+    let node_addr = format!("127.0.0.1:{port}");
+    let mut clerk = TcpStream::connect(&node_addr).await.unwrap();
+    let flood = idle_connections(&node_addr, LIMIT + 32).await;
+    wait_exhausted(pid, LIMIT, "the node").await;
+
+    let req = RequestId { client: 1, seq: 1 };
+    let request = Envelope {
+        msg_id: 1,
+        from: shared::client_node(1),
+        msg: Msg::Request {
+            req,
+            op: Op::Lock,
+            lock: "a".into(),
+        },
+    };
+    send_frame(&mut clerk, &request).await;
+    let used = cpu_used_over(pid, SPIN_WINDOW).await;
+    assert!(process_alive(pid), "the node died out of descriptors");
+    assert_eq!(open_fds(pid, LIMIT), LIMIT, "out of descriptors all along");
+    assert!(
+        used < MAX_CPU_IN_WINDOW,
+        "the node used {used:?} of CPU in {SPIN_WINDOW:?}: it spins"
+    );
+    let mut reported = Vec::new();
+    while let Ok(kind) = events_rx.try_recv() {
+        reported.push(kind);
+    }
+    assert!(
+        reported
+            .iter()
+            .any(|k| matches!(k, EventKind::Executed { req: r, .. } if *r == req)),
+        "the node executed the request: {reported:#?}"
+    );
+    let lost: Vec<&EventKind> = reported
+        .iter()
+        .filter(|k| matches!(k, EventKind::RoleChanged { .. }))
+        .collect();
+    assert_eq!(
+        lost,
+        Vec::<&EventKind>::new(),
+        "no descriptor to reach the backup is not a lost backup"
+    );
+
+    drop(flood);
+    // The forward went out once a descriptor was free: we are the backup, and we ack it.
+    let (mut link, _) = tokio::time::timeout(WAIT, backup.accept())
+        .await
+        .expect("the primary connected to its backup")
+        .unwrap();
+    let forward: Envelope = recv_frame(&mut link).await;
+    assert!(
+        matches!(&forward.msg, Msg::Forward { req: r, op: Op::Lock, lock } if *r == req && lock == "a"),
+        "{forward:?}"
+    );
+    let ack = Envelope {
+        msg_id: 2,
+        from: "s2".into(),
+        msg: Msg::ForwardAck { req, ok: true },
+    };
+    send_frame(&mut link, &ack).await;
+    let reply: Envelope = tokio::time::timeout(WAIT, recv_frame(&mut clerk))
+        .await
+        .expect("the primary answered after its backup acknowledged");
+    assert!(
+        matches!(reply.msg, Msg::Reply { req: r, ok: true } if r == req),
+        "{reply:?}"
+    );
+    while let Ok(kind) = events_rx.try_recv() {
+        assert!(!matches!(kind, EventKind::RoleChanged { .. }), "{kind:?}");
+    }
+    node.start_kill().unwrap();
 }
