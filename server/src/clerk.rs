@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::bus::Bus;
 use crate::framing::{self, FramedConn};
+use crate::oserror;
 
 /// A server as a clerk knows it: a name and an address, in failover order.
 #[derive(Debug, Clone)]
@@ -170,6 +171,8 @@ pub fn spawn(
 #[derive(Debug)]
 enum AttemptError {
     Refused(String),
+    /// The clerk's own side ran short (descriptors, ports, memory): the server told us nothing.
+    Local(String),
     Closed,
     Timeout,
 }
@@ -178,6 +181,7 @@ impl std::fmt::Display for AttemptError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             AttemptError::Refused(e) => write!(f, "connection failed: {e}"),
+            AttemptError::Local(e) => write!(f, "local: {e}; not the server's fault"),
             AttemptError::Closed => f.write_str("connection closed"),
             AttemptError::Timeout => f.write_str("no reply in time"),
         }
@@ -250,8 +254,10 @@ impl Clerk {
                         return Outcome::GaveUp;
                     }
                     // Lab 1: turn to the backup and stay with it; with nobody further, retry it.
-                    let last = self.current + 1 >= self.servers.len();
-                    if !last {
+                    // A shortage on our side says nothing about the server: stay, pause, retry.
+                    let stay = matches!(e, AttemptError::Local(_))
+                        || self.current + 1 >= self.servers.len();
+                    if !stay {
                         self.current += 1;
                     }
                     self.bus.publish(
@@ -264,7 +270,7 @@ impl Clerk {
                             retry_to: self.servers[self.current].id.clone(),
                         },
                     );
-                    if last {
+                    if stay {
                         tokio::time::sleep(self.timing.retry_pause).await;
                     }
                 }
@@ -286,6 +292,9 @@ impl Clerk {
                 .await
                 {
                     Ok(Ok(s)) => framing::framed(s),
+                    Ok(Err(e)) if oserror::is_local_resource_error(&e) => {
+                        return Err(AttemptError::Local(e.to_string()))
+                    }
                     Ok(Err(e)) => return Err(AttemptError::Refused(e.to_string())),
                     Err(_) => return Err(AttemptError::Timeout),
                 }

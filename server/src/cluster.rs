@@ -22,10 +22,12 @@ use nix::unistd::Pid;
 use shared::{CrashCause, ErrorCode, EventKind, NodeControl, NodeReport, Op, Role, SUPERVISOR};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
+use tokio::time::Instant;
 
 use crate::bus::Bus;
 use crate::clerk::{self, Call, ClerkHandle, ClerkTiming, ServerAddr, SubmitError};
 use crate::framing::{self, FramedConn};
+use crate::oserror::AcceptPause;
 
 /// How the cluster is built.
 #[derive(Debug, Clone)]
@@ -448,10 +450,20 @@ fn random_u64() -> u64 {
 
 /// Accepts node control connections and hands each to the spawner waiting for its token.
 async fn accept_nodes(listener: TcpListener, waiting: Arc<ReadyWaiters>) {
+    let mut pause = AcceptPause::default();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors, the failed connection stays queued and `accept` fails
+                // again at once: without this pause the loop would spin.
+                let resume = pause.failed(Instant::now(), &e, "control listener");
+                tokio::time::sleep_until(resume).await;
+                pause.resume();
+                continue;
+            }
         };
+        pause.accepted("control listener");
         let waiting = waiting.clone();
         tokio::spawn(async move {
             let mut conn = framing::framed(stream);

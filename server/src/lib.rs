@@ -12,3 +12,4 @@ pub mod gateway;
 pub mod http;
 pub mod lockservice;
 pub mod node;
+pub mod oserror;

@@ -131,6 +131,8 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Every command, `serve` and each `node` process alike, before anything opens a socket.
+    server::oserror::raise_fd_limit();
     match cli.command {
         Cmd::Node(args) => run_node(args),
         Cmd::Serve(args) => runtime()?.block_on(serve(args)),

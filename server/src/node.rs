@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use crate::clock::RunClock;
 use crate::framing::{self, FramedConn};
 use crate::lockservice::{ConnId, LockServer, Output};
+use crate::oserror::{self, AcceptPause};
 
 /// Everything a node process is started with (its command line).
 #[derive(Debug, Clone)]
@@ -174,6 +175,10 @@ struct BackupLink {
     sink: Option<SplitSink<FramedConn, bytes::Bytes>>,
     /// Forwards sent and not yet acknowledged, oldest first, with their deadlines.
     unacked: std::collections::VecDeque<(shared::RequestId, Instant)>,
+    /// Forwards not sent yet because a shortage on our side (no descriptor, no port) kept the
+    /// connection from opening: that is not the backup's failure. Retried on every tick, sent
+    /// in order; their ack deadlines start when they leave.
+    waiting: std::collections::VecDeque<Msg>,
     lost: bool,
 }
 
@@ -210,6 +215,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
             addr,
             sink: None,
             unacked: Default::default(),
+            waiting: Default::default(),
             lost: false,
         }),
         inbox: Inbox {
@@ -224,12 +230,22 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     };
     let mut next_conn: ConnId = 1;
     let mut tick = tokio::time::interval(Duration::from_millis(50));
+    // An accept error (say EMFILE) pauses accepting only; the node goes on serving meanwhile.
+    let mut accept_pause = AcceptPause::default();
 
     loop {
         let due = node.inbox.next_due();
+        let accept_resume = accept_pause.resume_at();
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = accepted.context("accepting a connection")?;
+            accepted = listener.accept(), if accept_resume.is_none() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        accept_pause.failed(Instant::now(), &e, "node listener");
+                        continue;
+                    }
+                };
+                accept_pause.accepted("node listener");
                 let conn = next_conn;
                 next_conn += 1;
                 let (sink, stream) = framing::framed(stream).split();
@@ -256,7 +272,13 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
                     node.deliver(held.conn, held.env).await?;
                 }
             }
-            _ = tick.tick() => node.check_ack_deadline().await?,
+            _ = sleep_until_opt(accept_resume) => accept_pause.resume(),
+            _ = tick.tick() => {
+                if let Some(reason) = node.retry_waiting_forwards().await? {
+                    node.backup_lost(&reason).await?;
+                }
+                node.check_ack_deadline().await?;
+            }
         }
     }
 }
@@ -428,10 +450,28 @@ impl Node {
     /// Sends a forward to the backup, connecting first if needed. Returns why the backup is
     /// lost, if this showed it is.
     async fn forward(&mut self, msg: Msg) -> anyhow::Result<Option<String>> {
-        let Some(link) = self.backup.as_ref() else {
+        let Some(link) = self.backup.as_mut() else {
             return Ok(Some("no backup configured".into()));
         };
         if link.lost {
+            return Ok(None);
+        }
+        if link.sink.is_none() || !link.waiting.is_empty() {
+            // Behind the forwards already waiting for a connection, never ahead of them.
+            link.waiting.push_back(msg);
+            return self.retry_waiting_forwards().await;
+        }
+        self.send_forward(msg).await
+    }
+
+    /// Opens the backup connection if it is not open, then sends the forwards waiting for it.
+    /// Returns why the backup is lost, if this showed it is; a shortage on our side leaves the
+    /// forwards waiting for the next try.
+    async fn retry_waiting_forwards(&mut self) -> anyhow::Result<Option<String>> {
+        let Some(link) = self.backup.as_ref() else {
+            return Ok(None);
+        };
+        if link.lost || link.waiting.is_empty() {
             return Ok(None);
         }
         if link.sink.is_none() {
@@ -444,10 +484,27 @@ impl Node {
                         link.sink = Some(sink);
                     }
                 }
+                Ok(Err(e)) if oserror::is_local_resource_error(&e) => {
+                    tracing::debug!(
+                        "{}: no connection to the backup yet, local: {e}",
+                        self.cfg.id
+                    );
+                    return Ok(None);
+                }
                 Ok(Err(e)) => return Ok(Some(format!("backup unreachable ({e})"))),
                 Err(_) => return Ok(Some("backup connect timed out".into())),
             }
         }
+        while let Some(msg) = self.backup.as_mut().and_then(|l| l.waiting.pop_front()) {
+            if let Some(reason) = self.send_forward(msg).await? {
+                return Ok(Some(reason));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes one forward on the open backup connection.
+    async fn send_forward(&mut self, msg: Msg) -> anyhow::Result<Option<String>> {
         let msg_id = self.next_msg_id();
         let req = match &msg {
             Msg::Forward { req, .. } => *req,
@@ -509,6 +566,7 @@ impl Node {
             link.lost = true;
             link.sink = None;
             link.unacked.clear();
+            link.waiting.clear();
         }
         self.server.on_backup_lost(reason, out);
     }

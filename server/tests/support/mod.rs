@@ -29,8 +29,23 @@ impl Server {
     }
 
     pub async fn start_with(extra: &[&str]) -> Server {
+        Self::start_under(&[], extra).await
+    }
+
+    /// Starts `pbscope serve` through a wrapper command: `prefix` (say `sh -c 'ulimit ...;
+    /// exec "$0" "$@"'`) runs with the binary's path and the serve arguments after it, and must
+    /// `exec` them so that the child's pid is the server's.
+    pub async fn start_under(prefix: &[&str], extra: &[&str]) -> Server {
         {
-            let mut child = Command::new(env!("CARGO_BIN_EXE_pbscope"))
+            let mut cmd = match prefix.split_first() {
+                None => Command::new(env!("CARGO_BIN_EXE_pbscope")),
+                Some((program, args)) => {
+                    let mut cmd = Command::new(program);
+                    cmd.args(args).arg(env!("CARGO_BIN_EXE_pbscope"));
+                    cmd
+                }
+            };
+            let mut child = cmd
                 .args(["serve", "--listen", "127.0.0.1:0"])
                 .args(extra)
                 .stdout(Stdio::piped())
