@@ -40,6 +40,9 @@ pub struct BusConfig {
     pub snapshot_events: usize,
     /// Events a viewer may be behind before it is resynchronised with a snapshot.
     pub viewer_buffer: usize,
+    /// Messages remembered as in flight; beyond it the oldest is forgotten (it can no longer
+    /// be marked lost when its receiver dies).
+    pub max_in_flight: usize,
 }
 
 impl Default for BusConfig {
@@ -48,6 +51,7 @@ impl Default for BusConfig {
             history: 100_000,
             snapshot_events: 20_000,
             viewer_buffer: 16_384,
+            max_in_flight: 200_000,
         }
     }
 }
@@ -64,6 +68,12 @@ struct BusInner {
     ring: VecDeque<Arc<Logged>>,
     cluster: Cluster,
     in_flight: HashMap<u64, Flight>,
+    /// `in_flight`'s ids in the order sent (ids already delivered are skipped lazily).
+    in_flight_order: VecDeque<u64>,
+    /// Per sender (the high 32 bits of a message id), the highest message number whose send is
+    /// in the log. A process numbers its messages in the order it reports them, so a delivery
+    /// at or below it never waits for its send, even when the send was forgotten.
+    sent_upto: HashMap<u64, u64>,
     /// Events of a producer held back because its oldest is a delivery whose send has not been
     /// published yet; the rest wait behind it so the producer's own order is kept.
     held: HashMap<String, VecDeque<(u64, EventKind)>>,
@@ -79,9 +89,6 @@ pub struct Bus {
     clock: RunClock,
     cfg: BusConfig,
 }
-
-/// Bounds the in-flight table if deliveries stop coming (they should not).
-const MAX_IN_FLIGHT: usize = 200_000;
 
 /// A viewer's starting point: the snapshot (JSON text) and the stream that continues it exactly.
 #[derive(Debug)]
@@ -116,6 +123,8 @@ impl Bus {
                 ring: VecDeque::with_capacity(cfg.history.min(1 << 16)),
                 cluster: Cluster::default(),
                 in_flight: HashMap::new(),
+                in_flight_order: VecDeque::new(),
+                sent_upto: HashMap::new(),
                 held: HashMap::new(),
                 waiting_on: HashMap::new(),
             }),
@@ -167,7 +176,13 @@ impl Bus {
     /// The message id of a delivery whose send is not in the log yet.
     fn unmatched_delivery(inner: &BusInner, kind: &EventKind) -> Option<u64> {
         match kind {
-            EventKind::MsgDelivered { msg_id, .. } if !inner.in_flight.contains_key(msg_id) => {
+            EventKind::MsgDelivered { msg_id, .. }
+                if !inner.in_flight.contains_key(msg_id)
+                    && inner
+                        .sent_upto
+                        .get(&(msg_id >> 32))
+                        .is_none_or(|upto| (msg_id & 0xffff_ffff) > *upto) =>
+            {
                 Some(*msg_id)
             }
             _ => None,
@@ -199,10 +214,8 @@ impl Bus {
             EventKind::MsgSent {
                 msg_id, from, to, ..
             } => {
-                if inner.in_flight.len() >= MAX_IN_FLIGHT {
-                    inner.in_flight.clear();
-                }
-                inner.in_flight.insert(
+                self.remember_in_flight(
+                    inner,
                     *msg_id,
                     Flight {
                         from: from.clone(),
@@ -236,6 +249,38 @@ impl Bus {
         }
         if let Some(producer) = unblocks {
             self.release(inner, &producer, false);
+        }
+    }
+
+    fn remember_in_flight(&self, inner: &mut BusInner, msg_id: u64, flight: Flight) {
+        let upto = inner.sent_upto.entry(msg_id >> 32).or_insert(0);
+        *upto = (*upto).max(msg_id & 0xffff_ffff);
+        inner.in_flight.insert(msg_id, flight);
+        inner.in_flight_order.push_back(msg_id);
+        // Over the bound, forget the oldest message still in flight (never all of them: a
+        // delivery whose send is forgotten would otherwise hold its producer back for good).
+        while inner.in_flight.len() > self.cfg.max_in_flight.max(1) {
+            match inner.in_flight_order.pop_front() {
+                Some(old) => {
+                    inner.in_flight.remove(&old);
+                }
+                None => break,
+            }
+        }
+        while inner
+            .in_flight_order
+            .front()
+            .is_some_and(|id| !inner.in_flight.contains_key(id))
+        {
+            inner.in_flight_order.pop_front();
+        }
+        if inner.in_flight_order.len() > 4 * self.cfg.max_in_flight.max(1) {
+            let BusInner {
+                in_flight,
+                in_flight_order,
+                ..
+            } = inner;
+            in_flight_order.retain(|id| in_flight.contains_key(id));
         }
     }
 
@@ -357,40 +402,46 @@ impl Bus {
     /// `seen_up_to` is the last seq the viewer already has (0 for none): events after it that
     /// the snapshot does not list are reported as `missed`.
     pub fn subscribe(&self, seen_up_to: u64) -> Subscription {
-        let inner = self.lock();
-        let rx = self.tx.subscribe();
-        let take = inner.ring.len().min(self.cfg.snapshot_events);
-        let events = inner.ring.iter().skip(inner.ring.len() - take);
-        let first_listed = inner
-            .ring
-            .get(inner.ring.len() - take)
-            .map(|l| l.seq)
-            .unwrap_or(inner.next_seq);
-        let missed = if seen_up_to == 0 {
-            0
-        } else {
-            first_listed.saturating_sub(seen_up_to + 1)
-        };
-        let head = SnapshotHead {
-            ty: "snapshot",
-            nodes: inner.cluster.nodes(),
-            clients: inner.cluster.clients(),
-            next_seq: inner.next_seq,
-            missed,
-            generation: inner.cluster.generation(),
-            slow_motion_ms: inner.cluster.slow_motion_ms(),
-            now_us: self.clock.now_us(),
-            _p: std::marker::PhantomData,
+        // Under the lock only what must be consistent with the stream: the state, the events'
+        // handles and the receiver. The text is written after the lock is released.
+        let (head, events, rx, last_seq) = {
+            let inner = self.lock();
+            let rx = self.tx.subscribe();
+            let take = inner.ring.len().min(self.cfg.snapshot_events);
+            let events: Vec<Arc<Logged>> = inner
+                .ring
+                .iter()
+                .skip(inner.ring.len() - take)
+                .cloned()
+                .collect();
+            let first_listed = events.first().map_or(inner.next_seq, |l| l.seq);
+            let missed = if seen_up_to == 0 {
+                0
+            } else {
+                first_listed.saturating_sub(seen_up_to + 1)
+            };
+            let head = SnapshotHead {
+                ty: "snapshot",
+                nodes: inner.cluster.nodes(),
+                clients: inner.cluster.clients(),
+                next_seq: inner.next_seq,
+                missed,
+                generation: inner.cluster.generation(),
+                slow_motion_ms: inner.cluster.slow_motion_ms(),
+                now_us: self.clock.now_us(),
+                _p: std::marker::PhantomData,
+            };
+            (head, events, rx, inner.next_seq - 1)
         };
         let mut snapshot = serde_json::to_string(&head).expect("snapshot serializes");
         snapshot.pop(); // the closing brace: the events go in before it
         snapshot.push_str(",\"events\":[");
-        join_events(&mut snapshot, events);
+        join_events(&mut snapshot, events.iter());
         snapshot.push_str("]}");
         Subscription {
             snapshot,
             rx,
-            last_seq: inner.next_seq - 1,
+            last_seq,
         }
     }
 
@@ -553,6 +604,7 @@ mod tests {
             history: 10,
             snapshot_events: 4,
             viewer_buffer: 8,
+            ..BusConfig::default()
         });
         for i in 0..25 {
             b.publish(
@@ -585,6 +637,35 @@ mod tests {
         assert_eq!(missed, 22 - 4, "seen up to 3, listed from 22");
         assert_eq!(clients.len(), 1);
         assert_eq!(sub.last_seq, 25);
+    }
+
+    #[test]
+    fn a_full_in_flight_table_never_freezes_a_producer() {
+        // Sends from one process (origin 1) that are never delivered: replies to clerks that
+        // hung up, say. Beyond the bound the oldest are forgotten, not the whole table.
+        let b = bus(BusConfig {
+            max_in_flight: 4,
+            ..BusConfig::default()
+        });
+        let id = |n: u64| (1 << 32) | n;
+        for n in 1..=6 {
+            b.publish("s1", sent(id(n), "c1"));
+        }
+        // c1 reports the delivery of an old message, then goes on.
+        b.publish("c1", delivered(id(1), "c1"));
+        b.publish("c1", delivered(id(5), "c1"));
+        b.publish("c1", EventKind::SlowMotionSet { delay_ms: 3 });
+        let names: Vec<&str> = events(&b).iter().skip(6).map(|e| e.kind.name()).collect();
+        assert_eq!(
+            names,
+            vec!["msg_delivered", "msg_delivered", "slow_motion_set"],
+            "nothing of c1 is held back"
+        );
+        // A delivery whose send really is not in the log yet still waits for it.
+        b.publish("c2", delivered(id(7), "c2"));
+        assert_eq!(events(&b).len(), 9);
+        b.publish("s1", sent(id(7), "c2"));
+        assert_eq!(events(&b).len(), 11);
     }
 
     #[test]

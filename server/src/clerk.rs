@@ -1,104 +1,38 @@
-//! The lock clients ("clerks") of Lab 1, living inside `pbscope serve`.
+//! The Lab 1 lock client ("clerk") as a sans-IO state machine.
 //!
-//! A clerk makes one call at a time. It sends the request to the primary; if the primary refuses
-//! the connection, closes it, or does not answer in time, the clerk re-sends the *same* request
-//! (same id) to the backup and stays with it. It learns of failures only the way a real client
-//! would, from its own sockets: it never asks the supervisor who is alive. Its own inbox applies
-//! the slow-motion delay to replies, like a node's.
+//! [`Clerk`] decides; it opens no socket, sets no timer and reads no clock (every input carries
+//! the time). It makes one call at a time: it sends the request to the primary; if the primary
+//! refuses the connection, closes it, or does not answer in time, it re-sends the *same* request
+//! (same id) to the backup and stays with it; with nobody further to turn to, it pauses and tries
+//! again, and gives the call up after a while. It learns of failures only the way a real client
+//! would, from its own sockets: never from the supervisor.
+//!
+//! Two rules beyond the seed, both about not blaming a server for what is not its fault:
+//! - a *local* resource error (out of file descriptors, ports, memory) is not a server failure:
+//!   the clerk pauses and tries the same server again;
+//! - slow motion stretches the wait for a reply by the largest delay in force while the request
+//!   travelled ([`SlowMotion`]), re-read at every tick, so changing it never causes a failover.
+//!
+//! `clerk_runtime.rs` runs it on real sockets and timers; the tests below run it on plain values
+//! with made-up times.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::SinkExt;
-use shared::{client_node, Envelope, EventKind, Msg, NodeName, Op, RequestId};
-use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use shared::{client_node, EventKind, NodeName, Op, RequestId};
 use tokio::time::Instant;
 
-use crate::bus::Bus;
-use crate::framing::{self, FramedConn};
-use crate::oserror;
+use crate::slowmo::SlowMotion;
 
-/// A server as a clerk knows it: a name and an address, in failover order.
-#[derive(Debug, Clone)]
-pub struct ServerAddr {
-    pub id: NodeName,
-    pub addr: std::net::SocketAddr,
-}
-
-/// One call asked of a clerk.
-#[derive(Debug)]
-pub struct Call {
-    pub op: Op,
-    pub lock: String,
-    pub tag: Option<String>,
-    /// Told the answer (`Some(ok)`) or that the call was given up (`None`), for tools.
-    pub done: Option<tokio::sync::oneshot::Sender<Option<bool>>>,
-}
-
-/// Answer to a call, as seen by the clerk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Answered(bool),
-    GaveUp,
-}
-
-/// The handle the supervisor keeps for a clerk.
-#[derive(Debug)]
-pub struct ClerkHandle {
-    pub id: u32,
-    busy: Arc<AtomicBool>,
-    tx: mpsc::UnboundedSender<Call>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-/// Why a call could not be handed to a clerk.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SubmitError {
-    #[error("client {0} already has a call outstanding (one at a time, as in Lab 1)")]
-    Busy(u32),
-    #[error("client {0} is shutting down")]
-    Gone(u32),
-}
-
-impl ClerkHandle {
-    /// Hands a call to the clerk unless it is busy with another.
-    pub fn submit(&self, call: Call) -> Result<(), SubmitError> {
-        if self
-            .busy
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return Err(SubmitError::Busy(self.id));
-        }
-        self.tx.send(call).map_err(|_| {
-            self.busy.store(false, Ordering::Release);
-            SubmitError::Gone(self.id)
-        })
-    }
-
-    pub fn is_busy(&self) -> bool {
-        self.busy.load(Ordering::Acquire)
-    }
-}
-
-impl Drop for ClerkHandle {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Timing of a clerk; scaled by the slow-motion delay at each call.
+/// Timing of a clerk. Each wait also allows the slow-motion holds on its way.
 #[derive(Debug, Clone)]
 pub struct ClerkTiming {
-    /// Wait for a reply before calling the server dead (plus 4 slow-motion delays: the request,
+    /// Wait for a reply before calling the server dead (plus 4 slow-motion holds: the request,
     /// forward, ack and reply each wait one out).
     pub reply_timeout: Duration,
     pub connect_timeout: Duration,
-    /// Give the call up when no server answered for this long.
+    /// Give the call up when no server answered for this long (plus 8 holds).
     pub give_up_after: Duration,
-    /// Pause between retries once there is no other server to turn to.
+    /// Pause before trying again once there is no other server to turn to.
     pub retry_pause: Duration,
 }
 
@@ -113,247 +47,548 @@ impl Default for ClerkTiming {
     }
 }
 
-struct Clerk {
+/// Hops a request's answer crosses: request, forward, ack, reply.
+const REPLY_HOPS: u32 = 4;
+/// Holds allowed for a whole call before it is given up.
+const GIVE_UP_HOPS: u32 = 8;
+
+/// The time of an input, on both clocks: the runtime's (for waits) and the run's (for events).
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub at: Instant,
+    pub us: u64,
+}
+
+/// How an attempt at a server failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The server refused, closed, or did not answer: turn to the next one.
+    Server(String),
+    /// Our own side ran out of something (descriptors, ports): not the server's fault.
+    Local(String),
+}
+
+/// How a call ended, as its caller learns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Answered(bool),
+    GaveUp,
+}
+
+/// What the clerk wants done. Events are published in the order they come.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Event(EventKind),
+    /// Send the request to `servers[server]`, connecting first if there is no connection.
+    Send {
+        server: usize,
+        req: RequestId,
+        op: Op,
+        lock: String,
+    },
+    /// Close and forget the connection to `servers[server]`: it failed this call.
+    Disconnect {
+        server: usize,
+    },
+    /// The call is over.
+    Done(Outcome),
+}
+
+/// A call can't start: one at a time, as in Lab 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("client {0} already has a call outstanding (one at a time, as in Lab 1)")]
+pub struct Busy(pub u32);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stage {
+    /// The request went to `servers[current]` at `since`; its reply is awaited.
+    Waiting { since: Instant },
+    /// Nobody further to turn to (or a local error): send again at `until`.
+    Pausing { until: Instant },
+}
+
+#[derive(Debug)]
+struct Call {
+    req: RequestId,
+    op: Op,
+    lock: String,
+    tag: Option<String>,
+    invoked: Now,
+    /// Sends so far (1 = no retry).
+    attempts: u32,
+    stage: Stage,
+}
+
+/// One Lab 1 clerk. See the module docs.
+#[derive(Debug)]
+pub struct Clerk {
     id: u32,
     name: NodeName,
-    servers: Vec<ServerAddr>,
+    /// Failover order: the primary first.
+    servers: Vec<NodeName>,
     current: usize,
-    conns: Vec<Option<FramedConn>>,
     seq: u64,
-    bus: Arc<Bus>,
-    origin: u64,
-    next_msg: u64,
-    slow_motion_ms: Arc<AtomicU64>,
     timing: ClerkTiming,
-}
-
-/// Starts clerk `id` talking to `servers` (primary first).
-pub fn spawn(
-    id: u32,
-    servers: Vec<ServerAddr>,
-    bus: Arc<Bus>,
-    origin: u64,
-    slow_motion_ms: Arc<AtomicU64>,
-    timing: ClerkTiming,
-) -> ClerkHandle {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Call>();
-    let busy = Arc::new(AtomicBool::new(false));
-    let mut clerk = Clerk {
-        id,
-        name: client_node(id),
-        conns: servers.iter().map(|_| None).collect(),
-        servers,
-        current: 0,
-        seq: 0,
-        bus,
-        origin,
-        next_msg: 0,
-        slow_motion_ms,
-        timing,
-    };
-    let busy_task = busy.clone();
-    let task = tokio::spawn(async move {
-        while let Some(call) = rx.recv().await {
-            let outcome = clerk.call(call.op, &call.lock, call.tag).await;
-            busy_task.store(false, Ordering::Release);
-            if let Some(done) = call.done {
-                let _ = done.send(match outcome {
-                    Outcome::Answered(ok) => Some(ok),
-                    Outcome::GaveUp => None,
-                });
-            }
-        }
-    });
-    ClerkHandle { id, busy, tx, task }
-}
-
-/// How one attempt at one server ended without an answer.
-#[derive(Debug)]
-enum AttemptError {
-    Refused(String),
-    /// The clerk's own side ran short (descriptors, ports, memory): the server told us nothing.
-    Local(String),
-    Closed,
-    Timeout,
-}
-
-impl std::fmt::Display for AttemptError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AttemptError::Refused(e) => write!(f, "connection failed: {e}"),
-            AttemptError::Local(e) => write!(f, "local: {e}; not the server's fault"),
-            AttemptError::Closed => f.write_str("connection closed"),
-            AttemptError::Timeout => f.write_str("no reply in time"),
-        }
-    }
+    slow_motion: SlowMotion,
+    call: Option<Call>,
 }
 
 impl Clerk {
-    fn delay(&self) -> Duration {
-        Duration::from_millis(self.slow_motion_ms.load(Ordering::Relaxed))
+    pub fn new(
+        id: u32,
+        servers: Vec<NodeName>,
+        timing: ClerkTiming,
+        slow_motion: Duration,
+        now: Instant,
+    ) -> Self {
+        Self {
+            id,
+            name: client_node(id),
+            servers,
+            current: 0,
+            seq: 0,
+            timing,
+            slow_motion: SlowMotion::new(slow_motion, now),
+            call: None,
+        }
     }
 
-    async fn call(&mut self, op: Op, lock: &str, tag: Option<String>) -> Outcome {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn servers(&self) -> &[NodeName] {
+        &self.servers
+    }
+
+    pub fn is_busy(&self) -> bool {
+        self.call.is_some()
+    }
+
+    /// The request of the call in progress.
+    pub fn pending(&self) -> Option<RequestId> {
+        self.call.as_ref().map(|c| c.req)
+    }
+
+    /// When [`Clerk::on_tick`] has something to do, if ever.
+    pub fn next_wake(&self) -> Option<Instant> {
+        let call = self.call.as_ref()?;
+        Some(match call.stage {
+            Stage::Waiting { since } => {
+                self.slow_motion
+                    .deadline(since, self.timing.reply_timeout, REPLY_HOPS)
+            }
+            Stage::Pausing { until } => until,
+        })
+    }
+
+    /// Starts a call.
+    pub fn invoke(
+        &mut self,
+        op: Op,
+        lock: &str,
+        tag: Option<String>,
+        now: Now,
+        out: &mut Vec<Output>,
+    ) -> Result<RequestId, Busy> {
+        if self.call.is_some() {
+            return Err(Busy(self.id));
+        }
         self.seq += 1;
         let req = RequestId {
             client: self.id,
             seq: self.seq,
         };
-        let started = Instant::now();
-        let t0 = self.bus.clock().now_us();
-        self.bus.publish_at(
-            &self.name,
-            t0,
-            EventKind::OpInvoked {
-                client: self.id,
-                req,
-                op,
-                lock: lock.to_owned(),
-                tag: tag.clone(),
-                server: self.servers[self.current].id.clone(),
-            },
-        );
-        let mut attempts = 0u32;
-        loop {
-            attempts += 1;
-            match self.attempt(req, op, lock).await {
-                Ok(ok) => {
-                    let now = self.bus.clock().now_us();
-                    self.bus.publish_at(
-                        &self.name,
-                        now,
-                        EventKind::OpCompleted {
-                            client: self.id,
-                            op,
-                            lock: lock.to_owned(),
-                            tag,
-                            ok,
-                            req,
-                            server: self.servers[self.current].id.clone(),
-                            latency_us: now.saturating_sub(t0),
-                            attempts,
-                        },
-                    );
-                    return Outcome::Answered(ok);
-                }
-                Err(e) => {
-                    self.conns[self.current] = None;
-                    let failed = self.servers[self.current].id.clone();
-                    if started.elapsed() >= self.timing.give_up_after + self.delay() * 8 {
-                        self.bus.publish(
-                            &self.name,
-                            EventKind::OpFailed {
-                                client: self.id,
-                                op,
-                                lock: lock.to_owned(),
-                                tag,
-                                req,
-                                reason: format!("no server answered ({failed}: {e})"),
-                            },
-                        );
-                        return Outcome::GaveUp;
-                    }
-                    // Lab 1: turn to the backup and stay with it; with nobody further, retry it.
-                    // A shortage on our side says nothing about the server: stay, pause, retry.
-                    let stay = matches!(e, AttemptError::Local(_))
-                        || self.current + 1 >= self.servers.len();
-                    if !stay {
-                        self.current += 1;
-                    }
-                    self.bus.publish(
-                        &self.name,
-                        EventKind::RpcFailed {
-                            client: self.id,
-                            req,
-                            server: failed,
-                            reason: e.to_string(),
-                            retry_to: self.servers[self.current].id.clone(),
-                        },
-                    );
-                    if stay {
-                        tokio::time::sleep(self.timing.retry_pause).await;
-                    }
-                }
-            }
+        out.push(Output::Event(EventKind::OpInvoked {
+            client: self.id,
+            req,
+            op,
+            lock: lock.to_owned(),
+            tag: tag.clone(),
+            server: self.servers[self.current].clone(),
+        }));
+        self.call = Some(Call {
+            req,
+            op,
+            lock: lock.to_owned(),
+            tag,
+            invoked: now,
+            attempts: 0,
+            stage: Stage::Waiting { since: now.at },
+        });
+        self.send(now, out);
+        Ok(req)
+    }
+
+    fn send(&mut self, now: Now, out: &mut Vec<Output>) {
+        let Some(call) = self.call.as_mut() else {
+            return;
+        };
+        call.attempts += 1;
+        call.stage = Stage::Waiting { since: now.at };
+        out.push(Output::Send {
+            server: self.current,
+            req: call.req,
+            op: call.op,
+            lock: call.lock.clone(),
+        });
+    }
+
+    /// The slow-motion delay changed.
+    pub fn set_slow_motion(&mut self, delay: Duration, now: Instant) {
+        self.slow_motion.set(delay, now);
+    }
+
+    /// `servers[server]` answered `req` with `ok`.
+    pub fn on_reply(
+        &mut self,
+        server: usize,
+        req: RequestId,
+        ok: bool,
+        now: Now,
+        out: &mut Vec<Output>,
+    ) {
+        let answers_this_call = self.call.as_ref().is_some_and(|c| c.req == req);
+        if !answers_this_call {
+            // A late answer to an earlier call, or to one given up: delivered, and ignored.
+            return;
+        }
+        let Some(call) = self.call.take() else {
+            return;
+        };
+        out.push(Output::Event(EventKind::OpCompleted {
+            client: self.id,
+            op: call.op,
+            lock: call.lock,
+            tag: call.tag,
+            ok,
+            req,
+            server: self.servers[server].clone(),
+            latency_us: now.us.saturating_sub(call.invoked.us),
+            attempts: call.attempts,
+        }));
+        out.push(Output::Done(Outcome::Answered(ok)));
+    }
+
+    /// Sending to `servers[server]` failed (connect or write).
+    pub fn on_send_failed(
+        &mut self,
+        server: usize,
+        failure: Failure,
+        now: Now,
+        out: &mut Vec<Output>,
+    ) {
+        if server == self.current && self.is_waiting() {
+            self.failed(failure, now, out);
         }
     }
 
-    /// Sends `req` to the current server once and waits for its reply.
-    async fn attempt(&mut self, req: RequestId, op: Op, lock: &str) -> Result<bool, AttemptError> {
-        let server = self.servers[self.current].clone();
-        let slow = self.delay();
-        let conn = match self.conns[self.current].take() {
-            Some(c) => c,
-            None => {
-                match tokio::time::timeout(
-                    self.timing.connect_timeout,
-                    TcpStream::connect(server.addr),
-                )
-                .await
-                {
-                    Ok(Ok(s)) => framing::framed(s),
-                    Ok(Err(e)) if oserror::is_local_resource_error(&e) => {
-                        return Err(AttemptError::Local(e.to_string()))
-                    }
-                    Ok(Err(e)) => return Err(AttemptError::Refused(e.to_string())),
-                    Err(_) => return Err(AttemptError::Timeout),
-                }
+    /// The connection to `servers[server]` closed.
+    pub fn on_closed(&mut self, server: usize, reason: &str, now: Now, out: &mut Vec<Output>) {
+        if server == self.current && self.is_waiting() {
+            self.failed(Failure::Server(reason.to_owned()), now, out);
+        }
+    }
+
+    /// Time passed: a reply that is overdue fails its server; a pause that is over re-sends.
+    pub fn on_tick(&mut self, now: Now, out: &mut Vec<Output>) {
+        let Some(wake) = self.next_wake() else {
+            return;
+        };
+        if now.at < wake {
+            return;
+        }
+        match self.call.as_ref().map(|c| c.stage) {
+            Some(Stage::Waiting { .. }) => {
+                self.failed(Failure::Server("no reply in time".into()), now, out)
             }
+            Some(Stage::Pausing { .. }) => self.send(now, out),
+            None => {}
+        }
+    }
+
+    /// The call ends without an answer for a reason outside the clerk (the cluster is reset).
+    /// Its effect is unknown: it may have executed.
+    pub fn abandon(&mut self, reason: &str, out: &mut Vec<Output>) {
+        if let Some(call) = self.call.take() {
+            out.push(Output::Event(EventKind::OpFailed {
+                client: self.id,
+                op: call.op,
+                lock: call.lock,
+                tag: call.tag,
+                req: call.req,
+                reason: reason.to_owned(),
+            }));
+            out.push(Output::Done(Outcome::GaveUp));
+        }
+    }
+
+    fn is_waiting(&self) -> bool {
+        matches!(
+            self.call.as_ref().map(|c| c.stage),
+            Some(Stage::Waiting { .. })
+        )
+    }
+
+    fn failed(&mut self, failure: Failure, now: Now, out: &mut Vec<Output>) {
+        let Some(call) = self.call.as_ref() else {
+            return;
         };
-        let mut conn = conn;
-        self.next_msg += 1;
-        let msg_id = (self.origin << 32) | self.next_msg;
-        let env = Envelope {
-            msg_id,
-            from: self.name.clone(),
-            msg: Msg::Request {
-                req,
-                op,
-                lock: lock.to_owned(),
-            },
+        let failed = self.servers[self.current].clone();
+        let (local, reason) = match failure {
+            Failure::Server(r) => (false, r),
+            Failure::Local(r) => (true, format!("local: {r}")),
         };
-        // Recorded before it leaves: if it leaves, the log knows.
-        self.bus.publish(
-            &self.name,
-            EventKind::MsgSent {
-                msg_id,
-                from: self.name.clone(),
-                to: server.id.clone(),
-                msg: env.msg.clone(),
-            },
+        let give_up_at =
+            self.slow_motion
+                .deadline(call.invoked.at, self.timing.give_up_after, GIVE_UP_HOPS);
+        if now.at >= give_up_at {
+            let call = self.call.take().expect("checked above");
+            out.push(Output::Event(EventKind::OpFailed {
+                client: self.id,
+                op: call.op,
+                lock: call.lock,
+                tag: call.tag,
+                req: call.req,
+                reason: format!("no server answered ({failed}: {reason})"),
+            }));
+            out.push(Output::Done(Outcome::GaveUp));
+            return;
+        }
+        let mut pause = true;
+        if !local {
+            out.push(Output::Disconnect {
+                server: self.current,
+            });
+            // Lab 1: turn to the backup and stay with it; with nobody further, retry it.
+            if self.current + 1 < self.servers.len() {
+                self.current += 1;
+                pause = false;
+            }
+        }
+        out.push(Output::Event(EventKind::RpcFailed {
+            client: self.id,
+            req: call.req,
+            server: failed,
+            reason,
+            retry_to: self.servers[self.current].clone(),
+        }));
+        if pause {
+            let until = now.at + self.timing.retry_pause;
+            if let Some(call) = self.call.as_mut() {
+                call.stage = Stage::Pausing { until };
+            }
+        } else {
+            self.send(now, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    struct Run {
+        clerk: Clerk,
+        t0: Instant,
+        out: Vec<Output>,
+    }
+
+    impl Run {
+        fn new(slow_ms: u64) -> Self {
+            let t0 = Instant::now();
+            Run {
+                clerk: Clerk::new(
+                    1,
+                    vec!["s1".into(), "s2".into()],
+                    ClerkTiming::default(),
+                    Duration::from_millis(slow_ms),
+                    t0,
+                ),
+                t0,
+                out: vec![],
+            }
+        }
+
+        fn at(&self, ms: u64) -> Now {
+            Now {
+                at: self.t0 + Duration::from_millis(ms),
+                us: ms * 1000,
+            }
+        }
+
+        fn lock(&mut self, ms: u64) -> RequestId {
+            let now = self.at(ms);
+            self.clerk
+                .invoke(Op::Lock, "z", None, now, &mut self.out)
+                .expect("idle")
+        }
+
+        fn tick(&mut self, ms: u64) {
+            let now = self.at(ms);
+            self.clerk.on_tick(now, &mut self.out);
+        }
+
+        fn sends(&self) -> Vec<usize> {
+            self.out
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Send { server, .. } => Some(*server),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        fn names(&self) -> Vec<&'static str> {
+            self.out
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Event(e) => Some(e.name()),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn an_answer_from_the_primary_completes_the_call() {
+        let mut r = Run::new(0);
+        let req = r.lock(0);
+        assert_eq!(r.sends(), vec![0]);
+        let now = r.at(3);
+        r.clerk.on_reply(0, req, true, now, &mut r.out);
+        assert_eq!(r.names(), vec!["op_invoked", "op_completed"]);
+        assert!(r.out.contains(&Output::Done(Outcome::Answered(true))));
+        assert!(matches!(
+            r.out
+                .iter()
+                .find(|o| matches!(o, Output::Event(EventKind::OpCompleted { .. }))),
+            Some(Output::Event(EventKind::OpCompleted {
+                latency_us: 3000,
+                attempts: 1,
+                ..
+            }))
+        ));
+        assert!(!r.clerk.is_busy());
+    }
+
+    #[test]
+    fn no_reply_in_time_turns_to_the_backup_with_the_same_request() {
+        let mut r = Run::new(0);
+        let req = r.lock(0);
+        r.tick(1499);
+        assert_eq!(r.sends(), vec![0], "not yet overdue");
+        r.tick(1500);
+        assert_eq!(r.sends(), vec![0, 1]);
+        assert!(r.out.contains(&Output::Disconnect { server: 0 }));
+        let now = r.at(1600);
+        r.clerk.on_reply(1, req, false, now, &mut r.out);
+        assert!(r.out.contains(&Output::Done(Outcome::Answered(false))));
+        // It stays with the backup.
+        r.out.clear();
+        r.lock(2000);
+        assert_eq!(r.sends(), vec![1]);
+    }
+
+    #[test]
+    fn a_slow_motion_rise_mid_call_stretches_the_wait_instead_of_failing_over() {
+        let mut r = Run::new(100);
+        r.lock(0);
+        r.clerk.set_slow_motion(1000 * MS, r.t0 + 50 * MS);
+        r.tick(1900); // the old allowance: 1500 + 4 x 100
+        r.tick(3200); // every hop held 1000 ms
+        assert_eq!(r.sends(), vec![0], "no failover: {:?}", r.out);
+        r.tick(5500); // 1500 + 4 x 1000
+        assert_eq!(r.sends(), vec![0, 1], "a truly silent server still fails");
+    }
+
+    #[test]
+    fn a_local_error_pauses_and_retries_the_same_server() {
+        let mut r = Run::new(0);
+        r.lock(0);
+        let now = r.at(1);
+        r.clerk.on_send_failed(
+            0,
+            Failure::Local("too many open files".into()),
+            now,
+            &mut r.out,
         );
-        if conn.send(framing::encode(&env)).await.is_err() {
-            return Err(AttemptError::Closed);
-        }
-        let deadline = Instant::now() + self.timing.reply_timeout + slow * 4;
-        loop {
-            let frame = tokio::time::timeout_at(deadline, framing::recv::<Envelope, _>(&mut conn));
-            let reply = match frame.await {
-                Err(_) => return Err(AttemptError::Timeout),
-                Ok(Err(_)) => return Err(AttemptError::Closed),
-                Ok(Ok(reply)) => reply,
-            };
-            // The wire: a reply, too, waits out the slow-motion delay before the clerk sees it.
-            let delay = self.delay();
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            self.bus.publish(
-                &self.name,
-                EventKind::MsgDelivered {
-                    msg_id: reply.msg_id,
-                    from: reply.from.clone(),
-                    to: self.name.clone(),
-                },
+        assert!(
+            !r.out.iter().any(|o| matches!(o, Output::Disconnect { .. })),
+            "the server did nothing wrong"
+        );
+        assert!(r.out.iter().any(|o| matches!(
+            o,
+            Output::Event(EventKind::RpcFailed { server, retry_to, reason, .. })
+                if server == "s1" && retry_to == "s1" && reason.starts_with("local:")
+        )));
+        r.tick(200);
+        assert_eq!(r.sends(), vec![0], "pausing");
+        r.tick(251);
+        assert_eq!(r.sends(), vec![0, 0], "then the same server again");
+    }
+
+    #[test]
+    fn with_nobody_further_it_pauses_then_gives_up() {
+        let mut r = Run::new(0);
+        r.lock(0);
+        let refused = |r: &mut Run, ms| {
+            let now = r.at(ms);
+            r.clerk.on_send_failed(
+                r.clerk.current,
+                Failure::Server("connection refused".into()),
+                now,
+                &mut r.out,
             );
-            match reply.msg {
-                Msg::Reply { req: r, ok } if r == req => {
-                    self.conns[self.current] = Some(conn);
-                    return Ok(ok);
-                }
-                // A late answer to an earlier call: delivered, and ignored.
-                _ => continue,
-            }
-        }
+        };
+        refused(&mut r, 1);
+        assert_eq!(r.sends(), vec![0, 1], "refused: straight to the backup");
+        refused(&mut r, 2);
+        assert_eq!(r.sends(), vec![0, 1], "the backup too: pause");
+        r.tick(252);
+        assert_eq!(r.sends(), vec![0, 1, 1]);
+        refused(&mut r, 8001);
+        assert_eq!(r.names().last(), Some(&"op_failed"));
+        assert!(r.out.contains(&Output::Done(Outcome::GaveUp)));
+        assert!(!r.clerk.is_busy());
+    }
+
+    #[test]
+    fn one_call_at_a_time_and_late_answers_are_ignored() {
+        let mut r = Run::new(0);
+        let first = r.lock(0);
+        let now = r.at(1);
+        assert_eq!(
+            r.clerk.invoke(Op::Unlock, "z", None, now, &mut r.out),
+            Err(Busy(1))
+        );
+        r.tick(1500);
+        let now = r.at(1501);
+        r.clerk.on_reply(1, first, true, now, &mut r.out);
+        r.out.clear();
+        r.lock(2000);
+        let now = r.at(2001);
+        r.clerk.on_reply(0, first, true, now, &mut r.out);
+        assert!(
+            r.clerk.is_busy(),
+            "an old request's reply does not answer the new one"
+        );
+    }
+
+    #[test]
+    fn abandoning_a_call_reports_it_failed_with_the_reason() {
+        let mut r = Run::new(0);
+        r.lock(0);
+        r.clerk.abandon("the cluster was reset", &mut r.out);
+        assert!(r.out.iter().any(|o| matches!(
+            o,
+            Output::Event(EventKind::OpFailed { reason, .. }) if reason.contains("reset")
+        )));
+        assert!(!r.clerk.is_busy());
+        r.out.clear();
+        r.clerk.abandon("again", &mut r.out);
+        assert!(r.out.is_empty(), "nothing to abandon twice");
     }
 }

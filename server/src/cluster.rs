@@ -6,6 +6,7 @@
 //! spawned with `kill_on_drop` and a parent-death signal, and exits when its control connection
 //! closes, so no node outlives the supervisor however it ends.
 
+use std::collections::HashSet;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
@@ -25,7 +26,8 @@ use tokio::sync::{mpsc, oneshot, watch, Mutex};
 use tokio::time::Instant;
 
 use crate::bus::Bus;
-use crate::clerk::{self, Call, ClerkHandle, ClerkTiming, ServerAddr, SubmitError};
+use crate::clerk::{Busy, ClerkTiming};
+use crate::clerk_runtime::{self, Call, ClerkHandle, ServerAddr};
 use crate::framing::{self, FramedConn};
 use crate::oserror::AcceptPause;
 
@@ -38,7 +40,13 @@ pub struct ClusterConfig {
     pub clerk_timing: ClerkTiming,
     /// Largest client id a command may name.
     pub max_client: u32,
+    /// Most distinct lock names one cluster generation takes.
+    pub max_locks: usize,
 }
+
+/// Distinct lock names a generation takes unless configured otherwise: far beyond what a person
+/// types, small enough that a script cannot grow every table and symbol list without bound.
+pub const DEFAULT_MAX_LOCKS: usize = 10_000;
 
 /// Why a cluster command failed; each maps to an [`ErrorCode`] on the wire.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +56,11 @@ pub enum ClusterError {
     #[error("{0}")]
     NodeDead(String),
     #[error(transparent)]
-    ClientBusy(#[from] SubmitError),
+    ClientBusy(#[from] Busy),
+    #[error(
+        "this cluster already uses {0} distinct lock names, the most it takes; reuse one, or reset"
+    )]
+    TooManyLocks(usize),
     #[error("client id {0} is out of range (0..={1})")]
     BadClient(u32, u32),
     #[error("{0}")]
@@ -61,19 +73,46 @@ impl ClusterError {
             ClusterError::UnknownNode(..) => ErrorCode::UnknownNode,
             ClusterError::NodeDead(_) => ErrorCode::NodeDead,
             ClusterError::ClientBusy(_) => ErrorCode::ClientBusy,
+            ClusterError::TooManyLocks(_) => ErrorCode::TooManyLocks,
             ClusterError::BadClient(..) => ErrorCode::BadField,
             ClusterError::Unavailable(_) => ErrorCode::Unavailable,
         }
     }
 }
 
+/// A control command for a node, with who to tell once it took effect.
+type ControlSend = (NodeControl, Option<oneshot::Sender<()>>);
+
+/// Why the supervisor killed a process, and when (µs on the run's clock): published as
+/// `crashed` once every event the process reported before it died has been published.
+type KillCause = Arc<StdMutex<Option<(CrashCause, u64)>>>;
+
 /// A running server process as the supervisor holds it.
 #[derive(Debug)]
 struct ServerProc {
     pid: u32,
-    ctrl: mpsc::UnboundedSender<NodeControl>,
+    ctrl: mpsc::UnboundedSender<ControlSend>,
+    kill_cause: KillCause,
     /// Becomes true once the process is reaped and its events are all published.
     exited: watch::Receiver<bool>,
+}
+
+impl ServerProc {
+    /// SIGKILLs the process, remembering why for its `crashed` event.
+    fn kill(&self, cause: CrashCause, t_us: u64) {
+        if let Ok(mut c) = self.kill_cause.lock() {
+            c.get_or_insert((cause, t_us));
+        }
+        let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
+    }
+
+    async fn wait_exited(&self, within: Duration) -> bool {
+        let mut exited = self.exited.clone();
+        let reaped = tokio::time::timeout(within, exited.wait_for(|e| *e))
+            .await
+            .is_ok();
+        reaped
+    }
 }
 
 /// One generation of the cluster: the servers and clerks that a `reset` replaces.
@@ -83,6 +122,8 @@ struct Generation {
     servers: BTreeMap<String, ServerProc>,
     addrs: Vec<ServerAddr>,
     clerks: HashMap<u32, ClerkHandle>,
+    /// Lock names used in this generation (bounded by `max_locks`).
+    locks: HashSet<String>,
 }
 
 type ReadyWaiters = StdMutex<HashMap<u64, oneshot::Sender<(NodeReport, FramedConn)>>>;
@@ -95,8 +136,10 @@ pub struct Cluster {
     control_addr: SocketAddr,
     waiting_ready: Arc<ReadyWaiters>,
     gen: Mutex<Generation>,
-    slow_motion_ms: Arc<AtomicU64>,
+    /// The slow-motion delay; clerks watch it.
+    slow_motion_ms: watch::Sender<u64>,
     next_origin: AtomicU64,
+    next_ticket: AtomicU64,
     accept_task: tokio::task::JoinHandle<()>,
 }
 
@@ -114,12 +157,13 @@ impl Cluster {
         let accept_task = tokio::spawn(accept_nodes(listener, waiting_ready.clone()));
         let cluster = Arc::new(Self {
             bus,
-            slow_motion_ms: Arc::new(AtomicU64::new(cfg.slow_motion_ms)),
+            slow_motion_ms: watch::Sender::new(cfg.slow_motion_ms),
             cfg,
             control_addr,
             waiting_ready,
             gen: Mutex::new(Generation::default()),
             next_origin: AtomicU64::new(1),
+            next_ticket: AtomicU64::new(1),
             accept_task,
         });
         {
@@ -137,17 +181,33 @@ impl Cluster {
         self.next_origin.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Starts the servers of a generation. All or nothing: if one fails to start, the ones
+    /// already started are killed (and reaped) and the generation has no servers.
     async fn start_servers(&self, gen: &mut Generation) -> anyhow::Result<()> {
         gen.addrs.clear();
+        gen.servers.clear();
         // The backup first, so the primary starts knowing where to forward.
-        let mut started = Vec::new();
+        let mut started: Vec<(String, ServerProc, u16)> = Vec::new();
         let mut backup = None;
         for (id, role) in SERVERS.iter().rev() {
-            let s = self.spawn_server(id, *role, backup.clone()).await?;
-            if *role == Role::Backup {
-                backup = Some(format!("{id}=127.0.0.1:{}", s.2));
+            match self.spawn_server(id, *role, backup.clone()).await {
+                Ok(s) => {
+                    if *role == Role::Backup {
+                        backup = Some(format!("{id}=127.0.0.1:{}", s.2));
+                    }
+                    started.push(s);
+                }
+                Err(e) => {
+                    let t = self.bus.clock().now_us();
+                    for (_, p, _) in &started {
+                        p.kill(CrashCause::Reset, t);
+                    }
+                    for (_, p, _) in &started {
+                        p.wait_exited(Duration::from_secs(5)).await;
+                    }
+                    return Err(e);
+                }
             }
-            started.push(s);
         }
         started.reverse();
         for (id, proc_, port) in started {
@@ -186,7 +246,7 @@ impl Cluster {
             .args(["--parent-pid", &std::process::id().to_string()])
             .args([
                 "--slow-motion-ms",
-                &self.slow_motion_ms.load(Ordering::Relaxed).to_string(),
+                &self.slow_motion_ms.borrow().to_string(),
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -204,26 +264,33 @@ impl Cluster {
             }
         };
         let NodeReport::Ready { pid, port, .. } = report else {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
             return Err(anyhow!("node {id} sent something else than ready first"));
         };
         self.bus
             .publish(id, EventKind::ProcessStarted { pid, role, port });
         let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel();
         let (exited_tx, exited_rx) = watch::channel(false);
+        let kill_cause = KillCause::default();
         tokio::spawn(watch_node(
-            id.to_owned(),
-            pid,
+            NodeWatch {
+                id: id.to_owned(),
+                pid,
+                bus: self.bus.clone(),
+                kill_cause: kill_cause.clone(),
+                exited: exited_tx,
+            },
             child,
             conn,
             ctrl_rx,
-            self.bus.clone(),
-            exited_tx,
         ));
         Ok((
             id.to_owned(),
             ServerProc {
                 pid,
                 ctrl: ctrl_tx,
+                kill_cause,
                 exited: exited_rx,
             },
             port,
@@ -236,8 +303,12 @@ impl Cluster {
         self.waiting_ready.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Resolves a stable id or a role name to a live server.
-    fn resolve(&self, gen: &Generation, node: &str) -> Result<String, ClusterError> {
+    /// Resolves a stable id or a role name to a live server of this generation.
+    fn resolve<'g>(
+        &self,
+        gen: &'g Generation,
+        node: &str,
+    ) -> Result<(String, &'g ServerProc), ClusterError> {
         let id = match node {
             "primary" | "backup" => {
                 let role = if node == "primary" {
@@ -261,26 +332,21 @@ impl Cluster {
         if !self.bus.view(|v| v.is_alive(&id)) {
             return Err(ClusterError::NodeDead(format!("{id} is already dead")));
         }
-        Ok(id)
+        // The picture and the generation can disagree for a moment (a reset that failed half
+        // way): only a process this generation holds can be acted on.
+        let proc_ = gen.servers.get(&id).ok_or_else(|| {
+            ClusterError::NodeDead(format!("{id} is not running in this cluster"))
+        })?;
+        Ok((id, proc_))
     }
 
-    /// SIGKILLs a server and waits until it is reaped. Returns what was done.
+    /// SIGKILLs a server and waits until it is reaped and its `crashed` is published (after
+    /// everything it reported before it died). Returns what was done.
     pub async fn crash(&self, node: &str) -> Result<String, ClusterError> {
         let gen = self.gen.lock().await;
-        let id = self.resolve(&gen, node)?;
-        let proc_ = &gen.servers[&id];
-        self.bus.publish(
-            &id,
-            EventKind::Crashed {
-                pid: proc_.pid,
-                cause: CrashCause::Command,
-                req: None,
-            },
-        );
-        let _ = kill(Pid::from_raw(proc_.pid as i32), Signal::SIGKILL);
-        let mut exited = proc_.exited.clone();
-        let reaped = tokio::time::timeout(Duration::from_secs(5), exited.wait_for(|e| *e)).await;
-        if reaped.is_err() {
+        let (id, proc_) = self.resolve(&gen, node)?;
+        proc_.kill(CrashCause::Command, self.bus.clock().now_us());
+        if !proc_.wait_exited(Duration::from_secs(5)).await {
             return Err(ClusterError::Unavailable(format!(
                 "{id} (pid {}) did not exit after SIGKILL",
                 proc_.pid
@@ -295,24 +361,29 @@ impl Cluster {
     /// Arms `crash_before_reply` on a server.
     pub async fn crash_before_reply(&self, node: &str) -> Result<String, ClusterError> {
         let gen = self.gen.lock().await;
-        let id = self.resolve(&gen, node)?;
-        gen.servers[&id]
+        let (id, proc_) = self.resolve(&gen, node)?;
+        proc_
             .ctrl
-            .send(NodeControl::ArmCrashBeforeReply)
+            .send((NodeControl::ArmCrashBeforeReply, None))
             .map_err(|_| ClusterError::NodeDead(format!("{id} is exiting")))?;
         Ok(format!(
             "{id} will execute its next client request and die before replying"
         ))
     }
 
-    /// Kills everything and starts generation n+1.
+    /// Ends every call in progress (`op_failed`: its effect is unknown), kills everything and
+    /// starts generation n+1.
     pub async fn reset(&self) -> Result<String, ClusterError> {
         let mut gen = self.gen.lock().await;
+        for clerk in gen.clerks.values() {
+            clerk.abandon("the cluster was reset while the call was in progress");
+        }
         gen.clerks.clear();
+        gen.locks.clear();
         self.stop_servers(&mut gen, CrashCause::Reset).await;
         gen.number += 1;
         self.bus.cluster_reset(gen.number);
-        let delay = self.slow_motion_ms.load(Ordering::Relaxed);
+        let delay = *self.slow_motion_ms.borrow();
         if delay > 0 {
             self.bus
                 .publish(SUPERVISOR, EventKind::SlowMotionSet { delay_ms: delay });
@@ -333,39 +404,48 @@ impl Cluster {
     }
 
     async fn stop_servers(&self, gen: &mut Generation, cause: CrashCause) {
-        for (id, p) in &gen.servers {
+        let t = self.bus.clock().now_us();
+        for p in gen.servers.values() {
             if !*p.exited.borrow() {
-                self.bus.publish(
-                    id,
-                    EventKind::Crashed {
-                        pid: p.pid,
-                        cause,
-                        req: None,
-                    },
-                );
-                let _ = kill(Pid::from_raw(p.pid as i32), Signal::SIGKILL);
+                p.kill(cause, t);
             }
         }
         for p in gen.servers.values() {
-            let mut exited = p.exited.clone();
-            let _ = tokio::time::timeout(Duration::from_secs(5), exited.wait_for(|e| *e)).await;
+            p.wait_exited(Duration::from_secs(5)).await;
         }
         gen.servers.clear();
+        gen.addrs.clear();
     }
 
     /// Kills every node and waits for them: the supervisor's last act.
     pub async fn shutdown(&self) {
         let mut gen = self.gen.lock().await;
+        for clerk in gen.clerks.values() {
+            clerk.abandon("pbscope was shut down while the call was in progress");
+        }
         gen.clerks.clear();
         self.stop_servers(&mut gen, CrashCause::Reset).await;
         self.accept_task.abort();
     }
 
+    /// Changes the slow-motion delay. Returns once every live server has applied it (clerks
+    /// read it from a watch channel, at once), so a caller that goes on after the answer knows
+    /// every message from then on waits the new delay.
     pub async fn set_slow_motion(&self, delay_ms: u64) -> String {
         let gen = self.gen.lock().await;
-        self.slow_motion_ms.store(delay_ms, Ordering::Relaxed);
+        self.slow_motion_ms.send_replace(delay_ms);
+        let mut applied = Vec::new();
         for p in gen.servers.values() {
-            let _ = p.ctrl.send(NodeControl::SetSlowMotion { delay_ms });
+            let (tx, rx) = oneshot::channel();
+            let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+            let cmd = NodeControl::SetSlowMotion { delay_ms, ticket };
+            if p.ctrl.send((cmd, Some(tx))).is_ok() {
+                applied.push(rx);
+            }
+        }
+        for rx in applied {
+            // A node that dies meanwhile drops the sender: it has nothing left to delay.
+            let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
         }
         self.bus
             .publish(SUPERVISOR, EventKind::SlowMotionSet { delay_ms });
@@ -376,7 +456,8 @@ impl Cluster {
         }
     }
 
-    /// Hands a call to clerk `client`, creating it on first use.
+    /// Hands a call to clerk `client`, creating it on first use. The call has started (its
+    /// `op_invoked` is published) when this returns `Ok`.
     pub async fn submit(
         &self,
         client: u32,
@@ -394,18 +475,27 @@ impl Cluster {
                 "the cluster is not running".into(),
             ));
         }
+        if !gen.locks.contains(&lock) {
+            if gen.locks.len() >= self.cfg.max_locks {
+                return Err(ClusterError::TooManyLocks(gen.locks.len()));
+            }
+            gen.locks.insert(lock.clone());
+        }
         if !gen.clerks.contains_key(&client) {
-            let handle = clerk::spawn(
+            let handle = clerk_runtime::spawn(
                 client,
                 gen.addrs.clone(),
                 self.bus.clone(),
                 self.origin(),
-                self.slow_motion_ms.clone(),
+                self.slow_motion_ms.subscribe(),
                 self.cfg.clerk_timing.clone(),
             );
             gen.clerks.insert(client, handle);
         }
-        gen.clerks[&client].submit(Call {
+        let Some(clerk) = gen.clerks.get(&client) else {
+            return Err(ClusterError::Unavailable("the clerk is gone".into()));
+        };
+        clerk.submit(Call {
             op,
             lock,
             tag,
@@ -416,6 +506,10 @@ impl Cluster {
 
     pub fn max_client(&self) -> u32 {
         self.cfg.max_client
+    }
+
+    pub fn max_locks(&self) -> usize {
+        self.cfg.max_locks
     }
 
     /// The PIDs of the live server processes (for tests and tools).
@@ -439,6 +533,7 @@ fn role_name(role: Role) -> &'static str {
     match role {
         Role::Primary => "primary",
         Role::Backup => "backup",
+        Role::Deposed => "deposed",
     }
 }
 
@@ -490,35 +585,57 @@ async fn accept_nodes(listener: TcpListener, waiting: Arc<ReadyWaiters>) {
     }
 }
 
-/// Reads one node's event stream into the bus and relays control to it, until it dies; then
-/// reaps it and publishes its exit.
-async fn watch_node(
+/// What the supervisor knows of one node process while it watches it.
+struct NodeWatch {
     id: String,
     pid: u32,
+    bus: Arc<Bus>,
+    kill_cause: KillCause,
+    exited: watch::Sender<bool>,
+}
+
+/// Reads one node's reports into the bus until the process is gone; then reaps it and publishes
+/// its end: `crashed` (if the supervisor killed it) and `process_exited`, after every event the
+/// node wrote before it died. Control goes to the node from a task of its own, so a node that
+/// stops reading its control connection can never stop the supervisor from reading its reports.
+async fn watch_node(
+    w: NodeWatch,
     mut child: tokio::process::Child,
     conn: FramedConn,
-    mut ctrl_rx: mpsc::UnboundedReceiver<NodeControl>,
-    bus: Arc<Bus>,
-    exited: watch::Sender<bool>,
+    mut ctrl_rx: mpsc::UnboundedReceiver<ControlSend>,
 ) {
     let (mut sink, mut stream) = conn.split();
-    loop {
-        tokio::select! {
-            report = framing::recv::<NodeReport, _>(&mut stream) => match report {
-                Ok(NodeReport::Event { t_us, kind }) => bus.publish_at(&id, t_us, kind),
-                Ok(NodeReport::Ready { .. }) => {}
-                Err(framing::FrameError::Decode(e)) => {
-                    tracing::warn!("{id} sent an undecodable report: {e}");
-                }
-                Err(_) => break,
-            },
-            Some(c) = ctrl_rx.recv() => {
-                if sink.send(framing::encode(&c)).await.is_err() {
-                    // The stream side will see the end too; keep draining it.
+    let tickets: Arc<StdMutex<HashMap<u64, oneshot::Sender<()>>>> = Arc::default();
+    let writer_tickets = tickets.clone();
+    let writer = tokio::spawn(async move {
+        while let Some((cmd, applied)) = ctrl_rx.recv().await {
+            if let (NodeControl::SetSlowMotion { ticket, .. }, Some(tx)) = (&cmd, applied) {
+                if let Ok(mut t) = writer_tickets.lock() {
+                    t.insert(*ticket, tx);
                 }
             }
+            if sink.send(framing::encode(&cmd)).await.is_err() {
+                return; // the reader sees the end too
+            }
+        }
+    });
+    loop {
+        match framing::recv::<NodeReport, _>(&mut stream).await {
+            Ok(NodeReport::Event { t_us, kind }) => w.bus.publish_at(&w.id, t_us, kind),
+            Ok(NodeReport::Applied { ticket }) => {
+                let tx = tickets.lock().ok().and_then(|mut t| t.remove(&ticket));
+                if let Some(tx) = tx {
+                    let _ = tx.send(());
+                }
+            }
+            Ok(NodeReport::Ready { .. }) => {}
+            Err(framing::FrameError::Decode(e)) => {
+                tracing::warn!("{} sent an undecodable report: {e}", w.id);
+            }
+            Err(_) => break,
         }
     }
+    writer.abort();
     let status = child.wait().await;
     let (signal, code) = match status {
         Ok(s) => {
@@ -527,6 +644,18 @@ async fn watch_node(
         }
         Err(_) => (None, None),
     };
-    bus.node_exited(&id, pid, signal, code);
-    let _ = exited.send(true);
+    let killed = w.kill_cause.lock().ok().and_then(|c| *c);
+    if let Some((cause, t_us)) = killed {
+        w.bus.publish_at(
+            &w.id,
+            t_us,
+            EventKind::Crashed {
+                pid: w.pid,
+                cause,
+                req: None,
+            },
+        );
+    }
+    w.bus.node_exited(&w.id, w.pid, signal, code);
+    let _ = w.exited.send(true);
 }

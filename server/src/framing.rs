@@ -59,3 +59,36 @@ where
         Some(Ok(buf)) => Ok(serde_json::from_slice(&buf)?),
     }
 }
+
+/// Where a process records what it does, before doing it: the node's control connection to
+/// the supervisor, or (for a clerk inside the supervisor) the bus itself.
+pub(crate) trait Recorder {
+    fn record(
+        &mut self,
+        kind: shared::EventKind,
+    ) -> impl std::future::Future<Output = anyhow::Result<()>>;
+}
+
+/// Records the send of `env` to `to`, then writes it. The one place that orders the two: if the
+/// frame leaves, the log knows (a SIGKILL between them loses the message, never its record).
+/// `Ok(false)`: the write failed (the peer is gone); `Err`: the record could not be made.
+pub(crate) async fn send_recorded<R, S>(
+    recorder: &mut R,
+    sink: &mut S,
+    env: &shared::Envelope,
+    to: &str,
+) -> anyhow::Result<bool>
+where
+    R: Recorder,
+    S: futures_util::Sink<Bytes, Error = std::io::Error> + Unpin,
+{
+    recorder
+        .record(shared::EventKind::MsgSent {
+            msg_id: env.msg_id,
+            from: env.from.clone(),
+            to: to.to_owned(),
+            msg: env.msg.clone(),
+        })
+        .await?;
+    Ok(sink.send(encode(env)).await.is_ok())
+}

@@ -1,9 +1,10 @@
 //! The WebSocket gateway: one listener, one handler task per browser.
 //!
 //! A handler sends `hello` and a `snapshot`, then `select!`s over three things: the viewer's
-//! commands, the bus's events (sent in batches), and shutdown. A command runs in a task of its
-//! own and its answer (`ack` or `error`) comes back to the handler, so a slow command (a reset)
-//! never stalls that viewer's events. A viewer that falls behind the bus gets a fresh snapshot.
+//! commands, the bus's events (sent in batches), and shutdown. A viewer's commands run one after
+//! the other, in the order sent, in a task of the viewer's own (its "command line"); answers
+//! (`ack` or `error`) come back to the handler, so a slow command (a reset) never stalls that
+//! viewer's events. A viewer that falls behind the bus gets a fresh snapshot.
 //! Whatever a viewer sends, the worst it can cause is an `error` to itself, or, for a flood or
 //! an oversized frame, the end of its own connection.
 
@@ -22,7 +23,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::Value;
 use shared::{Command, ErrorCode, Hello, Limits, ServerMsg, COMMAND_TYPES, PROTOCOL_VERSION};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, Semaphore};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -51,6 +52,35 @@ pub struct GatewayConfig {
     /// A request head must arrive within this (and an idle keep-alive connection is closed
     /// after it): a client that trickles bytes cannot hold a connection open.
     pub header_read_timeout: Duration,
+    /// Longest `tag`: it is copied into every event of its call and every snapshot.
+    pub max_tag_bytes: usize,
+    /// Commands of one viewer waiting behind the one running.
+    pub max_queued_commands: usize,
+    /// Viewers connected at once; each holds a slot while connected.
+    pub viewer_slots: Arc<ViewerSlots>,
+}
+
+/// WebSocket viewers connected at once unless configured otherwise: a classroom's worth of tabs.
+pub const DEFAULT_MAX_VIEWERS: usize = 32;
+
+/// The viewers a gateway serves at once.
+#[derive(Debug)]
+pub struct ViewerSlots {
+    max: usize,
+    free: Semaphore,
+}
+
+impl ViewerSlots {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max,
+            free: Semaphore::new(max),
+        })
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
 }
 
 impl Default for GatewayConfig {
@@ -64,6 +94,9 @@ impl Default for GatewayConfig {
             commands_per_sec: 200,
             max_batch: 2_000,
             header_read_timeout: Duration::from_secs(10),
+            max_tag_bytes: 128,
+            max_queued_commands: 512,
+            viewer_slots: ViewerSlots::new(DEFAULT_MAX_VIEWERS),
         }
     }
 }
@@ -238,26 +271,75 @@ impl RateLimit {
     }
 }
 
+/// What the viewer's command line hands back to its handler.
+#[derive(Debug)]
+enum Answer {
+    /// Send this to the viewer.
+    Msg(ServerMsg),
+    /// Send the viewer a fresh snapshot (a `snapshot` command, in its turn).
+    Snapshot,
+}
+
 /// One browser's session.
 struct Viewer {
     cluster: Arc<Cluster>,
     cfg: Arc<GatewayConfig>,
-    answers_tx: mpsc::UnboundedSender<ServerMsg>,
-    answers_rx: mpsc::UnboundedReceiver<ServerMsg>,
+    /// The viewer's command line: commands run one at a time, in the order sent.
+    commands: mpsc::Sender<Command>,
+    answers: mpsc::UnboundedReceiver<Answer>,
+    line: tokio::task::JoinHandle<()>,
     /// Last event seq this viewer was sent.
     seen: u64,
     rate: RateLimit,
 }
 
+impl Drop for Viewer {
+    fn drop(&mut self) {
+        // Commands still waiting die with their viewer; the one running finishes on its own
+        // (a reset half done would harm the cluster).
+        self.line.abort();
+    }
+}
+
+/// Runs a viewer's commands in the order they came, each to its end before the next.
+async fn command_line(
+    cluster: Arc<Cluster>,
+    mut commands: mpsc::Receiver<Command>,
+    answers: mpsc::UnboundedSender<Answer>,
+) {
+    while let Some(cmd) = commands.recv().await {
+        let answer = if let Command::Snapshot { .. } = cmd {
+            Answer::Snapshot
+        } else {
+            // In a task of its own so that a viewer leaving mid-command does not cut it short.
+            let cluster = cluster.clone();
+            match tokio::spawn(async move { execute(&cluster, cmd).await }).await {
+                Ok(msg) => Answer::Msg(msg),
+                Err(e) => Answer::Msg(error(
+                    ErrorCode::Unavailable,
+                    format!("the command failed inside the server: {e}"),
+                    None,
+                )),
+            }
+        };
+        if answers.send(answer).is_err() {
+            return;
+        }
+    }
+}
+
 impl Viewer {
     fn new(cluster: Arc<Cluster>, cfg: Arc<GatewayConfig>) -> Self {
-        let (answers_tx, answers_rx) = mpsc::unbounded_channel();
+        let (answers_tx, answers) = mpsc::unbounded_channel();
+        let (commands, commands_rx) = mpsc::channel(cfg.max_queued_commands.max(1));
+        let line = tokio::spawn(command_line(cluster.clone(), commands_rx, answers_tx));
         let rate = RateLimit::new(cfg.commands_per_sec);
         Self {
             cluster,
             cfg,
-            answers_tx,
-            answers_rx,
+            commands,
+            answers,
+            line,
             seen: 0,
             rate,
         }
@@ -271,17 +353,16 @@ impl Viewer {
             run: self.cluster.bus().clock().epoch_ns(),
             limits: Limits {
                 max_message_bytes: self.cfg.max_message_bytes as u64,
-                max_client: self.cluster_max_client(),
+                max_client: self.cluster.max_client(),
                 max_lock_name: self.cfg.max_lock_name as u32,
                 max_delay_ms: self.cfg.max_delay_ms,
                 commands_per_sec: self.cfg.commands_per_sec,
                 history: bus.history as u64,
+                max_tag_bytes: self.cfg.max_tag_bytes as u32,
+                max_locks: self.cluster.max_locks() as u32,
+                max_viewers: self.cfg.viewer_slots.max() as u32,
             },
         })
-    }
-
-    fn cluster_max_client(&self) -> u32 {
-        self.cluster.max_client()
     }
 
     async fn send_snapshot(
@@ -295,31 +376,44 @@ impl Viewer {
     }
 
     async fn run(mut self, mut ws: Ws, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let slots = self.cfg.viewer_slots.clone();
+        let Ok(_slot) = slots.free.try_acquire() else {
+            let msg = format!(
+                "{} viewers are connected already, the most this server takes; close one and retry",
+                slots.max()
+            );
+            let _ = ws
+                .send(json_msg(&error(ErrorCode::TooManyViewers, msg, None)))
+                .await;
+            let _ = ws
+                .close(Some(CloseFrame {
+                    code: CloseCode::Again,
+                    reason: "too many viewers".into(),
+                }))
+                .await;
+            return Ok(());
+        };
         ws.send(json_msg(&self.hello())).await?;
         let mut rx = self.send_snapshot(&mut ws).await?;
         loop {
             tokio::select! {
                 frame = ws.next() => {
                     let Some(frame) = frame else { return Ok(()) };
-                    match frame {
-                        Ok(Message::Text(text)) => {
-                            if !self.on_text(text.as_str(), &mut ws, &mut rx).await? {
-                                return Ok(());
-                            }
-                        }
-                        Ok(Message::Binary(_)) => {
-                            let e = error(ErrorCode::BadJson, "binary frames are not accepted; send JSON text".into(), None);
-                            ws.send(json_msg(&e)).await?;
-                        }
+                    let text = match frame {
+                        Ok(Message::Text(text)) => Some(text),
+                        Ok(Message::Binary(_)) => None,
                         Ok(Message::Close(_)) => return Ok(()),
-                        Ok(_) => {}
+                        Ok(_) => continue,
                         Err(tungstenite::Error::Capacity(e)) => {
                             let msg = format!("frame too large ({e}); the limit is {} bytes", self.cfg.max_message_bytes);
-                            let _ = ws.send(json_msg(&error(ErrorCode::TooLarge, msg.clone(), None))).await;
+                            let _ = ws.send(json_msg(&error(ErrorCode::TooLarge, msg, None))).await;
                             let _ = ws.close(Some(CloseFrame { code: CloseCode::Size, reason: "frame too large".into() })).await;
                             return Ok(());
                         }
                         Err(e) => return Err(e.into()),
+                    };
+                    if !self.on_frame(text.as_ref().map(|t| t.as_str()), &mut ws).await? {
+                        return Ok(());
                     }
                 }
                 ev = rx.recv() => match ev {
@@ -343,7 +437,10 @@ impl Viewer {
                     }
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),
                 },
-                Some(answer) = self.answers_rx.recv() => ws.send(json_msg(&answer)).await?,
+                Some(answer) = self.answers.recv() => match answer {
+                    Answer::Msg(m) => ws.send(json_msg(&m)).await?,
+                    Answer::Snapshot => rx = self.send_snapshot(&mut ws).await?,
+                },
                 _ = shutdown.cancelled() => {
                     let _ = ws.close(Some(CloseFrame { code: CloseCode::Away, reason: "pbscope is shutting down".into() })).await;
                     return Ok(());
@@ -352,13 +449,9 @@ impl Viewer {
         }
     }
 
-    /// Handles one text frame. Returns false when the viewer must be cut off.
-    async fn on_text(
-        &mut self,
-        text: &str,
-        ws: &mut Ws,
-        rx: &mut broadcast::Receiver<Arc<crate::bus::Logged>>,
-    ) -> anyhow::Result<bool> {
+    /// Handles one data frame (`None`: a binary one). Every frame counts against the viewer's
+    /// rate, whatever it holds. Returns false when the viewer must be cut off.
+    async fn on_frame(&mut self, text: Option<&str>, ws: &mut Ws) -> anyhow::Result<bool> {
         if !self.rate.allow() {
             if self.rate.refused_in_a_row >= FLOOD_CUTOFF {
                 let _ = ws
@@ -377,6 +470,15 @@ impl Viewer {
                 .await?;
             return Ok(true);
         }
+        let Some(text) = text else {
+            let e = error(
+                ErrorCode::BadJson,
+                "binary frames are not accepted; send JSON text".into(),
+                None,
+            );
+            ws.send(json_msg(&e)).await?;
+            return Ok(true);
+        };
         let cmd = match parse_command(text, &self.cfg, self.cluster.max_client()) {
             Ok(c) => c,
             Err(e) => {
@@ -384,16 +486,15 @@ impl Viewer {
                 return Ok(true);
             }
         };
-        if let Command::Snapshot { .. } = cmd {
-            *rx = self.send_snapshot(ws).await?;
-            return Ok(true);
+        let tag = cmd.tag().map(str::to_owned);
+        if self.commands.try_send(cmd).is_err() {
+            let msg = format!(
+                "{} commands are waiting for the ones before them to finish; this one was not run",
+                self.cfg.max_queued_commands
+            );
+            ws.send(json_msg(&error(ErrorCode::QueueFull, msg, tag)))
+                .await?;
         }
-        let cluster = self.cluster.clone();
-        let answers = self.answers_tx.clone();
-        tokio::spawn(async move {
-            let answer = execute(&cluster, cmd).await;
-            let _ = answers.send(answer);
-        });
         Ok(true)
     }
 }
@@ -432,7 +533,12 @@ pub fn parse_command(
             None,
         ));
     };
-    let tag = obj.get("tag").and_then(Value::as_str).map(str::to_owned);
+    // A tag too long to echo is not echoed (the command is refused for it below).
+    let tag = obj
+        .get("tag")
+        .and_then(Value::as_str)
+        .filter(|t| t.len() <= cfg.max_tag_bytes)
+        .map(str::to_owned);
     let ty = match obj.get("type") {
         Some(Value::String(t)) => t.as_str(),
         Some(_) => {
@@ -467,6 +573,19 @@ pub fn parse_command(
             tag.clone(),
         )
     })?;
+    if let Some(t) = cmd.tag() {
+        if t.len() > cfg.max_tag_bytes {
+            return Err(error(
+                ErrorCode::BadField,
+                format!(
+                    "tag is {} bytes; at most {} (it is copied into every event of its call)",
+                    t.len(),
+                    cfg.max_tag_bytes
+                ),
+                None,
+            ));
+        }
+    }
     match &cmd {
         Command::Lock { client, lock, .. } | Command::Unlock { client, lock, .. } => {
             if *client > max_client {

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod bus;
 pub mod clerk;
+pub mod clerk_runtime;
 pub mod clock;
 pub mod cluster;
 pub mod framing;
@@ -13,3 +14,4 @@ pub mod http;
 pub mod lockservice;
 pub mod node;
 pub mod oserror;
+pub(crate) mod slowmo;

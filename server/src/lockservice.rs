@@ -10,6 +10,12 @@
 //! replies only after the backup's ack; at-most-once by request id, with the original answer
 //! returned to a retry; a backup that a client turns to serves alone; a primary that loses its
 //! backup serves alone.
+//!
+//! One addition, for faults beyond Lab 1's model (a primary that is slow, not dead): a server that
+//! serves alone refuses forwards instead of applying them, and a primary whose forward is refused,
+//! or whose backup answers differently, steps down ([`Role::Deposed`]) without answering, so two
+//! servers that can still reach each other never both grant. In the normal case neither happens
+//! and the semantics are the seed's.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -59,6 +65,11 @@ pub enum Output {
     },
     /// Answer the primary's forward of `req`.
     ForwardAck { req: RequestId, ok: bool },
+    /// Refuse the primary's forward of `req`: this server serves clients itself now.
+    ForwardRefused { req: RequestId },
+    /// Close client connection `to` without an answer (a deposed server serves nobody; the
+    /// clerk sees the connection close and turns to the other server).
+    Close { to: ConnId },
     /// Report this to the supervisor.
     Event(EventKind),
 }
@@ -179,6 +190,10 @@ impl LockServer {
         lock: &str,
         out: &mut Vec<Output>,
     ) {
+        if self.role == Role::Deposed {
+            out.push(Output::Close { to: from });
+            return;
+        }
         if self.role == Role::Backup {
             // Lab 1: clients turn to the backup only when the primary failed them.
             self.become_alone("a client failed over to it", out);
@@ -209,15 +224,33 @@ impl LockServer {
         }
     }
 
-    /// The primary forwarded an operation to this server.
+    /// The primary forwarded an operation to this server. Only a backup applies it: a server
+    /// that serves clients itself (or stepped down) refuses, so the sender learns it was replaced.
     pub fn on_forward(&mut self, req: RequestId, op: Op, lock: &str, out: &mut Vec<Output>) {
+        if self.role != Role::Backup {
+            out.push(Output::ForwardRefused { req });
+            return;
+        }
         if let Some((ok, _)) = self.execute(req, op, lock, true, out) {
             out.push(Output::ForwardAck { req, ok });
         }
     }
 
-    /// The backup acknowledged `req`: its client may now have the answer.
-    pub fn on_forward_ack(&mut self, req: RequestId, out: &mut Vec<Output>) {
+    /// The backup acknowledged `req` with its own answer `ok`: if it agrees, the client may now
+    /// have the answer. If it does not, the two tables have diverged and the backup's record is
+    /// what clients will be answered from from now on: step down without answering.
+    pub fn on_forward_ack(&mut self, req: RequestId, ok: bool, out: &mut Vec<Output>) {
+        let Some(done) = self.awaiting.get(&req) else {
+            return;
+        };
+        if done.ok != ok {
+            let reason = format!(
+                "its backup answered {ok} where it had answered {}: the tables diverged",
+                done.ok
+            );
+            self.step_down(&reason, out);
+            return;
+        }
         if let Some(done) = self.awaiting.remove(&req) {
             for to in done.waiters {
                 out.push(Output::Reply {
@@ -225,6 +258,35 @@ impl LockServer {
                     req,
                     ok: done.ok,
                 });
+            }
+        }
+    }
+
+    /// The backup refused the forward of `req`: it serves clients itself now.
+    pub fn on_forward_refused(&mut self, req: RequestId, out: &mut Vec<Output>) {
+        if self.role != Role::Primary {
+            return;
+        }
+        let reason = format!(
+            "its backup refused the forward of {}.{}: the backup serves clients itself now",
+            req.client, req.seq
+        );
+        self.step_down(&reason, out);
+    }
+
+    /// Stops serving: nothing waiting is answered (the backup holds the state that counts), and
+    /// every waiting client's connection is closed so it turns to the backup at once.
+    fn step_down(&mut self, reason: &str, out: &mut Vec<Output>) {
+        self.role = Role::Deposed;
+        self.serving_alone = false;
+        out.push(Output::Event(EventKind::RoleChanged {
+            role: Role::Deposed,
+            serving_alone: false,
+            reason: reason.to_owned(),
+        }));
+        for (_, done) in std::mem::take(&mut self.awaiting) {
+            for to in done.waiters {
+                out.push(Output::Close { to });
             }
         }
     }
@@ -299,7 +361,7 @@ mod tests {
             "the primary applies before forwarding"
         );
         out.clear();
-        p.on_forward_ack(req(1, 1), &mut out);
+        p.on_forward_ack(req(1, 1), true, &mut out);
         assert_eq!(replies(&out), vec![(7, req(1, 1), true)]);
     }
 
@@ -309,7 +371,7 @@ mod tests {
         let mut out = vec![];
         p.on_request(1, req(1, 1), Op::Unlock, "a", &mut out);
         assert_eq!(forwards(&out), vec![req(1, 1)]);
-        p.on_forward_ack(req(1, 1), &mut out);
+        p.on_forward_ack(req(1, 1), false, &mut out);
         assert_eq!(replies(&out), vec![(1, req(1, 1), false)]);
     }
 
@@ -394,11 +456,70 @@ mod tests {
         p.on_request(2, req(1, 1), Op::Lock, "a", &mut out);
         assert_eq!(forwards(&out).len(), 1, "executed and forwarded once");
         out.clear();
-        p.on_forward_ack(req(1, 1), &mut out);
+        p.on_forward_ack(req(1, 1), true, &mut out);
         assert_eq!(
             replies(&out),
             vec![(1, req(1, 1), true), (2, req(1, 1), true)]
         );
+    }
+
+    fn closed(out: &[Output]) -> Vec<ConnId> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Close { to } => Some(*to),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_backup_serving_alone_refuses_forwards_instead_of_applying_them() {
+        let mut b = LockServer::new(Role::Backup);
+        let mut out = vec![];
+        // c1 timed out on a slow primary and turned to the backup.
+        b.on_request(1, req(1, 1), Op::Lock, "z", &mut out);
+        out.clear();
+        // The slow primary's forward of c2's Lock(z) arrives afterwards.
+        b.on_forward(req(2, 1), Op::Lock, "z", &mut out);
+        assert_eq!(out, vec![Output::ForwardRefused { req: req(2, 1) }]);
+        assert!(b.table().is_held("z"), "c1's lock stands");
+    }
+
+    #[test]
+    fn a_refused_forward_makes_the_primary_step_down_without_answering() {
+        let mut p = LockServer::new(Role::Primary);
+        let mut out = vec![];
+        p.on_request(5, req(2, 1), Op::Lock, "z", &mut out);
+        p.on_request(6, req(3, 1), Op::Lock, "y", &mut out);
+        out.clear();
+        p.on_forward_refused(req(2, 1), &mut out);
+        assert!(replies(&out).is_empty(), "no grant the backup did not make");
+        assert_eq!(closed(&out), vec![5, 6], "every waiting client turns away");
+        assert_eq!(p.role(), Role::Deposed);
+        out.clear();
+        p.on_request(7, req(4, 1), Op::Lock, "x", &mut out);
+        assert_eq!(
+            out,
+            vec![Output::Close { to: 7 }],
+            "a deposed server serves nobody"
+        );
+        assert!(!p.table().is_held("x"));
+    }
+
+    #[test]
+    fn an_ack_that_disagrees_makes_the_primary_step_down() {
+        let mut p = LockServer::new(Role::Primary);
+        let mut out = vec![];
+        p.on_request(5, req(2, 1), Op::Lock, "z", &mut out);
+        out.clear();
+        // The backup already had z held (it granted it to someone else): it answered false.
+        p.on_forward_ack(req(2, 1), false, &mut out);
+        assert!(
+            replies(&out).is_empty(),
+            "the primary's 'true' must not leave"
+        );
+        assert_eq!(closed(&out), vec![5]);
+        assert_eq!(p.role(), Role::Deposed);
     }
 
     #[test]

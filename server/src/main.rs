@@ -10,8 +10,8 @@ use clap::{Parser, Subcommand};
 use server::bus::{Bus, BusConfig};
 use server::clerk::ClerkTiming;
 use server::clock::RunClock;
-use server::cluster::{Cluster, ClusterConfig};
-use server::gateway::{self, GatewayConfig};
+use server::cluster::{Cluster, ClusterConfig, DEFAULT_MAX_LOCKS};
+use server::gateway::{self, GatewayConfig, ViewerSlots, DEFAULT_MAX_VIEWERS};
 use server::http::{is_local_name, AccessPolicy};
 use server::node::{self, NodeConfig};
 use shared::Role;
@@ -54,28 +54,37 @@ struct ServeArgs {
     #[arg(long = "allow-host")]
     allow_hosts: Vec<String>,
     /// Events kept in the history ring.
-    #[arg(long, default_value_t = 100_000)]
-    history: usize,
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    history: u32,
     /// Most events in a snapshot.
-    #[arg(long, default_value_t = 20_000)]
-    snapshot_events: usize,
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    snapshot_events: u32,
     /// Events a viewer may fall behind before it is resynchronised by a snapshot.
-    #[arg(long, default_value_t = 16_384)]
-    viewer_buffer: usize,
+    #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    viewer_buffer: u32,
     /// Initial slow-motion delay of every message, in ms (0 = real speed).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=MAX_DELAY_MS))]
     slow_motion_ms: u64,
     /// Sustained commands per second per viewer.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     commands_per_sec: u32,
     /// Largest client id.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_client: u32,
     /// An HTTP request head must arrive within this many ms (slow clients are cut off; idle
     /// keep-alive connections close after it too).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     header_timeout_ms: u64,
+    /// Most distinct lock names one cluster generation takes.
+    #[arg(long, default_value_t = DEFAULT_MAX_LOCKS as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_locks: u32,
+    /// WebSocket viewers connected at once.
+    #[arg(long, default_value_t = DEFAULT_MAX_VIEWERS as u32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_viewers: u32,
 }
+
+/// The largest slow-motion delay, on the command line as on the wire.
+const MAX_DELAY_MS: u64 = 10_000;
 
 #[derive(clap::Args, Debug)]
 struct NodeArgs {
@@ -93,7 +102,7 @@ struct NodeArgs {
     origin: u64,
     #[arg(long)]
     parent_pid: Option<u32>,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=MAX_DELAY_MS))]
     slow_motion_ms: u64,
     /// The backup to forward to, as ID=ADDR (for a primary).
     #[arg(long, value_parser = parse_backup)]
@@ -167,12 +176,17 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         .block_on(node::run(cfg))
 }
 
-fn cluster_config(slow_motion_ms: u64, max_client: u32) -> anyhow::Result<ClusterConfig> {
+fn cluster_config(
+    slow_motion_ms: u64,
+    max_client: u32,
+    max_locks: usize,
+) -> anyhow::Result<ClusterConfig> {
     Ok(ClusterConfig {
         node_exe: std::env::current_exe().context("locating the pbscope binary")?,
         slow_motion_ms,
         clerk_timing: ClerkTiming::default(),
         max_client,
+        max_locks,
     })
 }
 
@@ -200,13 +214,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let bus = Bus::new(
         RunClock::start(),
         BusConfig {
-            history: args.history.max(1),
-            snapshot_events: args.snapshot_events,
-            viewer_buffer: args.viewer_buffer.max(1),
+            history: args.history as usize,
+            snapshot_events: args.snapshot_events as usize,
+            viewer_buffer: args.viewer_buffer as usize,
+            ..BusConfig::default()
         },
     );
-    let cluster =
-        Cluster::start(bus, cluster_config(args.slow_motion_ms, args.max_client)?).await?;
+    let cluster = Cluster::start(
+        bus,
+        cluster_config(
+            args.slow_motion_ms,
+            args.max_client,
+            args.max_locks as usize,
+        )?,
+    )
+    .await?;
     if args.slow_motion_ms > 0 {
         cluster.set_slow_motion(args.slow_motion_ms).await;
     }
@@ -219,6 +241,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         dist: args.dist,
         commands_per_sec: args.commands_per_sec.max(1),
         header_read_timeout: Duration::from_millis(args.header_timeout_ms),
+        max_delay_ms: MAX_DELAY_MS,
+        viewer_slots: ViewerSlots::new(args.max_viewers as usize),
         ..GatewayConfig::default()
     };
     let pids: Vec<String> = cluster
@@ -258,7 +282,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     );
     for clients in args.clients {
         let r = server::bench::run(
-            cluster_config(0, clients.max(1000))?,
+            cluster_config(0, clients.max(1000), DEFAULT_MAX_LOCKS)?,
             clients,
             Duration::from_secs_f64(args.seconds),
         )

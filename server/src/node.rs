@@ -23,9 +23,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::clock::RunClock;
-use crate::framing::{self, FramedConn};
+use crate::framing::{self, FramedConn, Recorder};
 use crate::lockservice::{ConnId, LockServer, Output};
 use crate::oserror::{self, AcceptPause};
+use crate::slowmo::SlowMotion;
 
 /// Everything a node process is started with (its command line).
 #[derive(Debug, Clone)]
@@ -48,8 +49,11 @@ pub struct NodeConfig {
 }
 
 /// How long the primary waits for the backup's ack before it declares the backup lost,
-/// on top of the slow-motion delays the forward and its ack go through.
+/// on top of the slow-motion holds the forward and its ack go through.
 const ACK_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// Inboxes a forward and its ack wait in (the backup's, then ours), with one to spare.
+const ACK_HOPS: u32 = 3;
 
 /// The connection id of the link to the backup (client connections count up from 1).
 const BACKUP_LINK: ConnId = 0;
@@ -146,10 +150,20 @@ impl Reporter {
             t_us: self.clock.now_us(),
             kind,
         };
+        self.report(report).await
+    }
+
+    async fn report(&mut self, report: NodeReport) -> anyhow::Result<()> {
         self.sink
             .send(framing::encode(&report))
             .await
             .context("control connection to the supervisor")
+    }
+}
+
+impl Recorder for Reporter {
+    async fn record(&mut self, kind: EventKind) -> anyhow::Result<()> {
+        self.event(kind).await
     }
 }
 
@@ -161,6 +175,7 @@ struct Node {
     clients: HashMap<ConnId, SplitSink<FramedConn, bytes::Bytes>>,
     backup: Option<BackupLink>,
     inbox: Inbox,
+    slow_motion: SlowMotion,
     next_msg: u64,
     /// `crash_before_reply` is armed: the next client request becomes the fatal one.
     armed: bool,
@@ -173,7 +188,7 @@ struct BackupLink {
     id: NodeName,
     addr: String,
     sink: Option<SplitSink<FramedConn, bytes::Bytes>>,
-    /// Forwards sent and not yet acknowledged, oldest first, with their deadlines.
+    /// Forwards sent and not yet acknowledged, oldest first, with when they were sent.
     unacked: std::collections::VecDeque<(shared::RequestId, Instant)>,
     /// Forwards not sent yet because a shortage on our side (no descriptor, no port) kept the
     /// connection from opening: that is not the backup's failure. Retried on every tick, sent
@@ -222,6 +237,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
             delay: Duration::from_millis(cfg.slow_motion_ms),
             ..Inbox::default()
         },
+        slow_motion: SlowMotion::new(Duration::from_millis(cfg.slow_motion_ms), Instant::now()),
         next_msg: 0,
         armed: false,
         fatal: None,
@@ -326,8 +342,11 @@ impl Node {
                 self.armed = true;
                 self.reporter.event(EventKind::CrashArmed {}).await?;
             }
-            NodeControl::SetSlowMotion { delay_ms } => {
-                self.inbox.delay = Duration::from_millis(delay_ms);
+            NodeControl::SetSlowMotion { delay_ms, ticket } => {
+                self.slow_motion
+                    .set(Duration::from_millis(delay_ms), Instant::now());
+                self.inbox.delay = self.slow_motion.current();
+                self.reporter.report(NodeReport::Applied { ticket }).await?;
             }
         }
         Ok(())
@@ -369,14 +388,26 @@ impl Node {
             Msg::Forward { req, op, lock } => {
                 self.server.on_forward(req, op, &lock, &mut out);
             }
-            Msg::ForwardAck { req, .. } => {
+            Msg::ForwardAck { req, ok } => {
                 if let Some(link) = self.backup.as_mut() {
                     link.unacked.retain(|(r, _)| *r != req);
                 }
-                self.server.on_forward_ack(req, &mut out);
+                self.server.on_forward_ack(req, ok, &mut out);
+            }
+            Msg::ForwardRefused { req } => {
+                if let Some(link) = self.backup.as_mut() {
+                    link.unacked.retain(|(r, _)| *r != req);
+                }
+                self.server.on_forward_refused(req, &mut out);
             }
             // Servers are not sent replies; a confused peer's frame is ignored.
             Msg::Reply { .. } => {}
+        }
+        if self.server.role() == Role::Deposed {
+            // A server that stepped down waits for no ack: nothing of its own will be answered.
+            if let Some(link) = self.backup.as_mut() {
+                link.unacked.clear();
+            }
         }
         self.carry_out(out, conn, &env.from).await
     }
@@ -405,6 +436,16 @@ impl Node {
                     self.send_to_client(conn, peer, Msg::ForwardAck { req, ok })
                         .await?;
                 }
+                Output::ForwardRefused { req } => {
+                    self.send_to_client(conn, peer, Msg::ForwardRefused { req })
+                        .await?;
+                }
+                Output::Close { to } => {
+                    if let Some(mut sink) = self.clients.remove(&to) {
+                        // The peer sees the connection end, as when a server goes away.
+                        let _ = sink.close().await;
+                    }
+                }
                 Output::Forward { req, op, lock } => {
                     if let Some(reason) = self.forward(Msg::Forward { req, op, lock }).await? {
                         let mut more = Vec::new();
@@ -429,16 +470,8 @@ impl Node {
             from: self.cfg.id.clone(),
             msg,
         };
-        self.reporter
-            .event(EventKind::MsgSent {
-                msg_id,
-                from: self.cfg.id.clone(),
-                to: to.to_owned(),
-                msg: env.msg.clone(),
-            })
-            .await?;
         let sent = match self.clients.get_mut(&conn) {
-            Some(sink) => sink.send(framing::encode(&env)).await.is_ok(),
+            Some(sink) => framing::send_recorded(&mut self.reporter, sink, &env, to).await?,
             None => false,
         };
         if !sent {
@@ -515,36 +548,28 @@ impl Node {
             from: self.cfg.id.clone(),
             msg,
         };
-        let to = self
-            .backup
-            .as_ref()
-            .map(|l| l.id.clone())
-            .unwrap_or_default();
-        self.reporter
-            .event(EventKind::MsgSent {
-                msg_id,
-                from: self.cfg.id.clone(),
-                to,
-                msg: env.msg.clone(),
-            })
-            .await?;
-        // Forward and ack each cross the wire once, and each may wait out the slow-motion delay.
-        let deadline = Instant::now() + ACK_TIMEOUT + self.inbox.delay * 3;
-        let link = self.backup.as_mut().expect("checked above");
-        link.unacked.push_back((req, deadline));
+        let Some(link) = self.backup.as_mut() else {
+            bail!("checked above");
+        };
+        link.unacked.push_back((req, Instant::now()));
         let sent = match link.sink.as_mut() {
-            Some(sink) => sink.send(framing::encode(&env)).await.is_ok(),
+            Some(sink) => framing::send_recorded(&mut self.reporter, sink, &env, &link.id).await?,
             None => false,
         };
         Ok((!sent).then(|| "backup connection broken".to_owned()))
     }
 
+    /// Declares the backup lost when the oldest forward's ack is overdue. The allowance is
+    /// re-read every time: a slow-motion rise while the forward travels extends it.
     async fn check_ack_deadline(&mut self) -> anyhow::Result<()> {
+        let now = Instant::now();
         let overdue = self
             .backup
             .as_ref()
             .and_then(|l| l.unacked.front())
-            .is_some_and(|(_, deadline)| *deadline <= Instant::now());
+            .is_some_and(|(_, sent)| {
+                self.slow_motion.deadline(*sent, ACK_TIMEOUT, ACK_HOPS) <= now
+            });
         if overdue {
             self.backup_lost("backup did not acknowledge in time")
                 .await?;

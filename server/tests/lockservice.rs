@@ -20,6 +20,7 @@ fn msg_kinds(events: &[&Event]) -> Vec<(String, String, &'static str)> {
                     Msg::Request { .. } => "request",
                     Msg::Forward { .. } => "forward",
                     Msg::ForwardAck { .. } => "forward_ack",
+                    Msg::ForwardRefused { .. } => "forward_refused",
                     Msg::Reply { .. } => "reply",
                 },
             )),

@@ -51,6 +51,12 @@ pub enum Role {
     Primary,
     /// Applies what the primary forwards; starts serving clients who fail over to it.
     Backup,
+    /// A former primary that learned its backup took over (the backup refused its forward, or
+    /// answered differently): it serves nobody from then on and closes client connections, so
+    /// clients turn to the server that now holds the state. Not in Lab 1, which assumes this
+    /// cannot happen; pbscope adds it so that two servers never both answer while they can still
+    /// reach each other. A partition (they can't) still gives two primaries: that is Lab 1's flaw.
+    Deposed,
 }
 
 /// What travels between processes of the lock service. Shown on the diagram as one arrow each.
@@ -73,6 +79,9 @@ pub enum Msg {
     },
     /// Backup -> primary: applied `req`, with the backup's own answer.
     ForwardAck { req: RequestId, ok: bool },
+    /// Backup -> primary: not applied, because this server already serves clients on its own
+    /// (a client failed over to it). The primary must not answer `req`: it steps down.
+    ForwardRefused { req: RequestId },
 }
 
 // ------------------------------------------------------------------------------------------
@@ -232,6 +241,15 @@ pub struct Limits {
     pub commands_per_sec: u32,
     /// Events the server keeps in its history ring.
     pub history: u64,
+    /// Longest `tag`, in bytes.
+    #[serde(default)]
+    pub max_tag_bytes: u32,
+    /// Distinct lock names one cluster generation takes (a reset starts over).
+    #[serde(default)]
+    pub max_locks: u32,
+    /// WebSocket viewers connected at once.
+    #[serde(default)]
+    pub max_viewers: u32,
 }
 
 /// The state of the run at one point of the event log, so a viewer can start (or restart)
@@ -490,6 +508,13 @@ pub enum ErrorCode {
     RateLimited,
     /// The cluster could not do it now (for example, while it is being reset).
     Unavailable,
+    /// The cluster already uses [`Limits::max_locks`] distinct lock names (until a reset).
+    TooManyLocks,
+    /// [`Limits::max_viewers`] viewers are connected already; the connection is closed.
+    TooManyViewers,
+    /// Commands wait for the ones before them (a viewer's commands run in the order sent), and
+    /// too many are waiting; this one was not run.
+    QueueFull,
 }
 
 // ------------------------------------------------------------------------------------------
@@ -519,6 +544,8 @@ pub enum NodeReport {
     },
     /// Something happened at the node (written before the action it describes).
     Event { t_us: u64, kind: EventKind },
+    /// The control command with this `ticket` has taken effect.
+    Applied { ticket: u64 },
 }
 
 /// Supervisor -> node process, on the control connection.
@@ -527,8 +554,9 @@ pub enum NodeReport {
 pub enum NodeControl {
     /// Arm `crash_before_reply`.
     ArmCrashBeforeReply,
-    /// Change the inbox delay (slow motion).
-    SetSlowMotion { delay_ms: u64 },
+    /// Change the inbox delay (slow motion). The node answers with [`NodeReport::Applied`]
+    /// carrying the same `ticket` once every message arriving from then on waits the new delay.
+    SetSlowMotion { delay_ms: u64, ticket: u64 },
 }
 
 #[cfg(test)]

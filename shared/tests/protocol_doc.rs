@@ -136,6 +136,9 @@ fn every_error_code_is_in_the_table() {
         ErrorCode::TooLarge,
         ErrorCode::RateLimited,
         ErrorCode::Unavailable,
+        ErrorCode::TooManyLocks,
+        ErrorCode::TooManyViewers,
+        ErrorCode::QueueFull,
     ];
     // Exhaustive: adding a code breaks this match until the list above grows.
     for c in codes {
@@ -148,7 +151,10 @@ fn every_error_code_is_in_the_table() {
             | ErrorCode::ClientBusy
             | ErrorCode::TooLarge
             | ErrorCode::RateLimited
-            | ErrorCode::Unavailable => {}
+            | ErrorCode::Unavailable
+            | ErrorCode::TooManyLocks
+            | ErrorCode::TooManyViewers
+            | ErrorCode::QueueFull => {}
         }
         let name = serde_json::to_value(c).unwrap();
         let row = format!("| `{}` |", name.as_str().unwrap());

@@ -102,12 +102,14 @@ pub enum Kind {
     },
 }
 
-/// The four arrows of the Lab 1 protocol.
+/// The four arrows of the Lab 1 protocol, and the refusal of a forward by a backup that serves
+/// clients itself (rare: only when a primary was given up on while alive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MsgKind {
     Request,
     Forward,
     ForwardAck,
+    ForwardRefused,
     Reply,
 }
 
@@ -118,10 +120,12 @@ impl MsgKind {
             MsgKind::Request => "request",
             MsgKind::Forward => "forward",
             MsgKind::ForwardAck => "forward_ack",
+            MsgKind::ForwardRefused => "forward_refused",
             MsgKind::Reply => "reply",
         }
     }
 
+    /// The kinds the legend shows (a refusal is explained where it happens).
     pub const ALL: [MsgKind; 4] = [
         MsgKind::Request,
         MsgKind::Forward,

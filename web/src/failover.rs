@@ -36,6 +36,8 @@ pub enum Serving {
     Backup,
     /// Serves clients without a backup.
     Alone,
+    /// Stepped down (its backup took over): serves nobody.
+    Deposed,
     Dead,
 }
 
@@ -45,6 +47,7 @@ impl Serving {
             Serving::Primary => "primary",
             Serving::Backup => "backup",
             Serving::Alone => "serving alone",
+            Serving::Deposed => "deposed",
             Serving::Dead => "dead",
         }
     }
@@ -54,6 +57,7 @@ impl Serving {
             (_, true) => Serving::Alone,
             (Role::Primary, false) => Serving::Primary,
             (Role::Backup, false) => Serving::Backup,
+            (Role::Deposed, _) => Serving::Deposed,
         }
     }
 }

@@ -19,6 +19,7 @@ pub fn role(r: Role) -> &'static str {
     match r {
         Role::Primary => "primary",
         Role::Backup => "backup",
+        Role::Deposed => "deposed",
     }
 }
 
@@ -81,6 +82,9 @@ pub fn error_code(code: ErrorCode) -> &'static str {
         ErrorCode::TooLarge => "too_large",
         ErrorCode::RateLimited => "rate_limited",
         ErrorCode::Unavailable => "unavailable",
+        ErrorCode::TooManyLocks => "too_many_locks",
+        ErrorCode::TooManyViewers => "too_many_viewers",
+        ErrorCode::QueueFull => "queue_full",
     }
 }
 

@@ -235,6 +235,9 @@ impl History {
                         (MsgKind::ForwardAck, *req, None, None, Some(*ok))
                     }
                     Msg::Reply { req, ok } => (MsgKind::Reply, *req, None, None, Some(*ok)),
+                    Msg::ForwardRefused { req } => {
+                        (MsgKind::ForwardRefused, *req, None, None, None)
+                    }
                 };
                 let attempt = if kind == MsgKind::Request {
                     let map = Rc::make_mut(&mut self.attempts);

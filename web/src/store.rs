@@ -1051,6 +1051,9 @@ mod tests {
                 max_delay_ms: 10_000,
                 commands_per_sec: 200,
                 history: 100_000,
+                max_tag_bytes: 128,
+                max_locks: 10_000,
+                max_viewers: 32,
             },
         })
     }

@@ -306,7 +306,8 @@ pub fn events_of(events: &[Event], client: u32, seq: u64) -> Vec<&Event> {
                 shared::Msg::Request { req, .. }
                 | shared::Msg::Reply { req, .. }
                 | shared::Msg::Forward { req, .. }
-                | shared::Msg::ForwardAck { req, .. } => req.client == client && req.seq == seq,
+                | shared::Msg::ForwardAck { req, .. }
+                | shared::Msg::ForwardRefused { req } => req.client == client && req.seq == seq,
             },
             EventKind::Executed { req, .. } => req.client == client && req.seq == seq,
             _ => false,

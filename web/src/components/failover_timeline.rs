@@ -105,6 +105,7 @@ pub fn failover_timeline() -> Html {
                 Serving::Primary => "primary",
                 Serving::Backup => "backup",
                 Serving::Alone => "alone",
+                Serving::Deposed => "deposed",
                 Serving::Dead => "dead",
             };
             html! {

@@ -9,6 +9,7 @@ fn kind_name(k: MsgKind) -> &'static str {
         MsgKind::Request => "request",
         MsgKind::Forward => "forward",
         MsgKind::ForwardAck => "forward ack",
+        MsgKind::ForwardRefused => "forward refused",
         MsgKind::Reply => "reply",
     }
 }

@@ -26,11 +26,13 @@ pub fn server_card(props: &ServerCardProps) -> Html {
         (true, role, true) => ("alone", format!("{} · serving alone", format::role(role))),
         (true, Role::Primary, false) => ("primary", "primary".to_string()),
         (true, Role::Backup, false) => ("backup", "backup".to_string()),
+        (true, Role::Deposed, _) => ("deposed", "deposed · serves nobody".to_string()),
     };
     let explain = match role_class {
         "dead" => "Process killed. Clients that send to it get no answer and fail over.",
         "alone" => "Serves clients without a backup: nothing is forwarded any more.",
         "primary" => "Serves clients; forwards every operation to the backup before replying.",
+        "deposed" => "Stepped down: its backup took over clients. It answers nobody and closes client connections, so they turn to the backup.",
         _ => "Applies what the primary forwards; takes over when clients fail over to it.",
     };
     let crash = {

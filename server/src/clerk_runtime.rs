@@ -1,0 +1,409 @@
+//! The runtime around [`Clerk`]: real sockets, real timers, the clerk's own inbox.
+//!
+//! A clerk lives inside `pbscope serve` as one task. The state machine sits behind a mutex shared
+//! with its [`ClerkHandle`], so that a call starts (and its `op_invoked` is published) in the
+//! same instant the supervisor accepts it, and a reset can end a call in progress with an
+//! `op_failed` that no later answer can contradict. The task carries out the machine's sends,
+//! feeds it replies, closes and timer ticks, and holds each arriving reply for the slow-motion
+//! delay like a node's inbox. It must not decide anything the machine decides.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures_util::stream::SplitSink;
+use futures_util::StreamExt;
+use shared::{Envelope, EventKind, Msg, NodeName, Op};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::bus::Bus;
+use crate::clerk::{Busy, Clerk, ClerkTiming, Failure, Now, Outcome, Output};
+use crate::framing::{self, FramedConn, Recorder};
+use crate::oserror;
+
+/// A server as a clerk knows it: a name and an address, in failover order.
+#[derive(Debug, Clone)]
+pub struct ServerAddr {
+    pub id: NodeName,
+    pub addr: SocketAddr,
+}
+
+/// One call asked of a clerk.
+#[derive(Debug)]
+pub struct Call {
+    pub op: Op,
+    pub lock: String,
+    pub tag: Option<String>,
+    /// Told the answer (`Some(ok)`) or that the call was given up (`None`), for tools.
+    pub done: Option<oneshot::Sender<Option<bool>>>,
+}
+
+/// The machine and what it asked for that the task has not done yet.
+#[derive(Debug)]
+struct Core {
+    clerk: Clerk,
+    /// Sends and disconnects, in the order the machine asked for them.
+    io: VecDeque<Output>,
+    done: Option<oneshot::Sender<Option<bool>>>,
+}
+
+/// The handle the supervisor keeps for a clerk; dropping it stops the clerk.
+#[derive(Debug)]
+pub struct ClerkHandle {
+    pub id: u32,
+    core: Arc<Mutex<Core>>,
+    bus: Arc<Bus>,
+    wake: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
+    core.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn now(bus: &Bus) -> Now {
+    Now {
+        at: Instant::now(),
+        us: bus.clock().now_us(),
+    }
+}
+
+/// Publishes the machine's events at once, in order, and queues the rest for the task.
+fn carry(core: &mut Core, bus: &Bus, t_us: u64, out: Vec<Output>) {
+    for o in out {
+        match o {
+            Output::Event(kind) => bus.publish_at(core.clerk.name(), t_us, kind),
+            Output::Done(outcome) => {
+                if let Some(done) = core.done.take() {
+                    let _ = done.send(match outcome {
+                        Outcome::Answered(ok) => Some(ok),
+                        Outcome::GaveUp => None,
+                    });
+                }
+            }
+            io @ (Output::Send { .. } | Output::Disconnect { .. }) => core.io.push_back(io),
+        }
+    }
+}
+
+impl ClerkHandle {
+    /// Starts the call now, unless the clerk is busy with another.
+    pub fn submit(&self, call: Call) -> Result<(), Busy> {
+        let mut core = lock(&self.core);
+        let now = now(&self.bus);
+        let mut out = Vec::new();
+        core.clerk
+            .invoke(call.op, &call.lock, call.tag, now, &mut out)?;
+        core.done = call.done;
+        carry(&mut core, &self.bus, now.us, out);
+        drop(core);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    pub fn is_busy(&self) -> bool {
+        lock(&self.core).clerk.is_busy()
+    }
+
+    /// Ends the call in progress, if any, with an `op_failed` saying why; the clerk stops.
+    pub fn abandon(&self, reason: &str) {
+        self.task.abort();
+        let mut core = lock(&self.core);
+        let mut out = Vec::new();
+        core.clerk.abandon(reason, &mut out);
+        let t = self.bus.clock().now_us();
+        carry(&mut core, &self.bus, t, out);
+    }
+}
+
+impl Drop for ClerkHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts clerk `id` talking to `servers` (primary first).
+pub fn spawn(
+    id: u32,
+    servers: Vec<ServerAddr>,
+    bus: Arc<Bus>,
+    origin: u64,
+    slow_motion_ms: watch::Receiver<u64>,
+    timing: ClerkTiming,
+) -> ClerkHandle {
+    let delay = Duration::from_millis(*slow_motion_ms.borrow());
+    let clerk = Clerk::new(
+        id,
+        servers.iter().map(|s| s.id.clone()).collect(),
+        timing.clone(),
+        delay,
+        Instant::now(),
+    );
+    let core = Arc::new(Mutex::new(Core {
+        clerk,
+        io: VecDeque::new(),
+        done: None,
+    }));
+    let wake = Arc::new(Notify::new());
+    let (frames_tx, frames_rx) = mpsc::unbounded_channel();
+    let runtime = Runtime {
+        core: core.clone(),
+        bus: bus.clone(),
+        wake: wake.clone(),
+        addrs: servers.iter().map(|s| s.addr).collect(),
+        conns: servers.iter().map(|_| None).collect(),
+        next_conn: 0,
+        frames_tx,
+        frames_rx,
+        held: VecDeque::new(),
+        slow_motion_ms,
+        origin,
+        next_msg: 0,
+        connect_timeout: timing.connect_timeout,
+    };
+    let task = tokio::spawn(runtime.run());
+    ClerkHandle {
+        id,
+        core,
+        bus,
+        wake,
+        task,
+    }
+}
+
+/// One open connection to a server, with the task reading it.
+#[derive(Debug)]
+struct Conn {
+    id: u64,
+    sink: SplitSink<FramedConn, bytes::Bytes>,
+    reader: JoinHandle<()>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// What a connection's reader hands the task.
+#[derive(Debug)]
+enum Arrival {
+    Frame(Envelope),
+    Closed(String),
+}
+
+struct Runtime {
+    core: Arc<Mutex<Core>>,
+    bus: Arc<Bus>,
+    wake: Arc<Notify>,
+    addrs: Vec<SocketAddr>,
+    conns: Vec<Option<Conn>>,
+    next_conn: u64,
+    frames_tx: mpsc::UnboundedSender<(usize, u64, Arrival)>,
+    frames_rx: mpsc::UnboundedReceiver<(usize, u64, Arrival)>,
+    /// Replies waiting out the slow-motion delay: (due, server, envelope), in arrival order.
+    held: VecDeque<(Instant, usize, Envelope)>,
+    slow_motion_ms: watch::Receiver<u64>,
+    origin: u64,
+    next_msg: u64,
+    connect_timeout: Duration,
+}
+
+/// The clerk's events go straight onto the bus.
+struct BusRecorder<'a> {
+    bus: &'a Bus,
+    name: &'a str,
+}
+
+impl Recorder for BusRecorder<'_> {
+    async fn record(&mut self, kind: EventKind) -> anyhow::Result<()> {
+        self.bus.publish(self.name, kind);
+        Ok(())
+    }
+}
+
+impl Runtime {
+    /// Runs the machine's inputs through it and carries out what it asks.
+    fn step(&self, f: impl FnOnce(&mut Clerk, Now, &mut Vec<Output>)) {
+        let mut core = lock(&self.core);
+        let now = now(&self.bus);
+        let mut out = Vec::new();
+        f(&mut core.clerk, now, &mut out);
+        carry(&mut core, &self.bus, now.us, out);
+    }
+
+    async fn run(mut self) {
+        loop {
+            self.do_io().await;
+            let wake = lock(&self.core).clerk.next_wake();
+            let due = self.held.front().map(|(d, _, _)| *d);
+            let next = match (wake, due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                Some((server, conn, arrival)) = self.frames_rx.recv() => {
+                    self.on_arrival(server, conn, arrival);
+                }
+                _ = sleep_until_opt(next) => {
+                    self.deliver_due();
+                    self.step(|c, now, out| c.on_tick(now, out));
+                }
+                changed = self.slow_motion_ms.changed() => {
+                    if changed.is_err() {
+                        return; // the supervisor is gone
+                    }
+                    let delay = Duration::from_millis(*self.slow_motion_ms.borrow_and_update());
+                    lock(&self.core).clerk.set_slow_motion(delay, Instant::now());
+                }
+            }
+        }
+    }
+
+    fn on_arrival(&mut self, server: usize, conn: u64, arrival: Arrival) {
+        let current = self.conns[server].as_ref().is_some_and(|c| c.id == conn);
+        match arrival {
+            Arrival::Frame(env) => {
+                // The wire: a reply, too, waits out the slow-motion delay before the clerk sees it.
+                let delay = Duration::from_millis(*self.slow_motion_ms.borrow());
+                let mut due = Instant::now() + delay;
+                if let Some((last, _, _)) = self.held.back() {
+                    due = due.max(*last);
+                }
+                self.held.push_back((due, server, env));
+                self.deliver_due();
+            }
+            Arrival::Closed(reason) if current => {
+                self.conns[server] = None;
+                self.step(|c, now, out| c.on_closed(server, &reason, now, out));
+            }
+            Arrival::Closed(_) => {}
+        }
+    }
+
+    fn deliver_due(&mut self) {
+        let now = Instant::now();
+        while self.held.front().is_some_and(|(due, _, _)| *due <= now) {
+            let Some((_, server, env)) = self.held.pop_front() else {
+                break;
+            };
+            let name = lock(&self.core).clerk.name().to_owned();
+            self.bus.publish(
+                &name,
+                EventKind::MsgDelivered {
+                    msg_id: env.msg_id,
+                    from: env.from.clone(),
+                    to: name.clone(),
+                },
+            );
+            if let Msg::Reply { req, ok } = env.msg {
+                self.step(|c, now, out| c.on_reply(server, req, ok, now, out));
+            }
+        }
+    }
+
+    async fn do_io(&mut self) {
+        loop {
+            let next = lock(&self.core).io.pop_front();
+            match next {
+                None => return,
+                Some(Output::Disconnect { server }) => self.conns[server] = None,
+                Some(Output::Send {
+                    server,
+                    req,
+                    op,
+                    lock: name,
+                }) => {
+                    if let Err(failure) = self
+                        .send(
+                            server,
+                            Msg::Request {
+                                req,
+                                op,
+                                lock: name,
+                            },
+                        )
+                        .await
+                    {
+                        self.conns[server] = None;
+                        self.step(|c, now, out| c.on_send_failed(server, failure, now, out));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    async fn connect(&mut self, server: usize) -> Result<(), Failure> {
+        if self.conns[server].is_some() {
+            return Ok(());
+        }
+        let stream = match tokio::time::timeout(
+            self.connect_timeout,
+            TcpStream::connect(self.addrs[server]),
+        )
+        .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) if oserror::is_local_resource_error(&e) => {
+                return Err(Failure::Local(e.to_string()))
+            }
+            Ok(Err(e)) => return Err(Failure::Server(format!("connection failed: {e}"))),
+            Err(_) => return Err(Failure::Server("connect timed out".into())),
+        };
+        let (sink, mut stream) = framing::framed(stream).split();
+        self.next_conn += 1;
+        let id = self.next_conn;
+        let tx = self.frames_tx.clone();
+        let reader = tokio::spawn(async move {
+            let reason = loop {
+                match framing::recv::<Envelope, _>(&mut stream).await {
+                    Ok(env) => {
+                        if tx.send((server, id, Arrival::Frame(env))).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => break e.to_string(),
+                }
+            };
+            let _ = tx.send((server, id, Arrival::Closed(reason)));
+        });
+        self.conns[server] = Some(Conn { id, sink, reader });
+        Ok(())
+    }
+
+    async fn send(&mut self, server: usize, msg: Msg) -> Result<(), Failure> {
+        self.connect(server).await?;
+        self.next_msg += 1;
+        let name = lock(&self.core).clerk.name().to_owned();
+        let to = lock(&self.core).clerk.servers()[server].clone();
+        let env = Envelope {
+            msg_id: (self.origin << 32) | self.next_msg,
+            from: name.clone(),
+            msg,
+        };
+        let Some(conn) = self.conns[server].as_mut() else {
+            return Err(Failure::Server("connection closed".into()));
+        };
+        let mut recorder = BusRecorder {
+            bus: &self.bus,
+            name: &name,
+        };
+        match framing::send_recorded(&mut recorder, &mut conn.sink, &env, &to).await {
+            Ok(true) => Ok(()),
+            _ => Err(Failure::Server("connection closed".into())),
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,132 @@
+//! What slow motion means for a timeout: the longest a message can have been held.
+//!
+//! Slow motion holds every message in its receiver's inbox for the delay in force *when it
+//! arrives there*. A process that waits for an answer (a clerk for its reply, a primary for the
+//! backup's ack) must therefore allow, per hop, the largest delay that was in force anywhere while
+//! its messages travelled, not the delay at the moment it sent: slow motion is a viewing aid and
+//! must never turn a slow answer into a "dead server". Processes learn of a change a little apart
+//! (each over its own control connection), so a delay counts from [`GRACE`] before the send.
+//!
+//! Pure: the caller passes the time in; nothing here reads a clock or sleeps.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// How far apart two processes may learn of the same change, with a wide margin (they learn
+/// within milliseconds over loopback).
+pub(crate) const GRACE: Duration = Duration::from_secs(1);
+
+/// Changes older than this are forgotten: no wait outlives it (the largest delay is 10 s and a
+/// call crosses at most four hops before it is retried).
+const MEMORY: Duration = Duration::from_secs(300);
+
+/// The delay in force now, and since when each earlier one was in force.
+#[derive(Debug, Clone)]
+pub(crate) struct SlowMotion {
+    /// `(since, delay)`, oldest first; the last one is in force now.
+    changes: VecDeque<(Instant, Duration)>,
+}
+
+impl SlowMotion {
+    /// Starts with `delay` in force since `now`.
+    pub(crate) fn new(delay: Duration, now: Instant) -> Self {
+        Self {
+            changes: VecDeque::from([(now, delay)]),
+        }
+    }
+
+    /// The delay that holds messages arriving from now on.
+    pub(crate) fn current(&self) -> Duration {
+        self.changes.back().map_or(Duration::ZERO, |(_, d)| *d)
+    }
+
+    /// A new delay is in force from `now`.
+    pub(crate) fn set(&mut self, delay: Duration, now: Instant) {
+        self.changes.push_back((now, delay));
+        // Keep the newest change that is older than the memory: it was in force at its start.
+        while self.changes.len() > 1
+            && self
+                .changes
+                .get(1)
+                .is_some_and(|(since, _)| now.saturating_duration_since(*since) > MEMORY)
+        {
+            self.changes.pop_front();
+        }
+    }
+
+    /// The largest delay in force at any moment from `since - GRACE` until now: the longest a
+    /// message sent at `since` can wait in any one inbox.
+    pub(crate) fn max_since(&self, since: Instant) -> Duration {
+        let from = since.checked_sub(GRACE).unwrap_or(since);
+        let mut max = Duration::ZERO;
+        for (i, (_, delay)) in self.changes.iter().enumerate() {
+            let ended = self.changes.get(i + 1).map(|(next, _)| *next);
+            if ended.is_none_or(|end| end > from) && *delay > max {
+                max = *delay;
+            }
+        }
+        max
+    }
+
+    /// When a wait that started at `since`, allowed `base` plus `hops` slow-motion holds, is
+    /// over, as far as is known now (a later rise of the delay pushes it further).
+    pub(crate) fn deadline(&self, since: Instant, base: Duration, hops: u32) -> Instant {
+        since + base + self.max_since(since) * hops
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_rise_after_the_send_extends_the_wait() {
+        let t0 = Instant::now();
+        let mut s = SlowMotion::new(100 * MS, t0);
+        assert_eq!(s.deadline(t0, 1500 * MS, 4), t0 + 1900 * MS);
+        s.set(1000 * MS, t0 + 50 * MS);
+        assert_eq!(
+            s.deadline(t0, 1500 * MS, 4),
+            t0 + 5500 * MS,
+            "messages still on their way wait the new delay at their next inbox"
+        );
+    }
+
+    #[test]
+    fn a_fall_does_not_shorten_a_wait_already_running() {
+        let t0 = Instant::now();
+        let mut s = SlowMotion::new(2000 * MS, t0);
+        s.set(Duration::ZERO, t0 + 10 * MS);
+        assert_eq!(s.current(), Duration::ZERO);
+        assert_eq!(s.max_since(t0), 2000 * MS);
+    }
+
+    #[test]
+    fn a_send_just_after_a_fall_still_allows_the_old_delay() {
+        // The receiver may learn of the fall a moment after the sender did.
+        let t0 = Instant::now();
+        let mut s = SlowMotion::new(2000 * MS, t0);
+        s.set(Duration::ZERO, t0 + 100 * MS);
+        assert_eq!(s.max_since(t0 + 200 * MS), 2000 * MS);
+        assert_eq!(
+            s.max_since(t0 + 100 * MS + GRACE + MS),
+            Duration::ZERO,
+            "long after the fall, nothing is held"
+        );
+    }
+
+    #[test]
+    fn old_changes_are_forgotten_but_the_one_in_force_stays() {
+        let t0 = Instant::now();
+        let mut s = SlowMotion::new(5 * MS, t0);
+        for i in 1..=2000u64 {
+            s.set(Duration::from_millis(i % 7), t0 + Duration::from_secs(i));
+        }
+        assert!(s.changes.len() < 400, "bounded: {}", s.changes.len());
+        assert_eq!(s.current(), Duration::from_millis(2000 % 7));
+    }
+}

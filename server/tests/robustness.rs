@@ -1,0 +1,332 @@
+//! Defects found by trying pbscope from outside, each pinned by a test against the real
+//! `pbscope serve` (real node processes, a real WebSocket client).
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use shared::{ErrorCode, EventKind, Op, ServerMsg};
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Slow motion is a viewing aid: raising it while a call is in flight must not make the clerk
+/// or the primary give up on a live server. Before the fix the clerk's and the primary's
+/// deadlines were fixed at the send, so 100 -> 1000 ms mid-call failed over to s2, and the next
+/// Lock(z) by another client was granted by s1 as well: two servers granted z.
+#[tokio::test]
+async fn raising_slow_motion_mid_call_changes_no_answer() {
+    let server = Server::start().await;
+    let mut v = server.viewer().await;
+    v.command(json!({"type":"set_slow_motion","delay_ms":100}))
+        .await
+        .unwrap();
+    let from = v.events.len();
+    v.send(json!({"type":"lock","client":1,"lock":"z","tag":"slow"}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    v.command(json!({"type":"set_slow_motion","delay_ms":1000}))
+        .await
+        .unwrap();
+    let done = v
+        .wait_event_from(from, |e| {
+            matches!(&e.kind, EventKind::OpCompleted { tag: Some(t), .. } | EventKind::OpFailed { tag: Some(t), .. } if t == "slow")
+        })
+        .await;
+    match &done.kind {
+        EventKind::OpCompleted {
+            ok,
+            server,
+            attempts,
+            ..
+        } => {
+            assert!(*ok);
+            assert_eq!((server.as_str(), *attempts), ("s1", 1), "{done:?}");
+        }
+        other => panic!("the call must be answered: {other:?}"),
+    }
+    let trouble: Vec<_> = v.events[from..]
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                EventKind::RpcFailed { .. } | EventKind::RoleChanged { .. }
+            )
+        })
+        .collect();
+    assert!(
+        trouble.is_empty(),
+        "no failover, no role change: {trouble:?}"
+    );
+    v.command(json!({"type":"set_slow_motion","delay_ms":0}))
+        .await
+        .unwrap();
+    assert!(
+        !v.call_ok(2, Op::Lock, "z").await,
+        "z is held: nobody else may be granted it"
+    );
+}
+
+/// `set_slow_motion` is acknowledged once every node applies the new delay: a call sent right
+/// after the ack has every one of its messages held.
+#[tokio::test]
+async fn slow_motion_is_in_force_when_acknowledged() {
+    let server = Server::start().await;
+    let mut v = server.viewer().await;
+    for (i, delay) in [200u64, 0, 300].into_iter().enumerate() {
+        v.command(json!({"type":"set_slow_motion","delay_ms":delay}))
+            .await
+            .unwrap();
+        let from = v.events.len();
+        let done = v.call(1, Op::Lock, &format!("l{i}")).await;
+        assert!(
+            matches!(done.kind, EventKind::OpCompleted { .. }),
+            "{done:?}"
+        );
+        let evs = &v.events[from..];
+        let mut held = 0;
+        for e in evs {
+            if let EventKind::MsgDelivered { msg_id, .. } = e.kind {
+                let sent = evs.iter().find(
+                    |s| matches!(s.kind, EventKind::MsgSent { msg_id: m, .. } if m == msg_id),
+                );
+                if let Some(sent) = sent {
+                    assert!(
+                        e.t_us - sent.t_us >= delay * 1000,
+                        "message {msg_id} waited {} us, less than {delay} ms",
+                        e.t_us - sent.t_us
+                    );
+                    held += 1;
+                }
+            }
+        }
+        assert_eq!(held, 4, "request, forward, ack and reply");
+    }
+}
+
+/// A viewer's commands run in the order sent. Before the fix each command ran in a task of its
+/// own, and two sent back to back ran in reverse order most of the time.
+#[tokio::test]
+async fn a_viewers_commands_run_in_the_order_sent() {
+    let server = Server::start().await;
+    let mut v = server.viewer().await;
+    for round in 0..10u64 {
+        let (a, b) = (10 + round, 500 + round);
+        let from = v.events.len();
+        v.send(json!({"type":"set_slow_motion","delay_ms":a,"tag":format!("a{round}")}))
+            .await;
+        v.send(json!({"type":"set_slow_motion","delay_ms":b,"tag":format!("b{round}")}))
+            .await;
+        let last = v
+            .wait_event_from(
+                from,
+                |e| matches!(e.kind, EventKind::SlowMotionSet { delay_ms } if delay_ms == a || delay_ms == b),
+            )
+            .await;
+        assert_eq!(
+            last.kind,
+            EventKind::SlowMotionSet { delay_ms: a },
+            "round {round}: the first command sent ran first"
+        );
+        let second = v
+            .wait_event_from(
+                from,
+                |e| matches!(e.kind, EventKind::SlowMotionSet { delay_ms } if delay_ms == b),
+            )
+            .await;
+        assert!(second.seq > last.seq);
+        assert_eq!(v.fresh_snapshot().await.slow_motion_ms, b);
+        // A snapshot asked for right after a command reflects it: it waits its turn.
+        let c = 900 + round;
+        v.send(json!({"type":"set_slow_motion","delay_ms":c})).await;
+        v.send(json!({"type":"snapshot"})).await;
+        let snap = loop {
+            if let ServerMsg::Snapshot(s) = v.recv().await {
+                break s;
+            }
+        };
+        assert_eq!(
+            snap.slow_motion_ms, c,
+            "round {round}: the snapshot ran second"
+        );
+        let acks: Vec<String> = v
+            .others
+            .iter()
+            .filter_map(|m| match m {
+                ServerMsg::Ack { tag: Some(t), .. } if t.ends_with(&round.to_string()) => {
+                    Some(t.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            acks,
+            vec![format!("a{round}"), format!("b{round}")],
+            "answers in order"
+        );
+    }
+}
+
+/// A reset ends every call in progress with an `op_failed` saying so, before the new cluster
+/// starts. Before the fix the clerks were dropped and their calls simply never ended.
+#[tokio::test]
+async fn a_reset_ends_calls_in_progress_with_a_reason() {
+    let server = Server::start().await;
+    let mut v = server.viewer().await;
+    v.command(json!({"type":"set_slow_motion","delay_ms":2000}))
+        .await
+        .unwrap();
+    v.command(json!({"type":"lock","client":1,"lock":"a"}))
+        .await
+        .unwrap();
+    v.command(json!({"type":"unlock","client":2,"lock":"b"}))
+        .await
+        .unwrap();
+    v.command(json!({"type":"reset"})).await.unwrap();
+    let reset = v
+        .wait_event(|e| matches!(e.kind, EventKind::ClusterReset { .. }))
+        .await;
+    for client in [1, 2] {
+        let failed = v
+            .wait_event(
+                |e| matches!(&e.kind, EventKind::OpFailed { client: c, .. } if *c == client),
+            )
+            .await;
+        assert!(failed.seq < reset.seq, "ended before the new cluster");
+        let EventKind::OpFailed { reason, .. } = &failed.kind else {
+            unreachable!()
+        };
+        assert!(reason.contains("reset"), "{reason}");
+    }
+    let snap = v.fresh_snapshot().await;
+    assert!(snap.clients.iter().all(|c| c.pending.is_none()));
+}
+
+/// A tag is copied into every event of its call and every snapshot: a huge one is refused
+/// (and not echoed), and nothing of it reaches the log.
+#[tokio::test]
+async fn a_huge_tag_is_refused_and_reaches_no_event() {
+    let server = Server::start().await;
+    let mut v = server.viewer().await;
+    let max = v.hello.limits.max_tag_bytes as usize;
+    assert!(max >= 32, "room for any tag a person writes");
+    let huge = "x".repeat(60_000);
+    v.send(json!({"type":"lock","client":1,"lock":"a","tag":huge}))
+        .await;
+    let err = loop {
+        if let ServerMsg::Error { code, message, tag } = v.recv().await {
+            break (code, message, tag);
+        }
+    };
+    assert_eq!(err.0, ErrorCode::BadField);
+    assert!(err.1.contains("tag"), "{}", err.1);
+    assert_eq!(err.2, None, "a 60 KB tag is not echoed");
+    v.send(json!({"type":"explode","tag":"y".repeat(1000)}))
+        .await;
+    let echoed = loop {
+        if let ServerMsg::Error { tag, .. } = v.recv().await {
+            break tag;
+        }
+    };
+    assert_eq!(echoed, None);
+    assert!(v.call_ok(1, Op::Lock, "a").await);
+    assert!(v
+        .events
+        .iter()
+        .all(|e| !format!("{e:?}").contains("xxxxxxxx")));
+    let ok = v
+        .command(json!({"type":"unlock","client":1,"lock":"a","tag":"t".repeat(max)}))
+        .await;
+    assert!(ok.is_ok(), "a tag at the limit is fine: {ok:?}");
+}
+
+/// Lock names are bounded per cluster generation; a reset starts over.
+#[tokio::test]
+async fn distinct_lock_names_are_bounded() {
+    let server = Server::start_with(&["--max-locks", "3"]).await;
+    let mut v = server.viewer().await;
+    assert_eq!(v.hello.limits.max_locks, 3);
+    for name in ["a", "b", "c", "a"] {
+        assert!(v.call_ok(1, Op::Lock, name).await || name == "a");
+    }
+    let refused = v
+        .command(json!({"type":"lock","client":1,"lock":"d"}))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.0, ErrorCode::TooManyLocks, "{}", refused.1);
+    v.command(json!({"type":"reset"})).await.unwrap();
+    assert!(v.call_ok(1, Op::Lock, "d").await);
+}
+
+/// Viewers are bounded: one too many is told why and closed; the others go on.
+#[tokio::test]
+async fn viewers_are_bounded() {
+    let server = Server::start_with(&["--max-viewers", "2"]).await;
+    let mut first = server.viewer().await;
+    let _second = server.viewer().await;
+    assert_eq!(first.hello.limits.max_viewers, 2);
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .expect("the upgrade itself succeeds");
+    match next_msg(&mut ws).await {
+        ServerMsg::Error { code, .. } => assert_eq!(code, ErrorCode::TooManyViewers),
+        other => panic!("expected too_many_viewers, got {other:?}"),
+    }
+    assert!(first.call_ok(1, Op::Lock, "a").await);
+    drop(_second);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = server.viewer().await;
+    assert!(!again.call_ok(2, Op::Lock, "a").await, "a slot freed up");
+}
+
+/// Binary frames count against the rate like any other: before the fix they skipped it.
+#[tokio::test]
+async fn binary_frames_count_against_the_rate() {
+    let server = Server::start_with(&["--commands-per-sec", "2"]).await;
+    let mut v = server.viewer().await;
+    for _ in 0..6 {
+        v.send_raw(Message::binary(vec![1u8, 2, 3])).await;
+    }
+    // Each binary frame is refused as such; the first text command after them finds the
+    // viewer's budget (a burst of 4 at 2 per second) spent.
+    v.send(json!({"type":"snapshot"})).await;
+    let mut codes = Vec::new();
+    while codes.len() < 7 {
+        match v.recv().await {
+            ServerMsg::Error { code, .. } => codes.push(code),
+            ServerMsg::Snapshot(_) => panic!("the snapshot command ran: {codes:?}"),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        codes.iter().filter(|c| **c == ErrorCode::BadJson).count(),
+        4
+    );
+    assert_eq!(codes.last(), Some(&ErrorCode::RateLimited), "{codes:?}");
+}
+
+/// Command-line values out of range are refused with a message, never a panic later.
+#[tokio::test]
+async fn out_of_range_command_line_values_are_refused() {
+    for args in [
+        ["--slow-motion-ms", "18446744073709551615"],
+        ["--history", "0"],
+        ["--commands-per-sec", "0"],
+    ] {
+        let out = tokio::time::timeout(
+            WAIT,
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_pbscope"))
+                .args(["serve", "--listen", "127.0.0.1:0"])
+                .args(args)
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("exits at once")
+        .expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(args[0]), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
