@@ -288,9 +288,8 @@ async fn slow_motion_shows_a_message_travel_and_really_delays_it() -> anyhow::Re
         1,
     )
     .await?;
-    // The page hears of the new delay on the event stream, the nodes on their control
-    // connections: give those a moment to arrive too.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The button lights on the `slow_motion_set` event, which the server publishes only after
+    // every node applied the delay: the next call is slow from its first message on.
     s.click("[data-testid=lock-c1]").await?;
     // Both readings inside the page, 200 ms apart, so WebDriver round trips on a busy machine
     // cannot push the second one past the delivery.

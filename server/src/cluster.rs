@@ -253,7 +253,13 @@ impl Cluster {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("spawning {} node {id}", self.cfg.node_exe.display()))?;
-        let ready = tokio::time::timeout(Duration::from_secs(10), ready_rx).await;
+        let ready = tokio::select! {
+            r = tokio::time::timeout(Duration::from_secs(10), ready_rx) => r,
+            status = child.wait() => {
+                self.lock_waiters().remove(&token);
+                return Err(anyhow!("node {id} exited before it was ready ({status:?})"));
+            }
+        };
         let (report, conn) = match ready {
             Ok(Ok(r)) => r,
             _ => {

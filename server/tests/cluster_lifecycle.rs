@@ -1,0 +1,152 @@
+//! The supervisor's own ordering and clean-up rules, driven in-process against real node
+//! processes (the `pbscope` binary), where the test can control when the supervisor runs.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use server::bus::{Bus, BusConfig};
+use server::clerk::ClerkTiming;
+use server::clock::RunClock;
+use server::cluster::{Cluster, ClusterConfig};
+use shared::{Event, EventKind, Op};
+
+fn config(node_exe: PathBuf) -> ClusterConfig {
+    ClusterConfig {
+        node_exe,
+        slow_motion_ms: 0,
+        clerk_timing: ClerkTiming::default(),
+        max_client: 100,
+        max_locks: 100,
+    }
+}
+
+fn log(bus: &Bus) -> Vec<Event> {
+    bus.recent(usize::MAX)
+        .iter()
+        .map(|l| serde_json::from_str(&l.json).expect("events parse"))
+        .collect()
+}
+
+async fn wait_for(bus: &Bus, what: &str, pred: impl Fn(&Event) -> bool) {
+    for _ in 0..2000 {
+        if log(bus).iter().any(&pred) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Every event a server reported comes before its `crashed`. The runtime has one thread: while
+/// it is blocked, the supervisor reads nothing, so s1's reports of a whole call wait unread in
+/// its control socket when the crash comes. Before the fix `crashed` was published at once, ahead
+/// of them: the page drew a dead server still acting.
+#[test]
+fn a_crash_is_logged_after_everything_the_server_reported_before_it() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let bus = Bus::new(RunClock::start(), BusConfig::default());
+        let cluster = Cluster::start(bus.clone(), config(env!("CARGO_BIN_EXE_pbscope").into()))
+            .await
+            .expect("cluster starts");
+        cluster
+            .submit(1, Op::Lock, "a".into(), None, None)
+            .await
+            .expect("submitted");
+        wait_for(&bus, "c1's request to leave", |e| {
+            e.node == "c1" && matches!(e.kind, EventKind::MsgSent { .. })
+        })
+        .await;
+        // s1 executes, forwards, gets the ack and replies, reporting each step, unread.
+        std::thread::sleep(Duration::from_millis(400));
+        cluster.crash("s1").await.expect("crashed");
+        let events = log(&bus);
+        let crashed = events
+            .iter()
+            .position(|e| e.node == "s1" && matches!(e.kind, EventKind::Crashed { .. }))
+            .expect("a crashed event");
+        assert!(
+            events[..crashed]
+                .iter()
+                .any(|e| e.node == "s1" && matches!(e.kind, EventKind::Executed { .. })),
+            "the call reached s1 before the crash"
+        );
+        let after: Vec<&str> = events[crashed + 1..]
+            .iter()
+            .filter(|e| e.node == "s1")
+            .map(|e| e.kind.name())
+            .filter(|n| *n != "process_exited" && *n != "msg_lost")
+            .collect();
+        assert!(after.is_empty(), "s1 acted after its crash: {after:?}");
+        cluster.shutdown().await;
+    });
+}
+
+/// A reset whose new servers do not all start leaves nothing half started: the ones that did
+/// start are killed, commands get errors (not a panic), and the next reset works.
+#[tokio::test]
+async fn a_half_failed_reset_leaves_no_server_behind() {
+    let dir = std::env::temp_dir().join(format!("pbscope-reset-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let marker = dir.join("fail-s1");
+    let wrapper = dir.join("node.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif [ -e '{}' ]; then case \" $* \" in *' --id s1 '*) exit 3;; esac; fi\nexec '{}' \"$@\"\n",
+            marker.display(),
+            env!("CARGO_BIN_EXE_pbscope")
+        ),
+    )
+    .expect("wrapper");
+    std::process::Command::new("chmod")
+        .args(["+x", &wrapper.display().to_string()])
+        .status()
+        .expect("chmod");
+    let bus = Bus::new(RunClock::start(), BusConfig::default());
+    let cluster: Arc<Cluster> = Cluster::start(bus.clone(), config(wrapper))
+        .await
+        .expect("the first generation starts");
+    std::fs::write(&marker, "").expect("marker");
+    let err = cluster.reset().await.expect_err("s1 cannot start");
+    assert!(err.to_string().contains("s1"), "{err}");
+    let started_s2: Vec<u32> = log(&bus)
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::ProcessStarted { pid, .. } if e.node == "s2" => Some(pid),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started_s2.len(), 2, "s2 started in both generations");
+    let half = started_s2[1];
+    assert!(
+        !std::path::Path::new(&format!("/proc/{half}")).exists()
+            || std::fs::read_to_string(format!("/proc/{half}/stat"))
+                .is_ok_and(|s| s.contains(") Z ")),
+        "the half-started s2 (pid {half}) was killed"
+    );
+    for node in ["backup", "primary", "s2"] {
+        assert!(
+            cluster.crash(node).await.is_err(),
+            "{node}: an error, not a panic"
+        );
+    }
+    assert!(cluster
+        .submit(1, Op::Lock, "a".into(), None, None)
+        .await
+        .is_err());
+    std::fs::remove_file(&marker).expect("marker gone");
+    cluster.reset().await.expect("the next reset works");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    cluster
+        .submit(1, Op::Lock, "a".into(), None, Some(tx))
+        .await
+        .expect("submitted");
+    assert_eq!(rx.await.expect("answered"), Some(true));
+    cluster.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
