@@ -310,6 +310,11 @@ impl Clerk {
     /// The call ends without an answer for a reason outside the clerk (the cluster is reset).
     /// Its effect is unknown: it may have executed.
     pub fn abandon(&mut self, reason: &str, out: &mut Vec<Output>) {
+        self.give_up(reason.to_owned(), out);
+    }
+
+    /// Ends the call in progress, if any, without an answer: `op_failed` with `reason`.
+    fn give_up(&mut self, reason: String, out: &mut Vec<Output>) {
         if let Some(call) = self.call.take() {
             out.push(Output::Event(EventKind::OpFailed {
                 client: self.id,
@@ -317,7 +322,7 @@ impl Clerk {
                 lock: call.lock,
                 tag: call.tag,
                 req: call.req,
-                reason: reason.to_owned(),
+                reason,
             }));
             out.push(Output::Done(Outcome::GaveUp));
         }
@@ -343,16 +348,7 @@ impl Clerk {
             self.slow_motion
                 .deadline(call.invoked.at, self.timing.give_up_after, GIVE_UP_HOPS);
         if now.at >= give_up_at {
-            let call = self.call.take().expect("checked above");
-            out.push(Output::Event(EventKind::OpFailed {
-                client: self.id,
-                op: call.op,
-                lock: call.lock,
-                tag: call.tag,
-                req: call.req,
-                reason: format!("no server answered ({failed}: {reason})"),
-            }));
-            out.push(Output::Done(Outcome::GaveUp));
+            self.give_up(format!("no server answered ({failed}: {reason})"), out);
             return;
         }
         let mut pause = true;

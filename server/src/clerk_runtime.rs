@@ -152,6 +152,8 @@ pub fn spawn(
     let (frames_tx, frames_rx) = mpsc::unbounded_channel();
     let runtime = Runtime {
         core: core.clone(),
+        name: shared::client_node(id),
+        servers: servers.iter().map(|s| s.id.clone()).collect(),
         bus: bus.clone(),
         wake: wake.clone(),
         addrs: servers.iter().map(|s| s.addr).collect(),
@@ -198,6 +200,10 @@ enum Arrival {
 
 struct Runtime {
     core: Arc<Mutex<Core>>,
+    /// The clerk's node name and its servers' (fixed for its life), kept here so a send or a
+    /// delivery does not take the machine's lock to read them.
+    name: NodeName,
+    servers: Vec<NodeName>,
     bus: Arc<Bus>,
     wake: Arc<Notify>,
     addrs: Vec<SocketAddr>,
@@ -292,13 +298,12 @@ impl Runtime {
             let Some((_, server, env)) = self.held.pop_front() else {
                 break;
             };
-            let name = lock(&self.core).clerk.name().to_owned();
             self.bus.publish(
-                &name,
+                &self.name,
                 EventKind::MsgDelivered {
                     msg_id: env.msg_id,
                     from: env.from.clone(),
-                    to: name.clone(),
+                    to: self.name.clone(),
                 },
             );
             if let Msg::Reply { req, ok } = env.msg {
@@ -380,11 +385,9 @@ impl Runtime {
     async fn send(&mut self, server: usize, msg: Msg) -> Result<(), Failure> {
         self.connect(server).await?;
         self.next_msg += 1;
-        let name = lock(&self.core).clerk.name().to_owned();
-        let to = lock(&self.core).clerk.servers()[server].clone();
         let env = Envelope {
             msg_id: (self.origin << 32) | self.next_msg,
-            from: name.clone(),
+            from: self.name.clone(),
             msg,
         };
         let Some(conn) = self.conns[server].as_mut() else {
@@ -392,9 +395,11 @@ impl Runtime {
         };
         let mut recorder = BusRecorder {
             bus: &self.bus,
-            name: &name,
+            name: &self.name,
         };
-        match framing::send_recorded(&mut recorder, &mut conn.sink, &env, &to).await {
+        match framing::send_recorded(&mut recorder, &mut conn.sink, &env, &self.servers[server])
+            .await
+        {
             Ok(true) => Ok(()),
             _ => Err(Failure::Server("connection closed".into())),
         }
