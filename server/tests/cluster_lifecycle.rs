@@ -150,3 +150,77 @@ async fn a_half_failed_reset_leaves_no_server_behind() {
     cluster.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A stand-in for `pbscope node` that introduces itself, waits, then only writes reports
+/// (`COUNT` `crash_armed` events, megabytes) and never reads its control connection.
+const SILENT_NODE: &str = r#"
+import json, socket, struct, sys, time
+args = dict(zip(sys.argv[2::2], sys.argv[3::2]))
+host, port = args["--control"].rsplit(":", 1)
+s = socket.create_connection((host, int(port)))
+listener = socket.socket(); listener.bind(("127.0.0.1", 0)); listener.listen()
+def frame(obj):
+    body = json.dumps(obj).encode()
+    s.sendall(struct.pack(">I", len(body)) + body)
+frame({"type": "ready", "id": args["--id"], "pid": __import__("os").getpid(),
+       "port": listener.getsockname()[1], "token": int(args["--token"])})
+report = {"type": "event", "t_us": 1, "kind": {"type": "crash_armed"}}
+time.sleep(2)  # while the supervisor floods the control connection
+for _ in range(COUNT):
+    frame(report)
+time.sleep(60)
+"#;
+
+/// Control to a node and reports from it must not wait on each other. Before the fix the
+/// supervisor wrote control inside the loop that read the node's reports: once a node that was
+/// not reading had let the control socket fill up, the supervisor stopped reading its reports,
+/// and a node blocked writing them would never read again: both stuck for good.
+#[tokio::test]
+async fn a_node_that_reads_no_control_cannot_stop_its_reports() {
+    const REPORTS: usize = 100_000;
+    let dir = std::env::temp_dir().join(format!("pbscope-silent-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let script = dir.join("node.py");
+    std::fs::write(&script, SILENT_NODE.replace("COUNT", &REPORTS.to_string())).expect("script");
+    let wrapper = dir.join("node.sh");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nexec python3 '{}' \"$@\"\n", script.display()),
+    )
+    .expect("wrapper");
+    std::process::Command::new("chmod")
+        .args(["+x", &wrapper.display().to_string()])
+        .status()
+        .expect("chmod");
+    let bus = Bus::new(
+        RunClock::start(),
+        BusConfig {
+            history: 200_000,
+            ..BusConfig::default()
+        },
+    );
+    let cluster = Cluster::start(bus.clone(), config(wrapper))
+        .await
+        .expect("the stand-ins introduce themselves");
+    // Far more control than the socket buffers hold (each arm is a 36-byte frame: 14 MB).
+    for _ in 0..400_000 {
+        cluster.crash_before_reply("s1").await.expect("armed");
+    }
+    let armed = || {
+        log(&bus)
+            .iter()
+            .filter(|e| e.node == "s1" && matches!(e.kind, EventKind::CrashArmed {}))
+            .count()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while armed() < REPORTS && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        armed(),
+        REPORTS,
+        "every report was read while control backed up"
+    );
+    cluster.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
