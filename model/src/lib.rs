@@ -32,13 +32,13 @@
 
 use std::collections::BTreeMap;
 
-use shared::{ClientInfo, Event, EventKind, NodeInfo, NodeName, PendingCall, Role, Snapshot};
+use shared::{ClientInfo, Event, EventKind, NodeId, NodeInfo, PendingCall, Role, Snapshot};
 
 /// Servers and clerks as the event log says they are now. See the module docs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cluster {
     /// By id; each one's `locks` kept sorted.
-    servers: BTreeMap<NodeName, NodeInfo>,
+    servers: BTreeMap<NodeId, NodeInfo>,
     clients: BTreeMap<u32, ClientInfo>,
     generation: u64,
     slow_motion_ms: u64,
@@ -73,9 +73,9 @@ impl Cluster {
         match &event.kind {
             EventKind::ProcessStarted { pid, role, port } => {
                 self.servers.insert(
-                    node.to_owned(),
+                    event.node.clone(),
                     NodeInfo {
-                        id: node.to_owned(),
+                        id: event.node.clone(),
                         role: *role,
                         serving_alone: false,
                         alive: true,
@@ -198,7 +198,7 @@ impl Cluster {
     fn clerk(&mut self, id: u32, server: &str) -> &mut ClientInfo {
         self.clients.entry(id).or_insert_with(|| ClientInfo {
             id,
-            server: server.to_owned(),
+            server: server.into(),
             pending: None,
             completed: 0,
             failed: 0,
@@ -235,7 +235,7 @@ impl Cluster {
 
     /// The live server that holds `role` now; the primary includes a server serving alone.
     /// (Owned, so it can leave a lock the caller holds while asking.)
-    pub fn holder_of(&self, role: Role) -> Option<NodeName> {
+    pub fn holder_of(&self, role: Role) -> Option<NodeId> {
         self.servers
             .values()
             .find(|s| s.alive && s.role == role)
@@ -261,7 +261,7 @@ mod tests {
         Event {
             seq: 0,
             t_us,
-            node: node.to_owned(),
+            node: node.into(),
             kind,
         }
     }

@@ -17,7 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Serialize;
-use shared::{ClientInfo, Event, EventKind, NodeInfo, SUPERVISOR};
+use shared::{ClientInfo, Event, EventKind, MsgId, NodeId, NodeInfo, SUPERVISOR};
 use tokio::sync::broadcast;
 
 use model::Cluster;
@@ -58,8 +58,8 @@ impl Default for BusConfig {
 
 #[derive(Debug)]
 struct Flight {
-    from: String,
-    to: String,
+    from: NodeId,
+    to: NodeId,
 }
 
 #[derive(Debug)]
@@ -67,9 +67,9 @@ struct BusInner {
     next_seq: u64,
     ring: VecDeque<Arc<Logged>>,
     cluster: Cluster,
-    in_flight: HashMap<u64, Flight>,
+    in_flight: HashMap<MsgId, Flight>,
     /// `in_flight`'s ids in the order sent (ids already delivered are skipped lazily).
-    in_flight_order: VecDeque<u64>,
+    in_flight_order: VecDeque<MsgId>,
     /// Per sender (the high 32 bits of a message id), the highest message number whose send is
     /// in the log. A process numbers its messages in the order it reports them, so a delivery
     /// at or below it never waits for its send, even when the send was forgotten.
@@ -78,7 +78,7 @@ struct BusInner {
     /// published yet; the rest wait behind it so the producer's own order is kept.
     held: HashMap<String, VecDeque<(u64, EventKind)>>,
     /// Unpublished send -> the producer whose held delivery waits for it.
-    waiting_on: HashMap<u64, String>,
+    waiting_on: HashMap<MsgId, String>,
 }
 
 /// See the module docs.
@@ -174,14 +174,14 @@ impl Bus {
     }
 
     /// The message id of a delivery whose send is not in the log yet.
-    fn unmatched_delivery(inner: &BusInner, kind: &EventKind) -> Option<u64> {
+    fn unmatched_delivery(inner: &BusInner, kind: &EventKind) -> Option<MsgId> {
         match kind {
             EventKind::MsgDelivered { msg_id, .. }
                 if !inner.in_flight.contains_key(msg_id)
                     && inner
                         .sent_upto
-                        .get(&(msg_id >> 32))
-                        .is_none_or(|upto| (msg_id & 0xffff_ffff) > *upto) =>
+                        .get(&msg_id.origin())
+                        .is_none_or(|upto| msg_id.number() > *upto) =>
             {
                 Some(*msg_id)
             }
@@ -252,9 +252,9 @@ impl Bus {
         }
     }
 
-    fn remember_in_flight(&self, inner: &mut BusInner, msg_id: u64, flight: Flight) {
-        let upto = inner.sent_upto.entry(msg_id >> 32).or_insert(0);
-        *upto = (*upto).max(msg_id & 0xffff_ffff);
+    fn remember_in_flight(&self, inner: &mut BusInner, msg_id: MsgId, flight: Flight) {
+        let upto = inner.sent_upto.entry(msg_id.origin()).or_insert(0);
+        *upto = (*upto).max(msg_id.number());
         inner.in_flight.insert(msg_id, flight);
         inner.in_flight_order.push_back(msg_id);
         // Over the bound, forget the oldest message still in flight (never all of them: a
@@ -290,7 +290,7 @@ impl Bus {
         let event = Event {
             seq,
             t_us,
-            node: node.to_owned(),
+            node: node.into(),
             kind,
         };
         inner.cluster.apply(&event);
@@ -360,7 +360,7 @@ impl Bus {
         which: impl Fn(&Flight) -> bool,
         reason: &str,
     ) {
-        let mut lost: Vec<(u64, Flight)> = inner
+        let mut lost: Vec<(MsgId, Flight)> = inner
             .in_flight
             .iter()
             .filter(|(_, f)| which(f))
@@ -474,7 +474,7 @@ mod tests {
 
     fn sent(id: u64, to: &str) -> EventKind {
         EventKind::MsgSent {
-            msg_id: id,
+            msg_id: MsgId(id),
             from: "s1".into(),
             to: to.into(),
             msg: Msg::ForwardAck {
@@ -486,7 +486,7 @@ mod tests {
 
     fn delivered(id: u64, to: &str) -> EventKind {
         EventKind::MsgDelivered {
-            msg_id: id,
+            msg_id: MsgId(id),
             from: "s1".into(),
             to: to.into(),
         }
@@ -522,7 +522,7 @@ mod tests {
         b.publish("s1", sent(9, "c1"));
         let names: Vec<(String, &str)> = events(&b)
             .iter()
-            .map(|e| (e.node.clone(), e.kind.name()))
+            .map(|e| (e.node.to_string(), e.kind.name()))
             .collect();
         assert_eq!(
             names,
@@ -555,7 +555,7 @@ mod tests {
         let lost: Vec<_> = evs
             .iter()
             .filter_map(|e| match &e.kind {
-                EventKind::MsgLost { msg_id, .. } => Some(*msg_id),
+                EventKind::MsgLost { msg_id, .. } => Some(msg_id.0),
                 _ => None,
             })
             .collect();
@@ -563,7 +563,13 @@ mod tests {
         // A send to the dead node is lost at once.
         b.publish("c1", sent(3, "s2"));
         let last = events(&b).pop().unwrap();
-        assert!(matches!(last.kind, EventKind::MsgLost { msg_id: 3, .. }));
+        assert!(matches!(
+            last.kind,
+            EventKind::MsgLost {
+                msg_id: MsgId(3),
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -18,7 +18,7 @@
 
 use std::time::Duration;
 
-use shared::{client_node, EventKind, NodeName, Op, RequestId};
+use shared::{client_node, EventKind, NodeId, Op, RequestId};
 use tokio::time::Instant;
 
 use crate::slowmo::SlowMotion;
@@ -123,9 +123,9 @@ struct Call {
 #[derive(Debug)]
 pub struct Clerk {
     id: u32,
-    name: NodeName,
+    name: NodeId,
     /// Failover order: the primary first.
-    servers: Vec<NodeName>,
+    servers: Vec<NodeId>,
     current: usize,
     seq: u64,
     timing: ClerkTiming,
@@ -136,7 +136,7 @@ pub struct Clerk {
 impl Clerk {
     pub fn new(
         id: u32,
-        servers: Vec<NodeName>,
+        servers: Vec<NodeId>,
         timing: ClerkTiming,
         slow_motion: Duration,
         now: Instant,
@@ -155,10 +155,6 @@ impl Clerk {
 
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    pub fn servers(&self) -> &[NodeName] {
-        &self.servers
     }
 
     pub fn is_busy(&self) -> bool {

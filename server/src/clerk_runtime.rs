@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures_util::stream::SplitSink;
 use futures_util::StreamExt;
-use shared::{Envelope, EventKind, Msg, NodeName, Op};
+use shared::{Envelope, EventKind, Msg, MsgId, NodeId, Op};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
@@ -28,7 +28,7 @@ use crate::oserror;
 /// A server as a clerk knows it: a name and an address, in failover order.
 #[derive(Debug, Clone)]
 pub struct ServerAddr {
-    pub id: NodeName,
+    pub id: NodeId,
     pub addr: SocketAddr,
 }
 
@@ -202,8 +202,8 @@ struct Runtime {
     core: Arc<Mutex<Core>>,
     /// The clerk's node name and its servers' (fixed for its life), kept here so a send or a
     /// delivery does not take the machine's lock to read them.
-    name: NodeName,
-    servers: Vec<NodeName>,
+    name: NodeId,
+    servers: Vec<NodeId>,
     bus: Arc<Bus>,
     wake: Arc<Notify>,
     addrs: Vec<SocketAddr>,
@@ -386,7 +386,7 @@ impl Runtime {
         self.connect(server).await?;
         self.next_msg += 1;
         let env = Envelope {
-            msg_id: (self.origin << 32) | self.next_msg,
+            msg_id: MsgId::new(self.origin, self.next_msg),
             from: self.name.clone(),
             msg,
         };

@@ -20,7 +20,10 @@ use anyhow::{anyhow, Context};
 use futures_util::{SinkExt, StreamExt};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use shared::{CrashCause, ErrorCode, EventKind, NodeControl, NodeReport, Op, Role, SUPERVISOR};
+use shared::{
+    CrashCause, ErrorCode, EventKind, NodeControl, NodeId, NodeRef, NodeReport, Op, Role,
+    SUPERVISOR,
+};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 use tokio::time::Instant;
@@ -212,7 +215,7 @@ impl Cluster {
         started.reverse();
         for (id, proc_, port) in started {
             gen.addrs.push(ServerAddr {
-                id: id.clone(),
+                id: id.as_str().into(),
                 addr: SocketAddr::from(([127, 0, 0, 1], port)),
             });
             gen.servers.insert(id, proc_);
@@ -309,28 +312,22 @@ impl Cluster {
         self.waiting_ready.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Resolves a stable id or a role name to a live server of this generation.
+    /// Resolves a stable id or a role to a live server of this generation.
     fn resolve<'g>(
         &self,
         gen: &'g Generation,
-        node: &str,
-    ) -> Result<(String, &'g ServerProc), ClusterError> {
+        node: &NodeRef,
+    ) -> Result<(NodeId, &'g ServerProc), ClusterError> {
         let id = match node {
-            "primary" | "backup" => {
-                let role = if node == "primary" {
-                    Role::Primary
-                } else {
-                    Role::Backup
-                };
-                self.bus.view(|v| v.holder_of(role)).ok_or_else(|| {
-                    ClusterError::NodeDead(format!("no live server is {node} now"))
-                })?
-            }
-            id if gen.servers.contains_key(id) => id.to_owned(),
-            other => {
+            NodeRef::Role(role) => self
+                .bus
+                .view(|v| v.holder_of(*role))
+                .ok_or_else(|| ClusterError::NodeDead(format!("no live server is {node} now")))?,
+            NodeRef::Server(id) if gen.servers.contains_key(id.as_str()) => id.clone(),
+            NodeRef::Server(other) => {
                 let known: Vec<&str> = gen.servers.keys().map(String::as_str).collect();
                 return Err(ClusterError::UnknownNode(
-                    other.to_owned(),
+                    other.to_string(),
                     known.join(", "),
                 ));
             }
@@ -340,7 +337,7 @@ impl Cluster {
         }
         // The picture and the generation can disagree for a moment (a reset that failed half
         // way): only a process this generation holds can be acted on.
-        let proc_ = gen.servers.get(&id).ok_or_else(|| {
+        let proc_ = gen.servers.get(id.as_str()).ok_or_else(|| {
             ClusterError::NodeDead(format!("{id} is not running in this cluster"))
         })?;
         Ok((id, proc_))
@@ -348,7 +345,7 @@ impl Cluster {
 
     /// SIGKILLs a server and waits until it is reaped and its `crashed` is published (after
     /// everything it reported before it died). Returns what was done.
-    pub async fn crash(&self, node: &str) -> Result<String, ClusterError> {
+    pub async fn crash(&self, node: &NodeRef) -> Result<String, ClusterError> {
         let gen = self.gen.lock().await;
         let (id, proc_) = self.resolve(&gen, node)?;
         proc_.kill(CrashCause::Command, self.bus.clock().now_us());
@@ -365,7 +362,7 @@ impl Cluster {
     }
 
     /// Arms `crash_before_reply` on a server.
-    pub async fn crash_before_reply(&self, node: &str) -> Result<String, ClusterError> {
+    pub async fn crash_before_reply(&self, node: &NodeRef) -> Result<String, ClusterError> {
         let gen = self.gen.lock().await;
         let (id, proc_) = self.resolve(&gen, node)?;
         proc_

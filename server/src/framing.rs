@@ -86,7 +86,7 @@ where
         .record(shared::EventKind::MsgSent {
             msg_id: env.msg_id,
             from: env.from.clone(),
-            to: to.to_owned(),
+            to: to.into(),
             msg: env.msg.clone(),
         })
         .await?;

@@ -159,7 +159,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     node::die_with_parent(args.parent_pid)?;
     let cfg = NodeConfig {
-        id: args.id,
+        id: args.id.into(),
         role: args.role,
         control: args.control,
         token: args.token,
@@ -167,7 +167,7 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         origin: args.origin,
         parent_pid: args.parent_pid,
         slow_motion_ms: args.slow_motion_ms,
-        backup: args.backup,
+        backup: args.backup.map(|(id, addr)| (id.into(), addr)),
     };
     // One thread: a node is a small sequential server, and its event order is its program order.
     tokio::runtime::Builder::new_current_thread()

@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
-use shared::{CrashCause, Envelope, EventKind, Msg, NodeControl, NodeName, NodeReport, Role};
+use shared::{CrashCause, Envelope, EventKind, Msg, MsgId, NodeControl, NodeId, NodeReport, Role};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -31,7 +31,7 @@ use crate::slowmo::SlowMotion;
 /// Everything a node process is started with (its command line).
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
-    pub id: NodeName,
+    pub id: NodeId,
     pub role: Role,
     /// The supervisor's control listener.
     pub control: SocketAddr,
@@ -45,7 +45,7 @@ pub struct NodeConfig {
     pub parent_pid: Option<u32>,
     pub slow_motion_ms: u64,
     /// The backup to forward to (id, address), for a primary.
-    pub backup: Option<(NodeName, String)>,
+    pub backup: Option<(NodeId, String)>,
 }
 
 /// How long the primary waits for the backup's ack before it declares the backup lost,
@@ -185,7 +185,7 @@ struct Node {
 }
 
 struct BackupLink {
-    id: NodeName,
+    id: NodeId,
     addr: String,
     sink: Option<SplitSink<FramedConn, bytes::Bytes>>,
     /// Forwards sent and not yet acknowledged, oldest first, with when they were sent.
@@ -331,9 +331,9 @@ async fn read_frames(
 }
 
 impl Node {
-    fn next_msg_id(&mut self) -> u64 {
+    fn next_msg_id(&mut self) -> MsgId {
         self.next_msg += 1;
-        (self.cfg.origin << 32) | self.next_msg
+        MsgId::new(self.cfg.origin, self.next_msg)
     }
 
     async fn on_control(&mut self, c: NodeControl) -> anyhow::Result<()> {
@@ -633,7 +633,7 @@ mod tests {
 
     fn env(n: u64) -> Envelope {
         Envelope {
-            msg_id: n,
+            msg_id: MsgId(n),
             from: "c1".into(),
             msg: Msg::Request {
                 req: RequestId { client: 1, seq: n },
@@ -658,12 +658,12 @@ mod tests {
         assert!(
             inbox
                 .pop_due(t0 + Duration::from_millis(100))
-                .map(|h| h.env.msg_id)
+                .map(|h| h.env.msg_id.0)
                 == Some(3)
         );
         assert!(inbox.pop_due(t0 + Duration::from_millis(100)).is_none());
         let order: Vec<u64> = std::iter::from_fn(|| inbox.pop_due(t0 + Duration::from_secs(1)))
-            .map(|h| h.env.msg_id)
+            .map(|h| h.env.msg_id.0)
             .collect();
         assert_eq!(order, vec![1, 2]);
     }

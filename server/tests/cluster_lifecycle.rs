@@ -63,7 +63,7 @@ fn a_crash_is_logged_after_everything_the_server_reported_before_it() {
         .await;
         // s1 executes, forwards, gets the ack and replies, reporting each step, unread.
         std::thread::sleep(Duration::from_millis(400));
-        cluster.crash("s1").await.expect("crashed");
+        cluster.crash(&"s1".into()).await.expect("crashed");
         let events = log(&bus);
         let crashed = events
             .iter()
@@ -131,7 +131,7 @@ async fn a_half_failed_reset_leaves_no_server_behind() {
     );
     for node in ["backup", "primary", "s2"] {
         assert!(
-            cluster.crash(node).await.is_err(),
+            cluster.crash(&node.into()).await.is_err(),
             "{node}: an error, not a panic"
         );
     }
@@ -204,7 +204,10 @@ async fn a_node_that_reads_no_control_cannot_stop_its_reports() {
         .expect("the stand-ins introduce themselves");
     // Far more control than the socket buffers hold (each arm is a 36-byte frame: 14 MB).
     for _ in 0..400_000 {
-        cluster.crash_before_reply("s1").await.expect("armed");
+        cluster
+            .crash_before_reply(&"s1".into())
+            .await
+            .expect("armed");
     }
     let armed = || {
         log(&bus)

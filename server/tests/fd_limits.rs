@@ -145,7 +145,7 @@ async fn serve_and_every_node_raise_the_soft_limit_to_the_hard_limit() {
         v.snapshot
             .nodes
             .iter()
-            .map(|n| (n.id.clone(), n.pid.expect("a started node"))),
+            .map(|n| (n.id.to_string(), n.pid.expect("a started node"))),
     );
     assert_eq!(pids.len(), 3);
     for (who, pid) in pids {
@@ -360,7 +360,7 @@ async fn a_primary_out_of_descriptors_waits_for_one_instead_of_losing_its_backup
 
     let req = RequestId { client: 1, seq: 1 };
     let request = Envelope {
-        msg_id: 1,
+        msg_id: shared::MsgId(1),
         from: shared::client_node(1),
         msg: Msg::Request {
             req,
@@ -408,7 +408,7 @@ async fn a_primary_out_of_descriptors_waits_for_one_instead_of_losing_its_backup
         "{forward:?}"
     );
     let ack = Envelope {
-        msg_id: 2,
+        msg_id: shared::MsgId(2),
         from: "s2".into(),
         msg: Msg::ForwardAck { req, ok: true },
     };

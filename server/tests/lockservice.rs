@@ -14,8 +14,8 @@ fn msg_kinds(events: &[&Event]) -> Vec<(String, String, &'static str)> {
         .iter()
         .filter_map(|e| match &e.kind {
             EventKind::MsgSent { from, to, msg, .. } => Some((
-                from.clone(),
-                to.clone(),
+                from.to_string(),
+                to.to_string(),
                 match msg {
                     Msg::Request { .. } => "request",
                     Msg::Forward { .. } => "forward",
@@ -37,7 +37,7 @@ fn completed(e: &Event) -> (bool, String, u32, RequestId) {
             attempts,
             req,
             ..
-        } => (*ok, server.clone(), *attempts, *req),
+        } => (*ok, server.to_string(), *attempts, *req),
         other => panic!("expected op_completed, got {other:?}"),
     }
 }

@@ -13,15 +13,160 @@ use serde::{Deserialize, Serialize};
 /// Bumped on any change a client of an older version could misread.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// A stable server id (`"s1"`, `"s2"`), a clerk's node name (`"c1"`), or `"supervisor"`.
-pub type NodeName = String;
+/// A process of the run: a server's stable id (`"s1"`, `"s2"`), a clerk's name (`"c1"`), or
+/// `"supervisor"`. On the wire it is that plain string.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
+#[serde(transparent)]
+pub struct NodeId(String);
+
+impl NodeId {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self(name.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The clerk's id, for a client's name (`"c3"` -> 3).
+    pub fn client_id(&self) -> Option<u32> {
+        self.0.strip_prefix('c').and_then(|n| n.parse().ok())
+    }
+}
+
+impl std::ops::Deref for NodeId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for NodeId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for NodeId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for NodeId {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+impl From<String> for NodeId {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl From<NodeId> for String {
+    fn from(n: NodeId) -> Self {
+        n.0
+    }
+}
+
+impl PartialEq<str> for NodeId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for NodeId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
 
 /// The name of the supervisor in events it reports itself (resets, slow motion).
 pub const SUPERVISOR: &str = "supervisor";
 
 /// The node name under which client `id` appears in events and on the diagram.
-pub fn client_node(id: u32) -> NodeName {
-    format!("c{id}")
+pub fn client_node(id: u32) -> NodeId {
+    NodeId(format!("c{id}"))
+}
+
+/// One message of the run: pairs its `msg_sent` with its `msg_delivered` or `msg_lost`. The high
+/// 32 bits say which process sent it (its origin, unique in the run), the low 32 bits count that
+/// process's messages in the order it sent them. On the wire, the plain number.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+#[serde(transparent)]
+pub struct MsgId(pub u64);
+
+impl MsgId {
+    pub fn new(origin: u64, number: u64) -> Self {
+        Self((origin << 32) | (number & 0xffff_ffff))
+    }
+
+    /// The sending process's origin.
+    pub fn origin(self) -> u64 {
+        self.0 >> 32
+    }
+
+    /// Which of its origin's messages this is (1 for the first).
+    pub fn number(self) -> u64 {
+        self.0 & 0xffff_ffff
+    }
+}
+
+impl std::fmt::Display for MsgId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// What a command's `node` names: a server by its stable id, or whichever live server holds a
+/// role now. On the wire the plain string: `"s1"`, `"primary"`, `"backup"`.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+#[serde(from = "String", into = "String")]
+pub enum NodeRef {
+    Role(Role),
+    Server(NodeId),
+}
+
+impl From<String> for NodeRef {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "primary" => NodeRef::Role(Role::Primary),
+            "backup" => NodeRef::Role(Role::Backup),
+            "deposed" => NodeRef::Role(Role::Deposed),
+            _ => NodeRef::Server(NodeId(s)),
+        }
+    }
+}
+
+impl From<&str> for NodeRef {
+    fn from(s: &str) -> Self {
+        NodeRef::from(s.to_owned())
+    }
+}
+
+impl From<NodeRef> for String {
+    fn from(r: NodeRef) -> Self {
+        r.to_string()
+    }
+}
+
+impl std::fmt::Display for NodeRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NodeRef::Role(Role::Primary) => f.write_str("primary"),
+            NodeRef::Role(Role::Backup) => f.write_str("backup"),
+            NodeRef::Role(Role::Deposed) => f.write_str("deposed"),
+            NodeRef::Server(id) => f.write_str(id),
+        }
+    }
 }
 
 /// Identifies one client call across all its retries: the at-most-once key.
@@ -110,14 +255,14 @@ pub enum Command {
     },
     /// SIGKILL the process of a server: a stable id (`"s1"`) or a role (`"primary"`, `"backup"`).
     Crash {
-        node: String,
+        node: NodeRef,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tag: Option<String>,
     },
     /// Arm a server to execute the next client request it receives completely (apply, forward,
     /// backup ack) and die before its reply leaves.
     CrashBeforeReply {
-        node: String,
+        node: NodeRef,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tag: Option<String>,
     },
@@ -278,7 +423,7 @@ pub struct Snapshot {
 /// One server as the viewer should show it.
 #[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
 pub struct NodeInfo {
-    pub id: NodeName,
+    pub id: NodeId,
     pub role: Role,
     /// True primary without a backup (the backup is unreachable, or clients failed over to it).
     pub serving_alone: bool,
@@ -302,7 +447,7 @@ pub struct NodeInfo {
 pub struct ClientInfo {
     pub id: u32,
     /// The server this clerk sends to now (it moves to the backup when the primary fails).
-    pub server: NodeName,
+    pub server: NodeId,
     /// The call in progress, if any.
     pub pending: Option<PendingCall>,
     /// Calls answered so far.
@@ -336,7 +481,7 @@ pub struct Event {
     /// every process on the host).
     pub t_us: u64,
     /// Where it happened: `"s1"`, `"c3"`, `"supervisor"`.
-    pub node: NodeName,
+    pub node: NodeId,
     #[serde(flatten)]
     pub kind: EventKind,
 }
@@ -385,23 +530,23 @@ pub enum EventKind {
     },
     /// A message left `from` for `to` (recorded before it was written to the socket).
     MsgSent {
-        msg_id: u64,
-        from: NodeName,
-        to: NodeName,
+        msg_id: MsgId,
+        from: NodeId,
+        to: NodeId,
         msg: Msg,
     },
     /// The receiver's state machine got the message `msg_id` (after any slow-motion delay).
     MsgDelivered {
-        msg_id: u64,
-        from: NodeName,
-        to: NodeName,
+        msg_id: MsgId,
+        from: NodeId,
+        to: NodeId,
     },
     /// The message `msg_id` will never be delivered (its receiver died with it in flight, or
     /// the cluster was reset).
     MsgLost {
-        msg_id: u64,
-        from: NodeName,
-        to: NodeName,
+        msg_id: MsgId,
+        from: NodeId,
+        to: NodeId,
         reason: String,
     },
     /// A server ran an operation on its lock table (or answered a retry from its record, with
@@ -424,7 +569,7 @@ pub enum EventKind {
         lock: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tag: Option<String>,
-        server: NodeName,
+        server: NodeId,
     },
     /// A client call got its answer. `server` answered it; `attempts` counts sends (1 = no retry).
     OpCompleted {
@@ -435,7 +580,7 @@ pub enum EventKind {
         tag: Option<String>,
         ok: bool,
         req: RequestId,
-        server: NodeName,
+        server: NodeId,
         latency_us: u64,
         attempts: u32,
     },
@@ -453,9 +598,9 @@ pub enum EventKind {
     RpcFailed {
         client: u32,
         req: RequestId,
-        server: NodeName,
+        server: NodeId,
         reason: String,
-        retry_to: NodeName,
+        retry_to: NodeId,
     },
     /// `reset` started generation `generation`: everything before belongs to the old cluster.
     ClusterReset { generation: u64 },
@@ -525,8 +670,8 @@ pub enum ErrorCode {
 #[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
 pub struct Envelope {
     /// Pairs the `msg_sent` event with `msg_delivered`/`msg_lost`; unique in the run.
-    pub msg_id: u64,
-    pub from: NodeName,
+    pub msg_id: MsgId,
+    pub from: NodeId,
     pub msg: Msg,
 }
 
@@ -536,7 +681,7 @@ pub struct Envelope {
 pub enum NodeReport {
     /// First frame: who connected and where it listens.
     Ready {
-        id: NodeName,
+        id: NodeId,
         pid: u32,
         port: u16,
         /// The secret the supervisor put on this process's command line.

@@ -234,7 +234,7 @@ mod tests {
         let Command::CrashBeforeReply { node, tag } = &p.send[0] else {
             panic!("expected the crash first: {:?}", p.send);
         };
-        assert_eq!(node, "primary");
+        assert_eq!(node.to_string(), "primary");
         run.on_sent(0, tag.as_deref().unwrap_or_default());
         assert!(run.crash_sent);
         assert!(plan(&run, 1e9, |_| false)

@@ -6,7 +6,7 @@
 //! components. It must not import any of them (only `shared`, `symbols` and std), so the
 //! modules that fold events never import each other in a circle.
 
-use shared::{CrashCause, Op, RequestId, Role};
+use shared::{CrashCause, MsgId, Op, RequestId, Role};
 
 use crate::symbols::Sym;
 
@@ -46,15 +46,15 @@ pub enum Kind {
     },
     /// `msg` is the global index of the message in [`crate::history::History::msgs`].
     Sent {
-        msg_id: u64,
+        msg_id: MsgId,
         msg: usize,
     },
     Delivered {
-        msg_id: u64,
+        msg_id: MsgId,
         msg: Option<usize>,
     },
     Lost {
-        msg_id: u64,
+        msg_id: MsgId,
         msg: Option<usize>,
         reason: Sym,
     },
@@ -154,7 +154,7 @@ pub enum MsgEnd {
 /// One message: a send, and later its delivery or loss.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MsgRec {
-    pub msg_id: u64,
+    pub msg_id: MsgId,
     pub from: Sym,
     pub to: Sym,
     pub kind: MsgKind,

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use shared::{Event, EventKind, Msg};
+use shared::{Event, EventKind, Msg, MsgId};
 
 use crate::chunked::Chunked;
 use crate::events::{DeadSpan, Ev, Kind, MsgEnd, MsgKind, MsgRec};
@@ -33,7 +33,7 @@ pub struct History {
     pub events: Chunked<Ev>,
     pub msgs: Chunked<MsgRec>,
     /// In-flight messages: msg_id -> global index in `msgs`.
-    open: Rc<HashMap<u64, usize>>,
+    open: Rc<HashMap<MsgId, usize>>,
     dead: Rc<Vec<DeadSpan>>,
     /// Per client: the last request seq sent and how many times it was sent.
     attempts: Rc<HashMap<u32, (u64, u32)>>,
@@ -159,7 +159,7 @@ impl History {
             Some(last) => last.y + row_gap(e.t_us.saturating_sub(last.t_us)),
         };
         let node = self.syms.intern(&e.node);
-        if let Some(id) = e.node.strip_prefix('c').and_then(|n| n.parse::<u32>().ok()) {
+        if let Some(id) = e.node.client_id() {
             if !self.clients_seen.contains(&id) {
                 Rc::make_mut(&mut self.clients_seen).insert(id);
             }
@@ -391,7 +391,7 @@ impl History {
 
     /// Ends message `msg_id`; a delivery or loss of a message we never saw sent (it was
     /// before our history) is kept as an event only.
-    fn close(&mut self, msg_id: u64, end: MsgEnd) -> Option<usize> {
+    fn close(&mut self, msg_id: MsgId, end: MsgEnd) -> Option<usize> {
         let m = Rc::make_mut(&mut self.open).remove(&msg_id)?;
         self.msgs.update(m, |rec| rec.end = end);
         Some(m)
@@ -504,7 +504,7 @@ mod tests {
         assert!(matches!(
             h.event(2).map(|e| &e.kind),
             Some(Kind::Delivered {
-                msg_id: 99,
+                msg_id: shared::MsgId(99),
                 msg: None
             })
         ));

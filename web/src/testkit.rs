@@ -38,7 +38,7 @@ impl Script {
         self.ev(
             &node,
             K::MsgSent {
-                msg_id: id,
+                msg_id: shared::MsgId(id),
                 from: from.into(),
                 to: to.into(),
                 msg,
@@ -51,7 +51,7 @@ impl Script {
         self.ev(
             &node,
             K::MsgDelivered {
-                msg_id: id,
+                msg_id: shared::MsgId(id),
                 from: from.into(),
                 to: to.into(),
             },
@@ -63,7 +63,7 @@ impl Script {
         self.ev(
             &node,
             K::MsgLost {
-                msg_id: id,
+                msg_id: shared::MsgId(id),
                 from: from.into(),
                 to: to.into(),
                 reason: "receiver died".into(),

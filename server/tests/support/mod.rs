@@ -274,7 +274,7 @@ impl Viewer {
             .await
             .nodes
             .into_iter()
-            .map(|n| (n.id.clone(), n))
+            .map(|n| (n.id.to_string(), n))
             .collect()
     }
 }

@@ -96,7 +96,7 @@ pub fn failover_timeline() -> Html {
         }
     });
 
-    let servers: Vec<String> = st.nodes().map(|n| n.id.clone()).collect();
+    let servers: Vec<String> = st.nodes().map(|n| n.id.to_string()).collect();
     let rows = servers.iter().map(|s| {
         let segs = f.segments.iter().filter(|g| &*g.server == s.as_str() && g.from_us <= t1 && g.to_us.is_none_or(|to| to >= t0)).map(|g| {
             let x = pct(g.from_us);

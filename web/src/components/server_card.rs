@@ -40,7 +40,7 @@ pub fn server_card(props: &ServerCardProps) -> Html {
         let node = id.clone();
         Callback::from(move |_| {
             send.emit(Command::Crash {
-                node: node.clone(),
+                node: node.as_str().into(),
                 tag: Some(ws::next_tag("crash")),
             })
         })
@@ -50,7 +50,7 @@ pub fn server_card(props: &ServerCardProps) -> Html {
         let node = id.clone();
         Callback::from(move |_| {
             send.emit(Command::CrashBeforeReply {
-                node: node.clone(),
+                node: node.as_str().into(),
                 tag: Some(ws::next_tag("cbr")),
             })
         })

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::rc::Rc;
 
-use shared::{CrashCause, Op, RequestId};
+use shared::{CrashCause, MsgId, Op, RequestId};
 
 use crate::events::{Ev, Kind, MsgEnd, MsgKind, MsgRec};
 use crate::format;
@@ -71,7 +71,7 @@ pub fn lanes(clients: &[u32], servers: &[Rc<str>], width: f64) -> (Vec<Lane>, f6
     let mut out = Vec::with_capacity(clients.len() + servers.len());
     let client_lanes = clients
         .iter()
-        .map(|c| (Rc::<str>::from(shared::client_node(*c)), false));
+        .map(|c| (Rc::<str>::from(shared::client_node(*c).as_str()), false));
     let server_lanes = servers.iter().map(|s| (s.clone(), true));
     // Still too many: servers go first, so they are in view and the clients scroll.
     let names: Vec<(Rc<str>, bool)> = if used > avail {
@@ -114,7 +114,7 @@ pub enum ArrowEnd {
 pub struct ArrowGeom {
     /// Global index in `History::msgs` (for selection).
     pub msg: usize,
-    pub msg_id: u64,
+    pub msg_id: MsgId,
     pub kind: MsgKind,
     pub from: Rc<str>,
     pub to: Rc<str>,
@@ -820,7 +820,7 @@ mod tests {
         let mut sc = Scene::default();
         let arrow = |y: f64| ArrowGeom {
             msg: 0,
-            msg_id: 1,
+            msg_id: shared::MsgId(1),
             kind: MsgKind::Request,
             from: "c1".into(),
             to: "s1".into(),
