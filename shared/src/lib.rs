@@ -770,6 +770,39 @@ mod tests {
     }
 
     #[test]
+    fn typed_identities_keep_the_plain_strings_and_numbers_on_the_wire() {
+        let c: Command = serde_json::from_str(r#"{"type":"crash","node":"backup"}"#).unwrap();
+        assert_eq!(
+            c,
+            Command::Crash {
+                node: NodeRef::Role(Role::Backup),
+                tag: None
+            }
+        );
+        let c: Command = serde_json::from_str(r#"{"type":"crash","node":"s2"}"#).unwrap();
+        let Command::Crash { node, .. } = &c else {
+            panic!("{c:?}")
+        };
+        assert_eq!(*node, NodeRef::Server(NodeId::from("s2")));
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"type":"crash","node":"s2"}"#
+        );
+        let id = MsgId::new(3, 17);
+        assert_eq!((id.origin(), id.number()), (3, 17));
+        assert_eq!(
+            serde_json::to_string(&id).unwrap(),
+            (3u64 << 32 | 17).to_string()
+        );
+        assert_eq!(client_node(12).client_id(), Some(12));
+        assert_eq!(NodeId::from("s1").client_id(), None);
+        assert_eq!(
+            serde_json::to_string(&NodeId::from("c4")).unwrap(),
+            r#""c4""#
+        );
+    }
+
+    #[test]
     fn tag_is_echoed_from_every_variant() {
         let c: Command = serde_json::from_str(r#"{"type":"reset","tag":"r"}"#).unwrap();
         assert_eq!(c.tag(), Some("r"));
