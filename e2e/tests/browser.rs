@@ -441,3 +441,41 @@ async fn a_resting_pointer_does_not_highlight_what_scrolls_under_it() -> anyhow:
     }
     s.close().await
 }
+
+/// Beyond Lab 1's model, on real processes: the primary is stopped (SIGSTOP) past a client's
+/// timeout, the client turns to the backup, which starts serving alone; when the primary runs
+/// again, the backup refuses its forward and the primary steps down. The page says so on the
+/// card, the lane, the timeline, and draws the refusal.
+#[tokio::test]
+async fn a_primary_given_up_on_while_alive_steps_down_when_its_backup_refuses() -> anyhow::Result<()>
+{
+    let s = Session::open_page().await?;
+    s.click("[data-testid=lock-c1]").await?;
+    s.wait_text("[data-testid=history-c1]", |t| t.contains("true"))
+        .await?;
+    let pid = pid_shown(&s, "s1").await?;
+    let signal = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+    };
+    signal("-STOP")?;
+    s.click("[data-testid=unlock-c1]").await?;
+    let turned = s
+        .wait_text("[data-testid=role-s2]", |t| {
+            t.to_lowercase().contains("alone")
+        })
+        .await;
+    signal("-CONT")?;
+    turned?;
+    s.wait_text("[data-testid=role-s1]", |t| {
+        t.to_lowercase().contains("deposed")
+    })
+    .await?;
+    s.wait_count("[data-kind=forward_refused][data-from=s2][data-to=s1]", 1)
+        .await?;
+    s.wait_count("[data-testid=timeline-s1] rect.deposed", 1)
+        .await?;
+    s.screenshot("deposed").await?;
+    s.close().await
+}

@@ -186,7 +186,7 @@ pub fn failover_timeline() -> Html {
                 <span>{format::clock(t0)}</span>
                 <span class="tl-legend">
                     <i class="sw primary"></i>{"primary"}<i class="sw backup"></i>{"backup"}
-                    <i class="sw alone"></i>{"serving alone"}<i class="sw dead"></i>{"dead"}
+                    <i class="sw alone"></i>{"serving alone"}<i class="sw dead"></i>{"dead"}<i class="sw deposed"></i>{"deposed"}
                     <i class="sw window"></i>{"no answer"}
                 </span>
                 <span>

@@ -277,6 +277,7 @@ pub fn arrow_label(h: &History, m: &MsgRec) -> String {
             )
         }
         (_, _, Some(ok)) => format!("ok={ok}"),
+        _ if m.kind == MsgKind::ForwardRefused => format!("refused #{}", format::req(m.req)),
         _ => format!("#{}", format::req(m.req)),
     }
 }
@@ -586,6 +587,17 @@ mod tests {
     use crate::testkit::{history_of, Script};
     use crate::timeaxis::ROW;
     use shared::{EventKind as K, Msg, Role};
+
+    #[test]
+    fn a_refused_forward_says_so_on_its_arrow() {
+        let mut s = Script::default();
+        let req = RequestId { client: 2, seq: 1 };
+        s.sent(7, "s2", "s1", Msg::ForwardRefused { req });
+        let h = history_of(&s);
+        let m = h.msg(0).expect("the refusal");
+        assert_eq!(m.kind, MsgKind::ForwardRefused);
+        assert_eq!(arrow_label(&h, m), "refused #c2.1");
+    }
 
     fn servers() -> Vec<Rc<str>> {
         vec!["s1".into(), "s2".into()]
