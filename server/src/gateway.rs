@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::join_events;
 use crate::cluster::Cluster;
 use crate::http::{self, AccessPolicy, Site};
+use crate::oserror::AcceptPause;
 
 /// Gateway settings.
 #[derive(Debug, Clone)]
@@ -123,6 +124,7 @@ pub async fn run(
 ) {
     let cfg = Arc::new(cfg);
     let site = Arc::new(Site::new(cfg.dist.as_deref()));
+    let mut pause = AcceptPause::default();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -131,11 +133,18 @@ pub async fn run(
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Out of descriptors the connection stays queued and `accept` fails again at
+                // once: pause rather than spin.
+                let resume = pause.failed(Instant::now(), &e, "gateway");
+                tokio::select! {
+                    _ = tokio::time::sleep_until(resume) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                pause.resume();
                 continue;
             }
         };
+        pause.accepted("gateway");
         let conn = Connection {
             peer,
             cluster: cluster.clone(),
