@@ -138,8 +138,7 @@ impl Clerk {
         id: u32,
         servers: Vec<NodeId>,
         timing: ClerkTiming,
-        slow_motion: Duration,
-        now: Instant,
+        slow_motion: SlowMotion,
     ) -> Self {
         Self {
             id,
@@ -148,7 +147,7 @@ impl Clerk {
             current: 0,
             seq: 0,
             timing,
-            slow_motion: SlowMotion::new(slow_motion, now),
+            slow_motion,
             call: None,
         }
     }
@@ -233,6 +232,11 @@ impl Clerk {
     /// The slow-motion delay changed.
     pub fn set_slow_motion(&mut self, delay: Duration, now: Instant) {
         self.slow_motion.set(delay, now);
+    }
+
+    /// The supervisor's history of slow-motion changes replaces the clerk's.
+    pub fn follow_slow_motion(&mut self, history: SlowMotion) {
+        self.slow_motion = history;
     }
 
     /// `servers[server]` answered `req` with `ok`.
@@ -396,8 +400,7 @@ mod tests {
                     1,
                     vec!["s1".into(), "s2".into()],
                     ClerkTiming::default(),
-                    Duration::from_millis(slow_ms),
-                    t0,
+                    SlowMotion::new(Duration::from_millis(slow_ms), t0),
                 ),
                 t0,
                 out: vec![],

@@ -24,6 +24,7 @@ use crate::bus::Bus;
 use crate::clerk::{Busy, Clerk, ClerkTiming, Failure, Now, Outcome, Output};
 use crate::framing::{self, FramedConn, Recorder};
 use crate::oserror;
+use crate::slowmo::SlowMotion;
 
 /// A server as a clerk knows it: a name and an address, in failover order.
 #[derive(Debug, Clone)]
@@ -132,16 +133,14 @@ pub fn spawn(
     servers: Vec<ServerAddr>,
     bus: Arc<Bus>,
     origin: u64,
-    slow_motion_ms: watch::Receiver<u64>,
+    slow_motion: watch::Receiver<SlowMotion>,
     timing: ClerkTiming,
 ) -> ClerkHandle {
-    let delay = Duration::from_millis(*slow_motion_ms.borrow());
     let clerk = Clerk::new(
         id,
         servers.iter().map(|s| s.id.clone()).collect(),
         timing.clone(),
-        delay,
-        Instant::now(),
+        slow_motion.borrow().clone(),
     );
     let core = Arc::new(Mutex::new(Core {
         clerk,
@@ -162,7 +161,7 @@ pub fn spawn(
         frames_tx,
         frames_rx,
         held: VecDeque::new(),
-        slow_motion_ms,
+        slow_motion,
         origin,
         next_msg: 0,
         connect_timeout: timing.connect_timeout,
@@ -212,8 +211,10 @@ struct Runtime {
     frames_tx: mpsc::UnboundedSender<(usize, u64, Arrival)>,
     frames_rx: mpsc::UnboundedReceiver<(usize, u64, Arrival)>,
     /// Replies waiting out the slow-motion delay: (due, server, envelope), in arrival order.
-    held: VecDeque<(Instant, usize, Envelope)>,
-    slow_motion_ms: watch::Receiver<u64>,
+    /// A connection's end waits behind the replies that came before it.
+    held: VecDeque<(Instant, usize, u64, Arrival)>,
+    /// The supervisor's slow-motion history (the delay in force now, and what is still held).
+    slow_motion: watch::Receiver<SlowMotion>,
     origin: u64,
     next_msg: u64,
     connect_timeout: Duration,
@@ -246,7 +247,7 @@ impl Runtime {
         loop {
             self.do_io().await;
             let wake = lock(&self.core).clerk.next_wake();
-            let due = self.held.front().map(|(d, _, _)| *d);
+            let due = self.held.front().map(|(d, ..)| *d);
             let next = match (wake, due) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -260,43 +261,47 @@ impl Runtime {
                     self.deliver_due();
                     self.step(|c, now, out| c.on_tick(now, out));
                 }
-                changed = self.slow_motion_ms.changed() => {
+                changed = self.slow_motion.changed() => {
                     if changed.is_err() {
                         return; // the supervisor is gone
                     }
-                    let delay = Duration::from_millis(*self.slow_motion_ms.borrow_and_update());
-                    lock(&self.core).clerk.set_slow_motion(delay, Instant::now());
+                    let history = self.slow_motion.borrow_and_update().clone();
+                    lock(&self.core).clerk.follow_slow_motion(history);
                 }
             }
         }
     }
 
     fn on_arrival(&mut self, server: usize, conn: u64, arrival: Arrival) {
-        let current = self.conns[server].as_ref().is_some_and(|c| c.id == conn);
-        match arrival {
-            Arrival::Frame(env) => {
-                // The wire: a reply, too, waits out the slow-motion delay before the clerk sees it.
-                let delay = Duration::from_millis(*self.slow_motion_ms.borrow());
-                let mut due = Instant::now() + delay;
-                if let Some((last, _, _)) = self.held.back() {
-                    due = due.max(*last);
-                }
-                self.held.push_back((due, server, env));
-                self.deliver_due();
-            }
-            Arrival::Closed(reason) if current => {
-                self.conns[server] = None;
-                self.step(|c, now, out| c.on_closed(server, &reason, now, out));
-            }
-            Arrival::Closed(_) => {}
+        // The wire: a reply, too, waits out the slow-motion delay before the clerk sees it, and
+        // the connection's end waits behind it.
+        let now = Instant::now();
+        let mut due = match arrival {
+            Arrival::Frame(_) => now + self.slow_motion.borrow().current(),
+            Arrival::Closed(_) => now,
+        };
+        if let Some((last, ..)) = self.held.back() {
+            due = due.max(*last);
         }
+        self.held.push_back((due, server, conn, arrival));
+        self.deliver_due();
     }
 
     fn deliver_due(&mut self) {
         let now = Instant::now();
-        while self.held.front().is_some_and(|(due, _, _)| *due <= now) {
-            let Some((_, server, env)) = self.held.pop_front() else {
+        while self.held.front().is_some_and(|(due, ..)| *due <= now) {
+            let Some((_, server, conn, arrival)) = self.held.pop_front() else {
                 break;
+            };
+            let env = match arrival {
+                Arrival::Frame(env) => env,
+                Arrival::Closed(reason) => {
+                    if self.conns[server].as_ref().is_some_and(|c| c.id == conn) {
+                        self.conns[server] = None;
+                        self.step(|c, now, out| c.on_closed(server, &reason, now, out));
+                    }
+                    continue;
+                }
             };
             self.bus.publish(
                 &self.name,

@@ -33,6 +33,7 @@ use crate::clerk::{Busy, ClerkTiming};
 use crate::clerk_runtime::{self, Call, ClerkHandle, ServerAddr};
 use crate::framing::{self, FramedConn};
 use crate::oserror::AcceptPause;
+use crate::slowmo::SlowMotion;
 
 /// How the cluster is built.
 #[derive(Debug, Clone)]
@@ -139,8 +140,8 @@ pub struct Cluster {
     control_addr: SocketAddr,
     waiting_ready: Arc<ReadyWaiters>,
     gen: Mutex<Generation>,
-    /// The slow-motion delay; clerks watch it.
-    slow_motion_ms: watch::Sender<u64>,
+    /// The slow-motion delay and its recent changes; every clerk follows it.
+    slow_motion: watch::Sender<SlowMotion>,
     next_origin: AtomicU64,
     next_ticket: AtomicU64,
     accept_task: tokio::task::JoinHandle<()>,
@@ -160,7 +161,10 @@ impl Cluster {
         let accept_task = tokio::spawn(accept_nodes(listener, waiting_ready.clone()));
         let cluster = Arc::new(Self {
             bus,
-            slow_motion_ms: watch::Sender::new(cfg.slow_motion_ms),
+            slow_motion: watch::Sender::new(SlowMotion::new(
+                Duration::from_millis(cfg.slow_motion_ms),
+                tokio::time::Instant::now(),
+            )),
             cfg,
             control_addr,
             waiting_ready,
@@ -247,10 +251,7 @@ impl Cluster {
             .args(["--epoch-ns", &self.bus.clock().epoch_ns().to_string()])
             .args(["--origin", &origin.to_string()])
             .args(["--parent-pid", &std::process::id().to_string()])
-            .args([
-                "--slow-motion-ms",
-                &self.slow_motion_ms.borrow().to_string(),
-            ])
+            .args(["--slow-motion-ms", &self.slow_motion_ms().to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .kill_on_drop(true)
@@ -386,7 +387,7 @@ impl Cluster {
         self.stop_servers(&mut gen, CrashCause::Reset).await;
         gen.number += 1;
         self.bus.cluster_reset(gen.number);
-        let delay = *self.slow_motion_ms.borrow();
+        let delay = self.slow_motion_ms();
         if delay > 0 {
             self.bus
                 .publish(SUPERVISOR, EventKind::SlowMotionSet { delay_ms: delay });
@@ -436,7 +437,8 @@ impl Cluster {
     /// every message from then on waits the new delay.
     pub async fn set_slow_motion(&self, delay_ms: u64) -> String {
         let gen = self.gen.lock().await;
-        self.slow_motion_ms.send_replace(delay_ms);
+        self.slow_motion
+            .send_modify(|s| s.set(Duration::from_millis(delay_ms), tokio::time::Instant::now()));
         let mut applied = Vec::new();
         for p in gen.servers.values() {
             let (tx, rx) = oneshot::channel();
@@ -490,7 +492,7 @@ impl Cluster {
                 gen.addrs.clone(),
                 self.bus.clone(),
                 self.origin(),
-                self.slow_motion_ms.subscribe(),
+                self.slow_motion.subscribe(),
                 self.cfg.clerk_timing.clone(),
             );
             gen.clerks.insert(client, handle);
@@ -505,6 +507,11 @@ impl Cluster {
             done,
         })?;
         Ok(())
+    }
+
+    /// The slow-motion delay in force now.
+    fn slow_motion_ms(&self) -> u64 {
+        self.slow_motion.borrow().current().as_millis() as u64
     }
 
     pub fn max_client(&self) -> u32 {

@@ -14,4 +14,4 @@ pub mod http;
 pub mod lockservice;
 pub mod node;
 pub mod oserror;
-pub(crate) mod slowmo;
+pub mod slowmo;

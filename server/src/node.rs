@@ -72,13 +72,20 @@ enum Inbound {
     },
 }
 
-/// A frame waiting out the slow-motion delay. Ordered by due time, then arrival.
+/// What arrived on a connection: a frame, or its end.
+#[derive(Debug)]
+enum Arrival {
+    Frame(Envelope),
+    Closed(String),
+}
+
+/// An arrival waiting out the slow-motion delay. Ordered by due time, then arrival.
 #[derive(Debug)]
 struct Held {
     due: Instant,
     n: u64,
     conn: ConnId,
-    env: Envelope,
+    item: Arrival,
 }
 
 impl PartialEq for Held {
@@ -100,7 +107,8 @@ impl Ord for Held {
 }
 
 /// The receiver's side of the wire: holds frames for the slow-motion delay, keeping each
-/// connection's frames in order even when the delay changes.
+/// connection's frames in order even when the delay changes. A connection's end waits behind
+/// the frames that came before it (the peer's last words are heard before its silence).
 #[derive(Debug, Default)]
 struct Inbox {
     held: BinaryHeap<Held>,
@@ -111,17 +119,27 @@ struct Inbox {
 
 impl Inbox {
     fn push(&mut self, conn: ConnId, arrived: Instant, env: Envelope) {
-        let mut due = arrived + self.delay;
-        if let Some(prev) = self.last_due.get(&conn) {
-            due = due.max(*prev);
-        }
+        self.hold(conn, arrived + self.delay, Arrival::Frame(env));
+    }
+
+    fn push_closed(&mut self, conn: ConnId, at: Instant, reason: String) {
+        self.hold(conn, at, Arrival::Closed(reason));
+        // Nothing follows a connection's end.
+        self.last_due.remove(&conn);
+    }
+
+    fn hold(&mut self, conn: ConnId, due: Instant, item: Arrival) {
+        let due = match self.last_due.get(&conn) {
+            Some(prev) => due.max(*prev),
+            None => due,
+        };
         self.last_due.insert(conn, due);
         self.n += 1;
         self.held.push(Held {
             due,
             n: self.n,
             conn,
-            env,
+            item,
         });
     }
 
@@ -279,14 +297,10 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
                 node.on_inbound(inbound).await?;
                 // Frames already due (always, without slow motion) go now: a timer would round
                 // each hop up to the timer wheel's millisecond.
-                while let Some(held) = node.inbox.pop_due(Instant::now()) {
-                    node.deliver(held.conn, held.env).await?;
-                }
+                node.deliver_due().await?;
             }
             _ = sleep_until_opt(due) => {
-                while let Some(held) = node.inbox.pop_due(Instant::now()) {
-                    node.deliver(held.conn, held.env).await?;
-                }
+                node.deliver_due().await?;
             }
             _ = sleep_until_opt(accept_resume) => accept_pause.resume(),
             _ = tick.tick() => {
@@ -356,11 +370,23 @@ impl Node {
         match inbound {
             Inbound::Frame { conn, arrived, env } => self.inbox.push(conn, arrived, env),
             Inbound::Closed { conn, reason } => {
-                if conn == BACKUP_LINK {
+                self.inbox.push_closed(conn, Instant::now(), reason)
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the state machine everything that has waited out the wire.
+    async fn deliver_due(&mut self) -> anyhow::Result<()> {
+        while let Some(held) = self.inbox.pop_due(Instant::now()) {
+            match held.item {
+                Arrival::Frame(env) => self.deliver(held.conn, env).await?,
+                Arrival::Closed(reason) if held.conn == BACKUP_LINK => {
                     self.backup_lost(&format!("backup connection closed ({reason})"))
-                        .await?;
-                } else {
-                    self.clients.remove(&conn);
+                        .await?
+                }
+                Arrival::Closed(_) => {
+                    self.clients.remove(&held.conn);
                 }
             }
         }
@@ -643,6 +669,36 @@ mod tests {
         }
     }
 
+    fn msg_of(h: &Held) -> u64 {
+        match &h.item {
+            Arrival::Frame(env) => env.msg_id.0,
+            Arrival::Closed(_) => 0,
+        }
+    }
+
+    #[test]
+    fn a_connections_end_waits_behind_its_frames() {
+        let t0 = Instant::now();
+        let mut inbox = Inbox {
+            delay: Duration::from_millis(500),
+            ..Inbox::default()
+        };
+        inbox.push(1, t0, env(1));
+        inbox.push_closed(1, t0 + Duration::from_millis(5), "closed".into());
+        assert!(
+            inbox.pop_due(t0 + Duration::from_millis(100)).is_none(),
+            "the end is not heard before the reply held ahead of it"
+        );
+        let order: Vec<u64> = std::iter::from_fn(|| inbox.pop_due(t0 + Duration::from_secs(1)))
+            .map(|h| msg_of(&h))
+            .collect();
+        assert_eq!(order, vec![1, 0]);
+        assert!(
+            inbox.last_due.is_empty(),
+            "a closed connection is forgotten"
+        );
+    }
+
     #[test]
     fn inbox_holds_frames_for_the_delay_and_keeps_connection_order() {
         let t0 = Instant::now();
@@ -658,12 +714,12 @@ mod tests {
         assert!(
             inbox
                 .pop_due(t0 + Duration::from_millis(100))
-                .map(|h| h.env.msg_id.0)
+                .map(|h| msg_of(&h))
                 == Some(3)
         );
         assert!(inbox.pop_due(t0 + Duration::from_millis(100)).is_none());
         let order: Vec<u64> = std::iter::from_fn(|| inbox.pop_due(t0 + Duration::from_secs(1)))
-            .map(|h| h.env.msg_id.0)
+            .map(|h| msg_of(&h))
             .collect();
         assert_eq!(order, vec![1, 2]);
     }

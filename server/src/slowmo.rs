@@ -16,34 +16,36 @@ use tokio::time::Instant;
 
 /// How far apart two processes may learn of the same change, with a wide margin (they learn
 /// within milliseconds over loopback).
-pub(crate) const GRACE: Duration = Duration::from_secs(1);
+pub const GRACE: Duration = Duration::from_secs(1);
 
 /// Changes older than this are forgotten: no wait outlives it (the largest delay is 10 s and a
 /// call crosses at most four hops before it is retried).
 const MEMORY: Duration = Duration::from_secs(300);
 
-/// The delay in force now, and since when each earlier one was in force.
+/// The delay in force now, and since when each earlier one was in force. The supervisor keeps
+/// one and hands a copy to every clerk (a clerk started after a change still knows what is
+/// held); each node keeps its own, fed by its control connection.
 #[derive(Debug, Clone)]
-pub(crate) struct SlowMotion {
+pub struct SlowMotion {
     /// `(since, delay)`, oldest first; the last one is in force now.
     changes: VecDeque<(Instant, Duration)>,
 }
 
 impl SlowMotion {
     /// Starts with `delay` in force since `now`.
-    pub(crate) fn new(delay: Duration, now: Instant) -> Self {
+    pub fn new(delay: Duration, now: Instant) -> Self {
         Self {
             changes: VecDeque::from([(now, delay)]),
         }
     }
 
     /// The delay that holds messages arriving from now on.
-    pub(crate) fn current(&self) -> Duration {
+    pub fn current(&self) -> Duration {
         self.changes.back().map_or(Duration::ZERO, |(_, d)| *d)
     }
 
     /// A new delay is in force from `now`.
-    pub(crate) fn set(&mut self, delay: Duration, now: Instant) {
+    pub fn set(&mut self, delay: Duration, now: Instant) {
         self.changes.push_back((now, delay));
         // Keep the newest change that is older than the memory: it was in force at its start.
         while self.changes.len() > 1
@@ -56,14 +58,17 @@ impl SlowMotion {
         }
     }
 
-    /// The largest delay in force at any moment from `since - GRACE` until now: the longest a
-    /// message sent at `since` can wait in any one inbox.
-    pub(crate) fn max_since(&self, since: Instant) -> Duration {
+    /// The longest a message sent at `since` can wait in any one inbox: the largest delay that
+    /// still holds something then. A delay holds messages that arrived while it was in force
+    /// until `end + delay`, and an inbox keeps each connection's messages in order, so a message
+    /// sent after a fall can wait behind one held under the old delay. Counted from
+    /// `since - GRACE`, for processes that learn of a change a moment late.
+    pub fn max_since(&self, since: Instant) -> Duration {
         let from = since.checked_sub(GRACE).unwrap_or(since);
         let mut max = Duration::ZERO;
         for (i, (_, delay)) in self.changes.iter().enumerate() {
             let ended = self.changes.get(i + 1).map(|(next, _)| *next);
-            if ended.is_none_or(|end| end > from) && *delay > max {
+            if ended.is_none_or(|end| end + *delay > from) && *delay > max {
                 max = *delay;
             }
         }
@@ -72,7 +77,7 @@ impl SlowMotion {
 
     /// When a wait that started at `since`, allowed `base` plus `hops` slow-motion holds, is
     /// over, as far as is known now (a later rise of the delay pushes it further).
-    pub(crate) fn deadline(&self, since: Instant, base: Duration, hops: u32) -> Instant {
+    pub fn deadline(&self, since: Instant, base: Duration, hops: u32) -> Instant {
         since + base + self.max_since(since) * hops
     }
 }
@@ -114,8 +119,13 @@ mod tests {
         assert_eq!(s.max_since(t0 + 200 * MS), 2000 * MS);
         assert_eq!(
             s.max_since(t0 + 100 * MS + GRACE + MS),
+            2000 * MS,
+            "a message sent after the fall can queue behind one held under the old delay"
+        );
+        assert_eq!(
+            s.max_since(t0 + 100 * MS + 2000 * MS + GRACE + MS),
             Duration::ZERO,
-            "long after the fall, nothing is held"
+            "once everything held under the old delay is out, nothing is"
         );
     }
 

@@ -330,3 +330,114 @@ async fn out_of_range_command_line_values_are_refused() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+/// Lowering slow motion must not fail anything over either. An inbox keeps each connection's
+/// messages in order, so a forward sent after the fall waits behind one held under the old
+/// delay: a call made then (by an old clerk or one created after the fall) must allow for it.
+/// Found by review: c2 and a new c3 failed over to s2, s1 was deposed, and c1 was answered false.
+#[tokio::test]
+async fn lowering_slow_motion_with_a_forward_held_changes_no_answer() {
+    let server = Server::start().await;
+    let mut v = server.viewer().await;
+    assert!(
+        v.call_ok(2, Op::Lock, "warm").await,
+        "c2 exists before the fall"
+    );
+    v.command(json!({"type":"set_slow_motion","delay_ms":3000}))
+        .await
+        .unwrap();
+    let from = v.events.len();
+    v.send(json!({"type":"lock","client":1,"lock":"z","tag":"c1z"}))
+        .await;
+    v.wait_event_from(from, |e| {
+        e.node == "s1"
+            && matches!(
+                &e.kind,
+                EventKind::MsgSent {
+                    msg: shared::Msg::Forward { .. },
+                    ..
+                }
+            )
+    })
+    .await;
+    v.command(json!({"type":"set_slow_motion","delay_ms":0}))
+        .await
+        .unwrap();
+    v.send(json!({"type":"lock","client":2,"lock":"z","tag":"c2z"}))
+        .await;
+    v.send(json!({"type":"lock","client":3,"lock":"y","tag":"c3y"}))
+        .await;
+    for (tag, want) in [("c1z", true), ("c2z", false), ("c3y", true)] {
+        let done = v
+            .wait_event_from(from, |e| {
+                matches!(&e.kind, EventKind::OpCompleted { tag: Some(t), .. } | EventKind::OpFailed { tag: Some(t), .. } if t == tag)
+            })
+            .await;
+        match &done.kind {
+            EventKind::OpCompleted {
+                ok,
+                server,
+                attempts,
+                ..
+            } => assert_eq!((*ok, server.as_str(), *attempts), (want, "s1", 1), "{tag}"),
+            other => panic!("{tag} must be answered: {other:?}"),
+        }
+    }
+    let trouble: Vec<_> = v.events[from..]
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                EventKind::RpcFailed { .. } | EventKind::RoleChanged { .. }
+            )
+        })
+        .collect();
+    assert!(
+        trouble.is_empty(),
+        "no failover, no role change: {trouble:?}"
+    );
+}
+
+/// Under slow motion a connection's end waits behind what came before it: a reply that left
+/// before its server was killed answers the call. Found by review: the close overtook the held
+/// reply, the clerk failed over, and s2 started serving alone for nothing.
+#[tokio::test]
+async fn a_reply_sent_before_a_crash_is_heard_before_the_connection_ends() {
+    let server = Server::start().await;
+    let mut v = server.viewer().await;
+    v.command(json!({"type":"set_slow_motion","delay_ms":500}))
+        .await
+        .unwrap();
+    let from = v.events.len();
+    v.send(json!({"type":"lock","client":1,"lock":"r","tag":"last"}))
+        .await;
+    v.wait_event_from(from, |e| {
+        e.node == "s1"
+            && matches!(
+                &e.kind,
+                EventKind::MsgSent {
+                    msg: shared::Msg::Reply { .. },
+                    ..
+                }
+            )
+    })
+    .await;
+    v.command(json!({"type":"crash","node":"s1"}))
+        .await
+        .unwrap();
+    let done = v
+        .wait_event_from(from, |e| {
+            matches!(&e.kind, EventKind::OpCompleted { tag: Some(t), .. } | EventKind::OpFailed { tag: Some(t), .. } if t == "last")
+        })
+        .await;
+    assert!(
+        matches!(&done.kind, EventKind::OpCompleted { ok: true, server, attempts: 1, .. } if server == "s1"),
+        "{done:?}"
+    );
+    assert!(
+        !v.events[from..]
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::RpcFailed { .. })),
+        "no retry for a call already answered"
+    );
+}
