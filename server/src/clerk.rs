@@ -27,7 +27,9 @@ use crate::slowmo::SlowMotion;
 #[derive(Debug, Clone)]
 pub struct ClerkTiming {
     /// Wait for a reply before calling the server dead (plus 4 slow-motion holds: the request,
-    /// forward, ack and reply each wait one out).
+    /// forward, ack and reply each wait one out). Longer than the primary's wait for its
+    /// backup's ack (1.5 s) plus a hop: when the backup goes silent, the primary gives up on it
+    /// and answers before the clerk gives up on the primary, rather than both serving alone.
     pub reply_timeout: Duration,
     pub connect_timeout: Duration,
     /// Give the call up when no server answered for this long (plus 8 holds).
@@ -39,7 +41,7 @@ pub struct ClerkTiming {
 impl Default for ClerkTiming {
     fn default() -> Self {
         Self {
-            reply_timeout: Duration::from_millis(1500),
+            reply_timeout: Duration::from_millis(2500),
             connect_timeout: Duration::from_millis(1000),
             give_up_after: Duration::from_secs(8),
             retry_pause: Duration::from_millis(250),
@@ -448,6 +450,14 @@ mod tests {
     }
 
     #[test]
+    fn the_clerk_waits_longer_than_the_primary_waits_for_its_backup() {
+        // Else a silent backup gets both of them to serve alone: the primary after its ack
+        // timeout, the backup once the clerk turned to it.
+        let margin = Duration::from_millis(500);
+        assert!(ClerkTiming::default().reply_timeout >= crate::node::ACK_TIMEOUT + margin);
+    }
+
+    #[test]
     fn an_answer_from_the_primary_completes_the_call() {
         let mut r = Run::new(0);
         let req = r.lock(0);
@@ -473,17 +483,17 @@ mod tests {
     fn no_reply_in_time_turns_to_the_backup_with_the_same_request() {
         let mut r = Run::new(0);
         let req = r.lock(0);
-        r.tick(1499);
+        r.tick(2499);
         assert_eq!(r.sends(), vec![0], "not yet overdue");
-        r.tick(1500);
+        r.tick(2500);
         assert_eq!(r.sends(), vec![0, 1]);
         assert!(r.out.contains(&Output::Disconnect { server: 0 }));
-        let now = r.at(1600);
+        let now = r.at(2600);
         r.clerk.on_reply(1, req, false, now, &mut r.out);
         assert!(r.out.contains(&Output::Done(Outcome::Answered(false))));
         // It stays with the backup.
         r.out.clear();
-        r.lock(2000);
+        r.lock(3000);
         assert_eq!(r.sends(), vec![1]);
     }
 
@@ -492,10 +502,10 @@ mod tests {
         let mut r = Run::new(100);
         r.lock(0);
         r.clerk.set_slow_motion(1000 * MS, r.t0 + 50 * MS);
-        r.tick(1900); // the old allowance: 1500 + 4 x 100
+        r.tick(2900); // the old allowance: 2500 + 4 x 100
         r.tick(3200); // every hop held 1000 ms
         assert_eq!(r.sends(), vec![0], "no failover: {:?}", r.out);
-        r.tick(5500); // 1500 + 4 x 1000
+        r.tick(6500); // 2500 + 4 x 1000
         assert_eq!(r.sends(), vec![0, 1], "a truly silent server still fails");
     }
 
@@ -559,12 +569,12 @@ mod tests {
             r.clerk.invoke(Op::Unlock, "z", None, now, &mut r.out),
             Err(Busy(1))
         );
-        r.tick(1500);
-        let now = r.at(1501);
+        r.tick(2500);
+        let now = r.at(2501);
         r.clerk.on_reply(1, first, true, now, &mut r.out);
         r.out.clear();
-        r.lock(2000);
-        let now = r.at(2001);
+        r.lock(3000);
+        let now = r.at(3001);
         r.clerk.on_reply(0, first, true, now, &mut r.out);
         assert!(
             r.clerk.is_busy(),

@@ -475,7 +475,8 @@ impl Viewer {
                 "more than {} commands per second; this one was not run",
                 self.cfg.commands_per_sec
             );
-            ws.send(json_msg(&error(ErrorCode::RateLimited, msg, None)))
+            let tag = text.and_then(|t| tag_of(t, &self.cfg));
+            ws.send(json_msg(&error(ErrorCode::RateLimited, msg, tag)))
                 .await?;
             return Ok(true);
         }
@@ -514,6 +515,22 @@ fn json_msg(msg: &ServerMsg) -> Message {
 
 fn error(code: ErrorCode, message: String, tag: Option<String>) -> ServerMsg {
     ServerMsg::Error { code, message, tag }
+}
+
+/// The `tag` of a command, to echo in its `error`: `None` when the frame is too large, not a
+/// JSON object, or the tag is too long to echo.
+fn tag_of(text: &str, cfg: &GatewayConfig) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Tagged {
+        tag: Option<String>,
+    }
+    if text.len() > cfg.max_message_bytes {
+        return None;
+    }
+    serde_json::from_str::<Tagged>(text)
+        .ok()?
+        .tag
+        .filter(|t| t.len() <= cfg.max_tag_bytes)
 }
 
 /// Turns a text frame into a command, or into the `error` that explains why not.

@@ -114,9 +114,20 @@ struct BenchArgs {
     /// Client counts to measure, one run each.
     #[arg(long, value_delimiter = ',', default_value = "1,16")]
     clients: Vec<u32>,
-    /// Length of each run.
-    #[arg(long, default_value_t = 5.0)]
+    /// Length of each run, in seconds (0.1 to 3600).
+    #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
     seconds: f64,
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a number: {e}"))?;
+    if (0.1..=3600.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("must be from 0.1 to 3600 seconds, not {s}"))
+    }
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {

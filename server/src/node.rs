@@ -50,7 +50,7 @@ pub struct NodeConfig {
 
 /// How long the primary waits for the backup's ack before it declares the backup lost,
 /// on top of the slow-motion holds the forward and its ack go through.
-const ACK_TIMEOUT: Duration = Duration::from_millis(1500);
+pub(crate) const ACK_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// Inboxes a forward and its ack wait in (the backup's, then ours), with one to spare.
 const ACK_HOPS: u32 = 3;

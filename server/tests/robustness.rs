@@ -303,27 +303,33 @@ async fn binary_frames_count_against_the_rate() {
         4
     );
     assert_eq!(codes.last(), Some(&ErrorCode::RateLimited), "{codes:?}");
+    // A refused command still gets its tag back, so a script knows which one was not run.
+    let refused = v
+        .command(json!({"type":"lock","client":1,"lock":"a"}))
+        .await
+        .expect_err("still over the rate");
+    assert_eq!(refused.0, ErrorCode::RateLimited);
 }
 
 /// Command-line values out of range are refused with a message, never a panic later.
 #[tokio::test]
 async fn out_of_range_command_line_values_are_refused() {
-    for args in [
-        ["--slow-motion-ms", "18446744073709551615"],
-        ["--history", "0"],
-        ["--commands-per-sec", "0"],
+    for (cmd, args) in [
+        ("serve", ["--slow-motion-ms", "18446744073709551615"]),
+        ("serve", ["--history", "0"]),
+        ("serve", ["--commands-per-sec", "0"]),
+        ("bench", ["--seconds", "nan"]),
+        ("bench", ["--seconds", "1e300"]),
     ] {
-        let out = tokio::time::timeout(
-            WAIT,
-            tokio::process::Command::new(env!("CARGO_BIN_EXE_pbscope"))
-                .args(["serve", "--listen", "127.0.0.1:0"])
-                .args(args)
-                .kill_on_drop(true)
-                .output(),
-        )
-        .await
-        .expect("exits at once")
-        .expect("runs");
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pbscope"));
+        command.arg(cmd);
+        if cmd == "serve" {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
+        let out = tokio::time::timeout(WAIT, command.args(args).kill_on_drop(true).output())
+            .await
+            .expect("exits at once")
+            .expect("runs");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(args[0]), "{stderr}");
