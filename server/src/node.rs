@@ -405,11 +405,17 @@ impl Node {
         let mut out = Vec::new();
         match env.msg {
             Msg::Request { req, op, lock } => {
-                if self.armed {
+                self.server.on_request(conn, req, op, &lock, &mut out);
+                // The armed crash takes the next request that will be answered (at once, or
+                // once the backup acks); one that gets no answer here (a stale duplicate, a
+                // server that stepped down) leaves it armed for the next.
+                let answers = out.iter().any(|o| {
+                    matches!(o, Output::Reply { req: r, .. } | Output::Forward { req: r, .. } if *r == req)
+                });
+                if self.armed && answers {
                     self.armed = false;
                     self.fatal = Some(req);
                 }
-                self.server.on_request(conn, req, op, &lock, &mut out);
             }
             Msg::Forward { req, op, lock } => {
                 self.server.on_forward(req, op, &lock, &mut out);
