@@ -136,7 +136,7 @@ pub struct Clerk {
 }
 
 impl Clerk {
-    pub fn new(
+    pub(crate) fn new(
         id: u32,
         servers: Vec<NodeId>,
         timing: ClerkTiming,
@@ -154,21 +154,17 @@ impl Clerk {
         }
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
-    pub fn is_busy(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_busy(&self) -> bool {
         self.call.is_some()
     }
 
-    /// The request of the call in progress.
-    pub fn pending(&self) -> Option<RequestId> {
-        self.call.as_ref().map(|c| c.req)
-    }
-
     /// When [`Clerk::on_tick`] has something to do, if ever.
-    pub fn next_wake(&self) -> Option<Instant> {
+    pub(crate) fn next_wake(&self) -> Option<Instant> {
         let call = self.call.as_ref()?;
         Some(match call.stage {
             Stage::Waiting { since } => {
@@ -180,7 +176,7 @@ impl Clerk {
     }
 
     /// Starts a call.
-    pub fn invoke(
+    pub(crate) fn invoke(
         &mut self,
         op: Op,
         lock: &str,
@@ -232,17 +228,18 @@ impl Clerk {
     }
 
     /// The slow-motion delay changed.
-    pub fn set_slow_motion(&mut self, delay: Duration, now: Instant) {
+    #[cfg(test)]
+    pub(crate) fn set_slow_motion(&mut self, delay: Duration, now: Instant) {
         self.slow_motion.set(delay, now);
     }
 
     /// The supervisor's history of slow-motion changes replaces the clerk's.
-    pub fn follow_slow_motion(&mut self, history: SlowMotion) {
+    pub(crate) fn follow_slow_motion(&mut self, history: SlowMotion) {
         self.slow_motion = history;
     }
 
     /// `servers[server]` answered `req` with `ok`.
-    pub fn on_reply(
+    pub(crate) fn on_reply(
         &mut self,
         server: usize,
         req: RequestId,
@@ -273,7 +270,7 @@ impl Clerk {
     }
 
     /// Sending to `servers[server]` failed (connect or write).
-    pub fn on_send_failed(
+    pub(crate) fn on_send_failed(
         &mut self,
         server: usize,
         failure: Failure,
@@ -286,14 +283,20 @@ impl Clerk {
     }
 
     /// The connection to `servers[server]` closed.
-    pub fn on_closed(&mut self, server: usize, reason: &str, now: Now, out: &mut Vec<Output>) {
+    pub(crate) fn on_closed(
+        &mut self,
+        server: usize,
+        reason: &str,
+        now: Now,
+        out: &mut Vec<Output>,
+    ) {
         if server == self.current && self.is_waiting() {
             self.failed(Failure::Server(reason.to_owned()), now, out);
         }
     }
 
     /// Time passed: a reply that is overdue fails its server; a pause that is over re-sends.
-    pub fn on_tick(&mut self, now: Now, out: &mut Vec<Output>) {
+    pub(crate) fn on_tick(&mut self, now: Now, out: &mut Vec<Output>) {
         let Some(wake) = self.next_wake() else {
             return;
         };
@@ -311,7 +314,7 @@ impl Clerk {
 
     /// The call ends without an answer for a reason outside the clerk (the cluster is reset).
     /// Its effect is unknown: it may have executed.
-    pub fn abandon(&mut self, reason: &str, out: &mut Vec<Output>) {
+    pub(crate) fn abandon(&mut self, reason: &str, out: &mut Vec<Output>) {
         self.give_up(reason.to_owned(), out);
     }
 

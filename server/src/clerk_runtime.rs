@@ -55,7 +55,6 @@ struct Core {
 /// The handle the supervisor keeps for a clerk; dropping it stops the clerk.
 #[derive(Debug)]
 pub struct ClerkHandle {
-    pub id: u32,
     core: Arc<Mutex<Core>>,
     bus: Arc<Bus>,
     wake: Arc<Notify>,
@@ -104,10 +103,6 @@ impl ClerkHandle {
         drop(core);
         self.wake.notify_one();
         Ok(())
-    }
-
-    pub fn is_busy(&self) -> bool {
-        lock(&self.core).clerk.is_busy()
     }
 
     /// Ends the call in progress, if any, with an `op_failed` saying why; the clerk stops.
@@ -168,7 +163,6 @@ pub fn spawn(
     };
     let task = tokio::spawn(runtime.run());
     ClerkHandle {
-        id,
         core,
         bus,
         wake,

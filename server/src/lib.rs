@@ -5,13 +5,13 @@
 pub mod bench;
 pub mod bus;
 pub mod clerk;
-pub mod clerk_runtime;
+pub(crate) mod clerk_runtime;
 pub mod clock;
 pub mod cluster;
 pub mod framing;
 pub mod gateway;
 pub mod http;
-pub mod lockservice;
+pub(crate) mod lockservice;
 pub mod node;
 pub mod oserror;
-pub mod slowmo;
+pub(crate) mod slowmo;

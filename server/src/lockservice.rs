@@ -42,10 +42,6 @@ impl LockTable {
     pub fn is_held(&self, lock: &str) -> bool {
         self.held.contains(lock)
     }
-
-    pub fn held(&self) -> impl Iterator<Item = &str> {
-        self.held.iter().map(String::as_str)
-    }
 }
 
 /// What the state machine wants done.
@@ -119,16 +115,19 @@ impl LockServer {
         self.role
     }
 
-    pub fn serving_alone(&self) -> bool {
+    #[cfg(test)]
+    fn serving_alone(&self) -> bool {
         self.serving_alone
     }
 
-    pub fn table(&self) -> &LockTable {
+    #[cfg(test)]
+    fn table(&self) -> &LockTable {
         &self.table
     }
 
     /// Requests executed and forwarded whose ack has not come.
-    pub fn awaiting_ack(&self) -> usize {
+    #[cfg(test)]
+    fn awaiting_ack(&self) -> usize {
         self.awaiting.len()
     }
 

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 /// How far apart two processes may learn of the same change, with a wide margin (they learn
 /// within milliseconds over loopback).
-pub const GRACE: Duration = Duration::from_secs(1);
+pub(crate) const GRACE: Duration = Duration::from_secs(1);
 
 /// Changes older than this are forgotten: no wait outlives it (the largest delay is 10 s and a
 /// call crosses at most four hops before it is retried).
@@ -26,26 +26,26 @@ const MEMORY: Duration = Duration::from_secs(300);
 /// one and hands a copy to every clerk (a clerk started after a change still knows what is
 /// held); each node keeps its own, fed by its control connection.
 #[derive(Debug, Clone)]
-pub struct SlowMotion {
+pub(crate) struct SlowMotion {
     /// `(since, delay)`, oldest first; the last one is in force now.
     changes: VecDeque<(Instant, Duration)>,
 }
 
 impl SlowMotion {
     /// Starts with `delay` in force since `now`.
-    pub fn new(delay: Duration, now: Instant) -> Self {
+    pub(crate) fn new(delay: Duration, now: Instant) -> Self {
         Self {
             changes: VecDeque::from([(now, delay)]),
         }
     }
 
     /// The delay that holds messages arriving from now on.
-    pub fn current(&self) -> Duration {
+    pub(crate) fn current(&self) -> Duration {
         self.changes.back().map_or(Duration::ZERO, |(_, d)| *d)
     }
 
     /// A new delay is in force from `now`.
-    pub fn set(&mut self, delay: Duration, now: Instant) {
+    pub(crate) fn set(&mut self, delay: Duration, now: Instant) {
         self.changes.push_back((now, delay));
         // Keep the newest change that is older than the memory: it was in force at its start.
         while self.changes.len() > 1
@@ -63,7 +63,7 @@ impl SlowMotion {
     /// until `end + delay`, and an inbox keeps each connection's messages in order, so a message
     /// sent after a fall can wait behind one held under the old delay. Counted from
     /// `since - GRACE`, for processes that learn of a change a moment late.
-    pub fn max_since(&self, since: Instant) -> Duration {
+    pub(crate) fn max_since(&self, since: Instant) -> Duration {
         let from = since.checked_sub(GRACE).unwrap_or(since);
         let mut max = Duration::ZERO;
         for (i, (_, delay)) in self.changes.iter().enumerate() {
@@ -77,7 +77,7 @@ impl SlowMotion {
 
     /// When a wait that started at `since`, allowed `base` plus `hops` slow-motion holds, is
     /// over, as far as is known now (a later rise of the delay pushes it further).
-    pub fn deadline(&self, since: Instant, base: Duration, hops: u32) -> Instant {
+    pub(crate) fn deadline(&self, since: Instant, base: Duration, hops: u32) -> Instant {
         since + base + self.max_since(since) * hops
     }
 }
