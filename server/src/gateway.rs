@@ -53,6 +53,8 @@ pub struct GatewayConfig {
     /// A request head must arrive within this (and an idle keep-alive connection is closed
     /// after it): a client that trickles bytes cannot hold a connection open.
     pub header_read_timeout: Duration,
+    /// HTTP connections served at once (see [`DEFAULT_MAX_CONNECTIONS`]).
+    pub max_connections: usize,
     /// Longest `tag`: it is copied into every event of its call and every snapshot.
     pub max_tag_bytes: usize,
     /// Commands of one viewer waiting behind the one running.
@@ -60,6 +62,12 @@ pub struct GatewayConfig {
     /// Viewers connected at once; each holds a slot while connected.
     pub viewer_slots: Arc<ViewerSlots>,
 }
+
+/// HTTP connections served at once unless configured otherwise (a connection upgraded to a
+/// WebSocket leaves this count for the viewers' own, [`DEFAULT_MAX_VIEWERS`]). One over it gets
+/// `503` and is closed, so idle or slow connections cannot use up the supervisor's descriptors,
+/// which its clerks and nodes need.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
 /// WebSocket viewers connected at once unless configured otherwise: a classroom's worth of tabs.
 pub const DEFAULT_MAX_VIEWERS: usize = 32;
@@ -95,6 +103,7 @@ impl Default for GatewayConfig {
             commands_per_sec: 200,
             max_batch: 2_000,
             header_read_timeout: Duration::from_secs(10),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             max_tag_bytes: 128,
             max_queued_commands: 512,
             viewer_slots: ViewerSlots::new(DEFAULT_MAX_VIEWERS),
@@ -124,6 +133,7 @@ pub async fn run(
 ) {
     let cfg = Arc::new(cfg);
     let site = Arc::new(Site::new(cfg.dist.as_deref()));
+    let open = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
     let mut pause = AcceptPause::default();
     loop {
         let accepted = tokio::select! {
@@ -145,6 +155,10 @@ pub async fn run(
             }
         };
         pause.accepted("gateway");
+        let Ok(slot) = open.clone().try_acquire_owned() else {
+            tokio::spawn(refuse_busy(stream, cfg.max_connections));
+            continue;
+        };
         let conn = Connection {
             peer,
             cluster: cluster.clone(),
@@ -153,11 +167,28 @@ pub async fn run(
             shutdown: shutdown.clone(),
         };
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(e) = serve_connection(stream, conn).await {
                 tracing::debug!("connection from {peer} ended: {e:#}");
             }
         });
     }
+}
+
+/// Answers a connection over the limit with `503` and closes it, without reading its request.
+async fn refuse_busy(mut stream: TcpStream, max: usize) {
+    use tokio::io::AsyncWriteExt;
+    let body = format!("pbscope serves {max} connections at once; try again shortly\n");
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await;
 }
 
 /// What one accepted connection needs to answer its requests.

@@ -11,7 +11,9 @@ use server::bus::{Bus, BusConfig};
 use server::clerk::ClerkTiming;
 use server::clock::RunClock;
 use server::cluster::{Cluster, ClusterConfig, DEFAULT_MAX_LOCKS};
-use server::gateway::{self, GatewayConfig, ViewerSlots, DEFAULT_MAX_VIEWERS};
+use server::gateway::{
+    self, GatewayConfig, ViewerSlots, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_VIEWERS,
+};
 use server::http::{is_local_name, AccessPolicy};
 use server::node::{self, NodeConfig};
 use shared::Role;
@@ -78,6 +80,9 @@ struct ServeArgs {
     /// Most distinct lock names one cluster generation takes.
     #[arg(long, default_value_t = DEFAULT_MAX_LOCKS as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_locks: u32,
+    /// HTTP connections served at once (WebSocket viewers count separately); more get 503.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS as u32, value_parser = clap::value_parser!(u32).range(2..=100_000))]
+    max_connections: u32,
     /// WebSocket viewers connected at once.
     #[arg(long, default_value_t = DEFAULT_MAX_VIEWERS as u32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     max_viewers: u32,
@@ -254,6 +259,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         header_read_timeout: Duration::from_millis(args.header_timeout_ms),
         max_delay_ms: MAX_DELAY_MS,
         viewer_slots: ViewerSlots::new(args.max_viewers as usize),
+        max_connections: args.max_connections as usize,
         ..GatewayConfig::default()
     };
     let pids: Vec<String> = cluster

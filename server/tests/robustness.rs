@@ -447,3 +447,48 @@ async fn a_reply_sent_before_a_crash_is_heard_before_the_connection_ends() {
         "no retry for a call already answered"
     );
 }
+
+/// TCP connections are bounded too, not only viewers: idle ones beyond the cap are answered
+/// `503` at once instead of taking descriptors the cluster needs; the open viewer goes on, and
+/// closing idle connections makes room again.
+#[tokio::test]
+async fn connections_beyond_the_cap_get_503_and_harm_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start_with(&["--max-connections", "4"]).await;
+    let mut v = server.viewer().await;
+    let mut idle = Vec::new();
+    // The viewer's connection counts against --max-viewers once upgraded, not this cap.
+    for _ in 0..4 {
+        idle.push(
+            tokio::net::TcpStream::connect(&server.addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut over = tokio::net::TcpStream::connect(&server.addr)
+        .await
+        .expect("the connection itself is accepted");
+    let mut answer = String::new();
+    tokio::time::timeout(WAIT, over.read_to_string(&mut answer))
+        .await
+        .expect("answered at once")
+        .expect("read");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(v.call_ok(1, Op::Lock, "a").await, "the viewer goes on");
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut fresh = tokio::net::TcpStream::connect(&server.addr)
+        .await
+        .expect("connect");
+    fresh
+        .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut page = String::new();
+    tokio::time::timeout(WAIT, fresh.read_to_string(&mut page))
+        .await
+        .expect("answered")
+        .expect("read");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+}
