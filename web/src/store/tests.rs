@@ -740,3 +740,261 @@ fn a_snapshot_s_pending_call_keeps_its_retries() {
     assert_eq!(st.cluster().pending_call(2).map(|p| p.retries), Some(1));
     assert_eq!(st.cluster().clerk(2).map(|c| c.server.as_str()), Some("s2"));
 }
+
+/// Applies `action` and names the slices it replaced, in the order session, cluster, feed,
+/// view, toasts.
+fn changed_by(st: &mut State, action: Action) -> Vec<&'static str> {
+    let before = st.clone();
+    st.apply(action);
+    let mut out = Vec::new();
+    if !Rc::ptr_eq(&before.session, &st.session) {
+        out.push("session");
+    }
+    if !Rc::ptr_eq(&before.cluster, &st.cluster) {
+        out.push("cluster");
+    }
+    if !Rc::ptr_eq(&before.feed, &st.feed) {
+        out.push("feed");
+    }
+    if !Rc::ptr_eq(&before.view, &st.view) {
+        out.push("view");
+    }
+    if !Rc::ptr_eq(&before.toasts, &st.toasts) {
+        out.push("toasts");
+    }
+    out
+}
+
+fn events(events: Vec<Event>) -> Action {
+    Action::Receive {
+        msgs: vec![ServerMsg::Events { events }],
+        local_ms: 10.0,
+    }
+}
+
+#[test]
+fn a_toast_replaces_the_toasts_and_nothing_else() {
+    let mut st = state();
+    let toast = |title: &str| Action::Toast {
+        level: Level::Info,
+        title: title.into(),
+        text: "t".into(),
+    };
+    assert_eq!(changed_by(&mut st, toast("one")), ["toasts"]);
+    let id = st.toasts().list[0].id;
+    assert_eq!(
+        changed_by(&mut st, toast("one")),
+        Vec::<&str>::new(),
+        "the same toast again is not stacked, and changes nothing"
+    );
+    assert_eq!(
+        changed_by(&mut st, Action::DismissToast(id + 100)),
+        Vec::<&str>::new()
+    );
+    assert_eq!(changed_by(&mut st, Action::DismissToast(id)), ["toasts"]);
+    assert!(st.toasts().list.is_empty());
+}
+
+#[test]
+fn a_batch_of_events_replaces_the_feed_and_the_cluster_but_not_the_view_or_toasts() {
+    let mut st = state();
+    let mut s = Script::default();
+    s.call(1, 1, "s1", "s2", 1).call(1, 2, "s1", "s2", 5);
+    let mut later = s.events.split_off(10);
+    assert_eq!(
+        changed_by(&mut st, events(s.events)),
+        ["session", "cluster", "feed"],
+        "the first batch also sets the server clock's offset"
+    );
+    // Sent a little later by the server's clock than the first batch: the offset (the largest
+    // seen) stays, and so does the session.
+    for e in &mut later {
+        e.t_us = 0;
+    }
+    assert_eq!(
+        changed_by(&mut st, events(later.clone())),
+        ["cluster", "feed"]
+    );
+    assert_eq!(st.feed().history.len(), 20);
+    assert_eq!(
+        changed_by(&mut st, events(later)),
+        ["feed"],
+        "a replayed batch is counted (ingested) but changes no card"
+    );
+    assert_eq!(
+        changed_by(&mut st, events(vec![])),
+        Vec::<&str>::new(),
+        "an empty batch changes nothing"
+    );
+}
+
+#[test]
+fn a_snapshot_replaces_session_cluster_and_feed_and_toasts_only_for_news() {
+    let mut st = state();
+    let mut s = Script::default();
+    s.call(1, 1, "s1", "s2", 1);
+    assert_eq!(
+        changed_by(
+            &mut st,
+            Action::Receive {
+                msgs: vec![snapshot(s.events.clone(), 0)],
+                local_ms: 10.0
+            }
+        ),
+        ["session", "cluster", "feed"]
+    );
+    assert_eq!(
+        changed_by(
+            &mut st,
+            Action::Receive {
+                msgs: vec![snapshot(s.events, 3)],
+                local_ms: 20.0
+            }
+        ),
+        ["session", "cluster", "feed", "toasts"],
+        "fell behind: a toast says so"
+    );
+}
+
+#[test]
+fn pause_and_go_live_replace_the_feed_and_the_view_only_as_needed() {
+    let mut st = state();
+    let mut s = Script::default();
+    s.call(1, 1, "s1", "s2", 1);
+    st.apply(events(s.events));
+    assert_eq!(changed_by(&mut st, Action::TogglePause), ["feed"]);
+    assert!(st.feed().paused());
+    assert_eq!(changed_by(&mut st, Action::SetFollow(false)), ["view"]);
+    assert_eq!(
+        changed_by(&mut st, Action::SetFollow(false)),
+        Vec::<&str>::new()
+    );
+    assert_eq!(changed_by(&mut st, Action::GoLive), ["feed", "view"]);
+    assert_eq!(
+        changed_by(&mut st, Action::GoLive),
+        Vec::<&str>::new(),
+        "live already: nothing to change"
+    );
+    assert_eq!(changed_by(&mut st, Action::TogglePause), ["feed"]);
+    assert_eq!(
+        changed_by(&mut st, Action::GoLive),
+        ["feed"],
+        "paused while following: only the feed resumes"
+    );
+}
+
+#[test]
+fn what_the_person_looks_at_replaces_the_view_alone() {
+    let mut st = state();
+    for (action, slices) in [
+        (Action::Select(Some(Selection::Event(3))), vec!["view"]),
+        (Action::Select(Some(Selection::Event(3))), vec![]),
+        (Action::ShowHelp(true), vec!["view"]),
+        (Action::ShowHelp(true), vec![]),
+        (Action::ToggleLargeText, vec!["view"]),
+        (Action::Select(None), vec!["view"]),
+    ] {
+        let what = format!("{action:?}");
+        assert_eq!(changed_by(&mut st, action), slices, "{what}");
+    }
+}
+
+#[test]
+fn the_client_cards_replace_the_cluster_alone_and_a_refusal_is_a_toast() {
+    let mut st = state();
+    receive(&mut st, vec![hello(1)]);
+    let lock_name = |name: &str| Action::SetLockName {
+        client: 1,
+        name: name.into(),
+    };
+    let model = st.cluster().model.clone();
+    for (action, slices) in [
+        (lock_name("x"), vec!["cluster"]),
+        (lock_name("x"), vec![]),
+        (Action::AddClient, vec!["cluster"]),
+        (Action::SelectClient(2), vec![]),
+        (Action::SelectClient(1), vec!["cluster"]),
+        (Action::SelectClient(9), vec![]),
+    ] {
+        let what = format!("{action:?}");
+        assert_eq!(changed_by(&mut st, action), slices, "{what}");
+    }
+    assert!(
+        Rc::ptr_eq(&model, &st.cluster().model),
+        "the cards changed, the servers and clerks were not copied"
+    );
+    let cmd = st.cluster().call(1, Op::Lock, "ui-1".into());
+    assert_eq!(changed_by(&mut st, Action::Sent { cmd }), ["cluster"]);
+
+    let mut st = state();
+    let ServerMsg::Hello(mut h) = hello(1) else {
+        unreachable!("hello() builds a hello")
+    };
+    h.limits.max_client = 1;
+    receive(&mut st, vec![ServerMsg::Hello(h)]);
+    assert_eq!(
+        changed_by(&mut st, Action::AddClient),
+        ["toasts"],
+        "at the limit: no card, a toast"
+    );
+}
+
+#[test]
+fn the_connection_replaces_the_session_and_a_lost_one_stops_the_demo() {
+    let mut st = state();
+    assert_eq!(changed_by(&mut st, Action::Connected), ["session"]);
+    assert_eq!(changed_by(&mut st, Action::Connected), Vec::<&str>::new());
+    assert_eq!(
+        changed_by(
+            &mut st,
+            Action::StartDemo {
+                local_ms: 0.0,
+                failover: false
+            }
+        ),
+        ["cluster", "view"],
+        "the demo's clients get cards"
+    );
+    let lost = Action::Disconnected {
+        attempt: 1,
+        retry_in_ms: 500,
+    };
+    assert_eq!(changed_by(&mut st, lost), ["session", "view", "toasts"]);
+    assert_eq!(
+        changed_by(&mut st, Action::Connecting),
+        Vec::<&str>::new(),
+        "reconnecting keeps its backoff on the pill"
+    );
+    let next = Action::Disconnected {
+        attempt: 2,
+        retry_in_ms: 1000,
+    };
+    assert_eq!(changed_by(&mut st, next), ["session"], "the next attempt");
+}
+
+#[test]
+fn the_reducer_returns_the_same_state_when_an_action_changes_nothing() {
+    let mut s = Script::default();
+    s.call(1, 1, "s1", "s2", 1);
+    let st = Rc::new(State::default());
+    let st = st.reduce(Action::Receive {
+        msgs: vec![ServerMsg::Events { events: s.events }],
+        local_ms: 0.0,
+    });
+    assert_eq!(st.feed().pending_len(), 10, "held for the reorder");
+    let early = st.clone().reduce(Action::Tick {
+        local_ms: REORDER_HOLD_MS - 1.0,
+    });
+    assert!(
+        Rc::ptr_eq(&st, &early),
+        "nothing due: the same state, no render"
+    );
+    let due = st.clone().reduce(Action::Tick {
+        local_ms: REORDER_HOLD_MS,
+    });
+    assert!(!Rc::ptr_eq(&st, &due));
+    assert_eq!(due.feed().history.len(), 10);
+    assert!(!Rc::ptr_eq(st.feed(), due.feed()), "a new feed");
+    assert!(Rc::ptr_eq(st.cluster(), due.cluster()), "the same cluster");
+    assert!(Rc::ptr_eq(st.session(), due.session()), "the same session");
+}
