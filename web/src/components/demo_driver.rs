@@ -1,5 +1,6 @@
-//! Runs the demo (`demo.rs`): after each change of the view or the cluster, sends the steps that are due;
-//! wakes itself up when a step is waiting only for its pace. Draws nothing.
+//! Runs the demo (`demo.rs`): after each change of the view (the demo's progress) or the
+//! cluster (who is busy), sends the steps that are due; wakes itself up when a step is waiting
+//! only for its pace. Draws nothing.
 
 use gloo_timers::callback::Timeout;
 use yew::prelude::*;
@@ -15,7 +16,6 @@ pub fn demo_driver() -> Html {
     let wake = use_state(|| 0u64);
     {
         let wake = wake.clone();
-        // The demo's progress is in the view, who is busy in the cluster.
         use_effect_with((view, cluster, *wake), move |(view, cluster, _)| {
             let mut timer = None;
             if let Some(run) = view.demo.as_ref() {
