@@ -124,3 +124,19 @@ pub fn use_dispatch() -> Dispatch {
     use_context::<Dispatch>()
         .expect("components are rendered inside the app's ContextProvider<Dispatch>")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slice_context_is_equal_only_to_the_same_allocation() {
+        let feed = Rc::new(Feed::default());
+        assert_eq!(Slice(feed.clone()), Slice(feed.clone()), "the same slice");
+        assert_ne!(
+            Slice(feed),
+            Slice(Rc::new(Feed::default())),
+            "an equal-looking copy is a change: the reducer copies only what it changes"
+        );
+    }
+}

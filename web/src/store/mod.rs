@@ -23,8 +23,9 @@
 //! nothing due, selecting what is selected) returns the same state and renders nothing.
 //!
 //! Cheap copies: everything large in a slice is shared (`History` is chunked, the cluster
-//! model and client histories sit behind `Rc`), so copying the one slice an action changes costs
-//! a few pointers.
+//! model and client histories sit behind `Rc`), so copying a slice an action changes costs a few
+//! pointers plus its small parts (the feed's reorder buffer: the last 40 ms of events; the
+//! cluster's cards). A live event also copies the cluster model, as the server's fold would.
 
 use std::rc::Rc;
 
