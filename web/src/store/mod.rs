@@ -25,7 +25,7 @@
 //! Cheap copies: everything large in a slice is shared (`History` is chunked, the cluster
 //! model and client histories sit behind `Rc`), so copying a slice an action changes costs a few
 //! pointers plus its small parts (the feed's reorder buffer: the last 40 ms of events; the
-//! cluster's cards). A live event also copies the cluster model, as the server's fold would.
+//! cluster's cards). A live event also copies the cluster model, which the old state shares.
 
 use std::rc::Rc;
 
