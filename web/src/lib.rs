@@ -2,9 +2,9 @@
 //! Lab 1 primary/backup lock service.
 //!
 //! Pure modules (tested natively with `cargo test -p web`): `chunked`, `symbols`, `timeaxis`,
-//! `events`, `history`, `failover`, `diagram::layout`, `store`, `demo`, `call`, `keys`,
-//! `format`. Browser-only code: `ws` (all network I/O) and `components`. Unit tests share
-//! their fixtures through `testkit`.
+//! `events`, `history`, `failover`, `diagram::layout`, `store` (the state in slices), `demo`,
+//! `call`, `keys`, `format`. Browser-only code: `ws` (all network I/O) and `components`. Unit
+//! tests share their fixtures through `testkit`.
 //!
 //! Imports go one way, down this list: a module uses only `shared`, std and the layers above
 //! its own (the components also use each other). `tests/module_graph.rs` checks the sources

@@ -152,7 +152,8 @@ impl History {
 impl State {
     /// The live primary now.
     pub fn primary(&self) -> Option<&shared::NodeInfo> {
-        self.nodes()
+        self.cluster()
+            .nodes()
             .find(|n| n.alive && n.role == shared::Role::Primary)
     }
 }

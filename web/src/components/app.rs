@@ -1,5 +1,6 @@
-//! The root component: owns the store and the connection, provides [`Ctx`], lays out the page
-//! and maps keyboard shortcuts to actions and commands.
+//! The root component: owns the store and the connection, provides each slice of the store
+//! and the [`Dispatch`] as contexts, lays out the page and maps keyboard shortcuts to actions
+//! and commands.
 
 use std::rc::Rc;
 
@@ -19,7 +20,7 @@ use super::server_card::ServerCard;
 use super::space_time::SpaceTime;
 use super::toasts::Toasts;
 use super::toolbar::Toolbar;
-use super::Ctx;
+use super::{ClusterCtx, Dispatch, FeedCtx, SessionCtx, Slice, ToastsCtx, ViewCtx};
 use crate::keys::{self, Shortcut};
 use crate::store::{Action, State, REORDER_HOLD_MS};
 use crate::ws::{self, Connection};
@@ -58,20 +59,26 @@ pub fn app() -> Html {
             }
         })
     };
-    let ctx = Ctx {
-        state: state.clone(),
-        send: send.clone(),
+    // The same value for the page's whole life: reading it re-renders nobody.
+    let dispatch = Dispatch {
+        dispatcher: state.dispatcher(),
+        send,
         reconnect,
     };
 
-    // Keyboard shortcuts (re-bound when the state changes, so they act on the current state).
+    // Keyboard shortcuts act on the state as it is when the key is pressed: the listener reads
+    // the slices this render leaves here (every change renders the app before the next event).
+    let latest = use_mut_ref(State::default);
+    *latest.borrow_mut() = (*state).clone();
     {
-        let ctx = ctx.clone();
-        use_effect_with(state.rev(), move |_| {
+        let dispatch = dispatch.clone();
+        let latest = latest.clone();
+        use_effect_with((), move |_| {
             let listener = web_sys::window().and_then(|w| w.document()).map(|doc| {
                 EventListener::new(&doc, "keydown", move |e| {
                     if let Some(e) = e.dyn_ref::<KeyboardEvent>() {
-                        on_key(&ctx, e);
+                        let st = latest.borrow().clone();
+                        on_key(&st, &dispatch, e);
                     }
                 })
             });
@@ -79,17 +86,21 @@ pub fn app() -> Html {
         });
     }
 
-    // Events wait a moment before they are placed in time order (`State::pending`); make sure
-    // the last ones are placed even when nothing else arrives.
+    // Events wait a moment before they are placed in time order (`Feed::pending`); make sure
+    // the last ones are placed even when nothing else arrives. `ticks` re-arms the timer after
+    // a tick, whether or not it placed anything.
     {
-        let waiting = state.pending_len() > 0;
+        let waiting = state.feed().pending_len() > 0;
+        let ticks = use_state(|| 0u64);
         let dispatch = state.dispatcher();
-        use_effect_with((state.rev(), waiting), move |(_, waiting)| {
+        let feed = Slice(state.feed().clone());
+        use_effect_with((feed, waiting, *ticks), move |(_, waiting, _)| {
             let timer = waiting.then(|| {
                 Timeout::new(REORDER_HOLD_MS as u32 + 5, move || {
                     dispatch.dispatch(Action::Tick {
                         local_ms: ws::now_ms(),
-                    })
+                    });
+                    ticks.set(ticks.wrapping_add(1));
                 })
             });
             move || drop(timer)
@@ -98,7 +109,7 @@ pub fn app() -> Html {
 
     // The perf hook also reports how many events the page holds.
     {
-        let held = state.history.len();
+        let held = state.feed().history.len();
         use_effect_with(held, move |held| {
             if let Some(w) = web_sys::window() {
                 if let Ok(obj) = js_sys::Reflect::get(&w, &"__pbscope".into()) {
@@ -111,16 +122,24 @@ pub fn app() -> Html {
         });
     }
 
-    let servers: Vec<Rc<str>> = state.nodes().map(|n| Rc::from(n.id.as_str())).collect();
-    let clients: Vec<u32> = state.clients.keys().copied().collect();
-    let on_add_client = {
-        let ctx = ctx.clone();
-        Callback::from(move |_| ctx.dispatch(Action::AddClient))
-    };
+    let servers: Vec<Rc<str>> = state
+        .cluster()
+        .nodes()
+        .map(|n| Rc::from(n.id.as_str()))
+        .collect();
+    let clients: Vec<u32> = state.cluster().clients.keys().copied().collect();
+    let on_add_client = dispatch.to(|_: MouseEvent| Action::AddClient);
 
+    // One provider per slice: a component is rendered again only when a slice it reads is
+    // replaced (children here take no props, or equal ones).
     html! {
-        <ContextProvider<Ctx> context={ctx}>
-            <div class={classes!("app", state.large_text.then_some("large"))}>
+        <ContextProvider<Dispatch> context={dispatch}>
+        <ContextProvider<SessionCtx> context={Slice(state.session().clone())}>
+        <ContextProvider<ClusterCtx> context={Slice(state.cluster().clone())}>
+        <ContextProvider<FeedCtx> context={Slice(state.feed().clone())}>
+        <ContextProvider<ViewCtx> context={Slice(state.view().clone())}>
+        <ContextProvider<ToastsCtx> context={Slice(state.toasts().clone())}>
+            <div class={classes!("app", state.view().large_text.then_some("large"))}>
                 <header class="topbar">
                     <div class="brand">
                         <span class="logo">{"pb"}<b>{"scope"}</b></span>
@@ -156,12 +175,17 @@ pub fn app() -> Html {
                 <Help />
                 <DemoDriver />
             </div>
-        </ContextProvider<Ctx>>
+        </ContextProvider<ToastsCtx>>
+        </ContextProvider<ViewCtx>>
+        </ContextProvider<FeedCtx>>
+        </ContextProvider<ClusterCtx>>
+        </ContextProvider<SessionCtx>>
+        </ContextProvider<Dispatch>>
     }
 }
 
 /// Runs a shortcut. Keys typed into a text field, or with Ctrl/Alt/Meta, are left alone.
-fn on_key(ctx: &Ctx, e: &KeyboardEvent) {
+fn on_key(st: &State, ctx: &Dispatch, e: &KeyboardEvent) {
     if e.ctrl_key() || e.alt_key() || e.meta_key() || e.repeat() {
         return;
     }
@@ -184,21 +208,21 @@ fn on_key(ctx: &Ctx, e: &KeyboardEvent) {
         return;
     };
     e.prevent_default();
-    let st = &ctx.state;
-    let client = st.selected_client;
+    let (cluster, view) = (st.cluster(), st.view());
+    let client = cluster.selected_client;
     let tag = || Some(ws::next_tag("key"));
     match sc {
-        Shortcut::Help => ctx.dispatch(Action::ShowHelp(!st.help)),
+        Shortcut::Help => ctx.dispatch(Action::ShowHelp(!view.help)),
         Shortcut::Close => {
             ctx.dispatch(Action::ShowHelp(false));
             ctx.dispatch(Action::Select(None));
         }
         Shortcut::Lock => ctx
             .send
-            .emit(st.call(client, Op::Lock, ws::next_tag("key"))),
+            .emit(cluster.call(client, Op::Lock, ws::next_tag("key"))),
         Shortcut::Unlock => ctx
             .send
-            .emit(st.call(client, Op::Unlock, ws::next_tag("key"))),
+            .emit(cluster.call(client, Op::Unlock, ws::next_tag("key"))),
         Shortcut::SelectClient(c) => ctx.dispatch(Action::SelectClient(c)),
         Shortcut::AddClient => ctx.dispatch(Action::AddClient),
         Shortcut::CrashPrimary => ctx.send.emit(Command::Crash {
@@ -222,7 +246,7 @@ fn on_key(ctx: &Ctx, e: &KeyboardEvent) {
             failover: true,
         }),
         Shortcut::SlowMotionNext => ctx.send.emit(Command::SetSlowMotion {
-            delay_ms: keys::next_slow_motion(st.slow_motion_ms()),
+            delay_ms: keys::next_slow_motion(cluster.slow_motion_ms()),
             tag: tag(),
         }),
         Shortcut::SlowMotionOff => ctx.send.emit(Command::SetSlowMotion {

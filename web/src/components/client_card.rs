@@ -6,7 +6,7 @@ use shared::Op;
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use super::{use_ctx, Ctx};
+use super::{use_cluster, use_dispatch, use_session, ClusterCtx, Dispatch};
 use crate::store::{Action, Outcome};
 use crate::{format, ws};
 
@@ -20,9 +20,10 @@ pub struct ClientCardProps {
 
 #[function_component(ClientCard)]
 pub fn client_card(props: &ClientCardProps) -> Html {
-    let ctx = use_ctx();
+    let ctx = use_dispatch();
+    let st = use_cluster();
+    let session = use_session();
     let id = props.id;
-    let st = &ctx.state;
     // While a call is outstanding, refresh the "waiting …" time a few times a second.
     let tick = use_state(|| 0u32);
     let waiting = st.pending_call(id).is_some();
@@ -45,19 +46,16 @@ pub fn client_card(props: &ClientCardProps) -> Html {
         .unwrap_or_else(|| lock.clone());
     let selected = st.selected_client == id;
 
-    let oninput = {
-        let ctx = ctx.clone();
-        Callback::from(move |e: InputEvent| {
-            let input: HtmlInputElement = e.target_unchecked_into();
-            ctx.dispatch(Action::SetLockName {
-                client: id,
-                name: input.value(),
-            });
-        })
-    };
+    let oninput = ctx.to(move |e: InputEvent| {
+        let input: HtmlInputElement = e.target_unchecked_into();
+        Action::SetLockName {
+            client: id,
+            name: input.value(),
+        }
+    });
     let busy = st.busy(id);
     let onkeydown = {
-        let lock = call::<()>(&ctx, id, Op::Lock);
+        let lock = call::<()>(&ctx, &st, id, Op::Lock);
         // Like the Lock button beside it, which is disabled while a call is outstanding.
         Callback::from(move |e: KeyboardEvent| {
             if e.key() == "Enter" && !busy {
@@ -65,14 +63,14 @@ pub fn client_card(props: &ClientCardProps) -> Html {
             }
         })
     };
-    let select = {
-        let ctx = ctx.clone();
-        Callback::from(move |_| ctx.dispatch(Action::SelectClient(id)))
-    };
+    let select = ctx.to(move |_: MouseEvent| Action::SelectClient(id));
 
     let status = match (st.pending_call(id), &c.sending) {
         (Some(p), _) => {
-            let now = st.server_now_us(ws::now_ms()) as u64;
+            // A call in progress came with the server's clock: the offset is known.
+            let now = session
+                .server_clock_us(ws::now_ms())
+                .map_or(p.since_us, |us| us as u64);
             let waited = now.saturating_sub(p.since_us);
             let retry = if p.retries > 0 { " · retrying" } else { "" };
             html! {
@@ -130,9 +128,9 @@ pub fn client_card(props: &ClientCardProps) -> Html {
                 <input class="lockname" type="text" value={typed} {oninput} {onkeydown} maxlength="64"
                     data-testid={format!("lockname-{name}")} aria-label={format!("lock name for {name}")}
                     spellcheck="false" />
-                <button class="btn primary" data-testid={format!("lock-{name}")} onclick={call(&ctx, id, Op::Lock)}
+                <button class="btn primary" data-testid={format!("lock-{name}")} onclick={call(&ctx, &st, id, Op::Lock)}
                     disabled={busy} title={if busy { busy_title.to_string() } else { format!("Lock({lock})") }}>{"Lock"}</button>
-                <button class="btn" data-testid={format!("unlock-{name}")} onclick={call(&ctx, id, Op::Unlock)}
+                <button class="btn" data-testid={format!("unlock-{name}")} onclick={call(&ctx, &st, id, Op::Unlock)}
                     disabled={busy} title={if busy { busy_title.to_string() } else { format!("Unlock({lock})") }}>{"Unlock"}</button>
             </div>
             <ol class="history" data-testid={format!("history-{name}")}>
@@ -145,8 +143,10 @@ pub fn client_card(props: &ClientCardProps) -> Html {
     }
 }
 
-/// The card's Lock/Unlock: `id`'s call on the lock name typed on the card.
-fn call<E: 'static>(ctx: &Ctx, id: u32, op: Op) -> Callback<E> {
-    let ctx = ctx.clone();
-    Callback::from(move |_| ctx.send.emit(ctx.state.call(id, op, ws::next_tag("ui"))))
+/// The card's Lock/Unlock: `id`'s call on the lock name typed on the card (as of this render:
+/// typing renders the card again before the next click or key).
+fn call<E: 'static>(ctx: &Dispatch, cluster: &ClusterCtx, id: u32, op: Op) -> Callback<E> {
+    let send = ctx.send.clone();
+    let cluster = cluster.clone();
+    Callback::from(move |_| send.emit(cluster.call(id, op, ws::next_tag("ui"))))
 }

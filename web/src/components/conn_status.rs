@@ -3,13 +3,13 @@
 
 use yew::prelude::*;
 
-use super::use_ctx;
+use super::{use_dispatch, use_session};
 use crate::store::Conn;
 
 #[function_component(ConnStatus)]
 pub fn conn_status() -> Html {
-    let ctx = use_ctx();
-    let st = &ctx.state;
+    let ctx = use_dispatch();
+    let st = use_session();
     let (class, text, title) = match st.conn {
         Conn::Connected => (
             "ok",

@@ -4,7 +4,7 @@
 use shared::CrashCause;
 use yew::prelude::*;
 
-use super::use_ctx;
+use super::{use_dispatch, use_feed, use_view};
 use crate::diagram::layout;
 use crate::events::{Kind, MsgEnd};
 use crate::format;
@@ -215,14 +215,12 @@ fn msg_rows(h: &History, i: usize) -> Option<(String, String, Vec<Html>)> {
 
 #[function_component(Details)]
 pub fn details() -> Html {
-    let ctx = use_ctx();
-    let st = &ctx.state;
-    let h = st.shown();
-    let close = {
-        let ctx = ctx.clone();
-        Callback::from(move |_| ctx.dispatch(Action::Select(None)))
-    };
-    let (title, class, rows) = match st.selected {
+    let ctx = use_dispatch();
+    let feed = use_feed();
+    let view = use_view();
+    let h = feed.shown();
+    let close = ctx.to(|_: MouseEvent| Action::Select(None));
+    let (title, class, rows) = match view.selected {
         Some(Selection::Msg(i)) => match msg_rows(h, i) {
             Some(x) => x,
             None => return html! {},

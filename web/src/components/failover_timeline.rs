@@ -4,9 +4,9 @@
 
 use yew::prelude::*;
 
-use super::use_ctx;
+use super::{use_cluster, use_dispatch, use_feed, use_session};
 use crate::failover::{Serving, Window};
-use crate::store::{Action, Selection};
+use crate::store::{self, Action, Selection};
 use crate::{format, ws};
 
 /// Chips listed above the strip (newest first).
@@ -14,10 +14,12 @@ const CHIPS: usize = 3;
 
 #[function_component(FailoverTimeline)]
 pub fn failover_timeline() -> Html {
-    let ctx = use_ctx();
+    let ctx = use_dispatch();
+    let feed = use_feed();
+    let session = use_session();
+    let cluster = use_cluster();
     let zoom = use_state(|| true);
-    let st = &ctx.state;
-    let h = st.shown();
+    let h = feed.shown();
     let f = &h.failover;
     let (Some(t0), Some(last)) = (h.first_t(), h.last_t()) else {
         return html! {
@@ -28,10 +30,10 @@ pub fn failover_timeline() -> Html {
         };
     };
     let t0_all = t0;
-    let now = if st.paused() {
+    let now = if feed.paused() {
         last
     } else {
-        (st.server_now_us(ws::now_ms()) as u64).max(last)
+        (store::server_now_us(&session, &feed, ws::now_ms()) as u64).max(last)
     };
     // By default: the current cluster (since the latest reset), zoomed on its latest failover.
     let since = f.cluster_since_us.unwrap_or(0).max(t0);
@@ -96,7 +98,7 @@ pub fn failover_timeline() -> Html {
         }
     });
 
-    let servers: Vec<String> = st.nodes().map(|n| n.id.to_string()).collect();
+    let servers: Vec<String> = cluster.nodes().map(|n| n.id.to_string()).collect();
     let rows = servers.iter().map(|s| {
         let segs = f.segments.iter().filter(|g| &*g.server == s.as_str() && g.from_us <= t1 && g.to_us.is_none_or(|to| to >= t0)).map(|g| {
             let x = pct(g.from_us);
@@ -192,7 +194,7 @@ pub fn failover_timeline() -> Html {
                 <span>
                     if zoomed {
                         {format!("{} · span {}", format::clock(t1), format::duration(t1 - t0))}
-                    } else if st.paused() {
+                    } else if feed.paused() {
                         {format::clock(t1)}
                     } else {
                         {format!("now · {}", format::clock(t1))}

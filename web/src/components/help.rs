@@ -3,20 +3,17 @@
 use yew::prelude::*;
 
 use super::legend::Legend;
-use super::use_ctx;
+use super::{use_dispatch, use_view};
 use crate::keys::HELP;
 use crate::store::Action;
 
 #[function_component(Help)]
 pub fn help() -> Html {
-    let ctx = use_ctx();
-    if !ctx.state.help {
+    let ctx = use_dispatch();
+    if !use_view().help {
         return html! {};
     }
-    let close = {
-        let ctx = ctx.clone();
-        Callback::from(move |_| ctx.dispatch(Action::ShowHelp(false)))
-    };
+    let close = ctx.to(|_: MouseEvent| Action::ShowHelp(false));
     let stop = Callback::from(|e: MouseEvent| e.stop_propagation());
     html! {
         <div class="overlay" onclick={close.clone()} data-testid="help">

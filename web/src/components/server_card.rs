@@ -4,7 +4,7 @@
 use shared::{Command, Role};
 use yew::prelude::*;
 
-use super::use_ctx;
+use super::{use_cluster, use_dispatch};
 use crate::{format, ws};
 
 #[derive(Properties, PartialEq, Debug)]
@@ -15,9 +15,10 @@ pub struct ServerCardProps {
 
 #[function_component(ServerCard)]
 pub fn server_card(props: &ServerCardProps) -> Html {
-    let ctx = use_ctx();
+    let ctx = use_dispatch();
+    let cluster = use_cluster();
     let id = props.id.to_string();
-    let Some(n) = ctx.state.node(&id).cloned() else {
+    let Some(n) = cluster.node(&id).cloned() else {
         return html! {};
     };
     let (role_class, role_text) = match (n.alive, n.role, n.serving_alone) {

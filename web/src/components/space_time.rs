@@ -16,11 +16,11 @@ use yew::prelude::*;
 
 use super::details::Details;
 use super::legend::Legend;
-use super::use_ctx;
+use super::{use_cluster, use_dispatch, use_feed, use_session, use_view, Dispatch};
 use crate::diagram::layout::{self, ArrowEnd, ArrowGeom, Glyph, MarkGeom, Viewport, GUTTER};
 use crate::events::MsgKind;
 use crate::history::History;
-use crate::store::{Action, Selection};
+use crate::store::{self, Action, Conn, Selection};
 use crate::{format, ws};
 
 /// Height of the sticky lane header inside the scroll area.
@@ -35,8 +35,11 @@ struct View {
 
 #[function_component(SpaceTime)]
 pub fn space_time() -> Html {
-    let ctx = use_ctx();
-    let st = &ctx.state;
+    let ctx = use_dispatch();
+    let feed = use_feed();
+    let view_slice = use_view();
+    let cluster = use_cluster();
+    let session = use_session();
     let scroll = use_node_ref();
     // The latest measurement, shared with the scroll and resize callbacks (never stale).
     let view_cell = use_mut_ref(|| View {
@@ -99,7 +102,7 @@ pub fn space_time() -> Html {
         });
     }
 
-    let shown: &History = st.shown();
+    let shown: &History = feed.shown();
     // At the cap the oldest rows leave from the top and every row moves up by their height.
     // Someone reading back must keep the same events in view: move the scroll offset with
     // them (following, the view sticks to the bottom anyway).
@@ -108,15 +111,15 @@ pub fn space_time() -> Html {
         .borrow_mut()
         .replace(origin)
         .map_or(0.0, |before| origin - before);
-    if !st.follow && shift > 0.0 {
+    if !view_slice.follow && shift > 0.0 {
         *owed.borrow_mut() += shift;
         let mut v = view_cell.borrow_mut();
         v.top = (v.top - shift).max(0.0);
     }
     let view = *view_cell.borrow();
-    let animating = !st.paused() && st.slow_motion_ms() > 0 && shown.in_flight_count() > 0;
+    let animating = !feed.paused() && cluster.slow_motion_ms() > 0 && shown.in_flight_count() > 0;
     let now_us = if animating {
-        st.server_now_us(ws::now_ms())
+        store::server_now_us(&session, &feed, ws::now_ms())
     } else {
         shown.last_t().unwrap_or(0) as f64
     };
@@ -124,19 +127,22 @@ pub fn space_time() -> Html {
     // In slow motion, re-render every animation frame while messages are in flight.
     {
         let tick = tick.clone();
-        use_effect_with((animating, *tick, st.rev()), move |(animating, _, _)| {
-            let frame =
-                animating.then(|| request_animation_frame(move |_| tick.set(tick.wrapping_add(1))));
-            move || drop(frame)
-        });
+        use_effect_with(
+            (animating, *tick, feed.clone()),
+            move |(animating, _, _)| {
+                let frame = animating
+                    .then(|| request_animation_frame(move |_| tick.set(tick.wrapping_add(1))));
+                move || drop(frame)
+            },
+        );
     }
 
-    let servers: Vec<Rc<str>> = st.nodes().map(|n| Rc::from(n.id.as_str())).collect();
-    let clients = st.lane_clients();
+    let servers: Vec<Rc<str>> = cluster.nodes().map(|n| Rc::from(n.id.as_str())).collect();
+    let clients = store::lane_clients(&feed, &cluster);
     let (lanes, width) = layout::lanes(&clients, &servers, view.width);
     let canvas_h = layout::total_height(shown, now_us).max(view.height - 1.0);
     // Following: draw the bottom now, not after the scroll event the effect below causes.
-    let top = if st.follow {
+    let top = if view_slice.follow {
         (canvas_h - view.height).max(0.0)
     } else {
         view.top
@@ -145,13 +151,13 @@ pub fn space_time() -> Html {
         top,
         height: view.height,
     };
-    let scene = layout::scene(shown, &lanes, vp, now_us, st.slow_motion_ms());
+    let scene = layout::scene(shown, &lanes, vp, now_us, cluster.slow_motion_ms());
 
     // After every render: following, stick to the bottom; reading back, move with the rows
     // the cap shifted (relative to where the person is now, in case they scrolled meanwhile).
     {
         let scroll = scroll.clone();
-        let follow = st.follow;
+        let follow = view_slice.follow;
         let ours = ours.clone();
         let owed = owed.clone();
         let hovered = hovered.clone();
@@ -185,15 +191,15 @@ pub fn space_time() -> Html {
     // Bring a selection made elsewhere (the timeline) into view.
     {
         let scroll = scroll.clone();
-        let target = match st.selected {
+        let target = match view_slice.selected {
             Some(Selection::Event(i)) => shown.event(i).map(|e| layout::screen_y(shown, e.y)),
             Some(Selection::Msg(i)) => shown.msg(i).map(|m| layout::screen_y(shown, m.sent_y)),
             None => None,
         };
-        let dispatch = ctx.state.dispatcher();
+        let dispatch = ctx.clone();
         let vh = view.height;
         let ours = ours.clone();
-        use_effect_with(st.selected, move |_| {
+        use_effect_with(view_slice.selected, move |_| {
             if let (Some(y), Some(el)) = (target, scroll.cast::<Element>()) {
                 let top = el.scroll_top() as f64;
                 if y < top || y > top + vh {
@@ -210,6 +216,7 @@ pub fn space_time() -> Html {
         let redraw = redraw.clone();
         let scroll = scroll.clone();
         let ctx = ctx.clone();
+        let following = view_slice.follow;
         let ours = ours.clone();
         Callback::from(move |_: Event| {
             let Some(el) = scroll.cast::<Element>() else {
@@ -223,14 +230,14 @@ pub fn space_time() -> Html {
             let moved = (top - view_cell.borrow().top).abs() >= 1.0;
             if moved {
                 view_cell.borrow_mut().top = top;
-                if !(programmatic && ctx.state.follow) {
+                if !(programmatic && following) {
                     redraw.force_update();
                 }
             }
             if !programmatic {
                 // The person scrolled: follow the live edge only if they went to the bottom.
                 let at_bottom = el.scroll_top() + el.client_height() >= el.scroll_height() - 40;
-                if at_bottom != ctx.state.follow {
+                if at_bottom != following {
                     ctx.dispatch(Action::SetFollow(at_bottom));
                 }
             }
@@ -238,7 +245,7 @@ pub fn space_time() -> Html {
     };
 
     let hl = *hovered;
-    let selected = st.selected;
+    let selected = view_slice.selected;
     let arrows = scene.arrows.iter().map(|a| {
         let sel = selected == Some(Selection::Msg(a.msg));
         render_arrow(a, hl, sel, &ctx, &hover)
@@ -254,7 +261,7 @@ pub fn space_time() -> Html {
 
     let lane_heads = lanes.iter().map(|l| {
         let (class, sub) = if l.server {
-            match st.node(&l.name) {
+            match cluster.node(&l.name) {
                 Some(n) if !n.alive => ("dead", "dead".to_string()),
                 Some(n) if n.serving_alone => ("alone", "serving alone".to_string()),
                 Some(n) => (format::role(n.role), format::role(n.role).to_string()),
@@ -281,11 +288,8 @@ pub fn space_time() -> Html {
             (scene.live_y + 36.0).max(90.0)
         }
     );
-    let connected = st.conn == crate::store::Conn::Connected;
-    let jump = {
-        let ctx = ctx.clone();
-        Callback::from(move |_| ctx.dispatch(Action::GoLive))
-    };
+    let connected = session.conn == Conn::Connected;
+    let jump = { ctx.to(|_: MouseEvent| Action::GoLive) };
     let start_demo = |failover: bool| {
         let ctx = ctx.clone();
         Callback::from(move |_| {
@@ -313,7 +317,7 @@ pub fn space_time() -> Html {
                     if shown.in_flight_count() > 0 {
                         {format!(" · {} in flight", shown.in_flight_count())}
                     }
-                    if st.paused() {
+                    if feed.paused() {
                         <span class="paused-pill">{"paused"}</span>
                     }
                 </span>
@@ -372,7 +376,7 @@ pub fn space_time() -> Html {
                                 <line x1={GUTTER.to_string()} x2={width.to_string()}
                                       y1={scene.live_y.to_string()} y2={scene.live_y.to_string()} />
                                 <text x={(GUTTER - 12.0).to_string()} y={(scene.live_y + 4.0).to_string()}>
-                                    {if st.paused() { "paused" } else { "now" }}
+                                    {if feed.paused() { "paused" } else { "now" }}
                                 </text>
                             </g>
                         }
@@ -385,7 +389,7 @@ pub fn space_time() -> Html {
                             <div>{"The page talks to "}<code>{"pbscope serve"}</code>{" over a WebSocket at "}<code>{"/ws"}</code>{"."}</div>
                             <div class="muted">{"Start it (or restart it); the page reconnects by itself."}</div>
                         </div>
-                    } else if empty && st.nodes().next().is_some() && st.nodes().all(|n| !n.alive) {
+                    } else if empty && cluster.nodes().next().is_some() && cluster.nodes().all(|n| !n.alive) {
                         <div class="empty-state" data-testid="diagram-empty" style={empty_style.clone()}>
                             <div class="empty-title">{"Every server is dead"}</div>
                             <div>{"No call can be answered now: clients would try each server and give up."}</div>
@@ -406,7 +410,7 @@ pub fn space_time() -> Html {
                     }
                 </div>
             </div>
-            if !st.follow || st.paused() {
+            if !view_slice.follow || feed.paused() {
                 <button class="btn jump" data-testid="jump-live" onclick={jump}>{"⤓ Jump to live"}</button>
             }
             </div>
@@ -454,7 +458,7 @@ fn render_arrow(
     a: &ArrowGeom,
     hl: Option<RequestId>,
     selected: bool,
-    ctx: &super::Ctx,
+    ctx: &Dispatch,
     hover: &Hover,
 ) -> Html {
     let kind = a.kind.as_str();
@@ -521,7 +525,7 @@ fn render_mark(
     m: &MarkGeom,
     hl: Option<RequestId>,
     selected: bool,
-    ctx: &super::Ctx,
+    ctx: &Dispatch,
     hover: &Hover,
 ) -> Html {
     let onclick = {

@@ -3,23 +3,22 @@
 use shared::Command;
 use yew::prelude::*;
 
-use super::use_ctx;
+use super::{use_cluster, use_dispatch, use_feed, use_view};
 use crate::keys::SLOW_MOTION_PRESETS;
 use crate::store::Action;
 use crate::{format, ws};
 
 #[function_component(Toolbar)]
 pub fn toolbar() -> Html {
-    let ctx = use_ctx();
-    let st = &ctx.state;
+    let ctx = use_dispatch();
+    let view = use_view();
+    let feed = use_feed();
+    let slow_motion_ms = use_cluster().slow_motion_ms();
 
     let demo_btn = {
-        let ctx = ctx.clone();
-        let running = st.demo.as_ref().map(|d| (d.answered, d.total));
-        let onclick = Callback::from(move |_| {
-            ctx.dispatch(Action::ToggleDemo {
-                local_ms: ws::now_ms(),
-            })
+        let running = view.demo.as_ref().map(|d| (d.answered, d.total));
+        let onclick = ctx.to(|_: MouseEvent| Action::ToggleDemo {
+            local_ms: ws::now_ms(),
         });
         match running {
             Some((done, total)) => html! {
@@ -37,7 +36,7 @@ pub fn toolbar() -> Html {
     };
 
     let slow = SLOW_MOTION_PRESETS.iter().map(|&ms| {
-        let active = st.slow_motion_ms() == ms;
+        let active = slow_motion_ms == ms;
         let send = ctx.send.clone();
         let onclick = Callback::from(move |_| {
             send.emit(Command::SetSlowMotion { delay_ms: ms, tag: Some(ws::next_tag("slow")) })
@@ -48,16 +47,15 @@ pub fn toolbar() -> Html {
                 aria-pressed={active.to_string()} {onclick}>{label}</button>
         }
     });
-    let custom = (!SLOW_MOTION_PRESETS.contains(&st.slow_motion_ms()))
-        .then(|| html! { <span class="seg active">{format!("{} ms", st.slow_motion_ms())}</span> });
+    let custom = (!SLOW_MOTION_PRESETS.contains(&slow_motion_ms))
+        .then(|| html! { <span class="seg active">{format!("{slow_motion_ms} ms")}</span> });
 
     let pause = {
-        let ctx = ctx.clone();
-        let onclick = Callback::from(move |_| ctx.dispatch(Action::TogglePause));
-        if st.paused() {
+        let onclick = ctx.to(|_: MouseEvent| Action::TogglePause);
+        if feed.paused() {
             html! {
                 <button class="btn warn" data-testid="pause" {onclick} title="Resume the view (space)">
-                    {format!("▶ Resume · {} new", format::count(st.unseen()))}
+                    {format!("▶ Resume · {} new", format::count(feed.unseen()))}
                 </button>
             }
         } else {
@@ -65,9 +63,8 @@ pub fn toolbar() -> Html {
         }
     };
     let follow = {
-        let ctx = ctx.clone();
-        let onclick = Callback::from(move |_| ctx.dispatch(Action::GoLive));
-        let on = st.follow && !st.paused();
+        let onclick = ctx.to(|_: MouseEvent| Action::GoLive);
+        let on = view.follow && !feed.paused();
         html! {
             <button class={classes!("btn", on.then_some("on"))} data-testid="follow" {onclick}
                 aria-pressed={on.to_string()} title="Keep the newest events in view (f)">
@@ -76,8 +73,7 @@ pub fn toolbar() -> Html {
         }
     };
     let clear = {
-        let ctx = ctx.clone();
-        let onclick = Callback::from(move |_| ctx.dispatch(Action::Clear));
+        let onclick = ctx.to(|_: MouseEvent| Action::Clear);
         html! { <button class="btn ghost" data-testid="clear" {onclick} title="Clear the diagram and histories (c)">{"Clear"}</button> }
     };
     let reset = {
@@ -93,17 +89,16 @@ pub fn toolbar() -> Html {
         }
     };
     let large = {
-        let ctx = ctx.clone();
-        let on = st.large_text;
-        let onclick = Callback::from(move |_| ctx.dispatch(Action::ToggleLargeText));
+        let on = view.large_text;
+        let onclick = ctx.to(|_: MouseEvent| Action::ToggleLargeText);
         html! {
             <button class={classes!("btn", "round", on.then_some("on"))} data-testid="large-text" {onclick}
                 aria-pressed={on.to_string()} title="Large text for a projector (z)">{"Aa"}</button>
         }
     };
     let help = {
-        let ctx = ctx.clone();
-        let onclick = Callback::from(move |_| ctx.dispatch(Action::ShowHelp(!ctx.state.help)));
+        let shown = view.help;
+        let onclick = ctx.to(move |_: MouseEvent| Action::ShowHelp(!shown));
         html! { <button class="btn round" data-testid="help-button" {onclick} title="Keyboard shortcuts (?)">{"?"}</button> }
     };
 

@@ -1,0 +1,755 @@
+//! The page's single store: [`State`], the [`Action`]s that change it, and the reducer.
+//!
+//! The reducer is a pure fold of what the server sent (snapshots, event batches, acks, errors)
+//! and of what the person did (pause, clear, select, demo). It runs natively in tests. It never
+//! touches the network: `ws.rs` turns frames into [`Action::Receive`] (one per animation frame,
+//! however many frames arrived) and sends the commands.
+//!
+//! What the servers and clerks are (roles, liveness, lock tables, calls in progress, counters)
+//! is not decided here: it is [`model::Cluster`], the same fold the server's bus runs, replaced
+//! by each snapshot and advanced by each live event. The store keeps only what belongs to the
+//! page: the diagram's history, the client cards (lock name typed, finished calls, a command on
+//! its way), selection, toasts, the demo.
+//!
+//! **Slices.** `State` is five slices (`slices.rs`), each behind its own `Rc`: [`Session`] (the
+//! connection and server process), [`ClusterState`] (servers, clerks and client cards),
+//! [`Feed`] (the event history, paused copy, reorder buffer, counters), [`ViewState`] (follow,
+//! selection, help, large text, the demo) and [`ToastList`]. The reducer changes a slice only
+//! through `Rc::make_mut`, and only when the action really changes it; [`Reducible::reduce`]
+//! keeps the previous state alive meanwhile, so a changed slice always gets a new allocation and
+//! an untouched one keeps its pointer. A slice's identity is its pointer: the page gives each
+//! slice to the components through its own context compared by `Rc::ptr_eq`, so a component
+//! re-renders only when a slice it reads changes, and an action that changes nothing (a tick with
+//! nothing due, selecting what is selected) returns the same state and renders nothing.
+//!
+//! Cheap copies: everything large in a slice is shared (`History` is chunked, the cluster
+//! model and client histories sit behind `Rc`), so copying a slice an action changes costs a few
+//! pointers plus its small parts (the feed's reorder buffer: the last 40 ms of events; the
+//! cluster's cards). A live event also copies the cluster model, which the old state shares.
+
+use std::rc::Rc;
+
+use model::Cluster;
+use shared::{Command, Event, EventKind, ServerMsg, Snapshot};
+use yew::Reducible;
+
+use crate::demo::DemoRun;
+use crate::failover::Serving;
+use crate::format;
+use crate::history::History;
+
+mod slices;
+#[cfg(test)]
+mod tests;
+
+pub use slices::{
+    lane_clients, server_now_us, CallRecord, ClientView, ClusterState, Conn, Feed, Level, Outcome,
+    Selection, Session, Toast, ToastList, ViewState, REORDER_HOLD_MS,
+};
+
+/// Calls remembered per client (the card shows the newest few).
+pub const CLIENT_HISTORY: usize = 40;
+const TOASTS_CAP: usize = 4;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Connecting,
+    Connected,
+    Disconnected {
+        attempt: u32,
+        retry_in_ms: u64,
+    },
+    /// Everything that arrived since the last animation frame, in order; `local_ms` is the
+    /// page's clock (performance.now) when it is applied.
+    Receive {
+        msgs: Vec<ServerMsg>,
+        local_ms: f64,
+    },
+    /// Time passed (page clock): place the events that waited long enough.
+    Tick {
+        local_ms: f64,
+    },
+    /// A command left on the socket.
+    Sent {
+        cmd: Command,
+    },
+    /// A command could not be sent (no connection).
+    NotSent {
+        cmd: Command,
+    },
+    AddClient,
+    SelectClient(u32),
+    SetLockName {
+        client: u32,
+        name: String,
+    },
+    SetFollow(bool),
+    TogglePause,
+    /// Show the newest events and keep them in view: resume a paused view and follow it
+    /// (*Follow live*, `f`/`End`, the diagram's "jump to live").
+    GoLive,
+    Clear,
+    Select(Option<Selection>),
+    Toast {
+        level: Level,
+        title: String,
+        text: String,
+    },
+    DismissToast(u64),
+    /// Start a demo unless one runs (`Shift+D`, the empty diagram's buttons); `failover`: the
+    /// variant that arms the primary to crash partway (see `demo.rs`).
+    StartDemo {
+        local_ms: f64,
+        failover: bool,
+    },
+    /// Stop the demo that runs, or else start the plain one (*Demo*, `d`).
+    ToggleDemo {
+        local_ms: f64,
+    },
+    ShowHelp(bool),
+    ToggleLargeText,
+}
+
+/// See the module documentation.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    session: Rc<Session>,
+    cluster: Rc<ClusterState>,
+    feed: Rc<Feed>,
+    view: Rc<ViewState>,
+    toasts: Rc<ToastList>,
+}
+
+/// The same slices (pointers), so the same page.
+impl PartialEq for State {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.session, &other.session)
+            && Rc::ptr_eq(&self.cluster, &other.cluster)
+            && Rc::ptr_eq(&self.feed, &other.feed)
+            && Rc::ptr_eq(&self.view, &other.view)
+            && Rc::ptr_eq(&self.toasts, &other.toasts)
+    }
+}
+
+impl Reducible for State {
+    type Action = Action;
+
+    fn reduce(self: Rc<Self>, action: Action) -> Rc<Self> {
+        // `self` holds every slice while `next` is changed: `Rc::make_mut` copies the slices
+        // the action changes and leaves the others shared.
+        let mut next = (*self).clone();
+        next.apply(action);
+        if next == *self {
+            self
+        } else {
+            Rc::new(next)
+        }
+    }
+}
+
+impl State {
+    pub fn session(&self) -> &Rc<Session> {
+        &self.session
+    }
+
+    pub fn cluster(&self) -> &Rc<ClusterState> {
+        &self.cluster
+    }
+
+    pub fn feed(&self) -> &Rc<Feed> {
+        &self.feed
+    }
+
+    pub fn view(&self) -> &Rc<ViewState> {
+        &self.view
+    }
+
+    pub fn toasts(&self) -> &Rc<ToastList> {
+        &self.toasts
+    }
+
+    fn session_mut(&mut self) -> &mut Session {
+        Rc::make_mut(&mut self.session)
+    }
+
+    fn cluster_mut(&mut self) -> &mut ClusterState {
+        Rc::make_mut(&mut self.cluster)
+    }
+
+    fn feed_mut(&mut self) -> &mut Feed {
+        Rc::make_mut(&mut self.feed)
+    }
+
+    fn view_mut(&mut self) -> &mut ViewState {
+        Rc::make_mut(&mut self.view)
+    }
+
+    pub fn apply(&mut self, action: Action) {
+        match action {
+            Action::Connecting => {
+                // Not while reconnecting: the pill keeps the backoff.
+                if self.session.conn == Conn::Connected {
+                    self.session_mut().conn = Conn::Connecting;
+                }
+            }
+            Action::Connected => self.set_conn(Conn::Connected),
+            Action::Disconnected {
+                attempt,
+                retry_in_ms,
+            } => {
+                self.set_conn(Conn::Reconnecting {
+                    attempt,
+                    retry_in_ms,
+                });
+                self.clear_sending(|_| true);
+                self.stop_demo("the connection was lost");
+            }
+            Action::Receive { msgs, local_ms } => {
+                for m in msgs {
+                    self.on_server(m, local_ms);
+                }
+                self.release(local_ms, false);
+            }
+            Action::Tick { local_ms } => self.release(local_ms, false),
+            Action::Sent { cmd } => self.on_sent(&cmd),
+            Action::NotSent { cmd } => {
+                self.toast(
+                    Level::Error,
+                    "Not connected",
+                    &format!("`{}` was not sent; the page is reconnecting", cmd.name()),
+                );
+                // The demo would plan the same step again at once, forever.
+                self.stop_demo("the connection was lost");
+            }
+            Action::AddClient => {
+                let max_client = self
+                    .session
+                    .limits
+                    .as_ref()
+                    .map_or(u32::MAX, |l| l.max_client);
+                let next = self.cluster.clients.keys().max().map_or(1, |m| m + 1);
+                if next <= max_client {
+                    let cluster = self.cluster_mut();
+                    cluster.clients.insert(next, ClientView::new(next));
+                    cluster.selected_client = next;
+                } else {
+                    self.toast(
+                        Level::Warn,
+                        "No more clients",
+                        &format!("the server allows at most {max_client}"),
+                    );
+                }
+            }
+            Action::SelectClient(id) => {
+                if self.cluster.clients.contains_key(&id) && self.cluster.selected_client != id {
+                    self.cluster_mut().selected_client = id;
+                }
+            }
+            Action::SetLockName { client, name } => {
+                if self.cluster.lock_names.get(&client) != Some(&name) {
+                    self.cluster_mut().lock_names.insert(client, name);
+                }
+            }
+            Action::SetFollow(f) => {
+                if self.view.follow != f {
+                    self.view_mut().follow = f;
+                }
+            }
+            Action::GoLive => self.go_live(),
+            Action::TogglePause => {
+                let feed = self.feed_mut();
+                feed.frozen = match feed.frozen.take() {
+                    Some(_) => None,
+                    None => Some(feed.history.clone()),
+                };
+            }
+            Action::Clear => {
+                let feed = self.feed_mut();
+                let since = feed.history.last_t().unwrap_or(0);
+                feed.history = History::new(feed.history.syms.clone());
+                feed.frozen = None;
+                if self.view.selected.is_some() || !self.view.follow {
+                    let view = self.view_mut();
+                    view.selected = None;
+                    view.follow = true;
+                }
+                // A clean slate: only c1, the selected client and clients with a call in
+                // progress keep their card and lane.
+                let cluster = &self.cluster;
+                let keep = |id: u32| id == 1 || id == cluster.selected_client || cluster.busy(id);
+                let changes = cluster
+                    .clients
+                    .values()
+                    .any(|c| !keep(c.id) || !c.history.is_empty());
+                if changes {
+                    let keep: Vec<u32> = cluster
+                        .clients
+                        .keys()
+                        .copied()
+                        .filter(|id| keep(*id))
+                        .collect();
+                    let cluster = self.cluster_mut();
+                    cluster.clients.retain(|id, _| keep.contains(id));
+                    for c in cluster.clients.values_mut() {
+                        c.history = Rc::default();
+                    }
+                }
+                self.seed_timeline(since);
+            }
+            Action::Select(sel) => {
+                if self.view.selected != sel {
+                    self.view_mut().selected = sel;
+                }
+            }
+            Action::Toast { level, title, text } => self.toast(level, &title, &text),
+            Action::DismissToast(id) => {
+                if self.toasts.list.iter().any(|t| t.id == id) {
+                    Rc::make_mut(&mut self.toasts).list.retain(|t| t.id != id);
+                }
+            }
+            Action::StartDemo { local_ms, failover } => self.start_demo(local_ms, failover),
+            Action::ToggleDemo { local_ms } => {
+                if self.view.demo.is_some() {
+                    self.view_mut().demo = None;
+                } else {
+                    self.start_demo(local_ms, false);
+                }
+            }
+            Action::ShowHelp(show) => {
+                if self.view.help != show {
+                    self.view_mut().help = show;
+                }
+            }
+            Action::ToggleLargeText => {
+                let view = self.view_mut();
+                view.large_text = !view.large_text;
+            }
+        }
+    }
+
+    fn set_conn(&mut self, conn: Conn) {
+        if self.session.conn != conn {
+            self.session_mut().conn = conn;
+        }
+    }
+
+    fn go_live(&mut self) {
+        if self.feed.frozen.is_some() {
+            self.feed_mut().frozen = None;
+        }
+        if !self.view.follow {
+            self.view_mut().follow = true;
+        }
+    }
+
+    /// Starts a demo, and shows it live. A demo already running is left to run: a second
+    /// start (a double click, a stale render) must not restart it halfway.
+    fn start_demo(&mut self, local_ms: f64, failover: bool) {
+        if self.view.demo.is_some() {
+            return;
+        }
+        if self.session.conn != Conn::Connected {
+            self.toast(
+                Level::Warn,
+                "Not connected",
+                "the demo needs the server; it can start once the page is connected",
+            );
+            return;
+        }
+        let view = self.view_mut();
+        view.demo_runs += 1;
+        let run = if failover {
+            DemoRun::with_failover(view.demo_runs, local_ms)
+        } else {
+            DemoRun::new(view.demo_runs, local_ms)
+        };
+        let missing: Vec<u32> = run
+            .clients()
+            .filter(|c| !self.cluster.clients.contains_key(c))
+            .collect();
+        if !missing.is_empty() {
+            let cluster = self.cluster_mut();
+            for c in missing {
+                cluster.clients.insert(c, ClientView::new(c));
+            }
+        }
+        self.view_mut().demo = Some(run);
+        self.go_live();
+    }
+
+    /// Stops the demo that runs, saying why.
+    fn stop_demo(&mut self, why: &str) {
+        if self.view.demo.is_some() {
+            self.view_mut().demo = None;
+            self.toast(Level::Warn, "Demo stopped", why);
+        }
+    }
+
+    /// Tells the running demo about one of its commands (`f` is `on_sent` or `on_answer`).
+    fn demo_update(&mut self, tag: &str, f: impl FnOnce(&mut DemoRun)) {
+        if self.view.demo.as_ref().is_some_and(|d| d.owns(tag)) {
+            if let Some(demo) = self.view_mut().demo.as_mut() {
+                f(demo);
+            }
+        }
+    }
+
+    /// Forgets the commands on their way (those whose tag `which` picks).
+    fn clear_sending(&mut self, which: impl Fn(&str) -> bool) {
+        let hit = |c: &ClientView| c.sending.as_deref().is_some_and(&which);
+        if self.cluster.clients.values().any(hit) {
+            for c in self.cluster_mut().clients.values_mut() {
+                if hit(c) {
+                    c.sending = None;
+                }
+            }
+        }
+    }
+
+    /// Empties every client card's list of finished calls.
+    fn clear_client_histories(&mut self) {
+        if self.cluster.clients.values().any(|c| !c.history.is_empty()) {
+            for c in self.cluster_mut().clients.values_mut() {
+                c.history = Rc::default();
+            }
+        }
+    }
+
+    /// Places the waiting events that arrived at least the hold time ago (all when `all`), in
+    /// time order. An event still waiting holds back every later one.
+    fn release(&mut self, local_ms: f64, all: bool) {
+        let feed = &self.feed;
+        let due = |at: f64| local_ms - at >= feed.reorder_hold_ms;
+        // The earliest (by time) waits longest in line: if it is not due, nothing is.
+        let first = feed.pending.iter().min_by_key(|(e, _)| (e.t_us, e.seq));
+        if !first.is_some_and(|(_, at)| all || due(*at)) {
+            return;
+        }
+        let feed = self.feed_mut();
+        feed.pending.sort_by_key(|(e, _)| (e.t_us, e.seq));
+        let hold = feed.reorder_hold_ms;
+        let n = if all {
+            feed.pending.len()
+        } else {
+            feed.pending
+                .iter()
+                .position(|(_, at)| local_ms - at < hold)
+                .unwrap_or(feed.pending.len())
+        };
+        let released: Vec<(Event, f64)> = feed.pending.drain(..n).collect();
+        for (e, _) in released {
+            feed.history.push(&e);
+        }
+    }
+
+    /// Drops the diagram's history (a gap it cannot bridge, or a new server process): what
+    /// arrives next starts a new one. Cards and client histories are left to the caller.
+    fn start_new_history(&mut self) {
+        let feed = self.feed_mut();
+        feed.resyncs += 1;
+        feed.pending.clear();
+        feed.history = History::new(feed.history.syms.clone());
+        feed.frozen = None;
+        feed.last_seq = None;
+        if self.view.selected.is_some() {
+            self.view_mut().selected = None;
+        }
+    }
+
+    /// Starts the failover timeline of an empty history from the servers' current state.
+    fn seed_timeline(&mut self, since_us: u64) {
+        if self.cluster.model.servers().next().is_none() {
+            return;
+        }
+        let feed = Rc::make_mut(&mut self.feed);
+        for n in self.cluster.model.servers() {
+            let state = if n.alive {
+                Serving::from_role(n.role, n.serving_alone)
+            } else {
+                Serving::Dead
+            };
+            feed.history.seed_server(&n.id, state, since_us);
+        }
+    }
+
+    fn toast(&mut self, level: Level, title: &str, text: &str) {
+        // The same message again while it is still on screen says nothing new.
+        if self
+            .toasts
+            .list
+            .iter()
+            .any(|t| t.level == level && t.title == title && t.text == text)
+        {
+            return;
+        }
+        let toasts = Rc::make_mut(&mut self.toasts);
+        let id = toasts.next_id;
+        toasts.next_id += 1;
+        toasts.list.push(Toast {
+            id,
+            level,
+            title: title.to_owned(),
+            text: text.to_owned(),
+        });
+        if toasts.list.len() > TOASTS_CAP {
+            toasts.list.remove(0);
+        }
+    }
+
+    /// Client card `id`, made if missing (changes the cluster slice).
+    fn client(&mut self, id: u32) -> &mut ClientView {
+        self.cluster_mut()
+            .clients
+            .entry(id)
+            .or_insert_with(|| ClientView::new(id))
+    }
+
+    fn on_sent(&mut self, cmd: &Command) {
+        if let Command::CrashBeforeReply { tag: Some(tag), .. } = cmd {
+            self.demo_update(tag, |demo| demo.on_sent(0, tag));
+        }
+        if let Command::Lock { client, tag, .. } | Command::Unlock { client, tag, .. } = cmd {
+            let tag = tag.clone().unwrap_or_default();
+            self.demo_update(&tag, |demo| demo.on_sent(*client, &tag));
+            self.client(*client).sending = Some(tag);
+        }
+    }
+
+    fn on_server(&mut self, msg: ServerMsg, local_ms: f64) {
+        match msg {
+            ServerMsg::Hello(h) => {
+                if self.session.run.is_some_and(|run| run != h.run) {
+                    // A new server process: its sequence numbers and clock start over.
+                    self.start_new_history();
+                    self.clear_client_histories();
+                    self.toast(
+                        Level::Info,
+                        "New server",
+                        "the server restarted; the page starts a new history",
+                    );
+                }
+                let s = &self.session;
+                let same = s.run == Some(h.run)
+                    && s.server_version.as_ref() == Some(&h.server)
+                    && s.limits.as_ref() == Some(&h.limits);
+                if !same {
+                    let s = self.session_mut();
+                    s.run = Some(h.run);
+                    s.server_version = Some(h.server);
+                    s.limits = Some(h.limits);
+                }
+            }
+            ServerMsg::Snapshot(s) => self.on_snapshot(s, local_ms),
+            ServerMsg::Events { events } => {
+                let Some(last) = events.last() else {
+                    return;
+                };
+                self.feed_mut().ingested += events.len() as u64;
+                for e in &events {
+                    if self.feed.last_seq.is_some_and(|last| e.seq <= last) {
+                        continue;
+                    }
+                    self.apply_event(e, true, local_ms);
+                }
+                let off = last.t_us as f64 - local_ms * 1000.0;
+                let offset = self.session.clock_offset_us.map_or(off, |o| o.max(off));
+                if self.session.clock_offset_us != Some(offset) {
+                    self.session_mut().clock_offset_us = Some(offset);
+                }
+            }
+            ServerMsg::Ack {
+                command, detail, ..
+            } => {
+                if matches!(command.as_str(), "crash" | "crash_before_reply" | "reset") {
+                    self.toast(Level::Info, &command.replace('_', " "), &detail);
+                }
+            }
+            ServerMsg::Error { code, message, tag } => {
+                if let Some(tag) = tag.as_deref() {
+                    self.clear_sending(|sending| sending == tag);
+                    self.demo_update(tag, |demo| demo.on_answer(tag, local_ms));
+                    self.finish_demo_if_done();
+                }
+                self.toast(Level::Error, format::error_code(code), &message);
+            }
+        }
+    }
+
+    fn on_snapshot(&mut self, s: Snapshot, local_ms: f64) {
+        if !s.events.is_empty() {
+            self.feed_mut().ingested += s.events.len() as u64;
+        }
+        // The snapshot is the cluster after its last event: its events are not folded again.
+        // A clerk it no longer lists (a reset we did not see live) waits for nothing.
+        let cluster = self.cluster_mut();
+        cluster.model = Rc::new(Cluster::from_snapshot(&s));
+        for info in &s.clients {
+            cluster
+                .clients
+                .entry(info.id)
+                .or_insert_with(|| ClientView::new(info.id));
+        }
+        // Whatever was on its way was answered before the snapshot, or will be after it.
+        for c in cluster.clients.values_mut() {
+            c.sending = None;
+        }
+        let offset = Some(s.now_us as f64 - local_ms * 1000.0);
+        if self.session.clock_offset_us != offset {
+            self.session_mut().clock_offset_us = offset;
+        }
+        if s.missed > 0 {
+            self.feed_mut().missed += s.missed;
+            self.toast(
+                Level::Warn,
+                "Fell behind",
+                &format!(
+                    "{} events were not received live; the page resynchronised from a snapshot",
+                    format::count(s.missed)
+                ),
+            );
+        }
+        self.release(local_ms, true);
+        let snap_last = s.next_seq.checked_sub(1);
+        let gap = match (self.feed.last_seq, s.events.first()) {
+            (Some(last), Some(first)) => first.seq.saturating_sub(last + 1),
+            (Some(last), None) => s.next_seq.saturating_sub(last + 1),
+            (None, _) => 0,
+        };
+        if gap > 0 {
+            // Events between what we hold and the snapshot's oldest are gone for good: the
+            // diagram cannot bridge them, so it restarts from the snapshot.
+            self.start_new_history();
+            if s.missed == 0 {
+                self.feed_mut().missed += gap;
+                self.toast(
+                    Level::Warn,
+                    "Missed events",
+                    &format!(
+                        "{} events happened while the page was away; the diagram restarts from the snapshot",
+                        format::count(gap)
+                    ),
+                );
+            }
+        }
+        if self.feed.history.is_empty() {
+            // The servers' starts may be older than the events we got: the timeline starts
+            // from what the snapshot says they are doing.
+            self.seed_timeline(s.events.first().map_or(s.now_us, |e| e.t_us));
+        }
+        for e in &s.events {
+            if self.feed.last_seq.is_some_and(|last| e.seq <= last) {
+                continue;
+            }
+            self.apply_event(e, false, local_ms);
+        }
+        let last_seq = self.feed.last_seq.max(snap_last);
+        if self.feed.last_seq != last_seq {
+            self.feed_mut().last_seq = last_seq;
+        }
+        self.finish_demo_if_done();
+    }
+
+    /// Applies one new event: to the history always; to the cluster only when `live` (a
+    /// snapshot's cluster already includes its events).
+    fn apply_event(&mut self, e: &Event, live: bool, local_ms: f64) {
+        let feed = self.feed_mut();
+        feed.last_seq = Some(e.seq);
+        feed.pending.push((e.clone(), local_ms));
+        let syms = feed.history.syms.clone();
+        if live {
+            Rc::make_mut(&mut self.cluster_mut().model).apply(e);
+        }
+        let name = |s: &str| syms.name(syms.intern(s));
+        match &e.kind {
+            EventKind::OpInvoked { client, .. } => self.client(*client).sending = None,
+            EventKind::RpcFailed { client, .. } if live => {
+                self.client(*client);
+            }
+            EventKind::OpCompleted {
+                client,
+                op,
+                lock,
+                tag,
+                ok,
+                req,
+                server,
+                latency_us,
+                attempts,
+            } => {
+                let record = CallRecord {
+                    seq: e.seq,
+                    req: *req,
+                    op: *op,
+                    lock: name(lock),
+                    outcome: Outcome::Answer(*ok),
+                    latency_us: Some(*latency_us),
+                    attempts: *attempts,
+                    server: Some(name(server)),
+                    t_us: e.t_us,
+                };
+                let c = self.client(*client);
+                if live {
+                    c.sending = None;
+                }
+                push_history(c, record);
+                self.demo_answer(tag.as_deref(), local_ms);
+            }
+            EventKind::OpFailed {
+                client,
+                op,
+                lock,
+                tag,
+                req,
+                reason,
+            } => {
+                let record = CallRecord {
+                    seq: e.seq,
+                    req: *req,
+                    op: *op,
+                    lock: name(lock),
+                    outcome: Outcome::GaveUp(reason.clone()),
+                    latency_us: None,
+                    attempts: 0,
+                    server: None,
+                    t_us: e.t_us,
+                };
+                let c = self.client(*client);
+                if live {
+                    c.sending = None;
+                }
+                push_history(c, record);
+                self.demo_answer(tag.as_deref(), local_ms);
+            }
+            // The clerks are gone with the old cluster (the model drops them); the cards, with
+            // their lock names and finished calls, are the page's and stay.
+            EventKind::ClusterReset { .. } if live => self.clear_sending(|_| true),
+            _ => {}
+        }
+    }
+
+    fn demo_answer(&mut self, tag: Option<&str>, local_ms: f64) {
+        if let Some(tag) = tag {
+            self.demo_update(tag, |demo| demo.on_answer(tag, local_ms));
+        }
+        self.finish_demo_if_done();
+    }
+
+    fn finish_demo_if_done(&mut self) {
+        if self.view.demo.as_ref().is_some_and(DemoRun::finished) {
+            self.view_mut().demo = None;
+            self.toast(
+                Level::Info,
+                "Demo finished",
+                "scroll back through the diagram, or crash the primary and run it again",
+            );
+        }
+    }
+}
+
+fn push_history(c: &mut ClientView, record: CallRecord) {
+    let h = Rc::make_mut(&mut c.history);
+    h.push_back(record);
+    if h.len() > CLIENT_HISTORY {
+        h.pop_front();
+    }
+}

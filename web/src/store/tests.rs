@@ -1,0 +1,1000 @@
+use super::slices::DEFAULT_LOCK;
+use super::*;
+use crate::testkit::Script;
+use shared::{
+    ClientInfo, CrashCause, ErrorCode, EventKind as K, Limits, NodeInfo, Op, PendingCall,
+    RequestId, Role,
+};
+
+fn node(id: &str, role: Role, pid: u32) -> NodeInfo {
+    NodeInfo {
+        id: id.into(),
+        role,
+        serving_alone: false,
+        alive: true,
+        pid: Some(pid),
+        port: Some(7000),
+        locks: vec![],
+        served: 0,
+        applied_forwards: 0,
+        armed: false,
+    }
+}
+
+fn snapshot(events: Vec<Event>, missed: u64) -> ServerMsg {
+    let next_seq = events.last().map_or(1, |e| e.seq + 1);
+    ServerMsg::Snapshot(Snapshot {
+        nodes: vec![node("s2", Role::Backup, 43), node("s1", Role::Primary, 42)],
+        clients: vec![],
+        events,
+        next_seq,
+        missed,
+        generation: 0,
+        slow_motion_ms: 0,
+        now_us: 1_000_000,
+    })
+}
+
+fn receive(s: &mut State, msgs: Vec<ServerMsg>) {
+    s.apply(Action::Receive {
+        msgs,
+        local_ms: 10.0,
+    });
+}
+
+/// A state that places events at once (no reorder hold).
+fn state() -> State {
+    let mut st = State::default();
+    Rc::make_mut(&mut st.feed).reorder_hold_ms = 0.0;
+    st
+}
+
+#[test]
+fn late_reported_events_are_placed_in_time_order() {
+    let mut st = State::default();
+    let mut s = Script::default();
+    s.ev("s1", K::CrashArmed {});
+    s.ev(
+        "c1",
+        K::RpcFailed {
+            client: 1,
+            req: RequestId { client: 1, seq: 1 },
+            server: "s1".into(),
+            reason: "connection closed".into(),
+            retry_to: "s2".into(),
+        },
+    );
+    s.ev(
+        "s1",
+        K::Crashed {
+            pid: 42,
+            cause: CrashCause::BeforeReply,
+            req: None,
+        },
+    );
+    // The clerk's event arrived first but happened last.
+    s.events[1].t_us = 10_000;
+    st.apply(Action::Receive {
+        msgs: vec![ServerMsg::Events {
+            events: s.events.clone(),
+        }],
+        local_ms: 0.0,
+    });
+    assert!(st.feed().history.is_empty(), "held for a moment");
+    assert_eq!(st.feed().pending_len(), 3);
+    assert_eq!(
+        st.cluster().clerk(1).map(|c| c.server.as_str()),
+        Some("s2"),
+        "cards at once"
+    );
+    st.apply(Action::Tick {
+        local_ms: REORDER_HOLD_MS - 1.0,
+    });
+    assert!(st.feed().history.is_empty());
+    st.apply(Action::Tick {
+        local_ms: REORDER_HOLD_MS,
+    });
+    let order: Vec<u64> = st
+        .feed()
+        .history
+        .events
+        .iter()
+        .map(|(_, e)| e.seq)
+        .collect();
+    assert_eq!(order, vec![1, 3, 2]);
+    assert_eq!(st.feed().pending_len(), 0);
+    assert_eq!(st.feed().history.failover.crashes.len(), 1);
+}
+
+#[test]
+fn snapshot_then_events_builds_cards_history_and_diagram() {
+    let mut st = state();
+    let mut script = Script::default();
+    script.call(1, 1, "s1", "s2", 1);
+    let (first, rest) = script.events.split_at(4);
+    receive(&mut st, vec![snapshot(first.to_vec(), 0)]);
+    assert_eq!(
+        st.cluster()
+            .nodes()
+            .map(|n| n.id.as_str())
+            .collect::<Vec<_>>(),
+        ["s1", "s2"]
+    );
+    assert_eq!(st.feed().history.len(), 4);
+    assert_eq!(st.feed().last_seq, Some(4));
+    let segs: Vec<(&str, Serving)> = st
+        .feed()
+        .history
+        .failover
+        .segments
+        .iter()
+        .map(|g| (&*g.server, g.state))
+        .collect();
+    assert_eq!(
+        segs,
+        [("s1", Serving::Primary), ("s2", Serving::Backup)],
+        "the timeline starts from the snapshot's servers"
+    );
+
+    let mut rest = rest.to_vec();
+    rest.insert(
+        3,
+        Event {
+            seq: 0,
+            t_us: 0,
+            node: "s1".into(),
+            kind: K::Executed {
+                req: RequestId { client: 1, seq: 1 },
+                op: Op::Lock,
+                lock: "a".into(),
+                ok: true,
+                held: true,
+                duplicate: false,
+                forwarded: false,
+            },
+        },
+    );
+    // Renumber so the batch stays consecutive after the insert.
+    for (i, e) in rest.iter_mut().enumerate() {
+        e.seq = 5 + i as u64;
+        e.t_us = 10_000 + i as u64 * 100;
+    }
+    receive(
+        &mut st,
+        vec![ServerMsg::Events {
+            events: rest.clone(),
+        }],
+    );
+    assert_eq!(st.feed().history.len(), 4 + rest.len());
+    assert_eq!(st.feed().history.msgs.len(), 4);
+    assert_eq!(st.feed().history.in_flight_count(), 0);
+    let s1 = st.cluster().node("s1").expect("s1");
+    assert_eq!(s1.locks, vec!["a".to_string()]);
+    assert_eq!(s1.served, 1);
+    let c1 = st.cluster().clerk(1).expect("c1 called");
+    assert!(c1.pending.is_none());
+    assert_eq!(c1.completed, 1);
+    let c1 = &st.cluster().clients[&1];
+    assert_eq!(c1.history.len(), 1);
+    assert_eq!(c1.history[0].outcome, Outcome::Answer(true));
+    assert_eq!(st.feed().ingested, 4 + rest.len() as u64);
+
+    // A batch replayed (duplicate seqs) changes nothing.
+    let before = st.feed().history.len();
+    receive(&mut st, vec![ServerMsg::Events { events: rest }]);
+    assert_eq!(st.feed().history.len(), before);
+    assert_eq!(st.cluster().clerk(1).map(|c| c.completed), Some(1));
+}
+
+#[test]
+fn a_snapshot_after_missed_events_resyncs_and_says_so() {
+    let mut st = state();
+    let mut script = Script::default();
+    for i in 0..3 {
+        script.call(1, i + 1, "s1", "s2", i * 4);
+    }
+    let all = script.events.clone();
+    receive(&mut st, vec![snapshot(all[..10].to_vec(), 0)]);
+    // The viewer fell behind: the next snapshot starts after a gap.
+    receive(&mut st, vec![snapshot(all[20..].to_vec(), 10)]);
+    assert_eq!(st.feed().missed, 10);
+    assert_eq!(st.feed().resyncs, 1);
+    assert_eq!(st.feed().history.first_seq(), Some(21));
+    assert_eq!(st.feed().history.len(), all.len() - 20);
+    assert!(st
+        .toasts()
+        .list
+        .iter()
+        .any(|t| t.level == Level::Warn && t.text.contains("10 events")));
+
+    // A reconnect snapshot overlapping what we have appends only the new events.
+    let len = st.feed().history.len();
+    let mut more = Script::default();
+    more.call(2, 1, "s1", "s2", 100);
+    let mut extra: Vec<Event> = all[30..].to_vec();
+    for (i, mut e) in more.events.into_iter().enumerate() {
+        e.seq = all.len() as u64 + 1 + i as u64;
+        e.t_us += 10_000_000;
+        extra.push(e);
+    }
+    receive(&mut st, vec![snapshot(extra, 0)]);
+    assert_eq!(st.feed().resyncs, 1);
+    assert_eq!(st.feed().history.len(), len + 10);
+    assert_eq!(st.cluster().clients[&2].history.len(), 1);
+}
+
+fn hello(run: u64) -> ServerMsg {
+    ServerMsg::Hello(shared::Hello {
+        protocol: shared::PROTOCOL_VERSION,
+        server: "pbscope test".into(),
+        run,
+        limits: Limits {
+            max_message_bytes: 65536,
+            max_client: 1000,
+            max_lock_name: 64,
+            max_delay_ms: 10_000,
+            commands_per_sec: 200,
+            history: 100_000,
+            max_tag_bytes: 128,
+            max_locks: 10_000,
+            max_viewers: 32,
+        },
+    })
+}
+
+#[test]
+fn a_restarted_server_starts_a_new_history() {
+    let mut st = state();
+    let mut old = Script::default();
+    old.call(1, 1, "s1", "s2", 1).call(1, 2, "s1", "s2", 5);
+    receive(&mut st, vec![hello(7), snapshot(old.events.clone(), 0)]);
+    assert_eq!(st.feed().history.len(), 20);
+
+    // The new server has already produced more events than the page saw of the old one:
+    // sequence numbers alone would take its seqs 1..=20 for old ones and append the rest.
+    let mut fresh = Script::default();
+    fresh
+        .call(1, 1, "s1", "s2", 1)
+        .call(1, 2, "s1", "s2", 5)
+        .call(1, 3, "s1", "s2", 9);
+    receive(&mut st, vec![hello(8), snapshot(fresh.events.clone(), 0)]);
+    assert_eq!(
+        st.feed().history.len(),
+        30,
+        "every event of the new server, none of the old"
+    );
+    assert_eq!(st.feed().history.first_seq(), Some(1));
+    assert_eq!(st.feed().last_seq, Some(30));
+    assert_eq!(st.cluster().clients[&1].history.len(), 3);
+    assert_eq!(st.feed().resyncs, 1);
+    assert!(
+        st.feed().history.msgs.iter().all(|(_, m)| m.attempt == 1),
+        "c1.1 of the new server is a first try, not a retry of the old c1.1"
+    );
+    assert!(st.toasts().list.iter().any(|t| t.title == "New server"));
+
+    // Reconnecting to the same run appends only what is new.
+    let mut more = fresh.clone();
+    more.call(1, 4, "s1", "s2", 13);
+    receive(&mut st, vec![hello(8), snapshot(more.events.clone(), 0)]);
+    assert_eq!(st.feed().resyncs, 1);
+    assert_eq!(st.feed().history.len(), 40);
+}
+
+#[test]
+fn a_reconnect_after_a_gap_restarts_the_diagram_and_counts_what_was_missed() {
+    let mut st = state();
+    let mut s = Script::default();
+    for i in 0..4 {
+        s.call(1, i + 1, "s1", "s2", i * 4);
+    }
+    let all = s.events.clone();
+    receive(&mut st, vec![hello(1), snapshot(all[..10].to_vec(), 0)]);
+    // Away for a while: the new connection's snapshot (missed = 0: a fresh connection)
+    // keeps only the newest events, which start after a gap of 15.
+    receive(&mut st, vec![hello(1), snapshot(all[25..].to_vec(), 0)]);
+    assert_eq!(st.feed().resyncs, 1);
+    assert_eq!(st.feed().missed, 15);
+    assert_eq!(st.feed().history.first_seq(), Some(26));
+    assert!(st
+        .toasts()
+        .list
+        .iter()
+        .any(|t| t.title == "Missed events" && t.text.contains("15 events")));
+}
+
+#[test]
+fn a_client_the_snapshot_no_longer_has_is_not_left_waiting() {
+    let mut st = state();
+    receive(&mut st, vec![snapshot(vec![], 0)]);
+    let mut s = Script::default();
+    s.ev(
+        "c2",
+        K::OpInvoked {
+            client: 2,
+            req: RequestId { client: 2, seq: 1 },
+            op: Op::Lock,
+            lock: "a".into(),
+            tag: None,
+            server: "s1".into(),
+        },
+    );
+    receive(&mut st, vec![ServerMsg::Events { events: s.events }]);
+    assert!(st.cluster().busy(2), "c2 waits for its answer");
+    // The cluster was reset while the page was away: the server has no clerk c2 any more.
+    receive(&mut st, vec![snapshot(vec![], 0)]);
+    assert!(!st.cluster().busy(2), "c2 waits for nothing now");
+}
+
+#[test]
+fn crash_events_update_the_cards_and_errors_become_toasts() {
+    let mut st = state();
+    receive(&mut st, vec![snapshot(vec![], 0)]);
+    let mut s = Script::default();
+    s.ev("s1", K::CrashArmed {});
+    s.ev(
+        "s1",
+        K::Crashed {
+            pid: 42,
+            cause: CrashCause::BeforeReply,
+            req: None,
+        },
+    )
+    .ev(
+        "s1",
+        K::ProcessExited {
+            pid: 42,
+            signal: Some(9),
+            code: None,
+        },
+    )
+    .ev(
+        "s2",
+        K::RoleChanged {
+            role: Role::Primary,
+            serving_alone: true,
+            reason: "r".into(),
+        },
+    );
+    receive(
+        &mut st,
+        vec![ServerMsg::Events {
+            events: s.events[..1].to_vec(),
+        }],
+    );
+    assert!(st.cluster().node("s1").is_some_and(|n| n.armed));
+    receive(
+        &mut st,
+        vec![ServerMsg::Events {
+            events: s.events[1..].to_vec(),
+        }],
+    );
+    let s1 = st.cluster().node("s1").expect("s1");
+    assert!(!s1.alive && !s1.armed);
+    let s2 = st.cluster().node("s2").expect("s2");
+    assert!(s2.serving_alone && s2.role == Role::Primary);
+    assert_eq!(st.primary().map(|n| n.id.as_str()), Some("s2"));
+
+    st.apply(Action::Sent {
+        cmd: Command::Lock {
+            client: 1,
+            lock: "a".into(),
+            tag: Some("t9".into()),
+        },
+    });
+    assert!(st.cluster().busy(1));
+    receive(
+        &mut st,
+        vec![ServerMsg::Error {
+            code: ErrorCode::ClientBusy,
+            message: "c1 has a call outstanding".into(),
+            tag: Some("t9".into()),
+        }],
+    );
+    assert!(
+        !st.cluster().busy(1),
+        "the refused command no longer counts"
+    );
+    let t = st.toasts().list.last().expect("toast");
+    assert_eq!((t.level, t.title.as_str()), (Level::Error, "client_busy"));
+}
+
+#[test]
+fn pause_freezes_the_view_and_clear_empties_it() {
+    let mut st = state();
+    let mut s = Script::default();
+    s.call(1, 1, "s1", "s2", 1);
+    receive(&mut st, vec![snapshot(s.events[..6].to_vec(), 0)]);
+    st.apply(Action::TogglePause);
+    receive(
+        &mut st,
+        vec![ServerMsg::Events {
+            events: s.events[6..].to_vec(),
+        }],
+    );
+    assert_eq!(st.feed().shown().len(), 6);
+    assert_eq!(st.feed().unseen(), 4);
+    st.apply(Action::TogglePause);
+    assert_eq!(st.feed().shown().len(), 10);
+    st.apply(Action::AddClient);
+    st.apply(Action::AddClient);
+    st.apply(Action::SelectClient(2));
+    st.apply(Action::Clear);
+    assert!(st.feed().shown().is_empty());
+    assert!(st.cluster().clients[&1].history.is_empty());
+    assert_eq!(
+        st.cluster().clerk(1).map(|c| c.completed),
+        Some(1),
+        "counters are the cluster's, not the view's"
+    );
+    assert_eq!(
+        st.cluster().clients.keys().copied().collect::<Vec<_>>(),
+        vec![1, 2],
+        "idle clients other than c1 and the selected one are cleared away"
+    );
+    assert_eq!(
+        st.feed().shown().failover.segments.len(),
+        2,
+        "the timeline restarts from the cards"
+    );
+    st.apply(Action::AddClient);
+    st.apply(Action::SelectClient(1));
+    assert_eq!(
+        lane_clients(st.feed(), st.cluster()),
+        vec![1],
+        "a card without events gets no lane"
+    );
+}
+
+#[test]
+fn disconnect_shows_reconnecting_and_the_reducer_replaces_the_session() {
+    let mut st = state();
+    let r0 = st.clone();
+    st.apply(Action::Connected);
+    assert_eq!(st.session().conn, Conn::Connected);
+    st.apply(Action::Disconnected {
+        attempt: 2,
+        retry_in_ms: 1000,
+    });
+    assert_eq!(
+        st.session().conn,
+        Conn::Reconnecting {
+            attempt: 2,
+            retry_in_ms: 1000
+        }
+    );
+    assert!(!Rc::ptr_eq(r0.session(), st.session()));
+    let a = st.clone();
+    st.apply(Action::AddClient);
+    assert!(a != st);
+    assert_eq!(
+        st.cluster().clients.keys().copied().collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(st.cluster().selected_client, 2);
+}
+
+#[test]
+fn the_demo_advances_on_tagged_answers_and_finishes() {
+    let mut st = state();
+    st.apply(Action::Connected);
+    st.apply(Action::StartDemo {
+        local_ms: 0.0,
+        failover: false,
+    });
+    assert_eq!(st.cluster().clients.len(), 3);
+    let plan = crate::demo::plan(st.view().demo.as_ref().expect("demo"), 0.0, |c| {
+        st.cluster().busy(c)
+    });
+    assert_eq!(plan.send.len(), 1);
+    let cmd = plan.send[0].clone();
+    let tag = cmd.tag().unwrap_or_default().to_owned();
+    st.apply(Action::Sent { cmd });
+    assert!(st.cluster().busy(1));
+    let mut s = Script::default();
+    s.ev(
+        "c1",
+        K::OpCompleted {
+            client: 1,
+            op: Op::Lock,
+            lock: "a".into(),
+            tag: Some(tag),
+            ok: true,
+            req: RequestId { client: 1, seq: 1 },
+            server: "s1".into(),
+            latency_us: 300,
+            attempts: 1,
+        },
+    );
+    receive(&mut st, vec![ServerMsg::Events { events: s.events }]);
+    let demo = st.view().demo.as_ref().expect("still running");
+    assert_eq!(demo.answered, 1);
+    assert!(!st.cluster().busy(1));
+}
+
+#[test]
+fn the_demo_needs_a_connection_and_stops_when_a_step_cannot_be_sent() {
+    let mut st = state();
+    st.apply(Action::StartDemo {
+        local_ms: 0.0,
+        failover: false,
+    });
+    assert!(st.view().demo.is_none(), "no demo while not connected");
+    assert!(st.toasts().list.iter().any(|t| t.title == "Not connected"));
+
+    st.apply(Action::Connected);
+    st.apply(Action::StartDemo {
+        local_ms: 0.0,
+        failover: false,
+    });
+    let run = st.view().demo.as_ref().expect("connected: the demo runs");
+    let step = crate::demo::plan(run, 0.0, |_| false).send[0].clone();
+    // The socket closed under it: the step bounces, and the demo must not plan it again.
+    st.apply(Action::NotSent { cmd: step.clone() });
+    assert!(
+        st.view().demo.is_none(),
+        "a step that was not sent stops the demo"
+    );
+    assert!(st.toasts().list.iter().any(|t| t.title == "Demo stopped"));
+    // The other steps of that tick bounce too: one toast says it.
+    let shown = st.toasts().list.len();
+    st.apply(Action::NotSent { cmd: step });
+    assert_eq!(
+        st.toasts().list.len(),
+        shown,
+        "the same toast is not stacked"
+    );
+}
+
+#[test]
+fn go_live_resumes_a_paused_view_and_follows_the_newest_events() {
+    let mut st = state();
+    let mut s = Script::default();
+    for _ in 0..5 {
+        s.ev("supervisor", K::SlowMotionSet { delay_ms: 0 });
+    }
+    let later = s.events.split_off(2);
+    receive(&mut st, vec![ServerMsg::Events { events: s.events }]);
+    st.apply(Action::TogglePause);
+    st.apply(Action::SetFollow(false));
+    receive(&mut st, vec![ServerMsg::Events { events: later }]);
+    assert_eq!(
+        (st.feed().shown().len(), st.feed().history.len()),
+        (2, 5),
+        "paused"
+    );
+
+    st.apply(Action::GoLive);
+    assert!(!st.feed().paused() && st.view().follow);
+    assert_eq!(
+        st.feed().shown().len(),
+        5,
+        "the view shows what arrived meanwhile"
+    );
+    // Going live when live changes nothing (it is not a toggle).
+    st.apply(Action::GoLive);
+    assert!(!st.feed().paused() && st.view().follow);
+}
+
+#[test]
+fn toggle_demo_starts_the_plain_demo_live_and_stops_whichever_demo_runs() {
+    let mut st = state();
+    st.apply(Action::ToggleDemo { local_ms: 0.0 });
+    assert!(st.view().demo.is_none(), "not connected: no demo");
+    assert!(st.toasts().list.iter().any(|t| t.title == "Not connected"));
+
+    st.apply(Action::Connected);
+    st.apply(Action::TogglePause);
+    st.apply(Action::SetFollow(false));
+    st.apply(Action::ToggleDemo { local_ms: 5.0 });
+    let run = st.view().demo.as_ref().expect("the demo runs");
+    assert_eq!(run.crash_after, None, "the plain demo, without a failover");
+    assert!(
+        !st.feed().paused() && st.view().follow,
+        "a demo is watched live"
+    );
+    st.apply(Action::ToggleDemo { local_ms: 6.0 });
+    assert!(st.view().demo.is_none(), "again: stopped");
+
+    st.apply(Action::StartDemo {
+        local_ms: 7.0,
+        failover: true,
+    });
+    assert!(st
+        .view()
+        .demo
+        .as_ref()
+        .is_some_and(|d| d.crash_after.is_some()));
+    st.apply(Action::ToggleDemo { local_ms: 8.0 });
+    assert!(st.view().demo.is_none(), "d stops the failover demo too");
+}
+
+#[test]
+fn starting_a_demo_while_one_runs_leaves_it_running() {
+    let mut st = state();
+    st.apply(Action::Connected);
+    st.apply(Action::StartDemo {
+        local_ms: 0.0,
+        failover: false,
+    });
+    let first = st.view().demo.clone().expect("started");
+    st.apply(Action::StartDemo {
+        local_ms: 100.0,
+        failover: true,
+    });
+    assert_eq!(
+        st.view().demo.as_ref(),
+        Some(&first),
+        "not restarted, not switched"
+    );
+}
+
+#[test]
+fn a_call_is_on_the_lock_name_typed_on_the_card_and_makes_the_client_busy() {
+    let mut st = state();
+    st.apply(Action::AddClient);
+    st.apply(Action::SetLockName {
+        client: 2,
+        name: "  x ".into(),
+    });
+    let cmd = st.cluster().call(2, Op::Unlock, "ui-7".into());
+    assert_eq!(
+        cmd,
+        Command::Unlock {
+            client: 2,
+            lock: "x".into(),
+            tag: Some("ui-7".into())
+        }
+    );
+    assert_eq!(
+        st.cluster().call(1, Op::Lock, "key-8".into()),
+        Command::Lock {
+            client: 1,
+            lock: DEFAULT_LOCK.into(),
+            tag: Some("key-8".into())
+        },
+        "nothing typed: the default lock"
+    );
+    st.apply(Action::SetLockName {
+        client: 1,
+        name: "   ".into(),
+    });
+    assert!(
+        matches!(st.cluster().call(1, Op::Lock, "t".into()), Command::Lock { lock, .. } if lock == DEFAULT_LOCK)
+    );
+
+    st.apply(Action::Sent { cmd });
+    assert_eq!(st.cluster().clients[&2].sending.as_deref(), Some("ui-7"));
+    assert!(!st.cluster().busy(1));
+}
+
+#[test]
+fn a_reset_drops_the_old_cluster_but_keeps_the_cards() {
+    let mut st = state();
+    let mut s = Script::default();
+    s.call(1, 1, "s1", "s2", 1);
+    receive(&mut st, vec![snapshot(s.events[..1].to_vec(), 0)]);
+    receive(
+        &mut st,
+        vec![ServerMsg::Events {
+            events: s.events[1..].to_vec(),
+        }],
+    );
+    st.apply(Action::SetLockName {
+        client: 1,
+        name: "z".into(),
+    });
+    assert_eq!(st.cluster().clerk(1).map(|c| c.completed), Some(1));
+
+    let mut reset = Script::default();
+    reset.ev("supervisor", K::ClusterReset { generation: 1 });
+    for e in &mut reset.events {
+        e.seq += s.events.len() as u64;
+    }
+    receive(
+        &mut st,
+        vec![ServerMsg::Events {
+            events: reset.events,
+        }],
+    );
+    assert_eq!(st.cluster().model.generation(), 1);
+    assert_eq!(
+        st.cluster().nodes().count(),
+        0,
+        "the old generation's servers are gone"
+    );
+    assert!(st.primary().is_none());
+    assert!(st.cluster().clerk(1).is_none(), "so is its clerk c1");
+    assert!(!st.cluster().busy(1));
+    let card = &st.cluster().clients[&1];
+    assert_eq!(card.history.len(), 1, "the card keeps its calls");
+    assert_eq!(st.cluster().lock_name(1), "z", "and the lock name typed");
+}
+
+#[test]
+fn a_snapshot_s_pending_call_keeps_its_retries() {
+    let mut st = state();
+    let ServerMsg::Snapshot(mut snap) = snapshot(vec![], 0) else {
+        unreachable!("snapshot() builds a snapshot")
+    };
+    snap.clients = vec![ClientInfo {
+        id: 2,
+        server: "s2".into(),
+        pending: Some(PendingCall {
+            req: RequestId { client: 2, seq: 4 },
+            op: Op::Unlock,
+            lock: "b".into(),
+            tag: None,
+            since_us: 900,
+            retries: 1,
+        }),
+        completed: 3,
+        failed: 0,
+    }];
+    receive(&mut st, vec![ServerMsg::Snapshot(snap)]);
+    assert!(
+        st.cluster().clients.contains_key(&2),
+        "a card for every clerk"
+    );
+    assert!(st.cluster().busy(2));
+    assert_eq!(st.cluster().pending_call(2).map(|p| p.retries), Some(1));
+    assert_eq!(st.cluster().clerk(2).map(|c| c.server.as_str()), Some("s2"));
+}
+
+/// Applies `action` and names the slices it replaced, in the order session, cluster, feed,
+/// view, toasts.
+fn changed_by(st: &mut State, action: Action) -> Vec<&'static str> {
+    let before = st.clone();
+    st.apply(action);
+    let mut out = Vec::new();
+    if !Rc::ptr_eq(&before.session, &st.session) {
+        out.push("session");
+    }
+    if !Rc::ptr_eq(&before.cluster, &st.cluster) {
+        out.push("cluster");
+    }
+    if !Rc::ptr_eq(&before.feed, &st.feed) {
+        out.push("feed");
+    }
+    if !Rc::ptr_eq(&before.view, &st.view) {
+        out.push("view");
+    }
+    if !Rc::ptr_eq(&before.toasts, &st.toasts) {
+        out.push("toasts");
+    }
+    out
+}
+
+fn events(events: Vec<Event>) -> Action {
+    Action::Receive {
+        msgs: vec![ServerMsg::Events { events }],
+        local_ms: 10.0,
+    }
+}
+
+#[test]
+fn a_toast_replaces_the_toasts_and_nothing_else() {
+    let mut st = state();
+    let toast = |title: &str| Action::Toast {
+        level: Level::Info,
+        title: title.into(),
+        text: "t".into(),
+    };
+    assert_eq!(changed_by(&mut st, toast("one")), ["toasts"]);
+    let id = st.toasts().list[0].id;
+    assert_eq!(
+        changed_by(&mut st, toast("one")),
+        Vec::<&str>::new(),
+        "the same toast again is not stacked, and changes nothing"
+    );
+    assert_eq!(
+        changed_by(&mut st, Action::DismissToast(id + 100)),
+        Vec::<&str>::new()
+    );
+    assert_eq!(changed_by(&mut st, Action::DismissToast(id)), ["toasts"]);
+    assert!(st.toasts().list.is_empty());
+}
+
+#[test]
+fn a_batch_of_events_replaces_the_feed_and_the_cluster_but_not_the_view_or_toasts() {
+    let mut st = state();
+    let mut s = Script::default();
+    s.call(1, 1, "s1", "s2", 1).call(1, 2, "s1", "s2", 5);
+    let mut later = s.events.split_off(10);
+    assert_eq!(
+        changed_by(&mut st, events(s.events)),
+        ["session", "cluster", "feed"],
+        "the first batch also sets the server clock's offset"
+    );
+    // Sent a little later by the server's clock than the first batch: the offset (the largest
+    // seen) stays, and so does the session.
+    for e in &mut later {
+        e.t_us = 0;
+    }
+    assert_eq!(
+        changed_by(&mut st, events(later.clone())),
+        ["cluster", "feed"]
+    );
+    assert_eq!(st.feed().history.len(), 20);
+    assert_eq!(
+        changed_by(&mut st, events(later)),
+        ["feed"],
+        "a replayed batch is counted (ingested) but changes no card"
+    );
+    assert_eq!(
+        changed_by(&mut st, events(vec![])),
+        Vec::<&str>::new(),
+        "an empty batch changes nothing"
+    );
+}
+
+#[test]
+fn a_snapshot_replaces_session_cluster_and_feed_and_toasts_only_for_news() {
+    let mut st = state();
+    let mut s = Script::default();
+    s.call(1, 1, "s1", "s2", 1);
+    assert_eq!(
+        changed_by(
+            &mut st,
+            Action::Receive {
+                msgs: vec![snapshot(s.events.clone(), 0)],
+                local_ms: 10.0
+            }
+        ),
+        ["session", "cluster", "feed"]
+    );
+    assert_eq!(
+        changed_by(
+            &mut st,
+            Action::Receive {
+                msgs: vec![snapshot(s.events, 3)],
+                local_ms: 20.0
+            }
+        ),
+        ["session", "cluster", "feed", "toasts"],
+        "fell behind: a toast says so"
+    );
+}
+
+#[test]
+fn pause_and_go_live_replace_the_feed_and_the_view_only_as_needed() {
+    let mut st = state();
+    let mut s = Script::default();
+    s.call(1, 1, "s1", "s2", 1);
+    st.apply(events(s.events));
+    assert_eq!(changed_by(&mut st, Action::TogglePause), ["feed"]);
+    assert!(st.feed().paused());
+    assert_eq!(changed_by(&mut st, Action::SetFollow(false)), ["view"]);
+    assert_eq!(
+        changed_by(&mut st, Action::SetFollow(false)),
+        Vec::<&str>::new()
+    );
+    assert_eq!(changed_by(&mut st, Action::GoLive), ["feed", "view"]);
+    assert_eq!(
+        changed_by(&mut st, Action::GoLive),
+        Vec::<&str>::new(),
+        "live already: nothing to change"
+    );
+    assert_eq!(changed_by(&mut st, Action::TogglePause), ["feed"]);
+    assert_eq!(
+        changed_by(&mut st, Action::GoLive),
+        ["feed"],
+        "paused while following: only the feed resumes"
+    );
+}
+
+#[test]
+fn what_the_person_looks_at_replaces_the_view_alone() {
+    let mut st = state();
+    for (action, slices) in [
+        (Action::Select(Some(Selection::Event(3))), vec!["view"]),
+        (Action::Select(Some(Selection::Event(3))), vec![]),
+        (Action::ShowHelp(true), vec!["view"]),
+        (Action::ShowHelp(true), vec![]),
+        (Action::ToggleLargeText, vec!["view"]),
+        (Action::Select(None), vec!["view"]),
+    ] {
+        let what = format!("{action:?}");
+        assert_eq!(changed_by(&mut st, action), slices, "{what}");
+    }
+}
+
+#[test]
+fn the_client_cards_replace_the_cluster_alone_and_a_refusal_is_a_toast() {
+    let mut st = state();
+    receive(&mut st, vec![hello(1)]);
+    let lock_name = |name: &str| Action::SetLockName {
+        client: 1,
+        name: name.into(),
+    };
+    let model = st.cluster().model.clone();
+    for (action, slices) in [
+        (lock_name("x"), vec!["cluster"]),
+        (lock_name("x"), vec![]),
+        (Action::AddClient, vec!["cluster"]),
+        (Action::SelectClient(2), vec![]),
+        (Action::SelectClient(1), vec!["cluster"]),
+        (Action::SelectClient(9), vec![]),
+    ] {
+        let what = format!("{action:?}");
+        assert_eq!(changed_by(&mut st, action), slices, "{what}");
+    }
+    assert!(
+        Rc::ptr_eq(&model, &st.cluster().model),
+        "the cards changed, the servers and clerks were not copied"
+    );
+    let cmd = st.cluster().call(1, Op::Lock, "ui-1".into());
+    assert_eq!(changed_by(&mut st, Action::Sent { cmd }), ["cluster"]);
+
+    let mut st = state();
+    let ServerMsg::Hello(mut h) = hello(1) else {
+        unreachable!("hello() builds a hello")
+    };
+    h.limits.max_client = 1;
+    receive(&mut st, vec![ServerMsg::Hello(h)]);
+    assert_eq!(
+        changed_by(&mut st, Action::AddClient),
+        ["toasts"],
+        "at the limit: no card, a toast"
+    );
+}
+
+#[test]
+fn the_connection_replaces_the_session_and_a_lost_one_stops_the_demo() {
+    let mut st = state();
+    assert_eq!(changed_by(&mut st, Action::Connected), ["session"]);
+    assert_eq!(changed_by(&mut st, Action::Connected), Vec::<&str>::new());
+    assert_eq!(
+        changed_by(
+            &mut st,
+            Action::StartDemo {
+                local_ms: 0.0,
+                failover: false
+            }
+        ),
+        ["cluster", "view"],
+        "the demo's clients get cards"
+    );
+    let lost = Action::Disconnected {
+        attempt: 1,
+        retry_in_ms: 500,
+    };
+    assert_eq!(changed_by(&mut st, lost), ["session", "view", "toasts"]);
+    assert_eq!(
+        changed_by(&mut st, Action::Connecting),
+        Vec::<&str>::new(),
+        "reconnecting keeps its backoff on the pill"
+    );
+    let next = Action::Disconnected {
+        attempt: 2,
+        retry_in_ms: 1000,
+    };
+    assert_eq!(changed_by(&mut st, next), ["session"], "the next attempt");
+}
+
+#[test]
+fn the_reducer_returns_the_same_state_when_an_action_changes_nothing() {
+    let mut s = Script::default();
+    s.call(1, 1, "s1", "s2", 1);
+    let st = Rc::new(State::default());
+    let st = st.reduce(Action::Receive {
+        msgs: vec![ServerMsg::Events { events: s.events }],
+        local_ms: 0.0,
+    });
+    assert_eq!(st.feed().pending_len(), 10, "held for the reorder");
+    let early = st.clone().reduce(Action::Tick {
+        local_ms: REORDER_HOLD_MS - 1.0,
+    });
+    assert!(
+        Rc::ptr_eq(&st, &early),
+        "nothing due: the same state, no render"
+    );
+    let due = st.clone().reduce(Action::Tick {
+        local_ms: REORDER_HOLD_MS,
+    });
+    assert!(!Rc::ptr_eq(&st, &due));
+    assert_eq!(due.feed().history.len(), 10);
+    assert!(!Rc::ptr_eq(st.feed(), due.feed()), "a new feed");
+    assert!(Rc::ptr_eq(st.cluster(), due.cluster()), "the same cluster");
+    assert!(Rc::ptr_eq(st.session(), due.session()), "the same session");
+}
