@@ -243,9 +243,15 @@ impl Viewer {
         let from = self.events.len();
         self.send(json!({"type": ty, "client": client, "lock": lock, "tag": tag}))
             .await;
+        self.answer_of(from, &tag).await
+    }
+
+    /// Waits for the end (`op_completed` or `op_failed`) of the call tagged `tag`, looking from
+    /// event index `from` on.
+    pub async fn answer_of(&mut self, from: usize, tag: &str) -> Event {
         self.wait_event_from(from, |e| match &e.kind {
             EventKind::OpCompleted { tag: Some(t), .. }
-            | EventKind::OpFailed { tag: Some(t), .. } => *t == tag,
+            | EventKind::OpFailed { tag: Some(t), .. } => t == tag,
             _ => false,
         })
         .await
@@ -313,4 +319,22 @@ pub fn events_of(events: &[Event], client: u32, seq: u64) -> Vec<&Event> {
             _ => false,
         })
         .collect()
+}
+
+/// Asserts that nothing in `events` is a failover or a role change.
+#[track_caller]
+pub fn assert_no_failover(events: &[Event]) {
+    let trouble: Vec<&Event> = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                EventKind::RpcFailed { .. } | EventKind::RoleChanged { .. }
+            )
+        })
+        .collect();
+    assert!(
+        trouble.is_empty(),
+        "no failover, no role change: {trouble:?}"
+    );
 }
