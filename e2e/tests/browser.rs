@@ -344,9 +344,28 @@ async fn the_demo_runs_three_clients_through_primary_and_backup() -> anyhow::Res
     s.click("[data-testid=demo]").await?;
     s.wait_text("[data-testid=demo]", |t| t.contains("stop"))
         .await?;
-    for c in ["c1", "c2", "c3"] {
-        s.wait_count(&format!("[data-kind=reply][data-from=s1][data-to={c}]"), 1)
-            .await?;
+    // Each client's reply from s1 must be seen on the diagram; the view follows the live edge
+    // and keeps only the rows in view, so an early reply may already have scrolled away when
+    // another client's is checked: remember each one the moment it is seen.
+    let clients = ["c1", "c2", "c3"];
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + e2e::WAIT;
+    while seen.len() < clients.len() {
+        for c in clients {
+            if s.count(&format!("[data-kind=reply][data-from=s1][data-to={c}]"))
+                .await?
+                > 0
+            {
+                seen.insert(c);
+            }
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "replies from s1 seen only for {seen:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for c in clients {
         s.wait_count(&format!("[data-testid=history-entry-{c}]"), 1)
             .await?;
     }

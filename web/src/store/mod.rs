@@ -687,12 +687,7 @@ impl State {
                     server: Some(name(server)),
                     t_us: e.t_us,
                 };
-                let c = self.client(*client);
-                if live {
-                    c.sending = None;
-                }
-                push_history(c, record);
-                self.demo_answer(tag.as_deref(), local_ms);
+                self.call_ended(*client, record, tag.as_deref(), live, local_ms);
             }
             EventKind::OpFailed {
                 client,
@@ -713,18 +708,31 @@ impl State {
                     server: None,
                     t_us: e.t_us,
                 };
-                let c = self.client(*client);
-                if live {
-                    c.sending = None;
-                }
-                push_history(c, record);
-                self.demo_answer(tag.as_deref(), local_ms);
+                self.call_ended(*client, record, tag.as_deref(), live, local_ms);
             }
             // The clerks are gone with the old cluster (the model drops them); the cards, with
             // their lock names and finished calls, are the page's and stay.
             EventKind::ClusterReset { .. } if live => self.clear_sending(|_| true),
             _ => {}
         }
+    }
+
+    /// A call of clerk `client` ended (answered or given up): its card's history gets it, and
+    /// the demo hears of it.
+    fn call_ended(
+        &mut self,
+        client: u32,
+        record: CallRecord,
+        tag: Option<&str>,
+        live: bool,
+        local_ms: f64,
+    ) {
+        let c = self.client(client);
+        if live {
+            c.sending = None;
+        }
+        push_history(c, record);
+        self.demo_answer(tag, local_ms);
     }
 
     fn demo_answer(&mut self, tag: Option<&str>, local_ms: f64) {
