@@ -24,6 +24,10 @@ use model::Cluster;
 
 use crate::clock::RunClock;
 
+/// Longest a delivery waits for its send to be reported before it is published anyway (sends
+/// are reported before they are written, so a real one arrives within milliseconds).
+const MAX_HOLD_US: u64 = 2_000_000;
+
 /// One published event, serialised once for every viewer.
 #[derive(Debug)]
 pub struct Logged {
@@ -158,7 +162,17 @@ impl Bus {
         self.publish_locked(&mut inner, node, t_us, kind);
     }
 
+    /// Messages with this origin (the high bits of their ids) will be sent: their deliveries are
+    /// ordered after their sends. A delivery from any other origin (a stranger's frame) is
+    /// published as it comes, so it cannot hold its receiver's events back.
+    pub fn expect_origin(&self, origin: u64) {
+        self.lock().sent_upto.entry(origin).or_insert(0);
+    }
+
     fn publish_locked(&self, inner: &mut BusInner, node: &str, t_us: u64, kind: EventKind) {
+        if !inner.held.is_empty() {
+            self.release_stale(inner, t_us);
+        }
         if let Some(queue) = inner.held.get_mut(node) {
             queue.push_back((t_us, kind));
             return;
@@ -181,11 +195,29 @@ impl Bus {
                     && inner
                         .sent_upto
                         .get(&msg_id.origin())
-                        .is_none_or(|upto| msg_id.number() > *upto) =>
+                        .is_some_and(|upto| msg_id.number() > *upto) =>
             {
                 Some(*msg_id)
             }
             _ => None,
+        }
+    }
+
+    /// Gives up waiting for sends that did not come in [`MAX_HOLD_US`] (a forged or lost report):
+    /// what their producers held back is published as it is.
+    fn release_stale(&self, inner: &mut BusInner, now_us: u64) {
+        let stale: Vec<String> = inner
+            .held
+            .iter()
+            .filter(|(_, q)| {
+                q.front()
+                    .is_some_and(|(t, _)| t.saturating_add(MAX_HOLD_US) < now_us)
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        for producer in stale {
+            inner.waiting_on.retain(|_, p| *p != producer);
+            self.release(inner, &producer, true);
         }
     }
 
@@ -502,6 +534,7 @@ mod tests {
     #[test]
     fn a_delivery_that_overtakes_its_send_is_ordered_after_it() {
         let b = bus(BusConfig::default());
+        b.expect_origin(0);
         b.publish("s2", delivered(5, "s2"));
         assert!(b.recent(10).is_empty(), "held until its send is known");
         b.publish("s1", sent(5, "s2"));
@@ -515,6 +548,7 @@ mod tests {
     #[test]
     fn a_producer_s_later_events_wait_behind_its_held_delivery() {
         let b = bus(BusConfig::default());
+        b.expect_origin(0);
         b.publish("c1", delivered(9, "c1"));
         b.publish("c1", EventKind::SlowMotionSet { delay_ms: 1 });
         b.publish("c2", EventKind::SlowMotionSet { delay_ms: 2 });
@@ -654,6 +688,7 @@ mod tests {
             ..BusConfig::default()
         });
         let id = |n: u64| (1 << 32) | n;
+        b.expect_origin(1);
         for n in 1..=6 {
             b.publish("s1", sent(id(n), "c1"));
         }
@@ -672,6 +707,28 @@ mod tests {
         assert_eq!(events(&b).len(), 9);
         b.publish("s1", sent(id(7), "c2"));
         assert_eq!(events(&b).len(), 11);
+    }
+
+    #[test]
+    fn a_strangers_delivery_or_a_send_never_reported_holds_nothing_back_for_long() {
+        let b = bus(BusConfig::default());
+        b.expect_origin(1);
+        // A frame forged by a stranger (an origin no process of the run has): published as is.
+        b.publish_at("s1", 10, delivered(7, "s1"));
+        b.publish_at("s1", 11, EventKind::SlowMotionSet { delay_ms: 1 });
+        assert_eq!(events(&b).len(), 2, "nothing of s1 is held back");
+        // A delivery of a real sender's message whose send is never reported: held, then
+        // released once it is older than the longest wait.
+        b.publish_at("s2", 100, delivered((1 << 32) | 5, "s2"));
+        b.publish_at("s2", 101, EventKind::SlowMotionSet { delay_ms: 2 });
+        assert_eq!(events(&b).len(), 2, "held while its send may still come");
+        b.publish_at(
+            "c1",
+            100 + MAX_HOLD_US + 1,
+            EventKind::SlowMotionSet { delay_ms: 3 },
+        );
+        let names: Vec<String> = events(&b).iter().map(|e| e.node.to_string()).collect();
+        assert_eq!(names, vec!["s1", "s1", "s2", "s2", "c1"]);
     }
 
     #[test]

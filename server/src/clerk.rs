@@ -26,8 +26,8 @@ use crate::slowmo::SlowMotion;
 /// Timing of a clerk. Each wait also allows the slow-motion holds on its way.
 #[derive(Debug, Clone)]
 pub struct ClerkTiming {
-    /// Wait for a reply before calling the server dead (plus 4 slow-motion holds: the request,
-    /// forward, ack and reply each wait one out). Longer than the primary's wait for its
+    /// Wait for a reply before calling the server dead (plus a slow-motion hold for each inbox
+    /// the call can wait in, see `REPLY_HOPS`). Longer than the primary's wait for its
     /// backup's ack (1.5 s) plus a hop: when the backup goes silent, the primary gives up on it
     /// and answers before the clerk gives up on the primary, rather than both serving alone.
     pub reply_timeout: Duration,
@@ -49,8 +49,11 @@ impl Default for ClerkTiming {
     }
 }
 
-/// Hops a request's answer crosses: request, forward, ack, reply.
-const REPLY_HOPS: u32 = 4;
+/// Slow-motion holds a reply can take: its request's, then everything the primary allows its
+/// forward and the backup's ack (`node::ACK_HOPS`), then its own. Fewer, and under slow motion a
+/// silent backup would make the clerk give up on the primary just before the primary gave up on
+/// the backup and answered: both would then serve alone.
+const REPLY_HOPS: u32 = crate::node::ACK_HOPS + 2;
 /// Holds allowed for a whole call before it is given up.
 const GIVE_UP_HOPS: u32 = 8;
 
@@ -455,9 +458,27 @@ mod tests {
     #[test]
     fn the_clerk_waits_longer_than_the_primary_waits_for_its_backup() {
         // Else a silent backup gets both of them to serve alone: the primary after its ack
-        // timeout, the backup once the clerk turned to it.
-        let margin = Duration::from_millis(500);
-        assert!(ClerkTiming::default().reply_timeout >= crate::node::ACK_TIMEOUT + margin);
+        // timeout, the backup once the clerk turned to it. At every slow-motion delay: the
+        // request waits one hold at the primary, the primary allows its forward and ack their
+        // holds and checks every tick, and its answer waits one hold at the clerk.
+        let t0 = Instant::now();
+        for ms in [0u64, 250, 800, 2000, 10_000] {
+            let d = Duration::from_millis(ms);
+            let slow = SlowMotion::new(d, t0);
+            let clerk_gives_up =
+                slow.deadline(t0, ClerkTiming::default().reply_timeout, REPLY_HOPS);
+            let forwarded = t0 + d;
+            let primary_answers =
+                slow.deadline(forwarded, crate::node::ACK_TIMEOUT, crate::node::ACK_HOPS)
+                    + crate::node::ACK_CHECK_EVERY
+                    + d;
+            assert!(
+                clerk_gives_up >= primary_answers + Duration::from_millis(500),
+                "at {ms} ms: the clerk gives up {:?} after sending, the primary answers after {:?}",
+                clerk_gives_up - t0,
+                primary_answers - t0
+            );
+        }
     }
 
     #[test]
@@ -505,10 +526,12 @@ mod tests {
         let mut r = Run::new(100);
         r.lock(0);
         r.clerk.set_slow_motion(1000 * MS, r.t0 + 50 * MS);
-        r.tick(2900); // the old allowance: 2500 + 4 x 100
-        r.tick(3200); // every hop held 1000 ms
+        r.tick(3000); // the allowance at the send: 2500 + 5 x 100
+        r.tick(4200); // every hop held 1000 ms
         assert_eq!(r.sends(), vec![0], "no failover: {:?}", r.out);
-        r.tick(6500); // 2500 + 4 x 1000
+        r.tick(7499);
+        assert_eq!(r.sends(), vec![0], "not yet: 2500 + 5 x 1000");
+        r.tick(7500);
         assert_eq!(r.sends(), vec![0, 1], "a truly silent server still fails");
     }
 

@@ -184,8 +184,12 @@ impl Cluster {
         &self.bus
     }
 
+    /// A new sender's message-id origin, announced to the bus (which orders deliveries only
+    /// of messages from senders it knows).
     fn origin(&self) -> u64 {
-        self.next_origin.fetch_add(1, Ordering::Relaxed)
+        let origin = self.next_origin.fetch_add(1, Ordering::Relaxed);
+        self.bus.expect_origin(origin);
+        origin
     }
 
     /// Starts the servers of a generation. All or nothing: if one fails to start, the ones
@@ -448,10 +452,13 @@ impl Cluster {
                 applied.push(rx);
             }
         }
-        for rx in applied {
-            // A node that dies meanwhile drops the sender: it has nothing left to delay.
-            let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
-        }
+        // All at once: a stopped node costs one timeout, not one each. A node that dies
+        // meanwhile drops the sender: it has nothing left to delay.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            futures_util::future::join_all(applied),
+        )
+        .await;
         self.bus
             .publish(SUPERVISOR, EventKind::SlowMotionSet { delay_ms });
         if delay_ms == 0 {

@@ -155,16 +155,17 @@ pub async fn run(
             }
         };
         pause.accepted("gateway");
-        let Ok(slot) = open.clone().try_acquire_owned() else {
-            tokio::spawn(refuse_busy(stream, cfg.max_connections));
-            continue;
-        };
+        // Over the cap a connection still gets one request, read within a short deadline: a
+        // WebSocket upgrade goes on to the viewers' own limit (idle connections must not lock
+        // viewers out), anything else is answered 503 and the connection closed.
+        let slot = open.clone().try_acquire_owned().ok();
         let conn = Connection {
             peer,
             cluster: cluster.clone(),
             cfg: cfg.clone(),
             site: site.clone(),
             shutdown: shutdown.clone(),
+            over_capacity: slot.is_none(),
         };
         tokio::spawn(async move {
             let _slot = slot;
@@ -175,21 +176,8 @@ pub async fn run(
     }
 }
 
-/// Answers a connection over the limit with `503` and closes it, without reading its request.
-async fn refuse_busy(mut stream: TcpStream, max: usize) {
-    use tokio::io::AsyncWriteExt;
-    let body = format!("pbscope serves {max} connections at once; try again shortly\n");
-    let head = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(body.as_bytes()).await?;
-        stream.shutdown().await
-    })
-    .await;
-}
+/// How long a connection over the cap has to send its request head.
+const OVER_CAPACITY_HEAD_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What one accepted connection needs to answer its requests.
 #[derive(Clone)]
@@ -199,6 +187,8 @@ struct Connection {
     cfg: Arc<GatewayConfig>,
     site: Arc<Site>,
     shutdown: CancellationToken,
+    /// Accepted beyond `max_connections`: one request, WebSocket upgrades only.
+    over_capacity: bool,
 }
 
 /// Runs HTTP/1.1 on one connection (keep-alive, a deadline for each request head) until it
@@ -210,7 +200,12 @@ async fn serve_connection(stream: TcpStream, conn: Connection) -> Result<(), hyp
     let _ =
         nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::SndBuf, &VIEWER_SNDBUF);
     let shutdown = conn.shutdown.clone();
-    let header_read_timeout = conn.cfg.header_read_timeout;
+    let over_capacity = conn.over_capacity;
+    let header_read_timeout = if over_capacity {
+        conn.cfg.header_read_timeout.min(OVER_CAPACITY_HEAD_TIMEOUT)
+    } else {
+        conn.cfg.header_read_timeout
+    };
     let service = service_fn(move |req| {
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(conn.answer(req).await) }
@@ -235,6 +230,19 @@ impl Connection {
     /// One request: a WebSocket upgrade (checked, then handed to a [`Viewer`]) or a file.
     async fn answer(self, req: Request<Incoming>) -> Response<http::Body> {
         if !http::wants_websocket(&req) {
+            if self.over_capacity {
+                let body = format!(
+                    "pbscope serves {} connections at once; try again shortly\n",
+                    self.cfg.max_connections
+                );
+                let mut refused = http::text(StatusCode::SERVICE_UNAVAILABLE, body);
+                // One request only: the connection ends with this answer.
+                refused.headers_mut().insert(
+                    hyper::header::CONNECTION,
+                    hyper::header::HeaderValue::from_static("close"),
+                );
+                return refused;
+            }
             return self.site.respond(req).await;
         }
         if req.uri().path() != "/ws" {

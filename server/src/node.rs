@@ -53,7 +53,10 @@ pub struct NodeConfig {
 pub(crate) const ACK_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// Inboxes a forward and its ack wait in (the backup's, then ours), with one to spare.
-const ACK_HOPS: u32 = 3;
+pub(crate) const ACK_HOPS: u32 = 3;
+
+/// How often the primary checks whether its oldest forward's ack is overdue.
+pub(crate) const ACK_CHECK_EVERY: Duration = Duration::from_millis(50);
 
 /// The connection id of the link to the backup (client connections count up from 1).
 const BACKUP_LINK: ConnId = 0;
@@ -263,7 +266,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         cfg,
     };
     let mut next_conn: ConnId = 1;
-    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut tick = tokio::time::interval(ACK_CHECK_EVERY);
     // An accept error (say EMFILE) pauses accepting only; the node goes on serving meanwhile.
     let mut accept_pause = AcceptPause::default();
 
@@ -420,6 +423,9 @@ impl Node {
             Msg::Forward { req, op, lock } => {
                 self.server.on_forward(req, op, &lock, &mut out);
             }
+            // Answers to forwards count only on the link this primary opened to its backup: a
+            // stranger's frame cannot make it reply, or step down.
+            Msg::ForwardAck { .. } | Msg::ForwardRefused { .. } if conn != BACKUP_LINK => {}
             Msg::ForwardAck { req, ok } => {
                 if let Some(link) = self.backup.as_mut() {
                     link.unacked.retain(|(r, _)| *r != req);
@@ -439,6 +445,10 @@ impl Node {
             // A server that stepped down waits for no ack: nothing of its own will be answered.
             if let Some(link) = self.backup.as_mut() {
                 link.unacked.clear();
+            }
+            // An armed crash waiting for that answer stays armed, as the card says.
+            if self.fatal.take().is_some() {
+                self.armed = true;
             }
         }
         self.carry_out(out, conn, &env.from).await

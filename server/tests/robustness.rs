@@ -412,9 +412,10 @@ async fn a_reply_sent_before_a_crash_is_heard_before_the_connection_ends() {
     );
 }
 
-/// TCP connections are bounded too, not only viewers: idle ones beyond the cap are answered
-/// `503` at once instead of taking descriptors the cluster needs; the open viewer goes on, and
-/// closing idle connections makes room again.
+/// HTTP connections are bounded too, not only viewers: a request beyond the cap is answered
+/// `503` and its connection closed instead of taking descriptors the cluster needs. A WebSocket
+/// upgrade still gets through (viewers have their own cap: idle connections must not lock
+/// them out), the open viewer goes on, and closing idle connections makes room again.
 #[tokio::test]
 async fn connections_beyond_the_cap_get_503_and_harm_nothing() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -433,6 +434,9 @@ async fn connections_beyond_the_cap_get_503_and_harm_nothing() {
     let mut over = tokio::net::TcpStream::connect(&server.addr)
         .await
         .expect("the connection itself is accepted");
+    over.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .expect("write");
     let mut answer = String::new();
     tokio::time::timeout(WAIT, over.read_to_string(&mut answer))
         .await
@@ -440,6 +444,11 @@ async fn connections_beyond_the_cap_get_503_and_harm_nothing() {
         .expect("read");
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(v.call_ok(1, Op::Lock, "a").await, "the viewer goes on");
+    let mut late = server.viewer().await;
+    assert!(
+        !late.call_ok(2, Op::Lock, "a").await,
+        "a viewer connecting over the cap is served"
+    );
     drop(idle);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut fresh = tokio::net::TcpStream::connect(&server.addr)
@@ -455,4 +464,56 @@ async fn connections_beyond_the_cap_get_503_and_harm_nothing() {
         .expect("answered")
         .expect("read");
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+}
+
+/// A stranger's frames harm nothing: anyone on the machine can connect to a server's port, but
+/// a forged `forward_refused` (or ack) counts only on the link the primary opened to its backup,
+/// and a delivery of a message no process of the run sent does not hold the server's events
+/// back. Found by review: one forged frame silenced s1's events and made it step down.
+#[tokio::test]
+async fn a_strangers_forged_frames_harm_nothing() {
+    use futures_util::SinkExt;
+    let server = Server::start().await;
+    let mut v = server.viewer().await;
+    let port = v
+        .snapshot
+        .nodes
+        .iter()
+        .find(|n| n.id == "s1")
+        .and_then(|n| n.port)
+        .expect("s1's port");
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to s1");
+    let mut conn = server::framing::framed(stream);
+    let req = shared::RequestId { client: 1, seq: 1 };
+    for (n, msg) in [
+        shared::Msg::ForwardRefused { req },
+        shared::Msg::ForwardAck { req, ok: false },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let env = shared::Envelope {
+            msg_id: shared::MsgId(n as u64 + 1),
+            from: "zz".into(),
+            msg,
+        };
+        conn.send(server::framing::encode(&env))
+            .await
+            .expect("send");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let from = v.events.len();
+    assert!(v.call_ok(1, Op::Lock, "a").await, "s1 serves as before");
+    let done = v.events[from..]
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::OpCompleted { .. }))
+        .expect("answered");
+    assert!(
+        matches!(&done.kind, EventKind::OpCompleted { server, attempts: 1, .. } if server == "s1"),
+        "{done:?}"
+    );
+    assert_no_failover(&v.events[from..]);
+    assert_eq!(v.nodes().await["s1"].role, shared::Role::Primary);
 }

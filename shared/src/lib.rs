@@ -140,7 +140,6 @@ impl From<String> for NodeRef {
         match s.as_str() {
             "primary" => NodeRef::Role(Role::Primary),
             "backup" => NodeRef::Role(Role::Backup),
-            "deposed" => NodeRef::Role(Role::Deposed),
             _ => NodeRef::Server(NodeId(s)),
         }
     }
