@@ -28,11 +28,23 @@
 //! - **Reset.** `cluster_reset` starts a new generation: the old generation's servers and clerks
 //!   are gone (new servers come with their `process_started`, new clerks with their first
 //!   `op_invoked`). The supervisor ends every call in progress with `op_failed` before the
-//!   reset, so dropping the clerks loses no call.
+//!   reset, so dropping the clerks loses no call. A reset also heals the network and ends step
+//!   mode (the supervisor publishes the plan it leaves, with the same seed, as `faults_changed`).
+//! - **Clients are processes.** An event at a client's node (`"c1"`) is about that client's
+//!   process: `client_started` (a new process, possibly a new incarnation), `crashed` and
+//!   `process_exited` (it is dead; its call in progress ends with the `op_failed` the supervisor
+//!   publishes). An event whose pid is not the client's current one changes nothing.
+//! - **Held messages.** The picture keeps the messages step mode holds (`msg_held`), because a
+//!   viewer must be able to list them from a snapshot; a held message leaves the list when it
+//!   is delivered or lost. No other message is kept.
+//! - **Faults.** `faults_changed` carries the whole plan in force; the last one wins.
 
 use std::collections::BTreeMap;
 
-use shared::{ClientInfo, Event, EventKind, NodeId, NodeInfo, PendingCall, Role, Snapshot};
+use shared::{
+    ClientInfo, CrashPoint, Event, EventKind, FaultPlan, HeldMsg, MsgId, NodeId, NodeInfo,
+    PendingCall, Role, Snapshot,
+};
 
 /// Servers and clerks as the event log says they are now. See the module docs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,6 +54,9 @@ pub struct Cluster {
     clients: BTreeMap<u32, ClientInfo>,
     generation: u64,
     slow_motion_ms: u64,
+    faults: FaultPlan,
+    /// Oldest first.
+    held: Vec<HeldMsg>,
 }
 
 impl Cluster {
@@ -64,6 +79,8 @@ impl Cluster {
             clients,
             generation: snapshot.generation,
             slow_motion_ms: snapshot.slow_motion_ms,
+            faults: snapshot.faults.clone(),
+            held: snapshot.held.clone(),
         }
     }
 
@@ -85,18 +102,68 @@ impl Cluster {
                         served: 0,
                         applied_forwards: 0,
                         armed: false,
+                        crash_point: None,
+                        paused: false,
+                        dying: false,
                     },
                 );
             }
             EventKind::Crashed { pid, .. } | EventKind::ProcessExited { pid, .. } => {
-                if let Some(s) = self.current_incarnation(node, *pid) {
+                if let Some(id) = event.node.client_id() {
+                    if let Some(c) = self.clients.get_mut(&id).filter(|c| c.pid == Some(*pid)) {
+                        c.alive = false;
+                        c.pending = None;
+                    }
+                } else if let Some(s) = self.current_incarnation(node, *pid) {
                     s.alive = false;
                     s.armed = false;
+                    s.crash_point = None;
+                    s.paused = false;
+                    s.dying = false;
                 }
             }
-            EventKind::CrashArmed {} => {
+            EventKind::CrashArmed { point, .. } => {
                 if let Some(s) = self.servers.get_mut(node) {
                     s.armed = true;
+                    s.crash_point = Some(point.unwrap_or(CrashPoint::BeforeReply));
+                }
+            }
+            EventKind::Dying { pid, .. } => {
+                if let Some(s) = self.current_incarnation(node, *pid) {
+                    s.dying = true;
+                    s.armed = false;
+                    s.crash_point = None;
+                }
+            }
+            EventKind::Paused { pid } | EventKind::Resumed { pid } => {
+                let paused = matches!(event.kind, EventKind::Paused { .. });
+                if let Some(s) = self.current_incarnation(node, *pid) {
+                    s.paused = paused;
+                }
+            }
+            EventKind::ClientStarted { pid, incarnation } => {
+                if let Some(id) = event.node.client_id() {
+                    let c = self.clerk(id, "");
+                    c.pid = Some(*pid);
+                    c.alive = true;
+                    c.incarnation = *incarnation;
+                }
+            }
+            EventKind::FaultsChanged { plan, .. } => self.faults = plan.clone(),
+            EventKind::MsgHeld {
+                msg_id,
+                from,
+                to,
+                msg,
+            } => {
+                if !self.held.iter().any(|h| h.msg_id == *msg_id) {
+                    self.held.push(HeldMsg {
+                        msg_id: *msg_id,
+                        from: from.clone(),
+                        to: to.clone(),
+                        msg: msg.clone(),
+                        since_us: event.t_us,
+                    });
                 }
             }
             EventKind::RoleChanged {
@@ -180,12 +247,24 @@ impl Cluster {
             EventKind::ClusterReset { generation } => {
                 self.servers.clear();
                 self.clients.clear();
+                self.held.clear();
+                self.faults = FaultPlan {
+                    seed: self.faults.seed,
+                    ..FaultPlan::default()
+                };
                 self.generation = *generation;
             }
             EventKind::SlowMotionSet { delay_ms } => self.slow_motion_ms = *delay_ms,
-            EventKind::MsgSent { .. }
-            | EventKind::MsgDelivered { .. }
-            | EventKind::MsgLost { .. } => {}
+            EventKind::MsgDelivered { msg_id, .. } | EventKind::MsgLost { msg_id, .. } => {
+                self.unhold(*msg_id)
+            }
+            EventKind::MsgSent { .. } => {}
+        }
+    }
+
+    fn unhold(&mut self, msg_id: MsgId) {
+        if !self.held.is_empty() {
+            self.held.retain(|h| h.msg_id != msg_id);
         }
     }
 
@@ -202,6 +281,9 @@ impl Cluster {
             pending: None,
             completed: 0,
             failed: 0,
+            pid: None,
+            alive: true,
+            incarnation: 0,
         })
     }
 
@@ -249,6 +331,21 @@ impl Cluster {
 
     pub fn slow_motion_ms(&self) -> u64 {
         self.slow_motion_ms
+    }
+
+    /// The network's faults in force.
+    pub fn faults(&self) -> &FaultPlan {
+        &self.faults
+    }
+
+    /// Messages step mode holds, oldest first.
+    pub fn held(&self) -> &[HeldMsg] {
+        &self.held
+    }
+
+    /// The held message `msg_id`, if step mode holds it.
+    pub fn held_msg(&self, msg_id: MsgId) -> Option<&HeldMsg> {
+        self.held.iter().find(|h| h.msg_id == msg_id)
     }
 }
 
@@ -303,11 +400,18 @@ mod tests {
     }
 
     fn armed(id: &str) -> Event {
-        at(id, 0, EventKind::CrashArmed {})
+        at(
+            id,
+            0,
+            EventKind::CrashArmed {
+                point: None,
+                dying_ms: None,
+            },
+        )
     }
 
     fn req(client: u32, seq: u64) -> RequestId {
-        RequestId { client, seq }
+        RequestId::new(client, seq)
     }
 
     /// `id` ran (or, when `duplicate`, answered from its record) a lock of `lock`.
@@ -690,6 +794,8 @@ mod tests {
             generation: at_snapshot.generation(),
             slow_motion_ms: at_snapshot.slow_motion_ms(),
             now_us: 6,
+            faults: at_snapshot.faults().clone(),
+            held: at_snapshot.held().to_vec(),
         });
         assert_eq!(from, at_snapshot);
         for e in &after {
@@ -713,6 +819,8 @@ mod tests {
             generation: 3,
             slow_motion_ms: 0,
             now_us: 0,
+            faults: FaultPlan::default(),
+            held: vec![],
         });
         c.apply(&executed("s1", "m", true, false, false));
         assert_eq!(
@@ -720,6 +828,189 @@ mod tests {
             Some(vec!["a".into(), "m".into(), "z".into()])
         );
         assert_eq!(c.generation(), 3);
+    }
+
+    // ---- Faults ------------------------------------------------------------------------------
+
+    #[test]
+    fn pause_and_resume_mark_the_current_process_only() {
+        let mut c = fold(&pair());
+        let pid = c.node("s1").and_then(|s| s.pid).unwrap();
+        c.apply(&at("s1", 5, EventKind::Paused { pid: pid + 100 }));
+        assert!(!c.node("s1").unwrap().paused, "an earlier process's pause");
+        c.apply(&at("s1", 6, EventKind::Paused { pid }));
+        assert!(c.node("s1").unwrap().paused);
+        assert!(c.is_alive("s1"), "paused is not dead");
+        c.apply(&at("s1", 7, EventKind::Resumed { pid }));
+        assert!(!c.node("s1").unwrap().paused);
+        c.apply(&at("s1", 8, EventKind::Paused { pid }));
+        c.apply(&crashed("s1", pid));
+        assert!(!c.node("s1").unwrap().paused, "a dead server is not paused");
+    }
+
+    #[test]
+    fn a_crash_at_a_point_is_armed_then_dying_then_dead() {
+        let mut c = fold(&pair());
+        c.apply(&at(
+            "s1",
+            5,
+            EventKind::CrashArmed {
+                point: Some(CrashPoint::AfterForward),
+                dying_ms: Some(500),
+            },
+        ));
+        let s1 = c.node("s1").unwrap();
+        assert!(s1.armed);
+        assert_eq!(s1.crash_point, Some(CrashPoint::AfterForward));
+        let pid = s1.pid.unwrap();
+        c.apply(&at(
+            "s1",
+            6,
+            EventKind::Dying {
+                pid,
+                dies_in_ms: 500,
+                point: Some(CrashPoint::AfterForward),
+            },
+        ));
+        let s1 = c.node("s1").unwrap();
+        assert!(s1.dying && !s1.armed && s1.alive);
+        c.apply(&crashed("s1", pid));
+        let s1 = c.node("s1").unwrap();
+        assert!(!s1.dying && !s1.alive);
+        c.apply(&at(
+            "s2",
+            8,
+            EventKind::CrashArmed {
+                point: None,
+                dying_ms: None,
+            },
+        ));
+        assert_eq!(
+            c.node("s2").unwrap().crash_point,
+            Some(CrashPoint::BeforeReply),
+            "crash_before_reply's point"
+        );
+    }
+
+    #[test]
+    fn a_client_process_dies_and_a_new_incarnation_starts() {
+        let mut c = fold(&pair());
+        c.apply(&at(
+            "c1",
+            1,
+            EventKind::ClientStarted {
+                pid: 700,
+                incarnation: 0,
+            },
+        ));
+        c.apply(&invoked(1, 1, "s1", 1));
+        let c1 = c.client(1).unwrap();
+        assert_eq!((c1.pid, c1.alive, c1.incarnation), (Some(700), true, 0));
+        assert!(c1.pending.is_some());
+        // An earlier process's exit changes nothing.
+        c.apply(&at(
+            "c1",
+            2,
+            EventKind::ProcessExited {
+                pid: 600,
+                signal: Some(9),
+                code: None,
+            },
+        ));
+        assert!(c.client(1).unwrap().alive);
+        c.apply(&at(
+            "c1",
+            3,
+            EventKind::Crashed {
+                pid: 700,
+                cause: CrashCause::Command,
+                req: None,
+            },
+        ));
+        let c1 = c.client(1).unwrap();
+        assert!(!c1.alive && c1.pending.is_none());
+        c.apply(&at(
+            "c1",
+            4,
+            EventKind::ClientStarted {
+                pid: 701,
+                incarnation: 1,
+            },
+        ));
+        let c1 = c.client(1).unwrap();
+        assert_eq!((c1.pid, c1.alive, c1.incarnation), (Some(701), true, 1));
+        assert!(c.is_alive("s1"), "a client's death is not a server's");
+    }
+
+    #[test]
+    fn held_messages_are_listed_until_delivered_or_lost_and_a_reset_heals() {
+        let mut c = fold(&pair());
+        let held = |id: u64| {
+            at(
+                "s2",
+                id,
+                EventKind::MsgHeld {
+                    msg_id: MsgId(id),
+                    from: "s1".into(),
+                    to: "s2".into(),
+                    msg: shared::Msg::ForwardAck {
+                        req: RequestId::new(1, 1),
+                        ok: true,
+                    },
+                },
+            )
+        };
+        c.apply(&held(1));
+        c.apply(&held(2));
+        c.apply(&held(2));
+        assert_eq!(
+            c.held().iter().map(|h| h.msg_id.0).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        c.apply(&at(
+            "s2",
+            3,
+            EventKind::MsgDelivered {
+                msg_id: MsgId(2),
+                from: "s1".into(),
+                to: "s2".into(),
+                duplicate: false,
+            },
+        ));
+        assert_eq!(c.held().len(), 1);
+        assert!(c.held_msg(MsgId(1)).is_some());
+        let plan = FaultPlan {
+            seed: 9,
+            step: true,
+            cuts: vec![shared::Cut {
+                from: "s1".into(),
+                to: "s2".into(),
+            }],
+            ..FaultPlan::default()
+        };
+        c.apply(&at(
+            "supervisor",
+            4,
+            EventKind::FaultsChanged {
+                plan: plan.clone(),
+                change: "step on".into(),
+            },
+        ));
+        assert_eq!(c.faults(), &plan);
+        c.apply(&at(
+            "supervisor",
+            5,
+            EventKind::ClusterReset { generation: 1 },
+        ));
+        assert!(c.held().is_empty());
+        assert_eq!(
+            c.faults(),
+            &FaultPlan {
+                seed: 9,
+                ..FaultPlan::default()
+            },
+            "the seed stays"
+        );
     }
 
     // ---- Roles -------------------------------------------------------------------------------

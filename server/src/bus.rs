@@ -114,6 +114,8 @@ struct SnapshotHead<'a> {
     generation: u64,
     slow_motion_ms: u64,
     now_us: u64,
+    faults: shared::FaultPlan,
+    held: Vec<shared::HeldMsg>,
     #[serde(skip)]
     _p: std::marker::PhantomData<&'a ()>,
 }
@@ -461,6 +463,8 @@ impl Bus {
                 generation: inner.cluster.generation(),
                 slow_motion_ms: inner.cluster.slow_motion_ms(),
                 now_us: self.clock.now_us(),
+                faults: inner.cluster.faults().clone(),
+                held: inner.cluster.held().to_vec(),
                 _p: std::marker::PhantomData,
             };
             (head, events, rx, inner.next_seq - 1)
@@ -510,7 +514,7 @@ mod tests {
             from: "s1".into(),
             to: to.into(),
             msg: Msg::ForwardAck {
-                req: RequestId { client: 1, seq: 1 },
+                req: RequestId::new(1, 1),
                 ok: true,
             },
         }
@@ -521,6 +525,7 @@ mod tests {
             msg_id: MsgId(id),
             from: "s1".into(),
             to: to.into(),
+            duplicate: false,
         }
     }
 
@@ -651,7 +656,7 @@ mod tests {
                 "c1",
                 EventKind::OpInvoked {
                     client: 1,
-                    req: RequestId { client: 1, seq: i },
+                    req: RequestId::new(1, i),
                     op: Op::Lock,
                     lock: "a".into(),
                     tag: None,
@@ -662,16 +667,16 @@ mod tests {
         assert_eq!(b.recent(usize::MAX).len(), 10);
         let sub = b.subscribe(3);
         let msg: ServerMsg = serde_json::from_str(&sub.snapshot).unwrap();
-        let ServerMsg::Snapshot(Snapshot {
+        let ServerMsg::Snapshot(snap) = msg else {
+            panic!("not a snapshot");
+        };
+        let Snapshot {
             events,
             next_seq,
             missed,
             clients,
             ..
-        }) = msg
-        else {
-            panic!("not a snapshot");
-        };
+        } = *snap;
         assert_eq!(next_seq, 26);
         assert_eq!(events.first().unwrap().seq, 22);
         assert_eq!(missed, 22 - 4, "seen up to 3, listed from 22");

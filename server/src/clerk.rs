@@ -194,6 +194,7 @@ impl Clerk {
         let req = RequestId {
             client: self.id,
             seq: self.seq,
+            incarnation: 0,
         };
         out.push(Output::Event(EventKind::OpInvoked {
             client: self.id,

@@ -303,6 +303,7 @@ impl Runtime {
                     msg_id: env.msg_id,
                     from: env.from.clone(),
                     to: self.name.clone(),
+                    duplicate: false,
                 },
             );
             if let Msg::Reply { req, ok } = env.msg {

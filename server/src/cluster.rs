@@ -329,6 +329,11 @@ impl Cluster {
                 .view(|v| v.holder_of(*role))
                 .ok_or_else(|| ClusterError::NodeDead(format!("no live server is {node} now")))?,
             NodeRef::Server(id) if gen.servers.contains_key(id.as_str()) => id.clone(),
+            NodeRef::All => {
+                return Err(ClusterError::Unavailable(
+                    "\"*\" (every server) is not supported by this command yet".into(),
+                ))
+            }
             NodeRef::Server(other) => {
                 let known: Vec<&str> = gen.servers.keys().map(String::as_str).collect();
                 return Err(ClusterError::UnknownNode(
@@ -644,6 +649,11 @@ async fn watch_node(
                 if let Some(tx) = tx {
                     let _ = tx.send(());
                 }
+            }
+            Ok(NodeReport::Failed { ticket, message }) => {
+                tracing::debug!("{}: control ticket {ticket} failed: {message}", w.id);
+                let tx = tickets.lock().ok().and_then(|mut t| t.remove(&ticket));
+                drop(tx);
             }
             Ok(NodeReport::Ready { .. }) => {}
             Err(framing::FrameError::Decode(e)) => {

@@ -21,7 +21,10 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::Value;
-use shared::{Command, ErrorCode, Hello, Limits, ServerMsg, COMMAND_TYPES, PROTOCOL_VERSION};
+use shared::{
+    Command, Endpoint, ErrorCode, Hello, Limits, Probability, ServerMsg, COMMAND_TYPES,
+    PROTOCOL_VERSION,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, Semaphore};
 use tokio::time::Instant;
@@ -71,6 +74,9 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
 /// WebSocket viewers connected at once unless configured otherwise: a classroom's worth of tabs.
 pub const DEFAULT_MAX_VIEWERS: usize = 32;
+
+/// Largest `delay_ms`, `jitter_ms` or `dying_ms` a fault command may ask for.
+pub const MAX_FAULT_DELAY_MS: u64 = 60_000;
 
 /// The viewers a gateway serves at once.
 #[derive(Debug)]
@@ -409,6 +415,7 @@ impl Viewer {
                 max_tag_bytes: self.cfg.max_tag_bytes as u32,
                 max_locks: self.cluster.max_locks() as u32,
                 max_viewers: self.cfg.viewer_slots.max() as u32,
+                max_fault_delay_ms: MAX_FAULT_DELAY_MS,
             },
         })
     }
@@ -684,7 +691,96 @@ pub fn parse_command(
         }
         _ => {}
     }
+    check_fault_fields(&cmd, max_client).map_err(|m| error(ErrorCode::BadField, m, tag))?;
     Ok(cmd)
+}
+
+/// Most groups, and most members of one group, a `partition` may name.
+const MAX_PARTITION_NAMES: usize = 64;
+
+/// The ranges of the fault commands' fields: what can be judged without the cluster.
+fn check_fault_fields(cmd: &Command, max_client: u32) -> Result<(), String> {
+    let delay = |name: &str, ms: u64| {
+        if ms > MAX_FAULT_DELAY_MS {
+            Err(format!("{name} must be 0..={MAX_FAULT_DELAY_MS}, got {ms}"))
+        } else {
+            Ok(())
+        }
+    };
+    let chance = |name: &str, p: Probability| {
+        if p.is_valid() {
+            Ok(())
+        } else {
+            Err(format!("{name} is a probability: 0 to 1, got {}", p.0))
+        }
+    };
+    let client = |c: u32| {
+        if c > max_client {
+            Err(format!("client must be 0..={max_client}, got {c}"))
+        } else {
+            Ok(())
+        }
+    };
+    let end = |e: &Endpoint| match e {
+        Endpoint::Client(c) => client(*c),
+        _ => Ok(()),
+    };
+    match cmd {
+        Command::SetLink {
+            from,
+            to,
+            drop,
+            duplicate,
+            delay_ms,
+            jitter_ms,
+            ..
+        } => {
+            end(from)?;
+            end(to)?;
+            chance("drop", *drop)?;
+            chance("duplicate", *duplicate)?;
+            delay("delay_ms", *delay_ms)?;
+            delay("jitter_ms", *jitter_ms)
+        }
+        Command::Cut { from, to, .. } => {
+            end(from)?;
+            end(to)
+        }
+        Command::Partition { groups, .. } => {
+            if groups.len() > MAX_PARTITION_NAMES
+                || groups.iter().any(|g| g.len() > MAX_PARTITION_NAMES)
+            {
+                return Err(format!(
+                    "at most {MAX_PARTITION_NAMES} groups of at most {MAX_PARTITION_NAMES} names"
+                ));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for member in groups.iter().flatten() {
+                end(member)?;
+                if *member == Endpoint::Any {
+                    return Err(
+                        "\"*\" can't be in a group: name the processes of each group \
+                                (a process in no group reaches everyone)"
+                            .into(),
+                    );
+                }
+                if !seen.insert(member.to_string()) {
+                    return Err(format!(
+                        "{member} is in two groups; a process is in one only"
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Command::Crash {
+            dying_ms: Some(ms), ..
+        }
+        | Command::CrashAt {
+            dying_ms: Some(ms), ..
+        } => delay("dying_ms", *ms),
+        Command::CrashClient { client: c, .. } => client(*c),
+        _ => Ok(()),
+    }
 }
 
 /// Runs a command against the cluster and words the answer.
@@ -712,6 +808,10 @@ pub async fn execute(cluster: &Cluster, cmd: Command) -> ServerMsg {
         Command::SetSlowMotion { delay_ms, .. } => Ok(cluster.set_slow_motion(delay_ms).await),
         // The handler answers it with the snapshot itself; nothing to do here.
         Command::Snapshot { .. } => Ok("a snapshot follows".to_owned()),
+        other => Err(crate::cluster::ClusterError::Unavailable(format!(
+            "{} is not built yet in this version",
+            other.name()
+        ))),
     };
     match result {
         Ok(detail) => ServerMsg::Ack {
@@ -763,6 +863,42 @@ mod tests {
             "a".repeat(70_000)
         );
         assert_eq!(code(&big), ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn impossible_fault_fields_are_refused_before_the_cluster_sees_them() {
+        let refused = [
+            r#"{"type":"set_link","from":"s1","to":"s2","drop":1.5}"#,
+            r#"{"type":"set_link","from":"s1","to":"s2","duplicate":-0.1}"#,
+            r#"{"type":"set_link","from":"s1","to":"s2","delay_ms":-5}"#,
+            r#"{"type":"set_link","from":"s1","to":"s2","delay_ms":60001}"#,
+            r#"{"type":"set_link","from":"s1","to":"s2","jitter_ms":18446744073709551615}"#,
+            r#"{"type":"set_link","from":"c101","to":"s2"}"#,
+            r#"{"type":"set_link","from":"s1"}"#,
+            r#"{"type":"partition","groups":[["s1","c1"],["s2","c1"]]}"#,
+            r#"{"type":"partition","groups":[["*"],["s2"]]}"#,
+            r#"{"type":"partition","groups":"s1"}"#,
+            r#"{"type":"crash_at","node":"s1","point":"after_reply"}"#,
+            r#"{"type":"crash_at","node":"s1","point":"before_ack","dying_ms":600000}"#,
+            r#"{"type":"crash","node":"s1","dying_ms":-1}"#,
+            r#"{"type":"crash_client","client":101}"#,
+            r#"{"type":"step","on":"yes"}"#,
+            r#"{"type":"deliver","msg_id":-1}"#,
+            r#"{"type":"set_seed"}"#,
+        ];
+        for text in refused {
+            assert_eq!(code(text), ErrorCode::BadField, "{text}");
+        }
+        let accepted = [
+            r#"{"type":"set_link","from":"*","to":"*","drop":1,"duplicate":0}"#,
+            r#"{"type":"partition","groups":[]}"#,
+            r#"{"type":"crash_at","node":"backup","point":"before_ack","dying_ms":60000}"#,
+            r#"{"type":"crash","node":"*"}"#,
+        ];
+        let cfg = GatewayConfig::default();
+        for text in accepted {
+            assert!(parse_command(text, &cfg, 100).is_ok(), "{text}");
+        }
     }
 
     #[test]

@@ -314,7 +314,7 @@ mod tests {
     use super::*;
 
     fn req(client: u32, seq: u64) -> RequestId {
-        RequestId { client, seq }
+        RequestId::new(client, seq)
     }
 
     fn replies(out: &[Output]) -> Vec<(ConnId, RequestId, bool)> {

@@ -357,7 +357,12 @@ impl Node {
         match c {
             NodeControl::ArmCrashBeforeReply => {
                 self.armed = true;
-                self.reporter.event(EventKind::CrashArmed {}).await?;
+                self.reporter
+                    .event(EventKind::CrashArmed {
+                        point: None,
+                        dying_ms: None,
+                    })
+                    .await?;
             }
             NodeControl::SetSlowMotion { delay_ms, ticket } => {
                 self.slow_motion
@@ -365,6 +370,7 @@ impl Node {
                 self.inbox.delay = self.slow_motion.current();
                 self.reporter.report(NodeReport::Applied { ticket }).await?;
             }
+            other => tracing::warn!("{}: control {other:?} is not built yet", self.cfg.id),
         }
         Ok(())
     }
@@ -403,6 +409,7 @@ impl Node {
                 msg_id: env.msg_id,
                 from: env.from.clone(),
                 to: self.cfg.id.clone(),
+                duplicate: false,
             })
             .await?;
         let mut out = Vec::new();
@@ -678,7 +685,7 @@ mod tests {
             msg_id: MsgId(n),
             from: "c1".into(),
             msg: Msg::Request {
-                req: RequestId { client: 1, seq: n },
+                req: RequestId::new(1, n),
                 op: Op::Lock,
                 lock: "a".into(),
             },

@@ -212,7 +212,16 @@ async fn a_node_that_reads_no_control_cannot_stop_its_reports() {
     let armed = || {
         log(&bus)
             .iter()
-            .filter(|e| e.node == "s1" && matches!(e.kind, EventKind::CrashArmed {}))
+            .filter(|e| {
+                e.node == "s1"
+                    && matches!(
+                        e.kind,
+                        EventKind::CrashArmed {
+                            point: None,
+                            dying_ms: None
+                        }
+                    )
+            })
             .count()
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

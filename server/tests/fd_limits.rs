@@ -358,7 +358,7 @@ async fn a_primary_out_of_descriptors_waits_for_one_instead_of_losing_its_backup
     let flood = idle_connections(&node_addr, LIMIT + 32).await;
     wait_exhausted(pid, LIMIT, "the node").await;
 
-    let req = RequestId { client: 1, seq: 1 };
+    let req = RequestId::new(1, 1);
     let request = Envelope {
         msg_id: shared::MsgId(1),
         from: shared::client_node(1),

@@ -7,13 +7,15 @@
 //! Proptest prints a failure's shrunk input and keeps its seed in `fuzz.proptest-regressions`
 //! beside this file, which runs first from then on: commit that file with the fix.
 
+use std::collections::BTreeSet;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::FutureExt;
 use proptest::prelude::*;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use server::framing::{self, FrameError, MAX_FRAME};
-use server::gateway::{parse_command, GatewayConfig};
+use server::gateway::{parse_command, GatewayConfig, MAX_FAULT_DELAY_MS};
 use shared::{Command, Envelope, ErrorCode, NodeControl, NodeReport, ServerMsg, COMMAND_TYPES};
 use tokio_util::codec::FramedRead;
 
@@ -87,10 +89,35 @@ fn field_text(key: &str) -> BoxedStrategy<String> {
         ])
         .prop_map(Value::from)
         .boxed(),
-        "delay_ms" | "msg_id" | "seed" => prop_oneof![
-            (0u64..=12_000).prop_map(Value::from),
-            any::<u64>().prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
+        "drop" | "duplicate" => prop_oneof![
+            4 => (0.0f64..=1.0).prop_map(Value::from),
+            1 => (-2.0f64..3.0).prop_map(Value::from),
+            1 => any::<f64>().prop_map(Value::from),
+        ]
+        .boxed(),
+        "on" => any::<bool>().prop_map(Value::from).boxed(),
+        "point" => prop::sample::select(vec![
+            "before_forward",
+            "after_forward",
+            "before_reply",
+            "before_ack",
+            "after_reply",
+            "",
+        ])
+        .prop_map(Value::from)
+        .boxed(),
+        "groups" => {
+            let member =
+                prop::sample::select(vec!["s1", "s2", "c1", "c2", "primary", "*", "c9999"]);
+            prop::collection::vec(prop::collection::vec(member, 0..4), 0..4)
+                .prop_map(|g| json!(g))
+                .boxed()
+        }
+        "delay_ms" | "msg_id" | "seed" | "jitter_ms" | "dying_ms" => prop_oneof![
+            4 => (0u64..=12_000).prop_map(Value::from),
+            1 => (0u64..=70_000).prop_map(Value::from),
+            1 => any::<u64>().prop_map(Value::from),
+            1 => any::<i64>().prop_map(Value::from),
         ]
         .boxed(),
         "tag" => prop_oneof![
@@ -104,25 +131,71 @@ fn field_text(key: &str) -> BoxedStrategy<String> {
     prop_oneof![3 => plausible.prop_map(|v| v.to_string()), 1 => junk].boxed()
 }
 
+/// The fields of command `ty` (besides `type` and `tag`).
+fn fields_of(ty: &str) -> &'static [&'static str] {
+    match ty {
+        "lock" | "unlock" => &["client", "lock"],
+        "crash" => &["node", "dying_ms"],
+        "crash_before_reply" | "pause" | "resume" | "restart" => &["node"],
+        "set_slow_motion" => &["delay_ms"],
+        "set_link" => &["from", "to", "drop", "duplicate", "delay_ms", "jitter_ms"],
+        "partition" => &["groups"],
+        "cut" => &["from", "to"],
+        "set_seed" => &["seed"],
+        "crash_at" => &["node", "point", "dying_ms"],
+        "crash_client" => &["client"],
+        "step" => &["on"],
+        "deliver" | "drop" | "duplicate" => &["msg_id"],
+        _ => &[],
+    }
+}
+
 /// Object text shaped like a command: a known `type` (usually), fields it or another command
 /// has, unknown fields, values plausible or not; sometimes cut short.
 fn command_text() -> impl Strategy<Value = String> {
     const KEYS: &[&str] = &[
-        "client", "lock", "tag", "node", "delay_ms", "from", "to", "groups", "msg_id", "on",
-        "seed", "point", "type",
+        "client",
+        "lock",
+        "tag",
+        "node",
+        "delay_ms",
+        "from",
+        "to",
+        "groups",
+        "msg_id",
+        "on",
+        "seed",
+        "point",
+        "type",
+        "drop",
+        "duplicate",
+        "jitter_ms",
+        "dying_ms",
     ];
+    let known = prop::sample::select(COMMAND_TYPES.to_vec()).prop_map(|t| {
+        (
+            json!(t).to_string(),
+            fields_of(t).iter().chain(&["tag"]).copied().collect(),
+        )
+    });
     let ty = prop_oneof![
-        8 => prop::sample::select(COMMAND_TYPES.to_vec()).prop_map(|t| json!(t).to_string()),
-        1 => ".{0,12}".prop_map(|t| json!(t).to_string()),
-        1 => json_value().prop_map(|v| v.to_string()),
+        8 => known,
+        1 => ".{0,12}".prop_map(|t| (json!(t).to_string(), vec!["client", "lock", "node"])),
+        1 => json_value().prop_map(|v| (v.to_string(), vec!["node", "delay_ms"])),
     ];
-    // The fields commands have, each present or not, then a few others in any order.
-    let usual = prop::sample::subsequence(vec!["client", "lock", "node", "delay_ms", "tag"], 0..=5)
-        .prop_flat_map(|keys| {
-            keys.into_iter()
-                .map(|k| (Just(k.to_owned()), field_text(k)))
-                .collect::<Vec<_>>()
-        });
+    // The fields the command has, each present or not (mostly present), then a few others in
+    // any order.
+    let typed = ty.prop_flat_map(|(ty, fields)| {
+        let n = fields.len();
+        (
+            Just(ty),
+            prop::sample::subsequence(fields, (n.saturating_sub(1))..=n).prop_flat_map(|keys| {
+                keys.into_iter()
+                    .map(|k| (Just(k.to_owned()), field_text(k)))
+                    .collect::<Vec<_>>()
+            }),
+        )
+    });
     let key = prop_oneof![
         4 => prop::sample::select(KEYS.to_vec()).prop_map(str::to_owned),
         1 => ".{0,10}",
@@ -130,13 +203,12 @@ fn command_text() -> impl Strategy<Value = String> {
     let other = key.prop_flat_map(|k| (Just(k.clone()), field_text(&k)));
     let cut = prop::option::weighted(0.1, any::<prop::sample::Index>());
     (
-        ty,
-        usual,
+        typed,
         prop::collection::vec(other, 0..3),
         any::<bool>(),
         cut,
     )
-        .prop_map(|(ty, usual, others, type_first, cut)| {
+        .prop_map(|((ty, usual), others, type_first, cut)| {
             let mut parts: Vec<String> = usual
                 .iter()
                 .chain(&others)
@@ -219,12 +291,49 @@ fn check_limits(cmd: &Command, cfg: &GatewayConfig) -> Result<(), TestCaseError>
         );
         prop_assert!(!lock.chars().any(char::is_control), "{:?}", cmd);
     }
-    if let Some(delay) = wire.get("delay_ms") {
-        prop_assert!(
-            delay.as_u64().is_some_and(|d| d <= cfg.max_delay_ms),
-            "{:?}",
-            cmd
-        );
+    if cmd.name() == "set_slow_motion" {
+        let delay = wire.get("delay_ms").and_then(Value::as_u64);
+        prop_assert!(delay.is_some_and(|d| d <= cfg.max_delay_ms), "{:?}", cmd);
+    }
+    for key in ["delay_ms", "jitter_ms", "dying_ms"] {
+        if let (Some(d), true) = (wire.get(key), cmd.name() != "set_slow_motion") {
+            prop_assert!(
+                d.as_u64().is_some_and(|d| d <= MAX_FAULT_DELAY_MS),
+                "{:?}",
+                cmd
+            );
+        }
+    }
+    for key in ["drop", "duplicate"] {
+        if let Some(p) = wire.get(key) {
+            prop_assert!(
+                p.as_f64().is_some_and(|p| (0.0..=1.0).contains(&p)),
+                "{:?}",
+                cmd
+            );
+        }
+    }
+    for end in ["from", "to"].iter().filter_map(|k| wire.get(*k)).chain(
+        wire.get("groups").into_iter().flat_map(|g| {
+            g.as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|g| g.as_array().into_iter().flatten())
+        }),
+    ) {
+        let end = end.as_str().unwrap_or_default();
+        if let Some(c) = end.strip_prefix('c').and_then(|n| n.parse::<u64>().ok()) {
+            prop_assert!(c <= u64::from(MAX_CLIENT), "{:?}", cmd);
+        }
+    }
+    if let Some(groups) = wire.get("groups").and_then(Value::as_array) {
+        let members: Vec<&Value> = groups
+            .iter()
+            .flat_map(|g| g.as_array().into_iter().flatten())
+            .collect();
+        let distinct: BTreeSet<String> = members.iter().map(|m| m.to_string()).collect();
+        prop_assert_eq!(distinct.len(), members.len(), "a process in one group only");
+        prop_assert!(!distinct.contains("\"*\""), "{:?}", cmd);
     }
     Ok(())
 }
@@ -249,13 +358,12 @@ proptest! {
 fn near_commands_reach_every_outcome() {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
-    use std::collections::BTreeSet;
 
     let cfg = GatewayConfig::default();
     let mut runner = TestRunner::deterministic();
     let strategy = command_text();
     let mut outcomes = BTreeSet::new();
-    for _ in 0..1000 {
+    for _ in 0..3000 {
         let text = strategy.new_tree(&mut runner).unwrap().current();
         outcomes.insert(match parse_command(&text, &cfg, MAX_CLIENT) {
             Ok(cmd) => cmd.name().to_owned(),

@@ -133,8 +133,17 @@ async fn every_command_is_answered() {
     v.command(json!({"type":"crash_before_reply","node":"s1"}))
         .await
         .unwrap();
-    v.wait_event(|e| e.node == "s1" && matches!(e.kind, EventKind::CrashArmed {}))
-        .await;
+    v.wait_event(|e| {
+        e.node == "s1"
+            && matches!(
+                e.kind,
+                EventKind::CrashArmed {
+                    point: None,
+                    dying_ms: None
+                }
+            )
+    })
+    .await;
     assert!(v.nodes().await["s1"].armed);
     v.command(json!({"type":"crash","node":"s2"}))
         .await

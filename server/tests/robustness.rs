@@ -486,7 +486,7 @@ async fn a_strangers_forged_frames_harm_nothing() {
         .await
         .expect("connect to s1");
     let mut conn = server::framing::framed(stream);
-    let req = shared::RequestId { client: 1, seq: 1 };
+    let req = shared::RequestId::new(1, 1);
     for (n, msg) in [
         shared::Msg::ForwardRefused { req },
         shared::Msg::ForwardAck { req, ok: false },

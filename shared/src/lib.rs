@@ -133,6 +133,8 @@ impl std::fmt::Display for MsgId {
 pub enum NodeRef {
     Role(Role),
     Server(NodeId),
+    /// `"*"`: every server (for `crash`, `pause`, `resume`, `restart`).
+    All,
 }
 
 impl From<String> for NodeRef {
@@ -140,6 +142,7 @@ impl From<String> for NodeRef {
         match s.as_str() {
             "primary" => NodeRef::Role(Role::Primary),
             "backup" => NodeRef::Role(Role::Backup),
+            "*" => NodeRef::All,
             _ => NodeRef::Server(NodeId(s)),
         }
     }
@@ -164,8 +167,169 @@ impl std::fmt::Display for NodeRef {
             NodeRef::Role(Role::Backup) => f.write_str("backup"),
             NodeRef::Role(Role::Deposed) => f.write_str("deposed"),
             NodeRef::Server(id) => f.write_str(id),
+            NodeRef::All => f.write_str("*"),
         }
     }
+}
+
+/// One end of a link, as a fault command names it: a server id (`"s1"`), a role (`"primary"`,
+/// `"backup"`: the server holding it when the command runs), a client (`"c1"`), or `"*"` (every
+/// process). On the wire the plain string.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+#[serde(from = "String", into = "String")]
+pub enum Endpoint {
+    Any,
+    Role(Role),
+    Client(u32),
+    Server(NodeId),
+}
+
+impl From<String> for Endpoint {
+    fn from(s: String) -> Self {
+        let id = NodeId(s);
+        match (id.as_str(), id.client_id()) {
+            ("*", _) => Endpoint::Any,
+            ("primary", _) => Endpoint::Role(Role::Primary),
+            ("backup", _) => Endpoint::Role(Role::Backup),
+            (_, Some(client)) => Endpoint::Client(client),
+            _ => Endpoint::Server(id),
+        }
+    }
+}
+
+impl From<&str> for Endpoint {
+    fn from(s: &str) -> Self {
+        Endpoint::from(s.to_owned())
+    }
+}
+
+impl From<Endpoint> for String {
+    fn from(e: Endpoint) -> Self {
+        e.to_string()
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Any => f.write_str(ANY),
+            Endpoint::Role(role) => NodeRef::Role(*role).fmt(f),
+            Endpoint::Client(id) => write!(f, "c{id}"),
+            Endpoint::Server(id) => f.write_str(id),
+        }
+    }
+}
+
+/// The name that stands for every process in a fault plan's links and cuts.
+pub const ANY: &str = "*";
+
+/// A probability in [0, 1] (the gateway refuses anything else, NaN included, so equality is
+/// total). On the wire the plain number.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, PartialOrd, Debug, Default)]
+#[serde(transparent)]
+pub struct Probability(pub f64);
+
+impl Probability {
+    pub fn is_valid(self) -> bool {
+        (0.0..=1.0).contains(&self.0)
+    }
+}
+
+impl Eq for Probability {}
+
+/// Where in an operation an armed server dies (`crash_at`).
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum CrashPoint {
+    /// The primary applied a client's operation and dies before forwarding it.
+    BeforeForward,
+    /// The primary forwarded the operation and dies before the backup's ack is back.
+    AfterForward,
+    /// The primary has the backup's ack and dies before its reply leaves (`crash_before_reply`).
+    BeforeReply,
+    /// The backup applied a forward and dies before its ack leaves.
+    BeforeAck,
+}
+
+impl CrashPoint {
+    pub const ALL: [CrashPoint; 4] = [
+        CrashPoint::BeforeForward,
+        CrashPoint::AfterForward,
+        CrashPoint::BeforeReply,
+        CrashPoint::BeforeAck,
+    ];
+
+    /// The wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            CrashPoint::BeforeForward => "before_forward",
+            CrashPoint::AfterForward => "after_forward",
+            CrashPoint::BeforeReply => "before_reply",
+            CrashPoint::BeforeAck => "before_ack",
+        }
+    }
+}
+
+/// The network's faults in force, with every name resolved to a process id (`"s1"`, `"c2"`) or
+/// [`ANY`]. Each receiver's inbox applies the rules for the messages it receives.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug, Default)]
+pub struct FaultPlan {
+    /// Seeds every random fault decision: the same seed gives the same decisions for the same
+    /// messages (a decision is a pure function of the seed, the message id and the receiver).
+    pub seed: u64,
+    /// Step mode: every message waits in its receiver's inbox until `deliver`, `drop` or
+    /// `duplicate` names it.
+    pub step: bool,
+    /// Per-link settings. For a message from A to B the most specific rule applies:
+    /// (A, B), then (A, `*`), then (`*`, B), then (`*`, `*`).
+    pub links: Vec<LinkRule>,
+    /// Groups that can't reach each other (both ways). A process named in no group reaches
+    /// everyone. Empty: no partition.
+    pub partition: Vec<Vec<NodeId>>,
+    /// One-way cuts: nothing from `from` reaches `to`.
+    pub cuts: Vec<Cut>,
+}
+
+/// What the network does to the messages of one link.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+pub struct LinkRule {
+    pub from: NodeId,
+    pub to: NodeId,
+    /// Chance a message is dropped.
+    pub drop: Probability,
+    /// Chance a message (not dropped) is delivered twice.
+    pub duplicate: Probability,
+    /// Extra time a message waits in the inbox.
+    pub delay_ms: u64,
+    /// Up to this much more, drawn per message: messages of the link may overtake each other.
+    pub jitter_ms: u64,
+}
+
+/// A one-way cut.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+pub struct Cut {
+    pub from: NodeId,
+    pub to: NodeId,
+}
+
+/// What step mode does with a held message.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum StepAction {
+    Deliver,
+    Drop,
+    Duplicate,
+}
+
+/// A message held in its receiver's inbox by step mode, waiting for a person's decision.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+pub struct HeldMsg {
+    pub msg_id: MsgId,
+    pub from: NodeId,
+    pub to: NodeId,
+    pub msg: Msg,
+    /// When it was held, on the events' time axis.
+    pub since_us: u64,
 }
 
 /// Identifies one client call across all its retries: the at-most-once key.
@@ -175,6 +339,34 @@ impl std::fmt::Display for NodeRef {
 pub struct RequestId {
     pub client: u32,
     pub seq: u64,
+    /// Which process of client lane `client` made the call: 0 for the first, one more after each
+    /// crash. A restarted client is a new identity, as in Lab 1, so its calls never collide with
+    /// the at-most-once records of its previous life. Absent on the wire when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub incarnation: u32,
+}
+
+impl RequestId {
+    /// The call `seq` of client `client`'s first process.
+    pub const fn new(client: u32, seq: u64) -> Self {
+        Self {
+            client,
+            seq,
+            incarnation: 0,
+        }
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The two operations of the Lab 1 lock service. Both answer at once; neither waits.
@@ -252,9 +444,13 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tag: Option<String>,
     },
-    /// SIGKILL the process of a server: a stable id (`"s1"`) or a role (`"primary"`, `"backup"`).
+    /// SIGKILL the process of a server: a stable id (`"s1"`), a role (`"primary"`, `"backup"`),
+    /// or `"*"` (every server at once). With `dying_ms`, the server goes silent now (answers
+    /// nothing, connections stay open) and is killed that much later.
     Crash {
         node: NodeRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dying_ms: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tag: Option<String>,
     },
@@ -282,6 +478,109 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tag: Option<String>,
     },
+    /// Set what the network does to the messages from `from` to `to` (either may be `"*"`).
+    /// Absent fields are 0: the command replaces that link's whole setting.
+    SetLink {
+        from: Endpoint,
+        to: Endpoint,
+        #[serde(default)]
+        drop: Probability,
+        #[serde(default)]
+        duplicate: Probability,
+        #[serde(default)]
+        delay_ms: u64,
+        #[serde(default)]
+        jitter_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+    /// Split the processes into groups that can't reach each other (both ways). Replaces any
+    /// partition in force; cuts and link settings stay.
+    Partition {
+        groups: Vec<Vec<Endpoint>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+    /// Nothing from `from` reaches `to` (one way).
+    Cut {
+        from: Endpoint,
+        to: Endpoint,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+    /// Clear partitions, cuts and link settings (the seed and step mode stay).
+    Heal {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+    /// Seed the fault decisions, so a run's decisions replay.
+    SetSeed {
+        seed: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+    /// SIGSTOP a server's process (or every server's, `"*"`): it neither runs nor dies.
+    Pause {
+        node: NodeRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+    /// SIGCONT a paused server's process.
+    Resume {
+        node: NodeRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+    /// Start a fresh process for a dead server, with an empty lock table (Lab 1 has no
+    /// recovery). `"*"`: every dead server.
+    Restart {
+        node: NodeRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+    /// Arm a server to die at `point` of the next operation that reaches it. With `dying_ms`,
+    /// it goes silent at that point (answers nothing, connections stay open) and dies that much
+    /// later, like the lab's own "dying" servers.
+    CrashAt {
+        node: NodeRef,
+        point: CrashPoint,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dying_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+    /// SIGKILL client `client`'s process. Its next call starts a new process with a new identity.
+    CrashClient {
+        client: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+    /// Step mode on or off. On: every message waits in its receiver's inbox for `deliver`,
+    /// `drop` or `duplicate`. Off: the held ones go on, in order, and messages flow freely.
+    Step {
+        on: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+    /// Step mode: hand the held message `msg_id` to its receiver.
+    Deliver {
+        msg_id: MsgId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+    /// Step mode: the held message `msg_id` is lost (`msg_lost`, reason `"dropped"`).
+    #[serde(rename = "drop")]
+    DropMsg {
+        msg_id: MsgId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+    /// Step mode: hand the held message `msg_id` to its receiver twice.
+    Duplicate {
+        msg_id: MsgId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
 }
 
 impl Command {
@@ -295,6 +594,20 @@ impl Command {
             Command::Reset { .. } => "reset",
             Command::SetSlowMotion { .. } => "set_slow_motion",
             Command::Snapshot { .. } => "snapshot",
+            Command::SetLink { .. } => "set_link",
+            Command::Partition { .. } => "partition",
+            Command::Cut { .. } => "cut",
+            Command::Heal { .. } => "heal",
+            Command::SetSeed { .. } => "set_seed",
+            Command::Pause { .. } => "pause",
+            Command::Resume { .. } => "resume",
+            Command::Restart { .. } => "restart",
+            Command::CrashAt { .. } => "crash_at",
+            Command::CrashClient { .. } => "crash_client",
+            Command::Step { .. } => "step",
+            Command::Deliver { .. } => "deliver",
+            Command::DropMsg { .. } => "drop",
+            Command::Duplicate { .. } => "duplicate",
         }
     }
 
@@ -307,7 +620,21 @@ impl Command {
             | Command::CrashBeforeReply { tag, .. }
             | Command::Reset { tag }
             | Command::SetSlowMotion { tag, .. }
-            | Command::Snapshot { tag } => tag.as_deref(),
+            | Command::Snapshot { tag }
+            | Command::SetLink { tag, .. }
+            | Command::Partition { tag, .. }
+            | Command::Cut { tag, .. }
+            | Command::Heal { tag }
+            | Command::SetSeed { tag, .. }
+            | Command::Pause { tag, .. }
+            | Command::Resume { tag, .. }
+            | Command::Restart { tag, .. }
+            | Command::CrashAt { tag, .. }
+            | Command::CrashClient { tag, .. }
+            | Command::Step { tag, .. }
+            | Command::Deliver { tag, .. }
+            | Command::DropMsg { tag, .. }
+            | Command::Duplicate { tag, .. } => tag.as_deref(),
         }
     }
 }
@@ -321,6 +648,20 @@ pub const COMMAND_TYPES: &[&str] = &[
     "reset",
     "set_slow_motion",
     "snapshot",
+    "set_link",
+    "partition",
+    "cut",
+    "heal",
+    "set_seed",
+    "pause",
+    "resume",
+    "restart",
+    "crash_at",
+    "crash_client",
+    "step",
+    "deliver",
+    "drop",
+    "duplicate",
 ];
 
 // ------------------------------------------------------------------------------------------
@@ -334,7 +675,7 @@ pub const COMMAND_TYPES: &[&str] = &[
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMsg {
     Hello(Hello),
-    Snapshot(Snapshot),
+    Snapshot(Box<Snapshot>),
     /// Events in `seq` order, consecutive unless a `snapshot` says some were missed.
     Events {
         events: Vec<Event>,
@@ -394,6 +735,9 @@ pub struct Limits {
     /// WebSocket viewers connected at once.
     #[serde(default)]
     pub max_viewers: u32,
+    /// Largest `delay_ms`, `jitter_ms` or `dying_ms` of a fault command.
+    #[serde(default)]
+    pub max_fault_delay_ms: u64,
 }
 
 /// The state of the run at one point of the event log, so a viewer can start (or restart)
@@ -417,6 +761,12 @@ pub struct Snapshot {
     pub slow_motion_ms: u64,
     /// The server's clock when the snapshot was taken, on the events' time axis.
     pub now_us: u64,
+    /// The network's faults in force (seed, step mode, links, partition, cuts).
+    #[serde(default)]
+    pub faults: FaultPlan,
+    /// Messages step mode holds in their inboxes, waiting for a decision, oldest first.
+    #[serde(default)]
+    pub held: Vec<HeldMsg>,
 }
 
 /// One server as the viewer should show it.
@@ -437,14 +787,32 @@ pub struct NodeInfo {
     pub served: u64,
     /// Operations forwarded to this server that it applied.
     pub applied_forwards: u64,
-    /// `crash_before_reply` is armed and will fire on the next client request.
+    /// A crash is armed (`crash_before_reply` or `crash_at`) and will fire on the next operation.
     pub armed: bool,
+    /// Where the armed crash fires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crash_point: Option<CrashPoint>,
+    /// Stopped by `pause` (SIGSTOP): alive, but it runs nothing until `resume`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub paused: bool,
+    /// Went silent and will be killed shortly (`dying_ms`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub dying: bool,
 }
 
 /// One clerk.
 #[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
 pub struct ClientInfo {
     pub id: u32,
+    /// The client's own process (`pbscope client`); `null` before it started.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// False once its process was killed (`crash_client`), until its next call starts a new one.
+    #[serde(default = "yes")]
+    pub alive: bool,
+    /// Which process of this lane it is: 0 first, one more after each crash (a new identity).
+    #[serde(default)]
+    pub incarnation: u32,
     /// The server this clerk sends to now (it moves to the backup when the primary fails).
     pub server: NodeId,
     /// The call in progress, if any.
@@ -495,6 +863,14 @@ pub enum CrashCause {
     BeforeReply,
     /// A `reset` killed the whole cluster.
     Reset,
+    /// `crash_at` fired at `before_forward`.
+    BeforeForward,
+    /// `crash_at` fired at `after_forward`.
+    AfterForward,
+    /// `crash_at` fired on the backup at `before_ack`.
+    BeforeAck,
+    /// A `dying_ms` silence ended: the supervisor sent SIGKILL.
+    Dying,
 }
 
 /// Everything a person can see happen. One variant per kind of thing.
@@ -519,8 +895,36 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         req: Option<RequestId>,
     },
-    /// `crash_before_reply` was armed on this server.
-    CrashArmed {},
+    /// A crash was armed on this server (`crash_before_reply`, or `crash_at` with its point).
+    CrashArmed {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        point: Option<CrashPoint>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dying_ms: Option<u64>,
+    },
+    /// The server went silent (it answers nothing; its connections stay open) and will be killed
+    /// `dies_in_ms` from now: the lab's "dying" server.
+    Dying {
+        pid: u32,
+        dies_in_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        point: Option<CrashPoint>,
+    },
+    /// `pause` stopped the process (SIGSTOP).
+    Paused { pid: u32 },
+    /// `resume` let the process run again (SIGCONT).
+    Resumed { pid: u32 },
+    /// A client's process is up (node `"c1"`): its first, or a new one after a crash.
+    ClientStarted { pid: u32, incarnation: u32 },
+    /// The fault plan changed; `plan` is the whole plan now in force, `change` says what changed.
+    FaultsChanged { plan: FaultPlan, change: String },
+    /// Step mode holds `msg_id` in its receiver's inbox until a person decides.
+    MsgHeld {
+        msg_id: MsgId,
+        from: NodeId,
+        to: NodeId,
+        msg: Msg,
+    },
     /// The server's role or its serving-alone state changed.
     RoleChanged {
         role: Role,
@@ -539,9 +943,13 @@ pub enum EventKind {
         msg_id: MsgId,
         from: NodeId,
         to: NodeId,
+        /// True for the network's second copy of a duplicated message.
+        #[serde(default, skip_serializing_if = "is_false")]
+        duplicate: bool,
     },
-    /// The message `msg_id` will never be delivered (its receiver died with it in flight, or
-    /// the cluster was reset).
+    /// The message `msg_id` will never be delivered. `reason`: `"dropped"` (a link's drop chance,
+    /// or step mode's `drop`), `"partition"`, `"cut"`, or why its receiver went away (it died
+    /// with the message in flight, the cluster was reset).
     MsgLost {
         msg_id: MsgId,
         from: NodeId,
@@ -614,7 +1022,13 @@ impl EventKind {
             EventKind::ProcessStarted { .. } => "process_started",
             EventKind::ProcessExited { .. } => "process_exited",
             EventKind::Crashed { .. } => "crashed",
-            EventKind::CrashArmed {} => "crash_armed",
+            EventKind::CrashArmed { .. } => "crash_armed",
+            EventKind::Dying { .. } => "dying",
+            EventKind::Paused { .. } => "paused",
+            EventKind::Resumed { .. } => "resumed",
+            EventKind::ClientStarted { .. } => "client_started",
+            EventKind::FaultsChanged { .. } => "faults_changed",
+            EventKind::MsgHeld { .. } => "msg_held",
             EventKind::RoleChanged { .. } => "role_changed",
             EventKind::MsgSent { .. } => "msg_sent",
             EventKind::MsgDelivered { .. } => "msg_delivered",
@@ -659,6 +1073,16 @@ pub enum ErrorCode {
     /// Commands wait for the ones before them (a viewer's commands run in the order sent), and
     /// too many are waiting; this one was not run.
     QueueFull,
+    /// `deliver`/`drop`/`duplicate` named a message that no inbox holds.
+    UnknownMessage,
+    /// A step command (`deliver`, `drop`, `duplicate`) while step mode is off.
+    NotStepping,
+    /// `resume` of a server that is not paused.
+    NotPaused,
+    /// `restart` of a server that is alive.
+    NodeAlive,
+    /// The command can't apply to a paused server (it runs nothing); resume it first.
+    NodePaused,
 }
 
 // ------------------------------------------------------------------------------------------
@@ -690,6 +1114,9 @@ pub enum NodeReport {
     Event { t_us: u64, kind: EventKind },
     /// The control command with this `ticket` has taken effect.
     Applied { ticket: u64 },
+    /// The control command with this `ticket` could not be done (say, `deliver` of a message
+    /// this inbox does not hold).
+    Failed { ticket: u64, message: String },
 }
 
 /// Supervisor -> node process, on the control connection.
@@ -701,6 +1128,24 @@ pub enum NodeControl {
     /// Change the inbox delay (slow motion). The node answers with [`NodeReport::Applied`]
     /// carrying the same `ticket` once every message arriving from then on waits the new delay.
     SetSlowMotion { delay_ms: u64, ticket: u64 },
+    /// Arm a crash at `point` of the next operation (with `dying_ms`: go silent there, and
+    /// the supervisor kills the process that much later).
+    ArmCrash {
+        point: CrashPoint,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dying_ms: Option<u64>,
+    },
+    /// Go silent now: answer nothing, keep connections open (the supervisor kills it later).
+    GoSilent { dies_in_ms: u64 },
+    /// The fault plan for messages arriving from now on (the receiver applies the rules whose
+    /// `to` is itself or `*`). Answered with [`NodeReport::Applied`].
+    SetFaults { plan: FaultPlan, ticket: u64 },
+    /// Step mode: what to do with the held message `msg_id`. Answered with `Applied` or `Failed`.
+    Step {
+        msg_id: MsgId,
+        action: StepAction,
+        ticket: u64,
+    },
 }
 
 #[cfg(test)]
@@ -719,7 +1164,7 @@ mod tests {
                 lock: "a".into(),
                 tag: Some("x1".into()),
                 ok: true,
-                req: RequestId { client: 1, seq: 1 },
+                req: RequestId::new(1, 1),
                 server: "s1".into(),
                 latency_us: 900,
                 attempts: 1,
@@ -760,6 +1205,47 @@ mod tests {
     }
 
     #[test]
+    fn extended_architecture_commands_parse_exactly_as_written() {
+        let cases = [
+            r#"{"type":"set_link","from":"s1","to":"s2","drop":0.3,"duplicate":0.1,"delay_ms":50,"jitter_ms":20}"#,
+            r#"{"type":"partition","groups":[["s1","c1"],["s2","c2"]]}"#,
+            r#"{"type":"cut","from":"s1","to":"s2"}"#,
+            r#"{"type":"heal"}"#,
+            r#"{"type":"pause","node":"primary"}"#,
+            r#"{"type":"resume","node":"s1"}"#,
+            r#"{"type":"restart","node":"s1"}"#,
+            r#"{"type":"crash_at","node":"primary","point":"before_forward"}"#,
+            r#"{"type":"crash_client","client":1}"#,
+            r#"{"type":"step","on":true}"#,
+            r#"{"type":"deliver","msg_id":17}"#,
+            r#"{"type":"drop","msg_id":17}"#,
+            r#"{"type":"duplicate","msg_id":17}"#,
+            r#"{"type":"set_seed","seed":42}"#,
+        ];
+        for json in cases {
+            let c: Command = serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}"));
+            let v: serde_json::Value = serde_json::from_str(json).unwrap();
+            assert_eq!(c.name(), v["type"], "{json}");
+            assert!(COMMAND_TYPES.contains(&c.name()));
+            // Written back, the same JSON (every field as given).
+            assert_eq!(serde_json::to_value(&c).unwrap(), v, "{json}");
+        }
+        let c: Command =
+            serde_json::from_str(r#"{"type":"partition","groups":[["primary","c3"],["*"]]}"#)
+                .unwrap();
+        assert_eq!(
+            c,
+            Command::Partition {
+                groups: vec![
+                    vec![Endpoint::Role(Role::Primary), Endpoint::Client(3)],
+                    vec![Endpoint::Any]
+                ],
+                tag: None
+            }
+        );
+    }
+
+    #[test]
     fn a_pending_call_without_retries_is_a_first_try() {
         let older = r#"{"req":{"client":2,"seq":1},"op":"unlock","lock":"a","since_us":5}"#;
         let call: PendingCall = serde_json::from_str(older).unwrap();
@@ -775,6 +1261,7 @@ mod tests {
             c,
             Command::Crash {
                 node: NodeRef::Role(Role::Backup),
+                dying_ms: None,
                 tag: None
             }
         );

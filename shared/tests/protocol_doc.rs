@@ -72,7 +72,13 @@ fn all_event_names() -> Vec<&'static str> {
         EventKind::ProcessStarted { .. }
         | EventKind::ProcessExited { .. }
         | EventKind::Crashed { .. }
-        | EventKind::CrashArmed {}
+        | EventKind::CrashArmed { .. }
+        | EventKind::Dying { .. }
+        | EventKind::Paused { .. }
+        | EventKind::Resumed { .. }
+        | EventKind::ClientStarted { .. }
+        | EventKind::FaultsChanged { .. }
+        | EventKind::MsgHeld { .. }
         | EventKind::RoleChanged { .. }
         | EventKind::MsgSent { .. }
         | EventKind::MsgDelivered { .. }
@@ -102,6 +108,12 @@ fn all_event_names() -> Vec<&'static str> {
         "rpc_failed",
         "cluster_reset",
         "slow_motion_set",
+        "dying",
+        "paused",
+        "resumed",
+        "client_started",
+        "faults_changed",
+        "msg_held",
     ]
 }
 
@@ -139,6 +151,11 @@ fn every_error_code_is_in_the_table() {
         ErrorCode::TooManyLocks,
         ErrorCode::TooManyViewers,
         ErrorCode::QueueFull,
+        ErrorCode::UnknownMessage,
+        ErrorCode::NotStepping,
+        ErrorCode::NotPaused,
+        ErrorCode::NodeAlive,
+        ErrorCode::NodePaused,
     ];
     // Exhaustive: adding a code breaks this match until the list above grows.
     for c in codes {
@@ -154,7 +171,12 @@ fn every_error_code_is_in_the_table() {
             | ErrorCode::Unavailable
             | ErrorCode::TooManyLocks
             | ErrorCode::TooManyViewers
-            | ErrorCode::QueueFull => {}
+            | ErrorCode::QueueFull
+            | ErrorCode::UnknownMessage
+            | ErrorCode::NotStepping
+            | ErrorCode::NotPaused
+            | ErrorCode::NodeAlive
+            | ErrorCode::NodePaused => {}
         }
         let name = serde_json::to_value(c).unwrap();
         let row = format!("| `{}` |", name.as_str().unwrap());

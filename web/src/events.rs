@@ -100,6 +100,10 @@ pub enum Kind {
     SlowMotion {
         delay_ms: u64,
     },
+    /// A fault or process change told in words (pause, resume, a new fault plan, ...).
+    Note {
+        text: Sym,
+    },
 }
 
 /// The four arrows of the Lab 1 protocol, and the refusal of a forward by a backup that serves

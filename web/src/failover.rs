@@ -170,6 +170,7 @@ impl Failover {
                 | Kind::Executed { .. }
                 | Kind::Armed
                 | Kind::SlowMotion { .. }
+                | Kind::Note { .. }
         )
     }
 
@@ -349,7 +350,8 @@ impl Failover {
             | Kind::Lost { .. }
             | Kind::Executed { .. }
             | Kind::Armed
-            | Kind::SlowMotion { .. } => {}
+            | Kind::SlowMotion { .. }
+            | Kind::Note { .. } => {}
         }
     }
 
@@ -475,7 +477,7 @@ mod tests {
             &cn,
             K::OpInvoked {
                 client: c,
-                req: RequestId { client: c, seq },
+                req: RequestId::new(c, seq),
                 op: Op::Unlock,
                 lock: "a".into(),
                 tag: None,
@@ -494,7 +496,7 @@ mod tests {
                 lock: "a".into(),
                 tag: None,
                 ok: true,
-                req: RequestId { client: c, seq },
+                req: RequestId::new(c, seq),
                 server: server.into(),
                 latency_us: 1,
                 attempts: 2,
@@ -508,7 +510,7 @@ mod tests {
             &cn,
             K::RpcFailed {
                 client: c,
-                req: RequestId { client: c, seq },
+                req: RequestId::new(c, seq),
                 server: "s1".into(),
                 reason: "connection refused".into(),
                 retry_to: "s2".into(),
@@ -592,7 +594,7 @@ mod tests {
         let mut s = Script::default();
         started(&mut s);
         invoke(&mut s, 1, 1, "s1");
-        let req = RequestId { client: 1, seq: 1 };
+        let req = RequestId::new(1, 1);
         s.sent(
             1,
             "c1",
@@ -684,7 +686,7 @@ mod tests {
             K::Crashed {
                 pid: 1,
                 cause: CrashCause::BeforeReply,
-                req: Some(RequestId { client: 2, seq: 1 }),
+                req: Some(RequestId::new(2, 1)),
             },
         );
         let crash_at = s.t_us;

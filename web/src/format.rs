@@ -85,6 +85,11 @@ pub fn error_code(code: ErrorCode) -> &'static str {
         ErrorCode::TooManyLocks => "too_many_locks",
         ErrorCode::TooManyViewers => "too_many_viewers",
         ErrorCode::QueueFull => "queue_full",
+        ErrorCode::UnknownMessage => "unknown_message",
+        ErrorCode::NotStepping => "not_stepping",
+        ErrorCode::NotPaused => "not_paused",
+        ErrorCode::NodeAlive => "node_alive",
+        ErrorCode::NodePaused => "node_paused",
     }
 }
 
@@ -125,7 +130,7 @@ mod tests {
         assert_eq!(clock(12_345_678), "12.345 s");
         assert_eq!(clock(75_001_000), "1:15.001");
         assert_eq!(clock_us(75_001_042), "15.001 042");
-        assert_eq!(req(RequestId { client: 1, seq: 7 }), "c1.7");
+        assert_eq!(req(RequestId::new(1, 7)), "c1.7");
         assert_eq!(count(100_000), "100\u{2009}000");
         assert_eq!(count(999), "999");
     }

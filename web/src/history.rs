@@ -200,7 +200,7 @@ impl History {
                 cause: *cause,
                 req: *req,
             },
-            EventKind::CrashArmed {} => Kind::Armed,
+            EventKind::CrashArmed { .. } => Kind::Armed,
             EventKind::RoleChanged {
                 role,
                 serving_alone,
@@ -386,6 +386,24 @@ impl History {
             EventKind::SlowMotionSet { delay_ms } => Kind::SlowMotion {
                 delay_ms: *delay_ms,
             },
+            EventKind::Dying { dies_in_ms, .. } => Kind::Note {
+                text: s.intern(&format!("went silent, dies in {dies_in_ms} ms")),
+            },
+            EventKind::Paused { pid } => Kind::Note {
+                text: s.intern(&format!("paused (SIGSTOP to pid {pid})")),
+            },
+            EventKind::Resumed { pid } => Kind::Note {
+                text: s.intern(&format!("resumed (SIGCONT to pid {pid})")),
+            },
+            EventKind::ClientStarted { pid, incarnation } => Kind::Note {
+                text: s.intern(&format!("client process {incarnation} started · pid {pid}")),
+            },
+            EventKind::FaultsChanged { change, .. } => Kind::Note {
+                text: s.intern(change),
+            },
+            EventKind::MsgHeld { msg_id, .. } => Kind::Note {
+                text: s.intern(&format!("message {msg_id} held for a decision")),
+            },
         }
     }
 
@@ -485,7 +503,7 @@ mod tests {
     #[test]
     fn a_lost_message_is_closed_as_lost_and_an_unknown_delivery_is_harmless() {
         let mut s = Script::default();
-        let req = RequestId { client: 1, seq: 1 };
+        let req = RequestId::new(1, 1);
         s.sent(
             5,
             "c1",
@@ -513,14 +531,14 @@ mod tests {
     #[test]
     fn retries_of_the_same_request_are_counted() {
         let mut s = Script::default();
-        let req = RequestId { client: 1, seq: 7 };
+        let req = RequestId::new(1, 7);
         let m = || Msg::Request {
             req,
             op: Op::Lock,
             lock: "a".into(),
         };
         s.sent(1, "c1", "s1", m()).sent(2, "c1", "s2", m());
-        let next = RequestId { client: 1, seq: 8 };
+        let next = RequestId::new(1, 8);
         s.sent(
             3,
             "c1",
@@ -567,7 +585,7 @@ mod tests {
             "s2",
             "c1",
             Msg::Reply {
-                req: RequestId { client: 1, seq: 2 },
+                req: RequestId::new(1, 2),
                 ok: true,
             },
         );
@@ -575,14 +593,14 @@ mod tests {
         let c1_3 = h
             .msgs
             .iter()
-            .find(|(_, m)| m.req == RequestId { client: 1, seq: 3 })
+            .find(|(_, m)| m.req == RequestId::new(1, 3))
             .map(|(i, _)| i)
             .expect("c1.3 is held");
         assert_eq!(h.messages_of_call(c1_3), 4);
         let c1_2: Vec<usize> = h
             .msgs
             .iter()
-            .filter(|(_, m)| m.req == RequestId { client: 1, seq: 2 })
+            .filter(|(_, m)| m.req == RequestId::new(1, 2))
             .map(|(i, _)| i)
             .collect();
         assert_eq!(c1_2.len(), 5);
@@ -649,7 +667,7 @@ mod tests {
     #[test]
     fn a_message_to_a_process_that_dies_is_lost_only_when_the_bus_says_so() {
         let mut s = Script::default();
-        let req = RequestId { client: 1, seq: 1 };
+        let req = RequestId::new(1, 1);
         s.sent(3, "s2", "s1", Msg::ForwardAck { req, ok: true })
             .sent(4, "s2", "c1", Msg::Reply { req, ok: true })
             .ev(

@@ -54,6 +54,7 @@ impl Script {
                 msg_id: shared::MsgId(id),
                 from: from.into(),
                 to: to.into(),
+                duplicate: false,
             },
         )
     }
@@ -73,7 +74,7 @@ impl Script {
 
     /// A full Lab 1 call from client `c` through primary `p` and backup `b`.
     pub fn call(&mut self, c: u32, seq: u64, p: &str, b: &str, first_id: u64) -> &mut Self {
-        let req = RequestId { client: c, seq };
+        let req = RequestId::new(c, seq);
         let cn = format!("c{c}");
         self.ev(
             &cn,

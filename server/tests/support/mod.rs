@@ -142,7 +142,7 @@ impl Viewer {
             ws,
             hello,
             events: snapshot.events.clone(),
-            snapshot,
+            snapshot: *snapshot,
             others: vec![],
             tags: 0,
         }
@@ -270,7 +270,7 @@ impl Viewer {
         self.send(json!({"type": "snapshot"})).await;
         loop {
             if let ServerMsg::Snapshot(s) = self.recv().await {
-                return s;
+                return *s;
             }
         }
     }

@@ -227,6 +227,7 @@ fn on_key(st: &State, ctx: &Dispatch, e: &KeyboardEvent) {
         Shortcut::AddClient => ctx.dispatch(Action::AddClient),
         Shortcut::CrashPrimary => ctx.send.emit(Command::Crash {
             node: "primary".into(),
+            dying_ms: None,
             tag: tag(),
         }),
         Shortcut::CrashBeforeReply => ctx.send.emit(Command::CrashBeforeReply {
@@ -235,6 +236,7 @@ fn on_key(st: &State, ctx: &Dispatch, e: &KeyboardEvent) {
         }),
         Shortcut::CrashBackup => ctx.send.emit(Command::Crash {
             node: "backup".into(),
+            dying_ms: None,
             tag: tag(),
         }),
         Shortcut::Reset => ctx.send.emit(Command::Reset { tag: tag() }),

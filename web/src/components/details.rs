@@ -56,6 +56,16 @@ fn event_rows(h: &History, i: usize) -> Option<(String, Vec<Html>)> {
                         "crash before reply: it ran the request, then killed itself with the reply unsent"
                     }
                     CrashCause::Reset => "cluster reset",
+                    CrashCause::BeforeForward => {
+                        "crash at before_forward: it applied the request and died before forwarding it"
+                    }
+                    CrashCause::AfterForward => {
+                        "crash at after_forward: it forwarded the request and died before the backup's ack came back"
+                    }
+                    CrashCause::BeforeAck => {
+                        "crash at before_ack: the backup applied the forward and died before acknowledging it"
+                    }
+                    CrashCause::Dying => "dying: it went silent, then the supervisor sent SIGKILL",
                 },
             ));
             if let Some(r) = req {
@@ -168,6 +178,10 @@ fn event_rows(h: &History, i: usize) -> Option<(String, Vec<Html>)> {
         Kind::SlowMotion { delay_ms } => {
             rows.push(row("delay", format!("{delay_ms} ms")));
             "slow motion changed"
+        }
+        Kind::Note { text } => {
+            rows.push(row("what", h.name(*text).to_string()));
+            "fault"
         }
     };
     Some((title.to_string(), rows))

@@ -42,6 +42,7 @@ pub fn server_card(props: &ServerCardProps) -> Html {
         Callback::from(move |_| {
             send.emit(Command::Crash {
                 node: node.as_str().into(),
+                dying_ms: None,
                 tag: Some(ws::next_tag("crash")),
             })
         })

@@ -330,6 +330,11 @@ pub fn scene(h: &History, lanes: &[Lane], vp: Viewport, now_us: f64, slow_ms: u6
                 label: format!("cluster reset · generation {generation}"),
                 reset: true,
             }),
+            Kind::Note { text } => sc.dividers.push(Divider {
+                y,
+                label: format!("{} · {}", h.name(e.node), h.name(*text)),
+                reset: false,
+            }),
             Kind::SlowMotion { delay_ms } => sc.dividers.push(Divider {
                 y,
                 label: if *delay_ms == 0 {
@@ -539,6 +544,10 @@ fn mark(h: &History, e: &Ev) -> Option<(Glyph, String)> {
                 CrashCause::Command => "crashed (SIGKILL)".into(),
                 CrashCause::BeforeReply => "crashed before reply".into(),
                 CrashCause::Reset => "killed by reset".into(),
+                CrashCause::BeforeForward => "crashed before forward".into(),
+                CrashCause::AfterForward => "crashed after forward".into(),
+                CrashCause::BeforeAck => "crashed before ack".into(),
+                CrashCause::Dying => "died after going silent".into(),
             },
         ),
         Kind::Exited { signal, code, .. } => (
@@ -577,7 +586,8 @@ fn mark(h: &History, e: &Ev) -> Option<(Glyph, String)> {
         | Kind::Delivered { .. }
         | Kind::Lost { .. }
         | Kind::Reset { .. }
-        | Kind::SlowMotion { .. } => return None,
+        | Kind::SlowMotion { .. }
+        | Kind::Note { .. } => return None,
     })
 }
 
@@ -591,7 +601,7 @@ mod tests {
     #[test]
     fn a_refused_forward_says_so_on_its_arrow() {
         let mut s = Script::default();
-        let req = RequestId { client: 2, seq: 1 };
+        let req = RequestId::new(2, 1);
         s.sent(7, "s2", "s1", Msg::ForwardRefused { req });
         let h = history_of(&s);
         let m = h.msg(0).expect("the refusal");
@@ -666,7 +676,7 @@ mod tests {
     #[test]
     fn a_lost_message_stops_short_with_a_cross_and_a_crash_greys_the_lane() {
         let mut s = Script::default();
-        let req = shared::RequestId { client: 1, seq: 1 };
+        let req = shared::RequestId::new(1, 1);
         s.ev(
             "s1",
             K::ProcessStarted {
@@ -717,7 +727,7 @@ mod tests {
     #[test]
     fn a_retry_keeps_the_request_id_and_is_marked() {
         let mut s = Script::default();
-        let req = shared::RequestId { client: 2, seq: 3 };
+        let req = shared::RequestId::new(2, 3);
         let m = || Msg::Request {
             req,
             op: Op::Unlock,
@@ -741,7 +751,7 @@ mod tests {
     #[test]
     fn an_in_flight_message_moves_with_time_on_the_live_edge() {
         let mut s = Script::default();
-        let req = shared::RequestId { client: 1, seq: 1 };
+        let req = shared::RequestId::new(1, 1);
         s.sent(
             1,
             "c1",
@@ -800,7 +810,7 @@ mod tests {
     #[test]
     fn an_arrow_crossing_into_the_window_from_above_is_kept() {
         let mut s = Script::default();
-        let req = shared::RequestId { client: 1, seq: 1 };
+        let req = shared::RequestId::new(1, 1);
         s.sent(
             1,
             "c1",
@@ -812,7 +822,13 @@ mod tests {
             },
         );
         for _ in 0..200 {
-            s.ev("s2", K::CrashArmed {});
+            s.ev(
+                "s2",
+                K::CrashArmed {
+                    point: None,
+                    dying_ms: None,
+                },
+            );
         }
         s.delivered(1, "c1", "s1");
         let h = history_of(&s);
@@ -836,7 +852,7 @@ mod tests {
             kind: MsgKind::Request,
             from: "c1".into(),
             to: "s1".into(),
-            req: RequestId { client: 1, seq: 1 },
+            req: RequestId::new(1, 1),
             label: "Lock(a) #c1.1".into(),
             x1: 100.0,
             y1: y,

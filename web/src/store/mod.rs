@@ -539,7 +539,7 @@ impl State {
                     s.limits = Some(h.limits);
                 }
             }
-            ServerMsg::Snapshot(s) => self.on_snapshot(s, local_ms),
+            ServerMsg::Snapshot(s) => self.on_snapshot(*s, local_ms),
             ServerMsg::Events { events } => {
                 let Some(last) = events.last() else {
                     return;

@@ -18,12 +18,15 @@ fn node(id: &str, role: Role, pid: u32) -> NodeInfo {
         served: 0,
         applied_forwards: 0,
         armed: false,
+        crash_point: None,
+        paused: false,
+        dying: false,
     }
 }
 
 fn snapshot(events: Vec<Event>, missed: u64) -> ServerMsg {
     let next_seq = events.last().map_or(1, |e| e.seq + 1);
-    ServerMsg::Snapshot(Snapshot {
+    ServerMsg::Snapshot(Box::new(Snapshot {
         nodes: vec![node("s2", Role::Backup, 43), node("s1", Role::Primary, 42)],
         clients: vec![],
         events,
@@ -32,7 +35,9 @@ fn snapshot(events: Vec<Event>, missed: u64) -> ServerMsg {
         generation: 0,
         slow_motion_ms: 0,
         now_us: 1_000_000,
-    })
+        faults: Default::default(),
+        held: vec![],
+    }))
 }
 
 fn receive(s: &mut State, msgs: Vec<ServerMsg>) {
@@ -53,12 +58,18 @@ fn state() -> State {
 fn late_reported_events_are_placed_in_time_order() {
     let mut st = State::default();
     let mut s = Script::default();
-    s.ev("s1", K::CrashArmed {});
+    s.ev(
+        "s1",
+        K::CrashArmed {
+            point: None,
+            dying_ms: None,
+        },
+    );
     s.ev(
         "c1",
         K::RpcFailed {
             client: 1,
-            req: RequestId { client: 1, seq: 1 },
+            req: RequestId::new(1, 1),
             server: "s1".into(),
             reason: "connection closed".into(),
             retry_to: "s2".into(),
@@ -144,7 +155,7 @@ fn snapshot_then_events_builds_cards_history_and_diagram() {
             t_us: 0,
             node: "s1".into(),
             kind: K::Executed {
-                req: RequestId { client: 1, seq: 1 },
+                req: RequestId::new(1, 1),
                 op: Op::Lock,
                 lock: "a".into(),
                 ok: true,
@@ -238,6 +249,7 @@ fn hello(run: u64) -> ServerMsg {
             max_tag_bytes: 128,
             max_locks: 10_000,
             max_viewers: 32,
+            max_fault_delay_ms: 60_000,
         },
     })
 }
@@ -312,7 +324,7 @@ fn a_client_the_snapshot_no_longer_has_is_not_left_waiting() {
         "c2",
         K::OpInvoked {
             client: 2,
-            req: RequestId { client: 2, seq: 1 },
+            req: RequestId::new(2, 1),
             op: Op::Lock,
             lock: "a".into(),
             tag: None,
@@ -331,7 +343,13 @@ fn crash_events_update_the_cards_and_errors_become_toasts() {
     let mut st = state();
     receive(&mut st, vec![snapshot(vec![], 0)]);
     let mut s = Script::default();
-    s.ev("s1", K::CrashArmed {});
+    s.ev(
+        "s1",
+        K::CrashArmed {
+            point: None,
+            dying_ms: None,
+        },
+    );
     s.ev(
         "s1",
         K::Crashed {
@@ -500,7 +518,7 @@ fn the_demo_advances_on_tagged_answers_and_finishes() {
             lock: "a".into(),
             tag: Some(tag),
             ok: true,
-            req: RequestId { client: 1, seq: 1 },
+            req: RequestId::new(1, 1),
             server: "s1".into(),
             latency_us: 300,
             attempts: 1,
@@ -719,9 +737,12 @@ fn a_snapshot_s_pending_call_keeps_its_retries() {
     };
     snap.clients = vec![ClientInfo {
         id: 2,
+        pid: Some(77),
+        alive: true,
+        incarnation: 0,
         server: "s2".into(),
         pending: Some(PendingCall {
-            req: RequestId { client: 2, seq: 4 },
+            req: RequestId::new(2, 4),
             op: Op::Unlock,
             lock: "b".into(),
             tag: None,
