@@ -498,3 +498,85 @@ async fn a_primary_given_up_on_while_alive_steps_down_when_its_backup_refuses() 
     s.screenshot("deposed").await?;
     s.close().await
 }
+
+/// Gives every part of the open page live content: two clients' answers, the primary crashed
+/// before a reply and the call answered by the backup (cards, the timeline with its failover
+/// window, the diagram with a crash and a retry), and a message's details open under the diagram.
+async fn make_a_failover(s: &Session) -> anyhow::Result<()> {
+    s.click("[data-testid=lock-c1]").await?;
+    s.wait_text("[data-testid=history-c1]", |t| t.contains("true"))
+        .await?;
+    s.click("[data-testid=add-client]").await?;
+    s.click("[data-testid=lock-c2]").await?;
+    s.wait_text("[data-testid=history-c2]", |t| t.contains("false"))
+        .await?;
+    s.click("[data-testid=crash-before-reply-s1]").await?;
+    s.wait_text("[data-testid=card-s1]", |t| {
+        t.to_lowercase().contains("armed")
+    })
+    .await?;
+    s.click("[data-testid=unlock-c1]").await?;
+    s.wait_text("[data-testid=role-s2]", |t| {
+        t.to_lowercase().contains("alone")
+    })
+    .await?;
+    s.wait_count("[data-kind=reply][data-from=s2][data-req='c1.2']", 1)
+        .await?;
+    s.wait_text("[data-testid=failover-window]", |t| t.contains("ms"))
+        .await?;
+    s.click("[data-kind=forward][data-req='c1.2']").await?;
+    s.wait_text("[data-testid=details]", |t| t.contains("c1.2"))
+        .await?;
+    Ok(())
+}
+
+/// Runs axe on the page as it is; prints every violation (with `--nocapture`) and returns the
+/// serious and critical ones, described so that each can be found and fixed.
+async fn axe_serious(s: &Session, what: &str) -> anyhow::Result<Vec<String>> {
+    let found = s.axe().await?;
+    let serious: Vec<String> = found
+        .iter()
+        .filter(|v| v.is_serious())
+        .map(|v| format!("{what}: {v}"))
+        .collect();
+    eprintln!(
+        "axe at {what}: {} violation(s), {} serious or critical",
+        found.len(),
+        serious.len()
+    );
+    for v in &found {
+        eprint!("  {v}");
+    }
+    Ok(serious)
+}
+
+/// The page is usable by everyone, as axe-core (npm, injected into the page) measures it: no
+/// serious or critical violation of WCAG 2.x A/AA or axe's best practices, on the fresh page,
+/// then with live content everywhere at 1600x1000 and at 1024x768, and with the help open.
+#[tokio::test]
+async fn axe_finds_no_serious_violation_on_the_live_page() -> anyhow::Result<()> {
+    let s = Session::open_page().await?;
+    let mut serious = axe_serious(&s, "1600x1000, no calls yet").await?;
+    make_a_failover(&s).await?;
+    for (w, h) in [(1600, 1000), (1024, 768)] {
+        s.set_viewport(w, h).await?;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        serious.extend(axe_serious(&s, &format!("{w}x{h}")).await?);
+        s.screenshot(&format!("axe-{w}x{h}")).await?;
+    }
+    s.browser
+        .find(fantoccini::Locator::Css("body"))
+        .await?
+        .send_keys("?")
+        .await?;
+    s.wait_count("[data-testid=help]", 1).await?;
+    serious.extend(axe_serious(&s, "1024x768 with the help open").await?);
+    s.screenshot("axe-help").await?;
+    assert!(
+        serious.is_empty(),
+        "axe found {} serious or critical violation(s):\n{}",
+        serious.len(),
+        serious.join("")
+    );
+    s.close().await
+}
