@@ -580,3 +580,87 @@ async fn axe_finds_no_serious_violation_on_the_live_page() -> anyhow::Result<()>
     );
     s.close().await
 }
+
+/// Whether anything sticks out sideways, and which of the header's controls a person cannot
+/// see or reach (outside the viewport, or covered/clipped where its middle is).
+const FITS: &str = r#"
+const clipped = [];
+for (const el of document.querySelectorAll('header button, header [role=status]')) {
+  const r = el.getBoundingClientRect();
+  const x = r.left + r.width / 2, y = r.top + r.height / 2;
+  const hit = document.elementFromPoint(x, y);
+  const inside = r.width > 0 && r.height > 0 && r.left >= 0 && r.top >= 0
+    && r.right <= window.innerWidth && r.bottom <= window.innerHeight;
+  if (!inside || !hit || !(el === hit || el.contains(hit))) {
+    clipped.push((el.dataset.testid || el.textContent.trim()) + ' at ' + Math.round(r.left) + '..' + Math.round(r.right));
+  }
+}
+const tops = new Set([...document.querySelectorAll('.toolbar > *')]
+  .map(el => Math.round(el.getBoundingClientRect().top / 8)));
+return {
+  scroll_width: document.documentElement.scrollWidth,
+  inner_width: window.innerWidth,
+  toolbar_rows: tops.size,
+  clipped,
+};
+"#;
+
+/// The page works from a wide screen down to 1024 px: nothing overflows sideways, and every
+/// control of the header is visible and clickable, in normal and in projector mode. The
+/// toolbar keeps to one row at every width in normal mode; paused (its widest labels) or in
+/// projector mode (the page laid out 25 % larger) it may wrap onto a second row.
+#[tokio::test]
+async fn the_page_fits_from_1600_down_to_1024_wide() -> anyhow::Result<()> {
+    let s = Session::open_page().await?;
+    make_a_failover(&s).await?;
+    let mut problems = Vec::new();
+    // (projector mode, paused): the paused view's "▶ Resume · N new" is the widest toolbar.
+    for (large, paused) in [(false, false), (false, true), (true, false)] {
+        if paused {
+            s.click("[data-testid=pause]").await?;
+            s.wait_text("[data-testid=pause]", |t| t.contains("Resume"))
+                .await?;
+        }
+        if large {
+            s.click("[data-testid=pause]").await?;
+            s.click("[data-testid=large-text]").await?;
+            s.wait_count("[data-testid=large-text][aria-pressed=true]", 1)
+                .await?;
+        }
+        for (w, h) in [(1600, 1000), (1280, 800), (1024, 768)] {
+            s.set_viewport(w, h).await?;
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let fit = s.browser.execute(FITS, vec![]).await?;
+            let mode = match (large, paused) {
+                (true, _) => " (projector mode)",
+                (_, true) => " (paused)",
+                _ => "",
+            };
+            let (scroll, inner) = (fit["scroll_width"].as_u64(), fit["inner_width"].as_u64());
+            anyhow::ensure!(
+                inner == Some(w.into()),
+                "the viewport is {inner:?}, not {w}"
+            );
+            if scroll > inner {
+                problems.push(format!(
+                    "{w}x{h}{mode}: the page is {scroll:?} px wide in a {inner:?} px viewport"
+                ));
+            }
+            if let Some(c) = fit["clipped"].as_array().filter(|c| !c.is_empty()) {
+                problems.push(format!("{w}x{h}{mode}: header controls hidden: {c:?}"));
+            }
+            let rows = fit["toolbar_rows"].as_u64().unwrap_or(0);
+            if rows > if large || paused { 2 } else { 1 } {
+                problems.push(format!("{w}x{h}{mode}: the toolbar takes {rows} rows"));
+            }
+            let name = match (large, paused) {
+                (true, _) => "large-",
+                (_, true) => "paused-",
+                _ => "",
+            };
+            s.screenshot(&format!("width-{name}{w}x{h}")).await?;
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    s.close().await
+}
