@@ -57,6 +57,92 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// One rule axe-core found broken, with the elements that break it.
+#[derive(Debug, Clone)]
+pub struct AxeViolation {
+    /// The rule, e.g. `color-contrast`.
+    pub id: String,
+    /// `minor`, `moderate`, `serious` or `critical`.
+    pub impact: String,
+    pub help: String,
+    pub nodes: Vec<AxeNode>,
+}
+
+/// An element that breaks a rule: its CSS selector path and axe's summary of why.
+#[derive(Debug, Clone)]
+pub struct AxeNode {
+    pub target: Vec<String>,
+    pub summary: String,
+}
+
+impl AxeViolation {
+    fn from_json(v: &serde_json::Value) -> AxeViolation {
+        let text = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let nodes = v["nodes"].as_array().map_or(&[][..], Vec::as_slice);
+        AxeViolation {
+            id: text(&v["id"]),
+            impact: text(&v["impact"]),
+            help: text(&v["help"]),
+            nodes: nodes
+                .iter()
+                .map(|n| AxeNode {
+                    target: n["target"]
+                        .as_array()
+                        .map_or(&[][..], Vec::as_slice)
+                        .iter()
+                        .map(text)
+                        .collect(),
+                    summary: text(&n["summary"]),
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether this is a violation the page must not have (axe's `serious` or `critical`).
+    pub fn is_serious(&self) -> bool {
+        matches!(self.impact.as_str(), "serious" | "critical")
+    }
+}
+
+impl std::fmt::Display for AxeViolation {
+    /// The rule, its impact, how many elements, and the first few of them with why: enough to
+    /// find and fix each one.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} [{}] on {} element(s): {}",
+            self.id,
+            self.impact,
+            self.nodes.len(),
+            self.help
+        )?;
+        for node in self.nodes.iter().take(4) {
+            writeln!(f, "    at {}", node.target.join(" > "))?;
+            for line in node.summary.lines() {
+                writeln!(f, "        {line}")?;
+            }
+        }
+        if self.nodes.len() > 4 {
+            writeln!(f, "    … and {} more", self.nodes.len() - 4)?;
+        }
+        Ok(())
+    }
+}
+
+/// `axe.run` on the whole document; answers the violations, each with its elements.
+const AXE_RUN: &str = r#"
+const done = arguments[arguments.length - 1];
+axe.run(document, { resultTypes: ['violations'] }).then(r => done(r.violations.map(v => ({
+  id: v.id,
+  impact: v.impact || 'unknown',
+  help: v.help,
+  nodes: v.nodes.map(n => ({ target: n.target, summary: n.failureSummary || '' })),
+}))), e => done({ error: String(e) }));
+"#;
+
 /// A running `pbscope serve` with the page, a chromedriver and a browser session.
 #[derive(Debug)]
 pub struct Session {
@@ -285,6 +371,35 @@ impl Session {
         let path = dir.join(format!("{name}.png"));
         std::fs::write(&path, png)?;
         Ok(path)
+    }
+
+    /// Runs axe-core on the page as it is now (every rule axe runs by default: WCAG 2.x A and AA
+    /// plus its best practices) and returns what it found. axe comes from npm, installed into
+    /// `.tools/` by `scripts/setup --browser`; it is injected into the page, not part of it.
+    pub async fn axe(&self) -> anyhow::Result<Vec<AxeViolation>> {
+        let path = workspace_root().join(".tools/node_modules/axe-core/axe.min.js");
+        let source = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "{} is missing: run `scripts/setup --browser` (it installs axe-core)",
+                path.display()
+            )
+        })?;
+        let loaded = self
+            .browser
+            .execute(
+                &format!("if (!window.axe) {{ {source}\n}} return typeof window.axe;"),
+                vec![],
+            )
+            .await?;
+        anyhow::ensure!(loaded == "object", "axe-core did not load: {loaded}");
+        let found = self.browser.execute_async(AXE_RUN, vec![]).await?;
+        if let Some(err) = found.get("error") {
+            bail!("axe.run failed: {err}");
+        }
+        let found = found
+            .as_array()
+            .with_context(|| format!("axe.run answered {found}"))?;
+        Ok(found.iter().map(AxeViolation::from_json).collect())
     }
 
     /// Closes the browser and stops the processes.

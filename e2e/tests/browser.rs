@@ -498,3 +498,169 @@ async fn a_primary_given_up_on_while_alive_steps_down_when_its_backup_refuses() 
     s.screenshot("deposed").await?;
     s.close().await
 }
+
+/// Gives every part of the open page live content: two clients' answers, the primary crashed
+/// before a reply and the call answered by the backup (cards, the timeline with its failover
+/// window, the diagram with a crash and a retry), and a message's details open under the diagram.
+async fn make_a_failover(s: &Session) -> anyhow::Result<()> {
+    s.click("[data-testid=lock-c1]").await?;
+    s.wait_text("[data-testid=history-c1]", |t| t.contains("true"))
+        .await?;
+    s.click("[data-testid=add-client]").await?;
+    s.click("[data-testid=lock-c2]").await?;
+    s.wait_text("[data-testid=history-c2]", |t| t.contains("false"))
+        .await?;
+    s.click("[data-testid=crash-before-reply-s1]").await?;
+    s.wait_text("[data-testid=card-s1]", |t| {
+        t.to_lowercase().contains("armed")
+    })
+    .await?;
+    s.click("[data-testid=unlock-c1]").await?;
+    s.wait_text("[data-testid=role-s2]", |t| {
+        t.to_lowercase().contains("alone")
+    })
+    .await?;
+    s.wait_count("[data-kind=reply][data-from=s2][data-req='c1.2']", 1)
+        .await?;
+    s.wait_text("[data-testid=failover-window]", |t| t.contains("ms"))
+        .await?;
+    s.click("[data-kind=forward][data-req='c1.2']").await?;
+    s.wait_text("[data-testid=details]", |t| t.contains("c1.2"))
+        .await?;
+    Ok(())
+}
+
+/// Runs axe on the page as it is; prints every violation (with `--nocapture`) and returns the
+/// serious and critical ones, described so that each can be found and fixed.
+async fn axe_serious(s: &Session, what: &str) -> anyhow::Result<Vec<String>> {
+    let found = s.axe().await?;
+    let serious: Vec<String> = found
+        .iter()
+        .filter(|v| v.is_serious())
+        .map(|v| format!("{what}: {v}"))
+        .collect();
+    eprintln!(
+        "axe at {what}: {} violation(s), {} serious or critical",
+        found.len(),
+        serious.len()
+    );
+    for v in &found {
+        eprint!("  {v}");
+    }
+    Ok(serious)
+}
+
+/// The page is usable by everyone, as axe-core (npm, injected into the page) measures it: no
+/// serious or critical violation of WCAG 2.x A/AA or axe's best practices, on the fresh page,
+/// then with live content everywhere at 1600x1000 and at 1024x768, and with the help open.
+#[tokio::test]
+async fn axe_finds_no_serious_violation_on_the_live_page() -> anyhow::Result<()> {
+    let s = Session::open_page().await?;
+    let mut serious = axe_serious(&s, "1600x1000, no calls yet").await?;
+    make_a_failover(&s).await?;
+    for (w, h) in [(1600, 1000), (1024, 768)] {
+        s.set_viewport(w, h).await?;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        serious.extend(axe_serious(&s, &format!("{w}x{h}")).await?);
+        s.screenshot(&format!("axe-{w}x{h}")).await?;
+    }
+    s.browser
+        .find(fantoccini::Locator::Css("body"))
+        .await?
+        .send_keys("?")
+        .await?;
+    s.wait_count("[data-testid=help]", 1).await?;
+    serious.extend(axe_serious(&s, "1024x768 with the help open").await?);
+    s.screenshot("axe-help").await?;
+    assert!(
+        serious.is_empty(),
+        "axe found {} serious or critical violation(s):\n{}",
+        serious.len(),
+        serious.join("")
+    );
+    s.close().await
+}
+
+/// Whether anything sticks out sideways, and which of the header's controls a person cannot
+/// see or reach (outside the viewport, or covered/clipped where its middle is).
+const FITS: &str = r#"
+const clipped = [];
+for (const el of document.querySelectorAll('header button, header [role=status]')) {
+  const r = el.getBoundingClientRect();
+  const x = r.left + r.width / 2, y = r.top + r.height / 2;
+  const hit = document.elementFromPoint(x, y);
+  const inside = r.width > 0 && r.height > 0 && r.left >= 0 && r.top >= 0
+    && r.right <= window.innerWidth && r.bottom <= window.innerHeight;
+  if (!inside || !hit || !(el === hit || el.contains(hit))) {
+    clipped.push((el.dataset.testid || el.textContent.trim()) + ' at ' + Math.round(r.left) + '..' + Math.round(r.right));
+  }
+}
+const tops = new Set([...document.querySelectorAll('.toolbar > *')]
+  .map(el => Math.round(el.getBoundingClientRect().top / 8)));
+return {
+  scroll_width: document.documentElement.scrollWidth,
+  inner_width: window.innerWidth,
+  toolbar_rows: tops.size,
+  clipped,
+};
+"#;
+
+/// The page works from a wide screen down to 1024 px: nothing overflows sideways, and every
+/// control of the header is visible and clickable, in normal and in projector mode. The
+/// toolbar keeps to one row at every width in normal mode; paused (its widest labels) or in
+/// projector mode (the page laid out 25 % larger) it may wrap onto a second row.
+#[tokio::test]
+async fn the_page_fits_from_1600_down_to_1024_wide() -> anyhow::Result<()> {
+    let s = Session::open_page().await?;
+    make_a_failover(&s).await?;
+    let mut problems = Vec::new();
+    // (projector mode, paused): the paused view's "▶ Resume · N new" is the widest toolbar.
+    for (large, paused) in [(false, false), (false, true), (true, false)] {
+        if paused {
+            s.click("[data-testid=pause]").await?;
+            s.wait_text("[data-testid=pause]", |t| t.contains("Resume"))
+                .await?;
+        }
+        if large {
+            s.click("[data-testid=pause]").await?;
+            s.click("[data-testid=large-text]").await?;
+            s.wait_count("[data-testid=large-text][aria-pressed=true]", 1)
+                .await?;
+        }
+        for (w, h) in [(1600, 1000), (1280, 800), (1024, 768)] {
+            s.set_viewport(w, h).await?;
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let fit = s.browser.execute(FITS, vec![]).await?;
+            let mode = match (large, paused) {
+                (true, _) => " (projector mode)",
+                (_, true) => " (paused)",
+                _ => "",
+            };
+            let (scroll, inner) = (fit["scroll_width"].as_u64(), fit["inner_width"].as_u64());
+            anyhow::ensure!(
+                inner == Some(w.into()),
+                "the viewport is {inner:?}, not {w}"
+            );
+            if scroll > inner {
+                problems.push(format!(
+                    "{w}x{h}{mode}: the page is {scroll:?} px wide in a {inner:?} px viewport"
+                ));
+            }
+            if let Some(c) = fit["clipped"].as_array().filter(|c| !c.is_empty()) {
+                problems.push(format!("{w}x{h}{mode}: header controls hidden: {c:?}"));
+            }
+            let rows = fit["toolbar_rows"].as_u64().unwrap_or(0);
+            if rows > if large || paused { 2 } else { 1 } {
+                problems.push(format!("{w}x{h}{mode}: the toolbar takes {rows} rows"));
+            }
+            let name = match (large, paused) {
+                (true, _) => "large-",
+                (_, true) => "paused-",
+                _ => "",
+            };
+            s.screenshot(&format!("width-{name}{w}x{h}")).await?;
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    s.close().await
+}

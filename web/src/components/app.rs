@@ -142,14 +142,14 @@ pub fn app() -> Html {
             <div class={classes!("app", state.view().large_text.then_some("large"))}>
                 <header class="topbar">
                     <div class="brand">
-                        <span class="logo">{"pb"}<b>{"scope"}</b></span>
+                        <h1 class="logo">{"pb"}<b>{"scope"}</b></h1>
                         <span class="brand-sub">{"MIT 6.824 Lab 1 · primary/backup lock service, live"}</span>
                     </div>
                     <Toolbar />
                     <ConnStatus />
                 </header>
                 <main class="layout">
-                    <aside class="side">
+                    <section class="side" aria-label="Servers and clients">
                         <section class="panel">
                             <h2 class="panel-title">{"Servers"}</h2>
                             if servers.is_empty() {
@@ -165,8 +165,8 @@ pub fn app() -> Html {
                             </h2>
                             { for clients.iter().map(|c| html! { <ClientCard key={*c} id={*c} /> }) }
                         </section>
-                    </aside>
-                    <section class="main">
+                    </section>
+                    <section class="main" aria-label="Failover timeline and space-time diagram">
                         <FailoverTimeline />
                         <SpaceTime />
                     </section>

@@ -120,7 +120,7 @@ pub fn client_card(props: &ClientCardProps) -> Html {
         <div class={classes!("card", "client", selected.then_some("selected"))} data-testid={format!("client-{name}")}
              onclick={select}>
             <div class="card-head">
-                <span class="node-name">{&name}</span>
+                <h3 class="node-name">{&name}</h3>
                 <span class="muted">{"→ "}{st.clerk(id).map_or("primary", |k| k.server.as_str())}</span>
                 {status}
             </div>

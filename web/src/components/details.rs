@@ -246,12 +246,12 @@ pub fn details() -> Html {
         None => return html! {},
     };
     html! {
-        <aside class={classes!("details", class)} data-testid="details">
+        <section class={classes!("details", class)} data-testid="details" aria-label="Details of the selection">
             <div class="details-head">
-                <span class="details-title">{title}</span>
-                <button class="btn ghost small" onclick={close} title="Close (Esc)">{"✕"}</button>
+                <h3 class="details-title">{title}</h3>
+                <button class="btn ghost small" onclick={close} title="Close (Esc)" aria-label="Close the details">{"✕"}</button>
             </div>
             <div class="details-body">{ for rows }</div>
-        </aside>
+        </section>
     }
 }

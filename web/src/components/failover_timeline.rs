@@ -154,16 +154,16 @@ pub fn failover_timeline() -> Html {
     });
 
     html! {
-        <section class="timeline-card" data-testid="failover-timeline">
+        <section class="timeline-card" data-testid="failover-timeline" aria-labelledby="timeline-title">
             <div class="timeline-head">
-                <h2 class="panel-title">{"Failover timeline"}<span class="hint">{"who serves clients"}</span></h2>
+                <h2 class="panel-title" id="timeline-title">{"Failover timeline"}<span class="hint">{"who serves clients"}</span></h2>
                 if focus.is_some() || since > t0_all {
                     <div class="segmented light">
-                        <button class={classes!("seg", (*zoom).then_some("active"))} data-testid="timeline-zoom-failover"
+                        <button class={classes!("seg", (*zoom).then_some("active"))} data-testid="timeline-zoom-failover" aria-pressed={zoom.to_string()}
                             onclick={let zoom = zoom.clone(); Callback::from(move |_| zoom.set(true))}>
                             {if focus.is_some() { "Latest failover" } else { "This cluster" }}
                         </button>
-                        <button class={classes!("seg", (!*zoom).then_some("active"))} data-testid="timeline-zoom-all"
+                        <button class={classes!("seg", (!*zoom).then_some("active"))} data-testid="timeline-zoom-all" aria-pressed={(!*zoom).to_string()}
                             onclick={let zoom = zoom.clone(); Callback::from(move |_| zoom.set(false))}>{"Whole history"}</button>
                     </div>
                 }

@@ -10,17 +10,31 @@ use crate::store::Action;
 #[function_component(Help)]
 pub fn help() -> Html {
     let ctx = use_dispatch();
-    if !use_view().help {
+    let open = use_view().help;
+    // The dialog takes the focus when it opens, so a screen reader reads it and Tab starts in it.
+    let dialog = use_node_ref();
+    {
+        let dialog = dialog.clone();
+        use_effect_with(open, move |open| {
+            if *open {
+                if let Some(el) = dialog.cast::<web_sys::HtmlElement>() {
+                    let _ = el.focus();
+                }
+            }
+        });
+    }
+    if !open {
         return html! {};
     }
     let close = ctx.to(|_: MouseEvent| Action::ShowHelp(false));
     let stop = Callback::from(|e: MouseEvent| e.stop_propagation());
     html! {
         <div class="overlay" onclick={close.clone()} data-testid="help">
-            <div class="help" onclick={stop}>
+            <div class="help" onclick={stop} ref={dialog} tabindex="-1" role="dialog" aria-modal="true"
+                aria-labelledby="help-title">
                 <div class="details-head">
-                    <span class="details-title">{"Keyboard shortcuts"}</span>
-                    <button class="btn ghost small" onclick={close}>{"✕"}</button>
+                    <h2 class="details-title" id="help-title">{"Keyboard shortcuts"}</h2>
+                    <button class="btn ghost small" onclick={close} title="Close (Esc)" aria-label="Close the help">{"✕"}</button>
                 </div>
                 <table class="keys">
                     { for HELP.iter().map(|(k, what)| html! {

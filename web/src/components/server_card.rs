@@ -71,7 +71,7 @@ pub fn server_card(props: &ServerCardProps) -> Html {
         <div class={classes!("card", "server", role_class, (!n.alive).then_some("is-dead"))}
              data-testid={format!("card-{id}")} data-role={role_class} data-alive={n.alive.to_string()}>
             <div class="card-head">
-                <span class="node-name">{&id}</span>
+                <h3 class="node-name">{&id}</h3>
                 <span class={classes!("badge", role_class)} data-testid={format!("role-{id}")} title={explain}>{role_text}</span>
                 <span class={classes!("alive", if n.alive { "up" } else { "down" })} data-testid={format!("alive-{id}")}>
                     <span class="dot"></span>{if n.alive { "alive" } else { "crashed" }}

@@ -308,9 +308,9 @@ pub fn space_time() -> Html {
     });
 
     html! {
-        <section class="diagram-card">
+        <section class="diagram-card" aria-labelledby="diagram-title">
             <div class="diagram-bar">
-                <h2 class="panel-title">{"Space-time diagram"}<span class="hint">{"time flows down · one lane per process"}</span></h2>
+                <h2 class="panel-title" id="diagram-title">{"Space-time diagram"}<span class="hint">{"time flows down · one lane per process"}</span></h2>
                 <Legend />
                 <span class="stats" data-testid="diagram-stats">
                     {format!("{} events", format::count(shown.len() as u64))}
@@ -323,7 +323,8 @@ pub fn space_time() -> Html {
                 </span>
             </div>
             <div class="st-wrap">
-            <div class="st-scroll" ref={scroll} {onscroll} data-testid="diagram">
+            <div class="st-scroll" ref={scroll} {onscroll} data-testid="diagram" tabindex="0" role="region"
+                aria-label="Space-time diagram: one lane per process, time flowing down (arrow keys scroll)">
                 <div class={classes!("lane-head", layout::is_compact(&lanes).then_some("compact"))} style={format!("width:{width}px;height:{LANE_HEAD}px")}>
                     <div class="gutter-head" style={format!("width:{GUTTER}px")}>{"time"}</div>
                     { for lane_heads }

@@ -93,23 +93,25 @@ pub fn toolbar() -> Html {
         let onclick = ctx.to(|_: MouseEvent| Action::ToggleLargeText);
         html! {
             <button class={classes!("btn", "round", on.then_some("on"))} data-testid="large-text" {onclick}
-                aria-pressed={on.to_string()} title="Large text for a projector (z)">{"Aa"}</button>
+                aria-pressed={on.to_string()} title="Large text for a projector (z)" aria-label="Aa: large text for a projector">{"Aa"}</button>
         }
     };
     let help = {
         let shown = view.help;
         let onclick = ctx.to(move |_: MouseEvent| Action::ShowHelp(!shown));
-        html! { <button class="btn round" data-testid="help-button" {onclick} title="Keyboard shortcuts (?)">{"?"}</button> }
+        html! { <button class="btn round" data-testid="help-button" {onclick} title="Keyboard shortcuts (?)"
+        aria-label="? keyboard shortcuts" aria-haspopup="dialog">{"?"}</button> }
     };
 
     html! {
         <div class="toolbar">
             {demo_btn}
-            <div class="group" title="Slow motion: every message waits this long before its receiver sees it (s cycles, 0 = off)">
+            <div class="group" role="group" aria-label="Slow motion"
+                title="Slow motion: every message waits this long before its receiver sees it (s cycles, 0 = off)">
                 <span class="group-label">{"Slow motion"}</span>
                 <div class="segmented">{ for slow }{ for custom }</div>
             </div>
-            <div class="group">
+            <div class="group" role="group" aria-label="View">
                 {pause}{follow}{clear}
             </div>
             {reset}
