@@ -3,6 +3,7 @@
 //!
 //! Pure modules (tested natively with `cargo test -p web`): `chunked`, `symbols`, `timeaxis`,
 //! `events`, `history`, `failover`, `diagram::layout`, `store` (the state in slices), `demo`,
+//! `lecture` (the lecture's presets and their runner), `grants` (the double-grant detector),
 //! `call`, `keys`, `format`. Browser-only code: `ws` (all network I/O) and `components`. Unit
 //! tests share their fixtures through `testkit`.
 //!
@@ -10,8 +11,8 @@
 //! its own (the components also use each other). `tests/module_graph.rs` checks the sources
 //! against it.
 //!
-//! 1. `symbols`, `chunked`, `timeaxis`, `format`, `keys`, `call`
-//! 2. `events`, `demo`
+//! 1. `symbols`, `chunked`, `timeaxis`, `format`, `keys`, `call`, `grants`
+//! 2. `events`, `demo`, `lecture`
 //! 3. `failover`
 //! 4. `history`
 //! 5. `diagram::layout`
@@ -30,8 +31,10 @@ mod diagram;
 mod events;
 mod failover;
 mod format;
+mod grants;
 mod history;
 mod keys;
+mod lecture;
 mod store;
 mod symbols;
 #[cfg(test)]
