@@ -22,6 +22,7 @@ pub enum Shortcut {
     FollowLive,
     Clear,
     LargeText,
+    Lecture,
 }
 
 /// The shortcut of a `KeyboardEvent.key`, when no modifier (other than Shift) is held.
@@ -45,6 +46,7 @@ pub fn shortcut(key: &str) -> Option<Shortcut> {
         "f" | "End" => FollowLive,
         "c" => Clear,
         "z" => LargeText,
+        "L" => Lecture,
         d if d.len() == 1 && d.as_bytes()[0].is_ascii_digit() => {
             SelectClient(u32::from(d.as_bytes()[0] - b'0'))
         }
@@ -71,6 +73,10 @@ pub const HELP: &[(&str, &str)] = &[
     ("f or End", "follow live (jump to the newest events)"),
     ("c", "clear the diagram and histories"),
     ("z", "large text (projector mode) on / off"),
+    (
+        "Shift+L",
+        "open / close the lecture: every failure and tool, one click each",
+    ),
     ("?", "show / hide this help"),
     ("Esc", "close help, deselect"),
 ];
@@ -96,6 +102,8 @@ mod tests {
         assert_eq!(shortcut("0"), Some(Shortcut::SlowMotionOff));
         assert_eq!(shortcut("K"), Some(Shortcut::CrashBackup));
         assert_eq!(shortcut("k"), Some(Shortcut::CrashPrimary));
+        assert_eq!(shortcut("L"), Some(Shortcut::Lecture));
+        assert_eq!(shortcut("l"), Some(Shortcut::Lock));
         assert_eq!(shortcut("x"), None);
         assert_eq!(shortcut("Enter"), None);
     }

@@ -22,6 +22,7 @@ use std::sync::OnceLock;
 use shared::{Command, CrashPoint, Endpoint, Event, EventKind, NodeRef, Op, Probability, Role};
 
 use crate::call;
+use crate::format::{self, op_name};
 
 /// Slow motion for most stories: each hop takes most of a second, so one message can be followed.
 pub const SLOW_MS: u64 = 800;
@@ -120,6 +121,7 @@ pub fn presets() -> &'static [Preset] {
 }
 
 /// The preset with this id.
+#[cfg(test)]
 pub fn preset(id: &str) -> Option<&'static Preset> {
     presets().iter().find(|p| p.id == id)
 }
@@ -840,6 +842,8 @@ pub struct LectureRun {
     /// The step now (== the number of steps when done).
     pub step: usize,
     pub status: Status,
+    /// The newest page time the run heard of (a command's send is timed with it).
+    pub now_ms: f64,
     /// Page time the current step began.
     step_since_ms: f64,
     /// Facts count from after this seq: the log as it was when the previous wait ended.
@@ -857,6 +861,7 @@ impl LectureRun {
             preset,
             step: 0,
             status: Status::Running,
+            now_ms,
             step_since_ms: now_ms,
             mark: last_seq,
             seen: Vec::new(),
@@ -955,6 +960,8 @@ impl LectureRun {
     /// Moves past every step that is over at `now_ms` (`last_seq`: the newest event the page
     /// has); answers what the page must do for the steps it passed.
     pub fn advance(&mut self, now_ms: f64, last_seq: u64) -> Vec<Effect> {
+        self.now_ms = self.now_ms.max(now_ms);
+        let now_ms = self.now_ms;
         let mut effects = Vec::new();
         while self.running() {
             let Some(step) = self.current() else {
@@ -993,6 +1000,13 @@ impl LectureRun {
         effects
     }
 
+    /// Whether the run differs from `before` in more than the time it heard of.
+    pub fn moved_since(&self, before: &LectureRun) -> bool {
+        let mut same_time = self.clone();
+        same_time.now_ms = before.now_ms;
+        same_time != *before
+    }
+
     /// When the run must be looked at again, if only time can move it.
     pub fn wake_in_ms(&self, now_ms: f64) -> Option<f64> {
         if !self.running() {
@@ -1007,8 +1021,33 @@ impl LectureRun {
     }
 
     /// How the call named `name` ended, if it did.
+    #[cfg(test)]
     pub fn answer(&self, name: &str) -> Option<&Answer> {
         self.answers.get(name)
+    }
+
+    /// Whether [`LectureRun::observe`] may learn anything from `e` (so the store copies the
+    /// run only for those).
+    pub fn cares(e: &Event) -> bool {
+        matches!(
+            e.kind,
+            EventKind::ProcessStarted { .. }
+                | EventKind::Crashed { .. }
+                | EventKind::RpcFailed { .. }
+                | EventKind::RoleChanged { .. }
+                | EventKind::Executed {
+                    duplicate: true,
+                    ..
+                }
+                | EventKind::MsgLost { .. }
+                | EventKind::MsgDelivered {
+                    duplicate: true,
+                    ..
+                }
+                | EventKind::ClientStarted { .. }
+                | EventKind::OpCompleted { .. }
+                | EventKind::OpFailed { .. }
+        )
     }
 
     /// Folds one event of the log in: what scripts wait for, and the notes.
@@ -1041,7 +1080,7 @@ impl LectureRun {
                             .and_then(|v| v.as_str().map(str::to_owned))
                             .unwrap_or_default();
                         match req {
-                            Some(r) => format!("died at {point} of #c{}.{}", r.client, r.seq),
+                            Some(r) => format!("died at {point} of {}", req_id(r)),
                             None => format!("died at {point}"),
                         }
                     }
@@ -1094,9 +1133,8 @@ impl LectureRun {
                 ..
             } => {
                 self.note(format!(
-                    "{at} answered #c{}.{} {}({lock}) from its at-most-once record ({ok}), without running it again.",
-                    req.client,
-                    req.seq,
+                    "{at} answered {} {}({lock}) from its at-most-once record ({ok}), without running it again.",
+                    req_id(req),
                     op_name(*op)
                 ));
                 Some(Fact::FromRecord(at.into()))
@@ -1200,11 +1238,9 @@ impl LectureRun {
     }
 }
 
-fn op_name(op: Op) -> &'static str {
-    match op {
-        Op::Lock => "Lock",
-        Op::Unlock => "Unlock",
-    }
+/// `#c1.7`, as the diagram labels a request.
+fn req_id(r: &shared::RequestId) -> String {
+    format!("#{}", format::req(*r))
 }
 
 #[cfg(test)]

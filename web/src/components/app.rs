@@ -15,7 +15,10 @@ use super::client_card::ClientCard;
 use super::conn_status::ConnStatus;
 use super::demo_driver::DemoDriver;
 use super::failover_timeline::FailoverTimeline;
+use super::grant_alarm::GrantAlarm;
 use super::help::Help;
+use super::lecture_driver::LectureDriver;
+use super::lecture_panel::LecturePanel;
 use super::server_card::ServerCard;
 use super::space_time::SpaceTime;
 use super::toasts::Toasts;
@@ -149,7 +152,8 @@ pub fn app() -> Html {
                     <ConnStatus />
                 </header>
                 <main class="layout">
-                    <section class="side" aria-label="Servers and clients">
+                    <section class="side" aria-label="Lecture, servers and clients">
+                        <LecturePanel />
                         <section class="panel">
                             <h2 class="panel-title">{"Servers"}</h2>
                             if servers.is_empty() {
@@ -167,6 +171,7 @@ pub fn app() -> Html {
                         </section>
                     </section>
                     <section class="main" aria-label="Failover timeline and space-time diagram">
+                        <GrantAlarm />
                         <FailoverTimeline />
                         <SpaceTime />
                     </section>
@@ -174,6 +179,7 @@ pub fn app() -> Html {
                 <Toasts />
                 <Help />
                 <DemoDriver />
+                <LectureDriver />
             </div>
         </ContextProvider<ToastsCtx>>
         </ContextProvider<ViewCtx>>
@@ -259,5 +265,6 @@ fn on_key(st: &State, ctx: &Dispatch, e: &KeyboardEvent) {
         Shortcut::FollowLive => ctx.dispatch(Action::GoLive),
         Shortcut::Clear => ctx.dispatch(Action::Clear),
         Shortcut::LargeText => ctx.dispatch(Action::ToggleLargeText),
+        Shortcut::Lecture => ctx.dispatch(Action::ShowLecture(!view.lecture_open)),
     }
 }

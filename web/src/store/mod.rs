@@ -38,6 +38,7 @@ use crate::failover::Serving;
 use crate::format;
 use crate::history::History;
 
+mod lecture;
 mod slices;
 #[cfg(test)]
 mod tests;
@@ -108,6 +109,21 @@ pub enum Action {
     },
     ShowHelp(bool),
     ToggleLargeText,
+    /// Open or close the lecture panel.
+    ShowLecture(bool),
+    /// Play the lecture's preset `preset` (an index into `lecture::presets()`) on the cluster.
+    StartLecture {
+        preset: usize,
+        local_ms: f64,
+    },
+    /// Stop the preset that plays (the cluster stays as it is).
+    StopLecture,
+    /// Back to the lecture's list (forgets the finished run).
+    CloseLectureRun,
+    /// Time passed for the preset that plays (a wait ended, or a timeout).
+    LectureTick {
+        local_ms: f64,
+    },
 }
 
 /// See the module documentation.
@@ -203,15 +219,20 @@ impl State {
                 });
                 self.clear_sending(|_| true);
                 self.stop_demo("the connection was lost");
+                self.stop_lecture("the connection was lost");
             }
             Action::Receive { msgs, local_ms } => {
                 for m in msgs {
                     self.on_server(m, local_ms);
                 }
                 self.release(local_ms, false);
+                self.lecture_advance(local_ms);
             }
             Action::Tick { local_ms } => self.release(local_ms, false),
-            Action::Sent { cmd } => self.on_sent(&cmd),
+            Action::Sent { cmd } => {
+                self.on_sent(&cmd);
+                self.lecture_sent(&cmd);
+            }
             Action::NotSent { cmd } => {
                 self.toast(
                     Level::Error,
@@ -220,6 +241,7 @@ impl State {
                 );
                 // The demo would plan the same step again at once, forever.
                 self.stop_demo("the connection was lost");
+                self.stop_lecture("the connection was lost");
             }
             Action::AddClient => {
                 let max_client = self
@@ -324,6 +346,11 @@ impl State {
                 let view = self.view_mut();
                 view.large_text = !view.large_text;
             }
+            lecture @ (Action::ShowLecture(_)
+            | Action::StartLecture { .. }
+            | Action::StopLecture
+            | Action::CloseLectureRun
+            | Action::LectureTick { .. }) => self.lecture_action(lecture),
         }
     }
 
@@ -569,6 +596,7 @@ impl State {
                     self.clear_sending(|sending| sending == tag);
                     self.demo_update(tag, |demo| demo.on_answer(tag, local_ms));
                     self.finish_demo_if_done();
+                    self.lecture_refused(tag, code, &message);
                 }
                 self.toast(Level::Error, format::error_code(code), &message);
             }
@@ -652,6 +680,7 @@ impl State {
     /// Applies one new event: to the history always; to the cluster only when `live` (a
     /// snapshot's cluster already includes its events).
     fn apply_event(&mut self, e: &Event, live: bool, local_ms: f64) {
+        self.lecture_observe(e);
         let feed = self.feed_mut();
         feed.last_seq = Some(e.seq);
         feed.pending.push((e.clone(), local_ms));

@@ -14,7 +14,9 @@ use shared::{ClientInfo, Command, Event, Limits, NodeInfo, Op, PendingCall, Requ
 
 use crate::call;
 use crate::demo::DemoRun;
+use crate::grants::GrantWatch;
 use crate::history::History;
+use crate::lecture::LectureRun;
 use crate::symbols::Symbols;
 
 /// How long (page clock) an event waits before it is placed on the diagram, so that events
@@ -137,6 +139,9 @@ pub struct ClusterState {
     pub selected_client: u32,
     /// The lock name typed on each client's card.
     pub lock_names: BTreeMap<u32, String>,
+    /// Locks granted twice with no Unlock between, folded from the clients' answers (shared:
+    /// copied only when an answer or a reset comes).
+    pub grants: Rc<GrantWatch>,
 }
 
 impl Default for ClusterState {
@@ -148,6 +153,7 @@ impl Default for ClusterState {
             clients,
             selected_client: 1,
             lock_names: BTreeMap::new(),
+            grants: Rc::default(),
         }
     }
 }
@@ -277,6 +283,12 @@ pub struct ViewState {
     pub demo: Option<DemoRun>,
     /// Demos started so far (each run tags its commands with its number).
     pub(super) demo_runs: u64,
+    /// The lecture panel is open.
+    pub lecture_open: bool,
+    /// The lecture's preset that runs, or ran last (kept to show what to notice).
+    pub lecture: Option<LectureRun>,
+    /// Presets started so far (each run tags its commands with its number).
+    pub(super) lecture_runs: u64,
 }
 
 impl Default for ViewState {
@@ -288,6 +300,9 @@ impl Default for ViewState {
             large_text: false,
             demo: None,
             demo_runs: 0,
+            lecture_open: false,
+            lecture: None,
+            lecture_runs: 0,
         }
     }
 }
