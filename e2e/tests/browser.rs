@@ -664,3 +664,182 @@ async fn the_page_fits_from_1600_down_to_1024_wide() -> anyhow::Result<()> {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     s.close().await
 }
+
+/// Polls up to `secs` seconds until `css` matches an element whose text satisfies `pred`;
+/// returns that text. For the lecture's presets, whose stories include timeouts and retries
+/// in slow motion (longer than [`e2e::WAIT`]).
+async fn wait_text_for(
+    s: &Session,
+    css: &str,
+    secs: u64,
+    pred: impl Fn(&str) -> bool,
+) -> anyhow::Result<String> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut last = String::new();
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(els) = s.browser.find_all(fantoccini::Locator::Css(css)).await {
+            for el in els {
+                if let Ok(t) = el.text().await {
+                    if pred(&t) {
+                        return Ok(t);
+                    }
+                    last = t;
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    anyhow::bail!("timed out after {secs} s waiting on {css}; last text {last:?}")
+}
+
+/// Plays a lecture preset from the panel and waits until it is over. Fails with what the
+/// panel says when the preset did not run through (a refused command, a wait that timed out).
+async fn play_preset(s: &Session, id: &str, secs: u64) -> anyhow::Result<()> {
+    if s.count("[data-testid=lecture-body], #lecture-body").await? == 0 {
+        s.click("[data-testid=lecture-toggle]").await?;
+    }
+    s.click(&format!("[data-testid=preset-{id}]")).await?;
+    s.wait_count(&format!("[data-testid=lecture-run][data-preset={id}]"), 1)
+        .await?;
+    let status = wait_text_for(s, "[data-testid=lecture-status]", secs, |t| {
+        !t.starts_with("Step")
+    })
+    .await?;
+    if status != "Done" {
+        let run = s.text_of("[data-testid=lecture-run]").await?;
+        anyhow::bail!("the preset {id} did not run through ({status}):\n{run}");
+    }
+    Ok(())
+}
+
+/// The lecture panel opens from its button, lists the ten failures and the three tools, plays
+/// one (a fail-stop crash and the failover) through to its "what to notice", and stays within
+/// the page at 1024x768 with no serious axe violation, open and with a finished story.
+#[tokio::test]
+async fn the_lecture_panel_lists_the_lecture_and_plays_a_failover() -> anyhow::Result<()> {
+    let s = Session::open_page().await?;
+    s.set_viewport(1024, 768).await?;
+    s.click("[data-testid=lecture-toggle]").await?;
+    s.wait_count("[data-testid^=preset-]", 13).await?;
+    let list = s.text_of("[data-testid=lecture]").await?;
+    for want in [
+        "Lost packets",
+        "Duplicated packets",
+        "Temporary network failure",
+        "A server disconnected",
+        "A network partitioned",
+        "A server crashes and restarts",
+        "A server fails for good",
+        "All servers fail at once",
+        "A crash midway through an operation",
+        "A client fails",
+        "Retry",
+        "Replicate",
+        "Replace",
+    ] {
+        assert!(list.contains(want), "the panel lacks {want:?}: {list}");
+    }
+    let mut serious = axe_serious(&s, "1024x768, lecture open").await?;
+    s.screenshot("lecture-list-1024x768").await?;
+
+    play_preset(&s, "fail-stop", 90).await?;
+    let notice = s.text_of("[data-testid=lecture-notice]").await?;
+    assert!(notice.to_lowercase().contains("what to notice"), "{notice}");
+    let notes = s.text_of("[data-testid=lecture-notes]").await?;
+    assert!(
+        notes.contains("c2: Lock(a) = false, answered by s2"),
+        "the backup answered as the primary would: {notes}"
+    );
+    s.wait_text("[data-testid=role-s1]", |t| {
+        t.to_lowercase().contains("dead")
+    })
+    .await?;
+    assert_eq!(
+        s.count("[data-testid=double-grant]").await?,
+        0,
+        "a fail-stop crash grants nothing twice"
+    );
+    serious.extend(axe_serious(&s, "1024x768, a preset done").await?);
+    let fit = s.browser.execute(FITS, vec![]).await?;
+    assert!(
+        fit["scroll_width"].as_u64() <= fit["inner_width"].as_u64(),
+        "the page overflows sideways: {fit}"
+    );
+    s.screenshot("lecture-fail-stop-1024x768").await?;
+    assert!(serious.is_empty(), "{}", serious.join(""));
+    s.close().await
+}
+
+/// The partition preset on the real processes: {s1, c1} | {s2, c2}, both clients call Lock(z),
+/// and each side grants it. The page says plainly that the same lock was granted twice, in the
+/// banner and in the panel.
+#[tokio::test]
+async fn the_partition_preset_shows_the_same_lock_granted_twice() -> anyhow::Result<()> {
+    let s = Session::open_page().await?;
+    play_preset(&s, "partition", 120).await?;
+    let banner = s.text_of("[data-testid=double-grant]").await?;
+    assert!(
+        banner.contains("Lock(z) was granted to c1 by s1 and to c2 by s2 with no Unlock between"),
+        "{banner}"
+    );
+    let panel = s.text_of("[data-testid=lecture-double-grant]").await?;
+    assert!(panel.contains("granted twice"), "{panel}");
+    let notes = s.text_of("[data-testid=lecture-notes]").await?;
+    for want in [
+        "c1: Lock(z) = true, answered by s1",
+        "c2: Lock(z) = true, answered by s2",
+    ] {
+        assert!(notes.contains(want), "{want:?} not in {notes}");
+    }
+    // Both servers serve alone: two primaries.
+    for id in ["s1", "s2"] {
+        s.wait_text(&format!("[data-testid=role-{id}]"), |t| {
+            t.to_lowercase().contains("alone")
+        })
+        .await?;
+    }
+    s.screenshot("lecture-partition").await?;
+    s.set_viewport(1024, 768).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let serious = axe_serious(&s, "1024x768, partition preset done").await?;
+    s.screenshot("lecture-partition-1024x768").await?;
+    assert!(serious.is_empty(), "{}", serious.join(""));
+    s.close().await
+}
+
+/// The mid-operation crash preset: s1 dies after forwarding c1's Lock(a), before the backup's
+/// ack; c1 re-sends the same request to s2, which answers it from its at-most-once record.
+#[tokio::test]
+async fn the_midway_crash_preset_answers_the_retry_from_the_record() -> anyhow::Result<()> {
+    let s = Session::open_page().await?;
+    play_preset(&s, "midway", 90).await?;
+    let notes = s.text_of("[data-testid=lecture-notes]").await?;
+    for want in [
+        "s1 died at after_forward",
+        "re-sends the same request #c1.1 to s2",
+        "s2 answered #c1.1 Lock(a) from its at-most-once record (true)",
+        "c1: Lock(a) = true, answered by s2",
+    ] {
+        assert!(notes.contains(want), "{want:?} not in {notes}");
+    }
+    // The diagram: the retry to s2 carries the same request id, and s2's answer comes back.
+    s.wait_count(
+        "[data-kind=request][data-from=c1][data-to=s2][data-req='c1.1']",
+        1,
+    )
+    .await?;
+    s.wait_count(
+        "[data-kind=reply][data-from=s2][data-to=c1][data-req='c1.1']",
+        1,
+    )
+    .await?;
+    assert_eq!(
+        s.count("[data-kind=reply][data-from=s1][data-req='c1.1']")
+            .await?,
+        0,
+        "s1 died before it could answer"
+    );
+    assert_eq!(s.count("[data-testid=double-grant]").await?, 0);
+    s.screenshot("lecture-midway").await?;
+    s.close().await
+}
