@@ -49,6 +49,8 @@ pub enum Verdict {
     Copes,
     /// Lab 1 gives a wrong answer (the preset shows it), or loses what it acknowledged.
     Breaks,
+    /// No wrong answer, but no progress either: Lab 1 gets stuck.
+    Stuck,
 }
 
 /// Something a script waits to see in the event log.
@@ -276,7 +278,7 @@ fn started(n: &str) -> Fact {
 
 fn build() -> Vec<Preset> {
     use Part::{Failure, Tool};
-    use Verdict::{Breaks, Copes};
+    use Verdict::{Breaks, Copes, Stuck};
     vec![
         Preset {
             id: "lost",
@@ -420,7 +422,7 @@ fn build() -> Vec<Preset> {
             id: "partition",
             part: Failure,
             title: "A network partitioned",
-            teaser: "{s1, c1} | {s2, c2}: both sides grant Lock(z).",
+            teaser: "{s1, c1} and {s2, c2} cut apart: both sides grant Lock(z).",
             steps: Script::fresh(SLOW_MS)
                 .send(partition(&[&["s1", "c1"], &["s2", "c2"]]))
                 .lock(1, "z", "c1-z")
@@ -607,7 +609,7 @@ fn build() -> Vec<Preset> {
                 lock services give each lock a lease that runs out when its holder stops renewing \
                 it.",
             lab1: "The lock stays held forever: locks have no owner and no lease.",
-            verdict: Breaks,
+            verdict: Stuck,
         },
         Preset {
             id: "retry",
@@ -1536,5 +1538,39 @@ mod tests {
         assert_eq!(describe(&crash("primary")), "Crash the primary (SIGKILL)");
         let r = retag(&heal(), "lec3-s9");
         assert_eq!(r.tag(), Some("lec3-s9"));
+    }
+}
+
+/// The README's table ("The lecture, from a button") is this data: a row per entry.
+#[cfg(test)]
+mod readme {
+    use super::*;
+
+    fn row(p: &Preset) -> String {
+        let verdict = match p.verdict {
+            Verdict::Copes => "",
+            Verdict::Breaks => " **Lab 1 breaks.**",
+            Verdict::Stuck => " **Lab 1 gets stuck.**",
+        };
+        let tool = if p.part == Part::Tool { "Tool: " } else { "" };
+        format!(
+            "| {tool}{} | `{}`: {} | {}{verdict} |",
+            p.title, p.id, p.teaser, p.lab1
+        )
+    }
+
+    #[test]
+    fn the_readme_table_says_what_the_presets_say() {
+        let readme = include_str!("../../README.md");
+        let rows: Vec<String> = presets().iter().map(row).collect();
+        let missing: Vec<&String> = rows
+            .iter()
+            .filter(|r| !readme.contains(r.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "README.md's lecture table is out of date; its rows are:\n{}",
+            rows.join("\n")
+        );
     }
 }

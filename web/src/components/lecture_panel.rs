@@ -54,14 +54,18 @@ fn preset_list(props: &ListProps) -> Html {
             preset: i,
             local_ms: ws::now_ms(),
         });
-        let breaks = p.verdict == Verdict::Breaks;
+        let badge = match p.verdict {
+            Verdict::Copes => None,
+            Verdict::Breaks => Some("Lab 1 breaks"),
+            Verdict::Stuck => Some("Lab 1 gets stuck"),
+        };
         html! {
             <li>
                 <button class="lec-item" data-testid={format!("preset-{}", p.id)} {onclick}
                     disabled={props.running} title={format!("Play “{}” on the real processes", p.title)}>
                     <span class="lec-name">{p.title}</span>
-                    if breaks {
-                        <span class="lec-badge">{"Lab 1 breaks"}</span>
+                    if let Some(badge) = badge {
+                        <span class="lec-badge">{badge}</span>
                     }
                     <span class="lec-teaser">{p.teaser}</span>
                 </button>
