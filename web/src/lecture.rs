@@ -851,6 +851,9 @@ pub struct LectureRun {
     /// Facts count from after this seq: the log as it was when the previous wait ended.
     mark: u64,
     seen: Vec<(u64, Fact)>,
+    /// The run's own cluster is up: its `reset` was seen (what the old cluster still reports,
+    /// calls ended by the reset, belongs to the story before).
+    fresh: bool,
     answers: BTreeMap<String, Answer>,
     /// What happened, in plain words, oldest first.
     pub notes: Vec<String>,
@@ -867,6 +870,7 @@ impl LectureRun {
             step_since_ms: now_ms,
             mark: last_seq,
             seen: Vec::new(),
+            fresh: false,
             answers: BTreeMap::new(),
             notes: Vec::new(),
         }
@@ -1033,7 +1037,8 @@ impl LectureRun {
     pub fn cares(e: &Event) -> bool {
         matches!(
             e.kind,
-            EventKind::ProcessStarted { .. }
+            EventKind::ClusterReset { .. }
+                | EventKind::ProcessStarted { .. }
                 | EventKind::Crashed { .. }
                 | EventKind::RpcFailed { .. }
                 | EventKind::RoleChanged { .. }
@@ -1055,6 +1060,10 @@ impl LectureRun {
     /// Folds one event of the log in: what scripts wait for, and the notes.
     pub fn observe(&mut self, e: &Event) {
         if !self.running() {
+            return;
+        }
+        if !self.fresh {
+            self.fresh = matches!(e.kind, EventKind::ClusterReset { .. });
             return;
         }
         let at = e.node.as_str();
@@ -1393,6 +1402,14 @@ mod tests {
         assert_eq!(sent[0].name(), "reset");
         assert_eq!(sent[0].tag(), Some("lec4-s1"));
         assert!(run.owns("lec4-c1-z") && !run.owns("lec40-c1-z"));
+        // What the old cluster still says before the reset is not this story.
+        run.observe(&completed(8, 1, "lec3-c1-z", false, "s1"));
+        run.observe(&ev(
+            9,
+            "supervisor",
+            EventKind::ClusterReset { generation: 2 },
+        ));
+        assert!(run.notes.is_empty() && run.answer("c1-z").is_none());
         // Waiting for both servers: s1 alone is not enough; events older than the mark never count.
         run.observe(&started(9, "s2"));
         run.observe(&started(11, "s1"));
@@ -1464,6 +1481,11 @@ mod tests {
     #[test]
     fn notes_tell_the_retry_the_record_and_the_step_down() {
         let mut run = LectureRun::new(1, 0, 0.0, 0);
+        run.observe(&ev(
+            0,
+            "supervisor",
+            EventKind::ClusterReset { generation: 1 },
+        ));
         let req = RequestId::new(1, 1);
         run.observe(&ev(
             1,

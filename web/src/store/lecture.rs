@@ -131,6 +131,11 @@ impl State {
         }
     }
 
+    /// Whether `tag` is a command of the lecture's run (the one playing or the last).
+    pub(super) fn lecture_owns(&self, tag: &str) -> bool {
+        self.view.lecture.as_ref().is_some_and(|r| r.owns(tag))
+    }
+
     /// The page time the run last heard of.
     fn lecture_now(&self) -> f64 {
         self.view.lecture.as_ref().map_or(0.0, |r| r.now_ms)

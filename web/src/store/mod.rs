@@ -585,9 +585,14 @@ impl State {
                 }
             }
             ServerMsg::Ack {
-                command, detail, ..
+                command,
+                detail,
+                tag,
             } => {
-                if matches!(command.as_str(), "crash" | "crash_before_reply" | "reset") {
+                // A lecture's preset tells its own story in its panel.
+                let lecture = tag.as_deref().is_some_and(|t| self.lecture_owns(t));
+                if !lecture && matches!(command.as_str(), "crash" | "crash_before_reply" | "reset")
+                {
                     self.toast(Level::Info, &command.replace('_', " "), &detail);
                 }
             }
