@@ -14,5 +14,5 @@ pub mod http;
 pub(crate) mod lockservice;
 pub mod node;
 pub mod oserror;
-pub mod wire;
 pub(crate) mod slowmo;
+pub mod wire;

@@ -54,7 +54,10 @@ impl LossReason {
 pub enum Verdict {
     Lose(LossReason),
     /// Deliver it after `delay` (beyond slow motion), twice if `duplicate`.
-    Pass { delay: Duration, duplicate: bool },
+    Pass {
+        delay: Duration,
+        duplicate: bool,
+    },
 }
 
 impl Verdict {
@@ -119,7 +122,11 @@ fn group_of(plan: &FaultPlan, who: &str) -> Option<usize> {
     plan.partition
         .iter()
         .position(|g| g.iter().any(|m| m == who))
-        .or_else(|| plan.partition.iter().position(|g| g.iter().any(|m| m == ANY)))
+        .or_else(|| {
+            plan.partition
+                .iter()
+                .position(|g| g.iter().any(|m| m == ANY))
+        })
 }
 
 /// Whether the partition keeps `from`'s messages from `to` (both named, in different groups).
@@ -621,7 +628,11 @@ mod tests {
             assert_eq!(decide(&plan, from, to, id(1)), lost, "{from} -> {to}");
         }
         for (from, to) in [("c1", "s1"), ("s1", "c1"), ("c2", "s2"), ("s2", "c2")] {
-            assert_eq!(decide(&plan, from, to, id(1)), pass(0, false), "{from} -> {to}");
+            assert_eq!(
+                decide(&plan, from, to, id(1)),
+                pass(0, false),
+                "{from} -> {to}"
+            );
         }
         // A process in no group reaches everyone, and everyone reaches it.
         for other in ["s1", "s2", "c1", "c2"] {
@@ -680,7 +691,10 @@ mod tests {
         plan.seed = 8;
         let other = verdicts(&plan, 1000);
         let same = first.iter().zip(&other).filter(|(a, b)| a == b).count();
-        assert!(same < 500, "another seed, other decisions: {same} of 1000 equal");
+        assert!(
+            same < 500,
+            "another seed, other decisions: {same} of 1000 equal"
+        );
         // Each decision has its own stream, and so do the sender and the receiver.
         let d = |which| draw(7, "c1", id(5), "s1", which);
         assert_ne!(d(Decision::Drop), d(Decision::Duplicate));
@@ -703,7 +717,10 @@ mod tests {
             .iter()
             .filter(|v| **v == Verdict::Lose(LossReason::Dropped))
             .count();
-        assert!((2700..=3300).contains(&dropped), "dropped {dropped} of 10000");
+        assert!(
+            (2700..=3300).contains(&dropped),
+            "dropped {dropped} of 10000"
+        );
         let passed: Vec<(Duration, bool)> = all
             .iter()
             .filter_map(|v| match v {
@@ -872,7 +889,10 @@ mod tests {
         assert_eq!(drain(&mut w, t0), ["d2", "D2"]);
         w.step(id(4), StepAction::Drop).unwrap();
         assert_eq!(drain(&mut w, t0), ["l4:dropped"]);
-        assert!(w.step(id(4), StepAction::Deliver).is_err(), "decided already");
+        assert!(
+            w.step(id(4), StepAction::Deliver).is_err(),
+            "decided already"
+        );
         assert!(w.step(id(99), StepAction::Deliver).is_err(), "never held");
         // Still held: 1 (conn 1, whose end waits behind it) and 5. Step off releases both, in
         // arrival order, then the end; the link's drop applies to arrivals from then on only.
