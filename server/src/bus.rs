@@ -10,8 +10,9 @@
 //! send by its sender, over different sockets; a delivery that overtakes its send is held back,
 //! with every later event of the same producer, until the send arrives. And it knows which
 //! messages are in flight, so when a receiver dies (or the cluster is reset) each of its
-//! undelivered messages gets a `msg_lost`. This is the only place a message is declared lost:
-//! viewers draw a loss when, and only when, a `msg_lost` says so.
+//! undelivered messages gets a `msg_lost`. The only other losses are the wire's (a fault at the
+//! receiver's inbox), which the receiver reports itself; viewers draw a loss when, and only when,
+//! a `msg_lost` says so.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
