@@ -384,9 +384,7 @@ impl<K: Copy + Eq + Hash> Wire<K> {
                 (s, _) => s.is_some(),
             };
             if from_slowed {
-                let Some(t) = self.slowed.pop_if_due(now) else {
-                    return None;
-                };
+                let t = self.slowed.pop_if_due(now)?;
                 self.after_slow_motion(t);
             } else {
                 let t = self.delayed.pop_if_due(now)?;
