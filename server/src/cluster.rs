@@ -984,15 +984,12 @@ fn ticket_of(cmd: &NodeControl) -> Option<u64> {
     }
 }
 
-/// A message's kind, for people.
-fn msg_kind(msg: &shared::Msg) -> &'static str {
-    match msg {
-        shared::Msg::Request { .. } => "request",
-        shared::Msg::Reply { .. } => "reply",
-        shared::Msg::Forward { .. } => "forward",
-        shared::Msg::ForwardAck { .. } => "forward_ack",
-        shared::Msg::ForwardRefused { .. } => "forward_refused",
-    }
+/// A message's kind, for people: its wire name (`"forward"`).
+fn msg_kind(msg: &shared::Msg) -> String {
+    serde_json::to_value(msg)
+        .ok()
+        .and_then(|v| v["kind"].as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// A probability as people read it: 0.3 -> "30%".
