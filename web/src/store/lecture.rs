@@ -126,7 +126,13 @@ impl State {
         }
         for effect in effects {
             match effect {
-                Effect::ClearView => self.apply(Action::Clear),
+                // Everything before it goes, the old cluster's last events still waiting for
+                // their place in time too: otherwise the reset's kill of the old s1 lands after
+                // the clear and reads as a crash of this story's s1.
+                Effect::ClearView => {
+                    self.release(local_ms, true);
+                    self.apply(Action::Clear);
+                }
             }
         }
     }
@@ -214,6 +220,14 @@ mod tests {
 
         // The fresh servers start: the diagram is cleared, slow motion and the partition go out.
         let mut s = Script::default();
+        s.ev(
+            "s1",
+            K::Crashed {
+                pid: 5,
+                cause: shared::CrashCause::Reset,
+                req: None,
+            },
+        );
         s.ev("supervisor", K::ClusterReset { generation: 1 });
         for (id, role) in [("s1", Role::Primary), ("s2", Role::Backup)] {
             s.ev(
@@ -226,6 +240,10 @@ mod tests {
             );
         }
         receive(&mut st, s.events.clone(), 100.0);
+        assert!(
+            st.feed().history.is_empty() && st.feed().pending_len() == 0,
+            "the clear takes the old cluster's kill with it, even before its place in time"
+        );
         let names: Vec<&str> = send_due(&mut st).iter().map(Command::name).collect();
         assert_eq!(names, ["set_slow_motion", "partition", "lock", "lock"]);
 
@@ -249,7 +267,7 @@ mod tests {
         };
         grant(&mut s, 1, "s1");
         grant(&mut s, 2, "s2");
-        receive(&mut st, s.events[3..].to_vec(), 200.0);
+        receive(&mut st, s.events[4..].to_vec(), 200.0);
         assert_eq!(
             st.cluster().grants.latest().map(|d| d.sentence()),
             Some("Lock(z) was granted to c1 by s1 and to c2 by s2 with no Unlock between".into())
