@@ -704,13 +704,36 @@ fn build() -> Vec<Preset> {
 
 /// `cmd` with its tag set to `tag`.
 pub fn retag(cmd: &Command, tag: &str) -> Command {
-    let Ok(mut v) = serde_json::to_value(cmd) else {
-        return cmd.clone();
-    };
-    if let Some(obj) = v.as_object_mut() {
-        obj.insert("tag".into(), serde_json::Value::String(tag.to_owned()));
+    let mut cmd = cmd.clone();
+    *tag_slot(&mut cmd) = Some(tag.to_owned());
+    cmd
+}
+
+/// Where a command keeps its tag (every command has one).
+fn tag_slot(cmd: &mut Command) -> &mut Option<String> {
+    match cmd {
+        Command::Lock { tag, .. }
+        | Command::Unlock { tag, .. }
+        | Command::Crash { tag, .. }
+        | Command::CrashBeforeReply { tag, .. }
+        | Command::Reset { tag }
+        | Command::SetSlowMotion { tag, .. }
+        | Command::Snapshot { tag }
+        | Command::SetLink { tag, .. }
+        | Command::Partition { tag, .. }
+        | Command::Cut { tag, .. }
+        | Command::Heal { tag }
+        | Command::SetSeed { tag, .. }
+        | Command::Pause { tag, .. }
+        | Command::Resume { tag, .. }
+        | Command::Restart { tag, .. }
+        | Command::CrashAt { tag, .. }
+        | Command::CrashClient { tag, .. }
+        | Command::Step { tag, .. }
+        | Command::Deliver { tag, .. }
+        | Command::DropMsg { tag, .. }
+        | Command::Duplicate { tag, .. } => tag,
     }
-    serde_json::from_value(v).unwrap_or_else(|_| cmd.clone())
 }
 
 fn percent(p: Probability) -> String {
@@ -1086,10 +1109,13 @@ impl LectureRun {
                     shared::CrashCause::Reset => return,
                     shared::CrashCause::Dying => "killed after going silent".to_owned(),
                     other => {
-                        let point = serde_json::to_value(other)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_owned))
-                            .unwrap_or_default();
+                        let point = match other {
+                            shared::CrashCause::BeforeForward => CrashPoint::BeforeForward,
+                            shared::CrashCause::AfterForward => CrashPoint::AfterForward,
+                            shared::CrashCause::BeforeAck => CrashPoint::BeforeAck,
+                            _ => CrashPoint::BeforeReply,
+                        }
+                        .name();
                         match req {
                             Some(r) => format!("died at {point} of {}", req_id(r)),
                             None => format!("died at {point}"),
