@@ -176,6 +176,17 @@ struct ServerSlot {
     paused: bool,
 }
 
+impl ServerSlot {
+    /// A server just started: running, not paused.
+    fn running(spec: ServerSpec, proc_: Proc) -> Self {
+        Self {
+            spec,
+            proc_,
+            paused: false,
+        }
+    }
+}
+
 /// The call a client process has in progress, as the supervisor tracks it: `client_busy` is
 /// answered from here at once, and a process that dies with it ends it with `op_failed`.
 #[derive(Debug)]
@@ -400,14 +411,7 @@ impl Cluster {
                 id: id.as_str().into(),
                 addr: SocketAddr::from(([127, 0, 0, 1], spec.port)),
             });
-            gen.servers.insert(
-                id,
-                ServerSlot {
-                    spec,
-                    proc_,
-                    paused: false,
-                },
-            );
+            gen.servers.insert(id, ServerSlot::running(spec, proc_));
         }
         Ok(())
     }
@@ -745,22 +749,11 @@ impl Cluster {
     pub async fn pause(&self, node: &NodeRef) -> Result<String, ClusterError> {
         let mut gen = self.gen.lock().await;
         let ids = self.resolve_many(&gen, node)?;
-        let mut done = Vec::new();
-        for id in ids {
-            let Some(s) = gen.servers.get_mut(&id) else {
-                continue;
-            };
-            if s.paused {
-                continue;
-            }
-            kill(Pid::from_raw(s.proc_.pid as i32), Signal::SIGSTOP).map_err(|e| {
-                ClusterError::Unavailable(format!("SIGSTOP to {id} (pid {}): {e}", s.proc_.pid))
-            })?;
-            s.paused = true;
-            self.bus
-                .publish(&id, EventKind::Paused { pid: s.proc_.pid });
-            done.push(format!("{id} (pid {})", s.proc_.pid));
-        }
+        let ids: Vec<String> = ids
+            .into_iter()
+            .filter(|id| gen.servers.get(id).is_some_and(|s| !s.paused))
+            .collect();
+        let done = self.stop_or_continue(&mut gen, ids, true)?;
         if done.is_empty() {
             return Ok("already paused".to_owned());
         }
@@ -789,20 +782,37 @@ impl Cluster {
         if ids.is_empty() {
             return Err(ClusterError::NotPaused("no server is paused".into()));
         }
+        let done = self.stop_or_continue(&mut gen, ids, false)?;
+        Ok(format!("SIGCONT sent to {}", done.join(", ")))
+    }
+
+    /// SIGSTOPs (`stop`) or SIGCONTs the servers `ids` and publishes `paused` or `resumed` for
+    /// each; returns them as "s1 (pid 42)".
+    fn stop_or_continue(
+        &self,
+        gen: &mut Generation,
+        ids: Vec<String>,
+        stop: bool,
+    ) -> Result<Vec<String>, ClusterError> {
         let mut done = Vec::new();
         for id in ids {
             let Some(s) = gen.servers.get_mut(&id) else {
                 continue;
             };
-            kill(Pid::from_raw(s.proc_.pid as i32), Signal::SIGCONT).map_err(|e| {
-                ClusterError::Unavailable(format!("SIGCONT to {id} (pid {}): {e}", s.proc_.pid))
+            let pid = s.proc_.pid;
+            let (signal, event) = if stop {
+                (Signal::SIGSTOP, EventKind::Paused { pid })
+            } else {
+                (Signal::SIGCONT, EventKind::Resumed { pid })
+            };
+            kill(Pid::from_raw(pid as i32), signal).map_err(|e| {
+                ClusterError::Unavailable(format!("{signal} to {id} (pid {pid}): {e}"))
             })?;
-            s.paused = false;
-            self.bus
-                .publish(&id, EventKind::Resumed { pid: s.proc_.pid });
-            done.push(format!("{id} (pid {})", s.proc_.pid));
+            s.paused = stop;
+            self.bus.publish(&id, event);
+            done.push(format!("{id} (pid {pid})"));
         }
-        Ok(format!("SIGCONT sent to {}", done.join(", ")))
+        Ok(done)
     }
 
     /// Starts a fresh process for a dead server (or every dead one, `"*"`): same port, first
@@ -872,14 +882,7 @@ impl Cluster {
                 ))
             })?;
             done.push(format!("{id} (pid {}, port {})", proc_.pid, spec.port));
-            gen.servers.insert(
-                id,
-                ServerSlot {
-                    spec,
-                    proc_,
-                    paused: false,
-                },
-            );
+            gen.servers.insert(id, ServerSlot::running(spec, proc_));
         }
         Ok(format!(
             "restarted {}, empty, in its first role",

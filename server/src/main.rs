@@ -96,12 +96,10 @@ struct ServeArgs {
 /// The largest slow-motion delay, on the command line as on the wire.
 const MAX_DELAY_MS: u64 = 10_000;
 
+/// What every process the supervisor spawns is told: where to report, how to prove it is the
+/// process spawned, the run's clock and message-id origin, and whose death it dies with.
 #[derive(clap::Args, Debug)]
-struct NodeArgs {
-    #[arg(long)]
-    id: String,
-    #[arg(long, value_parser = parse_role)]
-    role: Role,
+struct ProcessArgs {
     #[arg(long)]
     control: SocketAddr,
     #[arg(long)]
@@ -112,6 +110,16 @@ struct NodeArgs {
     origin: u64,
     #[arg(long)]
     parent_pid: Option<u32>,
+}
+
+#[derive(clap::Args, Debug)]
+struct NodeArgs {
+    #[arg(long)]
+    id: String,
+    #[arg(long, value_parser = parse_role)]
+    role: Role,
+    #[command(flatten)]
+    process: ProcessArgs,
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=MAX_DELAY_MS))]
     slow_motion_ms: u64,
     /// The backup to forward to, as ID=ADDR (for a primary).
@@ -129,16 +137,8 @@ struct ClientArgs {
     client: u32,
     #[arg(long, default_value_t = 0)]
     incarnation: u32,
-    #[arg(long)]
-    control: SocketAddr,
-    #[arg(long)]
-    token: u64,
-    #[arg(long)]
-    epoch_ns: u64,
-    #[arg(long)]
-    origin: u64,
-    #[arg(long)]
-    parent_pid: Option<u32>,
+    #[command(flatten)]
+    process: ProcessArgs,
     /// A server as ID=ADDR, in failover order (the primary first).
     #[arg(long = "server", value_parser = parse_server, required = true)]
     servers: Vec<(String, SocketAddr)>,
@@ -232,15 +232,16 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn run_node(args: NodeArgs) -> anyhow::Result<()> {
-    node::die_with_parent(args.parent_pid)?;
+    let p = args.process;
+    node::die_with_parent(p.parent_pid)?;
     let cfg = NodeConfig {
         id: args.id.into(),
         role: args.role,
-        control: args.control,
-        token: args.token,
-        epoch_ns: args.epoch_ns,
-        origin: args.origin,
-        parent_pid: args.parent_pid,
+        control: p.control,
+        token: p.token,
+        epoch_ns: p.epoch_ns,
+        origin: p.origin,
+        parent_pid: p.parent_pid,
         slow_motion_ms: args.slow_motion_ms,
         backup: args.backup.map(|(id, addr)| (id.into(), addr)),
         port: args.port,
@@ -253,14 +254,15 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
 }
 
 fn run_client(args: ClientArgs) -> anyhow::Result<()> {
-    node::die_with_parent(args.parent_pid)?;
+    let p = args.process;
+    node::die_with_parent(p.parent_pid)?;
     let cfg = ClientConfig {
         id: args.client,
         incarnation: args.incarnation,
-        control: args.control,
-        token: args.token,
-        epoch_ns: args.epoch_ns,
-        origin: args.origin,
+        control: p.control,
+        token: p.token,
+        epoch_ns: p.epoch_ns,
+        origin: p.origin,
         servers: args
             .servers
             .into_iter()

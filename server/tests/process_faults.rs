@@ -73,21 +73,6 @@ fn forward_sent(events: &[Event], req: RequestId) -> bool {
     })
 }
 
-/// `(ok, server, attempts, req)` of a completed call.
-#[track_caller]
-fn completed(e: &Event) -> (bool, String, u32, RequestId) {
-    match &e.kind {
-        EventKind::OpCompleted {
-            ok,
-            server,
-            attempts,
-            req,
-            ..
-        } => (*ok, server.to_string(), *attempts, *req),
-        other => panic!("the call did not complete: {other:?}"),
-    }
-}
-
 async fn wait_crashed(v: &mut Viewer, from: usize, node: &str) -> (CrashCause, Option<RequestId>) {
     let e = v
         .wait_event_from(from, |e| {
@@ -182,15 +167,7 @@ async fn a_paused_primary_is_not_answering_and_the_clerk_fails_over_after_its_ti
         "failed over only after the reply timeout, not at once ({:?})",
         t.elapsed()
     );
-    let failed = v
-        .wait_event_from(
-            from,
-            |e| matches!(&e.kind, EventKind::RpcFailed { req: r, .. } if *r == req),
-        )
-        .await;
-    let EventKind::RpcFailed { reason, .. } = failed.kind else {
-        unreachable!()
-    };
+    let reason = v.rpc_failed_reason(from, req).await;
     assert!(reason.contains("no reply in time"), "{reason}");
     assert!(
         executed_at(&v.events, "s1", req).is_empty(),
@@ -629,15 +606,7 @@ async fn a_dying_server_stays_connected_and_silent_then_dies() {
     assert!(ok);
     assert_eq!(at, "s2");
     assert!(process_alive(s1), "still alive while silent");
-    let failed = v
-        .wait_event_from(
-            from,
-            |e| matches!(&e.kind, EventKind::RpcFailed { req: r, .. } if *r == req),
-        )
-        .await;
-    let EventKind::RpcFailed { reason, .. } = &failed.kind else {
-        unreachable!()
-    };
+    let reason = v.rpc_failed_reason(from, req).await;
     assert!(
         reason.contains("no reply in time"),
         "the connection stayed open: a timeout, not a refusal ({reason})"
@@ -678,15 +647,7 @@ async fn crash_at_with_dying_goes_silent_at_the_point_and_the_clerk_sees_the_clo
     let (cause, _) = wait_crashed(&mut v, from, "s1").await;
     assert_eq!(cause, CrashCause::Dying);
     assert!((ok, at.as_str()) == (true, "s2"), "{done:?}");
-    let failed = v
-        .wait_event_from(
-            from,
-            |e| matches!(&e.kind, EventKind::RpcFailed { req: r, .. } if *r == req),
-        )
-        .await;
-    let EventKind::RpcFailed { reason, .. } = &failed.kind else {
-        unreachable!()
-    };
+    let reason = v.rpc_failed_reason(from, req).await;
     assert!(
         !reason.contains("refused"),
         "the connection was open until the death: {reason}"
