@@ -81,8 +81,8 @@ pub async fn run(cfg: ClientConfig) -> anyhow::Result<()> {
         clock,
     });
     let slow_motion = watch::Sender::new(SlowMotion::from_ages(&cfg.slow_motion, Instant::now()));
-    // The fault plan for this client's inbox: kept here, for the inbox's fault gate to read.
-    let faults = watch::Sender::new(FaultPlan::default());
+    // The fault plan for this client's inbox (the supervisor sends the one in force first).
+    let faults = watch::Sender::new(Arc::new(FaultPlan::default()));
     let clerk = clerk_runtime::spawn(
         ClerkSetup {
             id: cfg.id,
@@ -100,6 +100,7 @@ pub async fn run(cfg: ClientConfig) -> anyhow::Result<()> {
         },
         outlet,
         slow_motion.subscribe(),
+        faults.subscribe(),
     );
     let answer = |report: NodeReport| {
         let _ = reports.send((report, None));
@@ -137,13 +138,32 @@ pub async fn run(cfg: ClientConfig) -> anyhow::Result<()> {
                 answer(NodeReport::Applied { ticket });
             }
             Ok(NodeControl::SetFaults { plan, ticket }) => {
-                faults.send_replace(plan);
+                // Step mode stops the clerk's waits; its end restarts them.
+                slow_motion.send_modify(|s| s.set_frozen(plan.step, Instant::now()));
+                faults.send_replace(Arc::new(plan));
                 answer(NodeReport::Applied { ticket });
             }
-            Ok(NodeControl::Step { ticket, .. }) => answer(NodeReport::Failed {
+            Ok(NodeControl::Step {
+                msg_id,
+                action,
                 ticket,
-                message: "this client's inbox holds no such message".into(),
-            }),
+            }) => {
+                // The inbox reports the decision's events before it answers; the answer goes
+                // behind them, without holding up the control connection meanwhile.
+                let decided = clerk.step(msg_id, action);
+                let reports = reports.clone();
+                tokio::spawn(async move {
+                    let report = match decided.await {
+                        Ok(Ok(())) => NodeReport::Applied { ticket },
+                        Ok(Err(message)) => NodeReport::Failed { ticket, message },
+                        Err(_) => NodeReport::Failed {
+                            ticket,
+                            message: "this client's inbox is gone".into(),
+                        },
+                    };
+                    let _ = reports.send((report, None));
+                });
+            }
             Ok(other) => tracing::warn!("c{}: control {other:?} is for servers", cfg.id),
             Err(framing::FrameError::Decode(e)) => {
                 tracing::warn!("c{}: undecodable control frame: {e}", cfg.id);

@@ -17,3 +17,4 @@ pub(crate) mod lockservice;
 pub mod node;
 pub mod oserror;
 pub(crate) mod slowmo;
+pub mod wire;
