@@ -1132,17 +1132,17 @@ impl LectureRun {
                 reason,
                 retry_to,
             } => {
-                let again = if retry_to == server {
-                    format!("tries {retry_to} again")
+                if retry_to == server {
+                    // Nobody further to turn to: it tries again and again; said once.
+                    self.note_once(format!(
+                        "c{client} got no answer from {server} ({reason}) and tries {retry_to} again, and again."
+                    ));
                 } else {
-                    format!(
-                        "re-sends the same request #c{}.{} to {retry_to}",
-                        req.client, req.seq
-                    )
-                };
-                self.note(format!(
-                    "c{client} got no answer from {server} ({reason}) and {again}."
-                ));
+                    self.note(format!(
+                        "c{client} got no answer from {server} ({reason}) and re-sends the same request {} to {retry_to}.",
+                        req_id(req)
+                    ));
+                }
                 Some(Fact::RpcFailed(*client))
             }
             EventKind::RoleChanged {
@@ -1566,6 +1566,33 @@ mod tests {
                 "s2 answered #c1.1 Lock(a) from its at-most-once record (true), without running it again.",
                 "A message c1 → s1 was lost (partition).",
             ]
+        );
+    }
+
+    #[test]
+    fn a_client_trying_the_same_server_again_and_again_is_noted_once() {
+        let mut run = LectureRun::new(1, 0, 0.0, 0);
+        run.observe(&ev(
+            0,
+            "supervisor",
+            EventKind::ClusterReset { generation: 1 },
+        ));
+        for seq in 1..30 {
+            run.observe(&ev(
+                seq,
+                "c2",
+                EventKind::RpcFailed {
+                    client: 2,
+                    req: RequestId::new(2, 1),
+                    server: "s2".into(),
+                    reason: "connection refused".into(),
+                    retry_to: "s2".into(),
+                },
+            ));
+        }
+        assert_eq!(
+            run.notes,
+            ["c2 got no answer from s2 (connection refused) and tries s2 again, and again."]
         );
     }
 
