@@ -583,6 +583,36 @@ pub enum Command {
     },
 }
 
+/// Every command's `tag` field: `$cmd` is a `&Command` (a shared reference to the tag) or a
+/// `&mut Command` (a mutable one).
+macro_rules! tag_field {
+    ($cmd:expr) => {
+        match $cmd {
+            Command::Lock { tag, .. }
+            | Command::Unlock { tag, .. }
+            | Command::Crash { tag, .. }
+            | Command::CrashBeforeReply { tag, .. }
+            | Command::Reset { tag }
+            | Command::SetSlowMotion { tag, .. }
+            | Command::Snapshot { tag }
+            | Command::SetLink { tag, .. }
+            | Command::Partition { tag, .. }
+            | Command::Cut { tag, .. }
+            | Command::Heal { tag }
+            | Command::SetSeed { tag, .. }
+            | Command::Pause { tag, .. }
+            | Command::Resume { tag, .. }
+            | Command::Restart { tag, .. }
+            | Command::CrashAt { tag, .. }
+            | Command::CrashClient { tag, .. }
+            | Command::Step { tag, .. }
+            | Command::Deliver { tag, .. }
+            | Command::DropMsg { tag, .. }
+            | Command::Duplicate { tag, .. } => tag,
+        }
+    };
+}
+
 impl Command {
     /// The `type` string of this command, as it appears on the wire.
     pub fn name(&self) -> &'static str {
@@ -613,29 +643,12 @@ impl Command {
 
     /// The caller's tag, echoed in the answer.
     pub fn tag(&self) -> Option<&str> {
-        match self {
-            Command::Lock { tag, .. }
-            | Command::Unlock { tag, .. }
-            | Command::Crash { tag, .. }
-            | Command::CrashBeforeReply { tag, .. }
-            | Command::Reset { tag }
-            | Command::SetSlowMotion { tag, .. }
-            | Command::Snapshot { tag }
-            | Command::SetLink { tag, .. }
-            | Command::Partition { tag, .. }
-            | Command::Cut { tag, .. }
-            | Command::Heal { tag }
-            | Command::SetSeed { tag, .. }
-            | Command::Pause { tag, .. }
-            | Command::Resume { tag, .. }
-            | Command::Restart { tag, .. }
-            | Command::CrashAt { tag, .. }
-            | Command::CrashClient { tag, .. }
-            | Command::Step { tag, .. }
-            | Command::Deliver { tag, .. }
-            | Command::DropMsg { tag, .. }
-            | Command::Duplicate { tag, .. } => tag.as_deref(),
-        }
+        tag_field!(self).as_deref()
+    }
+
+    /// The caller's tag, to set or change it.
+    pub fn tag_mut(&mut self) -> &mut Option<String> {
+        tag_field!(self)
     }
 }
 

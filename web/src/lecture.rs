@@ -705,35 +705,8 @@ fn build() -> Vec<Preset> {
 /// `cmd` with its tag set to `tag`.
 pub fn retag(cmd: &Command, tag: &str) -> Command {
     let mut cmd = cmd.clone();
-    *tag_slot(&mut cmd) = Some(tag.to_owned());
+    *cmd.tag_mut() = Some(tag.to_owned());
     cmd
-}
-
-/// Where a command keeps its tag (every command has one).
-fn tag_slot(cmd: &mut Command) -> &mut Option<String> {
-    match cmd {
-        Command::Lock { tag, .. }
-        | Command::Unlock { tag, .. }
-        | Command::Crash { tag, .. }
-        | Command::CrashBeforeReply { tag, .. }
-        | Command::Reset { tag }
-        | Command::SetSlowMotion { tag, .. }
-        | Command::Snapshot { tag }
-        | Command::SetLink { tag, .. }
-        | Command::Partition { tag, .. }
-        | Command::Cut { tag, .. }
-        | Command::Heal { tag }
-        | Command::SetSeed { tag, .. }
-        | Command::Pause { tag, .. }
-        | Command::Resume { tag, .. }
-        | Command::Restart { tag, .. }
-        | Command::CrashAt { tag, .. }
-        | Command::CrashClient { tag, .. }
-        | Command::Step { tag, .. }
-        | Command::Deliver { tag, .. }
-        | Command::DropMsg { tag, .. }
-        | Command::Duplicate { tag, .. } => tag,
-    }
 }
 
 fn percent(p: Probability) -> String {
