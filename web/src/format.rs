@@ -1,7 +1,7 @@
 //! How numbers and names read on the page: durations, clock times, request ids, roles.
 //! Pure text, shared by the diagram, the cards and the timeline so they always agree.
 
-use shared::{ErrorCode, Op, RequestId, Role};
+use shared::{CrashPoint, ErrorCode, Op, RequestId, Role};
 
 pub fn op_name(op: Op) -> &'static str {
     match op {
@@ -20,6 +20,16 @@ pub fn role(r: Role) -> &'static str {
         Role::Primary => "primary",
         Role::Backup => "backup",
         Role::Deposed => "deposed",
+    }
+}
+
+/// Where an armed crash fires, for people: `before forward`, `before the backup's ack`.
+pub fn crash_point(p: CrashPoint) -> &'static str {
+    match p {
+        CrashPoint::BeforeForward => "before forward",
+        CrashPoint::AfterForward => "after forward",
+        CrashPoint::BeforeReply => "before reply",
+        CrashPoint::BeforeAck => "before ack",
     }
 }
 

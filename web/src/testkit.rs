@@ -72,6 +72,54 @@ impl Script {
         )
     }
 
+    pub fn lost_for(&mut self, id: u64, from: &str, to: &str, reason: &str) -> &mut Self {
+        let node = to.to_owned();
+        self.ev(
+            &node,
+            K::MsgLost {
+                msg_id: shared::MsgId(id),
+                from: from.into(),
+                to: to.into(),
+                reason: reason.into(),
+            },
+        )
+    }
+
+    pub fn held(&mut self, id: u64, from: &str, to: &str, msg: Msg) -> &mut Self {
+        let node = to.to_owned();
+        self.ev(
+            &node,
+            K::MsgHeld {
+                msg_id: shared::MsgId(id),
+                from: from.into(),
+                to: to.into(),
+                msg,
+            },
+        )
+    }
+
+    pub fn duplicate(&mut self, id: u64, from: &str, to: &str) -> &mut Self {
+        let node = to.to_owned();
+        self.ev(
+            &node,
+            K::MsgDelivered {
+                msg_id: shared::MsgId(id),
+                from: from.into(),
+                to: to.into(),
+                duplicate: true,
+            },
+        )
+    }
+
+    /// A Lock(a) request of call `c{c}.{seq}`.
+    pub fn request(c: u32, seq: u64) -> Msg {
+        Msg::Request {
+            req: RequestId::new(c, seq),
+            op: Op::Lock,
+            lock: "a".into(),
+        }
+    }
+
     /// A full Lab 1 call from client `c` through primary `p` and backup `b`.
     pub fn call(&mut self, c: u32, seq: u64, p: &str, b: &str, first_id: u64) -> &mut Self {
         let req = RequestId::new(c, seq);

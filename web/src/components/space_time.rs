@@ -18,7 +18,7 @@ use super::details::Details;
 use super::legend::Legend;
 use super::{use_cluster, use_dispatch, use_feed, use_session, use_view, Dispatch};
 use crate::diagram::layout::{self, ArrowEnd, ArrowGeom, Glyph, MarkGeom, Viewport, GUTTER};
-use crate::events::MsgKind;
+use crate::events::{MsgKind, SpanKind};
 use crate::history::History;
 use crate::store::{self, Action, Conn, Selection};
 use crate::{format, ws};
@@ -344,6 +344,18 @@ pub fn space_time() -> Html {
                                 <rect width="7" height="7" class="hatch-bg" />
                                 <rect width="2.5" height="7" class="hatch" />
                             </pattern>
+                            <pattern id="paused-hatch" width="8" height="8" patternUnits="userSpaceOnUse" patternTransform="rotate(-45)">
+                                <rect width="8" height="8" class="hatch-bg paused" />
+                                <rect width="3" height="8" class="hatch paused" />
+                            </pattern>
+                            <pattern id="dying-hatch" width="6" height="6" patternUnits="userSpaceOnUse">
+                                <rect width="6" height="6" class="hatch-bg dying" />
+                                <circle cx="3" cy="3" r="1.3" class="hatch dying" />
+                            </pattern>
+                            <marker id="head-dup" viewBox="0 0 10 10" refX="9.5" refY="5"
+                                    markerWidth="8" markerHeight="8" markerUnits="userSpaceOnUse" orient="auto">
+                                <path d="M0,0 L10,5 L0,10 z" class="fill-dup" />
+                            </marker>
                         </defs>
                         <line class="gutter-rule" x1={(GUTTER - 4.0).to_string()} x2={(GUTTER - 4.0).to_string()}
                               y1={svg_top.to_string()} y2={(svg_top + svg_h).to_string()} />
@@ -352,11 +364,18 @@ pub fn space_time() -> Html {
                                   x1={l.x.to_string()} x2={l.x.to_string()}
                                   y1={svg_top.to_string()} y2={lane_bottom.to_string()} />
                         }) }
-                        { for scene.dead.iter().map(|d| html! {
-                            <g class="dead-span" data-testid={format!("dead-{}", d.server)}>
-                                <rect x={(d.x - 8.0).to_string()} y={d.y1.to_string()} width="16"
-                                      height={(d.y2 - d.y1).max(0.0).to_string()} fill="url(#dead-hatch)" />
-                            </g>
+                        { for scene.dead.iter().map(|d| {
+                            let kind = d.kind.as_str();
+                            let fill = format!("url(#{kind}-hatch)");
+                            html! {
+                                <g class={classes!("span", kind)} data-testid={format!("{kind}-{}", d.server)} data-span={kind}>
+                                    <rect x={(d.x - 8.0).to_string()} y={d.y1.to_string()} width="16"
+                                          height={(d.y2 - d.y1).max(0.0).to_string()} fill={fill} />
+                                    if d.kind != SpanKind::Dead && d.y2 - d.y1 > 24.0 {
+                                        <text class="span-label" x={(d.x + 12.0).to_string()} y={(d.y1 + 16.0).to_string()}>{kind}</text>
+                                    }
+                                </g>
+                            }
                         }) }
                         { for scene.ticks.iter().map(|t| html! {
                             <g class="tick">
@@ -367,7 +386,7 @@ pub fn space_time() -> Html {
                             </g>
                         }) }
                         { for scene.dividers.iter().map(|d| html! {
-                            <g class={classes!("divider", d.reset.then_some("reset"))}>
+                            <g class={classes!("divider", d.reset.then_some("reset"), d.fault.then_some("fault"))}>
                                 <line x1={GUTTER.to_string()} x2={width.to_string()} y1={d.y.to_string()} y2={d.y.to_string()} />
                                 <text x={(GUTTER + 8.0).to_string()} y={(d.y - 5.0).to_string()}>{&d.label}</text>
                             </g>
@@ -464,10 +483,11 @@ fn render_arrow(
 ) -> Html {
     let kind = a.kind.as_str();
     let req = format::req(a.req);
-    let (lost, in_flight) = match a.end {
-        ArrowEnd::Lost => (true, None),
-        ArrowEnd::InFlight { progress } => (false, Some(progress)),
-        ArrowEnd::Delivered => (false, None),
+    let (lost, in_flight, held) = match a.end {
+        ArrowEnd::Lost => (true, None, false),
+        ArrowEnd::InFlight { progress } => (false, Some(progress), false),
+        ArrowEnd::Held => (false, None, true),
+        ArrowEnd::Delivered => (false, None, false),
     };
     let onclick = {
         let ctx = ctx.clone();
@@ -477,9 +497,10 @@ fn render_arrow(
             ctx.dispatch(Action::Select(Some(Selection::Msg(msg))));
         })
     };
-    let marker = (!lost && in_flight.is_none()).then(|| format!("url(#head-{kind})"));
+    let landed = !lost && !held && in_flight.is_none();
+    let marker = landed.then(|| format!("url(#head-{kind})"));
     let title = format!(
-        "{kind} #{req} · {} → {}{}\nmsg_id {}{}",
+        "{kind} #{req} · {} → {}{}\nmsg_id {}{}{}",
         a.from,
         a.to,
         if a.retry {
@@ -489,16 +510,24 @@ fn render_arrow(
         },
         a.msg_id,
         match a.end {
-            ArrowEnd::Lost => " · lost".to_string(),
+            ArrowEnd::Lost => format!(" · lost: {}", a.reason.as_deref().unwrap_or("?")),
             ArrowEnd::InFlight { progress } => format!(" · in flight ({:.0} %)", progress * 100.0),
+            ArrowEnd::Held => " · held by step mode: not delivered yet".to_string(),
             ArrowEnd::Delivered => String::new(),
+        },
+        if a.dup_y.is_some() {
+            " · delivered twice (duplicate)"
+        } else {
+            ""
         }
     );
+    let fault = a.fault_loss();
     html! {
-        <g class={classes!("arrow", kind, lost.then_some("lost"), in_flight.map(|_| "in-flight"),
-                           a.retry.then_some("retry"), selected.then_some("selected"), highlight(hl, Some(a.req)))}
+        <g class={classes!("arrow", kind, lost.then_some("lost"), in_flight.map(|_| "in-flight"), held.then_some("held"),
+                           a.retry.then_some("retry"), a.dup_y.map(|_| "dup"), selected.then_some("selected"), highlight(hl, Some(a.req)))}
            data-msg-id={a.msg_id.to_string()} data-kind={kind} data-from={a.from.to_string()} data-to={a.to.to_string()}
-           data-req={req.clone()} data-lost={lost.to_string()}
+           data-req={req.clone()} data-lost={lost.to_string()} data-reason={a.reason.as_ref().map(|r| r.to_string())}
+           data-held={held.then_some("true")} data-dup={a.dup_y.map(|_| "true")}
            onclick={onclick} onmouseenter={hover.on_enter(Some(a.req))}>
             <title>{title}</title>
             <line class="hit" x1={a.x1.to_string()} y1={a.y1.to_string()} x2={a.x2.to_string()} y2={a.y2.to_string()} />
@@ -507,15 +536,29 @@ fn render_arrow(
             }
             <line class="shaft" x1={a.x1.to_string()} y1={a.y1.to_string()} x2={a.x2.to_string()} y2={a.y2.to_string()}
                   marker-end={marker} />
+            if let Some(dy) = a.dup_y {
+                <g class="dup-branch">
+                    <line class="shaft" x1={a.x1.to_string()} y1={a.y1.to_string()} x2={a.target_x.to_string()} y2={dy.to_string()}
+                          marker-end="url(#head-dup)" />
+                    <text class="dup-label" x={(a.target_x + if a.target_x >= a.x1 { -8.0 } else { 8.0 }).to_string()} y={(dy + 14.0).to_string()}
+                          text-anchor={if a.target_x >= a.x1 { "end" } else { "start" }}>{"dup"}</text>
+                </g>
+            }
             <circle class="tail" cx={a.x1.to_string()} cy={a.y1.to_string()} r="2.5" />
             if lost {
                 <g class="cross">
                     <line x1={(a.x2 - 6.0).to_string()} y1={(a.y2 - 6.0).to_string()} x2={(a.x2 + 6.0).to_string()} y2={(a.y2 + 6.0).to_string()} />
                     <line x1={(a.x2 - 6.0).to_string()} y1={(a.y2 + 6.0).to_string()} x2={(a.x2 + 6.0).to_string()} y2={(a.y2 - 6.0).to_string()} />
                 </g>
+                if let Some(why) = fault {
+                    <text class="lost-reason" x={a.x2.to_string()} y={(a.y2 + 19.0).to_string()} text-anchor="middle">{why}</text>
+                }
             }
             if in_flight.is_some() {
                 <circle class="head" cx={a.x2.to_string()} cy={a.y2.to_string()} r="6" />
+            }
+            if held {
+                <rect class="held-box" x={(a.x2 - 6.0).to_string()} y={(a.y2 - 6.0).to_string()} width="12" height="12" rx="2" />
             }
             <text class="label" x={a.label_x.to_string()} y={a.label_y.to_string()}>{&a.label}</text>
         </g>
@@ -541,6 +584,8 @@ fn render_mark(
     let testid = match m.glyph {
         Glyph::Crash => Some(format!("crash-mark-{}", m.node)),
         Glyph::Retry => Some(format!("retry-mark-{}", m.node)),
+        Glyph::Pause => Some(format!("pause-mark-{}", m.node)),
+        Glyph::Armed => Some(format!("armed-mark-{}", m.node)),
         _ => None,
     };
     let shape = match m.glyph {
@@ -565,6 +610,21 @@ fn render_mark(
         },
         Glyph::Role | Glyph::Armed => html! {
             <path class="g" d={format!("M{},{} l6,6 l-6,6 l-6,-6 z", x, y - 6.0)} />
+        },
+        Glyph::Pause => html! {
+            <g class="g">
+                <rect x={(x - 5.0).to_string()} y={(y - 6.0).to_string()} width="4" height="12" />
+                <rect x={(x + 1.0).to_string()} y={(y - 6.0).to_string()} width="4" height="12" />
+            </g>
+        },
+        Glyph::Resume => html! {
+            <path class="g" d={format!("M{},{} l10,6 l-10,6 z", x - 4.0, y - 6.0)} />
+        },
+        Glyph::Dying => html! {
+            <g class="g">
+                <circle cx={x.to_string()} cy={y.to_string()} r="7" />
+                <line x1={(x - 4.0).to_string()} y1={y.to_string()} x2={(x + 4.0).to_string()} y2={y.to_string()} />
+            </g>
         },
         Glyph::Retry => html! {
             <g class="g">
