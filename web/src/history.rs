@@ -448,7 +448,9 @@ impl History {
     /// closely, and this runs only for duplicates, so the scan stays bounded).
     fn mark_duplicate(&mut self, msg_id: MsgId, event: usize, y: f64) -> Option<usize> {
         let end = self.msgs.end_index();
-        let from = end.saturating_sub(DUP_LOOKBACK).max(self.msgs.first_index());
+        let from = end
+            .saturating_sub(DUP_LOOKBACK)
+            .max(self.msgs.first_index());
         let m = (from..end)
             .rev()
             .find(|i| self.msgs.get(*i).is_some_and(|m| m.msg_id == msg_id))?;
@@ -800,13 +802,17 @@ mod tests {
     #[test]
     fn a_pause_hatches_the_lane_until_resumed_and_a_death_ends_it() {
         let mut s = Script::default();
-        s.ev("s1", K::Paused { pid: 4 }).ev("s1", K::Resumed { pid: 4 });
+        s.ev("s1", K::Paused { pid: 4 })
+            .ev("s1", K::Resumed { pid: 4 });
         let h = history_of(&s);
         let spans = h.dead_spans();
         assert_eq!(spans.len(), 1);
         assert_eq!(spans[0].kind, SpanKind::Paused);
         assert_eq!(spans[0].to_y, Some(h.last_y()), "until the resume");
-        assert!(matches!(h.event(0).map(|e| &e.kind), Some(Kind::Paused { pid: 4 })));
+        assert!(matches!(
+            h.event(0).map(|e| &e.kind),
+            Some(Kind::Paused { pid: 4 })
+        ));
         // Paused again, then killed while stopped: the pause ends where the death starts.
         s.ev("s1", K::Paused { pid: 4 }).ev(
             "s1",

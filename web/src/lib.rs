@@ -2,7 +2,7 @@
 //! Lab 1 primary/backup lock service.
 //!
 //! Pure modules (tested natively with `cargo test -p web`): `chunked`, `symbols`, `timeaxis`,
-//! `events`, `history`, `failover`, `diagram::layout`, `store` (the state in slices), `demo`,
+//! `events`, `faults`, `history`, `failover`, `diagram::layout`, `store` (the state in slices), `demo`,
 //! `call`, `keys`, `format`. Browser-only code: `ws` (all network I/O) and `components`. Unit
 //! tests share their fixtures through `testkit`.
 //!
@@ -11,7 +11,7 @@
 //! against it.
 //!
 //! 1. `symbols`, `chunked`, `timeaxis`, `format`, `keys`, `call`
-//! 2. `events`, `demo`
+//! 2. `events`, `demo`, `faults`
 //! 3. `failover`
 //! 4. `history`
 //! 5. `diagram::layout`
@@ -29,6 +29,7 @@ mod demo;
 mod diagram;
 mod events;
 mod failover;
+mod faults;
 mod format;
 mod history;
 mod keys;

@@ -286,7 +286,9 @@ fn msg_rows(h: &History, i: usize) -> Option<(String, String, Vec<Html>)> {
         }
     }
     if let Some((event, _)) = m.dup {
-        let at = h.event(event).map_or(String::new(), |e| format::clock(e.t_us));
+        let at = h
+            .event(event)
+            .map_or(String::new(), |e| format::clock(e.t_us));
         rows.push(row(
             "duplicate",
             format!("the network delivered it a second time at {at}"),

@@ -21,7 +21,7 @@ use crate::diagram::layout::{self, ArrowEnd, ArrowGeom, Glyph, MarkGeom, Viewpor
 use crate::events::{MsgKind, SpanKind};
 use crate::history::History;
 use crate::store::{self, Action, Conn, Selection};
-use crate::{format, ws};
+use crate::{faults, format, ws};
 
 /// Height of the sticky lane header inside the scroll area.
 const LANE_HEAD: f64 = 48.0;
@@ -259,22 +259,72 @@ pub fn space_time() -> Html {
     let view_box = format!("0 {svg_top} {width} {svg_h}");
     let lane_bottom = scene.live_y.max(svg_top);
 
+    let plan = cluster.faults();
+    let faults_shown = faults::any_in_force(plan) || view_slice.faults_open;
+    let lane_head_h = if faults_shown {
+        LANE_HEAD + 14.0
+    } else {
+        LANE_HEAD
+    };
     let lane_heads = lanes.iter().map(|l| {
         let (class, sub) = if l.server {
             match cluster.node(&l.name) {
                 Some(n) if !n.alive => ("dead", "dead".to_string()),
+                Some(n) if n.paused => ("paused", "paused".to_string()),
+                Some(n) if n.dying => ("dying", "dying".to_string()),
                 Some(n) if n.serving_alone => ("alone", "serving alone".to_string()),
                 Some(n) => (format::role(n.role), format::role(n.role).to_string()),
                 None => ("", String::new()),
             }
         } else {
-            ("client", "client".to_string())
+            let clerk = shared::NodeId::from(&*l.name)
+                .client_id()
+                .and_then(|c| cluster.clerk(c));
+            match clerk {
+                Some(k) if k.pid.is_some() && !k.alive => ("dead", "crashed".to_string()),
+                Some(k) if k.incarnation > 0 => ("client", format!("client · inc {}", k.incarnation)),
+                _ => ("client", "client".to_string()),
+            }
         };
-        html! {
-            <div class={classes!("lane-tag", class)} style={format!("left:{}px", l.x)} data-lane={l.name.to_string()}>
-                <span class="lane-name">{l.name.to_string()}</span>
+        let name = l.name.to_string();
+        // The partition in force colours the header; the one being put together outlines it.
+        let in_force = faults::group_in_force(plan, &name).map(|g| ["group-a", "group-b", "group-c"][g.min(2)]);
+        let draft = view_slice
+            .faults_open
+            .then(|| view_slice.draft.get(&name).copied())
+            .flatten();
+        let note = faults::lane_note(plan, &name);
+        let classes = classes!(
+            "lane-tag",
+            class,
+            in_force,
+            draft.map(|g| format!("draft-{}", g.as_str().to_lowercase()))
+        );
+        let style = format!("left:{}px", l.x);
+        let body = html! {
+            <>
+                <span class="lane-name">{name.clone()}</span>
                 <span class="lane-sub">{sub}</span>
-            </div>
+                if !note.is_empty() {
+                    <span class="lane-note" title={note.clone()}>{note.clone()}</span>
+                }
+            </>
+        };
+        if view_slice.faults_open {
+            let next = faults::Group::cycle(draft).map_or("neither group", faults::Group::as_str);
+            let onclick = {
+                let name = name.clone();
+                ctx.to(move |_: MouseEvent| Action::CycleGroup(name.clone()))
+            };
+            html! {
+                <button class={classes} {style} data-lane={name.clone()} data-testid={format!("lane-{name}")} {onclick}
+                    aria-label={format!("{name}: put into partition group {next}")}
+                    title="Click: partition group A, then B, then neither">{body}</button>
+            }
+        } else {
+            html! {
+                <div class={classes} {style} data-lane={name.clone()} data-testid={format!("lane-{name}")}>{body}</div>
+            }
         }
     });
 
@@ -325,7 +375,7 @@ pub fn space_time() -> Html {
             <div class="st-wrap">
             <div class="st-scroll" ref={scroll} {onscroll} data-testid="diagram" tabindex="0" role="region"
                 aria-label="Space-time diagram: one lane per process, time flowing down (arrow keys scroll)">
-                <div class={classes!("lane-head", layout::is_compact(&lanes).then_some("compact"))} style={format!("width:{width}px;height:{LANE_HEAD}px")}>
+                <div class={classes!("lane-head", layout::is_compact(&lanes).then_some("compact"))} style={format!("width:{width}px;height:{lane_head_h}px")}>
                     <div class="gutter-head" style={format!("width:{GUTTER}px")}>{"time"}</div>
                     { for lane_heads }
                 </div>

@@ -1120,13 +1120,13 @@ mod tests {
             [
                 (Glyph::Pause, "paused (SIGSTOP pid 3)"),
                 (Glyph::Resume, "resumed (SIGCONT pid 3)"),
-                (Glyph::Armed, "armed: crash before ack · silent 500 ms first"),
+                (
+                    Glyph::Armed,
+                    "armed: crash before ack · silent 500 ms first"
+                ),
                 (Glyph::Dying, "silent before ack · dies in 500 ms"),
                 (Glyph::Crash, "crashed (SIGKILL)"),
-                (
-                    Glyph::Start,
-                    "restarted · incarnation 1 (new id) · pid 10"
-                ),
+                (Glyph::Start, "restarted · incarnation 1 (new id) · pid 10"),
             ]
         );
     }

@@ -35,8 +35,8 @@ use yew::Reducible;
 
 use crate::demo::DemoRun;
 use crate::failover::Serving;
-use crate::format;
 use crate::history::History;
+use crate::{faults, format};
 
 mod slices;
 #[cfg(test)]
@@ -108,6 +108,10 @@ pub enum Action {
     },
     ShowHelp(bool),
     ToggleLargeText,
+    /// Open or close the fault panel (`Shift+F`).
+    ToggleFaultPanel,
+    /// Put a process (`"s1"`, `"c2"`) into partition group A, then B, then neither.
+    CycleGroup(String),
 }
 
 /// See the module documentation.
@@ -324,6 +328,22 @@ impl State {
                 let view = self.view_mut();
                 view.large_text = !view.large_text;
             }
+            Action::ToggleFaultPanel => {
+                let in_force = faults::draft_of(self.cluster.faults());
+                let view = self.view_mut();
+                view.faults_open = !view.faults_open;
+                if view.faults_open && view.draft.is_empty() {
+                    // Start from the partition in force, so a change is an edit of it.
+                    view.draft = in_force;
+                }
+            }
+            Action::CycleGroup(node) => {
+                let draft = &mut self.view_mut().draft;
+                match faults::Group::cycle(draft.get(&node).copied()) {
+                    Some(g) => draft.insert(node, g),
+                    None => draft.remove(&node),
+                };
+            }
         }
     }
 
@@ -505,6 +525,12 @@ impl State {
     }
 
     fn on_sent(&mut self, cmd: &Command) {
+        // A healed network has no partition to edit: the draft starts over.
+        if matches!(cmd, Command::Heal { .. } | Command::Reset { .. })
+            && !self.view.draft.is_empty()
+        {
+            self.view_mut().draft.clear();
+        }
         if let Command::CrashBeforeReply { tag: Some(tag), .. } = cmd {
             self.demo_update(tag, |demo| demo.on_sent(0, tag));
         }
@@ -560,7 +586,19 @@ impl State {
             ServerMsg::Ack {
                 command, detail, ..
             } => {
-                if matches!(command.as_str(), "crash" | "crash_before_reply" | "reset") {
+                // Process faults are told (what was killed, stopped, started); the network's
+                // show on the diagram as `faults_changed`.
+                if matches!(
+                    command.as_str(),
+                    "crash"
+                        | "crash_before_reply"
+                        | "reset"
+                        | "pause"
+                        | "resume"
+                        | "restart"
+                        | "crash_at"
+                        | "crash_client"
+                ) {
                     self.toast(Level::Info, &command.replace('_', " "), &detail);
                 }
             }

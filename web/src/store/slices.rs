@@ -14,6 +14,7 @@ use shared::{ClientInfo, Command, Event, Limits, NodeInfo, Op, PendingCall, Requ
 
 use crate::call;
 use crate::demo::DemoRun;
+use crate::faults::Draft;
 use crate::history::History;
 use crate::symbols::Symbols;
 
@@ -197,6 +198,16 @@ impl ClusterState {
     pub fn slow_motion_ms(&self) -> u64 {
         self.model.slow_motion_ms()
     }
+
+    /// The network's faults in force.
+    pub fn faults(&self) -> &shared::FaultPlan {
+        self.model.faults()
+    }
+
+    /// The messages step mode holds, oldest first.
+    pub fn held(&self) -> &[shared::HeldMsg] {
+        self.model.held()
+    }
 }
 
 /// The event stream as the diagram and the timeline draw it: changes with every batch of
@@ -265,7 +276,8 @@ impl Feed {
 }
 
 /// What the person chose to look at: follow the live edge, the selection, the help overlay,
-/// large text, and the demo that runs (its progress shows in the top bar).
+/// large text, the demo that runs (its progress shows in the top bar), the fault panel and the
+/// partition being put together.
 #[derive(Debug, Clone)]
 pub struct ViewState {
     /// Keep the newest events in view.
@@ -277,6 +289,10 @@ pub struct ViewState {
     pub demo: Option<DemoRun>,
     /// Demos started so far (each run tags its commands with its number).
     pub(super) demo_runs: u64,
+    /// The fault panel is open.
+    pub faults_open: bool,
+    /// The partition being put together (lane headers and chips clicked into A or B).
+    pub draft: Draft,
 }
 
 impl Default for ViewState {
@@ -288,6 +304,8 @@ impl Default for ViewState {
             large_text: false,
             demo: None,
             demo_runs: 0,
+            faults_open: false,
+            draft: Draft::new(),
         }
     }
 }
