@@ -70,7 +70,7 @@ pub fn fault_panel() -> Html {
                 <button class={classes!("btn", "small", "step-toggle", plan.step.then_some("on"))} data-testid="step-toggle"
                     aria-pressed={plan.step.to_string()} onclick={step_toggle}
                     title="Step mode: every message waits in its receiver's inbox until you deliver, drop or duplicate it (t)">
-                    {if plan.step { "⏯ Step mode on" } else { "⏯ Step mode" }}
+                    {if plan.step { "❚▶ Step mode on" } else { "❚▶ Step mode" }}
                 </button>
                 if plan.step {
                     <span class="muted small" data-testid="held-count">
@@ -319,7 +319,7 @@ fn partition(
     html! {
         <div class="faults-section">
             <h3 class="faults-h">{"Partition"}<span class="muted small">{" click: A, B, neither (or a lane's header)"}</span></h3>
-            <div class="chips">{ for chips }</div>
+            <div class="group-chips">{ for chips }</div>
             <div class="buttons">
                 <button class="btn small danger-outline" data-testid="partition" onclick={go} disabled={!cmd_ok}
                     title="Processes in A and B can't reach each other, both ways (g)">{"Partition A | B"}</button>

@@ -159,13 +159,13 @@ pub fn server_card(props: &ServerCardProps) -> Html {
                 </div>
             }
             if n.paused {
-                <div class="paused-note" data-testid={format!("paused-{id}")}>
-                    {"⏸ paused (SIGSTOP): alive, runs nothing; peers get no answer and no closed connection"}
+                <div class="paused-note" data-testid={format!("paused-note-{id}")}>
+                    {"❚❚ paused (SIGSTOP): alive, runs nothing; peers get no answer and no closed connection"}
                 </div>
             }
             if n.dying {
-                <div class="dying-note" data-testid={format!("dying-{id}")}>
-                    {"◌ dying: silent now, SIGKILL follows"}
+                <div class="dying-note" data-testid={format!("dying-note-{id}")}>
+                    {"⚠ dying: silent now, SIGKILL follows"}
                 </div>
             }
             <div class="buttons">
@@ -181,7 +181,7 @@ pub fn server_card(props: &ServerCardProps) -> Html {
                         title="SIGCONT: it runs on with whatever it believed before (Shift+P)">{"▶ Resume"}</button>
                 } else if n.alive {
                     <button class="btn" data-testid={format!("pause-{id}")} onclick={pause}
-                        title="SIGSTOP: alive but silent, not halted (Shift+P pauses the primary)">{"⏸ Pause"}</button>
+                        title="SIGSTOP: alive but silent, not halted (Shift+P pauses the primary)">{"❚❚ Pause"}</button>
                 } else {
                     <button class="btn primary" data-testid={format!("restart-{id}")} onclick={restart}
                         title="Start a fresh process: empty lock table, nothing copied to it (r)">{"↺ Restart"}</button>
