@@ -788,7 +788,8 @@ async fn step_mode_holds_each_message_until_it_is_delivered() -> anyhow::Result<
     .await?;
     s.wait_text("[data-testid=held-msg]", |t| t.contains("forward"))
         .await?;
-    s.wait_count("[data-kind=forward][data-held=true]", 1).await?;
+    s.wait_count("[data-kind=forward][data-held=true]", 1)
+        .await?;
     s.screenshot("step-next").await?;
     s.close().await
 }

@@ -171,11 +171,6 @@ pub fn server_card(props: &ServerCardProps) -> Html {
             <div class="buttons">
                 <button class="btn danger" data-testid={format!("crash-{id}")} onclick={crash}
                     disabled={!n.alive} title="SIGKILL this server's process now">{"✕ Crash"}</button>
-                <button class="btn danger-outline" data-testid={format!("crash-before-reply-{id}")} onclick={crash_before}
-                    disabled={!n.alive || n.armed}
-                    title="Execute the next client request fully (apply, forward, backup ack), then die before the reply leaves">
-                    {"Crash before next reply"}
-                </button>
                 if n.paused {
                     <button class="btn" data-testid={format!("resume-{id}")} onclick={resume}
                         title="SIGCONT: it runs on with whatever it believed before (Shift+P)">{"▶ Resume"}</button>
@@ -186,6 +181,11 @@ pub fn server_card(props: &ServerCardProps) -> Html {
                     <button class="btn primary" data-testid={format!("restart-{id}")} onclick={restart}
                         title="Start a fresh process: empty lock table, nothing copied to it (r)">{"↺ Restart"}</button>
                 }
+                <button class="btn danger-outline" data-testid={format!("crash-before-reply-{id}")} onclick={crash_before}
+                    disabled={!n.alive || n.armed}
+                    title="Execute the next client request fully (apply, forward, backup ack), then die before the reply leaves">
+                    {"Crash before next reply"}
+                </button>
             </div>
             if n.alive {
                 <div class="crash-at" role="group" aria-label={format!("crash {id} at a point of the next operation")}>

@@ -421,8 +421,8 @@ pub fn space_time() -> Html {
                                 <g class={classes!("span", kind)} data-testid={format!("{kind}-{}", d.server)} data-span={kind}>
                                     <rect x={(d.x - 8.0).to_string()} y={d.y1.to_string()} width="16"
                                           height={(d.y2 - d.y1).max(0.0).to_string()} fill={fill} />
-                                    if d.kind != SpanKind::Dead && d.y2 - d.y1 > 24.0 {
-                                        <text class="span-label" x={(d.x + 12.0).to_string()} y={(d.y1 + 16.0).to_string()}>{kind}</text>
+                                    if d.kind != SpanKind::Dead && d.y2 - d.y1 > 36.0 {
+                                        <text class="span-label" x={(d.x + 12.0).to_string()} y={(d.y1 + 30.0).to_string()}>{kind}</text>
                                     }
                                 </g>
                             }
@@ -590,7 +590,7 @@ fn render_arrow(
                 <g class="dup-branch">
                     <line class="shaft" x1={a.x1.to_string()} y1={a.y1.to_string()} x2={a.target_x.to_string()} y2={dy.to_string()}
                           marker-end="url(#head-dup)" />
-                    <text class="dup-label" x={(a.target_x + if a.target_x >= a.x1 { -8.0 } else { 8.0 }).to_string()} y={(dy + 14.0).to_string()}
+                    <text class="dup-label" x={(a.target_x + if a.target_x >= a.x1 { -8.0 } else { 8.0 }).to_string()} y={(dy - 7.0).to_string()}
                           text-anchor={if a.target_x >= a.x1 { "end" } else { "start" }}>{"dup"}</text>
                 </g>
             }
