@@ -356,18 +356,8 @@ impl Failover {
                     }
                 }
             }
-            Kind::Sent { .. }
-            | Kind::Delivered { .. }
-            | Kind::Lost { .. }
-            | Kind::Held { .. }
-            | Kind::Executed { .. }
-            | Kind::Armed { .. }
-            | Kind::Dying { .. }
-            | Kind::Paused { .. }
-            | Kind::Resumed { .. }
-            | Kind::ClientStarted { .. }
-            | Kind::Faults { .. }
-            | Kind::SlowMotion { .. } => {}
+            // The kinds `cares` leaves out.
+            _ => {}
         }
     }
 

@@ -47,6 +47,15 @@ impl Script {
     }
 
     pub fn delivered(&mut self, id: u64, from: &str, to: &str) -> &mut Self {
+        self.delivery(id, from, to, false)
+    }
+
+    /// The network's second copy of message `id`.
+    pub fn duplicate(&mut self, id: u64, from: &str, to: &str) -> &mut Self {
+        self.delivery(id, from, to, true)
+    }
+
+    fn delivery(&mut self, id: u64, from: &str, to: &str, duplicate: bool) -> &mut Self {
         let node = to.to_owned();
         self.ev(
             &node,
@@ -54,22 +63,13 @@ impl Script {
                 msg_id: shared::MsgId(id),
                 from: from.into(),
                 to: to.into(),
-                duplicate: false,
+                duplicate,
             },
         )
     }
 
     pub fn lost(&mut self, id: u64, from: &str, to: &str) -> &mut Self {
-        let node = to.to_owned();
-        self.ev(
-            &node,
-            K::MsgLost {
-                msg_id: shared::MsgId(id),
-                from: from.into(),
-                to: to.into(),
-                reason: "receiver died".into(),
-            },
-        )
+        self.lost_for(id, from, to, "receiver died")
     }
 
     pub fn lost_for(&mut self, id: u64, from: &str, to: &str, reason: &str) -> &mut Self {
@@ -94,19 +94,6 @@ impl Script {
                 from: from.into(),
                 to: to.into(),
                 msg,
-            },
-        )
-    }
-
-    pub fn duplicate(&mut self, id: u64, from: &str, to: &str) -> &mut Self {
-        let node = to.to_owned();
-        self.ev(
-            &node,
-            K::MsgDelivered {
-                msg_id: shared::MsgId(id),
-                from: from.into(),
-                to: to.into(),
-                duplicate: true,
             },
         )
     }

@@ -98,21 +98,22 @@ fn event_rows(h: &History, i: usize) -> Option<(String, Vec<Html>)> {
             ));
             "dying (silent)"
         }
-        Kind::Paused { pid } => {
+        Kind::Paused { pid } | Kind::Resumed { pid } => {
+            let paused = matches!(e.kind, Kind::Paused { .. });
             rows.push(row("pid", pid.to_string()));
             rows.push(row(
                 "what",
-                "SIGSTOP: alive but runs nothing; peers see no answer and no closed connection",
+                if paused {
+                    "SIGSTOP: alive but runs nothing; peers see no answer and no closed connection"
+                } else {
+                    "SIGCONT: it runs on with whatever it believed before the pause"
+                },
             ));
-            "paused"
-        }
-        Kind::Resumed { pid } => {
-            rows.push(row("pid", pid.to_string()));
-            rows.push(row(
-                "what",
-                "SIGCONT: it runs on with whatever it believed before the pause",
-            ));
-            "resumed"
+            if paused {
+                "paused"
+            } else {
+                "resumed"
+            }
         }
         Kind::ClientStarted { pid, incarnation } => {
             rows.push(row("pid", pid.to_string()));
