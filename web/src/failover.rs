@@ -259,10 +259,8 @@ impl Failover {
                     );
                 }
             }
-            Kind::Exited { .. } => {
-                if self.state_of(&node) != Some(Serving::Dead) {
-                    self.set_state(&node, Serving::Dead, ev.t_us);
-                }
+            Kind::Exited { .. } if self.state_of(&node) != Some(Serving::Dead) => {
+                self.set_state(&node, Serving::Dead, ev.t_us);
             }
             Kind::Reset { .. } => {
                 self.cluster_since_us = Some(ev.t_us);
