@@ -10,8 +10,9 @@
 //! send by its sender, over different sockets; a delivery that overtakes its send is held back,
 //! with every later event of the same producer, until the send arrives. And it knows which
 //! messages are in flight, so when a receiver dies (or the cluster is reset) each of its
-//! undelivered messages gets a `msg_lost`. This is the only place a message is declared lost:
-//! viewers draw a loss when, and only when, a `msg_lost` says so.
+//! undelivered messages gets a `msg_lost`. The only other losses are the wire's (a fault at the
+//! receiver's inbox), which the receiver reports itself; viewers draw a loss when, and only when,
+//! a `msg_lost` says so.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -189,10 +190,17 @@ impl Bus {
         self.commit(inner, node, t_us, kind);
     }
 
-    /// The message id of a delivery whose send is not in the log yet.
+    /// The message id of a receiver's word on a message (its delivery, its loss at the wire,
+    /// step mode holding it) whose send is not in the log yet. The network's second copy of a
+    /// duplicated message follows its first, which followed the send: it never waits.
     fn unmatched_delivery(inner: &BusInner, kind: &EventKind) -> Option<MsgId> {
         match kind {
+            EventKind::MsgDelivered {
+                duplicate: true, ..
+            } => None,
             EventKind::MsgDelivered { msg_id, .. }
+            | EventKind::MsgLost { msg_id, .. }
+            | EventKind::MsgHeld { msg_id, .. }
                 if !inner.in_flight.contains_key(msg_id)
                     && inner
                         .sent_upto
@@ -352,7 +360,15 @@ impl Bus {
             .iter()
             .filter(|(producer, q)| {
                 producer.as_str() == id
-                    || matches!(q.front(), Some((_, EventKind::MsgDelivered { from, .. })) if from == id)
+                    || matches!(
+                        q.front(),
+                        Some((
+                            _,
+                            EventKind::MsgDelivered { from, .. }
+                                | EventKind::MsgLost { from, .. }
+                                | EventKind::MsgHeld { from, .. }
+                        )) if from == id
+                    )
             })
             .map(|(p, _)| p.clone())
             .collect();
@@ -571,6 +587,88 @@ mod tests {
                 ("c1".to_owned(), "msg_delivered"),
                 ("c1".to_owned(), "slow_motion_set"),
             ]
+        );
+    }
+
+    fn at_wire(id: u64, kind: &str) -> EventKind {
+        let (msg_id, from, to) = (MsgId(id), NodeId::from("s1"), NodeId::from("s2"));
+        match kind {
+            "lost" => EventKind::MsgLost {
+                msg_id,
+                from,
+                to,
+                reason: "partition".into(),
+            },
+            "held" => EventKind::MsgHeld {
+                msg_id,
+                from,
+                to,
+                msg: Msg::ForwardAck {
+                    req: RequestId::new(1, 1),
+                    ok: true,
+                },
+            },
+            _ => EventKind::MsgDelivered {
+                msg_id,
+                from,
+                to,
+                duplicate: kind == "dup",
+            },
+        }
+    }
+
+    #[test]
+    fn a_loss_or_a_hold_at_the_wire_waits_for_its_send_and_ends_or_keeps_the_flight() {
+        for kind in ["lost", "held"] {
+            let b = bus(BusConfig::default());
+            b.expect_origin(0);
+            b.publish("s2", at_wire(5, kind));
+            assert!(
+                b.recent(10).is_empty(),
+                "{kind}: held until its send is known"
+            );
+            b.publish("s1", sent(5, "s2"));
+            let names: Vec<&str> = events(&b).iter().map(|e| e.kind.name()).collect();
+            assert_eq!(names, ["msg_sent", format!("msg_{kind}").as_str()]);
+            let in_flight = b.lock().in_flight.contains_key(&MsgId(5));
+            assert_eq!(in_flight, kind == "held", "{kind}: in flight afterwards");
+        }
+    }
+
+    #[test]
+    fn a_duplicate_delivery_passes_straight_through_and_is_never_lost_again() {
+        let b = bus(BusConfig::default());
+        b.expect_origin(0);
+        b.publish("s1", sent(5, "s2"));
+        b.publish("s2", at_wire(5, "delivered"));
+        b.publish("s2", at_wire(5, "dup"));
+        b.publish("s2", EventKind::SlowMotionSet { delay_ms: 3 });
+        let evs = events(&b);
+        let names: Vec<&str> = evs.iter().map(|e| e.kind.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "msg_sent",
+                "msg_delivered",
+                "msg_delivered",
+                "slow_motion_set"
+            ]
+        );
+        assert!(matches!(
+            evs[2].kind,
+            EventKind::MsgDelivered {
+                duplicate: true,
+                ..
+            }
+        ));
+        // Even a duplicate whose send the bus never saw is not held back.
+        b.expect_origin(7);
+        b.publish("s2", at_wire(7 << 32 | 1, "dup"));
+        assert_eq!(events(&b).len(), 5);
+        b.node_exited("s2", 1, Some(9), None);
+        assert!(
+            !events(&b).iter().any(|e| e.kind.name() == "msg_lost"),
+            "delivered: nothing to lose"
         );
     }
 

@@ -242,6 +242,12 @@ impl Clerk {
         self.slow_motion = history;
     }
 
+    /// Step mode on or off: while it is on no wait of the clerk expires, and a wait from before
+    /// counts from its end ([`SlowMotion::set_frozen`]).
+    pub(crate) fn follow_step(&mut self, on: bool, now: Instant) {
+        self.slow_motion.set_frozen(on, now);
+    }
+
     /// `servers[server]` answered `req` with `ok`.
     pub(crate) fn on_reply(
         &mut self,

@@ -4,8 +4,9 @@
 //! with its [`ClerkHandle`], so that a call starts (and its `op_invoked` is published) in the
 //! same instant the supervisor accepts it, and a reset can end a call in progress with an
 //! `op_failed` that no later answer can contradict. The task carries out the machine's sends,
-//! feeds it replies, closes and timer ticks, and holds each arriving reply for the slow-motion
-//! delay like a node's inbox. It must not decide anything the machine decides.
+//! feeds it replies, closes and timer ticks. Replies arrive in the clerk's own inbox, the same
+//! [`Wire`] as a node's: slow motion, then the fault plan (lost, held by step mode, delayed,
+//! duplicated). It must not decide anything the machine decides.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use futures_util::stream::SplitSink;
 use futures_util::StreamExt;
-use shared::{Envelope, EventKind, Msg, MsgId, NodeId, Op};
+use shared::{Envelope, EventKind, FaultPlan, Msg, MsgId, NodeId, Op, StepAction};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
@@ -25,6 +26,7 @@ use crate::clerk::{Busy, Clerk, ClerkTiming, Failure, Now, Outcome, Output};
 use crate::framing::{self, FramedConn, Recorder};
 use crate::oserror;
 use crate::slowmo::SlowMotion;
+use crate::wire::{Arrival, StepOrder, Wire, WireOut};
 
 /// A server as a clerk knows it: a name and an address, in failover order.
 #[derive(Debug, Clone)]
@@ -58,6 +60,8 @@ pub struct ClerkHandle {
     core: Arc<Mutex<Core>>,
     bus: Arc<Bus>,
     wake: Arc<Notify>,
+    /// Step mode's decisions about messages held in the clerk's inbox.
+    steps: mpsc::UnboundedSender<StepOrder>,
     task: JoinHandle<()>,
 }
 
@@ -105,6 +109,19 @@ impl ClerkHandle {
         Ok(())
     }
 
+    /// Step mode: carry out `action` on the message `msg_id` held in the clerk's inbox. The
+    /// answer says whether the inbox held it.
+    pub fn step(&self, msg_id: MsgId, action: StepAction) -> oneshot::Receiver<Result<(), String>> {
+        let (done, answer) = oneshot::channel();
+        // A clerk that stopped drops the order, and with it the answer: it holds nothing.
+        let _ = self.steps.send(StepOrder {
+            msg_id,
+            action,
+            done,
+        });
+        answer
+    }
+
     /// Ends the call in progress, if any, with an `op_failed` saying why; the clerk stops.
     pub fn abandon(&self, reason: &str) {
         self.task.abort();
@@ -129,6 +146,7 @@ pub fn spawn(
     bus: Arc<Bus>,
     origin: u64,
     slow_motion: watch::Receiver<SlowMotion>,
+    faults: watch::Receiver<Arc<FaultPlan>>,
     timing: ClerkTiming,
 ) -> ClerkHandle {
     let clerk = Clerk::new(
@@ -144,9 +162,14 @@ pub fn spawn(
     }));
     let wake = Arc::new(Notify::new());
     let (frames_tx, frames_rx) = mpsc::unbounded_channel();
+    let (steps_tx, steps) = mpsc::unbounded_channel();
+    let name = shared::client_node(id);
+    let plan = faults.borrow().clone();
+    let delay = slow_motion.borrow().current();
     let runtime = Runtime {
         core: core.clone(),
-        name: shared::client_node(id),
+        inbox: Wire::new(name.clone(), plan, delay),
+        name,
         servers: servers.iter().map(|s| s.id.clone()).collect(),
         bus: bus.clone(),
         wake: wake.clone(),
@@ -155,8 +178,9 @@ pub fn spawn(
         next_conn: 0,
         frames_tx,
         frames_rx,
-        held: VecDeque::new(),
         slow_motion,
+        faults,
+        steps,
         origin,
         next_msg: 0,
         connect_timeout: timing.connect_timeout,
@@ -166,6 +190,7 @@ pub fn spawn(
         core,
         bus,
         wake,
+        steps: steps_tx,
         task,
     }
 }
@@ -184,13 +209,6 @@ impl Drop for Conn {
     }
 }
 
-/// What a connection's reader hands the task.
-#[derive(Debug)]
-enum Arrival {
-    Frame(Envelope),
-    Closed(String),
-}
-
 struct Runtime {
     core: Arc<Mutex<Core>>,
     /// The clerk's node name and its servers' (fixed for its life), kept here so a send or a
@@ -204,11 +222,15 @@ struct Runtime {
     next_conn: u64,
     frames_tx: mpsc::UnboundedSender<(usize, u64, Arrival)>,
     frames_rx: mpsc::UnboundedReceiver<(usize, u64, Arrival)>,
-    /// Replies waiting out the slow-motion delay: (due, server, envelope), in arrival order.
-    /// A connection's end waits behind the replies that came before it.
-    held: VecDeque<(Instant, usize, u64, Arrival)>,
+    /// The clerk's inbox ("the wire"), per connection `(server, conn)`: replies wait out slow
+    /// motion and meet the fault plan; a connection's end waits behind its replies.
+    inbox: Wire<(usize, u64)>,
     /// The supervisor's slow-motion history (the delay in force now, and what is still held).
     slow_motion: watch::Receiver<SlowMotion>,
+    /// The fault plan for arrivals from now on.
+    faults: watch::Receiver<Arc<FaultPlan>>,
+    /// Step mode's decisions about the messages this inbox holds.
+    steps: mpsc::UnboundedReceiver<StepOrder>,
     origin: u64,
     next_msg: u64,
     connect_timeout: Duration,
@@ -241,7 +263,7 @@ impl Runtime {
         loop {
             self.do_io().await;
             let wake = lock(&self.core).clerk.next_wake();
-            let due = self.held.front().map(|(d, ..)| *d);
+            let due = self.inbox.next_due();
             let next = match (wake, due) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -260,36 +282,90 @@ impl Runtime {
                         return; // the supervisor is gone
                     }
                     let history = self.slow_motion.borrow_and_update().clone();
+                    self.inbox.set_delay(history.current());
                     lock(&self.core).clerk.follow_slow_motion(history);
+                }
+                changed = self.faults.changed() => {
+                    if changed.is_err() {
+                        return; // the supervisor is gone
+                    }
+                    self.follow_faults();
+                    // Step mode's end released what it held.
+                    self.deliver_due();
+                }
+                Some(order) = self.steps.recv() => {
+                    let result = self.inbox.step(order.msg_id, order.action);
+                    if result.is_ok() {
+                        self.deliver_due();
+                    }
+                    let _ = order.done.send(result);
                 }
             }
         }
     }
 
+    /// The plan in force changes for arrivals from now on; step mode stops the clerk's waits.
+    fn follow_faults(&mut self) {
+        let plan = self.faults.borrow_and_update().clone();
+        lock(&self.core)
+            .clerk
+            .follow_step(plan.step, Instant::now());
+        self.inbox.set_plan(plan);
+    }
+
     fn on_arrival(&mut self, server: usize, conn: u64, arrival: Arrival) {
-        // The wire: a reply, too, waits out the slow-motion delay before the clerk sees it, and
-        // the connection's end waits behind it.
-        let now = Instant::now();
-        let mut due = match arrival {
-            Arrival::Frame(_) => now + self.slow_motion.borrow().current(),
-            Arrival::Closed(_) => now,
-        };
-        if let Some((last, ..)) = self.held.back() {
-            due = due.max(*last);
+        // The wire: a reply, too, waits out the slow-motion delay and meets the fault plan in
+        // force when it arrives (read here, so no change is missed), and the connection's end
+        // waits behind it.
+        if self.faults.has_changed().unwrap_or(false) {
+            self.follow_faults();
         }
-        self.held.push_back((due, server, conn, arrival));
+        let now = Instant::now();
+        self.inbox.set_delay(self.slow_motion.borrow().current());
+        match arrival {
+            Arrival::Frame(env) => self.inbox.push((server, conn), now, env),
+            Arrival::Closed(reason) => self.inbox.push_closed((server, conn), now, reason),
+        }
         self.deliver_due();
     }
 
+    /// Carries out what the inbox hands out now: reports, then deliveries and ends.
     fn deliver_due(&mut self) {
-        let now = Instant::now();
-        while self.held.front().is_some_and(|(due, ..)| *due <= now) {
-            let Some((_, server, conn, arrival)) = self.held.pop_front() else {
-                break;
-            };
-            let env = match arrival {
-                Arrival::Frame(env) => env,
-                Arrival::Closed(reason) => {
+        while let Some(out) = self.inbox.pop(Instant::now()) {
+            let (server, env, duplicate) = match out {
+                WireOut::Deliver {
+                    conn: (server, _),
+                    env,
+                    duplicate,
+                } => (server, env, duplicate),
+                WireOut::Lost { env, reason } => {
+                    self.bus.publish(
+                        &self.name,
+                        EventKind::MsgLost {
+                            msg_id: env.msg_id,
+                            from: env.from,
+                            to: self.name.clone(),
+                            reason: reason.as_str().to_owned(),
+                        },
+                    );
+                    continue;
+                }
+                WireOut::Held { env } => {
+                    self.bus.publish(
+                        &self.name,
+                        EventKind::MsgHeld {
+                            msg_id: env.msg_id,
+                            from: env.from,
+                            to: self.name.clone(),
+                            msg: env.msg,
+                        },
+                    );
+                    continue;
+                }
+                WireOut::Closed {
+                    conn: (server, conn),
+                    reason,
+                } => {
                     if self.conns[server].as_ref().is_some_and(|c| c.id == conn) {
                         self.conns[server] = None;
                         self.step(|c, now, out| c.on_closed(server, &reason, now, out));
@@ -303,7 +379,7 @@ impl Runtime {
                     msg_id: env.msg_id,
                     from: env.from.clone(),
                     to: self.name.clone(),
-                    duplicate: false,
+                    duplicate,
                 },
             );
             if let Msg::Reply { req, ok } = env.msg {

@@ -21,8 +21,8 @@ use futures_util::{SinkExt, StreamExt};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use shared::{
-    CrashCause, ErrorCode, EventKind, NodeControl, NodeId, NodeRef, NodeReport, Op, Role,
-    SUPERVISOR,
+    client_node, CrashCause, Cut, Endpoint, ErrorCode, EventKind, FaultPlan, LinkRule, MsgId,
+    NodeControl, NodeId, NodeRef, NodeReport, Op, Probability, Role, StepAction, ANY, SUPERVISOR,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
@@ -69,6 +69,12 @@ pub enum ClusterError {
     BadClient(u32, u32),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    BadField(String),
+    #[error("{0}")]
+    UnknownMessage(String),
+    #[error("{0}")]
+    NotStepping(String),
 }
 
 impl ClusterError {
@@ -80,12 +86,26 @@ impl ClusterError {
             ClusterError::TooManyLocks(_) => ErrorCode::TooManyLocks,
             ClusterError::BadClient(..) => ErrorCode::BadField,
             ClusterError::Unavailable(_) => ErrorCode::Unavailable,
+            ClusterError::BadField(_) => ErrorCode::BadField,
+            ClusterError::UnknownMessage(_) => ErrorCode::UnknownMessage,
+            ClusterError::NotStepping(_) => ErrorCode::NotStepping,
         }
     }
 }
 
+/// How a control command with a ticket ended: `Applied`, or `Failed` with the node's message.
+/// A node that dies first drops the sender.
+type ControlDone = oneshot::Sender<Result<(), String>>;
+
 /// A control command for a node, with who to tell once it took effect.
-type ControlSend = (NodeControl, Option<oneshot::Sender<()>>);
+type ControlSend = (NodeControl, Option<ControlDone>);
+
+/// How long a fault-plan change waits for each process to confirm it. A stopped (paused)
+/// process never answers: the change goes on without it, and it applies the plan when it runs.
+const FAULTS_WAIT: Duration = Duration::from_secs(2);
+
+/// How long a step decision (`deliver`, `drop`, `duplicate`) waits for the inbox holding it.
+const STEP_WAIT: Duration = Duration::from_secs(5);
 
 /// Why the supervisor killed a process, and when (µs on the run's clock): published as
 /// `crashed` once every event the process reported before it died has been published.
@@ -140,8 +160,12 @@ pub struct Cluster {
     control_addr: SocketAddr,
     waiting_ready: Arc<ReadyWaiters>,
     gen: Mutex<Generation>,
-    /// The slow-motion delay and its recent changes; every clerk follows it.
+    /// The slow-motion delay and its recent changes (and whether step mode stops the clocks);
+    /// every clerk follows it.
     slow_motion: watch::Sender<SlowMotion>,
+    /// The fault plan in force, every name resolved; every clerk's inbox follows it, every node
+    /// is sent it (`set_faults`).
+    faults: watch::Sender<Arc<FaultPlan>>,
     next_origin: AtomicU64,
     next_ticket: AtomicU64,
     accept_task: tokio::task::JoinHandle<()>,
@@ -165,6 +189,10 @@ impl Cluster {
                 Duration::from_millis(cfg.slow_motion_ms),
                 tokio::time::Instant::now(),
             )),
+            faults: watch::Sender::new(Arc::new(FaultPlan {
+                seed: random_u64(),
+                ..FaultPlan::default()
+            })),
             cfg,
             control_addr,
             waiting_ready,
@@ -175,6 +203,14 @@ impl Cluster {
         });
         {
             let mut gen = cluster.gen.lock().await;
+            let plan = cluster.plan();
+            cluster.bus.publish(
+                SUPERVISOR,
+                EventKind::FaultsChanged {
+                    change: format!("seed {} (chosen at random at start)", plan.seed),
+                    plan: (*plan).clone(),
+                },
+            );
             cluster.start_servers(&mut gen).await?;
         }
         Ok(cluster)
@@ -285,6 +321,12 @@ impl Cluster {
         self.bus
             .publish(id, EventKind::ProcessStarted { pid, role, port });
         let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel();
+        // The plan in force before anything can reach the process: nobody sends to it before
+        // this returns.
+        let (plan_tx, plan_rx) = oneshot::channel();
+        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        let plan = (*self.plan()).clone();
+        let _ = ctrl_tx.send((NodeControl::SetFaults { plan, ticket }, Some(plan_tx)));
         let (exited_tx, exited_rx) = watch::channel(false);
         let kill_cause = KillCause::default();
         tokio::spawn(watch_node(
@@ -299,6 +341,12 @@ impl Cluster {
             conn,
             ctrl_rx,
         ));
+        if !matches!(
+            tokio::time::timeout(FAULTS_WAIT, plan_rx).await,
+            Ok(Ok(Ok(())))
+        ) {
+            tracing::warn!("{id} did not confirm the fault plan in time");
+        }
         Ok((
             id.to_owned(),
             ServerProc {
@@ -388,6 +436,12 @@ impl Cluster {
     /// starts generation n+1.
     pub async fn reset(&self) -> Result<String, ClusterError> {
         let mut gen = self.gen.lock().await;
+        // The network heals and step mode ends; the seed stays. The new processes start with it.
+        let healed = FaultPlan {
+            seed: self.plan().seed,
+            ..FaultPlan::default()
+        };
+        self.publish_plan_locally(&healed);
         for clerk in gen.clerks.values() {
             clerk.abandon("the cluster was reset while the call was in progress");
         }
@@ -401,6 +455,16 @@ impl Cluster {
             self.bus
                 .publish(SUPERVISOR, EventKind::SlowMotionSet { delay_ms: delay });
         }
+        self.bus.publish(
+            SUPERVISOR,
+            EventKind::FaultsChanged {
+                change: format!(
+                    "reset: the network is healed and step mode is off (seed {} kept)",
+                    healed.seed
+                ),
+                plan: healed,
+            },
+        );
         self.start_servers(&mut gen)
             .await
             .map_err(|e| ClusterError::Unavailable(format!("restarting the cluster: {e:#}")))?;
@@ -473,6 +537,306 @@ impl Cluster {
         }
     }
 
+    /// The fault plan in force.
+    fn plan(&self) -> Arc<FaultPlan> {
+        self.faults.borrow().clone()
+    }
+
+    /// Makes `plan` the one in force in this process: the clerks' inboxes read it at once, and
+    /// the clocks of every wait stop while step mode is on.
+    fn publish_plan_locally(&self, plan: &FaultPlan) {
+        let now = tokio::time::Instant::now();
+        if self.plan().step != plan.step {
+            self.slow_motion
+                .send_modify(|s| s.set_frozen(plan.step, now));
+        }
+        self.faults.send_replace(Arc::new(plan.clone()));
+    }
+
+    /// Resolves one end of a link: a role to the server holding it now, a client to its name.
+    fn resolve_endpoint(&self, gen: &Generation, e: &Endpoint) -> Result<NodeId, ClusterError> {
+        match e {
+            Endpoint::Any => Ok(NodeId::from(ANY)),
+            Endpoint::Client(c) => Ok(client_node(*c)),
+            Endpoint::Role(role) => self
+                .bus
+                .view(|v| v.holder_of(*role))
+                .ok_or_else(|| ClusterError::NodeDead(format!("no live server is {e} now"))),
+            Endpoint::Server(id) if gen.servers.contains_key(id.as_str()) => Ok(id.clone()),
+            Endpoint::Server(id) => {
+                let known: Vec<&str> = gen.servers.keys().map(String::as_str).collect();
+                Err(ClusterError::UnknownNode(id.to_string(), known.join(", ")))
+            }
+        }
+    }
+
+    /// Changes the fault plan: `change` edits it and says what it did, for people. The change
+    /// is published (`faults_changed`), then sent to every live node; returns once each
+    /// confirmed it (a node that does not answer in time, say a paused one, is named in the
+    /// answer and does not fail the command).
+    async fn change_plan(
+        &self,
+        gen: &Generation,
+        change: impl FnOnce(&mut FaultPlan) -> String,
+    ) -> String {
+        let mut plan = (*self.plan()).clone();
+        let text = change(&mut plan);
+        self.publish_plan_locally(&plan);
+        self.bus.publish(
+            SUPERVISOR,
+            EventKind::FaultsChanged {
+                plan: plan.clone(),
+                change: text.clone(),
+            },
+        );
+        let mut waits = Vec::new();
+        for (id, p) in &gen.servers {
+            if *p.exited.borrow() {
+                continue;
+            }
+            let (tx, rx) = oneshot::channel();
+            let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+            let cmd = NodeControl::SetFaults {
+                plan: plan.clone(),
+                ticket,
+            };
+            if p.ctrl.send((cmd, Some(tx))).is_ok() {
+                waits.push(async move { (id, tokio::time::timeout(FAULTS_WAIT, rx).await) });
+            }
+        }
+        // All at once: a stopped node costs one timeout, not one each. A node that dies
+        // meanwhile drops the sender: it has no inbox left to apply the plan to.
+        let late: Vec<&str> = futures_util::future::join_all(waits)
+            .await
+            .into_iter()
+            .filter(|(_, r)| r.is_err())
+            .map(|(id, _)| id.as_str())
+            .collect();
+        if late.is_empty() {
+            format!("{text}: in force at every process")
+        } else {
+            format!(
+                "{text}: in force; {} did not confirm within {} s (paused?) and will apply it when it runs",
+                late.join(", "),
+                FAULTS_WAIT.as_secs()
+            )
+        }
+    }
+
+    /// `set_link`: what the network does to the messages from `from` to `to` (replacing that
+    /// link's setting; all zeros removes it).
+    pub async fn set_link(
+        &self,
+        from: &Endpoint,
+        to: &Endpoint,
+        drop: Probability,
+        duplicate: Probability,
+        delay_ms: u64,
+        jitter_ms: u64,
+    ) -> Result<String, ClusterError> {
+        let gen = self.gen.lock().await;
+        let from = self.resolve_endpoint(&gen, from)?;
+        let to = self.resolve_endpoint(&gen, to)?;
+        let detail = self
+            .change_plan(&gen, |plan| {
+                plan.links.retain(|r| !(r.from == from && r.to == to));
+                let mut parts = Vec::new();
+                if drop.0 > 0.0 {
+                    parts.push(format!("drop {}", percent(drop)));
+                }
+                if duplicate.0 > 0.0 {
+                    parts.push(format!("duplicate {}", percent(duplicate)));
+                }
+                if delay_ms > 0 || jitter_ms > 0 {
+                    parts.push(match jitter_ms {
+                        0 => format!("delay {delay_ms} ms"),
+                        j => format!("delay {delay_ms}±{j} ms"),
+                    });
+                }
+                let what = if parts.is_empty() {
+                    "no faults".to_owned()
+                } else {
+                    plan.links.push(LinkRule {
+                        from: from.clone(),
+                        to: to.clone(),
+                        drop,
+                        duplicate,
+                        delay_ms,
+                        jitter_ms,
+                    });
+                    parts.join(", ")
+                };
+                format!("link {from} → {to}: {what}")
+            })
+            .await;
+        Ok(detail)
+    }
+
+    /// `partition`: processes in different groups can't reach each other. Replaces the one in
+    /// force; no groups ends it.
+    pub async fn partition(&self, groups: &[Vec<Endpoint>]) -> Result<String, ClusterError> {
+        let gen = self.gen.lock().await;
+        let mut resolved: Vec<Vec<NodeId>> = Vec::new();
+        let mut seen: HashMap<NodeId, String> = HashMap::new();
+        for group in groups.iter().filter(|g| !g.is_empty()) {
+            let mut members = Vec::new();
+            for member in group {
+                let id = self.resolve_endpoint(&gen, member)?;
+                if let Some(first) = seen.insert(id.clone(), member.to_string()) {
+                    let named = if first == member.to_string() {
+                        format!("{id} is named twice")
+                    } else {
+                        format!("{first} and {member} are both {id} now")
+                    };
+                    return Err(ClusterError::BadField(format!(
+                        "{named}: a process may be in one group only"
+                    )));
+                }
+                members.push(id);
+            }
+            resolved.push(members);
+        }
+        let detail = self
+            .change_plan(&gen, |plan| {
+                plan.partition = resolved;
+                if plan.partition.is_empty() {
+                    "partition ended".to_owned()
+                } else {
+                    let groups: Vec<String> =
+                        plan.partition.iter().map(|g| group_text(g)).collect();
+                    format!("partition {}", groups.join(" | "))
+                }
+            })
+            .await;
+        Ok(detail)
+    }
+
+    /// `cut`: nothing from `from` reaches `to` (one way).
+    pub async fn cut(&self, from: &Endpoint, to: &Endpoint) -> Result<String, ClusterError> {
+        let gen = self.gen.lock().await;
+        let from = self.resolve_endpoint(&gen, from)?;
+        let to = self.resolve_endpoint(&gen, to)?;
+        let detail = self
+            .change_plan(&gen, |plan| {
+                let cut = Cut {
+                    from: from.clone(),
+                    to: to.clone(),
+                };
+                if !plan.cuts.contains(&cut) {
+                    plan.cuts.push(cut);
+                }
+                format!("cut {from} → {to}")
+            })
+            .await;
+        Ok(detail)
+    }
+
+    /// `heal`: no partition, cut or link setting any more (step mode and the seed stay).
+    pub async fn heal(&self) -> String {
+        let gen = self.gen.lock().await;
+        self.change_plan(&gen, |plan| {
+            plan.links.clear();
+            plan.partition.clear();
+            plan.cuts.clear();
+            "heal".to_owned()
+        })
+        .await
+    }
+
+    /// `set_seed`: the seed of every random fault decision from now on.
+    pub async fn set_seed(&self, seed: u64) -> String {
+        let gen = self.gen.lock().await;
+        self.change_plan(&gen, |plan| {
+            plan.seed = seed;
+            format!("seed {seed}")
+        })
+        .await
+    }
+
+    /// `step`: step mode on or off. Off releases every held message.
+    pub async fn step(&self, on: bool) -> String {
+        let gen = self.gen.lock().await;
+        let held = self.bus.view(|v| v.held().len());
+        let detail = self
+            .change_plan(&gen, |plan| {
+                plan.step = on;
+                if on {
+                    "step on".to_owned()
+                } else {
+                    "step off".to_owned()
+                }
+            })
+            .await;
+        match (on, held) {
+            (true, _) => {
+                format!("{detail}; every message now waits for deliver, drop or duplicate")
+            }
+            (false, 0) => detail,
+            (false, n) => format!("{detail}; the {n} held messages went on"),
+        }
+    }
+
+    /// `deliver`, `drop`, `duplicate`: a person's decision about a message step mode holds,
+    /// carried out by the inbox that holds it.
+    pub async fn step_message(
+        &self,
+        msg_id: MsgId,
+        action: StepAction,
+    ) -> Result<String, ClusterError> {
+        let gen = self.gen.lock().await;
+        if !self.plan().step {
+            return Err(ClusterError::NotStepping(
+                "step mode is off: turn it on with {\"type\":\"step\",\"on\":true}".into(),
+            ));
+        }
+        let Some(held) = self.bus.view(|v| v.held_msg(msg_id).cloned()) else {
+            return Err(ClusterError::UnknownMessage(format!(
+                "no inbox holds message {msg_id} (never held, or decided already)"
+            )));
+        };
+        let to = held.to.clone();
+        let answer = match to.client_id() {
+            Some(client) => gen.clerks.get(&client).map(|c| c.step(msg_id, action)),
+            None => gen.servers.get(to.as_str()).and_then(|p| {
+                let (tx, rx) = oneshot::channel();
+                let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+                let cmd = NodeControl::Step {
+                    msg_id,
+                    action,
+                    ticket,
+                };
+                p.ctrl.send((cmd, Some(tx))).ok().map(|_| rx)
+            }),
+        };
+        let Some(answer) = answer else {
+            return Err(ClusterError::UnknownMessage(format!(
+                "{to}, which held message {msg_id}, is gone, and the message with it"
+            )));
+        };
+        match tokio::time::timeout(STEP_WAIT, answer).await {
+            Ok(Ok(Ok(()))) => {
+                let verb = match action {
+                    StepAction::Deliver => "delivered",
+                    StepAction::Drop => "dropped",
+                    StepAction::Duplicate => "delivered twice",
+                };
+                Ok(format!(
+                    "message {msg_id} ({} {} → {to}) {verb}",
+                    msg_kind(&held.msg),
+                    held.from
+                ))
+            }
+            Ok(Ok(Err(message))) => Err(ClusterError::UnknownMessage(message)),
+            Ok(Err(_)) => Err(ClusterError::UnknownMessage(format!(
+                "{to} went away holding message {msg_id}: it is lost"
+            ))),
+            Err(_) => Err(ClusterError::Unavailable(format!(
+                "{to} did not answer within {} s (paused?); message {msg_id} is still held",
+                STEP_WAIT.as_secs()
+            ))),
+        }
+    }
+
     /// Hands a call to clerk `client`, creating it on first use. The call has started (its
     /// `op_invoked` is published) when this returns `Ok`.
     pub async fn submit(
@@ -505,6 +869,7 @@ impl Cluster {
                 self.bus.clone(),
                 self.origin(),
                 self.slow_motion.subscribe(),
+                self.faults.subscribe(),
                 self.cfg.clerk_timing.clone(),
             );
             gen.clerks.insert(client, handle);
@@ -607,6 +972,37 @@ async fn accept_nodes(listener: TcpListener, waiting: Arc<ReadyWaiters>) {
     }
 }
 
+/// The ticket of a control command that is answered (`applied` or `failed`).
+fn ticket_of(cmd: &NodeControl) -> Option<u64> {
+    match cmd {
+        NodeControl::SetSlowMotion { ticket, .. }
+        | NodeControl::SetFaults { ticket, .. }
+        | NodeControl::Step { ticket, .. } => Some(*ticket),
+        NodeControl::ArmCrashBeforeReply
+        | NodeControl::ArmCrash { .. }
+        | NodeControl::GoSilent { .. } => None,
+    }
+}
+
+/// A message's kind, for people: its wire name (`"forward"`).
+fn msg_kind(msg: &shared::Msg) -> String {
+    serde_json::to_value(msg)
+        .ok()
+        .and_then(|v| v["kind"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// A probability as people read it: 0.3 -> "30%".
+fn percent(p: Probability) -> String {
+    format!("{}%", (p.0 * 1000.0).round() / 10.0)
+}
+
+/// "{s1, c1}".
+fn group_text(group: &[NodeId]) -> String {
+    let names: Vec<&str> = group.iter().map(NodeId::as_str).collect();
+    format!("{{{}}}", names.join(", "))
+}
+
 /// What the supervisor knows of one node process while it watches it.
 struct NodeWatch {
     id: String,
@@ -627,13 +1023,13 @@ async fn watch_node(
     mut ctrl_rx: mpsc::UnboundedReceiver<ControlSend>,
 ) {
     let (mut sink, mut stream) = conn.split();
-    let tickets: Arc<StdMutex<HashMap<u64, oneshot::Sender<()>>>> = Arc::default();
+    let tickets: Arc<StdMutex<HashMap<u64, ControlDone>>> = Arc::default();
     let writer_tickets = tickets.clone();
     let writer = tokio::spawn(async move {
         while let Some((cmd, applied)) = ctrl_rx.recv().await {
-            if let (NodeControl::SetSlowMotion { ticket, .. }, Some(tx)) = (&cmd, applied) {
+            if let (Some(ticket), Some(tx)) = (ticket_of(&cmd), applied) {
                 if let Ok(mut t) = writer_tickets.lock() {
-                    t.insert(*ticket, tx);
+                    t.insert(ticket, tx);
                 }
             }
             if sink.send(framing::encode(&cmd)).await.is_err() {
@@ -647,13 +1043,15 @@ async fn watch_node(
             Ok(NodeReport::Applied { ticket }) => {
                 let tx = tickets.lock().ok().and_then(|mut t| t.remove(&ticket));
                 if let Some(tx) = tx {
-                    let _ = tx.send(());
+                    let _ = tx.send(Ok(()));
                 }
             }
             Ok(NodeReport::Failed { ticket, message }) => {
                 tracing::debug!("{}: control ticket {ticket} failed: {message}", w.id);
                 let tx = tickets.lock().ok().and_then(|mut t| t.remove(&ticket));
-                drop(tx);
+                if let Some(tx) = tx {
+                    let _ = tx.send(Err(message));
+                }
             }
             Ok(NodeReport::Ready { .. }) => {}
             Err(framing::FrameError::Decode(e)) => {

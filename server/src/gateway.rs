@@ -808,6 +808,37 @@ pub async fn execute(cluster: &Cluster, cmd: Command) -> ServerMsg {
         Command::SetSlowMotion { delay_ms, .. } => Ok(cluster.set_slow_motion(delay_ms).await),
         // The handler answers it with the snapshot itself; nothing to do here.
         Command::Snapshot { .. } => Ok("a snapshot follows".to_owned()),
+        Command::SetLink {
+            from,
+            to,
+            drop,
+            duplicate,
+            delay_ms,
+            jitter_ms,
+            ..
+        } => {
+            cluster
+                .set_link(&from, &to, drop, duplicate, delay_ms, jitter_ms)
+                .await
+        }
+        Command::Partition { groups, .. } => cluster.partition(&groups).await,
+        Command::Cut { from, to, .. } => cluster.cut(&from, &to).await,
+        Command::Heal { .. } => Ok(cluster.heal().await),
+        Command::SetSeed { seed, .. } => Ok(cluster.set_seed(seed).await),
+        Command::Step { on, .. } => Ok(cluster.step(on).await),
+        Command::Deliver { msg_id, .. } => {
+            cluster
+                .step_message(msg_id, shared::StepAction::Deliver)
+                .await
+        }
+        Command::DropMsg { msg_id, .. } => {
+            cluster.step_message(msg_id, shared::StepAction::Drop).await
+        }
+        Command::Duplicate { msg_id, .. } => {
+            cluster
+                .step_message(msg_id, shared::StepAction::Duplicate)
+                .await
+        }
         other => Err(crate::cluster::ClusterError::Unavailable(format!(
             "{} is not built yet in this version",
             other.name()

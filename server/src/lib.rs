@@ -15,3 +15,4 @@ pub(crate) mod lockservice;
 pub mod node;
 pub mod oserror;
 pub(crate) mod slowmo;
+pub mod wire;

@@ -5,19 +5,23 @@
 //! an event is written to the control socket *before* the action it describes, so a SIGKILL can
 //! never lose the record of a message that left.
 //!
-//! The inbox is "the wire": every arriving frame is held until `arrival + slow-motion delay`
-//! (per connection, in order) before the state machine sees it, so slow motion is a real delay
-//! of real messages. This module must not decide lock-service semantics; it only carries out
-//! what [`LockServer`] asks.
+//! The inbox is "the wire" ([`Wire`]): every arriving frame is held until `arrival + slow-motion
+//! delay` (per connection, in order), then meets the fault plan's verdict (lost, held by step
+//! mode, delayed, duplicated) before the state machine sees it, so slow motion and network
+//! faults act on real messages. This module must not decide lock-service semantics; it only
+//! carries out what [`LockServer`] asks.
 
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
-use shared::{CrashCause, Envelope, EventKind, Msg, MsgId, NodeControl, NodeId, NodeReport, Role};
+use shared::{
+    CrashCause, Envelope, EventKind, FaultPlan, Msg, MsgId, NodeControl, NodeId, NodeReport, Role,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -27,6 +31,7 @@ use crate::framing::{self, FramedConn, Recorder};
 use crate::lockservice::{ConnId, LockServer, Output};
 use crate::oserror::{self, AcceptPause};
 use crate::slowmo::SlowMotion;
+use crate::wire::{Wire, WireOut};
 
 /// Everything a node process is started with (its command line).
 #[derive(Debug, Clone)]
@@ -75,90 +80,6 @@ enum Inbound {
     },
 }
 
-/// What arrived on a connection: a frame, or its end.
-#[derive(Debug)]
-enum Arrival {
-    Frame(Envelope),
-    Closed(String),
-}
-
-/// An arrival waiting out the slow-motion delay. Ordered by due time, then arrival.
-#[derive(Debug)]
-struct Held {
-    due: Instant,
-    n: u64,
-    conn: ConnId,
-    item: Arrival,
-}
-
-impl PartialEq for Held {
-    fn eq(&self, other: &Self) -> bool {
-        (self.due, self.n) == (other.due, other.n)
-    }
-}
-impl Eq for Held {}
-impl PartialOrd for Held {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Held {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        // BinaryHeap is a max-heap: reverse to pop the earliest.
-        (other.due, other.n).cmp(&(self.due, self.n))
-    }
-}
-
-/// The receiver's side of the wire: holds frames for the slow-motion delay, keeping each
-/// connection's frames in order even when the delay changes. A connection's end waits behind
-/// the frames that came before it (the peer's last words are heard before its silence).
-#[derive(Debug, Default)]
-struct Inbox {
-    held: BinaryHeap<Held>,
-    last_due: HashMap<ConnId, Instant>,
-    n: u64,
-    delay: Duration,
-}
-
-impl Inbox {
-    fn push(&mut self, conn: ConnId, arrived: Instant, env: Envelope) {
-        self.hold(conn, arrived + self.delay, Arrival::Frame(env));
-    }
-
-    fn push_closed(&mut self, conn: ConnId, at: Instant, reason: String) {
-        self.hold(conn, at, Arrival::Closed(reason));
-        // Nothing follows a connection's end.
-        self.last_due.remove(&conn);
-    }
-
-    fn hold(&mut self, conn: ConnId, due: Instant, item: Arrival) {
-        let due = match self.last_due.get(&conn) {
-            Some(prev) => due.max(*prev),
-            None => due,
-        };
-        self.last_due.insert(conn, due);
-        self.n += 1;
-        self.held.push(Held {
-            due,
-            n: self.n,
-            conn,
-            item,
-        });
-    }
-
-    fn next_due(&self) -> Option<Instant> {
-        self.held.peek().map(|h| h.due)
-    }
-
-    fn pop_due(&mut self, now: Instant) -> Option<Held> {
-        if self.next_due()? <= now {
-            self.held.pop()
-        } else {
-            None
-        }
-    }
-}
-
 /// Reports to the supervisor. Each write completes (into the socket) before the caller goes on.
 struct Reporter {
     sink: SplitSink<FramedConn, bytes::Bytes>,
@@ -195,7 +116,7 @@ struct Node {
     reporter: Reporter,
     clients: HashMap<ConnId, SplitSink<FramedConn, bytes::Bytes>>,
     backup: Option<BackupLink>,
-    inbox: Inbox,
+    inbox: Wire<ConnId>,
     slow_motion: SlowMotion,
     next_msg: u64,
     /// `crash_before_reply` is armed: the next client request becomes the fatal one.
@@ -254,10 +175,11 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
             waiting: Default::default(),
             lost: false,
         }),
-        inbox: Inbox {
-            delay: Duration::from_millis(cfg.slow_motion_ms),
-            ..Inbox::default()
-        },
+        inbox: Wire::new(
+            cfg.id.clone(),
+            Arc::new(FaultPlan::default()),
+            Duration::from_millis(cfg.slow_motion_ms),
+        ),
         slow_motion: SlowMotion::new(Duration::from_millis(cfg.slow_motion_ms), Instant::now()),
         next_msg: 0,
         armed: false,
@@ -367,9 +289,33 @@ impl Node {
             NodeControl::SetSlowMotion { delay_ms, ticket } => {
                 self.slow_motion
                     .set(Duration::from_millis(delay_ms), Instant::now());
-                self.inbox.delay = self.slow_motion.current();
+                self.inbox.set_delay(self.slow_motion.current());
                 self.reporter.report(NodeReport::Applied { ticket }).await?;
             }
+            NodeControl::SetFaults { plan, ticket } => {
+                // Step mode stops the ack deadline; its end restarts it.
+                self.slow_motion.set_frozen(plan.step, Instant::now());
+                self.inbox.set_plan(Arc::new(plan));
+                // Step mode's end released what it held: delivered before the answer.
+                self.deliver_due().await?;
+                self.reporter.report(NodeReport::Applied { ticket }).await?;
+            }
+            NodeControl::Step {
+                msg_id,
+                action,
+                ticket,
+            } => match self.inbox.step(msg_id, action) {
+                Ok(()) => {
+                    // The decision's events come before its answer.
+                    self.deliver_due().await?;
+                    self.reporter.report(NodeReport::Applied { ticket }).await?;
+                }
+                Err(message) => {
+                    self.reporter
+                        .report(NodeReport::Failed { ticket, message })
+                        .await?
+                }
+            },
             other => tracing::warn!("{}: control {other:?} is not built yet", self.cfg.id),
         }
         Ok(())
@@ -385,31 +331,62 @@ impl Node {
         Ok(())
     }
 
-    /// Hands the state machine everything that has waited out the wire.
+    /// Hands the state machine everything that has waited out the wire, and reports what the
+    /// wire lost or holds (each report before its effect).
     async fn deliver_due(&mut self) -> anyhow::Result<()> {
-        while let Some(held) = self.inbox.pop_due(Instant::now()) {
-            match held.item {
-                Arrival::Frame(env) => self.deliver(held.conn, env).await?,
-                Arrival::Closed(reason) if held.conn == BACKUP_LINK => {
+        while let Some(out) = self.inbox.pop(Instant::now()) {
+            match out {
+                WireOut::Deliver {
+                    conn,
+                    env,
+                    duplicate,
+                } => self.deliver(conn, env, duplicate).await?,
+                WireOut::Lost { env, reason } => {
+                    self.reporter
+                        .event(EventKind::MsgLost {
+                            msg_id: env.msg_id,
+                            from: env.from,
+                            to: self.cfg.id.clone(),
+                            reason: reason.as_str().to_owned(),
+                        })
+                        .await?
+                }
+                WireOut::Held { env } => {
+                    self.reporter
+                        .event(EventKind::MsgHeld {
+                            msg_id: env.msg_id,
+                            from: env.from,
+                            to: self.cfg.id.clone(),
+                            msg: env.msg,
+                        })
+                        .await?
+                }
+                WireOut::Closed { conn, reason } if conn == BACKUP_LINK => {
                     self.backup_lost(&format!("backup connection closed ({reason})"))
                         .await?
                 }
-                Arrival::Closed(_) => {
-                    self.clients.remove(&held.conn);
+                WireOut::Closed { conn, .. } => {
+                    self.clients.remove(&conn);
                 }
             }
         }
         Ok(())
     }
 
-    /// The frame has waited out the wire: the state machine sees it now.
-    async fn deliver(&mut self, conn: ConnId, env: Envelope) -> anyhow::Result<()> {
+    /// The frame has waited out the wire: the state machine sees it now (`duplicate`: the
+    /// network's second copy).
+    async fn deliver(
+        &mut self,
+        conn: ConnId,
+        env: Envelope,
+        duplicate: bool,
+    ) -> anyhow::Result<()> {
         self.reporter
             .event(EventKind::MsgDelivered {
                 msg_id: env.msg_id,
                 from: env.from.clone(),
                 to: self.cfg.id.clone(),
-                duplicate: false,
+                duplicate,
             })
             .await?;
         let mut out = Vec::new();
@@ -673,77 +650,4 @@ pub fn die_with_parent(parent_pid: Option<u32>) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use shared::{Op, RequestId};
-
-    fn env(n: u64) -> Envelope {
-        Envelope {
-            msg_id: MsgId(n),
-            from: "c1".into(),
-            msg: Msg::Request {
-                req: RequestId::new(1, n),
-                op: Op::Lock,
-                lock: "a".into(),
-            },
-        }
-    }
-
-    fn msg_of(h: &Held) -> u64 {
-        match &h.item {
-            Arrival::Frame(env) => env.msg_id.0,
-            Arrival::Closed(_) => 0,
-        }
-    }
-
-    #[test]
-    fn a_connections_end_waits_behind_its_frames() {
-        let t0 = Instant::now();
-        let mut inbox = Inbox {
-            delay: Duration::from_millis(500),
-            ..Inbox::default()
-        };
-        inbox.push(1, t0, env(1));
-        inbox.push_closed(1, t0 + Duration::from_millis(5), "closed".into());
-        assert!(
-            inbox.pop_due(t0 + Duration::from_millis(100)).is_none(),
-            "the end is not heard before the reply held ahead of it"
-        );
-        let order: Vec<u64> = std::iter::from_fn(|| inbox.pop_due(t0 + Duration::from_secs(1)))
-            .map(|h| msg_of(&h))
-            .collect();
-        assert_eq!(order, vec![1, 0]);
-        assert!(
-            inbox.last_due.is_empty(),
-            "a closed connection is forgotten"
-        );
-    }
-
-    #[test]
-    fn inbox_holds_frames_for_the_delay_and_keeps_connection_order() {
-        let t0 = Instant::now();
-        let mut inbox = Inbox {
-            delay: Duration::from_millis(500),
-            ..Inbox::default()
-        };
-        inbox.push(1, t0, env(1));
-        // The delay drops to zero: the later frame of the same connection must still wait.
-        inbox.delay = Duration::ZERO;
-        inbox.push(1, t0 + Duration::from_millis(10), env(2));
-        inbox.push(2, t0 + Duration::from_millis(10), env(3));
-        assert!(
-            inbox
-                .pop_due(t0 + Duration::from_millis(100))
-                .map(|h| msg_of(&h))
-                == Some(3)
-        );
-        assert!(inbox.pop_due(t0 + Duration::from_millis(100)).is_none());
-        let order: Vec<u64> = std::iter::from_fn(|| inbox.pop_due(t0 + Duration::from_secs(1)))
-            .map(|h| msg_of(&h))
-            .collect();
-        assert_eq!(order, vec![1, 2]);
-    }
 }

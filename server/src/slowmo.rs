@@ -7,6 +7,10 @@
 //! must never turn a slow answer into a "dead server". Processes learn of a change a little apart
 //! (each over its own control connection), so a delay counts from [`GRACE`] before the send.
 //!
+//! Step mode stops time for these waits: while a person decides which held message goes next,
+//! no deadline expires, and once step mode ends every wait that started before counts from
+//! that moment (see [`SlowMotion::set_frozen`]).
+//!
 //! Pure: the caller passes the time in; nothing here reads a clock or sleeps.
 
 use std::collections::VecDeque;
@@ -22,6 +26,9 @@ pub(crate) const GRACE: Duration = Duration::from_secs(1);
 /// call crosses at most four hops before it is retried).
 const MEMORY: Duration = Duration::from_secs(300);
 
+/// A deadline while step mode is on: beyond any wait (it is re-read when step mode ends).
+const FROZEN: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// The delay in force now, and since when each earlier one was in force. The supervisor keeps
 /// one and hands a copy to every clerk (a clerk started after a change still knows what is
 /// held); each node keeps its own, fed by its control connection.
@@ -29,6 +36,10 @@ const MEMORY: Duration = Duration::from_secs(300);
 pub(crate) struct SlowMotion {
     /// `(since, delay)`, oldest first; the last one is in force now.
     changes: VecDeque<(Instant, Duration)>,
+    /// Step mode is on since then: no wait expires.
+    frozen_since: Option<Instant>,
+    /// Step mode last ended then: waits that started before count from it.
+    thawed_at: Option<Instant>,
 }
 
 impl SlowMotion {
@@ -36,6 +47,8 @@ impl SlowMotion {
     pub(crate) fn new(delay: Duration, now: Instant) -> Self {
         Self {
             changes: VecDeque::from([(now, delay)]),
+            frozen_since: None,
+            thawed_at: None,
         }
     }
 
@@ -75,10 +88,27 @@ impl SlowMotion {
         max
     }
 
+    /// Step mode on (`true`) or off from `now`. Repeating the state in force changes nothing.
+    pub(crate) fn set_frozen(&mut self, on: bool, now: Instant) {
+        match (on, self.frozen_since) {
+            (true, None) => self.frozen_since = Some(now),
+            (false, Some(_)) => {
+                self.frozen_since = None;
+                self.thawed_at = Some(now);
+            }
+            _ => {}
+        }
+    }
+
     /// When a wait that started at `since`, allowed `base` plus `hops` slow-motion holds, is
-    /// over, as far as is known now (a later rise of the delay pushes it further).
+    /// over, as far as is known now (a later rise of the delay pushes it further). In step mode,
+    /// never; after it, a wait that started before counts from its end.
     pub(crate) fn deadline(&self, since: Instant, base: Duration, hops: u32) -> Instant {
-        since + base + self.max_since(since) * hops
+        if let Some(frozen) = self.frozen_since {
+            return since.max(frozen) + FROZEN;
+        }
+        let from = self.thawed_at.map_or(since, |t| since.max(t));
+        from + base + self.max_since(since) * hops
     }
 }
 
@@ -127,6 +157,29 @@ mod tests {
             Duration::ZERO,
             "once everything held under the old delay is out, nothing is"
         );
+    }
+
+    #[test]
+    fn step_mode_stops_every_wait_and_its_end_restarts_them() {
+        let t0 = Instant::now();
+        let mut s = SlowMotion::new(Duration::ZERO, t0);
+        assert_eq!(s.deadline(t0, 1500 * MS, 3), t0 + 1500 * MS);
+        s.set_frozen(true, t0 + 100 * MS);
+        assert!(s.deadline(t0, 1500 * MS, 3) > t0 + Duration::from_secs(3600));
+        s.set_frozen(true, t0 + 200 * MS);
+        s.set_frozen(false, t0 + 60_000 * MS);
+        assert_eq!(
+            s.deadline(t0, 1500 * MS, 3),
+            t0 + 61_500 * MS,
+            "a wait from before counts from the end of step mode"
+        );
+        assert_eq!(
+            s.deadline(t0 + 70_000 * MS, 1500 * MS, 3),
+            t0 + 71_500 * MS,
+            "a wait after it is not stretched"
+        );
+        s.set_frozen(false, t0 + 80_000 * MS);
+        assert_eq!(s.deadline(t0, 1500 * MS, 3), t0 + 61_500 * MS);
     }
 
     #[test]
