@@ -59,25 +59,27 @@ pub fn fault_panel() -> Html {
             <h2 class="panel-title">
                 <span id="faults-title">{"Faults"}</span>
                 <span class={classes!("hint", "faults-summary", (faults::any_in_force(&plan) || plan.step).then_some("active"))}
-                    data-testid="faults-summary">{summary}</span>
+                    data-testid="faults-summary" title={summary.clone()}>{summary}</span>
+                <button class={classes!("btn", "small", "step-toggle", plan.step.then_some("on"))} data-testid="step-toggle"
+                    aria-pressed={plan.step.to_string()} onclick={step_toggle} aria-label="Step mode"
+                    title="Step mode: every message waits in its receiver's inbox until you deliver, drop or duplicate it (t)">
+                    {"❚▶ Step"}
+                </button>
                 <button class="btn ghost small" data-testid="faults-toggle" onclick={toggle}
                     aria-expanded={open.to_string()} aria-controls="faults-body"
                     title="Open / close the fault panel (Shift+F)">
                     {if open { "▾ Close" } else { "▸ Open" }}
                 </button>
             </h2>
-            <div class="step-row">
-                <button class={classes!("btn", "small", "step-toggle", plan.step.then_some("on"))} data-testid="step-toggle"
-                    aria-pressed={plan.step.to_string()} onclick={step_toggle}
-                    title="Step mode: every message waits in its receiver's inbox until you deliver, drop or duplicate it (t)">
-                    {if plan.step { "❚▶ Step mode on" } else { "❚▶ Step mode" }}
-                </button>
-                if plan.step {
-                    <span class="muted small" data-testid="held-count">
-                        {match held.len() { 0 => "nothing held".to_string(), 1 => "1 message held".to_string(), n => format!("{n} messages held") }}
-                    </span>
-                }
-            </div>
+            if plan.step {
+                <div class="muted small" data-testid="held-count">
+                    {match held.len() {
+                        0 => "Step mode: nothing held".to_string(),
+                        1 => "Step mode: 1 message held".to_string(),
+                        n => format!("Step mode: {n} messages held"),
+                    }}
+                </div>
+            }
             if plan.step {
                 {held_list(held, &ctx)}
             }

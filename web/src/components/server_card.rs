@@ -195,11 +195,10 @@ pub fn server_card(props: &ServerCardProps) -> Html {
                             <option value={p.name()} selected={*p == *point}>{format::crash_point(*p)}</option>
                         }) }
                     </select>
-                    <label class="dying-ms">
-                        <span>{"silent ms"}</span>
-                        <input type="number" min="0" max="60000" value={dying_ms.to_string()} oninput={on_dying}
-                            data-testid={format!("dying-ms-{id}")} title="dying: go silent at that point, die this much later (0: die at once)" />
-                    </label>
+                    <input type="number" min="0" max="60000" placeholder="silent ms"
+                        value={if *dying_ms == 0 { String::new() } else { dying_ms.to_string() }} oninput={on_dying}
+                        data-testid={format!("dying-ms-{id}")} aria-label={format!("{id}: silent this many ms before it dies (dying; empty: die at once)")}
+                        title="dying: go silent at that point, die this much later (empty: die at once)" />
                     <button class="btn danger-outline small" data-testid={format!("crash-at-{id}")} onclick={arm}
                         disabled={n.paused} title="crash_at: arm it to die at that point of the next operation">{"Arm"}</button>
                 </div>
