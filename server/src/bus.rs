@@ -265,7 +265,13 @@ impl Bus {
                     },
                 );
                 unblocks = inner.waiting_on.remove(msg_id);
-                if unblocks.is_none() && inner.cluster.node(to).is_some_and(|n| !n.alive) {
+                let dead = match to.client_id() {
+                    // A client whose process is gone: its next process is a new identity on
+                    // new connections, and will never receive this.
+                    Some(c) => inner.cluster.client(c).is_some_and(|c| !c.alive),
+                    None => inner.cluster.node(to).is_some_and(|n| !n.alive),
+                };
+                if unblocks.is_none() && dead {
                     // Lost now, and only now: it must not be lost again when `to` exits.
                     inner.in_flight.remove(msg_id);
                     lost = Some(EventKind::MsgLost {
@@ -348,8 +354,8 @@ impl Bus {
         let _ = self.tx.send(logged);
     }
 
-    /// A server process is gone and its event stream fully read: publish its exit, and lose
-    /// every message still on its way to it.
+    /// A process (server or client) is gone and its event stream fully read: publish its
+    /// exit, and lose every message still on its way to it.
     pub fn node_exited(&self, id: &str, pid: u32, signal: Option<i32>, code: Option<i32>) {
         let now = self.clock.now_us();
         let mut inner = self.lock();

@@ -133,6 +133,8 @@ pub struct Clerk {
     servers: Vec<NodeId>,
     current: usize,
     seq: u64,
+    /// Which process of this client lane runs the clerk: part of every request id it makes.
+    incarnation: u32,
     timing: ClerkTiming,
     slow_motion: SlowMotion,
     call: Option<Call>,
@@ -151,10 +153,18 @@ impl Clerk {
             servers,
             current: 0,
             seq: 0,
+            incarnation: 0,
             timing,
             slow_motion,
             call: None,
         }
+    }
+
+    /// The clerk of a client lane's process number `incarnation` (0 for the first): a new
+    /// identity, so its request ids never meet the at-most-once records of an earlier life.
+    pub(crate) fn with_incarnation(mut self, incarnation: u32) -> Self {
+        self.incarnation = incarnation;
+        self
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -194,7 +204,7 @@ impl Clerk {
         let req = RequestId {
             client: self.id,
             seq: self.seq,
-            incarnation: 0,
+            incarnation: self.incarnation,
         };
         out.push(Output::Event(EventKind::OpInvoked {
             client: self.id,

@@ -1,11 +1,13 @@
 //! The runtime around [`Clerk`]: real sockets, real timers, the clerk's own inbox.
 //!
-//! A clerk lives inside `pbscope serve` as one task. The state machine sits behind a mutex shared
-//! with its [`ClerkHandle`], so that a call starts (and its `op_invoked` is published) in the
-//! same instant the supervisor accepts it, and a reset can end a call in progress with an
-//! `op_failed` that no later answer can contradict. The task carries out the machine's sends,
-//! feeds it replies, closes and timer ticks. Replies arrive in the clerk's own inbox, the same
-//! [`Wire`] as a node's: slow motion, then the fault plan (lost, held by step mode, delayed,
+//! A clerk runs as one task, in its own `pbscope client` process (`client.rs`; its events go
+//! over the control connection, [`Outlet::Control`]) or, for the load generator, inside the
+//! supervisor (straight onto the bus, [`Outlet::Bus`]). The state machine sits behind a mutex
+//! shared with its [`ClerkHandle`], so that a call starts (and its `op_invoked` is recorded) in
+//! the same instant it is accepted, and a reset can end a call in progress with an `op_failed`
+//! that no later answer can contradict. The task carries out the machine's sends, feeds it
+//! replies, closes and timer ticks. Replies arrive in the clerk's own inbox, the same [`Wire`]
+//! as a node's: slow motion, then the fault plan (lost, held by step mode, delayed,
 //! duplicated). It must not decide anything the machine decides.
 
 use std::collections::VecDeque;
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 use futures_util::stream::SplitSink;
 use futures_util::StreamExt;
-use shared::{Envelope, EventKind, FaultPlan, Msg, MsgId, NodeId, Op, StepAction};
+use shared::{Envelope, EventKind, FaultPlan, Msg, MsgId, NodeId, NodeReport, Op, StepAction};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
@@ -23,6 +25,7 @@ use tokio::time::Instant;
 
 use crate::bus::Bus;
 use crate::clerk::{Busy, Clerk, ClerkTiming, Failure, Now, Outcome, Output};
+use crate::clock::RunClock;
 use crate::framing::{self, FramedConn, Recorder};
 use crate::oserror;
 use crate::slowmo::SlowMotion;
@@ -33,6 +36,69 @@ use crate::wire::{Arrival, StepOrder, Wire, WireOut};
 pub struct ServerAddr {
     pub id: NodeId,
     pub addr: SocketAddr,
+}
+
+/// A report for a client process's control connection; `written` is told once it is in the
+/// socket.
+pub(crate) type Report = (NodeReport, Option<oneshot::Sender<()>>);
+
+/// Where a clerk's events go: straight onto the bus (a clerk inside the supervisor), or over the
+/// control connection of its `pbscope client` process, in the order made, each written before
+/// the action it describes (a writer task drains `reports` into the socket).
+#[derive(Debug)]
+pub(crate) enum Outlet {
+    Bus(Arc<Bus>),
+    Control {
+        reports: mpsc::UnboundedSender<Report>,
+        clock: RunClock,
+    },
+}
+
+impl Outlet {
+    pub(crate) fn clock(&self) -> RunClock {
+        match self {
+            Outlet::Bus(bus) => bus.clock(),
+            Outlet::Control { clock, .. } => *clock,
+        }
+    }
+
+    /// Publishes an event that happened now.
+    pub(crate) fn publish(&self, node: &str, kind: EventKind) {
+        self.publish_at(node, self.clock().now_us(), kind);
+    }
+
+    /// Publishes an event stamped `t_us` (queued for the socket, in order, for a process).
+    pub(crate) fn publish_at(&self, node: &str, t_us: u64, kind: EventKind) {
+        match self {
+            Outlet::Bus(bus) => bus.publish_at(node, t_us, kind),
+            Outlet::Control { reports, .. } => {
+                let _ = reports.send((NodeReport::Event { t_us, kind }, None));
+            }
+        }
+    }
+
+    /// Records an event and returns once it is in the log's hands (for a process: written to
+    /// the control socket, behind everything recorded before it).
+    async fn record(&self, node: &str, kind: EventKind) -> anyhow::Result<()> {
+        match self {
+            Outlet::Bus(bus) => {
+                bus.publish(node, kind);
+                Ok(())
+            }
+            Outlet::Control { reports, clock } => {
+                let (written, done) = oneshot::channel();
+                let report = NodeReport::Event {
+                    t_us: clock.now_us(),
+                    kind,
+                };
+                reports
+                    .send((report, Some(written)))
+                    .map_err(|_| anyhow::anyhow!("control connection to the supervisor closed"))?;
+                done.await
+                    .map_err(|_| anyhow::anyhow!("control connection to the supervisor closed"))
+            }
+        }
+    }
 }
 
 /// One call asked of a clerk.
@@ -58,7 +124,7 @@ struct Core {
 #[derive(Debug)]
 pub struct ClerkHandle {
     core: Arc<Mutex<Core>>,
-    bus: Arc<Bus>,
+    bus: Arc<Outlet>,
     wake: Arc<Notify>,
     /// Step mode's decisions about messages held in the clerk's inbox.
     steps: mpsc::UnboundedSender<StepOrder>,
@@ -69,7 +135,7 @@ fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
     core.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn now(bus: &Bus) -> Now {
+fn now(bus: &Outlet) -> Now {
     Now {
         at: Instant::now(),
         us: bus.clock().now_us(),
@@ -77,7 +143,7 @@ fn now(bus: &Bus) -> Now {
 }
 
 /// Publishes the machine's events at once, in order, and queues the rest for the task.
-fn carry(core: &mut Core, bus: &Bus, t_us: u64, out: Vec<Output>) {
+fn carry(core: &mut Core, bus: &Outlet, t_us: u64, out: Vec<Output>) {
     for o in out {
         match o {
             Output::Event(kind) => bus.publish_at(core.clerk.name(), t_us, kind),
@@ -139,22 +205,40 @@ impl Drop for ClerkHandle {
     }
 }
 
+/// Which clerk to start, and what it starts with.
+#[derive(Debug)]
+pub(crate) struct ClerkSetup {
+    pub id: u32,
+    /// Which process of the client lane this is (0 first): part of every request id.
+    pub incarnation: u32,
+    /// Primary first.
+    pub servers: Vec<ServerAddr>,
+    /// High bits of its message ids, unique in the run.
+    pub origin: u64,
+    pub timing: ClerkTiming,
+}
+
 /// Starts clerk `id` talking to `servers` (primary first).
-pub fn spawn(
-    id: u32,
-    servers: Vec<ServerAddr>,
-    bus: Arc<Bus>,
-    origin: u64,
+pub(crate) fn spawn(
+    setup: ClerkSetup,
+    bus: Arc<Outlet>,
     slow_motion: watch::Receiver<SlowMotion>,
     faults: watch::Receiver<Arc<FaultPlan>>,
-    timing: ClerkTiming,
 ) -> ClerkHandle {
+    let ClerkSetup {
+        id,
+        incarnation,
+        servers,
+        origin,
+        timing,
+    } = setup;
     let clerk = Clerk::new(
         id,
         servers.iter().map(|s| s.id.clone()).collect(),
         timing.clone(),
         slow_motion.borrow().clone(),
-    );
+    )
+    .with_incarnation(incarnation);
     let core = Arc::new(Mutex::new(Core {
         clerk,
         io: VecDeque::new(),
@@ -215,7 +299,7 @@ struct Runtime {
     /// delivery does not take the machine's lock to read them.
     name: NodeId,
     servers: Vec<NodeId>,
-    bus: Arc<Bus>,
+    bus: Arc<Outlet>,
     wake: Arc<Notify>,
     addrs: Vec<SocketAddr>,
     conns: Vec<Option<Conn>>,
@@ -236,16 +320,15 @@ struct Runtime {
     connect_timeout: Duration,
 }
 
-/// The clerk's events go straight onto the bus.
+/// The clerk's sends are recorded where its events go ([`Outlet`]) before they are written.
 struct BusRecorder<'a> {
-    bus: &'a Bus,
+    bus: &'a Outlet,
     name: &'a str,
 }
 
 impl Recorder for BusRecorder<'_> {
     async fn record(&mut self, kind: EventKind) -> anyhow::Result<()> {
-        self.bus.publish(self.name, kind);
-        Ok(())
+        self.bus.record(self.name, kind).await
     }
 }
 

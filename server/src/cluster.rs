@@ -1,10 +1,14 @@
-//! The supervisor: spawns the server processes, reads their event streams, kills them on
-//! command, and owns the clerks.
+//! The supervisor: spawns the server and client processes, reads their event streams, kills,
+//! stops, resumes and restarts them on command.
 //!
 //! It is the observer and the fault controller, never a router: lock-service traffic goes from
-//! clerk to server and server to server over their own TCP connections. Each server process is
-//! spawned with `kill_on_drop` and a parent-death signal, and exits when its control connection
-//! closes, so no node outlives the supervisor however it ends.
+//! clerk to server and server to server over their own TCP connections. Each process (`pbscope
+//! node`, `pbscope client`) is spawned with `kill_on_drop` and a parent-death signal, and exits
+//! when its control connection closes, so none outlives the supervisor however it ends.
+//!
+//! A client process reports its events like a node; the supervisor only keeps track of its call
+//! in progress, so that `client_busy` is answered at once and exactly, and so that a client that
+//! dies mid-call (`crash_client`, `reset`) ends its call with `op_failed`.
 
 use std::collections::HashSet;
 use std::collections::{BTreeMap, HashMap};
@@ -21,8 +25,9 @@ use futures_util::{SinkExt, StreamExt};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use shared::{
-    client_node, CrashCause, Cut, Endpoint, ErrorCode, EventKind, FaultPlan, LinkRule, MsgId,
-    NodeControl, NodeId, NodeRef, NodeReport, Op, Probability, Role, StepAction, ANY, SUPERVISOR,
+    client_node, CrashCause, CrashPoint, Cut, Endpoint, ErrorCode, EventKind, FaultPlan, LinkRule,
+    MsgId, NodeControl, NodeId, NodeRef, NodeReport, Op, Probability, RequestId, Role, StepAction,
+    ANY, SUPERVISOR,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
@@ -30,7 +35,7 @@ use tokio::time::Instant;
 
 use crate::bus::Bus;
 use crate::clerk::{Busy, ClerkTiming};
-use crate::clerk_runtime::{self, Call, ClerkHandle, ServerAddr};
+use crate::clerk_runtime::{self, Call, ClerkHandle, ClerkSetup, Outlet, ServerAddr};
 use crate::framing::{self, FramedConn};
 use crate::oserror::AcceptPause;
 use crate::slowmo::SlowMotion;
@@ -46,6 +51,9 @@ pub struct ClusterConfig {
     pub max_client: u32,
     /// Most distinct lock names one cluster generation takes.
     pub max_locks: usize,
+    /// Run the clerks inside this process (the load generator's many clerks) instead of one
+    /// `pbscope client` process each (`serve`: a client crash is a real SIGKILL).
+    pub clerks_in_process: bool,
 }
 
 /// Distinct lock names a generation takes unless configured otherwise: far beyond what a person
@@ -70,6 +78,13 @@ pub enum ClusterError {
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
+    NotPaused(String),
+    #[error("{0}")]
+    NodeAlive(String),
+    #[error("{0}")]
+    NodePaused(String),
+    /// A field (or a node name) this command can't take (say `"*"` where one server is needed).
+    #[error("{0}")]
     BadField(String),
     #[error("{0}")]
     UnknownMessage(String),
@@ -86,6 +101,9 @@ impl ClusterError {
             ClusterError::TooManyLocks(_) => ErrorCode::TooManyLocks,
             ClusterError::BadClient(..) => ErrorCode::BadField,
             ClusterError::Unavailable(_) => ErrorCode::Unavailable,
+            ClusterError::NotPaused(_) => ErrorCode::NotPaused,
+            ClusterError::NodeAlive(_) => ErrorCode::NodeAlive,
+            ClusterError::NodePaused(_) => ErrorCode::NodePaused,
             ClusterError::BadField(_) => ErrorCode::BadField,
             ClusterError::UnknownMessage(_) => ErrorCode::UnknownMessage,
             ClusterError::NotStepping(_) => ErrorCode::NotStepping,
@@ -97,7 +115,7 @@ impl ClusterError {
 /// A node that dies first drops the sender.
 type ControlDone = oneshot::Sender<Result<(), String>>;
 
-/// A control command for a node, with who to tell once it took effect.
+/// A control command for a process, with who to tell once it took effect.
 type ControlSend = (NodeControl, Option<ControlDone>);
 
 /// How long a fault-plan change waits for each process to confirm it. A stopped (paused)
@@ -111,9 +129,17 @@ const STEP_WAIT: Duration = Duration::from_secs(5);
 /// `crashed` once every event the process reported before it died has been published.
 type KillCause = Arc<StdMutex<Option<(CrashCause, u64)>>>;
 
-/// A running server process as the supervisor holds it.
+/// SIGKILLs `pid`, remembering why (the first cause given wins) for its `crashed` event.
+fn sigkill(pid: u32, kill_cause: &KillCause, cause: CrashCause, t_us: u64) {
+    if let Ok(mut c) = kill_cause.lock() {
+        c.get_or_insert((cause, t_us));
+    }
+    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+}
+
+/// A running process (server or client) as the supervisor holds it.
 #[derive(Debug)]
-struct ServerProc {
+struct Proc {
     pid: u32,
     ctrl: mpsc::UnboundedSender<ControlSend>,
     kill_cause: KillCause,
@@ -121,13 +147,14 @@ struct ServerProc {
     exited: watch::Receiver<bool>,
 }
 
-impl ServerProc {
+impl Proc {
     /// SIGKILLs the process, remembering why for its `crashed` event.
     fn kill(&self, cause: CrashCause, t_us: u64) {
-        if let Ok(mut c) = self.kill_cause.lock() {
-            c.get_or_insert((cause, t_us));
-        }
-        let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
+        sigkill(self.pid, &self.kill_cause, cause, t_us);
+    }
+
+    fn is_exited(&self) -> bool {
+        *self.exited.borrow()
     }
 
     async fn wait_exited(&self, within: Duration) -> bool {
@@ -137,14 +164,129 @@ impl ServerProc {
             .is_ok();
         reaped
     }
+
+    /// Sends a control command and waits (at most `within`) until the process applied it.
+    /// False if it did not: it died, refused, or did not answer in time.
+    async fn control(&self, cmd: NodeControl, within: Duration) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self.ctrl.send((cmd, Some(tx))).is_err() {
+            return false;
+        }
+        matches!(tokio::time::timeout(within, rx).await, Ok(Ok(Ok(()))))
+    }
+}
+
+/// How a server is started, so a restart starts it the same way: its first role, its port
+/// (the same one again: clerks and the primary know it by that address) and its backup.
+#[derive(Debug, Clone)]
+struct ServerSpec {
+    role: Role,
+    port: u16,
+    backup: Option<String>,
+}
+
+/// A server of this generation: how it is started and its current (or last) process.
+#[derive(Debug)]
+struct ServerSlot {
+    spec: ServerSpec,
+    proc_: Proc,
+    /// Stopped by `pause` (SIGSTOP) and not resumed since.
+    paused: bool,
+}
+
+impl ServerSlot {
+    /// A server just started: running, not paused.
+    fn running(spec: ServerSpec, proc_: Proc) -> Self {
+        Self {
+            spec,
+            proc_,
+            paused: false,
+        }
+    }
+}
+
+/// The call a client process has in progress, as the supervisor tracks it: `client_busy` is
+/// answered from here at once, and a process that dies with it ends it with `op_failed`.
+#[derive(Debug)]
+struct ClientCall {
+    op: Op,
+    lock: String,
+    tag: Option<String>,
+    /// Known once the process reported the call's `op_invoked`.
+    req: Option<RequestId>,
+    done: Option<oneshot::Sender<Option<bool>>>,
+}
+
+/// What the supervisor and a client process's watcher share.
+#[derive(Debug, Default)]
+struct ClientShared {
+    call: StdMutex<Option<ClientCall>>,
+    /// Why a call in progress ends if the process dies (set before the supervisor kills it).
+    end_reason: StdMutex<Option<String>>,
+}
+
+impl ClientShared {
+    fn call(&self) -> std::sync::MutexGuard<'_, Option<ClientCall>> {
+        self.call.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_end_reason(&self, reason: &str) {
+        *self.end_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_owned());
+    }
+
+    /// Follows the process's reports (before they are published): the call's id once it is
+    /// invoked, its end once it is answered or given up (the client is free again at once).
+    fn observe(&self, kind: &EventKind) {
+        let ended = match kind {
+            EventKind::OpInvoked { req, .. } => {
+                if let Some(call) = self.call().as_mut() {
+                    call.req = Some(*req);
+                }
+                return;
+            }
+            EventKind::OpCompleted { req, ok, .. } => (*req, Some(*ok)),
+            EventKind::OpFailed { req, .. } => (*req, None),
+            _ => return,
+        };
+        let mut call = self.call();
+        if call.as_ref().is_some_and(|c| c.req == Some(ended.0)) {
+            if let Some(done) = call.take().and_then(|c| c.done) {
+                let _ = done.send(ended.1);
+            }
+        }
+    }
+}
+
+/// A client process as the supervisor holds it.
+#[derive(Debug)]
+struct ClientProc {
+    proc_: Proc,
+    shared: Arc<ClientShared>,
+}
+
+/// A client lane: its current (or last) process, and how many it started (the next one's
+/// incarnation).
+#[derive(Debug, Default)]
+struct ClientSlot {
+    started: u32,
+    proc_: Option<ClientProc>,
+}
+
+impl ClientSlot {
+    fn live(&self) -> Option<&ClientProc> {
+        self.proc_.as_ref().filter(|p| !p.proc_.is_exited())
+    }
 }
 
 /// One generation of the cluster: the servers and clerks that a `reset` replaces.
 #[derive(Debug, Default)]
 struct Generation {
     number: u64,
-    servers: BTreeMap<String, ServerProc>,
+    servers: BTreeMap<String, ServerSlot>,
     addrs: Vec<ServerAddr>,
+    /// Client processes (`pbscope serve`).
+    clients: HashMap<u32, ClientSlot>,
+    /// Clerks inside this process (`pbscope bench`'s load generator).
     clerks: HashMap<u32, ClerkHandle>,
     /// Lock names used in this generation (bounded by `max_locks`).
     locks: HashSet<String>,
@@ -173,6 +315,37 @@ pub struct Cluster {
 
 /// The servers of a cluster: id and initial role, primary first.
 const SERVERS: [(&str, Role); 2] = [("s1", Role::Primary), ("s2", Role::Backup)];
+
+/// How long a process has to apply a control command (slow motion, a call) before the
+/// supervisor goes on without it.
+const CONTROL_WAIT: Duration = Duration::from_secs(5);
+
+/// Why a call in progress ended when its client's process was killed, by cause.
+const CLIENT_CRASHED: &str = "client crashed: its effect is unknown";
+const RESET_REASON: &str = "the cluster was reset while the call was in progress";
+const SHUTDOWN_REASON: &str = "pbscope was shut down while the call was in progress";
+
+/// A process the supervisor is starting: what it is, for its command line and its watcher.
+enum Starting<'a> {
+    Server {
+        id: &'a str,
+        spec: &'a ServerSpec,
+    },
+    Client {
+        id: u32,
+        incarnation: u32,
+        servers: &'a [ServerAddr],
+    },
+}
+
+impl Starting<'_> {
+    fn name(&self) -> String {
+        match self {
+            Starting::Server { id, .. } => (*id).to_owned(),
+            Starting::Client { id, .. } => shared::client_node(*id).to_string(),
+        }
+    }
+}
 
 impl Cluster {
     /// Opens the control listener and starts the first generation.
@@ -228,28 +401,38 @@ impl Cluster {
         origin
     }
 
+    fn ticket(&self) -> u64 {
+        self.next_ticket.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Starts the servers of a generation. All or nothing: if one fails to start, the ones
     /// already started are killed (and reaped) and the generation has no servers.
     async fn start_servers(&self, gen: &mut Generation) -> anyhow::Result<()> {
         gen.addrs.clear();
         gen.servers.clear();
         // The backup first, so the primary starts knowing where to forward.
-        let mut started: Vec<(String, ServerProc, u16)> = Vec::new();
+        let mut started: Vec<(String, ServerSpec, Proc)> = Vec::new();
         let mut backup = None;
         for (id, role) in SERVERS.iter().rev() {
-            match self.spawn_server(id, *role, backup.clone()).await {
-                Ok(s) => {
+            let mut spec = ServerSpec {
+                role: *role,
+                port: 0,
+                backup: backup.clone(),
+            };
+            match self.spawn_server(id, &spec).await {
+                Ok((proc_, port)) => {
+                    spec.port = port;
                     if *role == Role::Backup {
-                        backup = Some(format!("{id}=127.0.0.1:{}", s.2));
+                        backup = Some(format!("{id}=127.0.0.1:{port}"));
                     }
-                    started.push(s);
+                    started.push((id.to_string(), spec, proc_));
                 }
                 Err(e) => {
                     let t = self.bus.clock().now_us();
-                    for (_, p, _) in &started {
+                    for (_, _, p) in &started {
                         p.kill(CrashCause::Reset, t);
                     }
-                    for (_, p, _) in &started {
+                    for (_, _, p) in &started {
                         p.wait_exited(Duration::from_secs(5)).await;
                     }
                     return Err(e);
@@ -257,51 +440,97 @@ impl Cluster {
             }
         }
         started.reverse();
-        for (id, proc_, port) in started {
+        for (id, spec, proc_) in started {
             gen.addrs.push(ServerAddr {
                 id: id.as_str().into(),
-                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                addr: SocketAddr::from(([127, 0, 0, 1], spec.port)),
             });
-            gen.servers.insert(id, proc_);
+            gen.servers.insert(id, ServerSlot::running(spec, proc_));
         }
         Ok(())
     }
 
     /// Spawns one `pbscope node` process and waits until it is listening.
-    async fn spawn_server(
+    async fn spawn_server(&self, id: &str, spec: &ServerSpec) -> anyhow::Result<(Proc, u16)> {
+        let (proc_, report, _) = self.spawn(Starting::Server { id, spec }).await?;
+        let NodeReport::Ready { port, .. } = report else {
+            unreachable!("spawn returns the ready report")
+        };
+        Ok((proc_, port))
+    }
+
+    /// Spawns a process (`pbscope node` or `pbscope client`), waits for its `ready`, publishes
+    /// its start and sets a watcher on its reports.
+    async fn spawn(
         &self,
-        id: &str,
-        role: Role,
-        backup: Option<String>,
-    ) -> anyhow::Result<(String, ServerProc, u16)> {
+        what: Starting<'_>,
+    ) -> anyhow::Result<(Proc, NodeReport, Option<Arc<ClientShared>>)> {
+        let name = what.name();
         let token = random_u64();
         let (ready_tx, ready_rx) = oneshot::channel();
         self.lock_waiters().insert(token, ready_tx);
         let origin = self.origin();
         let mut cmd = tokio::process::Command::new(&self.cfg.node_exe);
-        cmd.arg("node");
-        if let Some(b) = backup {
-            cmd.args(["--backup", &b]);
+        match &what {
+            Starting::Server { id, spec } => {
+                cmd.arg("node");
+                if let Some(b) = &spec.backup {
+                    cmd.args(["--backup", b]);
+                }
+                cmd.args(["--id", id])
+                    .args(["--role", role_name(spec.role)])
+                    .args(["--port", &spec.port.to_string()])
+                    .args(["--slow-motion-ms", &self.slow_motion_ms().to_string()]);
+            }
+            Starting::Client {
+                id,
+                incarnation,
+                servers,
+            } => {
+                let t = &self.cfg.clerk_timing;
+                let ages: Vec<String> = self
+                    .slow_motion
+                    .borrow()
+                    .to_ages(tokio::time::Instant::now())
+                    .iter()
+                    .map(|(ago, delay)| format!("{}:{}", ago.as_micros(), delay.as_millis()))
+                    .collect();
+                cmd.arg("client")
+                    .args(["--client", &id.to_string()])
+                    .args(["--incarnation", &incarnation.to_string()])
+                    .args(["--slow-motion", &ages.join(",")])
+                    .args(["--reply-timeout-ms", &ms(t.reply_timeout)])
+                    .args(["--connect-timeout-ms", &ms(t.connect_timeout)])
+                    .args(["--give-up-ms", &ms(t.give_up_after)])
+                    .args(["--retry-pause-ms", &ms(t.retry_pause)]);
+                for s in *servers {
+                    cmd.args(["--server", &format!("{}={}", s.id, s.addr)]);
+                }
+            }
         }
-        let mut child = cmd
-            .args(["--id", id])
-            .args(["--role", role_name(role)])
+        let spawned = cmd
             .args(["--control", &self.control_addr.to_string()])
             .args(["--token", &token.to_string()])
             .args(["--epoch-ns", &self.bus.clock().epoch_ns().to_string()])
             .args(["--origin", &origin.to_string()])
             .args(["--parent-pid", &std::process::id().to_string()])
-            .args(["--slow-motion-ms", &self.slow_motion_ms().to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .with_context(|| format!("spawning {} node {id}", self.cfg.node_exe.display()))?;
+            .with_context(|| format!("spawning {} for {name}", self.cfg.node_exe.display()));
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                self.lock_waiters().remove(&token);
+                return Err(e);
+            }
+        };
         let ready = tokio::select! {
             r = tokio::time::timeout(Duration::from_secs(10), ready_rx) => r,
             status = child.wait() => {
                 self.lock_waiters().remove(&token);
-                return Err(anyhow!("node {id} exited before it was ready ({status:?})"));
+                return Err(anyhow!("{name} exited before it was ready ({status:?})"));
             }
         };
         let (report, conn) = match ready {
@@ -310,16 +539,37 @@ impl Cluster {
                 self.lock_waiters().remove(&token);
                 let _ = child.start_kill();
                 let _ = child.wait().await;
-                return Err(anyhow!("node {id} did not report ready within 10 s"));
+                return Err(anyhow!("{name} did not report ready within 10 s"));
             }
         };
         let NodeReport::Ready { pid, port, .. } = report else {
             let _ = child.start_kill();
             let _ = child.wait().await;
-            return Err(anyhow!("node {id} sent something else than ready first"));
+            return Err(anyhow!("{name} sent something else than ready first"));
         };
-        self.bus
-            .publish(id, EventKind::ProcessStarted { pid, role, port });
+        let client = match &what {
+            Starting::Server { spec, .. } => {
+                self.bus.publish(
+                    &name,
+                    EventKind::ProcessStarted {
+                        pid,
+                        role: spec.role,
+                        port,
+                    },
+                );
+                None
+            }
+            Starting::Client { incarnation, .. } => {
+                self.bus.publish(
+                    &name,
+                    EventKind::ClientStarted {
+                        pid,
+                        incarnation: *incarnation,
+                    },
+                );
+                Some(Arc::new(ClientShared::default()))
+            }
+        };
         let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel();
         // The plan in force before anything can reach the process: nobody sends to it before
         // this returns.
@@ -331,11 +581,13 @@ impl Cluster {
         let kill_cause = KillCause::default();
         tokio::spawn(watch_node(
             NodeWatch {
-                id: id.to_owned(),
+                id: name,
                 pid,
                 bus: self.bus.clone(),
                 kill_cause: kill_cause.clone(),
                 exited: exited_tx,
+                exited_rx: exited_rx.clone(),
+                client: client.clone(),
             },
             child,
             conn,
@@ -345,18 +597,15 @@ impl Cluster {
             tokio::time::timeout(FAULTS_WAIT, plan_rx).await,
             Ok(Ok(Ok(())))
         ) {
-            tracing::warn!("{id} did not confirm the fault plan in time");
+            tracing::warn!("{} did not confirm the fault plan in time", what.name());
         }
-        Ok((
-            id.to_owned(),
-            ServerProc {
-                pid,
-                ctrl: ctrl_tx,
-                kill_cause,
-                exited: exited_rx,
-            },
-            port,
-        ))
+        let proc_ = Proc {
+            pid,
+            ctrl: ctrl_tx,
+            kill_cause,
+            exited: exited_rx,
+        };
+        Ok((proc_, report, client))
     }
 
     fn lock_waiters(
@@ -365,12 +614,14 @@ impl Cluster {
         self.waiting_ready.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The ids of this generation's servers, for error messages.
+    fn server_names(gen: &Generation) -> String {
+        let known: Vec<&str> = gen.servers.keys().map(String::as_str).collect();
+        known.join(", ")
+    }
+
     /// Resolves a stable id or a role to a live server of this generation.
-    fn resolve<'g>(
-        &self,
-        gen: &'g Generation,
-        node: &NodeRef,
-    ) -> Result<(NodeId, &'g ServerProc), ClusterError> {
+    fn resolve(&self, gen: &Generation, node: &NodeRef) -> Result<String, ClusterError> {
         let id = match node {
             NodeRef::Role(role) => self
                 .bus
@@ -378,57 +629,341 @@ impl Cluster {
                 .ok_or_else(|| ClusterError::NodeDead(format!("no live server is {node} now")))?,
             NodeRef::Server(id) if gen.servers.contains_key(id.as_str()) => id.clone(),
             NodeRef::All => {
-                return Err(ClusterError::Unavailable(
-                    "\"*\" (every server) is not supported by this command yet".into(),
+                return Err(ClusterError::BadField(
+                    "\"*\" (every server) can't be used here: name one server".into(),
                 ))
             }
             NodeRef::Server(other) => {
-                let known: Vec<&str> = gen.servers.keys().map(String::as_str).collect();
                 return Err(ClusterError::UnknownNode(
                     other.to_string(),
-                    known.join(", "),
+                    Self::server_names(gen),
                 ));
             }
         };
-        if !self.bus.view(|v| v.is_alive(&id)) {
-            return Err(ClusterError::NodeDead(format!("{id} is already dead")));
-        }
         // The picture and the generation can disagree for a moment (a reset that failed half
         // way): only a process this generation holds can be acted on.
-        let proc_ = gen.servers.get(id.as_str()).ok_or_else(|| {
+        let slot = gen.servers.get(id.as_str()).ok_or_else(|| {
             ClusterError::NodeDead(format!("{id} is not running in this cluster"))
         })?;
-        Ok((id, proc_))
+        if !self.bus.view(|v| v.is_alive(&id)) || slot.proc_.is_exited() {
+            return Err(ClusterError::NodeDead(format!("{id} is already dead")));
+        }
+        Ok(id.to_string())
     }
 
-    /// SIGKILLs a server and waits until it is reaped and its `crashed` is published (after
-    /// everything it reported before it died). Returns what was done.
-    pub async fn crash(&self, node: &NodeRef) -> Result<String, ClusterError> {
-        let gen = self.gen.lock().await;
-        let (id, proc_) = self.resolve(&gen, node)?;
-        proc_.kill(CrashCause::Command, self.bus.clock().now_us());
-        if !proc_.wait_exited(Duration::from_secs(5)).await {
-            return Err(ClusterError::Unavailable(format!(
-                "{id} (pid {}) did not exit after SIGKILL",
-                proc_.pid
+    /// The live servers a command names: one (by id or role), or every live one for `"*"`.
+    fn resolve_many(&self, gen: &Generation, node: &NodeRef) -> Result<Vec<String>, ClusterError> {
+        if *node != NodeRef::All {
+            return Ok(vec![self.resolve(gen, node)?]);
+        }
+        let live: Vec<String> = gen
+            .servers
+            .iter()
+            .filter(|(id, s)| !s.proc_.is_exited() && self.bus.view(|v| v.is_alive(id)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        if live.is_empty() {
+            return Err(ClusterError::NodeDead("every server is dead".into()));
+        }
+        Ok(live)
+    }
+
+    /// A live server that is not paused (commands that need it to run refuse a paused one).
+    fn resolve_running(&self, gen: &Generation, node: &NodeRef) -> Result<String, ClusterError> {
+        let id = self.resolve(gen, node)?;
+        if gen.servers.get(&id).is_some_and(|s| s.paused) {
+            return Err(ClusterError::NodePaused(format!(
+                "{id} is paused (it runs nothing, so it can't be armed or go silent); resume it first"
             )));
         }
+        Ok(id)
+    }
+
+    /// SIGKILLs a server (or every live server at once, `"*"`) and waits until each is reaped
+    /// and its `crashed` is published (after everything it reported before it died).
+    pub async fn crash(&self, node: &NodeRef) -> Result<String, ClusterError> {
+        let mut gen = self.gen.lock().await;
+        let ids = self.resolve_many(&gen, node)?;
+        let t = self.bus.clock().now_us();
+        for id in &ids {
+            if let Some(s) = gen.servers.get_mut(id) {
+                // SIGKILL ends a stopped process too.
+                s.proc_.kill(CrashCause::Command, t);
+                s.paused = false;
+            }
+        }
+        let waits = ids.iter().filter_map(|id| {
+            let s = gen.servers.get(id)?;
+            Some(async move {
+                (
+                    id,
+                    s.proc_.pid,
+                    s.proc_.wait_exited(Duration::from_secs(5)).await,
+                )
+            })
+        });
+        let mut done = Vec::new();
+        for (id, pid, exited) in futures_util::future::join_all(waits).await {
+            if !exited {
+                return Err(ClusterError::Unavailable(format!(
+                    "{id} (pid {pid}) did not exit after SIGKILL"
+                )));
+            }
+            done.push(format!("{id} (pid {pid})"));
+        }
+        Ok(format!("SIGKILL sent to {}; gone", done.join(", ")))
+    }
+
+    /// `crash` with `dying_ms`: the server (or every live one) goes silent now and is killed
+    /// `dying_ms` later (its watcher kills it when it reports `dying`).
+    pub async fn crash_dying(&self, node: &NodeRef, dying_ms: u64) -> Result<String, ClusterError> {
+        let gen = self.gen.lock().await;
+        let ids = if *node == NodeRef::All {
+            self.resolve_many(&gen, node)?
+        } else {
+            vec![self.resolve(&gen, node)?]
+        };
+        for id in &ids {
+            if gen.servers.get(id).is_some_and(|s| s.paused) {
+                return Err(ClusterError::NodePaused(format!(
+                    "{id} is paused: it can't go silent by itself; resume it first, or crash it without dying_ms"
+                )));
+            }
+        }
+        for id in &ids {
+            if let Some(s) = gen.servers.get(id) {
+                let _ = s.proc_.ctrl.send((
+                    NodeControl::GoSilent {
+                        dies_in_ms: dying_ms,
+                    },
+                    None,
+                ));
+            }
+        }
         Ok(format!(
-            "SIGKILL sent to {id} (pid {}); it is gone",
-            proc_.pid
+            "{} go{} silent now and {} killed in {dying_ms} ms",
+            ids.join(", "),
+            if ids.len() == 1 { "es" } else { "" },
+            if ids.len() == 1 { "is" } else { "are" }
         ))
     }
 
     /// Arms `crash_before_reply` on a server.
     pub async fn crash_before_reply(&self, node: &NodeRef) -> Result<String, ClusterError> {
         let gen = self.gen.lock().await;
-        let (id, proc_) = self.resolve(&gen, node)?;
-        proc_
-            .ctrl
-            .send((NodeControl::ArmCrashBeforeReply, None))
-            .map_err(|_| ClusterError::NodeDead(format!("{id} is exiting")))?;
+        let id = self.resolve_running(&gen, node)?;
+        self.send_control(&gen, &id, NodeControl::ArmCrashBeforeReply)?;
         Ok(format!(
             "{id} will execute its next client request and die before replying"
+        ))
+    }
+
+    /// Arms a crash at `point` of the next operation that reaches the server there. A point of
+    /// the other role is armed too: it fires if the server comes to play that role.
+    pub async fn crash_at(
+        &self,
+        node: &NodeRef,
+        point: CrashPoint,
+        dying_ms: Option<u64>,
+    ) -> Result<String, ClusterError> {
+        let gen = self.gen.lock().await;
+        let id = self.resolve_running(&gen, node)?;
+        self.send_control(&gen, &id, NodeControl::ArmCrash { point, dying_ms })?;
+        let how = match dying_ms {
+            Some(ms) => format!("go silent and die {ms} ms later"),
+            None => "die".to_owned(),
+        };
+        Ok(format!(
+            "{id} will {how} at {} of its next operation",
+            point.name()
+        ))
+    }
+
+    fn send_control(
+        &self,
+        gen: &Generation,
+        id: &str,
+        cmd: NodeControl,
+    ) -> Result<(), ClusterError> {
+        gen.servers
+            .get(id)
+            .and_then(|s| s.proc_.ctrl.send((cmd, None)).ok())
+            .ok_or_else(|| ClusterError::NodeDead(format!("{id} is exiting")))
+    }
+
+    /// SIGSTOPs a server (or every live one, `"*"`): alive, running nothing.
+    pub async fn pause(&self, node: &NodeRef) -> Result<String, ClusterError> {
+        let mut gen = self.gen.lock().await;
+        let ids = self.resolve_many(&gen, node)?;
+        let ids: Vec<String> = ids
+            .into_iter()
+            .filter(|id| gen.servers.get(id).is_some_and(|s| !s.paused))
+            .collect();
+        let done = self.stop_or_continue(&mut gen, ids, true)?;
+        if done.is_empty() {
+            return Ok("already paused".to_owned());
+        }
+        Ok(format!("SIGSTOP sent to {}", done.join(", ")))
+    }
+
+    /// SIGCONTs a paused server (or every paused one, `"*"`). Control commands it missed while
+    /// stopped (slow motion) are waiting in its socket: it applies them now.
+    pub async fn resume(&self, node: &NodeRef) -> Result<String, ClusterError> {
+        let mut gen = self.gen.lock().await;
+        let ids: Vec<String> = match node {
+            NodeRef::All => gen
+                .servers
+                .iter()
+                .filter(|(_, s)| s.paused && !s.proc_.is_exited())
+                .map(|(id, _)| id.clone())
+                .collect(),
+            one => {
+                let id = self.resolve(&gen, one)?;
+                if !gen.servers.get(&id).is_some_and(|s| s.paused) {
+                    return Err(ClusterError::NotPaused(format!("{id} is not paused")));
+                }
+                vec![id]
+            }
+        };
+        if ids.is_empty() {
+            return Err(ClusterError::NotPaused("no server is paused".into()));
+        }
+        let done = self.stop_or_continue(&mut gen, ids, false)?;
+        Ok(format!("SIGCONT sent to {}", done.join(", ")))
+    }
+
+    /// SIGSTOPs (`stop`) or SIGCONTs the servers `ids` and publishes `paused` or `resumed` for
+    /// each; returns them as "s1 (pid 42)".
+    fn stop_or_continue(
+        &self,
+        gen: &mut Generation,
+        ids: Vec<String>,
+        stop: bool,
+    ) -> Result<Vec<String>, ClusterError> {
+        let mut done = Vec::new();
+        for id in ids {
+            let Some(s) = gen.servers.get_mut(&id) else {
+                continue;
+            };
+            let pid = s.proc_.pid;
+            let (signal, event) = if stop {
+                (Signal::SIGSTOP, EventKind::Paused { pid })
+            } else {
+                (Signal::SIGCONT, EventKind::Resumed { pid })
+            };
+            kill(Pid::from_raw(pid as i32), signal).map_err(|e| {
+                ClusterError::Unavailable(format!("{signal} to {id} (pid {pid}): {e}"))
+            })?;
+            s.paused = stop;
+            self.bus.publish(&id, event);
+            done.push(format!("{id} (pid {pid})"));
+        }
+        Ok(done)
+    }
+
+    /// Starts a fresh process for a dead server (or every dead one, `"*"`): same port, first
+    /// role, first backup address, empty lock table (Lab 1 has no recovery).
+    pub async fn restart(&self, node: &NodeRef) -> Result<String, ClusterError> {
+        let mut gen = self.gen.lock().await;
+        if gen.servers.is_empty() {
+            return Err(ClusterError::Unavailable(
+                "the cluster is not running".into(),
+            ));
+        }
+        let dead = |gen: &Generation, id: &str| {
+            gen.servers
+                .get(id)
+                .is_some_and(|s| s.proc_.is_exited() || !self.bus.view(|v| v.is_alive(id)))
+        };
+        let ids: Vec<String> = match node {
+            NodeRef::All => {
+                let ids: Vec<String> = gen
+                    .servers
+                    .keys()
+                    .filter(|id| dead(&gen, id))
+                    .cloned()
+                    .collect();
+                if ids.is_empty() {
+                    return Err(ClusterError::NodeAlive("every server is alive".into()));
+                }
+                ids
+            }
+            NodeRef::Role(role) => {
+                return Err(match self.bus.view(|v| v.holder_of(*role)) {
+                    Some(id) => ClusterError::NodeAlive(format!("{id}, the {node}, is alive")),
+                    None => ClusterError::NodeDead(format!(
+                        "no live server is {node}; name the dead server to restart ({})",
+                        Self::server_names(&gen)
+                    )),
+                });
+            }
+            NodeRef::Server(id) => {
+                if !gen.servers.contains_key(id.as_str()) {
+                    return Err(ClusterError::UnknownNode(
+                        id.to_string(),
+                        Self::server_names(&gen),
+                    ));
+                }
+                if !dead(&gen, id) {
+                    return Err(ClusterError::NodeAlive(format!(
+                        "{id} is alive; only a dead server can be restarted"
+                    )));
+                }
+                vec![id.to_string()]
+            }
+        };
+        let mut done = Vec::new();
+        for id in ids {
+            let Some(spec) = gen.servers.get(&id).map(|s| s.spec.clone()) else {
+                continue;
+            };
+            // The old process is gone: its reports are all published before the new one's.
+            if let Some(s) = gen.servers.get(&id) {
+                s.proc_.wait_exited(Duration::from_secs(5)).await;
+            }
+            let (proc_, _) = self.spawn_server(&id, &spec).await.map_err(|e| {
+                ClusterError::Unavailable(format!(
+                    "{id} did not restart on port {}: {e:#}",
+                    spec.port
+                ))
+            })?;
+            done.push(format!("{id} (pid {}, port {})", proc_.pid, spec.port));
+            gen.servers.insert(id, ServerSlot::running(spec, proc_));
+        }
+        Ok(format!(
+            "restarted {}, empty, in its first role",
+            done.join(", ")
+        ))
+    }
+
+    /// SIGKILLs client `client`'s process. Its call in progress ends with `op_failed` (published
+    /// after the process's last report); its next call starts a new process, a new identity.
+    pub async fn crash_client(&self, client: u32) -> Result<String, ClusterError> {
+        if client > self.cfg.max_client {
+            return Err(ClusterError::BadClient(client, self.cfg.max_client));
+        }
+        let gen = self.gen.lock().await;
+        if self.cfg.clerks_in_process {
+            return Err(ClusterError::Unavailable(
+                "this cluster's clerks run inside the supervisor (a load generator): no client process to kill".into(),
+            ));
+        }
+        let Some(c) = gen.clients.get(&client).and_then(ClientSlot::live) else {
+            return Err(ClusterError::NodeDead(format!(
+                "client {client} has no live process (one starts with its next lock or unlock)"
+            )));
+        };
+        c.shared.set_end_reason(CLIENT_CRASHED);
+        c.proc_.kill(CrashCause::Command, self.bus.clock().now_us());
+        if !c.proc_.wait_exited(Duration::from_secs(5)).await {
+            return Err(ClusterError::Unavailable(format!(
+                "c{client} (pid {}) did not exit after SIGKILL",
+                c.proc_.pid
+            )));
+        }
+        Ok(format!(
+            "SIGKILL sent to c{client} (pid {}); it is gone",
+            c.proc_.pid
         ))
     }
 
@@ -442,12 +977,8 @@ impl Cluster {
             ..FaultPlan::default()
         };
         self.publish_plan_locally(&healed);
-        for clerk in gen.clerks.values() {
-            clerk.abandon("the cluster was reset while the call was in progress");
-        }
-        gen.clerks.clear();
+        self.stop_all(&mut gen, RESET_REASON).await;
         gen.locks.clear();
-        self.stop_servers(&mut gen, CrashCause::Reset).await;
         gen.number += 1;
         self.bus.cluster_reset(gen.number);
         let delay = self.slow_motion_ms();
@@ -471,7 +1002,7 @@ impl Cluster {
         let pids: Vec<String> = gen
             .servers
             .iter()
-            .map(|(id, p)| format!("{id} pid {}", p.pid))
+            .map(|(id, s)| format!("{id} pid {}", s.proc_.pid))
             .collect();
         Ok(format!(
             "cluster generation {} started ({})",
@@ -480,54 +1011,73 @@ impl Cluster {
         ))
     }
 
-    async fn stop_servers(&self, gen: &mut Generation, cause: CrashCause) {
+    /// Kills every client and server process of the generation at once and waits for them;
+    /// calls in progress end with `op_failed` saying `reason`.
+    async fn stop_all(&self, gen: &mut Generation, reason: &str) {
+        for clerk in gen.clerks.values() {
+            clerk.abandon(reason);
+        }
+        gen.clerks.clear();
         let t = self.bus.clock().now_us();
-        for p in gen.servers.values() {
-            if !*p.exited.borrow() {
-                p.kill(cause, t);
+        let mut procs: Vec<&Proc> = Vec::new();
+        for c in gen.clients.values().filter_map(|c| c.proc_.as_ref()) {
+            c.shared.set_end_reason(reason);
+            procs.push(&c.proc_);
+        }
+        procs.extend(gen.servers.values().map(|s| &s.proc_));
+        for p in &procs {
+            if !p.is_exited() {
+                p.kill(CrashCause::Reset, t);
             }
         }
-        for p in gen.servers.values() {
-            p.wait_exited(Duration::from_secs(5)).await;
-        }
+        futures_util::future::join_all(procs.iter().map(|p| p.wait_exited(Duration::from_secs(5))))
+            .await;
+        gen.clients.clear();
         gen.servers.clear();
         gen.addrs.clear();
     }
 
-    /// Kills every node and waits for them: the supervisor's last act.
+    /// Kills every process and waits for them: the supervisor's last act.
     pub async fn shutdown(&self) {
         let mut gen = self.gen.lock().await;
-        for clerk in gen.clerks.values() {
-            clerk.abandon("pbscope was shut down while the call was in progress");
-        }
-        gen.clerks.clear();
-        self.stop_servers(&mut gen, CrashCause::Reset).await;
+        self.stop_all(&mut gen, SHUTDOWN_REASON).await;
         self.accept_task.abort();
     }
 
-    /// Changes the slow-motion delay. Returns once every live server has applied it (clerks
-    /// read it from a watch channel, at once), so a caller that goes on after the answer knows
-    /// every message from then on waits the new delay.
+    /// Changes the slow-motion delay. Returns once every live process has applied it (in-process
+    /// clerks read it from a watch channel, at once), so a caller that goes on after the answer
+    /// knows every message from then on waits the new delay. A paused server can't answer: it
+    /// is not waited for; the command waits in its control socket and it applies it when it
+    /// resumes.
     pub async fn set_slow_motion(&self, delay_ms: u64) -> String {
         let gen = self.gen.lock().await;
         self.slow_motion
             .send_modify(|s| s.set(Duration::from_millis(delay_ms), tokio::time::Instant::now()));
+        let servers = gen
+            .servers
+            .values()
+            .filter(|s| !s.proc_.is_exited())
+            .map(|s| (&s.proc_, s.paused));
+        let clients = gen
+            .clients
+            .values()
+            .filter_map(ClientSlot::live)
+            .map(|c| (&c.proc_, false));
         let mut applied = Vec::new();
-        for p in gen.servers.values() {
-            let (tx, rx) = oneshot::channel();
-            let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
-            let cmd = NodeControl::SetSlowMotion { delay_ms, ticket };
-            if p.ctrl.send((cmd, Some(tx))).is_ok() {
-                applied.push(rx);
+        for (p, paused) in servers.chain(clients) {
+            let cmd = NodeControl::SetSlowMotion {
+                delay_ms,
+                ticket: self.ticket(),
+            };
+            if paused {
+                let _ = p.ctrl.send((cmd, None));
+            } else {
+                applied.push(p.control(cmd, CONTROL_WAIT));
             }
         }
         // All at once: a stopped node costs one timeout, not one each. A node that dies
         // meanwhile drops the sender: it has nothing left to delay.
-        let _ = tokio::time::timeout(
-            Duration::from_secs(5),
-            futures_util::future::join_all(applied),
-        )
-        .await;
+        futures_util::future::join_all(applied).await;
         self.bus
             .publish(SUPERVISOR, EventKind::SlowMotionSet { delay_ms });
         if delay_ms == 0 {
@@ -590,12 +1140,20 @@ impl Cluster {
             },
         );
         let mut waits = Vec::new();
-        for (id, p) in &gen.servers {
-            if *p.exited.borrow() {
+        let servers = gen
+            .servers
+            .iter()
+            .map(|(id, slot)| (id.clone(), &slot.proc_));
+        let clients = gen
+            .clients
+            .iter()
+            .filter_map(|(c, slot)| slot.live().map(|p| (client_node(*c).to_string(), &p.proc_)));
+        for (id, p) in servers.chain(clients) {
+            if p.is_exited() {
                 continue;
             }
             let (tx, rx) = oneshot::channel();
-            let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+            let ticket = self.ticket();
             let cmd = NodeControl::SetFaults {
                 plan: plan.clone(),
                 ticket,
@@ -604,13 +1162,13 @@ impl Cluster {
                 waits.push(async move { (id, tokio::time::timeout(FAULTS_WAIT, rx).await) });
             }
         }
-        // All at once: a stopped node costs one timeout, not one each. A node that dies
+        // All at once: a stopped process costs one timeout, not one each. One that dies
         // meanwhile drops the sender: it has no inbox left to apply the plan to.
-        let late: Vec<&str> = futures_util::future::join_all(waits)
+        let late: Vec<String> = futures_util::future::join_all(waits)
             .await
             .into_iter()
             .filter(|(_, r)| r.is_err())
-            .map(|(id, _)| id.as_str())
+            .map(|(id, _)| id)
             .collect();
         if late.is_empty() {
             format!("{text}: in force at every process")
@@ -795,18 +1353,24 @@ impl Cluster {
             )));
         };
         let to = held.to.clone();
+        let by_control = |p: &Proc| {
+            let (tx, rx) = oneshot::channel();
+            let cmd = NodeControl::Step {
+                msg_id,
+                action,
+                ticket: self.ticket(),
+            };
+            p.ctrl.send((cmd, Some(tx))).ok().map(|_| rx)
+        };
         let answer = match to.client_id() {
-            Some(client) => gen.clerks.get(&client).map(|c| c.step(msg_id, action)),
-            None => gen.servers.get(to.as_str()).and_then(|p| {
-                let (tx, rx) = oneshot::channel();
-                let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
-                let cmd = NodeControl::Step {
-                    msg_id,
-                    action,
-                    ticket,
-                };
-                p.ctrl.send((cmd, Some(tx))).ok().map(|_| rx)
-            }),
+            Some(client) => match gen.clients.get(&client).and_then(ClientSlot::live) {
+                Some(p) => by_control(&p.proc_),
+                None => gen.clerks.get(&client).map(|c| c.step(msg_id, action)),
+            },
+            None => gen
+                .servers
+                .get(to.as_str())
+                .and_then(|slot| by_control(&slot.proc_)),
         };
         let Some(answer) = answer else {
             return Err(ClusterError::UnknownMessage(format!(
@@ -837,8 +1401,9 @@ impl Cluster {
         }
     }
 
-    /// Hands a call to clerk `client`, creating it on first use. The call has started (its
-    /// `op_invoked` is published) when this returns `Ok`.
+    /// Hands a call to client `client`, starting its process (or, for the load generator, its
+    /// in-process clerk) on first use or after a crash. The call has started (its `op_invoked`
+    /// is published) when this returns `Ok`.
     pub async fn submit(
         &self,
         client: u32,
@@ -856,21 +1421,105 @@ impl Cluster {
                 "the cluster is not running".into(),
             ));
         }
+        // Busy first: a refused call must not count a lock name.
+        let busy = if self.cfg.clerks_in_process {
+            false
+        } else {
+            gen.clients
+                .get(&client)
+                .and_then(ClientSlot::live)
+                .is_some_and(|c| c.shared.call().is_some())
+        };
+        if busy {
+            return Err(ClusterError::ClientBusy(Busy(client)));
+        }
         if !gen.locks.contains(&lock) {
             if gen.locks.len() >= self.cfg.max_locks {
                 return Err(ClusterError::TooManyLocks(gen.locks.len()));
             }
             gen.locks.insert(lock.clone());
         }
+        if self.cfg.clerks_in_process {
+            return self.submit_in_process(&mut gen, client, op, lock, tag, done);
+        }
+        let live = gen
+            .clients
+            .get(&client)
+            .and_then(ClientSlot::live)
+            .is_some();
+        if !live {
+            let incarnation = gen.clients.get(&client).map_or(0, |c| c.started);
+            let servers = gen.addrs.clone();
+            let (proc_, _, shared) = self
+                .spawn(Starting::Client {
+                    id: client,
+                    incarnation,
+                    servers: &servers,
+                })
+                .await
+                .map_err(|e| {
+                    ClusterError::Unavailable(format!("client {client} did not start: {e:#}"))
+                })?;
+            let slot = gen.clients.entry(client).or_default();
+            slot.started = incarnation + 1;
+            slot.proc_ = Some(ClientProc {
+                proc_,
+                shared: shared.unwrap_or_default(),
+            });
+        }
+        let Some(c) = gen.clients.get(&client).and_then(ClientSlot::live) else {
+            return Err(ClusterError::Unavailable(format!(
+                "client {client}'s process is gone"
+            )));
+        };
+        *c.shared.call() = Some(ClientCall {
+            op,
+            lock: lock.clone(),
+            tag: tag.clone(),
+            req: None,
+            done,
+        });
+        let invoke = NodeControl::Invoke {
+            op,
+            lock,
+            tag,
+            ticket: self.ticket(),
+        };
+        if c.proc_.control(invoke, CONTROL_WAIT).await {
+            return Ok(());
+        }
+        // Not started (the process died, or did not answer): the call never was, unless its
+        // `op_invoked` got out, in which case its end will come as for any other call.
+        let mut call = c.shared.call();
+        if call.as_ref().is_some_and(|c| c.req.is_none()) {
+            *call = None;
+        }
+        Err(ClusterError::Unavailable(format!(
+            "client {client}'s process did not take the call"
+        )))
+    }
+
+    fn submit_in_process(
+        &self,
+        gen: &mut Generation,
+        client: u32,
+        op: Op,
+        lock: String,
+        tag: Option<String>,
+        done: Option<oneshot::Sender<Option<bool>>>,
+    ) -> Result<(), ClusterError> {
         if !gen.clerks.contains_key(&client) {
             let handle = clerk_runtime::spawn(
-                client,
-                gen.addrs.clone(),
-                self.bus.clone(),
-                self.origin(),
+                ClerkSetup {
+                    id: client,
+                    incarnation: 0,
+                    servers: gen.addrs.clone(),
+                    origin: self.origin(),
+                    timing: self.cfg.clerk_timing.clone(),
+                },
+                Arc::new(Outlet::Bus(self.bus.clone())),
                 self.slow_motion.subscribe(),
                 self.faults.subscribe(),
-                self.cfg.clerk_timing.clone(),
             );
             gen.clerks.insert(client, handle);
         }
@@ -904,10 +1553,26 @@ impl Cluster {
         let gen = self.gen.lock().await;
         gen.servers
             .iter()
-            .filter(|(_, p)| !*p.exited.borrow())
-            .map(|(id, p)| (id.clone(), p.pid))
+            .filter(|(_, s)| !s.proc_.is_exited())
+            .map(|(id, s)| (id.clone(), s.proc_.pid))
             .collect()
     }
+
+    /// The PIDs of the live client processes (for tests and tools).
+    pub async fn client_pids(&self) -> Vec<(u32, u32)> {
+        let gen = self.gen.lock().await;
+        let mut pids: Vec<(u32, u32)> = gen
+            .clients
+            .iter()
+            .filter_map(|(id, c)| Some((*id, c.live()?.proc_.pid)))
+            .collect();
+        pids.sort_unstable();
+        pids
+    }
+}
+
+fn ms(d: Duration) -> String {
+    d.as_millis().to_string()
 }
 
 impl Drop for Cluster {
@@ -972,18 +1637,6 @@ async fn accept_nodes(listener: TcpListener, waiting: Arc<ReadyWaiters>) {
     }
 }
 
-/// The ticket of a control command that is answered (`applied` or `failed`).
-fn ticket_of(cmd: &NodeControl) -> Option<u64> {
-    match cmd {
-        NodeControl::SetSlowMotion { ticket, .. }
-        | NodeControl::SetFaults { ticket, .. }
-        | NodeControl::Step { ticket, .. } => Some(*ticket),
-        NodeControl::ArmCrashBeforeReply
-        | NodeControl::ArmCrash { .. }
-        | NodeControl::GoSilent { .. } => None,
-    }
-}
-
 /// A message's kind, for people: its wire name (`"forward"`).
 fn msg_kind(msg: &shared::Msg) -> String {
     serde_json::to_value(msg)
@@ -1003,18 +1656,54 @@ fn group_text(group: &[NodeId]) -> String {
     format!("{{{}}}", names.join(", "))
 }
 
-/// What the supervisor knows of one node process while it watches it.
+/// What the supervisor knows of one process while it watches it.
 struct NodeWatch {
     id: String,
     pid: u32,
     bus: Arc<Bus>,
     kill_cause: KillCause,
     exited: watch::Sender<bool>,
+    exited_rx: watch::Receiver<bool>,
+    /// For a client process: its call in progress.
+    client: Option<Arc<ClientShared>>,
 }
 
-/// Reads one node's reports into the bus until the process is gone; then reaps it and publishes
-/// its end: `crashed` (if the supervisor killed it) and `process_exited`, after every event the
-/// node wrote before it died. Control goes to the node from a task of its own, so a node that
+/// The control command's ticket, for those answered by `applied` or `failed`.
+fn ticket_of(cmd: &NodeControl) -> Option<u64> {
+    match cmd {
+        NodeControl::SetSlowMotion { ticket, .. }
+        | NodeControl::SetFaults { ticket, .. }
+        | NodeControl::Step { ticket, .. }
+        | NodeControl::Invoke { ticket, .. } => Some(*ticket),
+        NodeControl::ArmCrashBeforeReply
+        | NodeControl::ArmCrash { .. }
+        | NodeControl::GoSilent { .. } => None,
+    }
+}
+
+/// A dying server is killed `dies_in_ms` after it reported `dying` (unless it is gone by then).
+fn kill_when_dying_ends(w: &NodeWatch, dies_in_ms: u64) {
+    let (pid, kill_cause, mut exited, clock) = (
+        w.pid,
+        w.kill_cause.clone(),
+        w.exited_rx.clone(),
+        w.bus.clock(),
+    );
+    tokio::spawn(async move {
+        let ended =
+            tokio::time::timeout(Duration::from_millis(dies_in_ms), exited.wait_for(|e| *e))
+                .await
+                .is_ok();
+        if !ended {
+            sigkill(pid, &kill_cause, CrashCause::Dying, clock.now_us());
+        }
+    });
+}
+
+/// Reads one process's reports into the bus until the process is gone; then reaps it and
+/// publishes its end: `crashed` (if the supervisor killed it) and `process_exited`, after every
+/// event the process wrote before it died; for a client, then the `op_failed` of its call in
+/// progress. A server's `dying` report sets the timer that kills it. Control goes to the node from a task of its own, so a node that
 /// stops reading its control connection can never stop the supervisor from reading its reports.
 async fn watch_node(
     w: NodeWatch,
@@ -1039,7 +1728,16 @@ async fn watch_node(
     });
     loop {
         match framing::recv::<NodeReport, _>(&mut stream).await {
-            Ok(NodeReport::Event { t_us, kind }) => w.bus.publish_at(&w.id, t_us, kind),
+            Ok(NodeReport::Event { t_us, kind }) => {
+                if let Some(client) = &w.client {
+                    // Before it is published: whoever sees the call end finds the client free.
+                    client.observe(&kind);
+                }
+                if let (EventKind::Dying { dies_in_ms, .. }, None) = (&kind, &w.client) {
+                    kill_when_dying_ends(&w, *dies_in_ms);
+                }
+                w.bus.publish_at(&w.id, t_us, kind)
+            }
             Ok(NodeReport::Applied { ticket }) => {
                 let tx = tickets.lock().ok().and_then(|mut t| t.remove(&ticket));
                 if let Some(tx) = tx {
@@ -1082,5 +1780,39 @@ async fn watch_node(
         );
     }
     w.bus.node_exited(&w.id, w.pid, signal, code);
+    if let Some(client) = &w.client {
+        // Its call in progress (if it got as far as `op_invoked`) ends here, unknown.
+        let call = client.call().take();
+        if let Some((call, req)) = call.and_then(|c| c.req.map(|r| (c, r))) {
+            let reason = client
+                .end_reason
+                .lock()
+                .ok()
+                .and_then(|r| r.clone())
+                .unwrap_or_else(|| {
+                    format!(
+                        "the client's process ended ({signal:?}, {code:?}): its effect is unknown"
+                    )
+                });
+            let id =
+                w.id.strip_prefix('c')
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+            w.bus.publish(
+                &w.id,
+                EventKind::OpFailed {
+                    client: id,
+                    op: call.op,
+                    lock: call.lock,
+                    tag: call.tag,
+                    req,
+                    reason,
+                },
+            );
+            if let Some(done) = call.done {
+                let _ = done.send(None);
+            }
+        }
+    }
     let _ = w.exited.send(true);
 }

@@ -802,8 +802,27 @@ pub async fn execute(cluster: &Cluster, cmd: Command) -> ServerMsg {
                 .await
                 .map(|_| detail)
         }
-        Command::Crash { node, .. } => cluster.crash(&node).await,
+        Command::Crash {
+            node,
+            dying_ms: None,
+            ..
+        } => cluster.crash(&node).await,
+        Command::Crash {
+            node,
+            dying_ms: Some(ms),
+            ..
+        } => cluster.crash_dying(&node, ms).await,
         Command::CrashBeforeReply { node, .. } => cluster.crash_before_reply(&node).await,
+        Command::CrashAt {
+            node,
+            point,
+            dying_ms,
+            ..
+        } => cluster.crash_at(&node, point, dying_ms).await,
+        Command::Pause { node, .. } => cluster.pause(&node).await,
+        Command::Resume { node, .. } => cluster.resume(&node).await,
+        Command::Restart { node, .. } => cluster.restart(&node).await,
+        Command::CrashClient { client, .. } => cluster.crash_client(client).await,
         Command::Reset { .. } => cluster.reset().await,
         Command::SetSlowMotion { delay_ms, .. } => Ok(cluster.set_slow_motion(delay_ms).await),
         // The handler answers it with the snapshot itself; nothing to do here.
@@ -839,10 +858,6 @@ pub async fn execute(cluster: &Cluster, cmd: Command) -> ServerMsg {
                 .step_message(msg_id, shared::StepAction::Duplicate)
                 .await
         }
-        other => Err(crate::cluster::ClusterError::Unavailable(format!(
-            "{} is not built yet in this version",
-            other.name()
-        ))),
     };
     match result {
         Ok(detail) => ServerMsg::Ack {

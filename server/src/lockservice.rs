@@ -95,7 +95,9 @@ pub struct LockServer {
     role: Role,
     serving_alone: bool,
     table: LockTable,
-    last: HashMap<u32, LastRequest>,
+    /// The at-most-once record, per client identity: a client lane's process after a crash
+    /// (a new `incarnation`) is a new client, whose calls the old life's record never answers.
+    last: HashMap<(u32, u32), LastRequest>,
     awaiting: BTreeMap<RequestId, AwaitingAck>,
 }
 
@@ -145,13 +147,15 @@ impl LockServer {
         forwarded: bool,
         out: &mut Vec<Output>,
     ) -> Option<(bool, bool)> {
-        let (ok, duplicate) = match self.last.get(&req.client) {
+        let (ok, duplicate) = match self.last.get(&(req.client, req.incarnation)) {
             Some(last) if last.seq == req.seq => (last.ok, true),
             Some(last) if last.seq > req.seq => return None,
             _ => {
                 let ok = self.table.apply(op, lock);
-                self.last
-                    .insert(req.client, LastRequest { seq: req.seq, ok });
+                self.last.insert(
+                    (req.client, req.incarnation),
+                    LastRequest { seq: req.seq, ok },
+                );
                 (ok, false)
             }
         };

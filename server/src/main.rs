@@ -1,5 +1,6 @@
 //! The `pbscope` command: `serve` (supervisor + gateway), `node` (one server process, started by
-//! `serve`), `bench` (lock operations per second). Argument parsing and process setup only.
+//! `serve`), `client` (one clerk's process, started by `serve`), `bench` (lock operations per
+//! second). Argument parsing and process setup only.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use server::bus::{Bus, BusConfig};
 use server::clerk::ClerkTiming;
+use server::client::{self, ClientConfig};
 use server::clock::RunClock;
 use server::cluster::{Cluster, ClusterConfig, DEFAULT_MAX_LOCKS};
 use server::gateway::{
@@ -37,6 +39,9 @@ enum Cmd {
     /// One server process. Started by `serve`; not for people.
     #[command(hide = true)]
     Node(NodeArgs),
+    /// One client process (a clerk). Started by `serve`; not for people.
+    #[command(hide = true)]
+    Client(ClientArgs),
     /// Measure lock operations per second against a real cluster.
     Bench(BenchArgs),
 }
@@ -91,12 +96,10 @@ struct ServeArgs {
 /// The largest slow-motion delay, on the command line as on the wire.
 const MAX_DELAY_MS: u64 = 10_000;
 
+/// What every process the supervisor spawns is told: where to report, how to prove it is the
+/// process spawned, the run's clock and message-id origin, and whose death it dies with.
 #[derive(clap::Args, Debug)]
-struct NodeArgs {
-    #[arg(long)]
-    id: String,
-    #[arg(long, value_parser = parse_role)]
-    role: Role,
+struct ProcessArgs {
     #[arg(long)]
     control: SocketAddr,
     #[arg(long)]
@@ -107,11 +110,66 @@ struct NodeArgs {
     origin: u64,
     #[arg(long)]
     parent_pid: Option<u32>,
+}
+
+#[derive(clap::Args, Debug)]
+struct NodeArgs {
+    #[arg(long)]
+    id: String,
+    #[arg(long, value_parser = parse_role)]
+    role: Role,
+    #[command(flatten)]
+    process: ProcessArgs,
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=MAX_DELAY_MS))]
     slow_motion_ms: u64,
     /// The backup to forward to, as ID=ADDR (for a primary).
     #[arg(long, value_parser = parse_backup)]
     backup: Option<(String, String)>,
+    /// Port to listen on (0: any free one; a restart reuses the old one).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+}
+
+#[derive(clap::Args, Debug)]
+struct ClientArgs {
+    /// The client lane (1 for c1).
+    #[arg(long)]
+    client: u32,
+    #[arg(long, default_value_t = 0)]
+    incarnation: u32,
+    #[command(flatten)]
+    process: ProcessArgs,
+    /// A server as ID=ADDR, in failover order (the primary first).
+    #[arg(long = "server", value_parser = parse_server, required = true)]
+    servers: Vec<(String, SocketAddr)>,
+    /// The slow-motion history as AGO_US:DELAY_MS pairs, oldest first.
+    #[arg(long, value_delimiter = ',', value_parser = parse_age)]
+    slow_motion: Vec<(Duration, Duration)>,
+    #[arg(long)]
+    reply_timeout_ms: u64,
+    #[arg(long)]
+    connect_timeout_ms: u64,
+    #[arg(long)]
+    give_up_ms: u64,
+    #[arg(long)]
+    retry_pause_ms: u64,
+}
+
+fn parse_server(s: &str) -> Result<(String, SocketAddr), String> {
+    let (id, addr) = s.split_once('=').ok_or("expected ID=ADDR")?;
+    Ok((
+        id.to_owned(),
+        addr.parse().map_err(|e| format!("{addr}: {e}"))?,
+    ))
+}
+
+fn parse_age(s: &str) -> Result<(Duration, Duration), String> {
+    let (ago, delay) = s.split_once(':').ok_or("expected AGO_US:DELAY_MS")?;
+    let n = |v: &str| v.parse::<u64>().map_err(|e| format!("{v}: {e}"));
+    Ok((
+        Duration::from_micros(n(ago)?),
+        Duration::from_millis(n(delay)?),
+    ))
 }
 
 #[derive(clap::Args, Debug)]
@@ -160,6 +218,7 @@ fn main() -> anyhow::Result<()> {
     server::oserror::raise_fd_limit();
     match cli.command {
         Cmd::Node(args) => run_node(args),
+        Cmd::Client(args) => run_client(args),
         Cmd::Serve(args) => runtime()?.block_on(serve(args)),
         Cmd::Bench(args) => runtime()?.block_on(bench(args)),
     }
@@ -173,17 +232,19 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn run_node(args: NodeArgs) -> anyhow::Result<()> {
-    node::die_with_parent(args.parent_pid)?;
+    let p = args.process;
+    node::die_with_parent(p.parent_pid)?;
     let cfg = NodeConfig {
         id: args.id.into(),
         role: args.role,
-        control: args.control,
-        token: args.token,
-        epoch_ns: args.epoch_ns,
-        origin: args.origin,
-        parent_pid: args.parent_pid,
+        control: p.control,
+        token: p.token,
+        epoch_ns: p.epoch_ns,
+        origin: p.origin,
+        parent_pid: p.parent_pid,
         slow_motion_ms: args.slow_motion_ms,
         backup: args.backup.map(|(id, addr)| (id.into(), addr)),
+        port: args.port,
     };
     // One thread: a node is a small sequential server, and its event order is its program order.
     tokio::runtime::Builder::new_current_thread()
@@ -192,10 +253,41 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         .block_on(node::run(cfg))
 }
 
+fn run_client(args: ClientArgs) -> anyhow::Result<()> {
+    let p = args.process;
+    node::die_with_parent(p.parent_pid)?;
+    let cfg = ClientConfig {
+        id: args.client,
+        incarnation: args.incarnation,
+        control: p.control,
+        token: p.token,
+        epoch_ns: p.epoch_ns,
+        origin: p.origin,
+        servers: args
+            .servers
+            .into_iter()
+            .map(|(id, addr)| (id.into(), addr))
+            .collect(),
+        slow_motion: args.slow_motion,
+        timing: ClerkTiming {
+            reply_timeout: Duration::from_millis(args.reply_timeout_ms),
+            connect_timeout: Duration::from_millis(args.connect_timeout_ms),
+            give_up_after: Duration::from_millis(args.give_up_ms),
+            retry_pause: Duration::from_millis(args.retry_pause_ms),
+        },
+    };
+    // One thread, like a node: one clerk, one call at a time.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(client::run(cfg))
+}
+
 fn cluster_config(
     slow_motion_ms: u64,
     max_client: u32,
     max_locks: usize,
+    clerks_in_process: bool,
 ) -> anyhow::Result<ClusterConfig> {
     Ok(ClusterConfig {
         node_exe: std::env::current_exe().context("locating the pbscope binary")?,
@@ -203,6 +295,7 @@ fn cluster_config(
         clerk_timing: ClerkTiming::default(),
         max_client,
         max_locks,
+        clerks_in_process,
     })
 }
 
@@ -242,6 +335,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.slow_motion_ms,
             args.max_client,
             args.max_locks as usize,
+            false,
         )?,
     )
     .await?;
@@ -299,7 +393,8 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     );
     for clients in args.clients {
         let r = server::bench::run(
-            cluster_config(0, clients.max(1000), DEFAULT_MAX_LOCKS)?,
+            // A load generator: its many clerks share this process (the issue allows it).
+            cluster_config(0, clients.max(1000), DEFAULT_MAX_LOCKS, true)?,
             clients,
             Duration::from_secs_f64(args.seconds),
         )

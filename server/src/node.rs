@@ -20,7 +20,8 @@ use anyhow::{bail, Context};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use shared::{
-    CrashCause, Envelope, EventKind, FaultPlan, Msg, MsgId, NodeControl, NodeId, NodeReport, Role,
+    CrashCause, CrashPoint, Envelope, EventKind, FaultPlan, Msg, MsgId, NodeControl, NodeId,
+    NodeReport, RequestId, Role,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -51,6 +52,17 @@ pub struct NodeConfig {
     pub slow_motion_ms: u64,
     /// The backup to forward to (id, address), for a primary.
     pub backup: Option<(NodeId, String)>,
+    /// The port to listen on (0: any free one). A restarted server takes its old port, so
+    /// clerks and its primary find it where it was.
+    pub port: u16,
+}
+
+/// A crash armed by `crash_before_reply` or `crash_at`: where it fires, and whether the server
+/// goes silent there for `dying_ms` (the supervisor kills it then) instead of dying at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Armed {
+    point: CrashPoint,
+    dying_ms: Option<u64>,
 }
 
 /// How long the primary waits for the backup's ack before it declares the backup lost,
@@ -119,10 +131,14 @@ struct Node {
     inbox: Wire<ConnId>,
     slow_motion: SlowMotion,
     next_msg: u64,
-    /// `crash_before_reply` is armed: the next client request becomes the fatal one.
-    armed: bool,
-    /// The request whose reply must never leave.
-    fatal: Option<shared::RequestId>,
+    /// An armed crash. At `before_reply` the next client request that will be answered becomes
+    /// the fatal one; the other points fire where that operation reaches them.
+    armed: Option<Armed>,
+    /// The request whose reply must never leave, and the armed crash's `dying_ms`.
+    fatal: Option<(RequestId, Option<u64>)>,
+    /// Dying: the server sends nothing and hands its state machine nothing more; its
+    /// connections stay open until the supervisor kills it.
+    silent: bool,
     tx: mpsc::UnboundedSender<Inbound>,
 }
 
@@ -142,9 +158,9 @@ struct BackupLink {
 /// Runs a node process until the supervisor goes away. Never returns `Ok` while it should run.
 pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let clock = RunClock::from_epoch(cfg.epoch_ns);
-    let listener = TcpListener::bind("127.0.0.1:0")
+    let listener = TcpListener::bind(("127.0.0.1", cfg.port))
         .await
-        .context("binding the node's listener")?;
+        .with_context(|| format!("binding the node's listener on 127.0.0.1:{}", cfg.port))?;
     let port = listener.local_addr()?.port();
 
     let control = TcpStream::connect(cfg.control)
@@ -182,8 +198,9 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         ),
         slow_motion: SlowMotion::new(Duration::from_millis(cfg.slow_motion_ms), Instant::now()),
         next_msg: 0,
-        armed: false,
+        armed: None,
         fatal: None,
+        silent: false,
         tx,
         cfg,
     };
@@ -193,7 +210,12 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let mut accept_pause = AcceptPause::default();
 
     loop {
-        let due = node.inbox.next_due();
+        // A dying server hands its state machine nothing more: what arrives stays in the inbox.
+        let due = if node.silent {
+            None
+        } else {
+            node.inbox.next_due()
+        };
         let accept_resume = accept_pause.resume_at();
         tokio::select! {
             accepted = listener.accept(), if accept_resume.is_none() => {
@@ -228,7 +250,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
                 node.deliver_due().await?;
             }
             _ = sleep_until_opt(accept_resume) => accept_pause.resume(),
-            _ = tick.tick() => {
+            _ = tick.tick(), if !node.silent => {
                 if let Some(reason) = node.retry_waiting_forwards().await? {
                     node.backup_lost(&reason).await?;
                 }
@@ -278,14 +300,19 @@ impl Node {
     async fn on_control(&mut self, c: NodeControl) -> anyhow::Result<()> {
         match c {
             NodeControl::ArmCrashBeforeReply => {
-                self.armed = true;
-                self.reporter
-                    .event(EventKind::CrashArmed {
-                        point: None,
+                self.arm(
+                    Armed {
+                        point: CrashPoint::BeforeReply,
                         dying_ms: None,
-                    })
-                    .await?;
+                    },
+                    false,
+                )
+                .await?;
             }
+            NodeControl::ArmCrash { point, dying_ms } => {
+                self.arm(Armed { point, dying_ms }, true).await?;
+            }
+            NodeControl::GoSilent { dies_in_ms } => self.go_silent(dies_in_ms, None).await?,
             NodeControl::SetSlowMotion { delay_ms, ticket } => {
                 self.slow_motion
                     .set(Duration::from_millis(delay_ms), Instant::now());
@@ -321,6 +348,66 @@ impl Node {
         Ok(())
     }
 
+    /// Arms a crash (a new one replaces an armed one, a fatal request included). `crash_at`
+    /// names its point in `crash_armed`; `crash_before_reply` does not.
+    async fn arm(&mut self, armed: Armed, named: bool) -> anyhow::Result<()> {
+        self.armed = Some(armed);
+        self.fatal = None;
+        self.reporter
+            .event(EventKind::CrashArmed {
+                point: named.then_some(armed.point),
+                dying_ms: armed.dying_ms,
+            })
+            .await
+    }
+
+    /// Whether the armed crash fires at `point` now.
+    fn fires_at(&self, point: CrashPoint) -> bool {
+        self.armed.is_some_and(|a| a.point == point)
+    }
+
+    /// The armed crash fires at `point` for `req`: die now (the crash's cause recorded first),
+    /// or, with `dying_ms`, go silent and let the supervisor kill us that much later.
+    async fn fire(&mut self, point: CrashPoint, req: RequestId, dying_ms: Option<u64>) {
+        self.armed = None;
+        self.fatal = None;
+        match dying_ms {
+            Some(ms) => {
+                // If the report cannot be written the supervisor is gone, and so are we.
+                let _ = self.go_silent(ms, Some(point)).await;
+            }
+            None => {
+                let cause = match point {
+                    CrashPoint::BeforeForward => CrashCause::BeforeForward,
+                    CrashPoint::AfterForward => CrashCause::AfterForward,
+                    CrashPoint::BeforeReply => CrashCause::BeforeReply,
+                    CrashPoint::BeforeAck => CrashCause::BeforeAck,
+                };
+                self.die(cause, req).await
+            }
+        }
+    }
+
+    /// Goes silent: reports `dying`, then sends nothing more and hands the state machine
+    /// nothing more (connections stay open; what arrives waits in the inbox). The supervisor
+    /// kills the process `dies_in_ms` after the report.
+    async fn go_silent(
+        &mut self,
+        dies_in_ms: u64,
+        point: Option<CrashPoint>,
+    ) -> anyhow::Result<()> {
+        self.silent = true;
+        self.armed = None;
+        self.fatal = None;
+        self.reporter
+            .event(EventKind::Dying {
+                pid: std::process::id(),
+                dies_in_ms,
+                point,
+            })
+            .await
+    }
+
     async fn on_inbound(&mut self, inbound: Inbound) -> anyhow::Result<()> {
         match inbound {
             Inbound::Frame { conn, arrived, env } => self.inbox.push(conn, arrived, env),
@@ -334,7 +421,11 @@ impl Node {
     /// Hands the state machine everything that has waited out the wire, and reports what the
     /// wire lost or holds (each report before its effect).
     async fn deliver_due(&mut self) -> anyhow::Result<()> {
-        while let Some(out) = self.inbox.pop(Instant::now()) {
+        // A dying server hands its state machine nothing more: what arrives stays unheard.
+        while let Some(out) = (!self.silent)
+            .then(|| self.inbox.pop(Instant::now()))
+            .flatten()
+        {
             match out {
                 WireOut::Deliver {
                     conn,
@@ -399,9 +490,9 @@ impl Node {
                 let answers = out.iter().any(|o| {
                     matches!(o, Output::Reply { req: r, .. } | Output::Forward { req: r, .. } if *r == req)
                 });
-                if self.armed && answers {
-                    self.armed = false;
-                    self.fatal = Some(req);
+                if answers && self.fires_at(CrashPoint::BeforeReply) {
+                    let dying_ms = self.armed.take().and_then(|a| a.dying_ms);
+                    self.fatal = Some((req, dying_ms));
                 }
             }
             Msg::Forward { req, op, lock } => {
@@ -431,8 +522,11 @@ impl Node {
                 link.unacked.clear();
             }
             // An armed crash waiting for that answer stays armed, as the card says.
-            if self.fatal.take().is_some() {
-                self.armed = true;
+            if let Some((_, dying_ms)) = self.fatal.take() {
+                self.armed = Some(Armed {
+                    point: CrashPoint::BeforeReply,
+                    dying_ms,
+                });
             }
         }
         self.carry_out(out, conn, &env.from).await
@@ -448,17 +542,28 @@ impl Node {
     ) -> anyhow::Result<()> {
         let mut queue = std::collections::VecDeque::from(out);
         while let Some(o) = queue.pop_front() {
+            if self.silent {
+                // Dying: nothing more leaves this server.
+                return Ok(());
+            }
             match o {
                 Output::Event(kind) => self.reporter.event(kind).await?,
                 Output::Reply { to, req, ok } => {
-                    if self.fatal == Some(req) {
-                        self.die_before_reply(req).await;
+                    if let Some((fatal, dying_ms)) = self.fatal.filter(|(f, _)| *f == req) {
+                        self.fire(CrashPoint::BeforeReply, fatal, dying_ms).await;
+                        continue;
                     }
                     let to_name = shared::client_node(req.client);
                     self.send_to_client(to, &to_name, Msg::Reply { req, ok })
                         .await?;
                 }
                 Output::ForwardAck { req, ok } => {
+                    if self.fires_at(CrashPoint::BeforeAck) {
+                        // The backup applied the forward; its ack never leaves.
+                        let dying_ms = self.armed.and_then(|a| a.dying_ms);
+                        self.fire(CrashPoint::BeforeAck, req, dying_ms).await;
+                        continue;
+                    }
                     self.send_to_client(conn, peer, Msg::ForwardAck { req, ok })
                         .await?;
                 }
@@ -473,15 +578,33 @@ impl Node {
                     }
                 }
                 Output::Forward { req, op, lock } => {
+                    if self.fires_at(CrashPoint::BeforeForward) {
+                        // Applied here; the forward never leaves.
+                        let dying_ms = self.armed.and_then(|a| a.dying_ms);
+                        self.fire(CrashPoint::BeforeForward, req, dying_ms).await;
+                        continue;
+                    }
                     if let Some(reason) = self.forward(Msg::Forward { req, op, lock }).await? {
                         let mut more = Vec::new();
                         self.mark_backup_lost(&reason, &mut more);
                         queue.extend(more);
+                    } else if self.fires_at(CrashPoint::AfterForward) && self.forwarded(req) {
+                        // The forward is on the wire; the backup's ack will find us gone.
+                        let dying_ms = self.armed.and_then(|a| a.dying_ms);
+                        self.fire(CrashPoint::AfterForward, req, dying_ms).await;
+                        continue;
                     }
                 }
             }
         }
         Ok(())
+    }
+
+    /// Whether the forward of `req` has left (it waits for its ack).
+    fn forwarded(&self, req: RequestId) -> bool {
+        self.backup
+            .as_ref()
+            .is_some_and(|l| l.unacked.iter().any(|(r, _)| *r == req))
     }
 
     /// Sends on a connection someone opened to us (a clerk, or the primary for acks).
@@ -622,14 +745,14 @@ impl Node {
         self.server.on_backup_lost(reason, out);
     }
 
-    /// `crash_before_reply` fires: the request is fully executed and acknowledged by the backup;
-    /// record why we die, then die the way a crash does (SIGKILL), with the reply unsent.
-    async fn die_before_reply(&mut self, req: shared::RequestId) -> ! {
+    /// An armed crash fires at its point of `req`'s operation: record why we die, then die the
+    /// way a crash does (SIGKILL), with whatever came next unsent.
+    async fn die(&mut self, cause: CrashCause, req: RequestId) -> ! {
         let _ = self
             .reporter
             .event(EventKind::Crashed {
                 pid: std::process::id(),
-                cause: CrashCause::BeforeReply,
+                cause,
                 req: Some(req),
             })
             .await;

@@ -71,6 +71,33 @@ impl SlowMotion {
         }
     }
 
+    /// The history as `(how long ago it started, delay)` pairs, oldest first, for a process
+    /// that starts later (a client process) to carry on with the same history.
+    pub(crate) fn to_ages(&self, now: Instant) -> Vec<(Duration, Duration)> {
+        self.changes
+            .iter()
+            .map(|(since, delay)| (now.saturating_duration_since(*since), *delay))
+            .collect()
+    }
+
+    /// The history [`SlowMotion::to_ages`] wrote, on this process's clock. An empty list is
+    /// slow motion off since `now`.
+    pub(crate) fn from_ages(ages: &[(Duration, Duration)], now: Instant) -> Self {
+        let mut changes: VecDeque<(Instant, Duration)> = ages
+            .iter()
+            .map(|(ago, delay)| (now.checked_sub(*ago).unwrap_or(now), *delay))
+            .collect();
+        if changes.is_empty() {
+            changes.push_back((now, Duration::ZERO));
+        }
+        // Step mode comes with the fault plan, which a new process is sent before any call.
+        Self {
+            changes,
+            frozen_since: None,
+            thawed_at: None,
+        }
+    }
+
     /// The longest a message sent at `since` can wait in any one inbox: the largest delay that
     /// still holds something then. A delay holds messages that arrived while it was in force
     /// until `end + delay`, and an inbox keeps each connection's messages in order, so a message
@@ -157,6 +184,23 @@ mod tests {
             Duration::ZERO,
             "once everything held under the old delay is out, nothing is"
         );
+    }
+
+    #[test]
+    fn a_history_handed_to_another_process_means_the_same() {
+        let t0 = Instant::now();
+        let mut s = SlowMotion::new(2000 * MS, t0);
+        s.set(Duration::ZERO, t0 + 100 * MS);
+        let now = t0 + 300 * MS;
+        let copy = SlowMotion::from_ages(&s.to_ages(now), now);
+        assert_eq!(copy.current(), Duration::ZERO);
+        assert_eq!(
+            copy.max_since(now),
+            2000 * MS,
+            "what the old delay holds is remembered"
+        );
+        assert_eq!(copy.to_ages(now), s.to_ages(now));
+        assert_eq!(SlowMotion::from_ages(&[], now).current(), Duration::ZERO);
     }
 
     #[test]

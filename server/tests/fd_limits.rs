@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use shared::{Envelope, Event, EventKind, Msg, NodeReport, Op, RequestId, Role};
+use shared::{Envelope, ErrorCode, Event, EventKind, Msg, NodeReport, Op, RequestId, Role};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -157,6 +157,10 @@ async fn serve_and_every_node_raise_the_soft_limit_to_the_hard_limit() {
     }
 }
 
+/// Clients are processes of their own: a supervisor out of descriptors can't start a new one
+/// (the command says so, `unavailable`), but one already running has its own descriptors and its
+/// calls go on at the primary. Nothing fails over, nothing spins. (The clerk's own rule, that a
+/// local shortage is not a dead server, is pinned by `clerk::tests` on the state machine.)
 #[tokio::test]
 async fn a_supervisor_out_of_descriptors_neither_fails_over_nor_spins() {
     const LIMIT: usize = 64;
@@ -164,6 +168,8 @@ async fn a_supervisor_out_of_descriptors_neither_fails_over_nor_spins() {
     let pid = server.pid();
     let mut v = server.viewer().await;
     let s1_pid = v.snapshot.nodes[0].pid.expect("s1 started");
+    // Client 1's process starts before the shortage.
+    assert!(v.call_ok(1, Op::Lock, "w").await);
 
     // More than it can accept, so the accept queue keeps some waiting all along; then a few on
     // the control listener, whose accept loop must not spin on them either.
@@ -171,13 +177,15 @@ async fn a_supervisor_out_of_descriptors_neither_fails_over_nor_spins() {
     wait_exhausted(pid, LIMIT, "the supervisor").await;
     let control_flood = idle_connections(&control_addr(s1_pid), 8).await;
 
-    // Client 1 is new: its clerk has no connection yet and must open one.
     let from = v.events.len();
-    v.send(json!({"type": "lock", "client": 1, "lock": "z", "tag": "starved"}))
-        .await;
-    let first = v
-        .wait_event_from(from, |e| matches!(e.kind, EventKind::RpcFailed { .. }))
-        .await;
+    // Client 2 is new: its process can't be started without descriptors.
+    let (code, message) = v
+        .command(json!({"type": "lock", "client": 2, "lock": "y"}))
+        .await
+        .expect_err("no descriptor for a new client process");
+    assert_eq!(code, ErrorCode::Unavailable, "{message}");
+    assert!(message.contains("client 2"), "{message}");
+    let done = v.call(1, Op::Lock, "z").await;
     let used = cpu_used_over(pid, SPIN_WINDOW).await;
     assert_eq!(
         open_fds(pid, LIMIT),
@@ -188,53 +196,47 @@ async fn a_supervisor_out_of_descriptors_neither_fails_over_nor_spins() {
         used < MAX_CPU_IN_WINDOW,
         "the supervisor used {used:?} of CPU in {SPIN_WINDOW:?} out of descriptors: it spins"
     );
-    match &first.kind {
-        EventKind::RpcFailed {
-            retry_to, reason, ..
-        } => {
-            assert_eq!(
-                retry_to, "s1",
-                "a local EMFILE moved the clerk off a live primary ({reason})"
-            );
-            assert!(reason.contains("local"), "{reason}");
-            assert!(reason.contains("Too many open files"), "{reason}");
-        }
-        _ => unreachable!(),
-    }
+    assert!(
+        matches!(&done.kind, EventKind::OpCompleted { server, ok: true, attempts: 1, .. } if server == "s1"),
+        "a running client is not starved by the supervisor's shortage: {done:?}"
+    );
 
     drop(flood);
     drop(control_flood);
-    // The starved call either completes at s1 now or, if it outlived the clerk's patience,
-    // gave up saying why; it never went to s2.
-    let ended = v
-        .wait_event_from(from, |e| match &e.kind {
-            EventKind::OpCompleted { tag: Some(t), .. }
-            | EventKind::OpFailed { tag: Some(t), .. } => t == "starved",
-            _ => false,
+    // The supervisor still accepts (and closes) what was queued for a moment: client 2 starts
+    // once descriptors are back.
+    let mut started = false;
+    for _ in 0..100 {
+        match v
+            .command(json!({"type": "lock", "client": 2, "lock": "y"}))
+            .await
+        {
+            Ok(_) => {
+                started = true;
+                break;
+            }
+            Err((ErrorCode::Unavailable, _)) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert!(started, "client 2 started once descriptors were back");
+    let after = v
+        .wait_event_from(from, |e| {
+            matches!(
+                &e.kind,
+                EventKind::OpCompleted { client: 2, .. } | EventKind::OpFailed { client: 2, .. }
+            )
         })
         .await;
-    match ended.kind {
-        EventKind::OpCompleted { server, ok, .. } => {
-            assert_eq!(server, "s1");
-            assert!(ok, "z was free");
-        }
-        EventKind::OpFailed { reason, .. } => assert!(reason.contains("local"), "{reason}"),
-        _ => unreachable!(),
-    }
-    let after = v.call(2, Op::Lock, "y").await;
     assert!(
         matches!(&after.kind, EventKind::OpCompleted { server, ok: true, .. } if server == "s1"),
         "{after:?}"
     );
-
-    for e in &v.events[from..] {
-        if let EventKind::RpcFailed {
-            retry_to, reason, ..
-        } = &e.kind
-        {
-            assert_eq!(retry_to, "s1", "failover during the shortage: {reason}");
-        }
-    }
+    let failovers: Vec<&Event> = v.events[from..]
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::RpcFailed { .. }))
+        .collect();
+    assert!(failovers.is_empty(), "{failovers:?}");
     assert_eq!(role_changes(&v.events), Vec::<&Event>::new());
     let nodes = v.nodes().await;
     assert_eq!(nodes["s1"].role, Role::Primary);

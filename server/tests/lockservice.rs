@@ -29,19 +29,6 @@ fn msg_kinds(events: &[&Event]) -> Vec<(String, String, &'static str)> {
         .collect()
 }
 
-fn completed(e: &Event) -> (bool, String, u32, RequestId) {
-    match &e.kind {
-        EventKind::OpCompleted {
-            ok,
-            server,
-            attempts,
-            req,
-            ..
-        } => (*ok, server.to_string(), *attempts, *req),
-        other => panic!("expected op_completed, got {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn lock_and_unlock_answer_as_lab1_and_go_through_the_backup() {
     let server = Server::start().await;

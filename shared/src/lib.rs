@@ -1146,6 +1146,16 @@ pub enum NodeControl {
         action: StepAction,
         ticket: u64,
     },
+    /// To a client process: start the call `op(lock)` now. Answered with `Applied` once its
+    /// `op_invoked` is reported (so the event is in the log before the command's `ack`), or
+    /// `Failed` if a call is already in progress.
+    Invoke {
+        op: Op,
+        lock: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+        ticket: u64,
+    },
 }
 
 #[cfg(test)]

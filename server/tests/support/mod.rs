@@ -338,3 +338,34 @@ pub fn assert_no_failover(events: &[Event]) {
         "no failover, no role change: {trouble:?}"
     );
 }
+
+/// `(ok, server, attempts, req)` of a call that must have completed.
+#[track_caller]
+pub fn completed(e: &Event) -> (bool, String, u32, shared::RequestId) {
+    match &e.kind {
+        EventKind::OpCompleted {
+            ok,
+            server,
+            attempts,
+            req,
+            ..
+        } => (*ok, server.to_string(), *attempts, *req),
+        other => panic!("expected op_completed, got {other:?}"),
+    }
+}
+
+impl Viewer {
+    /// The reason of the clerk's `rpc_failed` for `req`, looking from event index `from` on.
+    pub async fn rpc_failed_reason(&mut self, from: usize, req: shared::RequestId) -> String {
+        let failed = self
+            .wait_event_from(
+                from,
+                |e| matches!(&e.kind, EventKind::RpcFailed { req: r, .. } if *r == req),
+            )
+            .await;
+        match failed.kind {
+            EventKind::RpcFailed { reason, .. } => reason,
+            _ => unreachable!(),
+        }
+    }
+}
