@@ -746,8 +746,10 @@ async fn pausing_the_primary_from_its_card_really_stops_its_process() -> anyhow:
     s.wait_text("[data-testid=alive-s1]", |t| t.contains("paused"))
         .await?;
     s.wait_count("[data-testid=paused-note-s1]", 1).await?;
-    s.wait_text("[data-testid=lane-s1]", |t| t.contains("paused"))
-        .await?;
+    s.wait_text("[data-testid=lane-s1]", |t| {
+        t.to_lowercase().contains("paused")
+    })
+    .await?;
     s.wait_count("[data-testid=pause-mark-s1]", 1).await?;
     assert_eq!(
         proc_state(pid),
@@ -791,5 +793,38 @@ async fn step_mode_holds_each_message_until_it_is_delivered() -> anyhow::Result<
     s.wait_count("[data-kind=forward][data-held=true]", 1)
         .await?;
     s.screenshot("step-next").await?;
+    s.close().await
+}
+
+/// A client is its own process: its card shows the PID, *Crash client* kills it (its lane is
+/// hatched like a dead server's), and its next call starts incarnation 1 with a new PID.
+#[tokio::test]
+async fn crashing_a_client_from_its_card_kills_its_process_and_the_next_call_restarts_it(
+) -> anyhow::Result<()> {
+    let s = Session::open_page().await?;
+    s.click("[data-testid=lock-c1]").await?;
+    s.wait_text("[data-testid=history-c1]", |t| t.contains("true"))
+        .await?;
+    let pid = pid_shown(&s, "c1").await?;
+    assert!(running(pid), "c1's card shows pid {pid}, a live process");
+    s.click("[data-testid=crash-client-c1]").await?;
+    s.wait_text("[data-testid=alive-c1]", |t| t.contains("crashed"))
+        .await?;
+    s.wait_count("[data-testid=dead-c1]", 1).await?;
+    s.wait_text("[data-testid=lane-c1]", |t| {
+        t.to_lowercase().contains("crashed")
+    })
+    .await?;
+    s.click("[data-testid=unlock-c1]").await?;
+    s.wait_text("[data-testid=incarnation-c1]", |t| t.contains('1'))
+        .await?;
+    let again = pid_shown(&s, "c1").await?;
+    assert_ne!(again, pid, "a new process");
+    s.wait_text("[data-testid=history-c1]", |t| t.contains("Unlock"))
+        .await?;
+    // A new identity: its call 1 is not a retry of the old process's call 1.
+    s.wait_count("[data-kind=request][data-req='c1.1/i1']:not(.retry)", 1)
+        .await?;
+    s.screenshot("fault-client-crash").await?;
     s.close().await
 }

@@ -38,7 +38,9 @@ pub struct History {
     open: Rc<HashMap<MsgId, usize>>,
     dead: Rc<Vec<DeadSpan>>,
     /// Per client: the last request seq sent and how many times it was sent.
-    attempts: Rc<HashMap<u32, (u64, u32)>>,
+    /// (A restarted client's process is a new identity: its request ids carry its incarnation,
+    /// so its call 1 is not a retry of its predecessor's call 1.)
+    attempts: Rc<HashMap<u32, (shared::RequestId, u32)>>,
     pub failover: Rc<Failover>,
     /// The latest `cluster_reset` generation seen.
     generation: u64,
@@ -246,9 +248,9 @@ impl History {
                 };
                 let attempt = if kind == MsgKind::Request {
                     let map = Rc::make_mut(&mut self.attempts);
-                    let entry = map.entry(req.client).or_insert((req.seq, 0));
-                    if entry.0 != req.seq {
-                        *entry = (req.seq, 0);
+                    let entry = map.entry(req.client).or_insert((req, 0));
+                    if entry.0 != req {
+                        *entry = (req, 0);
                     }
                     entry.1 += 1;
                     entry.1
@@ -1020,5 +1022,19 @@ mod tests {
         assert!(
             matches!(h.events.last().map(|e| &e.kind), Some(Kind::Faults { change }) if &*h.name(*change) == "heal")
         );
+    }
+
+    #[test]
+    fn a_restarted_client_s_first_call_is_not_a_retry_of_its_predecessor_s() {
+        let mut s = Script::default();
+        s.sent(1, "c1", "s1", Script::request(1, 1));
+        let mut next = Script::request(1, 1);
+        if let Msg::Request { req, .. } = &mut next {
+            req.incarnation = 1;
+        }
+        s.sent(2, "c1", "s1", next);
+        let h = history_of(&s);
+        let attempts: Vec<u32> = h.msgs.iter().map(|(_, m)| m.attempt).collect();
+        assert_eq!(attempts, [1, 1]);
     }
 }
