@@ -558,6 +558,11 @@ async fn axe_finds_no_serious_violation_on_the_live_page() -> anyhow::Result<()>
     let s = Session::open_page().await?;
     let mut serious = axe_serious(&s, "1600x1000, no calls yet").await?;
     make_a_failover(&s).await?;
+    // The fault panel open, with a link's editor and the partition chips.
+    s.click("[data-testid=faults-toggle]").await?;
+    s.click("[data-testid=link-s1-s2]").await?;
+    s.wait_count("[data-testid=link-editor]", 1).await?;
+    s.click("[data-testid=group-s1]").await?;
     for (w, h) in [(1600, 1000), (1024, 768)] {
         s.set_viewport(w, h).await?;
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -613,6 +618,9 @@ return {
 async fn the_page_fits_from_1600_down_to_1024_wide() -> anyhow::Result<()> {
     let s = Session::open_page().await?;
     make_a_failover(&s).await?;
+    // The side column holds the fault panel too: its link matrix and editor must fit.
+    s.click("[data-testid=faults-toggle]").await?;
+    s.click("[data-testid=link-s1-s2]").await?;
     let mut problems = Vec::new();
     // (projector mode, paused): the paused view's "▶ Resume · N new" is the widest toolbar.
     for (large, paused) in [(false, false), (false, true), (true, false)] {
@@ -900,5 +908,161 @@ async fn every_lecture_preset_runs_through_on_the_real_processes() -> anyhow::Re
         }
     }
     assert!(failed.is_empty(), "did not run through: {failed:?}");
+    s.close().await
+}
+
+/// The state letter of a process in /proc/PID/stat (`R`, `S`, `T` for stopped, ...).
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// Types `value` into the input `css` in place of what it holds.
+async fn type_into(s: &Session, css: &str, value: &str) -> anyhow::Result<()> {
+    let el = s
+        .browser
+        .wait()
+        .at_most(std::time::Duration::from_secs(10))
+        .for_element(fantoccini::Locator::Css(css))
+        .await?;
+    el.clear().await?;
+    el.send_keys(value).await?;
+    Ok(())
+}
+
+/// A link set to drop everything from the fault panel's matrix really drops: the lock's
+/// request ends in a cross with its reason on the diagram, the cell and the lane header say
+/// what is in force, and a cut toggled in the editor shows in its cell until healed.
+#[tokio::test]
+async fn the_fault_panel_sets_a_dropping_link_and_the_lost_request_shows_why() -> anyhow::Result<()>
+{
+    let s = Session::open_page().await?;
+    s.click("[data-testid=faults-toggle]").await?;
+    s.click("[data-testid=link-c1-s1]").await?;
+    s.wait_count("[data-testid=link-editor]", 1).await?;
+    type_into(&s, "[data-testid=link-drop]", "100").await?;
+    s.click("[data-testid=link-apply]").await?;
+    s.wait_count("[data-testid=link-c1-s1][data-state='drop 100%']", 1)
+        .await?;
+    s.wait_text("[data-testid=faults-summary]", |t| t.contains("lossy"))
+        .await?;
+    s.wait_text("[data-testid=lane-c1]", |t| t.contains("drop 100%"))
+        .await?;
+    s.click("[data-testid=lock-c1]").await?;
+    s.wait_count(
+        "[data-kind=request][data-from=c1][data-to=s1][data-lost=true][data-reason=dropped]",
+        1,
+    )
+    .await?;
+    s.wait_count("[data-kind=request] .lost-reason", 1).await?;
+    s.wait_count(".divider.fault", 1).await?;
+    s.screenshot("fault-drop").await?;
+
+    // A one-way cut from the editor, then heal clears everything.
+    s.click("[data-testid=link-s1-s2]").await?;
+    s.click("[data-testid=link-cut]").await?;
+    s.wait_count("[data-testid=link-s1-s2][data-state=cut]", 1)
+        .await?;
+    s.wait_text("[data-testid=lane-s1]", |t| t.contains("✂→s2"))
+        .await?;
+    s.screenshot("fault-cut").await?;
+    s.click("[data-testid=heal]").await?;
+    s.wait_count("[data-testid=link-s1-s2][data-state=ok]", 1)
+        .await?;
+    s.wait_count("[data-testid=link-c1-s1][data-state=ok]", 1)
+        .await?;
+    s.close().await
+}
+
+/// Pause on the primary's card stops its real process (SIGSTOP: state `T` in /proc), the card
+/// and the lane say so, and Resume lets it run again.
+#[tokio::test]
+async fn pausing_the_primary_from_its_card_really_stops_its_process() -> anyhow::Result<()> {
+    let s = Session::open_page().await?;
+    let pid = pid_shown(&s, "s1").await?;
+    s.click("[data-testid=pause-s1]").await?;
+    s.wait_text("[data-testid=alive-s1]", |t| t.contains("paused"))
+        .await?;
+    s.wait_count("[data-testid=paused-note-s1]", 1).await?;
+    s.wait_text("[data-testid=lane-s1]", |t| {
+        t.to_lowercase().contains("paused")
+    })
+    .await?;
+    s.wait_count("[data-testid=pause-mark-s1]", 1).await?;
+    assert_eq!(
+        proc_state(pid),
+        Some('T'),
+        "the page says s1 is paused: its pid {pid} must be stopped"
+    );
+    s.screenshot("fault-pause").await?;
+    s.click("[data-testid=resume-s1]").await?;
+    s.wait_text("[data-testid=alive-s1]", |t| t.contains("alive"))
+        .await?;
+    assert_ne!(proc_state(pid), Some('T'), "resumed: {pid} runs again");
+    s.close().await
+}
+
+/// Step mode from the panel: a lock's request waits in s1's inbox (listed, and an arrow that
+/// has not landed); Deliver hands it over, the request lands, and the forward it causes is held
+/// next.
+#[tokio::test]
+async fn step_mode_holds_each_message_until_it_is_delivered() -> anyhow::Result<()> {
+    let s = Session::open_page().await?;
+    s.click("[data-testid=step-toggle]").await?;
+    s.wait_count("[data-testid=step-toggle][aria-pressed=true]", 1)
+        .await?;
+    s.click("[data-testid=lock-c1]").await?;
+    let held = s
+        .wait_text("[data-testid=held-msg]", |t| t.contains("request"))
+        .await?;
+    assert!(held.contains("c1 → s1"), "{held}");
+    s.wait_count("[data-kind=request][data-held=true][data-to=s1]", 1)
+        .await?;
+    let id = s.attr("[data-testid=held-msg]", "data-msg-id").await?;
+    s.screenshot("step-held").await?;
+    s.click(&format!("[data-testid=deliver-{id}]")).await?;
+    s.wait_count(
+        &format!("[data-kind=request][data-msg-id='{id}'][data-lost=false]:not([data-held])"),
+        1,
+    )
+    .await?;
+    s.wait_text("[data-testid=held-msg]", |t| t.contains("forward"))
+        .await?;
+    s.wait_count("[data-kind=forward][data-held=true]", 1)
+        .await?;
+    s.screenshot("step-next").await?;
+    s.close().await
+}
+
+/// A client is its own process: its card shows the PID, *Crash client* kills it (its lane is
+/// hatched like a dead server's), and its next call starts incarnation 1 with a new PID.
+#[tokio::test]
+async fn crashing_a_client_from_its_card_kills_its_process_and_the_next_call_restarts_it(
+) -> anyhow::Result<()> {
+    let s = Session::open_page().await?;
+    s.click("[data-testid=lock-c1]").await?;
+    s.wait_text("[data-testid=history-c1]", |t| t.contains("true"))
+        .await?;
+    let pid = pid_shown(&s, "c1").await?;
+    assert!(running(pid), "c1's card shows pid {pid}, a live process");
+    s.click("[data-testid=crash-client-c1]").await?;
+    s.wait_text("[data-testid=alive-c1]", |t| t.contains("crashed"))
+        .await?;
+    s.wait_count("[data-testid=dead-c1]", 1).await?;
+    s.wait_text("[data-testid=lane-c1]", |t| {
+        t.to_lowercase().contains("crashed")
+    })
+    .await?;
+    s.click("[data-testid=unlock-c1]").await?;
+    s.wait_text("[data-testid=incarnation-c1]", |t| t.contains('1'))
+        .await?;
+    let again = pid_shown(&s, "c1").await?;
+    assert_ne!(again, pid, "a new process");
+    s.wait_text("[data-testid=history-c1]", |t| t.contains("Unlock"))
+        .await?;
+    // A new identity: its call 1 is not a retry of the old process's call 1.
+    s.wait_count("[data-kind=request][data-req='c1.1/i1']:not(.retry)", 1)
+        .await?;
+    s.screenshot("fault-client-crash").await?;
     s.close().await
 }

@@ -1,12 +1,12 @@
 //! The page's event vocabulary: each wire [`shared::Event`] as a compact [`Ev`] (names
 //! interned), the messages ([`MsgRec`]) a send and its delivery or loss make, and the stretches a
-//! server lane spends dead ([`DeadSpan`]).
+//! lane spends dead, paused or dying ([`DeadSpan`]).
 //!
 //! A leaf: types only, built by `history` and read by `failover`, `diagram::layout` and the
 //! components. It must not import any of them (only `shared`, `symbols` and std), so the
 //! modules that fold events never import each other in a circle.
 
-use shared::{CrashCause, MsgId, Op, RequestId, Role};
+use shared::{CrashCause, CrashPoint, MsgId, Op, RequestId, Role};
 
 use crate::symbols::Sym;
 
@@ -38,7 +38,35 @@ pub enum Kind {
         cause: CrashCause,
         req: Option<RequestId>,
     },
-    Armed,
+    /// A crash armed at `point` (`crash_before_reply` is `BeforeReply`), going silent
+    /// `dying_ms` before it dies when set.
+    Armed {
+        point: CrashPoint,
+        dying_ms: Option<u64>,
+    },
+    /// The server went silent and is killed `dies_in_ms` later (the lab's "dying" server).
+    Dying {
+        pid: u32,
+        dies_in_ms: u64,
+        point: Option<CrashPoint>,
+    },
+    /// SIGSTOP of the server's process.
+    Paused {
+        pid: u32,
+    },
+    /// SIGCONT of the server's process.
+    Resumed {
+        pid: u32,
+    },
+    /// A client's own process started (`incarnation` 0 first, one more per restart).
+    ClientStarted {
+        pid: u32,
+        incarnation: u32,
+    },
+    /// The fault plan changed; `change` says what, for people.
+    Faults {
+        change: Sym,
+    },
     RoleChanged {
         role: Role,
         alone: bool,
@@ -49,7 +77,14 @@ pub enum Kind {
         msg_id: MsgId,
         msg: usize,
     },
+    /// `duplicate`: the network's second copy of a message delivered already.
     Delivered {
+        msg_id: MsgId,
+        msg: Option<usize>,
+        duplicate: bool,
+    },
+    /// Step mode holds the message in its receiver's inbox until a person decides.
+    Held {
         msg_id: MsgId,
         msg: Option<usize>,
     },
@@ -100,10 +135,6 @@ pub enum Kind {
     SlowMotion {
         delay_ms: u64,
     },
-    /// A fault or process change told in words (pause, resume, a new fault plan, ...).
-    Note {
-        text: Sym,
-    },
 }
 
 /// The four arrows of the Lab 1 protocol, and the refusal of a forward by a backup that serves
@@ -142,6 +173,12 @@ impl MsgKind {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum MsgEnd {
     InFlight,
+    /// Arrived, and step mode holds it in the receiver's inbox (`msg_held` at `y`).
+    Held {
+        event: usize,
+        t_us: u64,
+        y: f64,
+    },
     Delivered {
         event: usize,
         t_us: u64,
@@ -175,11 +212,37 @@ pub struct MsgRec {
     pub attempt: u32,
     /// The cluster generation it belongs to: request ids start over after a reset.
     pub generation: u64,
+    /// The network delivered it a second time (a duplicate): that delivery's event and `y`.
+    pub dup: Option<(usize, f64)>,
 }
 
-/// A stretch of a server lane during which its process was dead.
+/// What a lane's process was doing during a [`DeadSpan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanKind {
+    /// Killed (or exited): until a restart (`process_started`, a client's `client_started`).
+    Dead,
+    /// Stopped by SIGSTOP: until `resumed` (or its death).
+    Paused,
+    /// Gone silent before its announced death: until it dies.
+    Dying,
+}
+
+impl SpanKind {
+    /// The CSS class and `data-span`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpanKind::Dead => "dead",
+            SpanKind::Paused => "paused",
+            SpanKind::Dying => "dying",
+        }
+    }
+}
+
+/// A stretch of a lane during which its process was dead, paused or dying.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadSpan {
+    pub kind: SpanKind,
+    /// The lane (a server, or a client's process).
     pub server: Sym,
     pub from_y: f64,
     pub from_t: u64,

@@ -167,10 +167,15 @@ impl Failover {
             Kind::Sent { .. }
                 | Kind::Delivered { .. }
                 | Kind::Lost { .. }
+                | Kind::Held { .. }
                 | Kind::Executed { .. }
-                | Kind::Armed
+                | Kind::Armed { .. }
+                | Kind::Dying { .. }
+                | Kind::Paused { .. }
+                | Kind::Resumed { .. }
+                | Kind::ClientStarted { .. }
+                | Kind::Faults { .. }
                 | Kind::SlowMotion { .. }
-                | Kind::Note { .. }
         )
     }
 
@@ -193,6 +198,12 @@ impl Failover {
     /// Folds one event; `index` is its global index in the history.
     pub fn apply(&mut self, ev: &Ev, index: usize, syms: &Symbols) {
         let node = syms.name(ev.node);
+        let about_process = matches!(ev.kind, Kind::Crashed { .. } | Kind::Exited { .. });
+        if about_process && shared::NodeId::from(&*node).client_id().is_some() {
+            // A client's own process died (or exited): its call ends with an `op_failed`,
+            // which is what the timeline shows. Clients have no bar.
+            return;
+        }
         match &ev.kind {
             Kind::Started { role, .. } => {
                 // A new incarnation: its predecessor's failure has nothing more to open; a
@@ -248,10 +259,8 @@ impl Failover {
                     );
                 }
             }
-            Kind::Exited { .. } => {
-                if self.state_of(&node) != Some(Serving::Dead) {
-                    self.set_state(&node, Serving::Dead, ev.t_us);
-                }
+            Kind::Exited { .. } if self.state_of(&node) != Some(Serving::Dead) => {
+                self.set_state(&node, Serving::Dead, ev.t_us);
             }
             Kind::Reset { .. } => {
                 self.cluster_since_us = Some(ev.t_us);
@@ -345,13 +354,8 @@ impl Failover {
                     }
                 }
             }
-            Kind::Sent { .. }
-            | Kind::Delivered { .. }
-            | Kind::Lost { .. }
-            | Kind::Executed { .. }
-            | Kind::Armed
-            | Kind::SlowMotion { .. }
-            | Kind::Note { .. } => {}
+            // The kinds `cares` leaves out.
+            _ => {}
         }
     }
 

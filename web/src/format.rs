@@ -1,7 +1,7 @@
 //! How numbers and names read on the page: durations, clock times, request ids, roles.
 //! Pure text, shared by the diagram, the cards and the timeline so they always agree.
 
-use shared::{ErrorCode, Op, RequestId, Role};
+use shared::{CrashPoint, ErrorCode, Op, RequestId, Role};
 
 pub fn op_name(op: Op) -> &'static str {
     match op {
@@ -10,9 +10,14 @@ pub fn op_name(op: Op) -> &'static str {
     }
 }
 
-/// `c1.7`: client 1, call 7 — the at-most-once key, as the diagram labels it.
+/// `c1.7`: client 1, call 7 — the at-most-once key, as the diagram labels it. A restarted
+/// client's process is a new identity: `c1.7/i1` is call 7 of its incarnation 1.
 pub fn req(r: RequestId) -> String {
-    format!("c{}.{}", r.client, r.seq)
+    if r.incarnation == 0 {
+        format!("c{}.{}", r.client, r.seq)
+    } else {
+        format!("c{}.{}/i{}", r.client, r.seq, r.incarnation)
+    }
 }
 
 pub fn role(r: Role) -> &'static str {
@@ -20,6 +25,16 @@ pub fn role(r: Role) -> &'static str {
         Role::Primary => "primary",
         Role::Backup => "backup",
         Role::Deposed => "deposed",
+    }
+}
+
+/// Where an armed crash fires, for people: `before forward`, `before the backup's ack`.
+pub fn crash_point(p: CrashPoint) -> &'static str {
+    match p {
+        CrashPoint::BeforeForward => "before forward",
+        CrashPoint::AfterForward => "after forward",
+        CrashPoint::BeforeReply => "before reply",
+        CrashPoint::BeforeAck => "before ack",
     }
 }
 
@@ -109,6 +124,14 @@ pub fn count(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_id_names_the_client_s_incarnation_after_a_restart() {
+        assert_eq!(req(RequestId::new(1, 7)), "c1.7");
+        let mut r = RequestId::new(1, 7);
+        r.incarnation = 2;
+        assert_eq!(req(r), "c1.7/i2");
+    }
 
     #[test]
     fn durations_read_naturally() {

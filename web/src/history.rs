@@ -13,10 +13,10 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use shared::{Event, EventKind, Msg, MsgId};
+use shared::{CrashPoint, Event, EventKind, Msg, MsgId};
 
 use crate::chunked::Chunked;
-use crate::events::{DeadSpan, Ev, Kind, MsgEnd, MsgKind, MsgRec};
+use crate::events::{DeadSpan, Ev, Kind, MsgEnd, MsgKind, MsgRec, SpanKind};
 use crate::failover::Failover;
 use crate::symbols::{Sym, Symbols};
 use crate::timeaxis::row_gap;
@@ -25,6 +25,8 @@ use crate::timeaxis::row_gap;
 pub const HISTORY_CAP: usize = 100_000;
 /// Greyed lane stretches remembered.
 const DEAD_SPANS_CAP: usize = 512;
+/// Messages searched (newest first) for the original of a duplicate delivery.
+const DUP_LOOKBACK: usize = 4096;
 
 /// See the module documentation.
 #[derive(Debug, Clone)]
@@ -36,7 +38,9 @@ pub struct History {
     open: Rc<HashMap<MsgId, usize>>,
     dead: Rc<Vec<DeadSpan>>,
     /// Per client: the last request seq sent and how many times it was sent.
-    attempts: Rc<HashMap<u32, (u64, u32)>>,
+    /// (A restarted client's process is a new identity: its request ids carry its incarnation,
+    /// so its call 1 is not a retry of its predecessor's call 1.)
+    attempts: Rc<HashMap<u32, (shared::RequestId, u32)>>,
     pub failover: Rc<Failover>,
     /// The latest `cluster_reset` generation seen.
     generation: u64,
@@ -200,7 +204,10 @@ impl History {
                 cause: *cause,
                 req: *req,
             },
-            EventKind::CrashArmed { .. } => Kind::Armed,
+            EventKind::CrashArmed { point, dying_ms } => Kind::Armed {
+                point: point.unwrap_or(CrashPoint::BeforeReply),
+                dying_ms: *dying_ms,
+            },
             EventKind::RoleChanged {
                 role,
                 serving_alone,
@@ -241,9 +248,9 @@ impl History {
                 };
                 let attempt = if kind == MsgKind::Request {
                     let map = Rc::make_mut(&mut self.attempts);
-                    let entry = map.entry(req.client).or_insert((req.seq, 0));
-                    if entry.0 != req.seq {
-                        *entry = (req.seq, 0);
+                    let entry = map.entry(req.client).or_insert((req, 0));
+                    if entry.0 != req {
+                        *entry = (req, 0);
                     }
                     entry.1 += 1;
                     entry.1
@@ -265,6 +272,7 @@ impl History {
                     end: MsgEnd::InFlight,
                     attempt,
                     generation: self.generation,
+                    dup: None,
                 };
                 let m = self.msgs.push(rec);
                 Rc::make_mut(&mut self.open).insert(*msg_id, m);
@@ -273,16 +281,38 @@ impl History {
                     msg: m,
                 }
             }
-            EventKind::MsgDelivered { msg_id, .. } => {
-                let msg = self.close(
-                    *msg_id,
-                    MsgEnd::Delivered {
-                        event: index,
-                        t_us: e.t_us,
-                        y,
-                    },
-                );
+            EventKind::MsgDelivered {
+                msg_id, duplicate, ..
+            } => {
+                let end = MsgEnd::Delivered {
+                    event: index,
+                    t_us: e.t_us,
+                    y,
+                };
+                // The network's second copy lands on a message already closed by the first.
+                let msg = match self.open.contains_key(msg_id) {
+                    true => self.close(*msg_id, end),
+                    false if *duplicate => self.mark_duplicate(*msg_id, index, y),
+                    false => None,
+                };
                 Kind::Delivered {
+                    msg_id: *msg_id,
+                    msg,
+                    duplicate: *duplicate,
+                }
+            }
+            EventKind::MsgHeld { msg_id, .. } => {
+                let msg = self.open.get(msg_id).copied();
+                if let Some(m) = msg {
+                    self.msgs.update(m, |rec| {
+                        rec.end = MsgEnd::Held {
+                            event: index,
+                            t_us: e.t_us,
+                            y,
+                        }
+                    });
+                }
+                Kind::Held {
                     msg_id: *msg_id,
                     msg,
                 }
@@ -386,23 +416,23 @@ impl History {
             EventKind::SlowMotionSet { delay_ms } => Kind::SlowMotion {
                 delay_ms: *delay_ms,
             },
-            EventKind::Dying { dies_in_ms, .. } => Kind::Note {
-                text: s.intern(&format!("went silent, dies in {dies_in_ms} ms")),
+            EventKind::Dying {
+                pid,
+                dies_in_ms,
+                point,
+            } => Kind::Dying {
+                pid: *pid,
+                dies_in_ms: *dies_in_ms,
+                point: *point,
             },
-            EventKind::Paused { pid } => Kind::Note {
-                text: s.intern(&format!("paused (SIGSTOP to pid {pid})")),
+            EventKind::Paused { pid } => Kind::Paused { pid: *pid },
+            EventKind::Resumed { pid } => Kind::Resumed { pid: *pid },
+            EventKind::ClientStarted { pid, incarnation } => Kind::ClientStarted {
+                pid: *pid,
+                incarnation: *incarnation,
             },
-            EventKind::Resumed { pid } => Kind::Note {
-                text: s.intern(&format!("resumed (SIGCONT to pid {pid})")),
-            },
-            EventKind::ClientStarted { pid, incarnation } => Kind::Note {
-                text: s.intern(&format!("client process {incarnation} started · pid {pid}")),
-            },
-            EventKind::FaultsChanged { change, .. } => Kind::Note {
-                text: s.intern(change),
-            },
-            EventKind::MsgHeld { msg_id, .. } => Kind::Note {
-                text: s.intern(&format!("message {msg_id} held for a decision")),
+            EventKind::FaultsChanged { change, .. } => Kind::Faults {
+                change: s.intern(change),
             },
         }
     }
@@ -415,41 +445,62 @@ impl History {
         Some(m)
     }
 
-    /// Greys a dead server's lane. Its messages in flight stay in flight: the server's bus is
-    /// the one place that declares a message lost, with a `msg_lost` for each one.
+    /// Records the second delivery of message `msg_id` (closed by its first): the newest
+    /// message of that id among the last [`DUP_LOOKBACK`] (a duplicate follows its original
+    /// closely, and this runs only for duplicates, so the scan stays bounded).
+    fn mark_duplicate(&mut self, msg_id: MsgId, event: usize, y: f64) -> Option<usize> {
+        let end = self.msgs.end_index();
+        let from = end
+            .saturating_sub(DUP_LOOKBACK)
+            .max(self.msgs.first_index());
+        let m = (from..end)
+            .rev()
+            .find(|i| self.msgs.get(*i).is_some_and(|m| m.msg_id == msg_id))?;
+        self.msgs.update(m, |rec| rec.dup = Some((event, y)));
+        Some(m)
+    }
+
+    /// Hatches a lane while its process is dead, paused or dying. Its messages in flight stay
+    /// in flight: the server's bus is the one place that declares a message lost, with a
+    /// `msg_lost` for each one.
+    ///
+    /// A death ends a pause or a dying stretch and starts a dead one (crash + exit are one);
+    /// a start (a server's `process_started`, a client's `client_started`) ends it; `resumed`
+    /// ends a pause.
     fn track_death(&mut self, ev: &Ev) {
-        match ev.kind {
+        let open = |dead: &[DeadSpan], kind: SpanKind| {
+            dead.iter()
+                .any(|d| d.server == ev.node && d.kind == kind && d.to_y.is_none())
+        };
+        let (ends, starts): (&[SpanKind], Option<SpanKind>) = match ev.kind {
             Kind::Crashed { .. } | Kind::Exited { .. } => {
-                let already = self
-                    .dead
-                    .iter()
-                    .any(|d| d.server == ev.node && d.to_y.is_none());
-                if !already {
-                    let dead = Rc::make_mut(&mut self.dead);
-                    dead.push(DeadSpan {
-                        server: ev.node,
-                        from_y: ev.y,
-                        from_t: ev.t_us,
-                        to_y: None,
-                    });
-                    if dead.len() > DEAD_SPANS_CAP {
-                        dead.remove(0);
-                    }
+                (&[SpanKind::Paused, SpanKind::Dying], Some(SpanKind::Dead))
+            }
+            Kind::Started { .. } | Kind::ClientStarted { .. } => (&[SpanKind::Dead], None),
+            Kind::Paused { .. } => (&[], Some(SpanKind::Paused)),
+            Kind::Resumed { .. } => (&[SpanKind::Paused], None),
+            Kind::Dying { .. } => (&[SpanKind::Paused], Some(SpanKind::Dying)),
+            _ => return,
+        };
+        if ends.iter().any(|k| open(&self.dead, *k)) {
+            for d in Rc::make_mut(&mut self.dead).iter_mut() {
+                if d.server == ev.node && d.to_y.is_none() && ends.contains(&d.kind) {
+                    d.to_y = Some(ev.y);
                 }
             }
-            Kind::Started { .. }
-                if self
-                    .dead
-                    .iter()
-                    .any(|d| d.server == ev.node && d.to_y.is_none()) =>
-            {
-                for d in Rc::make_mut(&mut self.dead).iter_mut() {
-                    if d.server == ev.node && d.to_y.is_none() {
-                        d.to_y = Some(ev.y);
-                    }
-                }
+        }
+        if let Some(kind) = starts.filter(|k| !open(&self.dead, *k)) {
+            let dead = Rc::make_mut(&mut self.dead);
+            dead.push(DeadSpan {
+                kind,
+                server: ev.node,
+                from_y: ev.y,
+                from_t: ev.t_us,
+                to_y: None,
+            });
+            if dead.len() > DEAD_SPANS_CAP {
+                dead.remove(0);
             }
-            _ => {}
         }
     }
 
@@ -523,7 +574,8 @@ mod tests {
             h.event(2).map(|e| &e.kind),
             Some(Kind::Delivered {
                 msg_id: shared::MsgId(99),
-                msg: None
+                msg: None,
+                duplicate: false,
             })
         ));
     }
@@ -747,5 +799,242 @@ mod tests {
         let h = history_of(&s);
         let restart_y = h.events.last().map(|e| e.y);
         assert_eq!(h.dead_spans()[0].to_y, restart_y);
+    }
+
+    #[test]
+    fn a_pause_hatches_the_lane_until_resumed_and_a_death_ends_it() {
+        let mut s = Script::default();
+        s.ev("s1", K::Paused { pid: 4 })
+            .ev("s1", K::Resumed { pid: 4 });
+        let h = history_of(&s);
+        let spans = h.dead_spans();
+        assert_eq!(spans.len(), 1);
+        assert_eq!(spans[0].kind, SpanKind::Paused);
+        assert_eq!(spans[0].to_y, Some(h.last_y()), "until the resume");
+        assert!(matches!(
+            h.event(0).map(|e| &e.kind),
+            Some(Kind::Paused { pid: 4 })
+        ));
+        // Paused again, then killed while stopped: the pause ends where the death starts.
+        s.ev("s1", K::Paused { pid: 4 }).ev(
+            "s1",
+            K::Crashed {
+                pid: 4,
+                cause: CrashCause::Command,
+                req: None,
+            },
+        );
+        let h = history_of(&s);
+        let kinds: Vec<(SpanKind, bool)> = h
+            .dead_spans()
+            .iter()
+            .map(|d| (d.kind, d.to_y.is_some()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (SpanKind::Paused, true),
+                (SpanKind::Paused, true),
+                (SpanKind::Dead, false)
+            ]
+        );
+        assert_eq!(h.dead_spans()[1].to_y, Some(h.dead_spans()[2].from_y));
+    }
+
+    #[test]
+    fn a_dying_server_is_banded_until_it_dies_and_its_armed_point_is_kept() {
+        let mut s = Script::default();
+        s.ev(
+            "s1",
+            K::CrashArmed {
+                point: Some(shared::CrashPoint::AfterForward),
+                dying_ms: Some(1000),
+            },
+        )
+        .ev(
+            "s1",
+            K::Dying {
+                pid: 4,
+                dies_in_ms: 1000,
+                point: Some(shared::CrashPoint::AfterForward),
+            },
+        );
+        let h = history_of(&s);
+        assert!(matches!(
+            h.event(0).map(|e| &e.kind),
+            Some(Kind::Armed {
+                point: shared::CrashPoint::AfterForward,
+                dying_ms: Some(1000)
+            })
+        ));
+        assert_eq!(h.dead_spans().len(), 1);
+        assert_eq!(h.dead_spans()[0].kind, SpanKind::Dying);
+        assert_eq!(h.dead_spans()[0].to_y, None);
+        s.at(1_100_000).ev(
+            "s1",
+            K::Crashed {
+                pid: 4,
+                cause: CrashCause::Dying,
+                req: None,
+            },
+        );
+        let h = history_of(&s);
+        let d: Vec<SpanKind> = h.dead_spans().iter().map(|d| d.kind).collect();
+        assert_eq!(d, [SpanKind::Dying, SpanKind::Dead]);
+        assert_eq!(h.dead_spans()[0].to_y, Some(h.last_y()));
+        // crash_before_reply (no point) reads as before_reply.
+        s.ev(
+            "s2",
+            K::CrashArmed {
+                point: None,
+                dying_ms: None,
+            },
+        );
+        assert!(matches!(
+            history_of(&s).events.last().map(|e| &e.kind),
+            Some(Kind::Armed {
+                point: shared::CrashPoint::BeforeReply,
+                dying_ms: None
+            })
+        ));
+    }
+
+    #[test]
+    fn a_crashed_client_lane_is_dead_until_its_next_incarnation_starts() {
+        let mut s = Script::default();
+        s.ev(
+            "c1",
+            K::ClientStarted {
+                pid: 70,
+                incarnation: 0,
+            },
+        )
+        .ev(
+            "c1",
+            K::Crashed {
+                pid: 70,
+                cause: CrashCause::Command,
+                req: None,
+            },
+        )
+        .ev(
+            "c1",
+            K::ProcessExited {
+                pid: 70,
+                signal: Some(9),
+                code: None,
+            },
+        );
+        let h = history_of(&s);
+        assert_eq!(h.dead_spans().len(), 1, "crash + exit are one death");
+        assert_eq!(&*h.name(h.dead_spans()[0].server), "c1");
+        assert!(h.clients_seen().eq([1]));
+        assert!(
+            h.failover.crashes.is_empty(),
+            "a client's crash is no server's failover"
+        );
+        s.ev(
+            "c1",
+            K::ClientStarted {
+                pid: 71,
+                incarnation: 1,
+            },
+        );
+        let h = history_of(&s);
+        assert_eq!(h.dead_spans()[0].to_y, Some(h.last_y()));
+        assert!(matches!(
+            h.events.last().map(|e| &e.kind),
+            Some(Kind::ClientStarted {
+                pid: 71,
+                incarnation: 1
+            })
+        ));
+    }
+
+    #[test]
+    fn a_held_message_stays_in_flight_until_delivered() {
+        let mut s = Script::default();
+        s.sent(5, "c1", "s1", Script::request(1, 1))
+            .held(5, "c1", "s1", Script::request(1, 1));
+        let h = history_of(&s);
+        assert_eq!(h.in_flight_count(), 1, "held is still in flight");
+        assert!(
+            matches!(h.msg(0).map(|m| m.end), Some(MsgEnd::Held { event: 1, .. })),
+            "{:?}",
+            h.msg(0)
+        );
+        assert!(matches!(
+            h.event(1).map(|e| &e.kind),
+            Some(Kind::Held { msg: Some(0), .. })
+        ));
+        s.delivered(5, "c1", "s1");
+        let h = history_of(&s);
+        assert_eq!(h.in_flight_count(), 0);
+        assert!(matches!(
+            h.msg(0).map(|m| m.end),
+            Some(MsgEnd::Delivered { event: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn a_duplicate_delivery_marks_the_message_delivered_twice() {
+        let mut s = Script::default();
+        s.sent(5, "s1", "s2", Script::request(1, 1))
+            .delivered(5, "s1", "s2")
+            .duplicate(5, "s1", "s2");
+        let h = history_of(&s);
+        let m = h.msg(0).expect("the message");
+        assert!(matches!(m.end, MsgEnd::Delivered { event: 1, .. }));
+        assert_eq!(m.dup, Some((2, h.last_y())));
+        assert!(matches!(
+            h.event(2).map(|e| &e.kind),
+            Some(Kind::Delivered {
+                msg: Some(0),
+                duplicate: true,
+                ..
+            })
+        ));
+        // A duplicate of a message from before the history is kept as an event only.
+        s.duplicate(99, "s1", "s2");
+        let h = history_of(&s);
+        assert!(matches!(
+            h.events.last().map(|e| &e.kind),
+            Some(Kind::Delivered { msg: None, .. })
+        ));
+    }
+
+    #[test]
+    fn a_fault_loss_keeps_its_reason_and_a_plan_change_is_its_own_kind() {
+        let mut s = Script::default();
+        s.sent(5, "c1", "s1", Script::request(1, 1))
+            .lost_for(5, "c1", "s1", "partition")
+            .ev(
+                "supervisor",
+                K::FaultsChanged {
+                    plan: shared::FaultPlan::default(),
+                    change: "heal".into(),
+                },
+            );
+        let h = history_of(&s);
+        assert!(
+            matches!(h.msg(0).map(|m| m.end), Some(MsgEnd::Lost { reason, .. }) if &*h.name(reason) == "partition")
+        );
+        assert!(
+            matches!(h.events.last().map(|e| &e.kind), Some(Kind::Faults { change }) if &*h.name(*change) == "heal")
+        );
+    }
+
+    #[test]
+    fn a_restarted_client_s_first_call_is_not_a_retry_of_its_predecessor_s() {
+        let mut s = Script::default();
+        s.sent(1, "c1", "s1", Script::request(1, 1));
+        let mut next = Script::request(1, 1);
+        if let Msg::Request { req, .. } = &mut next {
+            req.incarnation = 1;
+        }
+        s.sent(2, "c1", "s1", next);
+        let h = history_of(&s);
+        let attempts: Vec<u32> = h.msgs.iter().map(|(_, m)| m.attempt).collect();
+        assert_eq!(attempts, [1, 1]);
     }
 }

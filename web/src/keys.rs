@@ -23,6 +23,17 @@ pub enum Shortcut {
     Clear,
     LargeText,
     Lecture,
+    FaultPanel,
+    PausePrimary,
+    RestartDead,
+    CrashAll,
+    CrashClient,
+    StepToggle,
+    DeliverOldest,
+    DropOldest,
+    DuplicateOldest,
+    Partition,
+    Heal,
 }
 
 /// The shortcut of a `KeyboardEvent.key`, when no modifier (other than Shift) is held.
@@ -47,6 +58,17 @@ pub fn shortcut(key: &str) -> Option<Shortcut> {
         "c" => Clear,
         "z" => LargeText,
         "L" => Lecture,
+        "F" => FaultPanel,
+        "P" => PausePrimary,
+        "r" => RestartDead,
+        "X" => CrashAll,
+        "C" => CrashClient,
+        "t" => StepToggle,
+        "." => DeliverOldest,
+        "x" => DropOldest,
+        ">" => DuplicateOldest,
+        "g" => Partition,
+        "h" => Heal,
         d if d.len() == 1 && d.as_bytes()[0].is_ascii_digit() => {
             SelectClient(u32::from(d.as_bytes()[0] - b'0'))
         }
@@ -77,6 +99,21 @@ pub const HELP: &[(&str, &str)] = &[
         "Shift+L",
         "open / close the lecture: every failure and tool, one click each",
     ),
+    ("Shift+F", "open / close the fault panel"),
+    (
+        "Shift+P",
+        "pause the primary (SIGSTOP) / resume the paused servers",
+    ),
+    ("r", "restart the dead servers (they come back empty)"),
+    ("Shift+X", "crash every server at once"),
+    ("Shift+C", "crash the selected client's process"),
+    ("t", "step mode on / off"),
+    (
+        ". / x / >",
+        "step mode: deliver / drop / duplicate the oldest held message",
+    ),
+    ("g", "partition into the groups A and B chosen"),
+    ("h", "heal: clear partitions, cuts and link settings"),
     ("?", "show / hide this help"),
     ("Esc", "close help, deselect"),
 ];
@@ -104,8 +141,48 @@ mod tests {
         assert_eq!(shortcut("k"), Some(Shortcut::CrashPrimary));
         assert_eq!(shortcut("L"), Some(Shortcut::Lecture));
         assert_eq!(shortcut("l"), Some(Shortcut::Lock));
-        assert_eq!(shortcut("x"), None);
+        assert_eq!(shortcut("x"), Some(Shortcut::DropOldest));
+        assert_eq!(shortcut("t"), Some(Shortcut::StepToggle));
+        assert_eq!(shortcut("P"), Some(Shortcut::PausePrimary));
+        assert_eq!(
+            shortcut("p"),
+            Some(Shortcut::TogglePause),
+            "p still pauses the view"
+        );
+        assert_eq!(shortcut("q"), None);
         assert_eq!(shortcut("Enter"), None);
+    }
+
+    #[test]
+    fn every_shortcut_has_one_key_and_the_help_lists_the_new_ones() {
+        let keys = [
+            "?", "Escape", "l", "u", "n", "k", "b", "K", "R", "d", "D", "s", "0", " ", "p", "f",
+            "End", "c", "z", "F", "P", "r", "X", "C", "t", ".", "x", ">", "g", "h",
+        ];
+        let mut seen = Vec::new();
+        for k in keys {
+            let sc = shortcut(k).unwrap_or_else(|| panic!("{k:?} does nothing"));
+            seen.push(sc);
+        }
+        for (k, _) in HELP {
+            assert!(!k.is_empty());
+        }
+        for needle in [
+            "Shift+F",
+            "Shift+P",
+            "t",
+            ". / x / >",
+            "g",
+            "h",
+            "r",
+            "Shift+X",
+            "Shift+C",
+        ] {
+            assert!(
+                HELP.iter().any(|(k, _)| *k == needle),
+                "{needle} is in the help"
+            );
+        }
     }
 
     #[test]

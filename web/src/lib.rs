@@ -2,7 +2,7 @@
 //! Lab 1 primary/backup lock service.
 //!
 //! Pure modules (tested natively with `cargo test -p web`): `chunked`, `symbols`, `timeaxis`,
-//! `events`, `history`, `failover`, `diagram::layout`, `store` (the state in slices), `demo`,
+//! `events`, `faults`, `history`, `failover`, `diagram::layout`, `store` (the state in slices), `demo`,
 //! `lecture` (the lecture's presets and their runner), `grants` (the double-grant detector),
 //! `call`, `keys`, `format`. Browser-only code: `ws` (all network I/O) and `components`. Unit
 //! tests share their fixtures through `testkit`.
@@ -12,7 +12,7 @@
 //! against it.
 //!
 //! 1. `symbols`, `chunked`, `timeaxis`, `format`, `keys`, `call`, `grants`
-//! 2. `events`, `demo`, `lecture`
+//! 2. `events`, `demo`, `faults`, `lecture`
 //! 3. `failover`
 //! 4. `history`
 //! 5. `diagram::layout`
@@ -30,6 +30,7 @@ mod demo;
 mod diagram;
 mod events;
 mod failover;
+mod faults;
 mod format;
 mod grants;
 mod history;

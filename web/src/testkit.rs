@@ -47,6 +47,15 @@ impl Script {
     }
 
     pub fn delivered(&mut self, id: u64, from: &str, to: &str) -> &mut Self {
+        self.delivery(id, from, to, false)
+    }
+
+    /// The network's second copy of message `id`.
+    pub fn duplicate(&mut self, id: u64, from: &str, to: &str) -> &mut Self {
+        self.delivery(id, from, to, true)
+    }
+
+    fn delivery(&mut self, id: u64, from: &str, to: &str, duplicate: bool) -> &mut Self {
         let node = to.to_owned();
         self.ev(
             &node,
@@ -54,12 +63,16 @@ impl Script {
                 msg_id: shared::MsgId(id),
                 from: from.into(),
                 to: to.into(),
-                duplicate: false,
+                duplicate,
             },
         )
     }
 
     pub fn lost(&mut self, id: u64, from: &str, to: &str) -> &mut Self {
+        self.lost_for(id, from, to, "receiver died")
+    }
+
+    pub fn lost_for(&mut self, id: u64, from: &str, to: &str, reason: &str) -> &mut Self {
         let node = to.to_owned();
         self.ev(
             &node,
@@ -67,9 +80,31 @@ impl Script {
                 msg_id: shared::MsgId(id),
                 from: from.into(),
                 to: to.into(),
-                reason: "receiver died".into(),
+                reason: reason.into(),
             },
         )
+    }
+
+    pub fn held(&mut self, id: u64, from: &str, to: &str, msg: Msg) -> &mut Self {
+        let node = to.to_owned();
+        self.ev(
+            &node,
+            K::MsgHeld {
+                msg_id: shared::MsgId(id),
+                from: from.into(),
+                to: to.into(),
+                msg,
+            },
+        )
+    }
+
+    /// A Lock(a) request of call `c{c}.{seq}`.
+    pub fn request(c: u32, seq: u64) -> Msg {
+        Msg::Request {
+            req: RequestId::new(c, seq),
+            op: Op::Lock,
+            lock: "a".into(),
+        }
     }
 
     /// A full Lab 1 call from client `c` through primary `p` and backup `b`.

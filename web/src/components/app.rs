@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use gloo_events::EventListener;
 use gloo_timers::callback::Timeout;
-use shared::{Command, Op};
+use shared::{Command, Op, StepAction};
 use wasm_bindgen::JsCast;
 use web_sys::KeyboardEvent;
 use yew::prelude::*;
@@ -15,6 +15,7 @@ use super::client_card::ClientCard;
 use super::conn_status::ConnStatus;
 use super::demo_driver::DemoDriver;
 use super::failover_timeline::FailoverTimeline;
+use super::fault_panel::{step_command, FaultPanel};
 use super::grant_alarm::GrantAlarm;
 use super::help::Help;
 use super::lecture_driver::LectureDriver;
@@ -24,8 +25,9 @@ use super::space_time::SpaceTime;
 use super::toasts::Toasts;
 use super::toolbar::Toolbar;
 use super::{ClusterCtx, Dispatch, FeedCtx, SessionCtx, Slice, ToastsCtx, ViewCtx};
+use crate::faults;
 use crate::keys::{self, Shortcut};
-use crate::store::{Action, State, REORDER_HOLD_MS};
+use crate::store::{Action, Level, State, REORDER_HOLD_MS};
 use crate::ws::{self, Connection};
 
 #[function_component(App)]
@@ -132,6 +134,17 @@ pub fn app() -> Html {
         .collect();
     let clients: Vec<u32> = state.cluster().clients.keys().copied().collect();
     let on_add_client = dispatch.to(|_: MouseEvent| Action::AddClient);
+    let crash_all = {
+        let send = dispatch.send.clone();
+        Callback::from(move |_: MouseEvent| {
+            send.emit(Command::Crash {
+                node: shared::NodeRef::All,
+                dying_ms: None,
+                tag: Some(ws::next_tag("crashall")),
+            })
+        })
+    };
+    let any_alive = state.cluster().nodes().any(|n| n.alive);
 
     // One provider per slice: a component is rendered again only when a slice it reads is
     // replaced (children here take no props, or equal ones).
@@ -152,10 +165,15 @@ pub fn app() -> Html {
                     <ConnStatus />
                 </header>
                 <main class="layout">
-                    <section class="side" aria-label="Lecture, servers and clients">
+                    <section class="side" aria-label="Lecture, faults, servers and clients">
                         <LecturePanel />
+                        <FaultPanel />
                         <section class="panel">
-                            <h2 class="panel-title">{"Servers"}</h2>
+                            <h2 class="panel-title">
+                                {"Servers"}
+                                <button class="btn ghost small danger-text" data-testid="crash-all" onclick={crash_all}
+                                    disabled={!any_alive} title="Kill every server at once (Shift+X)">{"✕ Crash all"}</button>
+                            </h2>
                             if servers.is_empty() {
                                 <div class="empty small">{"Waiting for the cluster…"}</div>
                             }
@@ -266,5 +284,71 @@ fn on_key(st: &State, ctx: &Dispatch, e: &KeyboardEvent) {
         Shortcut::Clear => ctx.dispatch(Action::Clear),
         Shortcut::LargeText => ctx.dispatch(Action::ToggleLargeText),
         Shortcut::Lecture => ctx.dispatch(Action::ShowLecture(!view.lecture_open)),
+        Shortcut::FaultPanel => ctx.dispatch(Action::ToggleFaultPanel),
+        Shortcut::PausePrimary => {
+            // Anything paused is resumed first: the key undoes what it did.
+            let paused: Vec<String> = cluster
+                .nodes()
+                .filter(|n| n.alive && n.paused)
+                .map(|n| n.id.to_string())
+                .collect();
+            if paused.is_empty() {
+                ctx.send.emit(Command::Pause {
+                    node: "primary".into(),
+                    tag: tag(),
+                });
+            }
+            for id in paused {
+                ctx.send.emit(Command::Resume {
+                    node: id.as_str().into(),
+                    tag: tag(),
+                });
+            }
+        }
+        Shortcut::RestartDead => ctx.send.emit(Command::Restart {
+            node: shared::NodeRef::All,
+            tag: tag(),
+        }),
+        Shortcut::CrashAll => ctx.send.emit(Command::Crash {
+            node: shared::NodeRef::All,
+            dying_ms: None,
+            tag: tag(),
+        }),
+        Shortcut::CrashClient => ctx.send.emit(Command::CrashClient {
+            client,
+            tag: tag(),
+        }),
+        Shortcut::StepToggle => ctx.send.emit(Command::Step {
+            on: !cluster.faults().step,
+            tag: tag(),
+        }),
+        Shortcut::DeliverOldest | Shortcut::DropOldest | Shortcut::DuplicateOldest => {
+            let action = match sc {
+                Shortcut::DeliverOldest => StepAction::Deliver,
+                Shortcut::DropOldest => StepAction::Drop,
+                _ => StepAction::Duplicate,
+            };
+            match cluster.held().first() {
+                Some(h) => ctx.send.emit(step_command(action, h.msg_id)),
+                None => ctx.dispatch(Action::Toast {
+                    level: Level::Info,
+                    title: "Nothing held".into(),
+                    text: if cluster.faults().step {
+                        "no message waits for a decision now".into()
+                    } else {
+                        "step mode is off: turn it on with t".into()
+                    },
+                }),
+            }
+        }
+        Shortcut::Partition => match faults::partition_command(&view.draft, tag()) {
+            Some(c) => ctx.send.emit(c),
+            None => ctx.dispatch(Action::Toast {
+                level: Level::Info,
+                title: "No partition chosen".into(),
+                text: "open the fault panel (Shift+F) and click lane headers or chips into groups A and B".into(),
+            }),
+        },
+        Shortcut::Heal => ctx.send.emit(Command::Heal { tag: tag() }),
     }
 }

@@ -2,7 +2,7 @@
 //! history of answers with latency (and retries, when it failed over).
 
 use gloo_timers::callback::Interval;
-use shared::Op;
+use shared::{Command, Op};
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
@@ -64,6 +64,18 @@ pub fn client_card(props: &ClientCardProps) -> Html {
         })
     };
     let select = ctx.to(move |_: MouseEvent| Action::SelectClient(id));
+    let clerk = st.clerk(id);
+    let process = clerk.and_then(|k| k.pid.map(|pid| (pid, k.alive, k.incarnation)));
+    let crash = {
+        let send = ctx.send.clone();
+        Callback::from(move |e: MouseEvent| {
+            e.stop_propagation();
+            send.emit(Command::CrashClient {
+                client: id,
+                tag: Some(ws::next_tag("cc")),
+            })
+        })
+    };
 
     let status = match (st.pending_call(id), &c.sending) {
         (Some(p), _) => {
@@ -123,6 +135,27 @@ pub fn client_card(props: &ClientCardProps) -> Html {
                 <h3 class="node-name">{&name}</h3>
                 <span class="muted">{"→ "}{st.clerk(id).map_or("primary", |k| k.server.as_str())}</span>
                 {status}
+            </div>
+            <div class="facts client-process">
+                {match process {
+                    Some((pid, alive, inc)) => html! {
+                        <>
+                            <span>{"PID "}<span class="mono" data-testid={format!("pid-{name}")}>{pid}</span></span>
+                            <span class="muted" data-testid={format!("incarnation-{name}")} title="Each restart of a client's process is a new identity">
+                                {format!("incarnation {inc}")}
+                            </span>
+                            <span class={classes!("alive", if alive { "up" } else { "down" })} data-testid={format!("alive-{name}")}>
+                                <span class="dot"></span>{if alive { "alive" } else { "crashed · next call starts a new process" }}
+                            </span>
+                        </>
+                    },
+                    None => html! { <span class="muted">{"no process yet (starts with its first call)"}</span> },
+                }}
+                <button class="btn danger-outline small" data-testid={format!("crash-client-{name}")} onclick={crash}
+                    disabled={!process.is_some_and(|(_, alive, _)| alive)}
+                    title="SIGKILL this client's own process; its call in progress fails (Shift+C for the selected client)">
+                    {"✕ Crash client"}
+                </button>
             </div>
             <div class="call-row">
                 <input class="lockname" type="text" value={typed} {oninput} {onkeydown} maxlength="64"

@@ -73,7 +73,71 @@ fn event_rows(h: &History, i: usize) -> Option<(String, Vec<Html>)> {
             }
             "crashed"
         }
-        Kind::Armed => "armed: crash before next reply",
+        Kind::Armed { point, dying_ms } => {
+            rows.push(row("crash point", format::crash_point(*point)));
+            if let Some(ms) = dying_ms {
+                rows.push(row(
+                    "dying",
+                    format!("goes silent there, killed {ms} ms later"),
+                ));
+            }
+            "crash armed"
+        }
+        Kind::Dying {
+            pid,
+            dies_in_ms,
+            point,
+        } => {
+            rows.push(row("pid", pid.to_string()));
+            if let Some(p) = point {
+                rows.push(row("at", format::crash_point(*p)));
+            }
+            rows.push(row(
+                "what",
+                format!("answers nothing, its connections stay open; SIGKILL in {dies_in_ms} ms"),
+            ));
+            "dying (silent)"
+        }
+        Kind::Paused { pid } | Kind::Resumed { pid } => {
+            let paused = matches!(e.kind, Kind::Paused { .. });
+            rows.push(row("pid", pid.to_string()));
+            rows.push(row(
+                "what",
+                if paused {
+                    "SIGSTOP: alive but runs nothing; peers see no answer and no closed connection"
+                } else {
+                    "SIGCONT: it runs on with whatever it believed before the pause"
+                },
+            ));
+            if paused {
+                "paused"
+            } else {
+                "resumed"
+            }
+        }
+        Kind::ClientStarted { pid, incarnation } => {
+            rows.push(row("pid", pid.to_string()));
+            rows.push(row("incarnation", incarnation.to_string()));
+            if *incarnation > 0 {
+                rows.push(row(
+                    "identity",
+                    "a new one: its request ids are not its predecessor's",
+                ));
+            }
+            "client process started"
+        }
+        Kind::Faults { change } => {
+            rows.push(row("change", n(*change)));
+            "fault plan changed"
+        }
+        Kind::Held { msg_id, .. } => {
+            rows.push(row("msg_id", msg_id.to_string()));
+            rows.push(row(
+                "what",
+                "step mode holds it in the receiver's inbox until deliver, drop or duplicate",
+            ));
+            "message held"
+        }
         Kind::RoleChanged {
             role,
             alone,
@@ -88,9 +152,15 @@ fn event_rows(h: &History, i: usize) -> Option<(String, Vec<Html>)> {
             rows.push(row("msg_id", msg_id.to_string()));
             "message sent"
         }
-        Kind::Delivered { msg_id, .. } => {
+        Kind::Delivered {
+            msg_id, duplicate, ..
+        } => {
             rows.push(row("msg_id", msg_id.to_string()));
-            "message delivered"
+            if *duplicate {
+                "duplicate delivered (second copy)"
+            } else {
+                "message delivered"
+            }
         }
         Kind::Lost { msg_id, reason, .. } => {
             rows.push(row("msg_id", msg_id.to_string()));
@@ -179,10 +249,6 @@ fn event_rows(h: &History, i: usize) -> Option<(String, Vec<Html>)> {
             rows.push(row("delay", format!("{delay_ms} ms")));
             "slow motion changed"
         }
-        Kind::Note { text } => {
-            rows.push(row("what", h.name(*text).to_string()));
-            "fault"
-        }
     };
     Some((title.to_string(), rows))
 }
@@ -201,6 +267,13 @@ fn msg_rows(h: &History, i: usize) -> Option<(String, String, Vec<Html>)> {
     ];
     match m.end {
         MsgEnd::InFlight => rows.push(row("status", "in flight")),
+        MsgEnd::Held { t_us, .. } => {
+            rows.push(row("held since", format::clock(t_us)));
+            rows.push(row(
+                "status",
+                "held by step mode in the receiver's inbox: deliver, drop or duplicate it",
+            ));
+        }
         MsgEnd::Delivered { t_us, .. } => {
             rows.push(row("delivered", format::clock(t_us)));
             rows.push(row(
@@ -210,8 +283,17 @@ fn msg_rows(h: &History, i: usize) -> Option<(String, String, Vec<Html>)> {
         }
         MsgEnd::Lost { t_us, reason, .. } => {
             rows.push(row("lost", format::clock(t_us)));
-            rows.push(row("why", h.name(reason).to_string()));
+            rows.push(row("why", lost_why(&h.name(reason))));
         }
+    }
+    if let Some((event, _)) = m.dup {
+        let at = h
+            .event(event)
+            .map_or(String::new(), |e| format::clock(e.t_us));
+        rows.push(row(
+            "duplicate",
+            format!("the network delivered it a second time at {at}"),
+        ));
     }
     if m.attempt > 1 {
         rows.push(row("retry", format!("send #{} of this request: the same id, so a server that already ran it answers from its record", m.attempt)));
@@ -225,6 +307,16 @@ fn msg_rows(h: &History, i: usize) -> Option<(String, String, Vec<Html>)> {
         m.kind.as_str().to_string(),
         rows,
     ))
+}
+
+/// A loss's reason, explained when the network's faults caused it.
+fn lost_why(reason: &str) -> String {
+    match reason {
+        "dropped" => "dropped by the network (a link's drop chance, or step mode's Drop)".into(),
+        "partition" => "partition: sender and receiver are in different groups".into(),
+        "cut" => "cut: nothing from the sender reaches the receiver (one way)".into(),
+        other => other.to_string(),
+    }
 }
 
 #[function_component(Details)]

@@ -14,6 +14,7 @@ pub mod conn_status;
 pub mod demo_driver;
 pub mod details;
 pub mod failover_timeline;
+pub mod fault_panel;
 pub mod grant_alarm;
 pub mod help;
 pub mod lecture_driver;

@@ -1,7 +1,9 @@
-//! A server's card: role, process (PID, port, alive), lock table, counters, and the buttons
-//! that crash it.
+//! A server's card: role, process (PID, port, alive / paused / dying), lock table, counters,
+//! and the buttons that break it: crash, pause / resume, restart (when dead), and a crash at a
+//! chosen point of the next operation (optionally "dying": silent first).
 
-use shared::{Command, Role};
+use shared::{Command, CrashPoint, Role};
+use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
 
 use super::{use_cluster, use_dispatch};
@@ -18,6 +20,8 @@ pub fn server_card(props: &ServerCardProps) -> Html {
     let ctx = use_dispatch();
     let cluster = use_cluster();
     let id = props.id.to_string();
+    let point = use_state(|| CrashPoint::BeforeForward);
+    let dying_ms = use_state(|| 0u64);
     let Some(n) = cluster.node(&id).cloned() else {
         return html! {};
     };
@@ -57,6 +61,58 @@ pub fn server_card(props: &ServerCardProps) -> Html {
             })
         })
     };
+    let cmd = |make: fn(String) -> Command| {
+        let send = ctx.send.clone();
+        let node = id.clone();
+        Callback::from(move |_: MouseEvent| send.emit(make(node.clone())))
+    };
+    let pause = cmd(|node| Command::Pause {
+        node: node.as_str().into(),
+        tag: Some(ws::next_tag("pause")),
+    });
+    let resume = cmd(|node| Command::Resume {
+        node: node.as_str().into(),
+        tag: Some(ws::next_tag("resume")),
+    });
+    let restart = cmd(|node| Command::Restart {
+        node: node.as_str().into(),
+        tag: Some(ws::next_tag("restart")),
+    });
+    let arm = {
+        let send = ctx.send.clone();
+        let node = id.clone();
+        let (point, dying) = (*point, *dying_ms);
+        Callback::from(move |_: MouseEvent| {
+            send.emit(Command::CrashAt {
+                node: node.as_str().into(),
+                point,
+                dying_ms: (dying > 0).then_some(dying),
+                tag: Some(ws::next_tag("crashat")),
+            })
+        })
+    };
+    let on_point = {
+        let point = point.clone();
+        Callback::from(move |e: Event| {
+            let sel: HtmlSelectElement = e.target_unchecked_into();
+            if let Some(p) = CrashPoint::ALL.iter().find(|p| p.name() == sel.value()) {
+                point.set(*p);
+            }
+        })
+    };
+    let on_dying = {
+        let dying_ms = dying_ms.clone();
+        Callback::from(move |e: InputEvent| {
+            let input: HtmlInputElement = e.target_unchecked_into();
+            dying_ms.set(input.value().trim().parse::<u64>().unwrap_or(0).min(60_000));
+        })
+    };
+    let state = match (n.alive, n.paused, n.dying) {
+        (false, _, _) => ("down", "crashed"),
+        (true, true, _) => ("paused", "paused"),
+        (true, _, true) => ("dying", "dying"),
+        _ => ("up", "alive"),
+    };
     let pid = match n.pid {
         Some(p) => html! { <span class="mono" data-testid={format!("pid-{id}")}>{p}</span> },
         None => html! { <span class="muted" data-testid={format!("pid-{id}")}>{"—"}</span> },
@@ -68,13 +124,15 @@ pub fn server_card(props: &ServerCardProps) -> Html {
     };
 
     html! {
-        <div class={classes!("card", "server", role_class, (!n.alive).then_some("is-dead"))}
-             data-testid={format!("card-{id}")} data-role={role_class} data-alive={n.alive.to_string()}>
+        <div class={classes!("card", "server", role_class, (!n.alive).then_some("is-dead"), n.paused.then_some("is-paused"),
+                             n.dying.then_some("is-dying"))}
+             data-testid={format!("card-{id}")} data-role={role_class} data-alive={n.alive.to_string()}
+             data-paused={n.paused.to_string()}>
             <div class="card-head">
                 <h3 class="node-name">{&id}</h3>
                 <span class={classes!("badge", role_class)} data-testid={format!("role-{id}")} title={explain}>{role_text}</span>
-                <span class={classes!("alive", if n.alive { "up" } else { "down" })} data-testid={format!("alive-{id}")}>
-                    <span class="dot"></span>{if n.alive { "alive" } else { "crashed" }}
+                <span class={classes!("alive", state.0)} data-testid={format!("alive-{id}")}>
+                    <span class="dot"></span>{state.1}
                 </span>
             </div>
             <div class="facts">
@@ -95,19 +153,56 @@ pub fn server_card(props: &ServerCardProps) -> Html {
                 </span>
             </div>
             if n.armed {
-                <div class="armed-note" data-testid={format!("armed-{id}")}>
-                    {"⚠ armed: will crash before its next reply"}
+                <div class="armed-note" data-testid={format!("armed-{id}")}
+                    data-point={n.crash_point.map(CrashPoint::name)}>
+                    {format!("⚠ armed: will crash {}", n.crash_point.map_or("before its next reply", format::crash_point))}
+                </div>
+            }
+            if n.paused {
+                <div class="paused-note" data-testid={format!("paused-note-{id}")}>
+                    {"❚❚ paused (SIGSTOP): alive, runs nothing; peers get no answer and no closed connection"}
+                </div>
+            }
+            if n.dying {
+                <div class="dying-note" data-testid={format!("dying-note-{id}")}>
+                    {"⚠ dying: silent now, SIGKILL follows"}
                 </div>
             }
             <div class="buttons">
                 <button class="btn danger" data-testid={format!("crash-{id}")} onclick={crash}
                     disabled={!n.alive} title="SIGKILL this server's process now">{"✕ Crash"}</button>
+                if n.paused {
+                    <button class="btn" data-testid={format!("resume-{id}")} onclick={resume}
+                        title="SIGCONT: it runs on with whatever it believed before (Shift+P)">{"▶ Resume"}</button>
+                } else if n.alive {
+                    <button class="btn" data-testid={format!("pause-{id}")} onclick={pause}
+                        title="SIGSTOP: alive but silent, not halted (Shift+P pauses the primary)">{"❚❚ Pause"}</button>
+                } else {
+                    <button class="btn primary" data-testid={format!("restart-{id}")} onclick={restart}
+                        title="Start a fresh process: empty lock table, nothing copied to it (r)">{"↺ Restart"}</button>
+                }
                 <button class="btn danger-outline" data-testid={format!("crash-before-reply-{id}")} onclick={crash_before}
                     disabled={!n.alive || n.armed}
                     title="Execute the next client request fully (apply, forward, backup ack), then die before the reply leaves">
                     {"Crash before next reply"}
                 </button>
             </div>
+            if n.alive {
+                <div class="crash-at" role="group" aria-label={format!("crash {id} at a point of the next operation")}>
+                    <select data-testid={format!("crash-point-{id}")} aria-label={format!("{id}: where the armed crash fires")}
+                        onchange={on_point} disabled={n.paused}>
+                        { for CrashPoint::ALL.iter().map(|p| html! {
+                            <option value={p.name()} selected={*p == *point}>{format::crash_point(*p)}</option>
+                        }) }
+                    </select>
+                    <input type="number" min="0" max="60000" placeholder="silent ms"
+                        value={if *dying_ms == 0 { String::new() } else { dying_ms.to_string() }} oninput={on_dying}
+                        data-testid={format!("dying-ms-{id}")} aria-label={format!("{id}: silent this many ms before it dies (dying; empty: die at once)")}
+                        title="dying: go silent at that point, die this much later (empty: die at once)" />
+                    <button class="btn danger-outline small" data-testid={format!("crash-at-{id}")} onclick={arm}
+                        disabled={n.paused} title="crash_at: arm it to die at that point of the next operation">{"Arm"}</button>
+                </div>
+            }
         </div>
     }
 }

@@ -18,10 +18,10 @@ use super::details::Details;
 use super::legend::Legend;
 use super::{use_cluster, use_dispatch, use_feed, use_session, use_view, Dispatch};
 use crate::diagram::layout::{self, ArrowEnd, ArrowGeom, Glyph, MarkGeom, Viewport, GUTTER};
-use crate::events::MsgKind;
+use crate::events::{MsgKind, SpanKind};
 use crate::history::History;
 use crate::store::{self, Action, Conn, Selection};
-use crate::{format, ws};
+use crate::{faults, format, ws};
 
 /// Height of the sticky lane header inside the scroll area.
 const LANE_HEAD: f64 = 48.0;
@@ -259,22 +259,72 @@ pub fn space_time() -> Html {
     let view_box = format!("0 {svg_top} {width} {svg_h}");
     let lane_bottom = scene.live_y.max(svg_top);
 
+    let plan = cluster.faults();
+    let faults_shown = faults::any_in_force(plan) || view_slice.faults_open;
+    let lane_head_h = if faults_shown {
+        LANE_HEAD + 14.0
+    } else {
+        LANE_HEAD
+    };
     let lane_heads = lanes.iter().map(|l| {
         let (class, sub) = if l.server {
             match cluster.node(&l.name) {
                 Some(n) if !n.alive => ("dead", "dead".to_string()),
+                Some(n) if n.paused => ("paused", "paused".to_string()),
+                Some(n) if n.dying => ("dying", "dying".to_string()),
                 Some(n) if n.serving_alone => ("alone", "serving alone".to_string()),
                 Some(n) => (format::role(n.role), format::role(n.role).to_string()),
                 None => ("", String::new()),
             }
         } else {
-            ("client", "client".to_string())
+            let clerk = shared::NodeId::from(&*l.name)
+                .client_id()
+                .and_then(|c| cluster.clerk(c));
+            match clerk {
+                Some(k) if k.pid.is_some() && !k.alive => ("dead", "crashed".to_string()),
+                Some(k) if k.incarnation > 0 => ("client", format!("client · inc {}", k.incarnation)),
+                _ => ("client", "client".to_string()),
+            }
         };
-        html! {
-            <div class={classes!("lane-tag", class)} style={format!("left:{}px", l.x)} data-lane={l.name.to_string()}>
-                <span class="lane-name">{l.name.to_string()}</span>
+        let name = l.name.to_string();
+        // The partition in force colours the header; the one being put together outlines it.
+        let in_force = faults::group_in_force(plan, &name).map(|g| ["group-a", "group-b", "group-c"][g.min(2)]);
+        let draft = view_slice
+            .faults_open
+            .then(|| view_slice.draft.get(&name).copied())
+            .flatten();
+        let note = faults::lane_note(plan, &name);
+        let classes = classes!(
+            "lane-tag",
+            class,
+            in_force,
+            draft.map(|g| format!("draft-{}", g.as_str().to_lowercase()))
+        );
+        let style = format!("left:{}px", l.x);
+        let body = html! {
+            <>
+                <span class="lane-name">{name.clone()}</span>
                 <span class="lane-sub">{sub}</span>
-            </div>
+                if !note.is_empty() {
+                    <span class="lane-note" title={note.clone()}>{note.clone()}</span>
+                }
+            </>
+        };
+        if view_slice.faults_open {
+            let next = faults::Group::cycle(draft).map_or("neither group", faults::Group::as_str);
+            let onclick = {
+                let name = name.clone();
+                ctx.to(move |_: MouseEvent| Action::CycleGroup(name.clone()))
+            };
+            html! {
+                <button class={classes} {style} data-lane={name.clone()} data-testid={format!("lane-{name}")} {onclick}
+                    aria-label={format!("{name}: put into partition group {next}")}
+                    title="Click: partition group A, then B, then neither">{body}</button>
+            }
+        } else {
+            html! {
+                <div class={classes} {style} data-lane={name.clone()} data-testid={format!("lane-{name}")}>{body}</div>
+            }
         }
     });
 
@@ -325,7 +375,7 @@ pub fn space_time() -> Html {
             <div class="st-wrap">
             <div class="st-scroll" ref={scroll} {onscroll} data-testid="diagram" tabindex="0" role="region"
                 aria-label="Space-time diagram: one lane per process, time flowing down (arrow keys scroll)">
-                <div class={classes!("lane-head", layout::is_compact(&lanes).then_some("compact"))} style={format!("width:{width}px;height:{LANE_HEAD}px")}>
+                <div class={classes!("lane-head", layout::is_compact(&lanes).then_some("compact"))} style={format!("width:{width}px;height:{lane_head_h}px")}>
                     <div class="gutter-head" style={format!("width:{GUTTER}px")}>{"time"}</div>
                     { for lane_heads }
                 </div>
@@ -344,6 +394,18 @@ pub fn space_time() -> Html {
                                 <rect width="7" height="7" class="hatch-bg" />
                                 <rect width="2.5" height="7" class="hatch" />
                             </pattern>
+                            <pattern id="paused-hatch" width="8" height="8" patternUnits="userSpaceOnUse" patternTransform="rotate(-45)">
+                                <rect width="8" height="8" class="hatch-bg paused" />
+                                <rect width="3" height="8" class="hatch paused" />
+                            </pattern>
+                            <pattern id="dying-hatch" width="6" height="6" patternUnits="userSpaceOnUse">
+                                <rect width="6" height="6" class="hatch-bg dying" />
+                                <circle cx="3" cy="3" r="1.3" class="hatch dying" />
+                            </pattern>
+                            <marker id="head-dup" viewBox="0 0 10 10" refX="9.5" refY="5"
+                                    markerWidth="8" markerHeight="8" markerUnits="userSpaceOnUse" orient="auto">
+                                <path d="M0,0 L10,5 L0,10 z" class="fill-dup" />
+                            </marker>
                         </defs>
                         <line class="gutter-rule" x1={(GUTTER - 4.0).to_string()} x2={(GUTTER - 4.0).to_string()}
                               y1={svg_top.to_string()} y2={(svg_top + svg_h).to_string()} />
@@ -352,11 +414,18 @@ pub fn space_time() -> Html {
                                   x1={l.x.to_string()} x2={l.x.to_string()}
                                   y1={svg_top.to_string()} y2={lane_bottom.to_string()} />
                         }) }
-                        { for scene.dead.iter().map(|d| html! {
-                            <g class="dead-span" data-testid={format!("dead-{}", d.server)}>
-                                <rect x={(d.x - 8.0).to_string()} y={d.y1.to_string()} width="16"
-                                      height={(d.y2 - d.y1).max(0.0).to_string()} fill="url(#dead-hatch)" />
-                            </g>
+                        { for scene.dead.iter().map(|d| {
+                            let kind = d.kind.as_str();
+                            let fill = format!("url(#{kind}-hatch)");
+                            html! {
+                                <g class={classes!("span", kind)} data-testid={format!("{kind}-{}", d.server)} data-span={kind}>
+                                    <rect x={(d.x - 8.0).to_string()} y={d.y1.to_string()} width="16"
+                                          height={(d.y2 - d.y1).max(0.0).to_string()} fill={fill} />
+                                    if d.kind != SpanKind::Dead && d.y2 - d.y1 > 36.0 {
+                                        <text class="span-label" x={(d.x + 12.0).to_string()} y={(d.y1 + 30.0).to_string()}>{kind}</text>
+                                    }
+                                </g>
+                            }
                         }) }
                         { for scene.ticks.iter().map(|t| html! {
                             <g class="tick">
@@ -367,7 +436,7 @@ pub fn space_time() -> Html {
                             </g>
                         }) }
                         { for scene.dividers.iter().map(|d| html! {
-                            <g class={classes!("divider", d.reset.then_some("reset"))}>
+                            <g class={classes!("divider", d.reset.then_some("reset"), d.fault.then_some("fault"))}>
                                 <line x1={GUTTER.to_string()} x2={width.to_string()} y1={d.y.to_string()} y2={d.y.to_string()} />
                                 <text x={(GUTTER + 8.0).to_string()} y={(d.y - 5.0).to_string()}>{&d.label}</text>
                             </g>
@@ -464,10 +533,11 @@ fn render_arrow(
 ) -> Html {
     let kind = a.kind.as_str();
     let req = format::req(a.req);
-    let (lost, in_flight) = match a.end {
-        ArrowEnd::Lost => (true, None),
-        ArrowEnd::InFlight { progress } => (false, Some(progress)),
-        ArrowEnd::Delivered => (false, None),
+    let (lost, in_flight, held) = match a.end {
+        ArrowEnd::Lost => (true, None, false),
+        ArrowEnd::InFlight { progress } => (false, Some(progress), false),
+        ArrowEnd::Held => (false, None, true),
+        ArrowEnd::Delivered => (false, None, false),
     };
     let onclick = {
         let ctx = ctx.clone();
@@ -477,9 +547,10 @@ fn render_arrow(
             ctx.dispatch(Action::Select(Some(Selection::Msg(msg))));
         })
     };
-    let marker = (!lost && in_flight.is_none()).then(|| format!("url(#head-{kind})"));
+    let landed = !lost && !held && in_flight.is_none();
+    let marker = landed.then(|| format!("url(#head-{kind})"));
     let title = format!(
-        "{kind} #{req} · {} → {}{}\nmsg_id {}{}",
+        "{kind} #{req} · {} → {}{}\nmsg_id {}{}{}",
         a.from,
         a.to,
         if a.retry {
@@ -489,16 +560,24 @@ fn render_arrow(
         },
         a.msg_id,
         match a.end {
-            ArrowEnd::Lost => " · lost".to_string(),
+            ArrowEnd::Lost => format!(" · lost: {}", a.reason.as_deref().unwrap_or("?")),
             ArrowEnd::InFlight { progress } => format!(" · in flight ({:.0} %)", progress * 100.0),
+            ArrowEnd::Held => " · held by step mode: not delivered yet".to_string(),
             ArrowEnd::Delivered => String::new(),
+        },
+        if a.dup_y.is_some() {
+            " · delivered twice (duplicate)"
+        } else {
+            ""
         }
     );
+    let fault = a.fault_loss();
     html! {
-        <g class={classes!("arrow", kind, lost.then_some("lost"), in_flight.map(|_| "in-flight"),
-                           a.retry.then_some("retry"), selected.then_some("selected"), highlight(hl, Some(a.req)))}
+        <g class={classes!("arrow", kind, lost.then_some("lost"), in_flight.map(|_| "in-flight"), held.then_some("held"),
+                           a.retry.then_some("retry"), a.dup_y.map(|_| "dup"), selected.then_some("selected"), highlight(hl, Some(a.req)))}
            data-msg-id={a.msg_id.to_string()} data-kind={kind} data-from={a.from.to_string()} data-to={a.to.to_string()}
-           data-req={req.clone()} data-lost={lost.to_string()}
+           data-req={req.clone()} data-lost={lost.to_string()} data-reason={a.reason.as_ref().map(|r| r.to_string())}
+           data-held={held.then_some("true")} data-dup={a.dup_y.map(|_| "true")}
            onclick={onclick} onmouseenter={hover.on_enter(Some(a.req))}>
             <title>{title}</title>
             <line class="hit" x1={a.x1.to_string()} y1={a.y1.to_string()} x2={a.x2.to_string()} y2={a.y2.to_string()} />
@@ -507,15 +586,29 @@ fn render_arrow(
             }
             <line class="shaft" x1={a.x1.to_string()} y1={a.y1.to_string()} x2={a.x2.to_string()} y2={a.y2.to_string()}
                   marker-end={marker} />
+            if let Some(dy) = a.dup_y {
+                <g class="dup-branch">
+                    <line class="shaft" x1={a.x1.to_string()} y1={a.y1.to_string()} x2={a.target_x.to_string()} y2={dy.to_string()}
+                          marker-end="url(#head-dup)" />
+                    <text class="dup-label" x={(a.target_x + if a.target_x >= a.x1 { -8.0 } else { 8.0 }).to_string()} y={(dy - 7.0).to_string()}
+                          text-anchor={if a.target_x >= a.x1 { "end" } else { "start" }}>{"dup"}</text>
+                </g>
+            }
             <circle class="tail" cx={a.x1.to_string()} cy={a.y1.to_string()} r="2.5" />
             if lost {
                 <g class="cross">
                     <line x1={(a.x2 - 6.0).to_string()} y1={(a.y2 - 6.0).to_string()} x2={(a.x2 + 6.0).to_string()} y2={(a.y2 + 6.0).to_string()} />
                     <line x1={(a.x2 - 6.0).to_string()} y1={(a.y2 + 6.0).to_string()} x2={(a.x2 + 6.0).to_string()} y2={(a.y2 - 6.0).to_string()} />
                 </g>
+                if let Some(why) = fault {
+                    <text class="lost-reason" x={a.x2.to_string()} y={(a.y2 + 19.0).to_string()} text-anchor="middle">{why}</text>
+                }
             }
             if in_flight.is_some() {
                 <circle class="head" cx={a.x2.to_string()} cy={a.y2.to_string()} r="6" />
+            }
+            if held {
+                <rect class="held-box" x={(a.x2 - 6.0).to_string()} y={(a.y2 - 6.0).to_string()} width="12" height="12" rx="2" />
             }
             <text class="label" x={a.label_x.to_string()} y={a.label_y.to_string()}>{&a.label}</text>
         </g>
@@ -541,6 +634,8 @@ fn render_mark(
     let testid = match m.glyph {
         Glyph::Crash => Some(format!("crash-mark-{}", m.node)),
         Glyph::Retry => Some(format!("retry-mark-{}", m.node)),
+        Glyph::Pause => Some(format!("pause-mark-{}", m.node)),
+        Glyph::Armed => Some(format!("armed-mark-{}", m.node)),
         _ => None,
     };
     let shape = match m.glyph {
@@ -565,6 +660,21 @@ fn render_mark(
         },
         Glyph::Role | Glyph::Armed => html! {
             <path class="g" d={format!("M{},{} l6,6 l-6,6 l-6,-6 z", x, y - 6.0)} />
+        },
+        Glyph::Pause => html! {
+            <g class="g">
+                <rect x={(x - 5.0).to_string()} y={(y - 6.0).to_string()} width="4" height="12" />
+                <rect x={(x + 1.0).to_string()} y={(y - 6.0).to_string()} width="4" height="12" />
+            </g>
+        },
+        Glyph::Resume => html! {
+            <path class="g" d={format!("M{},{} l10,6 l-10,6 z", x - 4.0, y - 6.0)} />
+        },
+        Glyph::Dying => html! {
+            <g class="g">
+                <circle cx={x.to_string()} cy={y.to_string()} r="7" />
+                <line x1={(x - 4.0).to_string()} y1={y.to_string()} x2={(x + 4.0).to_string()} y2={y.to_string()} />
+            </g>
         },
         Glyph::Retry => html! {
             <g class="g">

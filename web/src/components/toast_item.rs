@@ -1,5 +1,6 @@
-//! One toast: dismisses itself after a few seconds (errors and warnings stay longer), or on a
-//! click.
+//! One toast: dismisses itself after a few seconds (errors and warnings stay longer), or on its
+//! ✕. The rest of it lets clicks through to the page under it (the side column's cards sit
+//! there: a toast must not take the click meant for a Lock or Pause button).
 
 use gloo_timers::callback::Timeout;
 use yew::prelude::*;
@@ -42,7 +43,8 @@ pub fn toast_item(props: &ToastItemProps) -> Html {
         Level::Info => "info",
     };
     html! {
-        <div class={classes!("toast", class)} data-testid={format!("toast-{class}")} role="status" {onclick}>
+        <div class={classes!("toast", class)} data-testid={format!("toast-{class}")} role="status">
+            <button class="toast-close" {onclick} aria-label="Dismiss this message" title="Dismiss">{"✕"}</button>
             <div class="toast-title">{&t.title}</div>
             <div class="toast-text">{&t.text}</div>
         </div>

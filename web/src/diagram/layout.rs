@@ -14,7 +14,7 @@ use std::rc::Rc;
 
 use shared::{CrashCause, MsgId, Op, RequestId};
 
-use crate::events::{Ev, Kind, MsgEnd, MsgKind, MsgRec};
+use crate::events::{Ev, Kind, MsgEnd, MsgKind, MsgRec, SpanKind};
 use crate::format;
 use crate::history::History;
 
@@ -108,6 +108,9 @@ pub enum ArrowEnd {
     InFlight {
         progress: f64,
     },
+    /// Step mode holds it in the receiver's inbox: it reaches the receiver's lane on the live
+    /// edge but has not landed (no head) until a person delivers or drops it.
+    Held,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -132,6 +135,19 @@ pub struct ArrowGeom {
     /// Where the label's baseline centre goes: on the arrow, away from other labels.
     pub label_x: f64,
     pub label_y: f64,
+    /// Why a lost message was lost (`dropped`, `partition`, `cut`, or its receiver's death).
+    pub reason: Option<Rc<str>>,
+    /// The network delivered it twice: where the second copy landed (on the receiver's lane).
+    pub dup_y: Option<f64>,
+}
+
+impl ArrowGeom {
+    /// A loss the network's faults caused (drawn with its reason by the cross), not a death.
+    pub fn fault_loss(&self) -> Option<&str> {
+        self.reason
+            .as_deref()
+            .filter(|r| matches!(*r, "dropped" | "partition" | "cut"))
+    }
 }
 
 /// What a point event looks like on its lane.
@@ -147,6 +163,9 @@ pub enum Glyph {
     Role,
     Armed,
     Retry,
+    Pause,
+    Resume,
+    Dying,
 }
 
 impl Glyph {
@@ -164,6 +183,9 @@ impl Glyph {
             Glyph::Role => "role",
             Glyph::Armed => "armed",
             Glyph::Retry => "retry",
+            Glyph::Pause => "pause",
+            Glyph::Resume => "resume",
+            Glyph::Dying => "dying",
         }
     }
 }
@@ -183,21 +205,24 @@ pub struct MarkGeom {
     pub req: Option<RequestId>,
 }
 
-/// A greyed stretch of a dead server's lane.
+/// A hatched stretch of a lane: dead, paused or dying.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadGeom {
+    pub kind: SpanKind,
     pub server: Rc<str>,
     pub x: f64,
     pub y1: f64,
     pub y2: f64,
 }
 
-/// A full-width line: a cluster reset or a slow-motion change.
+/// A full-width line: a cluster reset, a slow-motion change or a change of the fault plan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Divider {
     pub y: f64,
     pub label: String,
     pub reset: bool,
+    /// A fault-plan change: drawn lighter, as a marker rather than a boundary.
+    pub fault: bool,
 }
 
 /// A time label in the gutter; `idle` is set after a long quiet stretch ("+2.4 s").
@@ -329,11 +354,13 @@ pub fn scene(h: &History, lanes: &[Lane], vp: Viewport, now_us: f64, slow_ms: u6
                 y,
                 label: format!("cluster reset · generation {generation}"),
                 reset: true,
+                fault: false,
             }),
-            Kind::Note { text } => sc.dividers.push(Divider {
+            Kind::Faults { change } => sc.dividers.push(Divider {
                 y,
-                label: format!("{} · {}", h.name(e.node), h.name(*text)),
+                label: format!("⚡ {}", h.name(*change)),
                 reset: false,
+                fault: true,
             }),
             Kind::SlowMotion { delay_ms } => sc.dividers.push(Divider {
                 y,
@@ -343,6 +370,7 @@ pub fn scene(h: &History, lanes: &[Lane], vp: Viewport, now_us: f64, slow_ms: u6
                     format!("slow motion {delay_ms} ms per hop")
                 },
                 reset: false,
+                fault: false,
             }),
             _ => {
                 let node = h.name(e.node);
@@ -372,8 +400,10 @@ pub fn scene(h: &History, lanes: &[Lane], vp: Viewport, now_us: f64, slow_ms: u6
     let b = msgs.partition_point(a..msgs.end_index(), |m| m.sent < range.end);
     let back = a.saturating_sub(LOOKBACK_MSGS).max(msgs.first_index());
     let crossing = |m: &MsgRec| match m.end {
-        MsgEnd::InFlight => true,
-        MsgEnd::Delivered { event, .. } | MsgEnd::Lost { event, .. } => event >= range.start,
+        MsgEnd::InFlight | MsgEnd::Held { .. } => true,
+        MsgEnd::Delivered { event, .. } | MsgEnd::Lost { event, .. } => {
+            event.max(m.dup.map_or(0, |(e, _)| e)) >= range.start
+        }
     };
     let mut picked: Vec<usize> = msgs
         .range(back..a)
@@ -396,6 +426,7 @@ pub fn scene(h: &History, lanes: &[Lane], vp: Viewport, now_us: f64, slow_ms: u6
         let (x2, y2, end) = match m.end {
             MsgEnd::Delivered { y, .. } => (xt, screen_y(h, y), ArrowEnd::Delivered),
             MsgEnd::Lost { y, .. } => (x1 + (xt - x1) * LOST_AT, screen_y(h, y), ArrowEnd::Lost),
+            MsgEnd::Held { .. } => (xt, sc.live_y.max(y1), ArrowEnd::Held),
             MsgEnd::InFlight => {
                 let progress = ((now_us - m.sent_t as f64) / hop_us).clamp(0.0, 1.0);
                 (
@@ -405,9 +436,19 @@ pub fn scene(h: &History, lanes: &[Lane], vp: Viewport, now_us: f64, slow_ms: u6
                 )
             }
         };
-        if y1.max(y2) < y_lo || y1.min(y2) > y_hi {
+        let dup_y = m.dup.map(|(_, y)| screen_y(h, y));
+        let bottom = y2.max(dup_y.unwrap_or(y2));
+        if y1.max(bottom) < y_lo || y1.min(y2) > y_hi {
             continue;
         }
+        let label = match m.end {
+            MsgEnd::Held { .. } => format!("held {} · {}", m.msg_id, arrow_label(h, m)),
+            _ => arrow_label(h, m),
+        };
+        let reason = match m.end {
+            MsgEnd::Lost { reason, .. } => Some(h.name(reason)),
+            _ => None,
+        };
         sc.arrows.push(ArrowGeom {
             msg: i,
             msg_id: m.msg_id,
@@ -415,7 +456,7 @@ pub fn scene(h: &History, lanes: &[Lane], vp: Viewport, now_us: f64, slow_ms: u6
             from,
             to,
             req: m.req,
-            label: arrow_label(h, m),
+            label,
             x1,
             y1,
             x2,
@@ -425,6 +466,8 @@ pub fn scene(h: &History, lanes: &[Lane], vp: Viewport, now_us: f64, slow_ms: u6
             retry: m.kind == MsgKind::Request && m.attempt > 1,
             label_x: (x1 + x2) / 2.0,
             label_y: (y1 + y2) / 2.0 - LABEL_LIFT,
+            reason,
+            dup_y,
         });
     }
     place_labels(&mut sc);
@@ -439,6 +482,7 @@ pub fn scene(h: &History, lanes: &[Lane], vp: Viewport, now_us: f64, slow_ms: u6
             continue;
         }
         sc.dead.push(DeadGeom {
+            kind: d.kind,
             server: name,
             x,
             y1: y1.max(y_lo),
@@ -571,7 +615,34 @@ fn mark(h: &History, e: &Ev) -> Option<(Glyph, String)> {
                 format!("now {}", format::role(*role))
             },
         ),
-        Kind::Armed => (Glyph::Armed, "armed: crash before next reply".into()),
+        Kind::Armed { point, dying_ms } => (
+            Glyph::Armed,
+            format!(
+                "armed: crash {}{}",
+                format::crash_point(*point),
+                dying_ms.map_or(String::new(), |ms| format!(" · silent {ms} ms first"))
+            ),
+        ),
+        Kind::Dying {
+            dies_in_ms, point, ..
+        } => (
+            Glyph::Dying,
+            format!(
+                "silent{} · dies in {}",
+                point.map_or(String::new(), |p| format!(" {}", format::crash_point(p))),
+                format::duration(dies_in_ms * 1000)
+            ),
+        ),
+        Kind::Paused { pid } => (Glyph::Pause, format!("paused (SIGSTOP pid {pid})")),
+        Kind::Resumed { pid } => (Glyph::Resume, format!("resumed (SIGCONT pid {pid})")),
+        Kind::ClientStarted { pid, incarnation } => (
+            Glyph::Start,
+            if *incarnation == 0 {
+                format!("process up · pid {pid}")
+            } else {
+                format!("restarted · incarnation {incarnation} (new id) · pid {pid}")
+            },
+        ),
         Kind::RpcFailed {
             server, retry_to, ..
         } => (
@@ -584,10 +655,11 @@ fn mark(h: &History, e: &Ev) -> Option<(Glyph, String)> {
         ),
         Kind::Sent { .. }
         | Kind::Delivered { .. }
+        | Kind::Held { .. }
         | Kind::Lost { .. }
         | Kind::Reset { .. }
         | Kind::SlowMotion { .. }
-        | Kind::Note { .. } => return None,
+        | Kind::Faults { .. } => return None,
     })
 }
 
@@ -863,6 +935,8 @@ mod tests {
             retry: false,
             label_x: 300.0,
             label_y: y + 4.0,
+            reason: None,
+            dup_y: None,
         };
         sc.arrows.push(arrow(100.0));
         sc.arrows.push(arrow(300.0));
@@ -917,5 +991,161 @@ mod tests {
             "{:?}",
             sc.ticks
         );
+    }
+
+    #[test]
+    fn a_held_message_reaches_the_receiver_lane_at_now_without_landing() {
+        let mut s = Script::default();
+        s.sent(17, "c1", "s1", Script::request(1, 1))
+            .held(17, "c1", "s1", Script::request(1, 1));
+        let h = history_of(&s);
+        let (l, _) = lanes(&[1], &servers(), 900.0);
+        let sc = scene(&h, &l, ALL, 1e12, 0);
+        assert_eq!(sc.arrows.len(), 1);
+        let a = &sc.arrows[0];
+        assert_eq!(a.end, ArrowEnd::Held);
+        assert_eq!(Some(a.x2), l.iter().find(|l| &*l.name == "s1").map(|l| l.x));
+        assert_eq!(a.y2, sc.live_y, "on the live edge");
+        assert_eq!(a.label, "held 17 · Lock(a) #c1.1");
+        // Delivered: an ordinary arrow.
+        s.delivered(17, "c1", "s1");
+        let h = history_of(&s);
+        let sc = scene(&h, &l, ALL, 1e12, 0);
+        assert_eq!(sc.arrows[0].end, ArrowEnd::Delivered);
+        assert_eq!(sc.arrows[0].label, "Lock(a) #c1.1");
+    }
+
+    #[test]
+    fn a_message_lost_to_a_fault_carries_its_reason() {
+        let mut s = Script::default();
+        s.sent(1, "c1", "s1", Script::request(1, 1))
+            .lost_for(1, "c1", "s1", "dropped")
+            .sent(2, "c1", "s1", Script::request(1, 2))
+            .lost(2, "c1", "s1");
+        let h = history_of(&s);
+        let (l, _) = lanes(&[1], &servers(), 900.0);
+        let sc = scene(&h, &l, ALL, 1e12, 0);
+        let why: Vec<(ArrowEnd, Option<&str>, Option<&str>)> = sc
+            .arrows
+            .iter()
+            .map(|a| (a.end, a.reason.as_deref(), a.fault_loss()))
+            .collect();
+        assert_eq!(
+            why,
+            [
+                (ArrowEnd::Lost, Some("dropped"), Some("dropped")),
+                (ArrowEnd::Lost, Some("receiver died"), None)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_duplicated_message_gets_a_second_head() {
+        let mut s = Script::default();
+        s.sent(1, "s1", "s2", Script::request(1, 1))
+            .delivered(1, "s1", "s2")
+            .duplicate(1, "s1", "s2");
+        let h = history_of(&s);
+        let (l, _) = lanes(&[], &servers(), 900.0);
+        let sc = scene(&h, &l, ALL, 1e12, 0);
+        assert_eq!(sc.arrows.len(), 1);
+        let a = &sc.arrows[0];
+        assert_eq!(a.end, ArrowEnd::Delivered);
+        assert_eq!(a.dup_y, Some(screen_y(&h, h.last_y())));
+        assert!(a.dup_y > Some(a.y2), "the copy lands later");
+        // Only the second copy in the window: the arrow is still drawn.
+        let bottom = screen_y(&h, h.last_y());
+        let far = Viewport {
+            top: bottom + OVERSCAN - 5.0,
+            height: 10.0,
+        };
+        assert_eq!(scene(&h, &l, far, 1e12, 0).arrows.len(), 1);
+    }
+
+    #[test]
+    fn pause_dying_and_client_crash_draw_bands_and_marks() {
+        let mut s = Script::default();
+        s.ev("s1", K::Paused { pid: 3 })
+            .ev("s1", K::Resumed { pid: 3 })
+            .ev(
+                "s2",
+                K::CrashArmed {
+                    point: Some(shared::CrashPoint::BeforeAck),
+                    dying_ms: Some(500),
+                },
+            )
+            .ev(
+                "s2",
+                K::Dying {
+                    pid: 4,
+                    dies_in_ms: 500,
+                    point: Some(shared::CrashPoint::BeforeAck),
+                },
+            )
+            .ev(
+                "c1",
+                K::Crashed {
+                    pid: 9,
+                    cause: CrashCause::Command,
+                    req: None,
+                },
+            )
+            .ev(
+                "c1",
+                K::ClientStarted {
+                    pid: 10,
+                    incarnation: 1,
+                },
+            );
+        let h = history_of(&s);
+        let (l, _) = lanes(&[1], &servers(), 900.0);
+        let sc = scene(&h, &l, ALL, 1e12, 0);
+        let spans: Vec<(SpanKind, &str)> = sc.dead.iter().map(|d| (d.kind, &*d.server)).collect();
+        assert_eq!(
+            spans,
+            [
+                (SpanKind::Paused, "s1"),
+                (SpanKind::Dying, "s2"),
+                (SpanKind::Dead, "c1")
+            ]
+        );
+        assert_eq!(sc.dead[1].y2, sc.live_y, "still dying");
+        let marks: Vec<(Glyph, &str)> = sc
+            .marks
+            .iter()
+            .map(|m| (m.glyph, m.label.as_str()))
+            .collect();
+        assert_eq!(
+            marks,
+            [
+                (Glyph::Pause, "paused (SIGSTOP pid 3)"),
+                (Glyph::Resume, "resumed (SIGCONT pid 3)"),
+                (
+                    Glyph::Armed,
+                    "armed: crash before ack · silent 500 ms first"
+                ),
+                (Glyph::Dying, "silent before ack · dies in 500 ms"),
+                (Glyph::Crash, "crashed (SIGKILL)"),
+                (Glyph::Start, "restarted · incarnation 1 (new id) · pid 10"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_fault_plan_change_is_a_light_divider() {
+        let mut s = Script::default();
+        s.ev(
+            "supervisor",
+            K::FaultsChanged {
+                plan: shared::FaultPlan::default(),
+                change: "cut s1 -> s2".into(),
+            },
+        );
+        let h = history_of(&s);
+        let sc = scene(&h, &[], ALL, 1e12, 0);
+        assert_eq!(sc.dividers.len(), 1);
+        let d = &sc.dividers[0];
+        assert!(d.fault && !d.reset);
+        assert_eq!(d.label, "⚡ cut s1 -> s2");
     }
 }

@@ -35,8 +35,8 @@ use yew::Reducible;
 
 use crate::demo::DemoRun;
 use crate::failover::Serving;
-use crate::format;
 use crate::history::History;
+use crate::{faults, format};
 
 mod lecture;
 mod slices;
@@ -124,6 +124,10 @@ pub enum Action {
     LectureTick {
         local_ms: f64,
     },
+    /// Open or close the fault panel (`Shift+F`).
+    ToggleFaultPanel,
+    /// Put a process (`"s1"`, `"c2"`) into partition group A, then B, then neither.
+    CycleGroup(String),
 }
 
 /// See the module documentation.
@@ -351,6 +355,22 @@ impl State {
             | Action::StopLecture
             | Action::CloseLectureRun
             | Action::LectureTick { .. }) => self.lecture_action(lecture),
+            Action::ToggleFaultPanel => {
+                let in_force = faults::draft_of(self.cluster.faults());
+                let view = self.view_mut();
+                view.faults_open = !view.faults_open;
+                if view.faults_open && view.draft.is_empty() {
+                    // Start from the partition in force, so a change is an edit of it.
+                    view.draft = in_force;
+                }
+            }
+            Action::CycleGroup(node) => {
+                let draft = &mut self.view_mut().draft;
+                match faults::Group::cycle(draft.get(&node).copied()) {
+                    Some(g) => draft.insert(node, g),
+                    None => draft.remove(&node),
+                };
+            }
         }
     }
 
@@ -532,6 +552,12 @@ impl State {
     }
 
     fn on_sent(&mut self, cmd: &Command) {
+        // A healed network has no partition to edit: the draft starts over.
+        if matches!(cmd, Command::Heal { .. } | Command::Reset { .. })
+            && !self.view.draft.is_empty()
+        {
+            self.view_mut().draft.clear();
+        }
         if let Command::CrashBeforeReply { tag: Some(tag), .. } = cmd {
             self.demo_update(tag, |demo| demo.on_sent(0, tag));
         }
@@ -591,7 +617,20 @@ impl State {
             } => {
                 // A lecture's preset tells its own story in its panel.
                 let lecture = tag.as_deref().is_some_and(|t| self.lecture_owns(t));
-                if !lecture && matches!(command.as_str(), "crash" | "crash_before_reply" | "reset")
+                // Process faults are told (what was killed, stopped, started); the network's
+                // show on the diagram as `faults_changed`.
+                if !lecture
+                    && matches!(
+                        command.as_str(),
+                        "crash"
+                            | "crash_before_reply"
+                            | "reset"
+                            | "pause"
+                            | "resume"
+                            | "restart"
+                            | "crash_at"
+                            | "crash_client"
+                    )
                 {
                     self.toast(Level::Info, &command.replace('_', " "), &detail);
                 }

@@ -14,6 +14,7 @@ use shared::{ClientInfo, Command, Event, Limits, NodeInfo, Op, PendingCall, Requ
 
 use crate::call;
 use crate::demo::DemoRun;
+use crate::faults::Draft;
 use crate::grants::GrantWatch;
 use crate::history::History;
 use crate::lecture::LectureRun;
@@ -203,6 +204,16 @@ impl ClusterState {
     pub fn slow_motion_ms(&self) -> u64 {
         self.model.slow_motion_ms()
     }
+
+    /// The network's faults in force.
+    pub fn faults(&self) -> &shared::FaultPlan {
+        self.model.faults()
+    }
+
+    /// The messages step mode holds, oldest first.
+    pub fn held(&self) -> &[shared::HeldMsg] {
+        self.model.held()
+    }
 }
 
 /// The event stream as the diagram and the timeline draw it: changes with every batch of
@@ -271,7 +282,8 @@ impl Feed {
 }
 
 /// What the person chose to look at: follow the live edge, the selection, the help overlay,
-/// large text, and the demo that runs (its progress shows in the top bar).
+/// large text, the demo that runs (its progress shows in the top bar), the fault panel and the
+/// partition being put together.
 #[derive(Debug, Clone)]
 pub struct ViewState {
     /// Keep the newest events in view.
@@ -289,6 +301,10 @@ pub struct ViewState {
     pub lecture: Option<LectureRun>,
     /// Presets started so far (each run tags its commands with its number).
     pub(super) lecture_runs: u64,
+    /// The fault panel is open.
+    pub faults_open: bool,
+    /// The partition being put together (lane headers and chips clicked into A or B).
+    pub draft: Draft,
 }
 
 impl Default for ViewState {
@@ -303,6 +319,8 @@ impl Default for ViewState {
             lecture_open: false,
             lecture: None,
             lecture_runs: 0,
+            faults_open: false,
+            draft: Draft::new(),
         }
     }
 }

@@ -1019,3 +1019,115 @@ fn the_reducer_returns_the_same_state_when_an_action_changes_nothing() {
     assert!(Rc::ptr_eq(st.cluster(), due.cluster()), "the same cluster");
     assert!(Rc::ptr_eq(st.session(), due.session()), "the same session");
 }
+
+#[test]
+fn the_fault_panel_and_its_partition_draft_change_the_view_alone() {
+    let mut st = state();
+    receive(&mut st, vec![snapshot(vec![], 0)]);
+    assert_eq!(changed_by(&mut st, Action::ToggleFaultPanel), ["view"]);
+    assert!(st.view().faults_open);
+    assert_eq!(
+        changed_by(&mut st, Action::CycleGroup("s1".into())),
+        ["view"]
+    );
+    st.apply(Action::CycleGroup("s2".into()));
+    st.apply(Action::CycleGroup("s2".into()));
+    let groups: Vec<(&str, crate::faults::Group)> = st
+        .view()
+        .draft
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            ("s1", crate::faults::Group::A),
+            ("s2", crate::faults::Group::B)
+        ]
+    );
+    st.apply(Action::CycleGroup("s2".into()));
+    assert!(!st.view().draft.contains_key("s2"), "B, then neither");
+    // Heal leaves no partition to edit.
+    st.apply(Action::Sent {
+        cmd: Command::Heal { tag: None },
+    });
+    assert!(st.view().draft.is_empty());
+}
+
+#[test]
+fn opening_the_panel_starts_the_draft_from_the_partition_in_force() {
+    let mut st = state();
+    receive(&mut st, vec![snapshot(vec![], 0)]);
+    let mut s = Script::default();
+    s.ev(
+        "supervisor",
+        K::FaultsChanged {
+            plan: shared::FaultPlan {
+                partition: vec![vec!["s1".into(), "c1".into()], vec!["s2".into()]],
+                ..Default::default()
+            },
+            change: "partition {s1, c1} | {s2}".into(),
+        },
+    );
+    let mut ev = s.events.clone();
+    ev[0].seq = 100;
+    st.apply(events(ev));
+    assert_eq!(st.cluster().faults().partition.len(), 2);
+    st.apply(Action::ToggleFaultPanel);
+    assert_eq!(st.view().draft.get("c1"), Some(&crate::faults::Group::A));
+    assert_eq!(st.view().draft.get("s2"), Some(&crate::faults::Group::B));
+}
+
+#[test]
+fn held_messages_come_from_the_snapshot_and_leave_when_delivered() {
+    let mut st = state();
+    let held = shared::HeldMsg {
+        msg_id: shared::MsgId(17),
+        from: "c1".into(),
+        to: "s1".into(),
+        msg: Script::request(1, 1),
+        since_us: 900_000,
+    };
+    let ServerMsg::Snapshot(mut snap) = snapshot(vec![], 0) else {
+        unreachable!()
+    };
+    snap.faults.step = true;
+    snap.held = vec![held];
+    receive(&mut st, vec![ServerMsg::Snapshot(snap.clone())]);
+    assert_eq!(st.cluster().held().len(), 1);
+    assert!(st.cluster().faults().step);
+    let mut s = Script::default();
+    s.delivered(17, "c1", "s1");
+    let mut ev = s.events.clone();
+    ev[0].seq = snap.next_seq;
+    receive(&mut st, vec![ServerMsg::Events { events: ev }]);
+    assert!(st.cluster().held().is_empty());
+}
+
+#[test]
+fn a_process_fault_is_acknowledged_with_a_toast() {
+    let mut st = state();
+    receive(
+        &mut st,
+        vec![ServerMsg::Ack {
+            command: "pause".into(),
+            tag: None,
+            detail: "SIGSTOP sent to s1 (pid 42)".into(),
+        }],
+    );
+    assert_eq!(st.toasts().list.len(), 1);
+    assert_eq!(st.toasts().list[0].title, "pause");
+    receive(
+        &mut st,
+        vec![ServerMsg::Ack {
+            command: "set_link".into(),
+            tag: None,
+            detail: "s1 -> s2".into(),
+        }],
+    );
+    assert_eq!(
+        st.toasts().list.len(),
+        1,
+        "the diagram shows network faults"
+    );
+}
