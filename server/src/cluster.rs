@@ -122,6 +122,14 @@ type ControlSend = (NodeControl, Option<ControlDone>);
 /// process never answers: the change goes on without it, and it applies the plan when it runs.
 const FAULTS_WAIT: Duration = Duration::from_secs(2);
 
+/// Most link settings the fault plan holds. Every `faults_changed` carries the whole plan, every
+/// snapshot carries many of them, and the plan goes to each process in one control frame: an
+/// unbounded plan let one viewer make every event (and each snapshot) grow without end.
+pub const MAX_LINK_RULES: usize = 128;
+
+/// Most cuts the fault plan holds (see [`MAX_LINK_RULES`]).
+pub const MAX_CUTS: usize = 128;
+
 /// How long a step decision (`deliver`, `drop`, `duplicate`) waits for the inbox holding it.
 const STEP_WAIT: Duration = Duration::from_secs(5);
 
@@ -625,7 +633,7 @@ impl Cluster {
         let id = match node {
             NodeRef::Role(role) => self
                 .bus
-                .view(|v| v.holder_of(*role))
+                .view(|v| role_holder(v, *role))
                 .ok_or_else(|| ClusterError::NodeDead(format!("no live server is {node} now")))?,
             NodeRef::Server(id) if gen.servers.contains_key(id.as_str()) => id.clone(),
             NodeRef::All => {
@@ -889,7 +897,7 @@ impl Cluster {
                 ids
             }
             NodeRef::Role(role) => {
-                return Err(match self.bus.view(|v| v.holder_of(*role)) {
+                return Err(match self.bus.view(|v| role_holder(v, *role)) {
                     Some(id) => ClusterError::NodeAlive(format!("{id}, the {node}, is alive")),
                     None => ClusterError::NodeDead(format!(
                         "no live server is {node}; name the dead server to restart ({})",
@@ -1110,7 +1118,7 @@ impl Cluster {
             Endpoint::Client(c) => Ok(client_node(*c)),
             Endpoint::Role(role) => self
                 .bus
-                .view(|v| v.holder_of(*role))
+                .view(|v| role_holder(v, *role))
                 .ok_or_else(|| ClusterError::NodeDead(format!("no live server is {e} now"))),
             Endpoint::Server(id) if gen.servers.contains_key(id.as_str()) => Ok(id.clone()),
             Endpoint::Server(id) => {
@@ -1195,6 +1203,17 @@ impl Cluster {
         let gen = self.gen.lock().await;
         let from = self.resolve_endpoint(&gen, from)?;
         let to = self.resolve_endpoint(&gen, to)?;
+        let adds = drop.0 > 0.0 || duplicate.0 > 0.0 || delay_ms > 0 || jitter_ms > 0;
+        let links = &self.plan().links;
+        if adds
+            && links.len() >= MAX_LINK_RULES
+            && !links.iter().any(|r| r.from == from && r.to == to)
+        {
+            return Err(ClusterError::BadField(format!(
+                "the fault plan already has {MAX_LINK_RULES} link settings, the most it takes: \
+                 change or remove one (all zeros), use \"*\", or heal"
+            )));
+        }
         let detail = self
             .change_plan(&gen, |plan| {
                 plan.links.retain(|r| !(r.from == from && r.to == to));
@@ -1274,6 +1293,12 @@ impl Cluster {
         let gen = self.gen.lock().await;
         let from = self.resolve_endpoint(&gen, from)?;
         let to = self.resolve_endpoint(&gen, to)?;
+        let cuts = &self.plan().cuts;
+        if cuts.len() >= MAX_CUTS && !cuts.iter().any(|c| c.from == from && c.to == to) {
+            return Err(ClusterError::BadField(format!(
+                "the fault plan already has {MAX_CUTS} cuts, the most it takes: use \"*\", a partition, or heal"
+            )));
+        }
         let detail = self
             .change_plan(&gen, |plan| {
                 let cut = Cut {
@@ -1569,6 +1594,18 @@ impl Cluster {
         pids.sort_unstable();
         pids
     }
+}
+
+/// The live server a role names now. Two live servers can both be primary (a client failed over
+/// to the backup while the old primary was paused, partitioned, or restarted in its first role):
+/// the role then names the one that runs and serves, not the stopped or stale one. A running
+/// server before a paused one, then one serving alone (clients turned to it) before one that
+/// still counts on a backup, then the first by id.
+fn role_holder(view: &model::Cluster, role: Role) -> Option<NodeId> {
+    view.servers()
+        .filter(|s| s.alive && s.role == role)
+        .min_by_key(|s| (s.paused, !s.serving_alone))
+        .map(|s| s.id.clone())
 }
 
 fn ms(d: Duration) -> String {
