@@ -860,11 +860,11 @@ async fn the_midway_crash_preset_answers_the_retry_from_the_record() -> anyhow::
 }
 
 /// Every preset of the lecture, one after the other on one page, each until its end; prints
-/// what the panel said of each and fails listing those that did not run through. Slow (a few
-/// minutes: the stories are in slow motion), so not in the default run:
-/// `cargo test -p e2e --test browser every_lecture_preset -- --ignored --nocapture`.
+/// what the panel said of each and fails listing those that did not run through. Slow (two to
+/// four minutes: the stories are in slow motion), but it is the proof that every failure of the
+/// lecture has a preset that works on the real processes, so it runs with the rest:
+/// `cargo test -p e2e --test browser every_lecture_preset -- --nocapture`.
 #[tokio::test]
-#[ignore = "plays all 13 presets in slow motion: minutes"]
 async fn every_lecture_preset_runs_through_on_the_real_processes() -> anyhow::Result<()> {
     let s = Session::open_page().await?;
     let only = std::env::var("PBSCOPE_PRESETS").unwrap_or_default();

@@ -371,7 +371,8 @@ impl Cluster {
                 tokio::time::Instant::now(),
             )),
             faults: watch::Sender::new(Arc::new(FaultPlan {
-                seed: random_u64(),
+                // Within JavaScript's exact integers (2^53), so any viewer can replay it.
+                seed: random_u64() >> 11,
                 ..FaultPlan::default()
             })),
             cfg,

@@ -148,3 +148,17 @@ async fn a_role_names_the_serving_server_when_a_stopped_one_still_claims_it() {
         .await
         .unwrap();
 }
+
+/// A JavaScript viewer reads numbers as doubles: a starting seed above 2^53 would reach it
+/// rounded, and the run could not be replayed from what it shows.
+#[tokio::test]
+async fn the_starting_seed_survives_a_javascript_number() {
+    for _ in 0..3 {
+        let server = Server::start().await;
+        let v = server.viewer().await;
+        let seed = v.snapshot.faults.seed;
+        assert!(seed < 1 << 53, "seed {seed} is not exact as a JS number");
+        drop(v);
+        drop(server);
+    }
+}
