@@ -806,6 +806,15 @@ async fn the_partition_preset_shows_the_same_lock_granted_twice() -> anyhow::Res
     ] {
         assert!(notes.contains(want), "{want:?} not in {notes}");
     }
+    // Nobody crashed: the timeline and the retry mark must not say s1 failed.
+    let chip = s.text_of("[data-testid=failover-window]").await?;
+    assert!(
+        chip.contains("s1 did not crash, but c2 got no answer"),
+        "{chip}"
+    );
+    s.wait_count("[data-testid=diagram] text", 1).await?;
+    let diagram = s.text_of("[data-testid=diagram]").await?;
+    assert!(!diagram.contains("s1 failed"), "{diagram}");
     // Both servers serve alone: two primaries.
     for id in ["s1", "s2"] {
         s.wait_text(&format!("[data-testid=role-{id}]"), |t| {
