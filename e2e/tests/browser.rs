@@ -1075,3 +1075,63 @@ async fn crashing_a_client_from_its_card_kills_its_process_and_the_next_call_res
     s.screenshot("fault-client-crash").await?;
     s.close().await
 }
+
+/// The data-testid of the element that has the keyboard focus (empty when none has one).
+async fn focused_testid(s: &Session) -> anyhow::Result<String> {
+    let v = s
+        .browser
+        .execute(
+            "const e = document.activeElement; return (e && e.getAttribute('data-testid')) || '';",
+            vec![],
+        )
+        .await?;
+    Ok(v.as_str().unwrap_or_default().to_owned())
+}
+
+/// Polls until the focused element's data-testid satisfies `pred`; returns it.
+async fn wait_focus(s: &Session, pred: impl Fn(&str) -> bool) -> anyhow::Result<String> {
+    let deadline = tokio::time::Instant::now() + e2e::WAIT;
+    loop {
+        let id = focused_testid(s).await?;
+        if pred(&id) {
+            return Ok(id);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the focus stayed on {id:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Every fault has a key, the link settings and the crash points too: `m` opens the fault panel
+/// and puts the focus in the link matrix, where Enter edits the focused link; `a` puts the
+/// focus on the primary's crash-point picker. The help lists both.
+#[tokio::test]
+async fn the_link_and_crash_point_keys_move_the_focus_to_their_controls() -> anyhow::Result<()> {
+    let s = Session::open_page().await?;
+    let body = s.browser.find(fantoccini::Locator::Css("body")).await?;
+    body.send_keys("m").await?;
+    let cell = wait_focus(&s, |id| id.starts_with("link-")).await?;
+    s.browser
+        .active_element()
+        .await?
+        .send_keys(&char::from(fantoccini::key::Key::Enter).to_string())
+        .await?;
+    s.wait_count("[data-testid=link-editor]", 1).await?;
+    s.wait_count(&format!("[data-testid={cell}][aria-pressed=true]"), 1)
+        .await?;
+    s.browser.active_element().await?.send_keys("a").await?;
+    wait_focus(&s, |id| id == "crash-point-s1").await?;
+    s.screenshot("keys-crash-point").await?;
+
+    let body = s.browser.find(fantoccini::Locator::Css("body")).await?;
+    body.send_keys("?").await?;
+    let help = s
+        .wait_text("[data-testid=help]", |t| t.contains("Shift+K"))
+        .await?;
+    for want in ["link matrix", "crash point: jump"] {
+        assert!(help.contains(want), "the help lacks {want:?}: {help}");
+    }
+    s.close().await
+}
