@@ -1135,3 +1135,64 @@ async fn the_link_and_crash_point_keys_move_the_focus_to_their_controls() -> any
     }
     s.close().await
 }
+
+/// How wide the text of a select (its chosen option) or an empty input (its placeholder) is,
+/// with the padding and the select's arrow or the number field's spin buttons; and how wide
+/// the control is.
+const TEXT_FITS: &str = r#"
+const e = document.querySelector(arguments[0]);
+const cs = getComputedStyle(e);
+const c = document.createElement('canvas').getContext('2d');
+c.font = cs.font;
+const text = e.tagName === 'SELECT' ? e.options[e.selectedIndex].text : (e.value || e.placeholder);
+// A select's arrow, a number field's spin buttons.
+const extra = e.tagName === 'SELECT' ? 20 : (e.type === 'number' ? 15 : 0);
+const pad = parseFloat(cs.paddingLeft) + parseFloat(cs.paddingRight) + extra;
+return [c.measureText(text).width + pad, e.clientWidth];
+"#;
+
+/// The fault controls show what they hold at 1024x768: the link editor's fields up to their
+/// largest values (four to a row, the number spinners hid the last digit: "100" read "10"),
+/// and a card's crash point and "silent ms" (beside each other they read "after forwa").
+#[tokio::test]
+async fn the_fault_controls_show_whole_values_at_1024_wide() -> anyhow::Result<()> {
+    let s = Session::open_page().await?;
+    s.set_viewport(1024, 768).await?;
+    s.click("[data-testid=faults-toggle]").await?;
+    s.click("[data-testid=link-c1-s1]").await?;
+    let mut clipped = Vec::new();
+    for (id, value) in [
+        ("link-drop", "100"),
+        ("link-dup", "100"),
+        ("link-delay", "60000"),
+        ("link-jitter", "60000"),
+    ] {
+        let css = format!("[data-testid={id}]");
+        type_into(&s, &css, value).await?;
+        let fit = s
+            .browser
+            .execute(
+                "const e = document.querySelector(arguments[0]); return [e.scrollWidth, e.clientWidth];",
+                vec![css.clone().into()],
+            )
+            .await?;
+        if fit[0].as_u64() > fit[1].as_u64() {
+            clipped.push(format!("{id} = {value}: scroll/client width {fit}"));
+        }
+    }
+    s.screenshot("link-editor-1024x768").await?;
+    // The crash-point picker on a card: its longest point and the "silent ms" placeholder.
+    s.browser
+        .find(fantoccini::Locator::Css("[data-testid=crash-point-s1]"))
+        .await?
+        .select_by_value("before_forward")
+        .await?;
+    for css in ["[data-testid=crash-point-s1]", "[data-testid=dying-ms-s1]"] {
+        let fit = s.browser.execute(TEXT_FITS, vec![css.into()]).await?;
+        if fit[0].as_f64() > fit[1].as_f64() {
+            clipped.push(format!("{css}: text needs / has {fit}"));
+        }
+    }
+    assert!(clipped.is_empty(), "{}", clipped.join("\n"));
+    s.close().await
+}
