@@ -806,6 +806,15 @@ async fn the_partition_preset_shows_the_same_lock_granted_twice() -> anyhow::Res
     ] {
         assert!(notes.contains(want), "{want:?} not in {notes}");
     }
+    // Nobody crashed: the timeline and the retry mark must not say s1 failed.
+    let chip = s.text_of("[data-testid=failover-window]").await?;
+    assert!(
+        chip.contains("s1 did not crash, but c2 got no answer"),
+        "{chip}"
+    );
+    s.wait_count("[data-testid=diagram] text", 1).await?;
+    let diagram = s.text_of("[data-testid=diagram]").await?;
+    assert!(!diagram.contains("s1 failed"), "{diagram}");
     // Both servers serve alone: two primaries.
     for id in ["s1", "s2"] {
         s.wait_text(&format!("[data-testid=role-{id}]"), |t| {
@@ -1064,5 +1073,126 @@ async fn crashing_a_client_from_its_card_kills_its_process_and_the_next_call_res
     s.wait_count("[data-kind=request][data-req='c1.1/i1']:not(.retry)", 1)
         .await?;
     s.screenshot("fault-client-crash").await?;
+    s.close().await
+}
+
+/// The data-testid of the element that has the keyboard focus (empty when none has one).
+async fn focused_testid(s: &Session) -> anyhow::Result<String> {
+    let v = s
+        .browser
+        .execute(
+            "const e = document.activeElement; return (e && e.getAttribute('data-testid')) || '';",
+            vec![],
+        )
+        .await?;
+    Ok(v.as_str().unwrap_or_default().to_owned())
+}
+
+/// Polls until the focused element's data-testid satisfies `pred`; returns it.
+async fn wait_focus(s: &Session, pred: impl Fn(&str) -> bool) -> anyhow::Result<String> {
+    let deadline = tokio::time::Instant::now() + e2e::WAIT;
+    loop {
+        let id = focused_testid(s).await?;
+        if pred(&id) {
+            return Ok(id);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the focus stayed on {id:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Every fault has a key, the link settings and the crash points too: `m` opens the fault panel
+/// and puts the focus in the link matrix, where Enter edits the focused link; `a` puts the
+/// focus on the primary's crash-point picker. The help lists both.
+#[tokio::test]
+async fn the_link_and_crash_point_keys_move_the_focus_to_their_controls() -> anyhow::Result<()> {
+    let s = Session::open_page().await?;
+    let body = s.browser.find(fantoccini::Locator::Css("body")).await?;
+    body.send_keys("m").await?;
+    let cell = wait_focus(&s, |id| id.starts_with("link-")).await?;
+    s.browser
+        .active_element()
+        .await?
+        .send_keys(&char::from(fantoccini::key::Key::Enter).to_string())
+        .await?;
+    s.wait_count("[data-testid=link-editor]", 1).await?;
+    s.wait_count(&format!("[data-testid={cell}][aria-pressed=true]"), 1)
+        .await?;
+    s.browser.active_element().await?.send_keys("a").await?;
+    wait_focus(&s, |id| id == "crash-point-s1").await?;
+    s.screenshot("keys-crash-point").await?;
+
+    let body = s.browser.find(fantoccini::Locator::Css("body")).await?;
+    body.send_keys("?").await?;
+    let help = s
+        .wait_text("[data-testid=help]", |t| t.contains("Shift+K"))
+        .await?;
+    for want in ["link matrix", "crash point: jump"] {
+        assert!(help.contains(want), "the help lacks {want:?}: {help}");
+    }
+    s.close().await
+}
+
+/// How wide the text of a select (its chosen option) or an empty input (its placeholder) is,
+/// with the padding and the select's arrow or the number field's spin buttons; and how wide
+/// the control is.
+const TEXT_FITS: &str = r#"
+const e = document.querySelector(arguments[0]);
+const cs = getComputedStyle(e);
+const c = document.createElement('canvas').getContext('2d');
+c.font = cs.font;
+const text = e.tagName === 'SELECT' ? e.options[e.selectedIndex].text : (e.value || e.placeholder);
+// A select's arrow, a number field's spin buttons.
+const extra = e.tagName === 'SELECT' ? 20 : (e.type === 'number' ? 15 : 0);
+const pad = parseFloat(cs.paddingLeft) + parseFloat(cs.paddingRight) + extra;
+return [c.measureText(text).width + pad, e.clientWidth];
+"#;
+
+/// The fault controls show what they hold at 1024x768: the link editor's fields up to their
+/// largest values (four to a row, the number spinners hid the last digit: "100" read "10"),
+/// and a card's crash point and "silent ms" (beside each other they read "after forwa").
+#[tokio::test]
+async fn the_fault_controls_show_whole_values_at_1024_wide() -> anyhow::Result<()> {
+    let s = Session::open_page().await?;
+    s.set_viewport(1024, 768).await?;
+    s.click("[data-testid=faults-toggle]").await?;
+    s.click("[data-testid=link-c1-s1]").await?;
+    let mut clipped = Vec::new();
+    for (id, value) in [
+        ("link-drop", "100"),
+        ("link-dup", "100"),
+        ("link-delay", "60000"),
+        ("link-jitter", "60000"),
+    ] {
+        let css = format!("[data-testid={id}]");
+        type_into(&s, &css, value).await?;
+        let fit = s
+            .browser
+            .execute(
+                "const e = document.querySelector(arguments[0]); return [e.scrollWidth, e.clientWidth];",
+                vec![css.clone().into()],
+            )
+            .await?;
+        if fit[0].as_u64() > fit[1].as_u64() {
+            clipped.push(format!("{id} = {value}: scroll/client width {fit}"));
+        }
+    }
+    s.screenshot("link-editor-1024x768").await?;
+    // The crash-point picker on a card: its longest point and the "silent ms" placeholder.
+    s.browser
+        .find(fantoccini::Locator::Css("[data-testid=crash-point-s1]"))
+        .await?
+        .select_by_value("before_forward")
+        .await?;
+    for css in ["[data-testid=crash-point-s1]", "[data-testid=dying-ms-s1]"] {
+        let fit = s.browser.execute(TEXT_FITS, vec![css.into()]).await?;
+        if fit[0].as_f64() > fit[1].as_f64() {
+            clipped.push(format!("{css}: text needs / has {fit}"));
+        }
+    }
+    assert!(clipped.is_empty(), "{}", clipped.join("\n"));
     s.close().await
 }

@@ -121,6 +121,28 @@ impl Window {
     pub fn is_open(&self) -> bool {
         self.end_us.is_none()
     }
+
+    /// What the timeline's chip says of it. Only a window opened by a real crash says the
+    /// server crashed: one that clients ran into while the server lived (a lost message, a
+    /// partition, a pause) says so, since a partition's story is exactly that the server did
+    /// not fail.
+    pub fn summary(&self) -> String {
+        let clients = self
+            .clients
+            .iter()
+            .map(|c| format!("c{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let cause = match self.crash_us {
+            Some(_) => format!("{} crashed · {clients}", self.server),
+            None => format!("{} did not crash, but {clients}", self.server),
+        };
+        match (&self.answered_by, self.is_open()) {
+            (_, true) => format!("{cause} still waiting…"),
+            (Some(by), false) => format!("{cause} got no answer · then {by} answered"),
+            (None, false) => format!("{cause} got no answer, gave up"),
+        }
+    }
 }
 
 /// A failure of `server` that clients may run into. It outlives its first window: a client
@@ -520,6 +542,42 @@ mod tests {
                 retry_to: "s2".into(),
             },
         );
+    }
+
+    /// A window that clients ran into while the server lived (a partition, a lost message, a
+    /// pause) must not say the server failed; one opened by a crash says it crashed.
+    #[test]
+    fn a_window_says_crashed_only_when_the_server_crashed() {
+        let mut s = Script::default();
+        started(&mut s);
+        s.at(1_000_000);
+        invoke(&mut s, 2, 1, "s1");
+        s.at(2_000_000);
+        rpc_failed(&mut s, 2, 1);
+        s.at(2_100_000);
+        completed(&mut s, 2, 1, "s2");
+        let f = fold(&s);
+        let w = latest_window(&f).expect("a window");
+        assert_eq!(w.crash_us, None);
+        assert_eq!(
+            w.summary(),
+            "s1 did not crash, but c2 got no answer · then s2 answered"
+        );
+
+        s.at(3_000_000);
+        invoke(&mut s, 1, 1, "s1");
+        s.ev(
+            "s1",
+            K::Crashed {
+                pid: 1,
+                cause: CrashCause::Command,
+                req: None,
+            },
+        );
+        rpc_failed(&mut s, 1, 1);
+        let f = fold(&s);
+        let w = latest_window(&f).expect("a window");
+        assert_eq!(w.summary(), "s1 crashed · c1 still waiting…");
     }
 
     #[test]

@@ -34,6 +34,11 @@ pub enum Shortcut {
     DuplicateOldest,
     Partition,
     Heal,
+    /// Moves the focus to the link matrix (opening the fault panel): drop, duplicate, delay,
+    /// jitter and cut are set there, per link.
+    FocusLinks,
+    /// Moves the focus to the primary's crash-point picker (a point, "dying", Arm).
+    FocusCrashPoint,
 }
 
 /// The shortcut of a `KeyboardEvent.key`, when no modifier (other than Shift) is held.
@@ -69,6 +74,8 @@ pub fn shortcut(key: &str) -> Option<Shortcut> {
         ">" => DuplicateOldest,
         "g" => Partition,
         "h" => Heal,
+        "m" => FocusLinks,
+        "a" => FocusCrashPoint,
         d if d.len() == 1 && d.as_bytes()[0].is_ascii_digit() => {
             SelectClient(u32::from(d.as_bytes()[0] - b'0'))
         }
@@ -114,6 +121,14 @@ pub const HELP: &[(&str, &str)] = &[
     ),
     ("g", "partition into the groups A and B chosen"),
     ("h", "heal: clear partitions, cuts and link settings"),
+    (
+        "m",
+        "links: jump to the link matrix (Enter on a link: drop, duplicate, delay, jitter, cut)",
+    ),
+    (
+        "a",
+        "crash point: jump to the primary's picker (a point, silent ms for dying, then Arm)",
+    ),
     ("?", "show / hide this help"),
     ("Esc", "close help, deselect"),
 ];
@@ -157,7 +172,7 @@ mod tests {
     fn every_shortcut_has_one_key_and_the_help_lists_the_new_ones() {
         let keys = [
             "?", "Escape", "l", "u", "n", "k", "b", "K", "R", "d", "D", "s", "0", " ", "p", "f",
-            "End", "c", "z", "F", "P", "r", "X", "C", "t", ".", "x", ">", "g", "h",
+            "End", "c", "z", "F", "P", "r", "X", "C", "t", ".", "x", ">", "g", "h", "m", "a",
         ];
         let mut seen = Vec::new();
         for k in keys {
@@ -177,6 +192,9 @@ mod tests {
             "r",
             "Shift+X",
             "Shift+C",
+            // The link faults and the crash points are faults too: each has its key.
+            "m",
+            "a",
         ] {
             assert!(
                 HELP.iter().any(|(k, _)| *k == needle),

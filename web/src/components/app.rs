@@ -350,5 +350,43 @@ fn on_key(st: &State, ctx: &Dispatch, e: &KeyboardEvent) {
             }),
         },
         Shortcut::Heal => ctx.send.emit(Command::Heal { tag: tag() }),
+        Shortcut::FocusLinks => {
+            if !view.faults_open {
+                ctx.dispatch(Action::ToggleFaultPanel);
+            }
+            focus_soon("[data-testid=link-matrix] button.cell");
+        }
+        Shortcut::FocusCrashPoint => {
+            let primary = cluster
+                .nodes()
+                .find(|n| n.alive && !n.paused && n.role == shared::Role::Primary)
+                .map(|n| n.id.to_string());
+            match primary {
+                Some(id) => focus_soon(&format!("[data-testid=crash-point-{id}]")),
+                None => ctx.dispatch(Action::Toast {
+                    level: Level::Info,
+                    title: "No primary to arm".into(),
+                    text: "no live, running primary now: restart (r) or resume (Shift+P) one first"
+                        .into(),
+                }),
+            }
+        }
     }
+}
+
+/// Focuses the first element matching `css` once the page has rendered what the key just
+/// opened, and scrolls it into view.
+fn focus_soon(css: &str) {
+    let css = css.to_owned();
+    Timeout::new(0, move || {
+        let el = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.query_selector(&css).ok().flatten())
+            .and_then(|el| el.dyn_into::<web_sys::HtmlElement>().ok());
+        if let Some(el) = el {
+            let _ = el.focus();
+            el.scroll_into_view_with_bool(false);
+        }
+    })
+    .forget();
 }

@@ -233,13 +233,13 @@ fn event_rows(h: &History, i: usize) -> Option<(String, Vec<Html>)> {
             retry_to,
         } => {
             rows.push(row("request", format!("#{}", format::req(*req))));
-            rows.push(row("failed server", n(*server)));
+            rows.push(row("no answer from", n(*server)));
             rows.push(row("why", n(*reason)));
             rows.push(row(
                 "re-sent to",
                 format!("{} (same request id)", n(*retry_to)),
             ));
-            "server failed, client retries"
+            "no answer, client retries"
         }
         Kind::Reset { generation } => {
             rows.push(row("generation", generation.to_string()));

@@ -67,24 +67,9 @@ pub fn failover_timeline() -> Html {
     };
 
     let chips = windows.iter().take(CHIPS).enumerate().map(|(i, w)| {
-        let clients = w
-            .clients
-            .iter()
-            .map(|c| format!("c{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         let dur = format::millis(w.duration_us(now));
-        let (class, text) = match (&w.answered_by, w.is_open()) {
-            (_, true) => ("open", format!("{} failed · {clients} still waiting…", w.server)),
-            (Some(by), false) => (
-                "closed",
-                format!("{} failed · {clients} got no answer · then {by} answered", w.server),
-            ),
-            (None, false) => (
-                "closed",
-                format!("{} failed · {clients} got no answer, gave up", w.server),
-            ),
-        };
+        let class = if w.is_open() { "open" } else { "closed" };
+        let text = w.summary();
         let latest = i == 0;
         html! {
             <button class={classes!("window-chip", class, latest.then_some("latest"))}
@@ -137,7 +122,7 @@ pub fn failover_timeline() -> Html {
         let x = pct(r.t_us);
         html! {
             <g class="tl-retry" onclick={select(r.index)}>
-                <title>{format!("c{} re-sent #{} to {} after {} failed", r.client, format::req(r.req), r.to, r.from)}</title>
+                <title>{format!("c{} re-sent #{} to {} after no answer from {}", r.client, format::req(r.req), r.to, r.from)}</title>
                 <circle cx={format!("{x}%")} cy="12" r="7" />
                 <text x={format!("{x}%")} y="16">{"↻"}</text>
             </g>

@@ -647,8 +647,10 @@ fn mark(h: &History, e: &Ev) -> Option<(Glyph, String)> {
             server, retry_to, ..
         } => (
             Glyph::Retry,
+            // The clerk's view: it got no answer. Whether the server crashed shows on its
+            // own lane; a partitioned or paused server did not fail.
             format!(
-                "{} failed → retry to {}",
+                "no answer from {} → retry to {}",
                 h.name(*server),
                 h.name(*retry_to)
             ),
@@ -948,7 +950,7 @@ mod tests {
             x: 250.0,
             y: 308.0,
             glyph: Glyph::Retry,
-            label: "s1 failed → retry to s2".into(),
+            label: "no answer from s1 → retry to s2".into(),
             label_left: false,
             req: None,
         });
@@ -1129,6 +1131,32 @@ mod tests {
                 (Glyph::Start, "restarted · incarnation 1 (new id) · pid 10"),
             ]
         );
+    }
+
+    /// The clerk only knows it got no answer: its retry mark must not say the server failed
+    /// (in a partition or after a lost message the server is alive and serving).
+    #[test]
+    fn a_retry_mark_says_no_answer_not_failed() {
+        let mut s = Script::default();
+        s.ev(
+            "c1",
+            K::RpcFailed {
+                client: 1,
+                req: shared::RequestId::new(1, 1),
+                server: "s1".into(),
+                reason: "no reply in time".into(),
+                retry_to: "s2".into(),
+            },
+        );
+        let h = history_of(&s);
+        let (l, _) = lanes(&[1], &servers(), 900.0);
+        let sc = scene(&h, &l, ALL, 1e12, 0);
+        let marks: Vec<(Glyph, &str)> = sc
+            .marks
+            .iter()
+            .map(|m| (m.glyph, m.label.as_str()))
+            .collect();
+        assert_eq!(marks, [(Glyph::Retry, "no answer from s1 → retry to s2")]);
     }
 
     #[test]
