@@ -271,8 +271,7 @@ impl LockServer {
             return;
         }
         let reason = format!(
-            "its backup refused the forward of {}.{}: the backup serves clients itself now",
-            req.client, req.seq
+            "its backup refused the forward of #{req}: the backup serves clients itself now"
         );
         self.step_down(&reason, out);
     }

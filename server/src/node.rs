@@ -453,7 +453,7 @@ impl Node {
                         .await?
                 }
                 WireOut::Closed { conn, reason } if conn == BACKUP_LINK => {
-                    self.backup_lost(&format!("backup connection closed ({reason})"))
+                    self.backup_lost(&format!("backup connection ended ({reason})"))
                         .await?
                 }
                 WireOut::Closed { conn, .. } => {

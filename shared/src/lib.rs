@@ -357,6 +357,18 @@ impl RequestId {
     }
 }
 
+/// `c1.7`: client 1, call 7, as people read the at-most-once key. A restarted client's
+/// process is a new identity: `c1.7/i1` is call 7 of its incarnation 1.
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "c{}.{}", self.client, self.seq)?;
+        if self.incarnation != 0 {
+            write!(f, "/i{}", self.incarnation)?;
+        }
+        Ok(())
+    }
+}
+
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
@@ -1309,6 +1321,16 @@ mod tests {
             serde_json::to_string(&NodeId::from("c4")).unwrap(),
             r#""c4""#
         );
+    }
+
+    #[test]
+    fn a_request_id_reads_as_client_call_and_incarnation() {
+        assert_eq!(RequestId::new(2, 1).to_string(), "c2.1");
+        let later = RequestId {
+            incarnation: 1,
+            ..RequestId::new(1, 7)
+        };
+        assert_eq!(later.to_string(), "c1.7/i1");
     }
 
     #[test]

@@ -13,11 +13,7 @@ pub fn op_name(op: Op) -> &'static str {
 /// `c1.7`: client 1, call 7 — the at-most-once key, as the diagram labels it. A restarted
 /// client's process is a new identity: `c1.7/i1` is call 7 of its incarnation 1.
 pub fn req(r: RequestId) -> String {
-    if r.incarnation == 0 {
-        format!("c{}.{}", r.client, r.seq)
-    } else {
-        format!("c{}.{}/i{}", r.client, r.seq, r.incarnation)
-    }
+    r.to_string()
 }
 
 pub fn role(r: Role) -> &'static str {
