@@ -735,7 +735,7 @@ async fn the_lecture_panel_lists_the_lecture_and_plays_a_failover() -> anyhow::R
     let s = Session::open_page().await?;
     s.set_viewport(1024, 768).await?;
     s.click("[data-testid=lecture-toggle]").await?;
-    s.wait_count("[data-testid^=preset-]", 13).await?;
+    s.wait_count("[data-testid^=preset-]", 14).await?;
     let list = s.text_of("[data-testid=lecture]").await?;
     for want in [
         "Lost packets",
@@ -891,8 +891,12 @@ async fn every_lecture_preset_runs_through_on_the_real_processes() -> anyhow::Re
         "retry",
         "replicate",
         "replace",
+        "hang",
     ];
+    // Where Lab 1 grants a lock twice, the page must say so; nowhere else.
+    let double_grant = ["temporary", "partition", "all", "replace", "hang"];
     let mut failed = Vec::new();
+    let mut wrong_banner = Vec::new();
     for id in ids {
         if !only.is_empty() && !only.split(',').any(|o| o == id) {
             continue;
@@ -911,12 +915,19 @@ async fn every_lecture_preset_runs_through_on_the_real_processes() -> anyhow::Re
         s.screenshot(&format!("lecture-all-{id}")).await?;
         if outcome.is_err() {
             failed.push(id);
+        } else if (banner != "(none)") != double_grant.contains(&id) {
+            wrong_banner.push(id);
         }
         if s.count("[data-testid=lecture-back]").await? > 0 {
             s.click("[data-testid=lecture-back]").await?;
         }
     }
     assert!(failed.is_empty(), "did not run through: {failed:?}");
+    assert!(
+        wrong_banner.is_empty(),
+        "the double-grant banner was wrong (missing where Lab 1 grants twice, or shown where it \
+         does not) in: {wrong_banner:?}"
+    );
     s.close().await
 }
 

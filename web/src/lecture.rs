@@ -40,6 +40,8 @@ const NOTES_KEPT: usize = 40;
 pub enum Part {
     Failure,
     Tool,
+    /// A failure outside the lecture's list that shows where Lab 1's assumption breaks.
+    Beyond,
 }
 
 /// Whether Lab 1 gets it right.
@@ -277,7 +279,7 @@ fn started(n: &str) -> Fact {
 }
 
 fn build() -> Vec<Preset> {
-    use Part::{Failure, Tool};
+    use Part::{Beyond, Failure, Tool};
     use Verdict::{Breaks, Copes, Stuck};
     vec![
         Preset {
@@ -693,6 +695,59 @@ fn build() -> Vec<Preset> {
                 backup counts.",
             lab1: "Missing: a restarted server comes back empty and nothing copies the state to \
                 it; after the next failover the same lock is granted twice.",
+            verdict: Breaks,
+        },
+        Preset {
+            id: "hang",
+            part: Beyond,
+            title: "A server that hangs, then runs again",
+            teaser: "s1 is paused (SIGSTOP) mid-operation, then resumed: two primaries.",
+            steps: Script::fresh(SLOW_MS)
+                .lock(1, "a", "c1-a")
+                .wait(
+                    1200,
+                    "c1's Lock(a) reaches s1, which runs it and forwards it to s2…",
+                )
+                .send(Command::Pause {
+                    node: node("primary"),
+                    tag: None,
+                })
+                .answered(
+                    "c1-a",
+                    RETRY_MS,
+                    "s1 is stopped, not dead: c1 hears nothing, times out and turns to s2…",
+                )
+                .send(Command::Resume {
+                    node: node("s1"),
+                    tag: None,
+                })
+                .until(
+                    vec![Fact::Alone("s1".into())],
+                    SOON_MS,
+                    "s1 runs again, and finds its wait for s2's ack long over…",
+                )
+                .lock(3, "z", "c3-z")
+                .answered(
+                    "c3-z",
+                    SOON_MS,
+                    "c3 is new: it asks the primary it knows, s1…",
+                )
+                .lock(1, "z", "c1-z")
+                .answered("c1-z", SOON_MS, "c1 stays with s2…")
+                .wait(1500, "")
+                .done(),
+            notice: "s1 never crashed: it was stopped (SIGSTOP), as a process is by a long GC \
+                pause, a swapped-out machine or a debugger. To c1 that looked exactly like a crash: \
+                no answer, so it turned to s2, which answered Lock(a) from its record and began \
+                serving alone. Then s1 ran again, believing it was still the primary; its wait for \
+                s2's ack had expired while it slept, so it decided s2 was dead and served alone \
+                too. Two primaries: c3 got Lock(z) from s1, c1 got Lock(z) from s2, and the page \
+                says so in red. pbscope's step-down does not help here, because s1 no longer \
+                forwards anything that s2 could refuse. Lab 1 assumes a server that does not \
+                answer is dead; a paused server comes back. The checker of the next issue marks \
+                this history; the view service of a later issue repairs it.",
+            lab1: "A paused primary that runs again still serves, alone, beside the backup that \
+                took over: the same lock is granted twice.",
             verdict: Breaks,
         },
     ]
@@ -1318,6 +1373,10 @@ mod tests {
             .collect();
         assert_eq!(failures.len(), 10);
         assert_eq!(tools, ["Retry", "Replicate", "Replace"]);
+        assert!(
+            all.iter().any(|p| p.part == Part::Beyond && p.id == "hang"),
+            "the paused-primary story, which the checker of the next issue must light up"
+        );
         let mut ids: Vec<&str> = all.iter().map(|p| p.id).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -1600,7 +1659,11 @@ mod readme {
             Verdict::Breaks => " **Lab 1 breaks.**",
             Verdict::Stuck => " **Lab 1 gets stuck.**",
         };
-        let tool = if p.part == Part::Tool { "Tool: " } else { "" };
+        let tool = match p.part {
+            Part::Tool => "Tool: ",
+            Part::Beyond => "Beyond the list: ",
+            Part::Failure => "",
+        };
         format!(
             "| {tool}{} | `{}`: {} | {}{verdict} |",
             p.title, p.id, p.teaser, p.lab1

@@ -27,7 +27,7 @@ pub fn lecture_panel() -> Html {
         <section class="panel lecture" aria-labelledby="lecture-title" data-testid="lecture">
             <h2 class="panel-title" id="lecture-title">
                 {"Lecture"}
-                <span class="hint">{"10 failures · 3 tools"}</span>
+                <span class="hint">{"10 failures · 3 tools · 1 more"}</span>
                 <button class="btn ghost small" data-testid="lecture-toggle" onclick={toggle}
                     aria-expanded={open.to_string()} aria-controls="lecture-body"
                     title="Open or close the lecture (Shift+L)">
@@ -85,6 +85,8 @@ fn preset_list(props: &ListProps) -> Html {
             <ul class="lec-list">{ for part(Part::Failure).map(item) }</ul>
             <h3 class="lec-sub">{"Tools"}</h3>
             <ul class="lec-list">{ for part(Part::Tool).map(item) }</ul>
+            <h3 class="lec-sub">{"Beyond the lecture's list"}</h3>
+            <ul class="lec-list">{ for part(Part::Beyond).map(item) }</ul>
         </>
     }
 }
