@@ -316,11 +316,16 @@ impl Cluster {
     }
 
     /// The live server that holds `role` now; the primary includes a server serving alone.
-    /// (Owned, so it can leave a lock the caller holds while asking.)
+    /// Two live servers can both be primary (a client failed over to the backup while the old
+    /// primary was paused, partitioned, or restarted in its first role): the role then names the
+    /// one that runs and serves, not the stopped or stale one. A running server before a paused
+    /// one, then one serving alone (clients turned to it) before one that still counts on a
+    /// backup, then the first by id. (Owned, so it can leave a lock the caller holds while asking.)
     pub fn holder_of(&self, role: Role) -> Option<NodeId> {
         self.servers
             .values()
-            .find(|s| s.alive && s.role == role)
+            .filter(|s| s.alive && s.role == role)
+            .min_by_key(|s| (s.paused, !s.serving_alone))
             .map(|s| s.id.clone())
     }
 

@@ -634,7 +634,7 @@ impl Cluster {
         let id = match node {
             NodeRef::Role(role) => self
                 .bus
-                .view(|v| role_holder(v, *role))
+                .view(|v| v.holder_of(*role))
                 .ok_or_else(|| ClusterError::NodeDead(format!("no live server is {node} now")))?,
             NodeRef::Server(id) if gen.servers.contains_key(id.as_str()) => id.clone(),
             NodeRef::All => {
@@ -898,7 +898,7 @@ impl Cluster {
                 ids
             }
             NodeRef::Role(role) => {
-                return Err(match self.bus.view(|v| role_holder(v, *role)) {
+                return Err(match self.bus.view(|v| v.holder_of(*role)) {
                     Some(id) => ClusterError::NodeAlive(format!("{id}, the {node}, is alive")),
                     None => ClusterError::NodeDead(format!(
                         "no live server is {node}; name the dead server to restart ({})",
@@ -1119,7 +1119,7 @@ impl Cluster {
             Endpoint::Client(c) => Ok(client_node(*c)),
             Endpoint::Role(role) => self
                 .bus
-                .view(|v| role_holder(v, *role))
+                .view(|v| v.holder_of(*role))
                 .ok_or_else(|| ClusterError::NodeDead(format!("no live server is {e} now"))),
             Endpoint::Server(id) if gen.servers.contains_key(id.as_str()) => Ok(id.clone()),
             Endpoint::Server(id) => {
@@ -1595,18 +1595,6 @@ impl Cluster {
         pids.sort_unstable();
         pids
     }
-}
-
-/// The live server a role names now. Two live servers can both be primary (a client failed over
-/// to the backup while the old primary was paused, partitioned, or restarted in its first role):
-/// the role then names the one that runs and serves, not the stopped or stale one. A running
-/// server before a paused one, then one serving alone (clients turned to it) before one that
-/// still counts on a backup, then the first by id.
-fn role_holder(view: &model::Cluster, role: Role) -> Option<NodeId> {
-    view.servers()
-        .filter(|s| s.alive && s.role == role)
-        .min_by_key(|s| (s.paused, !s.serving_alone))
-        .map(|s| s.id.clone())
 }
 
 fn ms(d: Duration) -> String {
