@@ -39,11 +39,13 @@
 //!   is delivered or lost. No other message is kept.
 //! - **Faults.** `faults_changed` carries the whole plan in force; the last one wins.
 
+pub mod runfile;
+
 use std::collections::BTreeMap;
 
 use shared::{
-    ClientInfo, CrashPoint, Event, EventKind, FaultPlan, HeldMsg, MsgId, NodeId, NodeInfo,
-    PendingCall, Role, Snapshot,
+    ClientInfo, CrashPoint, Event, EventKind, FaultPlan, HeldMsg, LockVerdict, MsgId, NodeId,
+    NodeInfo, PendingCall, Role, Snapshot,
 };
 
 /// Servers and clerks as the event log says they are now. See the module docs.
@@ -57,6 +59,8 @@ pub struct Cluster {
     faults: FaultPlan,
     /// Oldest first.
     held: Vec<HeldMsg>,
+    /// The checker's latest verdict per lock of this generation.
+    verdicts: BTreeMap<String, LockVerdict>,
 }
 
 impl Cluster {
@@ -81,6 +85,11 @@ impl Cluster {
             slow_motion_ms: snapshot.slow_motion_ms,
             faults: snapshot.faults.clone(),
             held: snapshot.held.clone(),
+            verdicts: snapshot
+                .verdicts
+                .iter()
+                .map(|v| (v.lock.clone(), v.clone()))
+                .collect(),
         }
     }
 
@@ -248,6 +257,7 @@ impl Cluster {
                 self.servers.clear();
                 self.clients.clear();
                 self.held.clear();
+                self.verdicts.clear();
                 self.faults = FaultPlan {
                     seed: self.faults.seed,
                     ..FaultPlan::default()
@@ -255,6 +265,9 @@ impl Cluster {
                 self.generation = *generation;
             }
             EventKind::SlowMotionSet { delay_ms } => self.slow_motion_ms = *delay_ms,
+            EventKind::Verdict(v) => {
+                self.verdicts.insert(v.lock.clone(), v.clone());
+            }
             EventKind::MsgDelivered { msg_id, .. } | EventKind::MsgLost { msg_id, .. } => {
                 self.unhold(*msg_id)
             }
@@ -336,6 +349,16 @@ impl Cluster {
 
     pub fn slow_motion_ms(&self) -> u64 {
         self.slow_motion_ms
+    }
+
+    /// The checker's latest verdict on each lock of this generation, by lock name.
+    pub fn verdicts(&self) -> impl Iterator<Item = &LockVerdict> {
+        self.verdicts.values()
+    }
+
+    /// The checker's latest verdict on `lock`, if it has given one this generation.
+    pub fn verdict(&self, lock: &str) -> Option<&LockVerdict> {
+        self.verdicts.get(lock)
     }
 
     /// The network's faults in force.
@@ -801,6 +824,7 @@ mod tests {
             now_us: 6,
             faults: at_snapshot.faults().clone(),
             held: at_snapshot.held().to_vec(),
+            verdicts: at_snapshot.verdicts().cloned().collect(),
         });
         assert_eq!(from, at_snapshot);
         for e in &after {
@@ -826,6 +850,7 @@ mod tests {
             now_us: 0,
             faults: FaultPlan::default(),
             held: vec![],
+            verdicts: vec![],
         });
         c.apply(&executed("s1", "m", true, false, false));
         assert_eq!(

@@ -117,6 +117,7 @@ struct SnapshotHead<'a> {
     now_us: u64,
     faults: shared::FaultPlan,
     held: Vec<shared::HeldMsg>,
+    verdicts: Vec<shared::LockVerdict>,
     #[serde(skip)]
     _p: std::marker::PhantomData<&'a ()>,
 }
@@ -487,6 +488,7 @@ impl Bus {
                 now_us: self.clock.now_us(),
                 faults: inner.cluster.faults().clone(),
                 held: inner.cluster.held().to_vec(),
+                verdicts: inner.cluster.verdicts().cloned().collect(),
                 _p: std::marker::PhantomData,
             };
             (head, events, rx, inner.next_seq - 1)

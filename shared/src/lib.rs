@@ -765,6 +765,50 @@ pub struct Limits {
     pub max_fault_delay_ms: u64,
 }
 
+/// `format` of a run file's first line.
+pub const RUN_FORMAT: &str = "pbscope-run";
+
+/// First line of a run file (`GET /run.jsonl`, the page's *Save run*, `pbscope check --save`):
+/// `{"type":"run",...}`. Every following line is one [`Event`], in `seq` order, and the last
+/// line is a [`RunEnd`]. A file without its end is refused as truncated, never drawn as whole.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+pub struct RunHeader {
+    /// Always [`RUN_FORMAT`].
+    pub format: String,
+    /// The [`PROTOCOL_VERSION`] the events are written in. A reader refuses a newer one.
+    pub protocol: u32,
+    /// `pbscope <version>` that wrote it.
+    pub server: String,
+    /// The writing server's run (see [`Hello::run`]).
+    pub run: u64,
+    /// `seq` of the first event in the file.
+    pub first_seq: u64,
+    /// Events of this run before `first_seq` that the server no longer kept (its history ring
+    /// is bounded): 0 when the file holds the run from its very first event.
+    pub dropped: u64,
+    /// Where it came from, for people: `"pbscope serve"`, or the `pbscope check` command that
+    /// reproduces it.
+    #[serde(default)]
+    pub source: String,
+}
+
+/// Last line of a run file: `{"type":"run_end",...}`.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+pub struct RunEnd {
+    /// Events in the file.
+    pub events: u64,
+    /// `seq` of the last one (`first_seq - 1` when there is none).
+    pub last_seq: u64,
+}
+
+/// The first and last lines of a run file, tagged by `"type"`.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RunLine {
+    Run(RunHeader),
+    RunEnd(RunEnd),
+}
+
 /// The state of the run at one point of the event log, so a viewer can start (or restart)
 /// without replaying everything.
 #[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
@@ -792,6 +836,43 @@ pub struct Snapshot {
     /// Messages step mode holds in their inboxes, waiting for a decision, oldest first.
     #[serde(default)]
     pub held: Vec<HeldMsg>,
+    /// The checker's verdict on every lock of this generation that clients called, by lock name.
+    #[serde(default)]
+    pub verdicts: Vec<LockVerdict>,
+}
+
+/// How one lock's history stands against the sequential lock model (held or free; `Lock` is
+/// true iff it was free, `Unlock` true iff it was held).
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictStatus {
+    /// Some order of the calls, each at a moment between its start and its answer, explains
+    /// every answer the clients saw.
+    Ok,
+    /// No such order exists: the clients saw something the lock service must never do.
+    Violation,
+    /// Not decided (yet): calls are still being checked, or the history was too large to
+    /// decide within the checker's budget. Never a hidden "ok".
+    Unknown,
+}
+
+/// The checker's verdict on one lock: a `verdict` event, and an entry of the snapshot's
+/// `verdicts`.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+pub struct LockVerdict {
+    pub lock: String,
+    pub status: VerdictStatus,
+    /// For a violation, the calls at fault: a smallest set of this lock's calls that no order
+    /// explains. Empty otherwise.
+    #[serde(default)]
+    pub ops: Vec<RequestId>,
+    /// For people: what went wrong, in plain words ("Lock(z) was granted to c1 by s2 and to c2
+    /// by s1 with no Unlock between; ..."), or why the verdict is unknown. Empty when ok.
+    #[serde(default)]
+    pub explanation: String,
+    /// Calls on this lock the verdict covers (answered or of unknown outcome).
+    #[serde(default)]
+    pub calls: u64,
 }
 
 /// One server as the viewer should show it.
@@ -1038,6 +1119,8 @@ pub enum EventKind {
     ClusterReset { generation: u64 },
     /// The slow-motion delay changed.
     SlowMotionSet { delay_ms: u64 },
+    /// The checker's verdict on one lock's history changed (node `"checker"`).
+    Verdict(LockVerdict),
 }
 
 impl EventKind {
@@ -1065,6 +1148,7 @@ impl EventKind {
             EventKind::RpcFailed { .. } => "rpc_failed",
             EventKind::ClusterReset { .. } => "cluster_reset",
             EventKind::SlowMotionSet { .. } => "slow_motion_set",
+            EventKind::Verdict(_) => "verdict",
         }
     }
 }

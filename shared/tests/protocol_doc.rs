@@ -89,7 +89,8 @@ fn all_event_names() -> Vec<&'static str> {
         | EventKind::OpFailed { .. }
         | EventKind::RpcFailed { .. }
         | EventKind::ClusterReset { .. }
-        | EventKind::SlowMotionSet { .. } => k.name(),
+        | EventKind::SlowMotionSet { .. }
+        | EventKind::Verdict(_) => k.name(),
     };
     let _ = witness;
     vec![
@@ -114,6 +115,7 @@ fn all_event_names() -> Vec<&'static str> {
         "client_started",
         "faults_changed",
         "msg_held",
+        "verdict",
     ]
 }
 

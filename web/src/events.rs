@@ -6,7 +6,7 @@
 //! components. It must not import any of them (only `shared`, `symbols` and std), so the
 //! modules that fold events never import each other in a circle.
 
-use shared::{CrashCause, CrashPoint, MsgId, Op, RequestId, Role};
+use shared::{CrashCause, CrashPoint, MsgId, Op, RequestId, Role, VerdictStatus};
 
 use crate::symbols::Sym;
 
@@ -134,6 +134,11 @@ pub enum Kind {
     },
     SlowMotion {
         delay_ms: u64,
+    },
+    /// The checker's verdict on `lock` changed (the whole verdict is in the store's cluster).
+    Verdict {
+        lock: Sym,
+        status: VerdictStatus,
     },
 }
 

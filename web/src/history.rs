@@ -434,6 +434,10 @@ impl History {
             EventKind::FaultsChanged { change, .. } => Kind::Faults {
                 change: s.intern(change),
             },
+            EventKind::Verdict(v) => Kind::Verdict {
+                lock: s.intern(&v.lock),
+                status: v.status,
+            },
         }
     }
 

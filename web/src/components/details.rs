@@ -130,6 +130,11 @@ fn event_rows(h: &History, i: usize) -> Option<(String, Vec<Html>)> {
             rows.push(row("change", n(*change)));
             "fault plan changed"
         }
+        Kind::Verdict { lock, status } => {
+            rows.push(row("lock", n(*lock)));
+            rows.push(row("status", format!("{status:?}").to_lowercase()));
+            "checker verdict"
+        }
         Kind::Held { msg_id, .. } => {
             rows.push(row("msg_id", msg_id.to_string()));
             rows.push(row(

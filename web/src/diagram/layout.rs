@@ -661,7 +661,8 @@ fn mark(h: &History, e: &Ev) -> Option<(Glyph, String)> {
         | Kind::Lost { .. }
         | Kind::Reset { .. }
         | Kind::SlowMotion { .. }
-        | Kind::Faults { .. } => return None,
+        | Kind::Faults { .. }
+        | Kind::Verdict { .. } => return None,
     })
 }
 

@@ -1,0 +1,335 @@
+//! Reading a run file: the header line, the events in `seq` order, the end line.
+//!
+//! A run file is written by the server (`GET /run.jsonl`, `pbscope check --save`) and read by
+//! the page (*Open run*) and by tests. Reading is all or nothing: a file that is not a run, was
+//! cut short, skips or repeats an event, or comes from a newer protocol is refused with a
+//! sentence that says which, so that half a run is never shown as if it were the whole.
+
+use std::fmt;
+
+use shared::{Event, RunEnd, RunHeader, RunLine, PROTOCOL_VERSION, RUN_FORMAT};
+
+/// A whole run, as its file holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub header: RunHeader,
+    /// In `seq` order, consecutive from `header.first_seq`.
+    pub events: Vec<Event>,
+}
+
+/// Why a text is not a run this reader can show. `line` counts from 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunFileError {
+    Empty,
+    /// The first line is not a `run` header (JSON or not).
+    NotARun {
+        detail: String,
+    },
+    /// Written by a newer pbscope, whose events this page could misread.
+    NewerProtocol {
+        found: u32,
+        supported: u32,
+    },
+    /// A line is not JSON, or not an event.
+    BadLine {
+        line: usize,
+        detail: String,
+    },
+    /// An event's `seq` is not the one after the previous event's.
+    OutOfOrder {
+        line: usize,
+        expected: u64,
+        found: u64,
+    },
+    /// The file stops before its `run_end` line.
+    Truncated {
+        events: u64,
+    },
+    /// `run_end` disagrees with the events before it.
+    EndMismatch {
+        line: usize,
+        detail: String,
+    },
+    /// Something follows the `run_end` line.
+    AfterEnd {
+        line: usize,
+    },
+}
+
+impl fmt::Display for RunFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunFileError::Empty => write!(f, "the file is empty: it is not a pbscope run"),
+            RunFileError::NotARun { detail } => write!(
+                f,
+                "not a pbscope run: its first line must be a {{\"type\":\"run\",\"format\":\"{RUN_FORMAT}\",...}} header ({detail})"
+            ),
+            RunFileError::NewerProtocol { found, supported } => write!(
+                f,
+                "this run was written with protocol {found}, newer than this page's {supported}: open it with a newer pbscope"
+            ),
+            RunFileError::BadLine { line, detail } => {
+                write!(f, "line {line} is not a pbscope event: {detail}")
+            }
+            RunFileError::OutOfOrder {
+                line,
+                expected,
+                found,
+            } => write!(
+                f,
+                "line {line} has event #{found} where #{expected} should be: events are missing or out of order"
+            ),
+            RunFileError::Truncated { events } => write!(
+                f,
+                "the file ends after {events} events without its run_end line: it was cut short, so it is not shown"
+            ),
+            RunFileError::EndMismatch { line, detail } => {
+                write!(f, "line {line}, the run_end line, disagrees with the file: {detail}")
+            }
+            RunFileError::AfterEnd { line } => {
+                write!(f, "line {line} follows the run_end line: the file is not one run")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RunFileError {}
+
+/// Reads a whole run file. Blank lines are ignored; a trailing newline is optional.
+pub fn parse_run(text: &str) -> Result<Run, RunFileError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty());
+    let Some((_, first)) = lines.next() else {
+        return Err(RunFileError::Empty);
+    };
+    let header = read_header(first)?;
+    let mut events: Vec<Event> = Vec::new();
+    while let Some((line, text)) = lines.next() {
+        let expected = header.first_seq + events.len() as u64;
+        if let Ok(RunLine::RunEnd(end)) = serde_json::from_str::<RunLine>(text) {
+            check_end(line, &end, &header, events.len() as u64, expected)?;
+            if let Some((line, _)) = lines.next() {
+                return Err(RunFileError::AfterEnd { line });
+            }
+            return Ok(Run { header, events });
+        }
+        let event: Event = serde_json::from_str(text).map_err(|e| RunFileError::BadLine {
+            line,
+            detail: e.to_string(),
+        })?;
+        if event.seq != expected {
+            return Err(RunFileError::OutOfOrder {
+                line,
+                expected,
+                found: event.seq,
+            });
+        }
+        events.push(event);
+    }
+    Err(RunFileError::Truncated {
+        events: events.len() as u64,
+    })
+}
+
+fn read_header(first: &str) -> Result<RunHeader, RunFileError> {
+    let value: serde_json::Value =
+        serde_json::from_str(first).map_err(|e| RunFileError::NotARun {
+            detail: format!("line 1 is not JSON: {e}"),
+        })?;
+    if value.get("type").and_then(|t| t.as_str()) != Some("run")
+        || value.get("format").and_then(|t| t.as_str()) != Some(RUN_FORMAT)
+    {
+        return Err(RunFileError::NotARun {
+            detail: "line 1 is JSON, but not that header".into(),
+        });
+    }
+    // The version first: a newer header may have fields this reader does not know.
+    if let Some(found) = value.get("protocol").and_then(|p| p.as_u64()) {
+        if found > u64::from(PROTOCOL_VERSION) {
+            return Err(RunFileError::NewerProtocol {
+                found: u32::try_from(found).unwrap_or(u32::MAX),
+                supported: PROTOCOL_VERSION,
+            });
+        }
+    }
+    match serde_json::from_value::<RunLine>(value) {
+        Ok(RunLine::Run(h)) => Ok(h),
+        Ok(RunLine::RunEnd(_)) => unreachable!("the type was checked to be run"),
+        Err(e) => Err(RunFileError::NotARun {
+            detail: format!("its header is incomplete: {e}"),
+        }),
+    }
+}
+
+fn check_end(
+    line: usize,
+    end: &RunEnd,
+    header: &RunHeader,
+    events: u64,
+    next: u64,
+) -> Result<(), RunFileError> {
+    if end.events != events {
+        return Err(RunFileError::EndMismatch {
+            line,
+            detail: format!("it counts {} events, the file holds {events}", end.events),
+        });
+    }
+    if end.last_seq + 1 != next {
+        return Err(RunFileError::EndMismatch {
+            line,
+            detail: format!(
+                "it names #{} as the last event, the file ends at #{}",
+                end.last_seq,
+                next.saturating_sub(1)
+                    .max(header.first_seq.saturating_sub(1))
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Writes a run file: the header, one event per line, the end line. The inverse of
+/// [`parse_run`]; `events` must be consecutive from `header.first_seq`.
+pub fn write_run<'a>(header: &RunHeader, events: impl IntoIterator<Item = &'a Event>) -> String {
+    let mut out = serde_json::to_string(&RunLine::Run(header.clone())).expect("header serializes");
+    out.push('\n');
+    let mut count = 0u64;
+    let mut last = header.first_seq.saturating_sub(1);
+    for e in events {
+        out.push_str(&serde_json::to_string(e).expect("event serializes"));
+        out.push('\n');
+        count += 1;
+        last = e.seq;
+    }
+    out.push_str(
+        &serde_json::to_string(&RunLine::RunEnd(RunEnd {
+            events: count,
+            last_seq: last,
+        }))
+        .expect("end serializes"),
+    );
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::{EventKind, NodeId};
+
+    fn header(first_seq: u64) -> RunHeader {
+        RunHeader {
+            format: RUN_FORMAT.into(),
+            protocol: PROTOCOL_VERSION,
+            server: "pbscope 0.1.0".into(),
+            run: 7,
+            first_seq,
+            dropped: first_seq - 1,
+            source: "pbscope serve".into(),
+        }
+    }
+
+    fn events(first: u64, n: u64) -> Vec<Event> {
+        (first..first + n)
+            .map(|seq| Event {
+                seq,
+                t_us: seq * 10,
+                node: NodeId::new("supervisor"),
+                kind: EventKind::SlowMotionSet { delay_ms: seq },
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_written_run_reads_back_whole() {
+        let evs = events(5, 3);
+        let text = write_run(&header(5), &evs);
+        assert_eq!(text.lines().count(), 5);
+        let run = parse_run(&text).expect("reads back");
+        assert_eq!(run.header, header(5));
+        assert_eq!(run.events, evs);
+        // An empty run is a run too.
+        let run = parse_run(&write_run(&header(1), &[])).expect("empty run");
+        assert!(run.events.is_empty());
+    }
+
+    #[test]
+    fn a_file_cut_short_is_refused_at_every_line() {
+        let text = write_run(&header(1), &events(1, 4));
+        let lines: Vec<&str> = text.lines().collect();
+        for keep in 1..lines.len() {
+            let cut = lines[..keep].join("\n");
+            let err = parse_run(&cut).expect_err("a prefix is not a run");
+            assert_eq!(
+                err,
+                RunFileError::Truncated {
+                    events: keep as u64 - 1
+                },
+                "{keep} lines"
+            );
+        }
+        // Cut inside a line: that line is not an event.
+        let cut = &text[..text.len() - 20];
+        assert!(matches!(parse_run(cut), Err(RunFileError::BadLine { .. })));
+    }
+
+    #[test]
+    fn what_is_not_a_run_is_refused_with_the_reason() {
+        assert_eq!(parse_run(""), Err(RunFileError::Empty));
+        assert!(matches!(
+            parse_run("hello"),
+            Err(RunFileError::NotARun { .. })
+        ));
+        assert!(matches!(
+            parse_run("{\"type\":\"snapshot\"}"),
+            Err(RunFileError::NotARun { .. })
+        ));
+        let newer = write_run(&header(1), &events(1, 1)).replacen(
+            &format!("\"protocol\":{PROTOCOL_VERSION}"),
+            "\"protocol\":99,\"new_field\":[1]",
+            1,
+        );
+        let err = parse_run(&newer).expect_err("newer");
+        assert_eq!(
+            err,
+            RunFileError::NewerProtocol {
+                found: 99,
+                supported: PROTOCOL_VERSION
+            }
+        );
+        assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_repeated_or_extra_event_is_refused() {
+        let mut evs = events(1, 4);
+        evs.remove(2);
+        let text = write_run(&header(1), &evs);
+        assert_eq!(
+            parse_run(&text),
+            Err(RunFileError::OutOfOrder {
+                line: 4,
+                expected: 3,
+                found: 4
+            })
+        );
+        let text = write_run(&header(1), &events(1, 2));
+        let extra = format!(
+            "{text}{}\n",
+            serde_json::to_string(&events(3, 1)[0]).unwrap()
+        );
+        assert!(matches!(
+            parse_run(&extra),
+            Err(RunFileError::AfterEnd { line: 5 })
+        ));
+        let lying = text.replace("\"events\":2", "\"events\":3");
+        assert!(matches!(
+            parse_run(&lying),
+            Err(RunFileError::EndMismatch { .. })
+        ));
+    }
+}
