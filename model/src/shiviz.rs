@@ -147,9 +147,16 @@ fn host_name(node: &str) -> String {
     }
 }
 
-/// Appends `text` as one line (ShiViz reads the event with `.*`, which stops at a line end).
+/// Appends `text` as one line (ShiViz reads the event with JavaScript's `.*`, which stops at
+/// `\n`, `\r`, U+2028 and U+2029).
 fn push_line(out: &mut String, text: &str) {
-    out.extend(text.chars().map(|c| if c.is_control() { ' ' } else { c }));
+    out.extend(text.chars().map(|c| {
+        if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
+            ' '
+        } else {
+            c
+        }
+    }));
 }
 
 fn msg_text(msg: &Msg) -> String {
@@ -454,13 +461,13 @@ mod tests {
             "odd host",
             EventKind::FaultsChanged {
                 plan: Default::default(),
-                change: "two\nlines".into(),
+                change: "two\nlines\u{2028}and\rmore".into(),
             },
         )];
         let text = write_shiviz(&events, 0);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 5);
-        assert!(lines[3].contains("two lines"), "{}", lines[3]);
+        assert!(lines[3].contains("two lines and more"), "{}", lines[3]);
         assert_eq!(lines[4], "odd_host {\"odd_host\":1}");
         // No events: still one execution with one event, which ShiViz requires.
         let empty = write_shiviz(&[], 0);
