@@ -606,6 +606,53 @@ async fn a_run_with_faults_exports_as_a_shiviz_log_that_shiviz_accepts() {
     let merged = check_against_the_run(&execs, events).unwrap_or_else(|e| panic!("{e}"));
     assert!(merged > 20, "{merged} deliveries carried causality");
     tampered_exports_are_refused(&shiviz, events);
+    shiviz_itself_reads(&shiviz);
+}
+
+/// With `SHIVIZ_JS` naming the `js/` folder of a DistributedClocks/shiviz checkout and `node`
+/// on the PATH, ShiViz's own parser and graph builder read the export too
+/// (`scripts/shiviz-check.js`), also with its uncalled `stepThroughAndVerify` switched on, and
+/// refuse a copy with one clock skipped. Without them this part says so and is skipped.
+fn shiviz_itself_reads(shiviz: &str) {
+    let Some(js) = std::env::var_os("SHIVIZ_JS") else {
+        eprintln!("SHIVIZ_JS is not set: ShiViz's own parser was not run on the export");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("pbscope-shiviz-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("run.shiviz");
+    std::fs::write(&good, shiviz).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/shiviz-check.js");
+    let run = |file: &std::path::Path, strict: bool| {
+        let mut cmd = std::process::Command::new("node");
+        cmd.arg(script).arg(&js).arg(file);
+        if strict {
+            cmd.arg("strict");
+        }
+        let out = cmd.output().expect("node runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    for strict in [false, true] {
+        let (ok, said) = run(&good, strict);
+        assert!(ok, "ShiViz (strict: {strict}) refuses the export: {said}");
+        assert!(said.contains("\"generation 1\""), "{said}");
+        eprintln!("ShiViz (strict: {strict}) reads the export:\n{said}");
+    }
+    // The last clock line's own entry one too high.
+    let mut lines: Vec<String> = shiviz.lines().map(str::to_owned).collect();
+    let last = lines.last_mut().unwrap();
+    let (host, clock) = last.split_once(' ').unwrap();
+    let mut clock: BTreeMap<String, u64> = serde_json::from_str(clock).unwrap();
+    *clock.get_mut(host).unwrap() += 1;
+    *last = format!("{host} {}", serde_json::to_string(&clock).unwrap());
+    let bad = dir.join("bad.shiviz");
+    std::fs::write(&bad, lines.join("\n")).unwrap();
+    let (ok, said) = run(&bad, false);
+    assert!(!ok && said.contains("REFUSED"), "{said}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Every event of the run file (the exports were taken one after the other: the ShiViz log

@@ -193,5 +193,8 @@ fn run_file_lines_are_documented_exactly() {
         .map(|d| type_of(&round_trip::<RunLine>(d)))
         .collect();
     let all: BTreeSet<String> = ["run", "run_end"].iter().map(|s| s.to_string()).collect();
-    assert_eq!(names, all, "the header and the end line each need an example");
+    assert_eq!(
+        names, all,
+        "the header and the end line each need an example"
+    );
 }
