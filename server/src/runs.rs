@@ -162,4 +162,52 @@ mod tests {
         assert!(run.events.is_empty());
         assert_eq!((run.header.first_seq, run.header.dropped), (1, 0));
     }
+
+    /// Numbers for the docs: `cargo test -p server --lib runs::tests::cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn cost_of_a_full_ring() {
+        use shared::{Msg, MsgId, Op, RequestId};
+        let b = bus(100_000);
+        b.expect_origin(1);
+        for i in 0..50_000u64 {
+            let msg_id = MsgId::new(1, i + 1);
+            b.publish(
+                "c1",
+                EventKind::MsgSent {
+                    msg_id,
+                    from: "c1".into(),
+                    to: "s1".into(),
+                    msg: Msg::Request {
+                        req: RequestId::new(1, i),
+                        op: Op::Lock,
+                        lock: "a".into(),
+                    },
+                },
+            );
+            b.publish(
+                "s1",
+                EventKind::MsgDelivered {
+                    msg_id,
+                    from: "c1".into(),
+                    to: "s1".into(),
+                    duplicate: false,
+                },
+            );
+        }
+        let t = std::time::Instant::now();
+        let log = b.run_log();
+        let under_lock = t.elapsed();
+        let t = std::time::Instant::now();
+        let j = jsonl(1, &log);
+        let jsonl_time = t.elapsed();
+        let t = std::time::Instant::now();
+        let sz = shiviz(&log);
+        let shiviz_time = t.elapsed();
+        eprintln!(
+            "100,000 events: handles copied under the lock in {under_lock:?}; run.jsonl {} bytes in {jsonl_time:?}; run.shiviz {} bytes in {shiviz_time:?}",
+            j.len(),
+            sz.len()
+        );
+    }
 }
