@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod framing;
 pub mod gateway;
 pub mod http;
+pub mod live_check;
 pub(crate) mod lockservice;
 pub mod node;
 pub mod oserror;
