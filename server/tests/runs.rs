@@ -759,16 +759,22 @@ fn tampered_exports_are_refused(shiviz: &str, events: &[Event]) {
 async fn a_run_longer_than_the_ring_exports_its_tail() {
     let server = Server::start_with(&["--history", "150"]).await;
     let mut v = server.viewer().await;
-    // Calls until the ring begins between a send and its delivery (within a few calls: a call
-    // is about ten events, half of them deliveries).
+    // Calls until the ring begins between a send and its delivery. Every call makes about as
+    // many events as the last, so a `set_seed` (one event) every other call moves where the
+    // ring begins within a call.
     let mut found = None;
-    for i in 0..60 {
+    for i in 0..100 {
         v.call(
             1 + i % 3,
             if i % 2 == 0 { Op::Lock } else { Op::Unlock },
             "a",
         )
         .await;
+        if i % 2 == 0 {
+            v.command(json!({"type":"set_seed","seed":i}))
+                .await
+                .unwrap();
+        }
         let (_, _, body) = http_get(&server.addr, "GET", "/run.jsonl", "").await;
         let text = String::from_utf8(body).unwrap();
         let run = model::runfile::parse_run(&text).expect("a run");
