@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::builder::TypedValueParser as _;
 use clap::{Parser, Subcommand};
 use server::bus::{Bus, BusConfig};
 use server::clerk::ClerkTiming;
@@ -18,7 +19,7 @@ use server::gateway::{
 };
 use server::http::{is_local_name, AccessPolicy};
 use server::node::{self, NodeConfig};
-use shared::Role;
+use shared::{Role, Variant};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
@@ -91,6 +92,15 @@ struct ServeArgs {
     /// WebSocket viewers connected at once.
     #[arg(long, default_value_t = DEFAULT_MAX_VIEWERS as u32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     max_viewers: u32,
+    /// Run a deliberately broken protocol, to see the checker catch it (never the default).
+    #[arg(long, value_parser = variant_parser())]
+    variant: Option<Variant>,
+}
+
+/// `--variant NAME`: one of [`Variant::ALL`]'s names, or clap refuses it and lists them.
+fn variant_parser() -> impl clap::builder::TypedValueParser<Value = Variant> {
+    clap::builder::PossibleValuesParser::new(Variant::ALL.map(Variant::name))
+        .map(|name| Variant::from_name(&name).expect("one of the possible values"))
 }
 
 /// The largest slow-motion delay, on the command line as on the wire.
@@ -128,6 +138,8 @@ struct NodeArgs {
     /// Port to listen on (0: any free one; a restart reuses the old one).
     #[arg(long, default_value_t = 0)]
     port: u16,
+    #[arg(long, value_parser = variant_parser())]
+    variant: Option<Variant>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -153,6 +165,8 @@ struct ClientArgs {
     give_up_ms: u64,
     #[arg(long)]
     retry_pause_ms: u64,
+    #[arg(long, value_parser = variant_parser())]
+    variant: Option<Variant>,
 }
 
 fn parse_server(s: &str) -> Result<(String, SocketAddr), String> {
@@ -245,6 +259,7 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         slow_motion_ms: args.slow_motion_ms,
         backup: args.backup.map(|(id, addr)| (id.into(), addr)),
         port: args.port,
+        variant: args.variant,
     };
     // One thread: a node is a small sequential server, and its event order is its program order.
     tokio::runtime::Builder::new_current_thread()
@@ -275,6 +290,7 @@ fn run_client(args: ClientArgs) -> anyhow::Result<()> {
             give_up_after: Duration::from_millis(args.give_up_ms),
             retry_pause: Duration::from_millis(args.retry_pause_ms),
         },
+        variant: args.variant,
     };
     // One thread, like a node: one clerk, one call at a time.
     tokio::runtime::Builder::new_current_thread()
@@ -288,6 +304,7 @@ fn cluster_config(
     max_client: u32,
     max_locks: usize,
     clerks_in_process: bool,
+    variant: Option<Variant>,
 ) -> anyhow::Result<ClusterConfig> {
     Ok(ClusterConfig {
         node_exe: std::env::current_exe().context("locating the pbscope binary")?,
@@ -296,6 +313,7 @@ fn cluster_config(
         max_client,
         max_locks,
         clerks_in_process,
+        variant,
     })
 }
 
@@ -336,6 +354,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.max_client,
             args.max_locks as usize,
             false,
+            args.variant,
         )?,
     )
     .await?;
@@ -366,6 +385,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "pbscope listening on http://{addr} (WebSocket ws://{addr}/ws); servers {}",
         pids.join(" ")
     );
+    if let Some(v) = args.variant {
+        println!("pbscope: running the deliberately BROKEN protocol variant {v}");
+        tracing::warn!("protocol variant {v}: broken on purpose, not Lab 1's design");
+    }
     let gw = tokio::spawn(gateway::run(
         listener,
         cluster.clone(),
@@ -394,7 +417,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     for clients in args.clients {
         let r = server::bench::run(
             // A load generator: its many clerks share this process (the issue allows it).
-            cluster_config(0, clients.max(1000), DEFAULT_MAX_LOCKS, true)?,
+            cluster_config(0, clients.max(1000), DEFAULT_MAX_LOCKS, true, None)?,
             clients,
             Duration::from_secs_f64(args.seconds),
         )
