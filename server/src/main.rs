@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::builder::TypedValueParser as _;
 use clap::{Parser, Subcommand};
 use server::bus::{Bus, BusConfig};
+use server::campaign::{self, CampaignConfig, FaultKind};
 use server::clerk::ClerkTiming;
 use server::client::{self, ClientConfig};
 use server::clock::RunClock;
@@ -45,6 +46,52 @@ enum Cmd {
     Client(ClientArgs),
     /// Measure lock operations per second against a real cluster.
     Bench(BenchArgs),
+    /// Run randomized fault schedules against real processes and check every history for
+    /// linearizability; exit 1 on any violation, printing the command that reruns it.
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct CheckArgs {
+    /// Schedules to run (each a fresh cluster, 1.5 s of calls by default).
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    schedules: u64,
+    /// Seeds every schedule (schedule I's seed is derived from it and I). Random if absent.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=(1u64 << 53) - 1))]
+    seed: Option<u64>,
+    /// Index of the first schedule: `--first I --schedules 1` reruns schedule I alone.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=(1u64 << 53) - 1))]
+    first: u64,
+    /// Run a deliberately broken protocol (the campaign must find its violations).
+    #[arg(long, value_parser = variant_parser())]
+    variant: Option<Variant>,
+    /// Fault kinds, comma-separated; each schedule draws one. Default: Lab 1's own model, one
+    /// server halting at any point (crash, crash-point).
+    #[arg(long, value_delimiter = ',', default_value = "crash,crash-point", value_parser = fault_parser())]
+    faults: Vec<FaultKind>,
+    /// Client processes calling Lock/Unlock closed-loop.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=32))]
+    clients: u32,
+    /// Locks they share.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    locks: u32,
+    /// How long the clients call in each schedule, in ms (faults that act through timeouts
+    /// get 3 s more).
+    #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    ops_ms: u64,
+    /// Write the first failing schedule's run (its events and the checker's verdicts) to this
+    /// file, which the page's Open run shows.
+    #[arg(long)]
+    save: Option<PathBuf>,
+    /// No progress on stderr.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// `--faults a,b`: fault kind names, or clap refuses them and lists the kinds.
+fn fault_parser() -> impl clap::builder::TypedValueParser<Value = FaultKind> {
+    clap::builder::PossibleValuesParser::new(FaultKind::ALL.map(FaultKind::name))
+        .map(|name| FaultKind::from_name(&name).expect("one of the possible values"))
 }
 
 #[derive(clap::Args, Debug)]
@@ -235,6 +282,13 @@ fn main() -> anyhow::Result<()> {
         Cmd::Client(args) => run_client(args),
         Cmd::Serve(args) => runtime()?.block_on(serve(args)),
         Cmd::Bench(args) => runtime()?.block_on(bench(args)),
+        Cmd::Check(args) => {
+            let violations = runtime()?.block_on(check(args))?;
+            if violations {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }
 
@@ -406,6 +460,66 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     cluster.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), gw).await;
     Ok(())
+}
+
+/// `pbscope check`: returns whether a violation was found.
+async fn check(args: CheckArgs) -> anyhow::Result<bool> {
+    let mut faults = args.faults;
+    faults.sort_unstable();
+    faults.dedup();
+    let cfg = CampaignConfig {
+        node_exe: std::env::current_exe().context("locating the pbscope binary")?,
+        seed: args.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                & ((1u64 << 53) - 1)
+        }),
+        first: args.first,
+        schedules: args.schedules,
+        variant: args.variant,
+        faults,
+        clients: args.clients,
+        locks: args.locks,
+        ops: Duration::from_millis(args.ops_ms),
+    };
+    println!(
+        "pbscope check: {} schedules from #{} (seed {}), faults {}, {} clients on {} locks, {} ms of calls each, {}",
+        cfg.schedules,
+        cfg.first,
+        cfg.seed,
+        cfg.faults.iter().map(|k| k.name()).collect::<Vec<_>>().join(","),
+        cfg.clients,
+        cfg.locks,
+        cfg.ops.as_millis(),
+        cfg.variant.map_or("the correct protocol".to_owned(), |v| format!("the BROKEN variant {v}")),
+    );
+    let report = campaign::run_campaign(&cfg, args.save, args.quiet).await?;
+    println!();
+    print!("{}", report.table());
+    if report.violating.is_empty() {
+        println!("no violation in {} schedules", report.schedules);
+        return Ok(false);
+    }
+    println!(
+        "{} of {} schedules violated linearizability (first after {} schedules); rerun one with:",
+        report.violating.len(),
+        report.schedules,
+        report.schedules_to_first.unwrap_or(0)
+    );
+    for (_, cmd, _) in report.violating.iter().take(10) {
+        println!("  {cmd}");
+    }
+    if report.violating.len() > 10 {
+        println!("  ... and {} more", report.violating.len() - 10);
+    }
+    if let Some(path) = &report.saved {
+        println!(
+            "the first failing run is saved in {} (open it on the page: Open run)",
+            path.display()
+        );
+    }
+    Ok(true)
 }
 
 async fn bench(args: BenchArgs) -> anyhow::Result<()> {
