@@ -3,12 +3,16 @@
 //! bad flags are refused. Each schedule is a fresh cluster of real `pbscope node` and `pbscope
 //! client` processes; the histories go through the real checker.
 
+mod support;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use serde_json::json;
 use server::campaign::{run_campaign, CampaignConfig, CampaignReport, FaultKind};
-use shared::{EventKind, Variant, VerdictStatus};
+use shared::{EventKind, Op, Variant, VerdictStatus};
+use support::Server;
 
 fn exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_pbscope"))
@@ -212,4 +216,33 @@ fn faults_beyond_lab1_run_and_are_reported() {
         total.per_kind.insert(kind, t.clone());
     }
     eprintln!("beyond Lab 1, one schedule each:\n{}", total.table());
+}
+
+/// `serve --variant` runs the broken protocol on the real processes and tells the page. The
+/// primary dies after its forward of c1's Lock(z) left: c1 retries at the backup, which applied
+/// that forward. The correct backup answers from its record (granted); `backup-reexecutes` runs
+/// the Lock again and tells c1 that z is taken, by c1 itself.
+async fn lock_across_a_crash_after_forward(variant: &[&str]) -> (Option<String>, bool) {
+    let server = Server::start_with(variant).await;
+    let mut v = server.viewer().await;
+    let armed = v
+        .command(json!({"type": "crash_at", "node": "s1", "point": "after_forward"}))
+        .await;
+    assert!(armed.is_ok(), "{armed:?}");
+    let granted = v.call_ok(1, Op::Lock, "z").await;
+    (v.hello.variant.clone(), granted)
+}
+
+#[tokio::test]
+async fn serve_with_a_variant_says_so_in_hello_and_runs_it() {
+    assert_eq!(
+        lock_across_a_crash_after_forward(&[]).await,
+        (None, true),
+        "the correct protocol: the retry gets the forward's grant"
+    );
+    assert_eq!(
+        lock_across_a_crash_after_forward(&["--variant", "backup-reexecutes"]).await,
+        (Some("backup-reexecutes".to_owned()), false),
+        "the broken one: the backup ran c1's Lock twice"
+    );
 }
