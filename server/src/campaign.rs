@@ -121,6 +121,10 @@ pub struct CampaignConfig {
     pub locks: u32,
     /// How long the clients call, per schedule (before [`TIMEOUT_ALLOWANCE`]).
     pub ops: Duration,
+    /// Each client waits a random 0..=`think` before each call (zero: back to back). Calls then
+    /// start at different times, so a fault that acts through timeouts meets clients at
+    /// different points of their waits.
+    pub think: Duration,
 }
 
 impl CampaignConfig {
@@ -135,6 +139,9 @@ impl CampaignConfig {
             self.locks,
             self.ops.as_millis()
         );
+        if !self.think.is_zero() {
+            let _ = write!(cmd, " --think-ms {}", self.think.as_millis());
+        }
         if let Some(v) = self.variant {
             let _ = write!(cmd, " --variant {v}");
         }
@@ -448,9 +455,9 @@ pub async fn run_schedule(
     for c in 1..=cfg.clients {
         let cluster = cluster.clone();
         let mut rng = Rng::new(schedule.seed ^ u64::from(c).wrapping_mul(0xA076_1D64_78BD_642F));
-        let locks = cfg.locks;
+        let (locks, think) = (cfg.locks, cfg.think);
         workers.push(tokio::spawn(async move {
-            client_loop(&cluster, c, locks, &mut rng, end).await;
+            client_loop(&cluster, c, locks, think, &mut rng, end).await;
         }));
     }
     let mut faults = 0u64;
@@ -528,10 +535,22 @@ pub async fn run_schedule(
     })
 }
 
-/// One client, closed-loop until `end`: Lock a random lock; once granted, Unlock it next.
-async fn client_loop(cluster: &Arc<Cluster>, c: u32, locks: u32, rng: &mut Rng, end: Instant) {
+/// One client, closed-loop until `end`: Lock a random lock; once granted, Unlock it next; a
+/// random think time of up to `think` before each call.
+async fn client_loop(
+    cluster: &Arc<Cluster>,
+    c: u32,
+    locks: u32,
+    think: Duration,
+    rng: &mut Rng,
+    end: Instant,
+) {
     let mut holding: Option<String> = None;
     while Instant::now() < end {
+        if !think.is_zero() {
+            let pause = Duration::from_millis(rng.range(0, think.as_millis() as u64));
+            tokio::time::sleep(pause).await;
+        }
         let (op, lock) = match holding.take() {
             Some(l) => (Op::Unlock, l),
             None => (Op::Lock, format!("l{}", rng.below(u64::from(locks)) + 1)),
@@ -797,6 +816,7 @@ mod tests {
             clients: 3,
             locks: 2,
             ops: Duration::from_millis(1500),
+            think: Duration::ZERO,
         }
     }
 

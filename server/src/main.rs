@@ -79,6 +79,9 @@ struct CheckArgs {
     /// get 3 s more).
     #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u64).range(100..=60_000))]
     ops_ms: u64,
+    /// Each client waits a random 0 to this many ms before each call (0: back to back).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    think_ms: u64,
     /// Write the first failing schedule's run (its events and the checker's verdicts) to this
     /// file, which the page's Open run shows.
     #[arg(long)]
@@ -482,6 +485,7 @@ async fn check(args: CheckArgs) -> anyhow::Result<bool> {
         clients: args.clients,
         locks: args.locks,
         ops: Duration::from_millis(args.ops_ms),
+        think: Duration::from_millis(args.think_ms),
     };
     println!(
         "pbscope check: {} schedules from #{} (seed {}), faults {}, {} clients on {} locks, {} ms of calls each, {}",

@@ -29,6 +29,7 @@ fn config(seed: u64, schedules: u64, variant: Option<Variant>) -> CampaignConfig
         clients: 3,
         locks: 2,
         ops: Duration::from_millis(1200),
+        think: Duration::ZERO,
     }
 }
 
