@@ -111,6 +111,8 @@ pub(crate) struct LockLog {
     /// (events processed, frontier) at quiescent points: nothing in flight.
     pub checkpoints: Vec<(usize, Vec<Config>)>,
     status: Status,
+    /// Calls answered or given up.
+    finished: u64,
     verdict: LockVerdict,
     reported: Option<(VerdictStatus, Vec<RequestId>, String)>,
 }
@@ -126,6 +128,7 @@ impl LockLog {
             checkpoints: vec![(0, frontier.configs.clone())],
             frontier,
             status: Status::Checking,
+            finished: 0,
             verdict: LockVerdict {
                 lock: name.to_owned(),
                 status: VerdictStatus::Unknown,
@@ -163,13 +166,6 @@ impl LockLog {
         self.processed = p;
         self.status = Status::Checking;
         true
-    }
-
-    fn finished_calls(&self) -> u64 {
-        self.calls
-            .iter()
-            .filter(|c| !matches!(c.end, End::Pending))
-            .count() as u64
     }
 
     /// Checks what arrived since the last check. Returns the steps spent.
@@ -241,7 +237,7 @@ impl LockLog {
             status,
             ops,
             explanation,
-            calls: self.finished_calls(),
+            calls: self.finished,
         };
         spent
     }
@@ -324,10 +320,12 @@ impl Monitor {
                 if self.by_req.contains_key(req) {
                     return;
                 }
-                let log = self
-                    .locks
-                    .entry(lock.clone())
-                    .or_insert_with(|| LockLog::new(lock));
+                if !self.locks.contains_key(lock) {
+                    self.locks.insert(lock.clone(), LockLog::new(lock));
+                }
+                let Some(log) = self.locks.get_mut(lock) else {
+                    return;
+                };
                 let idx = log.calls.len();
                 log.calls.push(CallRec {
                     req: *req,
@@ -411,6 +409,7 @@ impl Monitor {
         if !matches!(call.end, End::Pending) {
             return;
         }
+        log.finished += 1;
         // An answer never comes before its invocation on the log's clock.
         let t = t.max(call.invoke_us);
         let ev = match &end {
