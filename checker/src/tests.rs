@@ -131,6 +131,11 @@ fn calls(specs: &[Spec]) -> Vec<Call> {
 /// Every order of the calls (unknown ones included: placed last they change nothing, which is
 /// the same as never taking effect) that respects real time and the model.
 fn brute_force(calls: &[Call]) -> bool {
+    brute_force_from(calls, false)
+}
+
+/// [`brute_force`] from a lock that starts `held`.
+fn brute_force_from(calls: &[Call], held: bool) -> bool {
     fn go(calls: &[Call], used: &mut Vec<bool>, held: bool, placed: &mut Vec<usize>) -> bool {
         if placed.len() == calls.len() {
             return true;
@@ -157,7 +162,7 @@ fn brute_force(calls: &[Call]) -> bool {
         }
         false
     }
-    go(calls, &mut vec![false; calls.len()], false, &mut Vec::new())
+    go(calls, &mut vec![false; calls.len()], held, &mut Vec::new())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -208,6 +213,87 @@ fn double_grant_is_a_violation_explained_with_roles() {
     assert!(
         v.explanation.contains("s2 had taken over")
             && v.explanation.contains("while s1 still served"),
+        "{}",
+        v.explanation
+    );
+}
+
+#[test]
+fn a_paused_primary_that_grants_on_resume_is_explained_with_the_pause() {
+    // c1's Lock reaches s1, which is paused before answering; s2 takes over and grants c2; s1
+    // resumes and grants c1 too.
+    let h = [
+        ans(1, 1, Op::Lock, 900_000, 3_100_000, true, "s1"),
+        ans(2, 1, Op::Lock, 2_400_000, 2_500_000, true, "s2"),
+    ];
+    let ctx = [
+        ev(
+            100,
+            "s1",
+            EventKind::ProcessStarted {
+                pid: 10,
+                role: Role::Primary,
+                port: 1,
+            },
+        ),
+        ev(
+            100,
+            "s2",
+            EventKind::ProcessStarted {
+                pid: 11,
+                role: Role::Backup,
+                port: 2,
+            },
+        ),
+        ev(1_000_000, "s1", EventKind::Paused { pid: 10 }),
+        role(2_000_000, "s2", Role::Primary, "clients failed over to it"),
+        ev(3_000_000, "s1", EventKind::Resumed { pid: 10 }),
+    ];
+    let v = monitor_verdict("z", &h, &ctx);
+    assert_eq!(v.status, VerdictStatus::Violation);
+    assert_eq!(v.ops, vec![req(1, 1), req(2, 1)]);
+    assert_eq!(
+        v.explanation,
+        "Lock(z) was granted to c2 by s2 and to c1 by s1 with no Unlock between; \
+         s2 had taken over (primary serving alone since 2.000 s: clients failed over to it) while s1 still served; \
+         s1 was paused at 1.000 s; s1 resumed at 3.000 s."
+    );
+}
+
+#[test]
+fn a_partition_in_force_is_named() {
+    let h = [
+        ans(1, 1, Op::Lock, 1_000_000, 1_010_000, true, "s1"),
+        ans(2, 1, Op::Lock, 1_100_000, 1_110_000, true, "s2"),
+    ];
+    let mut plan = shared::FaultPlan::default();
+    plan.partition = vec![
+        vec![NodeId::new("s1"), NodeId::new("c1")],
+        vec![NodeId::new("s2"), NodeId::new("c2")],
+    ];
+    let ctx = [
+        role(100, "s1", Role::Primary, "started"),
+        ev(
+            500_000,
+            "supervisor",
+            EventKind::FaultsChanged {
+                plan,
+                change: "partition".into(),
+            },
+        ),
+        role(800_000, "s1", Role::Primary, "the backup is unreachable"),
+        role(900_000, "s2", Role::Primary, "the primary is unreachable"),
+    ];
+    let v = monitor_verdict("z", &h, &ctx);
+    assert_eq!(v.status, VerdictStatus::Violation);
+    assert!(
+        v.explanation.contains("s2 had taken over (primary serving alone since 0.900 s: the primary is unreachable) while s1 still served"),
+        "{}",
+        v.explanation
+    );
+    assert!(
+        v.explanation
+            .contains("a partition s1,c1 | s2,c2 was in force"),
         "{}",
         v.explanation
     );
@@ -647,10 +733,16 @@ proptest! {
         let v = incremental(&events("z", &h));
         prop_assert_eq!(v.status, want);
         if !expected {
-            // The calls at fault really are not linearizable on their own... from some state:
-            // at least they are calls of this history, and never empty.
+            // The calls at fault are calls of this history, and no order explains them on their
+            // own: from a free lock always, and from any state unless the words say the fault
+            // is relative to the state ("though the lock was free", "the lock was held and").
             prop_assert!(!v.ops.is_empty());
-            prop_assert!(v.ops.iter().all(|r| h.iter().any(|s| s.call.req == *r)));
+            let core: Vec<Call> = h.iter().map(|s| s.call).filter(|c| v.ops.contains(&c.req)).collect();
+            prop_assert_eq!(core.len(), v.ops.len());
+            prop_assert!(!brute_force_from(&core, false), "{:?}", v);
+            if !v.explanation.contains("the lock was") {
+                prop_assert!(!brute_force_from(&core, true), "{:?}", v);
+            }
         }
     }
 
