@@ -25,7 +25,7 @@ mod wgl;
 
 pub use frontier::MAX_IN_FLIGHT;
 pub use history::{apply, step, Call, Decision, Outcome};
-pub use monitor::{Budget, Monitor, MonitorStats, FRONTIER_CAP, SETTLE_US};
+pub use monitor::{check_events, Budget, Monitor, MonitorStats, FRONTIER_CAP, SETTLE_US};
 pub use wgl::check_calls;
 #[cfg(test)]
 mod tests;

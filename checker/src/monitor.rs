@@ -256,6 +256,22 @@ impl LockLog {
     }
 }
 
+/// Checks a whole run's events at once (a saved run, a campaign's schedule): every lock's
+/// verdict, sorted by lock name. The same as a [`Monitor`] fed every event, then checked once.
+pub fn check_events<'a>(
+    events: impl IntoIterator<Item = &'a Event>,
+    budget: Budget,
+) -> (Vec<LockVerdict>, MonitorStats) {
+    let mut m = Monitor::new(budget);
+    for e in events {
+        if Monitor::wants(&e.kind) {
+            m.observe(e);
+        }
+    }
+    m.check();
+    (m.verdicts().cloned().collect(), m.stats())
+}
+
 /// The live, incremental linearizability checker of a run: feed it every event it
 /// [`wants`](Monitor::wants) with [`observe`](Monitor::observe) (cheap), and call
 /// [`check`](Monitor::check) when there is time (it does the search and returns the verdicts that

@@ -608,6 +608,33 @@ fn repeated_events_and_orphans_are_ignored() {
 }
 
 #[test]
+fn a_whole_run_at_once_and_the_monitor_can_move_to_a_thread() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Monitor>();
+    let mut evs = events("b", &[ans(1, 1, Op::Lock, 0, 10, true, "s1")]);
+    evs.extend(events(
+        "a",
+        &[
+            ans(2, 1, Op::Lock, 0, 10, true, "s1"),
+            ans(3, 1, Op::Lock, 20, 30, true, "s2"),
+        ],
+    ));
+    let (verdicts, stats) = crate::check_events(&evs, Budget::default());
+    let got: Vec<(&str, VerdictStatus, u64)> = verdicts
+        .iter()
+        .map(|v| (v.lock.as_str(), v.status, v.calls))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("a", VerdictStatus::Violation, 2),
+            ("b", VerdictStatus::Ok, 1)
+        ]
+    );
+    assert_eq!((stats.calls, stats.violations, stats.locks), (3, 1, 2));
+}
+
+#[test]
 fn locks_are_checked_apart() {
     let mut m = Monitor::default();
     for e in events("a", &[ans(1, 1, Op::Lock, 0, 10, true, "s1")]) {
