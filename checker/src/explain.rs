@@ -253,6 +253,24 @@ pub(crate) fn words(log: &LockLog, core: &Core, ctx: &Context) -> String {
             "Lock({z}) was granted to {} by {}, yet Unlock({z}) by {} then answered false (by {}) with no Unlock between: the grant was lost",
             l.client, l.server, u.client, u.server
         )
+    } else if any && refusals >= 1 && grants >= 1 && releases == 0 {
+        let (l, g) = (
+            first(Op::Lock, false).unwrap_or(&seen[0]),
+            first(Op::Lock, true).unwrap_or(&seen[0]),
+        );
+        format!(
+            "Lock({z}) by {} answered false (by {}), yet Lock({z}) was then granted to {} by {} with no Unlock between",
+            l.client, l.server, g.client, g.server
+        )
+    } else if any && unlock_refusals >= 1 && releases >= 1 && grants == 0 {
+        let (u, r) = (
+            first(Op::Unlock, false).unwrap_or(&seen[0]),
+            first(Op::Unlock, true).unwrap_or(&seen[0]),
+        );
+        format!(
+            "Unlock({z}) by {} answered false (by {}), yet Unlock({z}) by {} then answered true (by {}) with no Lock between",
+            u.client, u.server, r.client, r.server
+        )
     } else if seen.len() == 1 && free_start && refusals == 1 {
         let s = &seen[0];
         format!(

@@ -1,6 +1,6 @@
 //! The live monitor: folds wire events into one history per lock and checks each incrementally.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use shared::{Event, EventKind, LockVerdict, NodeId, Op, RequestId, VerdictStatus};
 
@@ -98,7 +98,17 @@ enum Status {
         ops: Vec<RequestId>,
         explanation: String,
     },
-    GaveUp(String),
+}
+
+/// After a search gave up: where, why, and the calls in flight while the lock waits for a
+/// quiescent point to start again.
+#[derive(Clone, Debug)]
+struct GaveUp {
+    /// The event whose search gave up.
+    at: usize,
+    why: String,
+    /// `Some` while waiting for nothing to be in flight.
+    skipping: Option<HashSet<usize>>,
 }
 
 #[derive(Debug)]
@@ -111,6 +121,8 @@ pub(crate) struct LockLog {
     /// (events processed, frontier) at quiescent points: nothing in flight.
     pub checkpoints: Vec<(usize, Vec<Config>)>,
     status: Status,
+    /// Set once a search gave up: the verdict is never `ok` again (until a rewind before it).
+    gave_up: Option<GaveUp>,
     /// Calls answered or given up.
     finished: u64,
     verdict: LockVerdict,
@@ -128,6 +140,7 @@ impl LockLog {
             checkpoints: vec![(0, frontier.configs.clone())],
             frontier,
             status: Status::Checking,
+            gave_up: None,
             finished: 0,
             verdict: LockVerdict {
                 lock: name.to_owned(),
@@ -150,14 +163,12 @@ impl LockLog {
         if pos >= checked {
             return false;
         }
-        match &self.status {
-            Status::GaveUp(_) => return false,
-            Status::Violation { t_fail, .. } if now_us >= t_fail.saturating_add(SETTLE_US) => {
+        if let Status::Violation { t_fail, .. } = &self.status {
+            if now_us >= t_fail.saturating_add(SETTLE_US) {
                 // Final: the event only shifts what comes after it.
                 self.processed += 1;
                 return false;
             }
-            _ => {}
         }
         let keep = self.checkpoints.partition_point(|(p, _)| *p <= pos);
         self.checkpoints.truncate(keep.max(1));
@@ -165,6 +176,17 @@ impl LockLog {
         self.frontier = Frontier::quiescent(configs, FRONTIER_CAP);
         self.processed = p;
         self.status = Status::Checking;
+        match &mut self.gave_up {
+            // Back before the search that gave up: it will be tried again.
+            Some(g) if g.at >= p => self.gave_up = None,
+            Some(g) => {
+                if g.at >= pos {
+                    g.at += 1;
+                }
+                g.skipping = None;
+            }
+            None => {}
+        }
         true
     }
 
@@ -174,6 +196,17 @@ impl LockLog {
         if matches!(self.status, Status::Checking) {
             while self.processed < self.events.len() {
                 let e = self.events[self.processed];
+                if let Some(in_flight) = self.gave_up.as_mut().and_then(|g| g.skipping.as_mut()) {
+                    match e.ev {
+                        Ev::Invoke => in_flight.insert(e.call),
+                        Ev::Answer(_) | Ev::GiveUp => in_flight.remove(&e.call),
+                    };
+                    self.processed += 1;
+                    if in_flight.is_empty() {
+                        self.restart();
+                    }
+                    continue;
+                }
                 let op = self.calls[e.call].op;
                 let mut steps = 0;
                 let r = self
@@ -219,18 +252,39 @@ impl LockLog {
                                 secs(e.t_us)
                             ),
                         };
-                        self.status = Status::GaveUp(why);
-                        break;
+                        // Skip to the next point with nothing in flight, then look on for
+                        // violations from any state (see `restart`).
+                        let mut in_flight = HashSet::new();
+                        for x in &self.events[..self.processed] {
+                            match x.ev {
+                                Ev::Invoke => in_flight.insert(x.call),
+                                Ev::Answer(_) | Ev::GiveUp => in_flight.remove(&x.call),
+                            };
+                        }
+                        let at = self.processed;
+                        let first = self.gave_up.as_ref().map_or(at, |g| g.at.min(at));
+                        let why = match &self.gave_up {
+                            Some(g) if g.at < at => g.why.clone(),
+                            _ => why,
+                        };
+                        self.gave_up = Some(GaveUp {
+                            at: first,
+                            why,
+                            skipping: Some(in_flight),
+                        });
                     }
                 }
             }
         }
-        let (status, ops, explanation) = match &self.status {
-            Status::Checking => (VerdictStatus::Ok, Vec::new(), String::new()),
-            Status::Violation {
-                ops, explanation, ..
-            } => (VerdictStatus::Violation, ops.clone(), explanation.clone()),
-            Status::GaveUp(why) => (VerdictStatus::Unknown, Vec::new(), why.clone()),
+        let (status, ops, explanation) = match (&self.status, &self.gave_up) {
+            (
+                Status::Violation {
+                    ops, explanation, ..
+                },
+                _,
+            ) => (VerdictStatus::Violation, ops.clone(), explanation.clone()),
+            (Status::Checking, Some(g)) => (VerdictStatus::Unknown, Vec::new(), g.why.clone()),
+            (Status::Checking, None) => (VerdictStatus::Ok, Vec::new(), String::new()),
         };
         self.verdict = LockVerdict {
             lock: self.name.clone(),
@@ -240,6 +294,31 @@ impl LockLog {
             calls: self.finished,
         };
         spent
+    }
+
+    /// Starts again at a point with nothing in flight after a search gave up. The lock may be
+    /// held or free there, and any unknown call seen so far may still be waiting to take
+    /// effect: more than it can really be, so what fails from here is a real violation, and what
+    /// passes proves nothing (the verdict stays `unknown`).
+    fn restart(&mut self) {
+        let (mut nl, mut nu) = (0u32, 0u32);
+        for e in &self.events[..self.processed] {
+            if e.ev == Ev::GiveUp {
+                match self.calls[e.call].op {
+                    Op::Lock => nl += 1,
+                    Op::Unlock => nu += 1,
+                }
+            }
+        }
+        self.frontier = Frontier::quiescent(
+            vec![Config::start(false, nl, nu), Config::start(true, nl, nu)],
+            FRONTIER_CAP,
+        );
+        if let Some(g) = &mut self.gave_up {
+            g.skipping = None;
+        }
+        self.checkpoints
+            .push((self.processed, self.frontier.configs.clone()));
     }
 
     fn changed(&mut self) -> Option<LockVerdict> {
@@ -504,7 +583,7 @@ impl Monitor {
         s.undecided = self
             .locks
             .values()
-            .filter(|l| matches!(l.status, Status::GaveUp(_)))
+            .filter(|l| l.gave_up.is_some() && l.verdict.status == VerdictStatus::Unknown)
             .count() as u64;
         s
     }

@@ -464,6 +464,22 @@ fn a_search_past_its_budget_is_unknown_never_ok() {
     }
     assert!(m.check().is_empty());
     assert_eq!(m.verdicts().next().unwrap().status, VerdictStatus::Unknown);
+    // But a violation after it is still found: from the next point with nothing in flight the
+    // lock is checked again from any state (held or free), which can only hide violations,
+    // never invent them.
+    // Here: c30 was refused (the lock was held), then c31 granted with no Unlock between.
+    for e in events("z", &[ans(31, 1, Op::Lock, 6_000, 6_010, true, "s2")]) {
+        m.observe(&e);
+    }
+    let out = m.check();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].status, VerdictStatus::Violation);
+    assert_eq!(out[0].ops, vec![req(30, 1), req(31, 1)]);
+    assert_eq!(
+        out[0].explanation,
+        "Lock(z) by c30 answered false (by s1), yet Lock(z) was then granted to c31 by s2 with no Unlock between."
+    );
+    assert_eq!(m.stats().undecided, 0);
 }
 
 #[test]
@@ -810,5 +826,22 @@ proptest! {
         let want = status_of(scratch);
         prop_assert_eq!(monitor_verdict("z", &h, &[]).status, want);
         prop_assert_eq!(incremental(&events("z", &h)).status, want);
+    }
+
+    #[test]
+    fn with_a_tiny_budget_a_verdict_is_unknown_or_right(seed in any::<u64>(), clients in 3u32..7, n in 20usize..150, flips in 0usize..3, max_steps in 2u64..12) {
+        let h = realistic_history(seed, clients, n, flips);
+        let scratch = check_calls(&calls(&h), 50_000_000);
+        let mut m = Monitor::new(Budget { max_steps });
+        for e in events("z", &h) {
+            m.observe(&e);
+        }
+        m.check();
+        let v = m.verdicts().next().cloned().expect("a verdict");
+        match v.status {
+            VerdictStatus::Ok => prop_assert_eq!(scratch, Decision::Linearizable),
+            VerdictStatus::Violation => prop_assert_eq!(scratch, Decision::NotLinearizable),
+            VerdictStatus::Unknown => prop_assert!(v.explanation.starts_with("too large to decide"), "{}", v.explanation),
+        }
     }
 }
