@@ -485,8 +485,7 @@ impl Monitor {
             EventKind::Paused { .. } => self.ctx.push(t, &event.node, What::Paused),
             EventKind::Resumed { .. } => self.ctx.push(t, &event.node, What::Resumed),
             EventKind::FaultsChanged { plan, .. } => {
-                self.ctx
-                    .push(t, &event.node, What::Partition(plan.partition.clone()))
+                self.ctx.push(t, &event.node, What::Faults(plan.clone()))
             }
             _ => {}
         }

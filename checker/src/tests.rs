@@ -295,9 +295,43 @@ fn a_partition_in_force_is_named() {
     );
     assert!(
         v.explanation
-            .contains("a partition s1,c1 | s2,c2 was in force"),
+            .ends_with("; in force: a partition s1,c1 | s2,c2."),
         "{}",
         v.explanation
+    );
+}
+
+#[test]
+fn message_faults_that_change_during_the_calls_are_named() {
+    let h = [
+        ans(1, 1, Op::Lock, 1_000_000, 1_010_000, true, "s1"),
+        ans(2, 1, Op::Lock, 1_100_000, 1_110_000, true, "s1"),
+    ];
+    let plan = shared::FaultPlan {
+        links: vec![shared::LinkRule {
+            from: NodeId::new("s1"),
+            to: NodeId::new("s2"),
+            drop: shared::Probability(0.3),
+            duplicate: shared::Probability(0.0),
+            delay_ms: 0,
+            jitter_ms: 0,
+        }],
+        ..shared::FaultPlan::default()
+    };
+    let ctx = [ev(
+        1_050_000,
+        "supervisor",
+        EventKind::FaultsChanged {
+            plan,
+            change: "link".into(),
+        },
+    )];
+    let v = monitor_verdict("z", &h, &ctx);
+    assert_eq!(v.status, VerdictStatus::Violation);
+    assert_eq!(
+        v.explanation,
+        "Lock(z) was granted to c1 by s1 and to c2 by s1 with no Unlock between; \
+         the message faults became s1->s2 dropping 30% of messages at 1.050 s."
     );
 }
 
