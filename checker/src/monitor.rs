@@ -1,12 +1,12 @@
 //! The live monitor: folds wire events into one history per lock and checks each incrementally.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use shared::{Event, EventKind, LockVerdict, NodeId, Op, RequestId, VerdictStatus};
 
 use crate::context::{secs, Context, What};
 use crate::explain;
-use crate::frontier::{Config, Ev, Frontier, Stop, MAX_IN_FLIGHT};
+use crate::frontier::{Config, Ev, Frontier, FxMap, Stop, MAX_IN_FLIGHT};
 
 /// How much search the checker may spend.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -358,9 +358,13 @@ pub fn check_events<'a>(
 #[derive(Debug)]
 pub struct Monitor {
     budget: Budget,
-    pub(crate) locks: BTreeMap<String, LockLog>,
-    by_req: HashMap<RequestId, (String, usize)>,
-    dirty: Vec<String>,
+    locks: Vec<LockLog>,
+    /// Lock name -> position in `locks`, sorted by name.
+    names: BTreeMap<String, usize>,
+    /// Request id -> (lock position, call index).
+    by_req: FxMap<RequestId, (usize, usize)>,
+    /// Locks with events not checked yet.
+    dirty: Vec<usize>,
     ctx: Context,
     now_us: u64,
     stats: MonitorStats,
@@ -376,8 +380,9 @@ impl Monitor {
     pub fn new(budget: Budget) -> Self {
         Self {
             budget,
-            locks: BTreeMap::new(),
-            by_req: HashMap::new(),
+            locks: Vec::new(),
+            names: BTreeMap::new(),
+            by_req: FxMap::default(),
             dirty: Vec::new(),
             ctx: Context::default(),
             now_us: 0,
@@ -415,12 +420,15 @@ impl Monitor {
                 if self.by_req.contains_key(req) {
                     return;
                 }
-                if !self.locks.contains_key(lock) {
-                    self.locks.insert(lock.clone(), LockLog::new(lock));
-                }
-                let Some(log) = self.locks.get_mut(lock) else {
-                    return;
+                let at = match self.names.get(lock) {
+                    Some(&at) => at,
+                    None => {
+                        self.locks.push(LockLog::new(lock));
+                        self.names.insert(lock.clone(), self.locks.len() - 1);
+                        self.locks.len() - 1
+                    }
                 };
+                let log = &mut self.locks[at];
                 let idx = log.calls.len();
                 log.calls.push(CallRec {
                     req: *req,
@@ -428,10 +436,10 @@ impl Monitor {
                     invoke_us: t,
                     end: End::Pending,
                 });
-                self.by_req.insert(*req, (lock.clone(), idx));
+                self.by_req.insert(*req, (at, idx));
                 self.stats.calls += 1;
                 self.push(
-                    lock.clone(),
+                    at,
                     EvRec {
                         t_us: t,
                         call: idx,
@@ -492,13 +500,11 @@ impl Monitor {
     }
 
     fn end(&mut self, req: &RequestId, t: u64, end: End) {
-        let Some((lock, idx)) = self.by_req.get(req).cloned() else {
+        let Some(&(at, idx)) = self.by_req.get(req) else {
             self.stats.orphans += 1;
             return;
         };
-        let Some(log) = self.locks.get_mut(&lock) else {
-            return;
-        };
+        let log = &mut self.locks[at];
         let call = &mut log.calls[idx];
         if !matches!(call.end, End::Pending) {
             return;
@@ -526,7 +532,7 @@ impl Monitor {
             End::Pending => End::Pending,
         };
         self.push(
-            lock,
+            at,
             EvRec {
                 t_us: t,
                 call: idx,
@@ -535,15 +541,13 @@ impl Monitor {
         );
     }
 
-    fn push(&mut self, lock: String, e: EvRec) {
+    fn push(&mut self, at: usize, e: EvRec) {
         let now = self.now_us;
-        if let Some(log) = self.locks.get_mut(&lock) {
-            if log.insert(e, now) {
-                self.stats.rewinds += 1;
-            }
+        if self.locks[at].insert(e, now) {
+            self.stats.rewinds += 1;
         }
-        if !self.dirty.contains(&lock) {
-            self.dirty.push(lock);
+        if !self.dirty.contains(&at) {
+            self.dirty.push(at);
         }
     }
 
@@ -551,11 +555,10 @@ impl Monitor {
     /// status, calls at fault or explanation changed (a lock's first verdict included).
     pub fn check(&mut self) -> Vec<LockVerdict> {
         let mut out = Vec::new();
-        let dirty = std::mem::take(&mut self.dirty);
-        for lock in dirty {
-            let Some(log) = self.locks.get_mut(&lock) else {
-                continue;
-            };
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable_by(|a, b| self.locks[*a].name.cmp(&self.locks[*b].name));
+        for at in dirty {
+            let log = &mut self.locks[at];
             self.stats.steps += log.check(self.budget, &self.ctx);
             if let Some(v) = log.changed() {
                 out.push(v);
@@ -567,7 +570,7 @@ impl Monitor {
     /// Every lock's current verdict, by lock name. A lock whose calls were not checked yet is
     /// `unknown`.
     pub fn verdicts(&self) -> impl Iterator<Item = &LockVerdict> {
-        self.locks.values().map(|l| &l.verdict)
+        self.names.values().map(|&at| &self.locks[at].verdict)
     }
 
     pub fn stats(&self) -> MonitorStats {
@@ -576,12 +579,12 @@ impl Monitor {
         s.in_flight = s.calls - s.answered - s.unknown;
         s.violations = self
             .locks
-            .values()
+            .iter()
             .filter(|l| l.verdict.status == VerdictStatus::Violation)
             .count() as u64;
         s.undecided = self
             .locks
-            .values()
+            .iter()
             .filter(|l| l.gave_up.is_some() && l.verdict.status == VerdictStatus::Unknown)
             .count() as u64;
         s
