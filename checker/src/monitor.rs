@@ -511,7 +511,13 @@ impl Monitor {
         }
         log.finished += 1;
         // An answer never comes before its invocation on the log's clock.
-        let t = t.max(call.invoke_us);
+        let mut t = t.max(call.invoke_us);
+        if matches!(end, End::Unknown) {
+            // When a call of unknown outcome "ends" does not matter (it returns at infinity): put
+            // it after what is already there, so that a give-up reported late (a killed client's,
+            // published once its process is reaped) never makes the lock check again.
+            t = t.max(log.events.last().map_or(0, |e| e.t_us));
+        }
         let ev = match &end {
             End::Answered { ok, .. } => {
                 self.stats.answered += 1;

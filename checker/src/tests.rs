@@ -643,6 +643,31 @@ fn an_invocation_arriving_late_is_taken_into_account() {
 }
 
 #[test]
+fn a_give_up_reported_late_never_rewinds() {
+    // c1's Lock is given up at 5 (its process was killed), reported after c2's calls at 10..40.
+    let h = [
+        unk(1, 1, Op::Lock, 0, 5),
+        ans(2, 1, Op::Unlock, 10, 20, true, "s1"),
+        ans(2, 2, Op::Lock, 30, 40, true, "s1"),
+    ];
+    let mut evs = events("z", &h);
+    let failed = evs
+        .iter()
+        .position(|e| matches!(e.kind, EventKind::OpFailed { .. }))
+        .unwrap();
+    let failed = evs.remove(failed);
+    evs.push(failed);
+    let mut m = Monitor::default();
+    for e in &evs {
+        m.observe(e);
+        m.check();
+    }
+    assert_eq!(m.verdicts().next().unwrap().status, VerdictStatus::Ok);
+    assert_eq!(m.stats().rewinds, 0);
+    assert_eq!(m.stats().unknown, 1);
+}
+
+#[test]
 fn repeated_events_and_orphans_are_ignored() {
     let h = [ans(1, 1, Op::Lock, 0, 10, true, "s1")];
     let evs = events("z", &h);
