@@ -122,13 +122,38 @@ impl Context {
                 .copied();
             if let (Some(n), Some(o)) = (newer, older) {
                 if let Some(r) = &n.2 {
+                    // "While it still served": the other answered after the takeover, or was
+                    // still alive and primary when the newer one answered.
+                    let (o_last, n_last) = (
+                        roles
+                            .iter()
+                            .filter(|x| x.0 == o.0)
+                            .map(|x| x.1)
+                            .max()
+                            .unwrap_or(o.1),
+                        roles
+                            .iter()
+                            .filter(|x| x.0 == n.0)
+                            .map(|x| x.1)
+                            .max()
+                            .unwrap_or(n.1),
+                    );
+                    let still = o_last >= r.since
+                        || (!self.went_away(&o.0, o.1, n_last)
+                            && self
+                                .role_at(&o.0, n_last)
+                                .is_some_and(|x| x.role == Role::Primary));
+                    let tail = if still {
+                        format!("while {} still served", o.0)
+                    } else {
+                        format!("after {}'s answer", o.0)
+                    };
                     parts.push(format!(
-                        "{} had taken over ({} since {}: {}) while {} still served",
+                        "{} had taken over ({} since {}: {}) {tail}",
                         n.0,
                         role_name(Role::Primary, r.alone),
                         secs(r.since),
                         r.reason,
-                        o.0
                     ));
                 }
             }
@@ -201,6 +226,16 @@ impl Context {
             }
         }
         parts.join("; ")
+    }
+
+    /// Whether `server` crashed, exited or went silent in `(from, to]`.
+    fn went_away(&self, server: &str, from: u64, to: u64) -> bool {
+        self.facts.iter().any(|f| {
+            f.t_us > from
+                && f.t_us <= to
+                && f.node.as_str() == server
+                && matches!(f.what, What::Crashed(_) | What::Exited | What::Dying)
+        })
     }
 
     /// The fault plan in force at `t_us` (none before the first `faults_changed`).

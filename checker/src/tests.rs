@@ -261,6 +261,35 @@ fn a_paused_primary_that_grants_on_resume_is_explained_with_the_pause() {
 }
 
 #[test]
+fn a_primary_that_crashed_after_granting_did_not_still_serve() {
+    // reply-before-ack: s1 grants c1 and crashes before s2 has it; s2 takes over and grants c2.
+    let h = [
+        ans(1, 1, Op::Lock, 1_000_000, 1_010_000, true, "s1"),
+        ans(2, 1, Op::Lock, 2_000_000, 2_600_000, true, "s2"),
+    ];
+    let ctx = [
+        role(100, "s1", Role::Primary, "started"),
+        ev(
+            1_020_000,
+            "s1",
+            EventKind::Crashed {
+                pid: 10,
+                cause: shared::CrashCause::AfterForward,
+                req: None,
+            },
+        ),
+        role(2_500_000, "s2", Role::Primary, "the primary is gone"),
+    ];
+    let v = monitor_verdict("z", &h, &ctx);
+    assert_eq!(
+        v.explanation,
+        "Lock(z) was granted to c1 by s1 and to c2 by s2 with no Unlock between; \
+         s2 had taken over (primary serving alone since 2.500 s: the primary is gone) after s1's answer; \
+         s1 crashed at 1.020 s (after forwarding)."
+    );
+}
+
+#[test]
 fn a_partition_in_force_is_named() {
     let h = [
         ans(1, 1, Op::Lock, 1_000_000, 1_010_000, true, "s1"),
