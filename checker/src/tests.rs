@@ -546,6 +546,22 @@ fn a_search_past_its_budget_is_unknown_never_ok() {
 }
 
 #[test]
+fn more_calls_in_flight_than_the_bitsets_hold_is_unknown() {
+    let mut h = vec![ans(500, 1, Op::Lock, 0, 5, true, "s1")];
+    for c in 1..=(crate::MAX_IN_FLIGHT as u32 + 1) {
+        h.push(ans(c, 1, Op::Lock, 10 + u64::from(c), 1_000, false, "s1"));
+    }
+    let v = monitor_verdict("z", &h, &[]);
+    assert_eq!(v.status, VerdictStatus::Unknown);
+    assert!(
+        v.explanation
+            .starts_with("too large to decide: more than 128 calls in flight at once"),
+        "{}",
+        v.explanation
+    );
+}
+
+#[test]
 fn many_refused_locks_in_flight_are_cheap() {
     // One client holds the lock; 100 others all try it at once and are refused. A no-op commutes
     // with everything, so this costs a few steps per answer, not 2^100.
