@@ -143,17 +143,29 @@ pub(crate) struct Frontier {
     pub cap: usize,
 }
 
-type Seen = FxMap<(bool, u128, u128), Vec<(u32, u32)>>;
+/// Per (state, done, flags): the unknown counts of the configuration explored with it (one pair
+/// kept: a pair it dominates is skipped; one that dominates it replaces it; one incomparable is
+/// explored without being kept, which costs time, never a wrong answer).
+type Seen = FxMap<(bool, u128, u128), (u32, u32)>;
 
 /// Marks (nl, nu) seen for the key; false if something seen already dominates it.
 fn visit(seen: &mut Seen, c: &Config) -> bool {
-    let list = seen.entry((c.held, c.done, c.flags)).or_default();
-    if list.iter().any(|&(l, u)| l >= c.nl && u >= c.nu) {
-        return false;
+    match seen.entry((c.held, c.done, c.flags)) {
+        std::collections::hash_map::Entry::Vacant(v) => {
+            v.insert((c.nl, c.nu));
+            true
+        }
+        std::collections::hash_map::Entry::Occupied(mut o) => {
+            let (l, u) = *o.get();
+            if l >= c.nl && u >= c.nu {
+                return false;
+            }
+            if c.nl >= l && c.nu >= u {
+                o.insert((c.nl, c.nu));
+            }
+            true
+        }
     }
-    list.retain(|&(l, u)| !(c.nl >= l && c.nu >= u));
-    list.push((c.nl, c.nu));
-    true
 }
 
 /// Keeps only configurations no other dominates (same state and calls, more unknown calls
@@ -306,7 +318,7 @@ impl Frontier {
         max_steps: u64,
     ) -> Result<Vec<Config>, Stop> {
         let bit = 1u128 << s;
-        let mut seen: Seen = FxMap::default();
+        let mut seen: Seen = FxMap::with_capacity_and_hasher(16, Default::default());
         let mut stack: Vec<Config> = Vec::new();
         for c in &self.configs {
             if visit(&mut seen, c) {
