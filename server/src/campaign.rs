@@ -7,7 +7,8 @@
 //! the cluster's own commands (`crash`, `crash_at`, `restart`, `set_link`, `partition`, `pause`,
 //! `resume`). At the end every process is stopped: a call still running becomes `op_failed`,
 //! an unknown outcome. The schedule's history (its bus events) goes through the linearizability
-//! checker ([`checker::Monitor`]), one lock at a time.
+//! checker ([`checker::check_events`], a [`checker::Monitor`] fed the whole run), one lock at a
+//! time.
 //!
 //! A schedule is a pure function of `(seed, index)` and the flags: `--seed S --first I
 //! --schedules 1` with the same flags reruns schedule I's faults exactly. The processes are
@@ -397,18 +398,6 @@ pub struct ScheduleOutcome {
     pub run: Option<String>,
 }
 
-/// Checks one history with the linearizability checker; returns every lock's verdict.
-pub fn check_events(events: &[Event]) -> Vec<LockVerdict> {
-    let mut monitor = checker::Monitor::new(checker::Budget::default());
-    for e in events {
-        if checker::Monitor::wants(&e.kind) {
-            monitor.observe(e);
-        }
-    }
-    monitor.check();
-    monitor.verdicts().cloned().collect()
-}
-
 fn parse_events(bus: &Bus) -> Vec<Event> {
     bus.recent(usize::MAX)
         .iter()
@@ -485,7 +474,7 @@ pub async fn run_schedule(
     cluster.shutdown().await;
     drop(cluster);
     let events = parse_events(&bus);
-    let verdicts = check_events(&events);
+    let (verdicts, _) = checker::check_events(&events, checker::Budget::default());
     let mut calls = 0u64;
     let mut unknown = 0u64;
     for e in &events {
