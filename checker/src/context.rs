@@ -1,6 +1,6 @@
 //! What the monitor saw happen to the servers and the network, to explain a violation in words.
 
-use shared::{CrashCause, NodeId, Role};
+use shared::{CrashCause, FaultPlan, NodeId, Role};
 
 #[derive(Clone, Debug)]
 pub(crate) enum What {
@@ -15,7 +15,8 @@ pub(crate) enum What {
     Dying,
     Paused,
     Resumed,
-    Partition(Vec<Vec<NodeId>>),
+    /// The fault plan now in force.
+    Faults(FaultPlan),
 }
 
 #[derive(Clone, Debug)]
@@ -121,13 +122,38 @@ impl Context {
                 .copied();
             if let (Some(n), Some(o)) = (newer, older) {
                 if let Some(r) = &n.2 {
+                    // "While it still served": the other answered after the takeover, or was
+                    // still alive and primary when the newer one answered.
+                    let (o_last, n_last) = (
+                        roles
+                            .iter()
+                            .filter(|x| x.0 == o.0)
+                            .map(|x| x.1)
+                            .max()
+                            .unwrap_or(o.1),
+                        roles
+                            .iter()
+                            .filter(|x| x.0 == n.0)
+                            .map(|x| x.1)
+                            .max()
+                            .unwrap_or(n.1),
+                    );
+                    let still = o_last >= r.since
+                        || (!self.went_away(&o.0, o.1, n_last)
+                            && self
+                                .role_at(&o.0, n_last)
+                                .is_some_and(|x| x.role == Role::Primary));
+                    let tail = if still {
+                        format!("while {} still served", o.0)
+                    } else {
+                        format!("after {}'s answer", o.0)
+                    };
                     parts.push(format!(
-                        "{} had taken over ({} since {}: {}) while {} still served",
+                        "{} had taken over ({} since {}: {}) {tail}",
                         n.0,
                         role_name(Role::Primary, r.alone),
                         secs(r.since),
                         r.reason,
-                        o.0
                     ));
                 }
             }
@@ -145,8 +171,13 @@ impl Context {
                 }
             }
         }
-        let mut seen_partition = false;
-        for f in self.facts.iter().filter(|f| f.t_us >= from && f.t_us <= to) {
+        let before = self.plan_at(from);
+        let in_force = plan_words(&before);
+        if !in_force.is_empty() {
+            parts.push(format!("in force: {}", in_force.join(", ")));
+        }
+        let mut plan = before;
+        for f in self.facts.iter().filter(|f| f.t_us > from && f.t_us <= to) {
             let at = secs(f.t_us);
             let line = match &f.what {
                 What::Crashed(cause) => {
@@ -156,22 +187,37 @@ impl Context {
                 What::Paused => format!("{} was paused at {at}", f.node),
                 What::Resumed => format!("{} resumed at {at}", f.node),
                 What::Started(_) => format!("{} (re)started at {at}", f.node),
-                What::Partition(groups) if !groups.is_empty() => {
-                    seen_partition = true;
-                    format!("a partition {} began at {at}", groups_words(groups))
+                What::Faults(next) => {
+                    let mut changes = Vec::new();
+                    if next.partition != plan.partition {
+                        changes.push(if next.partition.is_empty() {
+                            format!("the partition healed at {at}")
+                        } else {
+                            format!(
+                                "a partition {} began at {at}",
+                                groups_words(&next.partition)
+                            )
+                        });
+                    }
+                    if next.links != plan.links || next.cuts != plan.cuts {
+                        let mut quiet = next.clone();
+                        quiet.partition.clear();
+                        let words = plan_words(&quiet);
+                        changes.push(if words.is_empty() {
+                            format!("the message faults were lifted at {at}")
+                        } else {
+                            format!("the message faults became {} at {at}", words.join(", "))
+                        });
+                    }
+                    plan = next.clone();
+                    if changes.is_empty() {
+                        continue;
+                    }
+                    changes.join("; ")
                 }
-                What::Partition(_) => format!("the partition healed at {at}"),
                 _ => continue,
             };
             parts.push(line);
-        }
-        if !seen_partition {
-            if let Some(groups) = self.partition_at(from) {
-                parts.push(format!(
-                    "a partition {} was in force",
-                    groups_words(&groups)
-                ));
-            }
         }
         // Pauses that started before the span and had not ended.
         for s in &distinct {
@@ -182,16 +228,27 @@ impl Context {
         parts.join("; ")
     }
 
-    fn partition_at(&self, t_us: u64) -> Option<Vec<Vec<NodeId>>> {
+    /// Whether `server` crashed, exited or went silent in `(from, to]`.
+    fn went_away(&self, server: &str, from: u64, to: u64) -> bool {
+        self.facts.iter().any(|f| {
+            f.t_us > from
+                && f.t_us <= to
+                && f.node.as_str() == server
+                && matches!(f.what, What::Crashed(_) | What::Exited | What::Dying)
+        })
+    }
+
+    /// The fault plan in force at `t_us` (none before the first `faults_changed`).
+    fn plan_at(&self, t_us: u64) -> FaultPlan {
         self.facts
             .iter()
             .filter(|f| f.t_us <= t_us)
             .filter_map(|f| match &f.what {
-                What::Partition(g) => Some(g.clone()),
+                What::Faults(p) => Some(p.clone()),
                 _ => None,
             })
             .next_back()
-            .filter(|g| !g.is_empty())
+            .unwrap_or_default()
     }
 
     fn paused_at(&self, server: &str, t_us: u64) -> bool {
@@ -206,6 +263,42 @@ impl Context {
             .next_back()
             .unwrap_or(false)
     }
+}
+
+/// What a fault plan does, for people: "a partition s1,c1 | s2,c2", "a cut s1->s2",
+/// "s1->s2 dropping 30% of messages".
+fn plan_words(plan: &FaultPlan) -> Vec<String> {
+    let mut out = Vec::new();
+    if !plan.partition.is_empty() {
+        out.push(format!("a partition {}", groups_words(&plan.partition)));
+    }
+    for c in &plan.cuts {
+        out.push(format!("a cut {}->{}", c.from, c.to));
+    }
+    for l in &plan.links {
+        let mut what = Vec::new();
+        if l.drop.0 > 0.0 {
+            what.push(format!("dropping {:.0}%", l.drop.0 * 100.0));
+        }
+        if l.duplicate.0 > 0.0 {
+            what.push(format!("duplicating {:.0}%", l.duplicate.0 * 100.0));
+        }
+        if l.delay_ms > 0 || l.jitter_ms > 0 {
+            what.push(format!(
+                "delaying {} ms (+{} ms jitter)",
+                l.delay_ms, l.jitter_ms
+            ));
+        }
+        if !what.is_empty() {
+            out.push(format!(
+                "{}->{} {} of messages",
+                l.from,
+                l.to,
+                what.join(" and ")
+            ));
+        }
+    }
+    out
 }
 
 fn groups_words(groups: &[Vec<NodeId>]) -> String {

@@ -211,7 +211,10 @@ pub(crate) fn words(log: &LockLog, core: &Core, ctx: &Context) -> String {
     let (refusals, unlock_refusals) = (count(Op::Lock, false), count(Op::Unlock, false));
     let free_start = !core.any_state && core.start_held == [false];
     let held_start = !core.any_state && core.start_held == [true];
-    let main = if grants >= 2 && releases == 0 {
+    // Patterns of two or more calls hold only for a core that fails from any state; a core that
+    // fails only from the state the history had reached says so.
+    let any = core.any_state;
+    let main = if any && grants >= 2 && releases == 0 {
         let mut g = seen.iter().filter(|s| s.op == Op::Lock && s.ok);
         let (a, b) = (g.next().unwrap_or(&seen[0]), g.next().unwrap_or(&seen[0]));
         if a.client == b.client {
@@ -225,7 +228,7 @@ pub(crate) fn words(log: &LockLog, core: &Core, ctx: &Context) -> String {
                 a.client, a.server, b.client, b.server
             )
         }
-    } else if releases >= 1 && refusals >= 1 && grants == 0 {
+    } else if any && releases >= 1 && refusals >= 1 && grants == 0 {
         let (u, l) = (
             first(Op::Unlock, true).unwrap_or(&seen[0]),
             first(Op::Lock, false).unwrap_or(&seen[0]),
@@ -234,14 +237,14 @@ pub(crate) fn words(log: &LockLog, core: &Core, ctx: &Context) -> String {
             "Unlock({z}) by {} answered true (by {}), yet Lock({z}) by {} then answered false (by {}) with no Lock between: the Unlock was lost",
             u.client, u.server, l.client, l.server
         )
-    } else if releases >= 2 && grants == 0 {
+    } else if any && releases >= 2 && grants == 0 {
         let mut r = seen.iter().filter(|s| s.op == Op::Unlock && s.ok);
         let (a, b) = (r.next().unwrap_or(&seen[0]), r.next().unwrap_or(&seen[0]));
         format!(
             "Unlock({z}) answered true to {} (by {}) and to {} (by {}) with no Lock between: the lock was released twice",
             a.client, a.server, b.client, b.server
         )
-    } else if grants >= 1 && unlock_refusals >= 1 && releases == 0 {
+    } else if any && grants >= 1 && unlock_refusals >= 1 && releases == 0 {
         let (l, u) = (
             first(Op::Lock, true).unwrap_or(&seen[0]),
             first(Op::Unlock, false).unwrap_or(&seen[0]),
@@ -249,6 +252,24 @@ pub(crate) fn words(log: &LockLog, core: &Core, ctx: &Context) -> String {
         format!(
             "Lock({z}) was granted to {} by {}, yet Unlock({z}) by {} then answered false (by {}) with no Unlock between: the grant was lost",
             l.client, l.server, u.client, u.server
+        )
+    } else if any && refusals >= 1 && grants >= 1 && releases == 0 {
+        let (l, g) = (
+            first(Op::Lock, false).unwrap_or(&seen[0]),
+            first(Op::Lock, true).unwrap_or(&seen[0]),
+        );
+        format!(
+            "Lock({z}) by {} answered false (by {}), yet Lock({z}) was then granted to {} by {} with no Unlock between",
+            l.client, l.server, g.client, g.server
+        )
+    } else if any && unlock_refusals >= 1 && releases >= 1 && grants == 0 {
+        let (u, r) = (
+            first(Op::Unlock, false).unwrap_or(&seen[0]),
+            first(Op::Unlock, true).unwrap_or(&seen[0]),
+        );
+        format!(
+            "Unlock({z}) by {} answered false (by {}), yet Unlock({z}) by {} then answered true (by {}) with no Lock between",
+            u.client, u.server, r.client, r.server
         )
     } else if seen.len() == 1 && free_start && refusals == 1 {
         let s = &seen[0];
@@ -288,8 +309,15 @@ pub(crate) fn words(log: &LockLog, core: &Core, ctx: &Context) -> String {
                 )
             })
             .collect();
+        let state = if free_start {
+            "the lock was free and "
+        } else if held_start {
+            "the lock was held and "
+        } else {
+            ""
+        };
         format!(
-            "no order of these calls explains their answers: {}",
+            "{state}no order of these calls explains their answers: {}",
             list.join("; ")
         )
     };
@@ -302,6 +330,11 @@ pub(crate) fn words(log: &LockLog, core: &Core, ctx: &Context) -> String {
         .unwrap_or(0);
     let to = seen.iter().map(|s| s.t).max().unwrap_or(from);
     let context = ctx.describe(&servers, from, to);
+    let mut chars = main.chars();
+    let main: String = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => main,
+    };
     if context.is_empty() {
         format!("{main}.")
     } else {

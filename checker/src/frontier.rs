@@ -24,8 +24,45 @@
 //! quiescent points where a history can be cut and a search restarted.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use shared::Op;
+
+/// A fast hasher for the search's small integer keys (FxHash's multiply-rotate); the keys are
+/// ours, not an attacker's.
+#[derive(Default, Clone, Copy, Debug)]
+pub(crate) struct Fx(u64);
+
+impl Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.write_u64(n as u64);
+        self.write_u64((n >> 64) as u64);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+}
+
+pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
 
 /// At most this many calls of one lock in flight at once (the width of the bitsets).
 pub const MAX_IN_FLIGHT: usize = 128;
@@ -101,22 +138,34 @@ pub(crate) struct Frontier {
     used: u128,
     /// The slots holding a `Lock` (the rest of `used` hold an `Unlock`).
     locks: u128,
-    slot_of: HashMap<usize, usize>,
+    slot_of: FxMap<usize, usize>,
     /// Most configurations kept.
     pub cap: usize,
 }
 
-type Seen = HashMap<(bool, u128, u128), Vec<(u32, u32)>>;
+/// Per (state, done, flags): the unknown counts of the configuration explored with it (one pair
+/// kept: a pair it dominates is skipped; one that dominates it replaces it; one incomparable is
+/// explored without being kept, which costs time, never a wrong answer).
+type Seen = FxMap<(bool, u128, u128), (u32, u32)>;
 
 /// Marks (nl, nu) seen for the key; false if something seen already dominates it.
 fn visit(seen: &mut Seen, c: &Config) -> bool {
-    let list = seen.entry((c.held, c.done, c.flags)).or_default();
-    if list.iter().any(|&(l, u)| l >= c.nl && u >= c.nu) {
-        return false;
+    match seen.entry((c.held, c.done, c.flags)) {
+        std::collections::hash_map::Entry::Vacant(v) => {
+            v.insert((c.nl, c.nu));
+            true
+        }
+        std::collections::hash_map::Entry::Occupied(mut o) => {
+            let (l, u) = *o.get();
+            if l >= c.nl && u >= c.nu {
+                return false;
+            }
+            if c.nl >= l && c.nu >= u {
+                o.insert((c.nl, c.nu));
+            }
+            true
+        }
     }
-    list.retain(|&(l, u)| !(c.nl >= l && c.nu >= u));
-    list.push((c.nl, c.nu));
-    true
 }
 
 /// Keeps only configurations no other dominates (same state and calls, more unknown calls
@@ -153,7 +202,7 @@ impl Frontier {
             slots: vec![None; MAX_IN_FLIGHT],
             used: 0,
             locks: 0,
-            slot_of: HashMap::new(),
+            slot_of: FxMap::default(),
             cap,
         }
     }
@@ -269,7 +318,7 @@ impl Frontier {
         max_steps: u64,
     ) -> Result<Vec<Config>, Stop> {
         let bit = 1u128 << s;
-        let mut seen: Seen = HashMap::new();
+        let mut seen: Seen = FxMap::with_capacity_and_hasher(16, Default::default());
         let mut stack: Vec<Config> = Vec::new();
         for c in &self.configs {
             if visit(&mut seen, c) {

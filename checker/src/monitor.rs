@@ -1,12 +1,12 @@
 //! The live monitor: folds wire events into one history per lock and checks each incrementally.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 
 use shared::{Event, EventKind, LockVerdict, NodeId, Op, RequestId, VerdictStatus};
 
 use crate::context::{secs, Context, What};
 use crate::explain;
-use crate::frontier::{Config, Ev, Frontier, Stop, MAX_IN_FLIGHT};
+use crate::frontier::{Config, Ev, Frontier, FxMap, Stop, MAX_IN_FLIGHT};
 
 /// How much search the checker may spend.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -98,7 +98,17 @@ enum Status {
         ops: Vec<RequestId>,
         explanation: String,
     },
-    GaveUp(String),
+}
+
+/// After a search gave up: where, why, and the calls in flight while the lock waits for a
+/// quiescent point to start again.
+#[derive(Clone, Debug)]
+struct GaveUp {
+    /// The event whose search gave up.
+    at: usize,
+    why: String,
+    /// `Some` while waiting for nothing to be in flight.
+    skipping: Option<HashSet<usize>>,
 }
 
 #[derive(Debug)]
@@ -111,6 +121,10 @@ pub(crate) struct LockLog {
     /// (events processed, frontier) at quiescent points: nothing in flight.
     pub checkpoints: Vec<(usize, Vec<Config>)>,
     status: Status,
+    /// Set once a search gave up: the verdict is never `ok` again (until a rewind before it).
+    gave_up: Option<GaveUp>,
+    /// Calls answered or given up.
+    finished: u64,
     verdict: LockVerdict,
     reported: Option<(VerdictStatus, Vec<RequestId>, String)>,
 }
@@ -126,6 +140,8 @@ impl LockLog {
             checkpoints: vec![(0, frontier.configs.clone())],
             frontier,
             status: Status::Checking,
+            gave_up: None,
+            finished: 0,
             verdict: LockVerdict {
                 lock: name.to_owned(),
                 status: VerdictStatus::Unknown,
@@ -147,14 +163,12 @@ impl LockLog {
         if pos >= checked {
             return false;
         }
-        match &self.status {
-            Status::GaveUp(_) => return false,
-            Status::Violation { t_fail, .. } if now_us >= t_fail.saturating_add(SETTLE_US) => {
+        if let Status::Violation { t_fail, .. } = &self.status {
+            if now_us >= t_fail.saturating_add(SETTLE_US) {
                 // Final: the event only shifts what comes after it.
                 self.processed += 1;
                 return false;
             }
-            _ => {}
         }
         let keep = self.checkpoints.partition_point(|(p, _)| *p <= pos);
         self.checkpoints.truncate(keep.max(1));
@@ -162,14 +176,18 @@ impl LockLog {
         self.frontier = Frontier::quiescent(configs, FRONTIER_CAP);
         self.processed = p;
         self.status = Status::Checking;
+        match &mut self.gave_up {
+            // Back before the search that gave up: it will be tried again.
+            Some(g) if g.at >= p => self.gave_up = None,
+            Some(g) => {
+                if g.at >= pos {
+                    g.at += 1;
+                }
+                g.skipping = None;
+            }
+            None => {}
+        }
         true
-    }
-
-    fn finished_calls(&self) -> u64 {
-        self.calls
-            .iter()
-            .filter(|c| !matches!(c.end, End::Pending))
-            .count() as u64
     }
 
     /// Checks what arrived since the last check. Returns the steps spent.
@@ -178,6 +196,17 @@ impl LockLog {
         if matches!(self.status, Status::Checking) {
             while self.processed < self.events.len() {
                 let e = self.events[self.processed];
+                if let Some(in_flight) = self.gave_up.as_mut().and_then(|g| g.skipping.as_mut()) {
+                    match e.ev {
+                        Ev::Invoke => in_flight.insert(e.call),
+                        Ev::Answer(_) | Ev::GiveUp => in_flight.remove(&e.call),
+                    };
+                    self.processed += 1;
+                    if in_flight.is_empty() {
+                        self.restart();
+                    }
+                    continue;
+                }
                 let op = self.calls[e.call].op;
                 let mut steps = 0;
                 let r = self
@@ -223,27 +252,73 @@ impl LockLog {
                                 secs(e.t_us)
                             ),
                         };
-                        self.status = Status::GaveUp(why);
-                        break;
+                        // Skip to the next point with nothing in flight, then look on for
+                        // violations from any state (see `restart`).
+                        let mut in_flight = HashSet::new();
+                        for x in &self.events[..self.processed] {
+                            match x.ev {
+                                Ev::Invoke => in_flight.insert(x.call),
+                                Ev::Answer(_) | Ev::GiveUp => in_flight.remove(&x.call),
+                            };
+                        }
+                        let at = self.processed;
+                        let first = self.gave_up.as_ref().map_or(at, |g| g.at.min(at));
+                        let why = match &self.gave_up {
+                            Some(g) if g.at < at => g.why.clone(),
+                            _ => why,
+                        };
+                        self.gave_up = Some(GaveUp {
+                            at: first,
+                            why,
+                            skipping: Some(in_flight),
+                        });
                     }
                 }
             }
         }
-        let (status, ops, explanation) = match &self.status {
-            Status::Checking => (VerdictStatus::Ok, Vec::new(), String::new()),
-            Status::Violation {
-                ops, explanation, ..
-            } => (VerdictStatus::Violation, ops.clone(), explanation.clone()),
-            Status::GaveUp(why) => (VerdictStatus::Unknown, Vec::new(), why.clone()),
+        let (status, ops, explanation) = match (&self.status, &self.gave_up) {
+            (
+                Status::Violation {
+                    ops, explanation, ..
+                },
+                _,
+            ) => (VerdictStatus::Violation, ops.clone(), explanation.clone()),
+            (Status::Checking, Some(g)) => (VerdictStatus::Unknown, Vec::new(), g.why.clone()),
+            (Status::Checking, None) => (VerdictStatus::Ok, Vec::new(), String::new()),
         };
         self.verdict = LockVerdict {
             lock: self.name.clone(),
             status,
             ops,
             explanation,
-            calls: self.finished_calls(),
+            calls: self.finished,
         };
         spent
+    }
+
+    /// Starts again at a point with nothing in flight after a search gave up. The lock may be
+    /// held or free there, and any unknown call seen so far may still be waiting to take
+    /// effect: more than it can really be, so what fails from here is a real violation, and what
+    /// passes proves nothing (the verdict stays `unknown`).
+    fn restart(&mut self) {
+        let (mut nl, mut nu) = (0u32, 0u32);
+        for e in &self.events[..self.processed] {
+            if e.ev == Ev::GiveUp {
+                match self.calls[e.call].op {
+                    Op::Lock => nl += 1,
+                    Op::Unlock => nu += 1,
+                }
+            }
+        }
+        self.frontier = Frontier::quiescent(
+            vec![Config::start(false, nl, nu), Config::start(true, nl, nu)],
+            FRONTIER_CAP,
+        );
+        if let Some(g) = &mut self.gave_up {
+            g.skipping = None;
+        }
+        self.checkpoints
+            .push((self.processed, self.frontier.configs.clone()));
     }
 
     fn changed(&mut self) -> Option<LockVerdict> {
@@ -260,6 +335,22 @@ impl LockLog {
     }
 }
 
+/// Checks a whole run's events at once (a saved run, a campaign's schedule): every lock's
+/// verdict, sorted by lock name. The same as a [`Monitor`] fed every event, then checked once.
+pub fn check_events<'a>(
+    events: impl IntoIterator<Item = &'a Event>,
+    budget: Budget,
+) -> (Vec<LockVerdict>, MonitorStats) {
+    let mut m = Monitor::new(budget);
+    for e in events {
+        if Monitor::wants(&e.kind) {
+            m.observe(e);
+        }
+    }
+    m.check();
+    (m.verdicts().cloned().collect(), m.stats())
+}
+
 /// The live, incremental linearizability checker of a run: feed it every event it
 /// [`wants`](Monitor::wants) with [`observe`](Monitor::observe) (cheap), and call
 /// [`check`](Monitor::check) when there is time (it does the search and returns the verdicts that
@@ -267,9 +358,13 @@ impl LockLog {
 #[derive(Debug)]
 pub struct Monitor {
     budget: Budget,
-    pub(crate) locks: BTreeMap<String, LockLog>,
-    by_req: HashMap<RequestId, (String, usize)>,
-    dirty: Vec<String>,
+    locks: Vec<LockLog>,
+    /// Lock name -> position in `locks`, sorted by name.
+    names: BTreeMap<String, usize>,
+    /// Request id -> (lock position, call index).
+    by_req: FxMap<RequestId, (usize, usize)>,
+    /// Locks with events not checked yet.
+    dirty: Vec<usize>,
     ctx: Context,
     now_us: u64,
     stats: MonitorStats,
@@ -285,8 +380,9 @@ impl Monitor {
     pub fn new(budget: Budget) -> Self {
         Self {
             budget,
-            locks: BTreeMap::new(),
-            by_req: HashMap::new(),
+            locks: Vec::new(),
+            names: BTreeMap::new(),
+            by_req: FxMap::default(),
             dirty: Vec::new(),
             ctx: Context::default(),
             now_us: 0,
@@ -324,10 +420,15 @@ impl Monitor {
                 if self.by_req.contains_key(req) {
                     return;
                 }
-                let log = self
-                    .locks
-                    .entry(lock.clone())
-                    .or_insert_with(|| LockLog::new(lock));
+                let at = match self.names.get(lock) {
+                    Some(&at) => at,
+                    None => {
+                        self.locks.push(LockLog::new(lock));
+                        self.names.insert(lock.clone(), self.locks.len() - 1);
+                        self.locks.len() - 1
+                    }
+                };
+                let log = &mut self.locks[at];
                 let idx = log.calls.len();
                 log.calls.push(CallRec {
                     req: *req,
@@ -335,10 +436,10 @@ impl Monitor {
                     invoke_us: t,
                     end: End::Pending,
                 });
-                self.by_req.insert(*req, (lock.clone(), idx));
+                self.by_req.insert(*req, (at, idx));
                 self.stats.calls += 1;
                 self.push(
-                    lock.clone(),
+                    at,
                     EvRec {
                         t_us: t,
                         call: idx,
@@ -392,27 +493,31 @@ impl Monitor {
             EventKind::Paused { .. } => self.ctx.push(t, &event.node, What::Paused),
             EventKind::Resumed { .. } => self.ctx.push(t, &event.node, What::Resumed),
             EventKind::FaultsChanged { plan, .. } => {
-                self.ctx
-                    .push(t, &event.node, What::Partition(plan.partition.clone()))
+                self.ctx.push(t, &event.node, What::Faults(plan.clone()))
             }
             _ => {}
         }
     }
 
     fn end(&mut self, req: &RequestId, t: u64, end: End) {
-        let Some((lock, idx)) = self.by_req.get(req).cloned() else {
+        let Some(&(at, idx)) = self.by_req.get(req) else {
             self.stats.orphans += 1;
             return;
         };
-        let Some(log) = self.locks.get_mut(&lock) else {
-            return;
-        };
+        let log = &mut self.locks[at];
         let call = &mut log.calls[idx];
         if !matches!(call.end, End::Pending) {
             return;
         }
+        log.finished += 1;
         // An answer never comes before its invocation on the log's clock.
-        let t = t.max(call.invoke_us);
+        let mut t = t.max(call.invoke_us);
+        if matches!(end, End::Unknown) {
+            // When a call of unknown outcome "ends" does not matter (it returns at infinity): put
+            // it after what is already there, so that a give-up reported late (a killed client's,
+            // published once its process is reaped) never makes the lock check again.
+            t = t.max(log.events.last().map_or(0, |e| e.t_us));
+        }
         let ev = match &end {
             End::Answered { ok, .. } => {
                 self.stats.answered += 1;
@@ -433,7 +538,7 @@ impl Monitor {
             End::Pending => End::Pending,
         };
         self.push(
-            lock,
+            at,
             EvRec {
                 t_us: t,
                 call: idx,
@@ -442,15 +547,13 @@ impl Monitor {
         );
     }
 
-    fn push(&mut self, lock: String, e: EvRec) {
+    fn push(&mut self, at: usize, e: EvRec) {
         let now = self.now_us;
-        if let Some(log) = self.locks.get_mut(&lock) {
-            if log.insert(e, now) {
-                self.stats.rewinds += 1;
-            }
+        if self.locks[at].insert(e, now) {
+            self.stats.rewinds += 1;
         }
-        if !self.dirty.contains(&lock) {
-            self.dirty.push(lock);
+        if !self.dirty.contains(&at) {
+            self.dirty.push(at);
         }
     }
 
@@ -458,11 +561,10 @@ impl Monitor {
     /// status, calls at fault or explanation changed (a lock's first verdict included).
     pub fn check(&mut self) -> Vec<LockVerdict> {
         let mut out = Vec::new();
-        let dirty = std::mem::take(&mut self.dirty);
-        for lock in dirty {
-            let Some(log) = self.locks.get_mut(&lock) else {
-                continue;
-            };
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable_by(|a, b| self.locks[*a].name.cmp(&self.locks[*b].name));
+        for at in dirty {
+            let log = &mut self.locks[at];
             self.stats.steps += log.check(self.budget, &self.ctx);
             if let Some(v) = log.changed() {
                 out.push(v);
@@ -474,7 +576,7 @@ impl Monitor {
     /// Every lock's current verdict, by lock name. A lock whose calls were not checked yet is
     /// `unknown`.
     pub fn verdicts(&self) -> impl Iterator<Item = &LockVerdict> {
-        self.locks.values().map(|l| &l.verdict)
+        self.names.values().map(|&at| &self.locks[at].verdict)
     }
 
     pub fn stats(&self) -> MonitorStats {
@@ -483,13 +585,13 @@ impl Monitor {
         s.in_flight = s.calls - s.answered - s.unknown;
         s.violations = self
             .locks
-            .values()
+            .iter()
             .filter(|l| l.verdict.status == VerdictStatus::Violation)
             .count() as u64;
         s.undecided = self
             .locks
-            .values()
-            .filter(|l| matches!(l.status, Status::GaveUp(_)))
+            .iter()
+            .filter(|l| l.gave_up.is_some() && l.verdict.status == VerdictStatus::Unknown)
             .count() as u64;
         s
     }

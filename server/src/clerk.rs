@@ -18,7 +18,7 @@
 
 use std::time::Duration;
 
-use shared::{client_node, EventKind, NodeId, Op, RequestId};
+use shared::{client_node, EventKind, NodeId, Op, RequestId, Variant};
 use tokio::time::Instant;
 
 use crate::slowmo::SlowMotion;
@@ -114,7 +114,10 @@ enum Stage {
 
 #[derive(Debug)]
 struct Call {
+    /// The call's identity: its `op_invoked`, `op_completed`, `op_failed` name it.
     req: RequestId,
+    /// The id the request carries on the wire: `req`, except in the broken `new-id-on-retry`.
+    sent: RequestId,
     op: Op,
     lock: String,
     tag: Option<String>,
@@ -138,6 +141,8 @@ pub struct Clerk {
     timing: ClerkTiming,
     slow_motion: SlowMotion,
     call: Option<Call>,
+    /// A deliberately broken protocol (`--variant`); only `new-id-on-retry` is the clerk's.
+    variant: Option<Variant>,
 }
 
 impl Clerk {
@@ -157,7 +162,14 @@ impl Clerk {
             timing,
             slow_motion,
             call: None,
+            variant: None,
         }
+    }
+
+    /// Runs the deliberately broken protocol `variant` (`None`: the correct one).
+    pub(crate) fn with_variant(mut self, variant: Option<Variant>) -> Self {
+        self.variant = variant;
+        self
     }
 
     /// The clerk of a client lane's process number `incarnation` (0 for the first): a new
@@ -216,6 +228,7 @@ impl Clerk {
         }));
         self.call = Some(Call {
             req,
+            sent: req,
             op,
             lock: lock.to_owned(),
             tag,
@@ -235,7 +248,7 @@ impl Clerk {
         call.stage = Stage::Waiting { since: now.at };
         out.push(Output::Send {
             server: self.current,
-            req: call.req,
+            req: call.sent,
             op: call.op,
             lock: call.lock.clone(),
         });
@@ -267,7 +280,7 @@ impl Clerk {
         now: Now,
         out: &mut Vec<Output>,
     ) {
-        let answers_this_call = self.call.as_ref().is_some_and(|c| c.req == req);
+        let answers_this_call = self.call.as_ref().is_some_and(|c| c.sent == req);
         if !answers_this_call {
             // A late answer to an earlier call, or to one given up: delivered, and ignored.
             return;
@@ -275,6 +288,7 @@ impl Clerk {
         let Some(call) = self.call.take() else {
             return;
         };
+        let req = call.req;
         out.push(Output::Event(EventKind::OpCompleted {
             client: self.id,
             op: call.op,
@@ -361,7 +375,7 @@ impl Clerk {
     }
 
     fn failed(&mut self, failure: Failure, now: Now, out: &mut Vec<Output>) {
-        let Some(call) = self.call.as_ref() else {
+        let Some((call_req, invoked_at)) = self.call.as_ref().map(|c| (c.req, c.invoked.at)) else {
             return;
         };
         let failed = self.servers[self.current].clone();
@@ -371,7 +385,7 @@ impl Clerk {
         };
         let give_up_at =
             self.slow_motion
-                .deadline(call.invoked.at, self.timing.give_up_after, GIVE_UP_HOPS);
+                .deadline(invoked_at, self.timing.give_up_after, GIVE_UP_HOPS);
         if now.at >= give_up_at {
             self.give_up(format!("no server answered ({failed}: {reason})"), out);
             return;
@@ -385,11 +399,23 @@ impl Clerk {
             if self.current + 1 < self.servers.len() {
                 self.current += 1;
                 pause = false;
+                if self.variant == Some(Variant::NewIdOnRetry) {
+                    // Broken on purpose: the retry looks like a new call to every server.
+                    self.seq += 1;
+                    let sent = RequestId {
+                        client: self.id,
+                        seq: self.seq,
+                        incarnation: self.incarnation,
+                    };
+                    if let Some(call) = self.call.as_mut() {
+                        call.sent = sent;
+                    }
+                }
             }
         }
         out.push(Output::Event(EventKind::RpcFailed {
             client: self.id,
-            req: call.req,
+            req: call_req,
             server: failed,
             reason,
             retry_to: self.servers[self.current].clone(),
@@ -638,5 +664,60 @@ mod tests {
         r.out.clear();
         r.clerk.abandon("again", &mut r.out);
         assert!(r.out.is_empty(), "nothing to abandon twice");
+    }
+
+    /// The requests the clerk put on the wire, in order.
+    fn sent_ids(out: &[Output]) -> Vec<(usize, RequestId)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send { server, req, .. } => Some((*server, *req)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn failover_with(variant: Option<Variant>) -> (RequestId, Vec<(usize, RequestId)>, Run) {
+        let mut r = Run::new(0);
+        r.clerk = Clerk::new(
+            1,
+            vec!["s1".into(), "s2".into()],
+            ClerkTiming::default(),
+            SlowMotion::new(Duration::ZERO, r.t0),
+        )
+        .with_variant(variant);
+        let req = r.lock(0);
+        let now = r.at(10);
+        r.clerk.on_closed(0, "connection reset", now, &mut r.out);
+        (req, sent_ids(&r.out), r)
+    }
+
+    #[test]
+    fn new_id_on_retry_sends_the_retry_under_a_new_id_and_the_default_does_not() {
+        let (req, sent, _) = failover_with(None);
+        assert_eq!(sent, vec![(0, req), (1, req)], "correct: the same id at s2");
+        let (req, sent, mut r) = failover_with(Some(Variant::NewIdOnRetry));
+        let new = RequestId { seq: 2, ..req };
+        assert_eq!(
+            sent,
+            vec![(0, req), (1, new)],
+            "broken: s2 can't tell the retry from a new call"
+        );
+        // The answer to the new id completes the call, which keeps its own id in the history.
+        let now = r.at(20);
+        r.clerk.on_reply(1, new, false, now, &mut r.out);
+        assert!(r.out.iter().any(|o| matches!(
+            o,
+            Output::Event(EventKind::OpCompleted { req: done, .. }) if *done == req
+        )));
+        // And the next call does not reuse the id the retry took.
+        let next = r.lock(30);
+        assert_eq!(next.seq, 3);
+    }
+
+    #[test]
+    fn the_clerk_ignores_the_servers_variants() {
+        for v in [Variant::ReplyBeforeAck, Variant::BackupReexecutes] {
+            assert_eq!(failover_with(Some(v)).1, failover_with(None).1);
+        }
     }
 }

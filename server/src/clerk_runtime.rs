@@ -216,6 +216,8 @@ pub(crate) struct ClerkSetup {
     /// High bits of its message ids, unique in the run.
     pub origin: u64,
     pub timing: ClerkTiming,
+    /// A deliberately broken protocol (`--variant`), or `None`.
+    pub variant: Option<shared::Variant>,
 }
 
 /// Starts clerk `id` talking to `servers` (primary first).
@@ -231,6 +233,7 @@ pub(crate) fn spawn(
         servers,
         origin,
         timing,
+        variant,
     } = setup;
     let clerk = Clerk::new(
         id,
@@ -238,7 +241,8 @@ pub(crate) fn spawn(
         timing.clone(),
         slow_motion.borrow().clone(),
     )
-    .with_incarnation(incarnation);
+    .with_incarnation(incarnation)
+    .with_variant(variant);
     let core = Arc::new(Mutex::new(Core {
         clerk,
         io: VecDeque::new(),

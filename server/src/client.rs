@@ -46,6 +46,8 @@ pub struct ClientConfig {
     /// The supervisor's slow-motion history: (how long ago each delay started, delay).
     pub slow_motion: Vec<(Duration, Duration)>,
     pub timing: ClerkTiming,
+    /// A deliberately broken protocol (`--variant`), or `None`.
+    pub variant: Option<shared::Variant>,
 }
 
 /// Runs a client process until the supervisor goes away.
@@ -97,6 +99,7 @@ pub async fn run(cfg: ClientConfig) -> anyhow::Result<()> {
                 .collect(),
             origin: cfg.origin,
             timing: cfg.timing.clone(),
+            variant: cfg.variant,
         },
         outlet,
         slow_motion.subscribe(),

@@ -54,6 +54,8 @@ pub struct ClusterConfig {
     /// Run the clerks inside this process (the load generator's many clerks) instead of one
     /// `pbscope client` process each (`serve`: a client crash is a real SIGKILL).
     pub clerks_in_process: bool,
+    /// A deliberately broken protocol every node and clerk runs (`--variant`), or `None`.
+    pub variant: Option<shared::Variant>,
 }
 
 /// Distinct lock names a generation takes unless configured otherwise: far beyond what a person
@@ -516,6 +518,9 @@ impl Cluster {
                     cmd.args(["--server", &format!("{}={}", s.id, s.addr)]);
                 }
             }
+        }
+        if let Some(v) = self.cfg.variant {
+            cmd.args(["--variant", v.name()]);
         }
         let spawned = cmd
             .args(["--control", &self.control_addr.to_string()])
@@ -1542,6 +1547,7 @@ impl Cluster {
                     servers: gen.addrs.clone(),
                     origin: self.origin(),
                     timing: self.cfg.clerk_timing.clone(),
+                    variant: self.cfg.variant,
                 },
                 Arc::new(Outlet::Bus(self.bus.clone())),
                 self.slow_motion.subscribe(),
@@ -1572,6 +1578,11 @@ impl Cluster {
 
     pub fn max_locks(&self) -> usize {
         self.cfg.max_locks
+    }
+
+    /// The deliberately broken protocol this cluster runs, if any.
+    pub fn variant(&self) -> Option<shared::Variant> {
+        self.cfg.variant
     }
 
     /// The PIDs of the live server processes (for tests and tools).

@@ -462,6 +462,7 @@ impl Viewer {
             protocol: PROTOCOL_VERSION,
             server: format!("pbscope {}", env!("CARGO_PKG_VERSION")),
             run: self.cluster.bus().clock().epoch_ns(),
+            variant: self.cluster.variant().map(|v| v.name().to_owned()),
             limits: Limits {
                 max_message_bytes: self.cfg.max_message_bytes as u64,
                 max_client: self.cluster.max_client(),

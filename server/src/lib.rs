@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod bus;
+pub mod campaign;
 pub mod clerk;
 pub(crate) mod clerk_runtime;
 pub mod client;

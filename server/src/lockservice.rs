@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use shared::{EventKind, Op, RequestId, Role};
+use shared::{EventKind, Op, RequestId, Role, Variant};
 
 /// Identifies a client connection inside one node, so a reply finds its way back.
 pub type ConnId = u64;
@@ -79,6 +79,8 @@ pub enum Output {
 struct LastRequest {
     seq: u64,
     ok: bool,
+    /// Applied from the primary's forward (not from the client itself).
+    forwarded: bool,
 }
 
 /// A client request executed by the primary, waiting for the backup's ack before it is answered.
@@ -99,6 +101,8 @@ pub struct LockServer {
     /// (a new `incarnation`) is a new client, whose calls the old life's record never answers.
     last: HashMap<(u32, u32), LastRequest>,
     awaiting: BTreeMap<RequestId, AwaitingAck>,
+    /// A deliberately broken protocol (`--variant`), or `None` for the correct one.
+    variant: Option<Variant>,
 }
 
 impl LockServer {
@@ -110,7 +114,15 @@ impl LockServer {
             table: LockTable::default(),
             last: HashMap::new(),
             awaiting: BTreeMap::new(),
+            variant: None,
         }
+    }
+
+    /// Runs the deliberately broken protocol `variant` (`None`: the correct one). Only the
+    /// server's variants change anything here; `new-id-on-retry` is the clerk's.
+    pub fn with_variant(mut self, variant: Option<Variant>) -> Self {
+        self.variant = variant;
+        self
     }
 
     pub fn role(&self) -> Role {
@@ -147,14 +159,21 @@ impl LockServer {
         forwarded: bool,
         out: &mut Vec<Output>,
     ) -> Option<(bool, bool)> {
+        // backup-reexecutes (broken on purpose): a client's retry of what the primary forwarded
+        // here runs again instead of being answered from the record.
+        let reexecutes = self.variant == Some(Variant::BackupReexecutes) && !forwarded;
         let (ok, duplicate) = match self.last.get(&(req.client, req.incarnation)) {
-            Some(last) if last.seq == req.seq => (last.ok, true),
+            Some(last) if last.seq == req.seq && !(reexecutes && last.forwarded) => (last.ok, true),
             Some(last) if last.seq > req.seq => return None,
             _ => {
                 let ok = self.table.apply(op, lock);
                 self.last.insert(
                     (req.client, req.incarnation),
-                    LastRequest { seq: req.seq, ok },
+                    LastRequest {
+                        seq: req.seq,
+                        ok,
+                        forwarded,
+                    },
                 );
                 (ok, false)
             }
@@ -210,13 +229,14 @@ impl LockServer {
             return;
         };
         if self.forwards() && !duplicate {
-            self.awaiting.insert(
-                req,
-                AwaitingAck {
-                    ok,
-                    waiters: vec![from],
-                },
-            );
+            let mut waiters = vec![from];
+            if self.variant == Some(Variant::ReplyBeforeAck) {
+                // Broken on purpose: the answer leaves before the forward, so a primary that
+                // dies now leaves a backup that never saw what the client was told.
+                out.push(Output::Reply { to: from, req, ok });
+                waiters.clear();
+            }
+            self.awaiting.insert(req, AwaitingAck { ok, waiters });
             out.push(Output::Forward {
                 req,
                 op,
@@ -536,5 +556,101 @@ mod tests {
             "an older request of the same client is ignored"
         );
         assert!(b.table().is_held("a"));
+    }
+
+    // The broken variants: each test shows the flaw, and that the correct protocol lacks it.
+
+    #[test]
+    fn reply_before_ack_answers_before_the_forward_leaves_and_the_default_does_not() {
+        let outputs = |variant| {
+            let mut p = LockServer::new(Role::Primary).with_variant(variant);
+            let mut out = vec![];
+            p.on_request(7, req(1, 1), Op::Lock, "z", &mut out);
+            out.into_iter()
+                .filter(|o| matches!(o, Output::Reply { .. } | Output::Forward { .. }))
+                .collect::<Vec<_>>()
+        };
+        let forward = Output::Forward {
+            req: req(1, 1),
+            op: Op::Lock,
+            lock: "z".into(),
+        };
+        let reply = Output::Reply {
+            to: 7,
+            req: req(1, 1),
+            ok: true,
+        };
+        assert_eq!(
+            outputs(Some(Variant::ReplyBeforeAck)),
+            vec![reply, forward.clone()],
+            "broken: the client has its grant before the backup heard of it"
+        );
+        assert_eq!(
+            outputs(None),
+            vec![forward],
+            "correct: no answer before the ack"
+        );
+    }
+
+    #[test]
+    fn reply_before_ack_answers_once_and_still_steps_down_on_a_disagreeing_ack() {
+        let mut p = LockServer::new(Role::Primary).with_variant(Some(Variant::ReplyBeforeAck));
+        let mut out = vec![];
+        p.on_request(7, req(1, 1), Op::Lock, "z", &mut out);
+        out.clear();
+        p.on_forward_ack(req(1, 1), true, &mut out);
+        assert!(replies(&out).is_empty(), "answered already, not twice");
+        p.on_request(8, req(2, 1), Op::Lock, "y", &mut out);
+        out.clear();
+        p.on_forward_ack(req(2, 1), false, &mut out);
+        assert_eq!(p.role(), Role::Deposed);
+    }
+
+    /// c1's Lock(z) reaches the backup as a forward; c2 unlocks z; c1 retries its Lock at the
+    /// backup (its primary died before answering). Returns the retry's answer and whether z is
+    /// held afterwards.
+    fn retry_at_backup(variant: Option<Variant>) -> (Vec<(ConnId, RequestId, bool)>, bool) {
+        let mut b = LockServer::new(Role::Backup).with_variant(variant);
+        let mut out = vec![];
+        b.on_forward(req(1, 1), Op::Lock, "z", &mut out);
+        out.clear();
+        b.on_request(9, req(1, 1), Op::Lock, "z", &mut out);
+        (replies(&out), b.table().is_held("z"))
+    }
+
+    #[test]
+    fn backup_reexecutes_runs_a_forwarded_request_again_and_the_default_does_not() {
+        assert_eq!(
+            retry_at_backup(None),
+            (vec![(9, req(1, 1), true)], true),
+            "correct: the retry gets the forward's answer, true"
+        );
+        assert_eq!(
+            retry_at_backup(Some(Variant::BackupReexecutes)),
+            (vec![(9, req(1, 1), false)], true),
+            "broken: Lock(z) ran twice, and c1 is told z was taken although it took it"
+        );
+    }
+
+    #[test]
+    fn backup_reexecutes_answers_a_clients_own_retry_from_the_record() {
+        // The flaw is about forwards only: a retry of what the client itself sent here is a
+        // duplicate in the broken variant too (one re-execution per forwarded request).
+        let mut b = LockServer::new(Role::Backup).with_variant(Some(Variant::BackupReexecutes));
+        let mut out = vec![];
+        b.on_request(9, req(1, 1), Op::Lock, "z", &mut out);
+        b.on_request(9, req(1, 1), Op::Lock, "z", &mut out);
+        assert_eq!(
+            replies(&out),
+            vec![(9, req(1, 1), true), (9, req(1, 1), true)]
+        );
+    }
+
+    #[test]
+    fn the_server_ignores_the_clerks_variant() {
+        assert_eq!(
+            retry_at_backup(Some(Variant::NewIdOnRetry)),
+            retry_at_backup(None)
+        );
     }
 }

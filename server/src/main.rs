@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::builder::TypedValueParser as _;
 use clap::{Parser, Subcommand};
 use server::bus::{Bus, BusConfig};
+use server::campaign::{self, CampaignConfig, FaultKind};
 use server::clerk::ClerkTiming;
 use server::client::{self, ClientConfig};
 use server::clock::RunClock;
@@ -18,7 +20,7 @@ use server::gateway::{
 };
 use server::http::{is_local_name, AccessPolicy};
 use server::node::{self, NodeConfig};
-use shared::Role;
+use shared::{Role, Variant};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
@@ -44,6 +46,55 @@ enum Cmd {
     Client(ClientArgs),
     /// Measure lock operations per second against a real cluster.
     Bench(BenchArgs),
+    /// Run randomized fault schedules against real processes and check every history for
+    /// linearizability; exit 1 on any violation, printing the command that reruns it.
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct CheckArgs {
+    /// Schedules to run (each a fresh cluster, 1.5 s of calls by default).
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    schedules: u64,
+    /// Seeds every schedule (schedule I's seed is derived from it and I). Random if absent.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=(1u64 << 53) - 1))]
+    seed: Option<u64>,
+    /// Index of the first schedule: `--first I --schedules 1` reruns schedule I alone.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=(1u64 << 53) - 1))]
+    first: u64,
+    /// Run a deliberately broken protocol (the campaign must find its violations).
+    #[arg(long, value_parser = variant_parser())]
+    variant: Option<Variant>,
+    /// Fault kinds, comma-separated; each schedule draws one. Default: Lab 1's own model, one
+    /// server halting at any point (crash, crash-point).
+    #[arg(long, value_delimiter = ',', default_value = "crash,crash-point", value_parser = fault_parser())]
+    faults: Vec<FaultKind>,
+    /// Client processes calling Lock/Unlock closed-loop.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=32))]
+    clients: u32,
+    /// Locks they share.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    locks: u32,
+    /// How long the clients call in each schedule, in ms (faults that act through timeouts
+    /// get 3 s more).
+    #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    ops_ms: u64,
+    /// Each client waits a random 0 to this many ms before each call (0: back to back).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    think_ms: u64,
+    /// Write the first failing schedule's run (its events and the checker's verdicts) to this
+    /// file, which the page's Open run shows.
+    #[arg(long)]
+    save: Option<PathBuf>,
+    /// No progress on stderr.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// `--faults a,b`: fault kind names, or clap refuses them and lists the kinds.
+fn fault_parser() -> impl clap::builder::TypedValueParser<Value = FaultKind> {
+    clap::builder::PossibleValuesParser::new(FaultKind::ALL.map(FaultKind::name))
+        .map(|name| FaultKind::from_name(&name).expect("one of the possible values"))
 }
 
 #[derive(clap::Args, Debug)]
@@ -94,6 +145,15 @@ struct ServeArgs {
     /// Do not check the clients' history live (no `verdict` events).
     #[arg(long)]
     no_check: bool,
+    /// Run a deliberately broken protocol, to see the checker catch it (never the default).
+    #[arg(long, value_parser = variant_parser())]
+    variant: Option<Variant>,
+}
+
+/// `--variant NAME`: one of [`Variant::ALL`]'s names, or clap refuses it and lists them.
+fn variant_parser() -> impl clap::builder::TypedValueParser<Value = Variant> {
+    clap::builder::PossibleValuesParser::new(Variant::ALL.map(Variant::name))
+        .map(|name| Variant::from_name(&name).expect("one of the possible values"))
 }
 
 /// The largest slow-motion delay, on the command line as on the wire.
@@ -131,6 +191,8 @@ struct NodeArgs {
     /// Port to listen on (0: any free one; a restart reuses the old one).
     #[arg(long, default_value_t = 0)]
     port: u16,
+    #[arg(long, value_parser = variant_parser())]
+    variant: Option<Variant>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -156,6 +218,8 @@ struct ClientArgs {
     give_up_ms: u64,
     #[arg(long)]
     retry_pause_ms: u64,
+    #[arg(long, value_parser = variant_parser())]
+    variant: Option<Variant>,
 }
 
 fn parse_server(s: &str) -> Result<(String, SocketAddr), String> {
@@ -224,6 +288,13 @@ fn main() -> anyhow::Result<()> {
         Cmd::Client(args) => run_client(args),
         Cmd::Serve(args) => runtime()?.block_on(serve(args)),
         Cmd::Bench(args) => runtime()?.block_on(bench(args)),
+        Cmd::Check(args) => {
+            let violations = runtime()?.block_on(check(args))?;
+            if violations {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }
 
@@ -248,6 +319,7 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         slow_motion_ms: args.slow_motion_ms,
         backup: args.backup.map(|(id, addr)| (id.into(), addr)),
         port: args.port,
+        variant: args.variant,
     };
     // One thread: a node is a small sequential server, and its event order is its program order.
     tokio::runtime::Builder::new_current_thread()
@@ -278,6 +350,7 @@ fn run_client(args: ClientArgs) -> anyhow::Result<()> {
             give_up_after: Duration::from_millis(args.give_up_ms),
             retry_pause: Duration::from_millis(args.retry_pause_ms),
         },
+        variant: args.variant,
     };
     // One thread, like a node: one clerk, one call at a time.
     tokio::runtime::Builder::new_current_thread()
@@ -291,6 +364,7 @@ fn cluster_config(
     max_client: u32,
     max_locks: usize,
     clerks_in_process: bool,
+    variant: Option<Variant>,
 ) -> anyhow::Result<ClusterConfig> {
     Ok(ClusterConfig {
         node_exe: std::env::current_exe().context("locating the pbscope binary")?,
@@ -299,6 +373,7 @@ fn cluster_config(
         max_client,
         max_locks,
         clerks_in_process,
+        variant,
     })
 }
 
@@ -343,6 +418,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.max_client,
             args.max_locks as usize,
             false,
+            args.variant,
         )?,
     )
     .await?;
@@ -373,6 +449,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "pbscope listening on http://{addr} (WebSocket ws://{addr}/ws); servers {}",
         pids.join(" ")
     );
+    if let Some(v) = args.variant {
+        println!("pbscope: running the deliberately BROKEN protocol variant {v}");
+        tracing::warn!("protocol variant {v}: broken on purpose, not Lab 1's design");
+    }
     let gw = tokio::spawn(gateway::run(
         listener,
         cluster.clone(),
@@ -392,6 +472,67 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `pbscope check`: returns whether a violation was found.
+async fn check(args: CheckArgs) -> anyhow::Result<bool> {
+    let mut faults = args.faults;
+    faults.sort_unstable();
+    faults.dedup();
+    let cfg = CampaignConfig {
+        node_exe: std::env::current_exe().context("locating the pbscope binary")?,
+        seed: args.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                & ((1u64 << 53) - 1)
+        }),
+        first: args.first,
+        schedules: args.schedules,
+        variant: args.variant,
+        faults,
+        clients: args.clients,
+        locks: args.locks,
+        ops: Duration::from_millis(args.ops_ms),
+        think: Duration::from_millis(args.think_ms),
+    };
+    println!(
+        "pbscope check: {} schedules from #{} (seed {}), faults {}, {} clients on {} locks, {} ms of calls each, {}",
+        cfg.schedules,
+        cfg.first,
+        cfg.seed,
+        cfg.faults.iter().map(|k| k.name()).collect::<Vec<_>>().join(","),
+        cfg.clients,
+        cfg.locks,
+        cfg.ops.as_millis(),
+        cfg.variant.map_or("the correct protocol".to_owned(), |v| format!("the BROKEN variant {v}")),
+    );
+    let report = campaign::run_campaign(&cfg, args.save, args.quiet).await?;
+    println!();
+    print!("{}", report.table());
+    if report.violating.is_empty() {
+        println!("no violation in {} schedules", report.schedules);
+        return Ok(false);
+    }
+    println!(
+        "{} of {} schedules violated linearizability (first after {} schedules); rerun one with:",
+        report.violating.len(),
+        report.schedules,
+        report.schedules_to_first.unwrap_or(0)
+    );
+    for (_, cmd, _) in report.violating.iter().take(10) {
+        println!("  {cmd}");
+    }
+    if report.violating.len() > 10 {
+        println!("  ... and {} more", report.violating.len() - 10);
+    }
+    if let Some(path) = &report.saved {
+        println!(
+            "the first failing run is saved in {} (open it on the page: Open run)",
+            path.display()
+        );
+    }
+    Ok(true)
+}
+
 async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     println!("pbscope bench: Lock/Unlock back to back, each client on its own lock, every call through primary and backup");
     println!(
@@ -401,7 +542,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     for clients in args.clients {
         let r = server::bench::run(
             // A load generator: its many clerks share this process (the issue allows it).
-            cluster_config(0, clients.max(1000), DEFAULT_MAX_LOCKS, true)?,
+            cluster_config(0, clients.max(1000), DEFAULT_MAX_LOCKS, true, None)?,
             clients,
             Duration::from_secs_f64(args.seconds),
         )

@@ -55,6 +55,8 @@ pub struct NodeConfig {
     /// The port to listen on (0: any free one). A restarted server takes its old port, so
     /// clerks and its primary find it where it was.
     pub port: u16,
+    /// A deliberately broken protocol (`--variant`), or `None`.
+    pub variant: Option<shared::Variant>,
 }
 
 /// A crash armed by `crash_before_reply` or `crash_at`: where it fires, and whether the server
@@ -177,7 +179,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut node = Node {
-        server: LockServer::new(cfg.role),
+        server: LockServer::new(cfg.role).with_variant(cfg.variant),
         reporter: Reporter {
             sink: ctl_sink,
             clock,

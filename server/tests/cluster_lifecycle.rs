@@ -19,6 +19,7 @@ fn config(node_exe: PathBuf) -> ClusterConfig {
         max_client: 100,
         max_locks: 100,
         clerks_in_process: false,
+        variant: None,
     }
 }
 

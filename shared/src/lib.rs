@@ -734,6 +734,55 @@ pub struct Hello {
     /// finds a different `run` is talking to a restarted server and must start a new history.
     pub run: u64,
     pub limits: Limits,
+    /// The deliberately broken protocol this server runs (`pbscope serve --variant NAME`, a
+    /// [`Variant::name`]), absent for the correct one. A page shows it so nobody mistakes a
+    /// broken run for the real design.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+/// A deliberately broken protocol, for showing that the checker catches what it must
+/// (`--variant NAME` on `pbscope serve` and `pbscope check`). Never the default.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    /// The primary answers the client before the backup acknowledged the forward: a primary
+    /// that dies right after answering leaves a backup that never saw the operation.
+    ReplyBeforeAck,
+    /// The backup runs a client's retry of a request it already applied from a forward again,
+    /// instead of answering it from its at-most-once record.
+    BackupReexecutes,
+    /// The clerk's retry to the other server carries a new request id, so no server can tell
+    /// it from a new call.
+    NewIdOnRetry,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 3] = [
+        Variant::ReplyBeforeAck,
+        Variant::BackupReexecutes,
+        Variant::NewIdOnRetry,
+    ];
+
+    /// The name on the command line and on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::ReplyBeforeAck => "reply-before-ack",
+            Variant::BackupReexecutes => "backup-reexecutes",
+            Variant::NewIdOnRetry => "new-id-on-retry",
+        }
+    }
+
+    /// The variant named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Variant> {
+        Variant::ALL.into_iter().find(|v| v.name() == name)
+    }
+}
+
+impl std::fmt::Display for Variant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// The gateway's limits, so a client can stay within them.

@@ -31,10 +31,23 @@ pub fn conn_status() -> Html {
         let reconnect = ctx.reconnect.clone();
         Callback::from(move |_| reconnect.emit(()))
     };
+    // A server running a deliberately broken protocol says so, so nobody takes its run for
+    // Lab 1's design.
+    let variant = st.variant.as_ref().map(|v| {
+        html! {
+            <span class="conn bad" data-testid="variant"
+                  title="pbscope serve --variant: a deliberately broken protocol, for the checker to catch">
+                {format!("broken: {v}")}
+            </span>
+        }
+    });
     html! {
-        <button class={classes!("conn", class)} data-testid="conn-status" {title} {onclick}
-                disabled={!reconnecting}>
-            <span class="dot"></span>{text}
-        </button>
+        <>
+            <button class={classes!("conn", class)} data-testid="conn-status" {title} {onclick}
+                    disabled={!reconnecting}>
+                <span class="dot"></span>{text}
+            </button>
+            {variant}
+        </>
     }
 }

@@ -584,12 +584,14 @@ impl State {
                 let s = &self.session;
                 let same = s.run == Some(h.run)
                     && s.server_version.as_ref() == Some(&h.server)
-                    && s.limits.as_ref() == Some(&h.limits);
+                    && s.limits.as_ref() == Some(&h.limits)
+                    && s.variant == h.variant;
                 if !same {
                     let s = self.session_mut();
                     s.run = Some(h.run);
                     s.server_version = Some(h.server);
                     s.limits = Some(h.limits);
+                    s.variant = h.variant;
                 }
             }
             ServerMsg::Snapshot(s) => self.on_snapshot(*s, local_ms),

@@ -114,6 +114,8 @@ pub struct Session {
     /// The server's `hello.run`: a different one after a reconnect means a new server process.
     pub run: Option<u64>,
     pub limits: Option<Limits>,
+    /// The deliberately broken protocol the server runs (`hello.variant`), if any.
+    pub variant: Option<String>,
     /// Server clock minus page clock (µs), for the live edge and in-flight animation.
     pub clock_offset_us: Option<f64>,
 }

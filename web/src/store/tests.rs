@@ -251,6 +251,7 @@ fn hello(run: u64) -> ServerMsg {
             max_viewers: 32,
             max_fault_delay_ms: 60_000,
         },
+        variant: None,
     })
 }
 
