@@ -759,22 +759,21 @@ fn tampered_exports_are_refused(shiviz: &str, events: &[Event]) {
 async fn a_run_longer_than_the_ring_exports_its_tail() {
     let server = Server::start_with(&["--history", "150"]).await;
     let mut v = server.viewer().await;
-    // Calls until the ring begins between a send and its delivery. Every call makes about as
-    // many events as the last, so a `set_seed` (one event) every other call moves where the
-    // ring begins within a call.
-    let mut found = None;
-    for i in 0..100 {
+    for i in 0..15 {
         v.call(
             1 + i % 3,
             if i % 2 == 0 { Op::Lock } else { Op::Unlock },
             "a",
         )
         .await;
-        if i % 2 == 0 {
-            v.command(json!({"type":"set_seed","seed":i}))
-                .await
-                .unwrap();
-        }
+    }
+    // Then one event at a time (a `set_seed` is one `faults_changed`), so the ring's first
+    // event moves one by one through a call's events until a delivery's send falls out.
+    let mut found = None;
+    for i in 0..40 {
+        v.command(json!({"type":"set_seed","seed":i}))
+            .await
+            .unwrap();
         let (_, _, body) = http_get(&server.addr, "GET", "/run.jsonl", "").await;
         let text = String::from_utf8(body).unwrap();
         let run = model::runfile::parse_run(&text).expect("a run");
@@ -794,7 +793,17 @@ async fn a_run_longer_than_the_ring_exports_its_tail() {
             break;
         }
     }
-    let run = found.expect("the ring began between a send and its delivery at some call");
+    let run = found.unwrap_or_else(|| {
+        panic!(
+            "the ring never began between a send and its delivery; it ends: {:?}",
+            v.events
+                .iter()
+                .rev()
+                .take(30)
+                .map(|e| (e.node.to_string(), e.kind.name()))
+                .collect::<Vec<_>>()
+        )
+    });
     assert_eq!(run.events.len(), 150);
     assert_eq!(run.header.first_seq, run.header.dropped + 1);
     assert_eq!(run.header.source, "pbscope serve");
