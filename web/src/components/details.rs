@@ -1,7 +1,7 @@
 //! The details panel of what is selected in the diagram: a message (its send, delivery or
 //! loss, and the other messages of the same request) or a point event.
 
-use shared::CrashCause;
+use shared::{CrashCause, VerdictStatus};
 use yew::prelude::*;
 
 use super::{use_dispatch, use_feed, use_view};
@@ -130,10 +130,42 @@ fn event_rows(h: &History, i: usize) -> Option<(String, Vec<Html>)> {
             rows.push(row("change", n(*change)));
             "fault plan changed"
         }
-        Kind::Verdict { lock, status } => {
+        Kind::Verdict {
+            lock,
+            status,
+            verdict,
+        } => {
             rows.push(row("lock", n(*lock)));
-            rows.push(row("status", format!("{status:?}").to_lowercase()));
-            "checker verdict"
+            rows.push(row(
+                "verdict",
+                match status {
+                    VerdictStatus::Ok => {
+                        "linearizable: one order of the calls explains every answer"
+                    }
+                    VerdictStatus::Violation => {
+                        "NOT linearizable: no order of the calls explains the answers"
+                    }
+                    VerdictStatus::Unknown => "not decided",
+                },
+            ));
+            rows.push(row("calls checked", verdict.calls.to_string()));
+            if !verdict.ops.is_empty() {
+                rows.push(row(
+                    "calls at fault",
+                    crate::verdict::calls_text(&verdict.ops),
+                ));
+            }
+            if !verdict.explanation.is_empty() {
+                rows.push(row(
+                    if *status == VerdictStatus::Violation {
+                        "what went wrong"
+                    } else {
+                        "why"
+                    },
+                    verdict.explanation.clone(),
+                ));
+            }
+            "checker's verdict"
         }
         Kind::Held { msg_id, .. } => {
             rows.push(row("msg_id", msg_id.to_string()));
