@@ -52,7 +52,7 @@ pub fn grant_alarm() -> Html {
         };
     }
     let locks: Vec<&str> = board.violations.iter().map(|v| v.lock.as_str()).collect();
-    let each = board.violations.iter().map(|v| {
+    let each = board.violations.iter().enumerate().map(|(i, v)| {
         let chips = v.ops.iter().map(|r| {
             let req = *r;
             let onclick = ctx.to(move |_: MouseEvent| Action::JumpToCalls(vec![req]));
@@ -63,11 +63,14 @@ pub fn grant_alarm() -> Html {
         });
         html! {
             <p class="verdict-why" data-testid="verdict-explanation" data-lock={v.lock.clone()}>
+                if i == 0 {
+                    <strong>{"Not linearizable. "}</strong>
+                }
                 <span class="verdict-lock">{format!("{}: ", v.lock)}</span>
                 {if v.explanation.is_empty() { "no order of its calls explains the answers.".to_string() } else { v.explanation.clone() }}
                 if !v.ops.is_empty() {
                     <span class="calls-at-fault" aria-label={format!("calls at fault: {}", calls_text(&v.ops))}>
-                        <span class="muted-red">{" Calls at fault: "}</span>{ for chips }
+                        <span class="muted-red">{" Calls at fault:"}</span>{ for chips }
                     </span>
                 }
             </p>
@@ -77,18 +80,19 @@ pub fn grant_alarm() -> Html {
     let show = ctx.to(move |_: MouseEvent| Action::JumpToCalls(all.clone()));
     html! {
         <div class="grant-alarm verdict-alarm" role="alert" data-testid="verdict-alarm" data-locks={locks.join(",")}>
-            <div class="verdict-head">
-                <strong>{"Not linearizable. "}</strong>
-                <span class="grant-why">{"The checker found no order of the calls that explains what the clients were told. The calls at fault are red on the cards and in the diagram."}</span>
-                <button class="btn small verdict-show" data-testid="verdict-show" onclick={show}
-                    title="Scroll the diagram to the first call at fault (v)">{"Show in diagram"}</button>
-            </div>
-            { for each }
-            if let (Some(latest), Some(text)) = (grant, grant_text) {
-                <p class="grant-line" data-testid="double-grant" data-lock={latest.lock.clone()}>
-                    {"The page's double-grant watch saw it too: "}{text}
+            <div class="verdict-body">
+                { for each }
+                <p class="verdict-foot">
+                    <span class="grant-why">{"The checker found no order of the calls that explains what the clients were told; the calls at fault are red on the cards and in the diagram. "}</span>
+                    if let (Some(latest), Some(text)) = (grant, grant_text) {
+                        <span class="grant-line" data-testid="double-grant" data-lock={latest.lock.clone()}>
+                            {"The page's double-grant watch agrees: "}{text}
+                        </span>
+                    }
                 </p>
-            }
+            </div>
+            <button class="btn small verdict-show" data-testid="verdict-show" onclick={show}
+                title="Scroll the diagram to the first call at fault (v)">{"Show in diagram"}</button>
         </div>
     }
 }

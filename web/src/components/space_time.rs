@@ -207,7 +207,9 @@ pub fn space_time() -> Html {
                 let top = el.scroll_top() as f64;
                 if y < top || y > top + vh {
                     dispatch.dispatch(Action::SetFollow(false));
-                    el.set_scroll_top((y - vh / 2.0).max(0.0) as i32);
+                    // A quarter down: the details drawer that opens with the selection takes
+                    // the bottom of the view (measured before it opened).
+                    el.set_scroll_top((y - vh / 4.0).max(0.0) as i32);
                     *ours.borrow_mut() = Some(el.scroll_top());
                 }
             }
