@@ -39,6 +39,14 @@ pub struct Board {
     pub violations: Vec<LockVerdict>,
     /// The locks not decided, in lock order.
     pub unknown: Vec<LockVerdict>,
+    /// The calls at fault, over every lock found in violation.
+    faulty: BTreeSet<RequestId>,
+}
+
+impl Default for Board {
+    fn default() -> Self {
+        Board::of([])
+    }
 }
 
 impl Board {
@@ -49,6 +57,7 @@ impl Board {
             calls: 0,
             violations: Vec::new(),
             unknown: Vec::new(),
+            faulty: BTreeSet::new(),
         };
         for v in verdicts {
             b.locks += 1;
@@ -60,6 +69,11 @@ impl Board {
             }
         }
         b.violations.sort_by(|x, y| x.lock.cmp(&y.lock));
+        b.faulty = b
+            .violations
+            .iter()
+            .flat_map(|v| v.ops.iter().copied())
+            .collect();
         b.unknown.sort_by(|x, y| x.lock.cmp(&y.lock));
         b.overall = if !b.violations.is_empty() {
             Overall::Violation
@@ -74,11 +88,8 @@ impl Board {
     }
 
     /// The calls at fault, over every lock found in violation.
-    pub fn faulty(&self) -> BTreeSet<RequestId> {
-        self.violations
-            .iter()
-            .flat_map(|v| v.ops.iter().copied())
-            .collect()
+    pub fn faulty(&self) -> &BTreeSet<RequestId> {
+        &self.faulty
     }
 
     /// The badge's words.
@@ -111,7 +122,7 @@ impl Board {
         let calls = |n: u64| format!("{n} call{}", if n == 1 { "" } else { "s" });
         let locks = |n: usize| format!("{n} lock{}", if n == 1 { "" } else { "s" });
         match self.overall {
-            Overall::None => "The checker has given no verdict since the cluster started: no call has been checked yet.".into(),
+            Overall::None => "No verdict since the cluster started: no call has been checked yet (or the server runs without its checker, --no-check).".into(),
             Overall::Ok => format!(
                 "Linearizable: every answer the clients saw fits one order of the calls ({}, {}).",
                 locks(self.locks),

@@ -288,7 +288,7 @@ fn on_key(st: &State, ctx: &Dispatch, e: &KeyboardEvent) {
         Shortcut::Lecture => ctx.dispatch(Action::ShowLecture(!view.lecture_open)),
         Shortcut::FaultPanel => ctx.dispatch(Action::ToggleFaultPanel),
         Shortcut::ShowVerdict => {
-            let calls = cluster.verdicts().faulty().into_iter().collect();
+            let calls = cluster.verdicts().faulty().iter().copied().collect();
             ctx.dispatch(Action::JumpToCalls(calls));
         }
         Shortcut::PausePrimary => {

@@ -101,7 +101,7 @@ pub fn client_card(props: &ClientCardProps) -> Html {
 
     let faulty = st.verdicts().faulty();
     let entries = c.history.iter().rev().take(SHOWN).map(|r| {
-        let at_fault = !faulty.is_empty() && st.at_fault(r, &faulty);
+        let at_fault = !faulty.is_empty() && st.at_fault(r, faulty);
         let (class, answer, why) = match &r.outcome {
             Outcome::Answer(true) => ("ok", "true", None),
             Outcome::Answer(false) => ("no", "false", None),

@@ -76,7 +76,7 @@ pub fn grant_alarm() -> Html {
             </p>
         }
     });
-    let all: Vec<shared::RequestId> = board.faulty().into_iter().collect();
+    let all: Vec<shared::RequestId> = board.faulty().iter().copied().collect();
     let show = ctx.to(move |_: MouseEvent| Action::JumpToCalls(all.clone()));
     html! {
         <div class="grant-alarm verdict-alarm" role="alert" data-testid="verdict-alarm" data-locks={locks.join(",")}>

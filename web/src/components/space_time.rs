@@ -154,7 +154,7 @@ pub fn space_time() -> Html {
     let mut scene = layout::scene(shown, &lanes, vp, now_us, cluster.slow_motion_ms());
     // The checker's calls at fault, and the messages that carried them, stay marked in red.
     let board = cluster.verdicts();
-    layout::mark_faults(&mut scene, shown, &board.faulty());
+    layout::mark_faults(&mut scene, shown, board.faulty());
 
     // After every render: following, stick to the bottom; reading back, move with the rows
     // the cap shifted (relative to where the person is now, in case they scrolled meanwhile).

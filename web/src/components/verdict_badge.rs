@@ -16,7 +16,7 @@ pub fn verdict_badge() -> Html {
     let board = cluster.verdicts();
     let detail = board.detail();
     let onclick = {
-        let faulty: Vec<shared::RequestId> = board.faulty().into_iter().collect();
+        let faulty: Vec<shared::RequestId> = board.faulty().iter().copied().collect();
         let violation = board.overall == Overall::Violation;
         let (title, text) = (board.text().to_string(), detail.clone());
         ctx.to(move |_: MouseEvent| {

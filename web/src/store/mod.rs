@@ -378,6 +378,13 @@ impl State {
         }
     }
 
+    fn refold_verdicts(&mut self) {
+        let board = crate::verdict::Board::of(self.cluster.model.verdicts());
+        if *self.cluster.board != board {
+            self.cluster_mut().board = Rc::new(board);
+        }
+    }
+
     fn jump_to_calls(&mut self, calls: &[shared::RequestId]) {
         if calls.is_empty() {
             self.toast(
@@ -696,6 +703,7 @@ impl State {
             .filter(|e| matches!(e.kind, EventKind::ClusterReset { .. }))
             .count() as u64;
         cluster.call_generation = s.generation.saturating_sub(resets);
+        cluster.board = Rc::new(crate::verdict::Board::of(cluster.model.verdicts()));
         for info in &s.clients {
             cluster
                 .clients
@@ -772,6 +780,12 @@ impl State {
         let syms = feed.history.syms.clone();
         if live {
             Rc::make_mut(&mut self.cluster_mut().model).apply(e);
+            if matches!(
+                e.kind,
+                EventKind::Verdict(_) | EventKind::ClusterReset { .. }
+            ) {
+                self.refold_verdicts();
+            }
         }
         let name = |s: &str| syms.name(syms.intern(s));
         match &e.kind {

@@ -150,6 +150,9 @@ pub struct ClusterState {
     /// The generation of the calls being folded (the latest `cluster_reset` passed through
     /// the store, live or in a snapshot's events).
     pub(super) call_generation: u64,
+    /// The checker's verdicts folded for the badge, the banner and the highlights: refolded
+    /// only when a verdict, a reset or a snapshot comes (many components read it each render).
+    pub(super) board: Rc<Board>,
 }
 
 impl Default for ClusterState {
@@ -163,6 +166,7 @@ impl Default for ClusterState {
             lock_names: BTreeMap::new(),
             grants: Rc::default(),
             call_generation: 0,
+            board: Rc::default(),
         }
     }
 }
@@ -219,8 +223,8 @@ impl ClusterState {
     }
 
     /// The checker's verdicts folded for the badge (every lock's latest, this generation).
-    pub fn verdicts(&self) -> Board {
-        Board::of(self.model.verdicts())
+    pub fn verdicts(&self) -> &Board {
+        &self.board
     }
 
     /// Whether a finished call of a card is one the checker found at fault (same request id,

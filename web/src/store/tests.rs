@@ -1206,7 +1206,7 @@ fn a_violation_marks_the_calls_at_fault_on_the_cards_and_a_reset_clears_it() {
         cl.clients[&c]
             .history
             .iter()
-            .filter(|r| cl.at_fault(r, &faulty))
+            .filter(|r| cl.at_fault(r, faulty))
             .count()
     };
     assert_eq!((at_fault(&st, 1), at_fault(&st, 2)), (1, 1));
@@ -1251,7 +1251,7 @@ fn a_violation_marks_the_calls_at_fault_on_the_cards_and_a_reset_clears_it() {
         !cl.clients[&1]
             .history
             .iter()
-            .any(|r| cl.at_fault(r, &faulty)),
+            .any(|r| cl.at_fault(r, faulty)),
         "c1.1 of generation 0 is not c1.1 of generation 1"
     );
 }
@@ -1286,7 +1286,7 @@ fn a_snapshot_brings_the_verdicts_and_the_calls_of_its_generation() {
         call.generation, 3,
         "the snapshot's calls are of its generation"
     );
-    assert!(cl.at_fault(call, &board.faulty()));
+    assert!(cl.at_fault(call, board.faulty()));
 }
 
 #[test]
@@ -1302,7 +1302,7 @@ fn jumping_to_the_calls_at_fault_selects_the_earliest_and_stops_following() {
             "granted twice",
         ),
     );
-    let calls: Vec<RequestId> = st.cluster().verdicts().faulty().into_iter().collect();
+    let calls: Vec<RequestId> = st.cluster().verdicts().faulty().iter().copied().collect();
     st.apply(Action::JumpToCalls(calls.clone()));
     let Some(Selection::Event(i)) = st.view().selected else {
         panic!("nothing selected: {:?}", st.view().selected)
@@ -1330,4 +1330,54 @@ fn jumping_to_the_calls_at_fault_selects_the_earliest_and_stops_following() {
         .list
         .iter()
         .any(|t| t.title == "Not in the diagram"));
+}
+
+#[test]
+fn the_verdicts_are_folded_again_only_when_a_verdict_comes() {
+    let mut st = state();
+    let mut s = two_calls_then(&mut st, verdict("a", shared::VerdictStatus::Ok, &[], ""));
+    let board = Rc::clone(&st.cluster().board);
+    // More calls, no verdict: the same fold, not a copy.
+    s.events.clear();
+    s.at(5_000_000).call(1, 2, "s1", "s2", 40);
+    for (i, e) in s.events.iter_mut().enumerate() {
+        e.seq = 500 + i as u64;
+    }
+    receive(
+        &mut st,
+        vec![ServerMsg::Events {
+            events: s.events.clone(),
+        }],
+    );
+    assert!(Rc::ptr_eq(&board, &st.cluster().board));
+    // A verdict that changes nothing the badge shows keeps it too; a violation replaces it.
+    let again = |seq, kind| Event {
+        seq,
+        t_us: 6_000_000 + seq,
+        node: "checker".into(),
+        kind,
+    };
+    receive(
+        &mut st,
+        vec![ServerMsg::Events {
+            events: vec![again(600, verdict("a", shared::VerdictStatus::Ok, &[], ""))],
+        }],
+    );
+    assert!(Rc::ptr_eq(&board, &st.cluster().board));
+    receive(
+        &mut st,
+        vec![ServerMsg::Events {
+            events: vec![again(
+                601,
+                verdict(
+                    "a",
+                    shared::VerdictStatus::Violation,
+                    &[RequestId::new(1, 2)],
+                    "x",
+                ),
+            )],
+        }],
+    );
+    assert!(!Rc::ptr_eq(&board, &st.cluster().board));
+    assert_eq!(st.cluster().verdicts().text(), "NOT linearizable");
 }
