@@ -156,14 +156,15 @@ fn event_rows(h: &History, i: usize) -> Option<(String, Vec<Html>)> {
                 ));
             }
             if !verdict.explanation.is_empty() {
-                rows.push(row(
-                    if *status == VerdictStatus::Violation {
-                        "what went wrong"
-                    } else {
-                        "why"
-                    },
-                    verdict.explanation.clone(),
-                ));
+                // A sentence, not a value: the whole width of the drawer.
+                let k = if *status == VerdictStatus::Violation {
+                    "what went wrong"
+                } else {
+                    "why"
+                };
+                rows.push(html! {
+                    <div class="kv wide"><span class="k">{k}</span><span class="v">{verdict.explanation.clone()}</span></div>
+                });
             }
             "checker's verdict"
         }
