@@ -24,6 +24,7 @@ use tokio::sync::broadcast;
 use model::Cluster;
 
 use crate::clock::RunClock;
+use crate::live_check::{Tap, CHECKER};
 
 /// Longest a delivery waits for its send to be reported before it is published anyway (sends
 /// are reported before they are written, so a real one arrives within milliseconds).
@@ -84,6 +85,8 @@ struct BusInner {
     held: HashMap<String, VecDeque<(u64, EventKind)>>,
     /// Unpublished send -> the producer whose held delivery waits for it.
     waiting_on: HashMap<MsgId, String>,
+    /// The live checker's feed (see [`crate::live_check`]), when one runs.
+    tap: Option<Tap>,
 }
 
 /// See the module docs.
@@ -135,6 +138,7 @@ impl Bus {
                 sent_upto: HashMap::new(),
                 held: HashMap::new(),
                 waiting_on: HashMap::new(),
+                tap: None,
             }),
             tx,
             clock,
@@ -347,6 +351,9 @@ impl Bus {
             .expect("events always serialize")
             .into_boxed_str();
         let logged = Arc::new(Logged { seq, json });
+        if let Some(tap) = inner.tap.as_mut() {
+            tap.offer(&event.kind, &logged);
+        }
         if inner.ring.len() >= self.cfg.history {
             inner.ring.pop_front();
         }
@@ -505,12 +512,54 @@ impl Bus {
         }
     }
 
+    /// Feeds the live checker from now on; returns the generation it starts in.
+    pub fn attach_checker(&self, tap: Tap) -> u64 {
+        let mut inner = self.lock();
+        inner.tap = Some(tap);
+        inner.cluster.generation()
+    }
+
+    /// Publishes the checker's verdict on a lock of `generation`, at node `"checker"`, unless
+    /// the cluster has been reset since (the verdict is about a history that is gone).
+    pub fn publish_verdict(&self, generation: u64, verdict: shared::LockVerdict) -> bool {
+        let now = self.clock.now_us();
+        let mut inner = self.lock();
+        if inner.cluster.generation() != generation {
+            return false;
+        }
+        self.publish_locked(&mut inner, CHECKER, now, EventKind::Verdict(verdict));
+        true
+    }
+
+    /// Everything the history ring holds, for a run file (`GET /run.jsonl`, `/run.shiviz`).
+    /// Only the events' handles are copied under the lock (the ring holds them serialised
+    /// already); the caller writes the file after the lock is released.
+    pub fn run_log(&self) -> RunLog {
+        let inner = self.lock();
+        RunLog {
+            events: inner.ring.iter().cloned().collect(),
+            next_seq: inner.next_seq,
+            generation: inner.cluster.generation(),
+        }
+    }
+
     /// The last `n` events of the history, oldest first (for tests and tools).
     pub fn recent(&self, n: usize) -> Vec<Arc<Logged>> {
         let inner = self.lock();
         let skip = inner.ring.len().saturating_sub(n);
         inner.ring.iter().skip(skip).cloned().collect()
     }
+}
+
+/// The history ring at one moment: see [`Bus::run_log`].
+#[derive(Debug)]
+pub struct RunLog {
+    /// Consecutive by `seq`, oldest first.
+    pub events: Vec<Arc<Logged>>,
+    /// The `seq` the next event will carry.
+    pub next_seq: u64,
+    /// The cluster generation after the last of `events`.
+    pub generation: u64,
 }
 
 /// Appends events as a JSON array body (no brackets).

@@ -91,6 +91,9 @@ struct ServeArgs {
     /// WebSocket viewers connected at once.
     #[arg(long, default_value_t = DEFAULT_MAX_VIEWERS as u32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     max_viewers: u32,
+    /// Do not check the clients' history live (no `verdict` events).
+    #[arg(long)]
+    no_check: bool,
 }
 
 /// The largest slow-motion delay, on the command line as on the wire.
@@ -329,6 +332,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ..BusConfig::default()
         },
     );
+    if !args.no_check {
+        server::live_check::spawn(&bus, checker::Budget::default())
+            .context("starting the checker's thread")?;
+    }
     let cluster = Cluster::start(
         bus,
         cluster_config(
