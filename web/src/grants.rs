@@ -2,9 +2,10 @@
 //!
 //! A small, deliberately narrow watch over the clients' answers (`op_completed`, `op_failed`),
 //! so that the page can say plainly when Lab 1 gave one lock to two clients (a partition, a
-//! backup that fell behind, a restarted server that came back empty). The linearizability
-//! checker of the next issue formalizes this for every history; this watch only reports a
-//! double grant that is *certain*, and never raises a false alarm:
+//! backup that fell behind, a restarted server that came back empty). The server's
+//! linearizability checker formalizes this for every history (the page shows its verdict first,
+//! `verdict.rs`); this watch only reports a double grant that is *certain*, and never raises a
+//! false alarm:
 //!
 //! - two calls `Lock(z)` answered `true` (grants A, then B, in the order their answers came);
 //! - and no call `Unlock(z)` that could have taken effect between them: an Unlock answered

@@ -377,8 +377,8 @@ fn build() -> Vec<Preset> {
                 table silently fell behind: it never learned that a is held. When s1 then crashed \
                 (the one failure Lab 1 is built for), c2 failed over to s2, which granted Lock(a) a \
                 second time. A short network failure plus an ordinary crash gave one lock to two \
-                clients: Lab 1 is wrong here, and the page says so (the checker of the next issue \
-                will mark it). A later issue's view service decides who may serve and brings a \
+                clients: Lab 1 is wrong here, and the page says so (the checker's badge reads NOT \
+                linearizable). A later issue's view service decides who may serve and brings a \
                 backup up to date.",
             lab1: "The primary drops its backup for good after one missed ack; a later crash of the \
                 primary then fails over to a stale backup: the same lock is granted twice.",
@@ -447,8 +447,8 @@ fn build() -> Vec<Preset> {
                 alone: Lock(z) = true. Each server did what Lab 1 says; together they granted the \
                 same lock twice, and the page says so in red. Lab 1 assumes a server that does not \
                 answer is dead; a partition breaks that assumption, and no timeout can tell the \
-                difference. The checker of the next issue marks this history; the view service of \
-                a later issue repairs it (only the view's primary may serve).",
+                difference. The checker marks this history NOT linearizable, with both calls; the \
+                view service of a later issue repairs it (only the view's primary may serve).",
             lab1: "Two primaries: each side serves alone, and the same lock is granted twice.",
             verdict: Breaks,
         },
@@ -744,8 +744,8 @@ fn build() -> Vec<Preset> {
                 too. Two primaries: c3 got Lock(z) from s1, c1 got Lock(z) from s2, and the page \
                 says so in red. pbscope's step-down does not help here, because s1 no longer \
                 forwards anything that s2 could refuse. Lab 1 assumes a server that does not \
-                answer is dead; a paused server comes back. The checker of the next issue marks \
-                this history; the view service of a later issue repairs it.",
+                answer is dead; a paused server comes back. The checker marks this history NOT \
+                linearizable, with both calls; the view service of a later issue repairs it.",
             lab1: "A paused primary that runs again still serves, alone, beside the backup that \
                 took over: the same lock is granted twice.",
             verdict: Breaks,
@@ -1375,7 +1375,7 @@ mod tests {
         assert_eq!(tools, ["Retry", "Replicate", "Replace"]);
         assert!(
             all.iter().any(|p| p.part == Part::Beyond && p.id == "hang"),
-            "the paused-primary story, which the checker of the next issue must light up"
+            "the paused-primary story, which the checker must light up"
         );
         let mut ids: Vec<&str> = all.iter().map(|p| p.id).collect();
         ids.sort_unstable();
