@@ -36,13 +36,16 @@ use yew::Reducible;
 use crate::demo::DemoRun;
 use crate::failover::Serving;
 use crate::history::History;
+use crate::symbols::Symbols;
 use crate::{faults, format};
 
 mod lecture;
+mod replay;
 mod slices;
 #[cfg(test)]
 mod tests;
 
+pub use replay::{Replay, ReplayState, MAX_RUN_BYTES, SPEEDS};
 pub use slices::{
     lane_clients, server_now_us, CallRecord, ClientView, ClusterState, Conn, Feed, Level, Outcome,
     Selection, Session, Toast, ToastList, ViewState, REORDER_HOLD_MS,
@@ -128,6 +131,21 @@ pub enum Action {
     ToggleFaultPanel,
     /// Put a process (`"s1"`, `"c2"`) into partition group A, then B, then neither.
     CycleGroup(String),
+    /// A run file was read (*Open run*): show it instead of the live run, or say why not.
+    OpenRun {
+        name: String,
+        text: String,
+    },
+    /// Show the replayed run at this time (the run's clock, µs).
+    ReplaySeek(u64),
+    /// Show one more (`true`) or one fewer event of the replayed run.
+    ReplayStep(bool),
+    ReplayPlay(bool),
+    /// The page's clock moved `ms` while the replay plays.
+    ReplayAdvance(f64),
+    ReplaySpeed(f64),
+    /// Back to the live run.
+    LeaveReplay,
 }
 
 /// See the module documentation.
@@ -138,6 +156,7 @@ pub struct State {
     feed: Rc<Feed>,
     view: Rc<ViewState>,
     toasts: Rc<ToastList>,
+    replay: Rc<ReplayState>,
 }
 
 /// The same slices (pointers), so the same page.
@@ -148,6 +167,7 @@ impl PartialEq for State {
             && Rc::ptr_eq(&self.feed, &other.feed)
             && Rc::ptr_eq(&self.view, &other.view)
             && Rc::ptr_eq(&self.toasts, &other.toasts)
+            && Rc::ptr_eq(&self.replay, &other.replay)
     }
 }
 
@@ -188,6 +208,10 @@ impl State {
         &self.toasts
     }
 
+    pub fn replay(&self) -> &Rc<ReplayState> {
+        &self.replay
+    }
+
     fn session_mut(&mut self) -> &mut Session {
         Rc::make_mut(&mut self.session)
     }
@@ -205,6 +229,34 @@ impl State {
     }
 
     pub fn apply(&mut self, action: Action) {
+        if self.replaying() {
+            // A file is shown: the live connection is closed, and what would act on the live
+            // cluster or its history waits for *Back to live*.
+            match action {
+                Action::Connecting
+                | Action::Connected
+                | Action::Disconnected { .. }
+                | Action::Receive { .. }
+                | Action::Tick { .. }
+                | Action::Sent { .. } => return,
+                Action::NotSent { cmd } => {
+                    return self.replay_refuses(&format!("`{}` was not sent", cmd.name()))
+                }
+                Action::Clear => return self.replay_refuses("nothing to clear"),
+                Action::AddClient => return self.replay_refuses("no client can be added"),
+                Action::StartDemo { .. } | Action::ToggleDemo { .. } => {
+                    return self.replay_refuses("the demo needs the live cluster")
+                }
+                Action::StartLecture { .. } => {
+                    return self.replay_refuses("a lecture preset needs the live cluster")
+                }
+                Action::TogglePause => {
+                    let playing = self.replay.run.as_ref().is_some_and(|r| r.playing);
+                    return self.replay_play(!playing);
+                }
+                _ => {}
+            }
+        }
         match action {
             Action::Connecting => {
                 // Not while reconnecting: the pill keeps the backoff.
@@ -364,6 +416,22 @@ impl State {
                     view.draft = in_force;
                 }
             }
+            Action::OpenRun { name, text } => self.open_run(&name, &text),
+            Action::ReplaySeek(t) => self.replay_seek(t),
+            Action::ReplayStep(forward) => {
+                if let Some(r) = self.replay.run.as_ref() {
+                    let t = if forward {
+                        r.next_event_us()
+                    } else {
+                        r.prev_event_us()
+                    };
+                    self.replay_seek(t);
+                }
+            }
+            Action::ReplayPlay(on) => self.replay_play(on),
+            Action::ReplayAdvance(ms) => self.replay_advance(ms),
+            Action::ReplaySpeed(speed) => self.replay_speed(speed),
+            Action::LeaveReplay => self.leave_replay(),
             Action::CycleGroup(node) => {
                 let draft = &mut self.view_mut().draft;
                 match faults::Group::cycle(draft.get(&node).copied()) {
@@ -724,11 +792,18 @@ impl State {
     /// Applies one new event: to the history always; to the cluster only when `live` (a
     /// snapshot's cluster already includes its events).
     fn apply_event(&mut self, e: &Event, live: bool, local_ms: f64) {
-        self.lecture_observe(e);
         let feed = self.feed_mut();
         feed.last_seq = Some(e.seq);
         feed.pending.push((e.clone(), local_ms));
         let syms = feed.history.syms.clone();
+        self.fold_cluster(e, live, local_ms, &syms);
+    }
+
+    /// Folds one event into the cluster slice (the model when `live`, the client cards, the
+    /// double-grant watch) and the lecture that plays; names are interned in `syms`. The
+    /// feed is the caller's (a replay places events on its own).
+    fn fold_cluster(&mut self, e: &Event, live: bool, local_ms: f64, syms: &Symbols) {
+        self.lecture_observe(e);
         if live {
             Rc::make_mut(&mut self.cluster_mut().model).apply(e);
         }

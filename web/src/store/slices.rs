@@ -37,6 +37,8 @@ pub enum Conn {
         attempt: u32,
         retry_in_ms: u64,
     },
+    /// Closed on purpose: the page shows a saved run (see `store/replay.rs`).
+    Replay,
 }
 
 /// How a call ended.

@@ -1,0 +1,115 @@
+//! *Save run*, *Save ShiViz log* and *Open run* in the top bar, and a run file dropped on the
+//! page. Saving is a download of the server's `GET /run.jsonl` / `GET /run.shiviz` (same
+//! origin; `trunk serve` proxies both); opening reads the file here and hands its text to the
+//! store (`Action::OpenRun`), which refuses what is not a whole run.
+
+use gloo_events::{EventListener, EventListenerOptions};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{DragEvent, File, FileReader, HtmlInputElement};
+use yew::prelude::*;
+
+use super::{use_dispatch, use_replay, Dispatch};
+use crate::format;
+use crate::store::{Action, Level, MAX_RUN_BYTES};
+
+/// Reads `file` as text and opens it as a run (or says why it cannot).
+fn open_file(file: File, ctx: Dispatch) {
+    let name = file.name();
+    let size = file.size();
+    if size > MAX_RUN_BYTES {
+        ctx.dispatch(Action::Toast {
+            level: Level::Error,
+            title: format!("Not opened: {name}"),
+            text: format!(
+                "the file is {} MB; a run file this page opens is at most {} MB",
+                format::count((size / 1e6) as u64),
+                format::count((MAX_RUN_BYTES / 1e6) as u64)
+            ),
+        });
+        return;
+    }
+    let Ok(reader) = FileReader::new() else {
+        return;
+    };
+    let r = reader.clone();
+    let on_end = Closure::once_into_js(move |_: JsValue| {
+        match r.result().ok().and_then(|v| v.as_string()) {
+            Some(text) => ctx.dispatch(Action::OpenRun { name, text }),
+            None => ctx.dispatch(Action::Toast {
+                level: Level::Error,
+                title: format!("Not opened: {name}"),
+                text: "the browser could not read the file".into(),
+            }),
+        }
+    });
+    reader.set_onloadend(Some(on_end.unchecked_ref()));
+    let _ = reader.read_as_text(&file);
+}
+
+#[function_component(RunFiles)]
+pub fn run_files() -> Html {
+    let ctx = use_dispatch();
+    let replaying = use_replay().run.is_some();
+
+    // A file dropped anywhere on the page opens like one picked.
+    {
+        let ctx = ctx.clone();
+        use_effect_with((), move |_| {
+            let listeners = web_sys::window().and_then(|w| w.document()).map(|doc| {
+                let opts = EventListenerOptions::enable_prevent_default();
+                let over = EventListener::new_with_options(&doc, "dragover", opts, |e| {
+                    let has_files = e
+                        .dyn_ref::<DragEvent>()
+                        .and_then(DragEvent::data_transfer)
+                        .is_some_and(|dt| dt.types().includes(&"Files".into(), 0));
+                    if has_files {
+                        e.prevent_default();
+                    }
+                });
+                let drop = EventListener::new_with_options(&doc, "drop", opts, move |e| {
+                    let file = e
+                        .dyn_ref::<DragEvent>()
+                        .and_then(DragEvent::data_transfer)
+                        .and_then(|dt| dt.files())
+                        .and_then(|files| files.get(0));
+                    if let Some(file) = file {
+                        e.prevent_default();
+                        open_file(file, ctx.clone());
+                    }
+                });
+                (over, drop)
+            });
+            move || drop(listeners)
+        });
+    }
+
+    let on_pick = {
+        let ctx = ctx.clone();
+        Callback::from(move |e: Event| {
+            let input: HtmlInputElement = e.target_unchecked_into();
+            if let Some(file) = input.files().and_then(|f| f.get(0)) {
+                open_file(file, ctx.clone());
+            }
+            // The same file picked again is a new open.
+            input.set_value("");
+        })
+    };
+
+    html! {
+        <div class="runfiles" role="group" aria-label="Run files">
+            if !replaying {
+                <a class="btn ghost" data-testid="save-run" href="/run.jsonl" download="pbscope-run.jsonl"
+                    title="Download this run's events (one JSON event a line); Open run shows it again, without a server">
+                    {"⤓ Save run"}</a>
+                <a class="btn ghost" data-testid="save-shiviz" href="/run.shiviz" download="pbscope-run.shiviz.log"
+                    title="Download this run as a ShiViz log (hosts and vector clocks)">{"ShiViz"}</a>
+            }
+            <input id="open-run-input" class="sr-only" type="file" data-testid="open-run"
+                accept=".jsonl,.json,.txt,.log,application/json,text/plain" onchange={on_pick} />
+            <label class="btn ghost" for="open-run-input"
+                title="Open a saved run (pbscope-run.jsonl, or a file from pbscope check --save) and replay it with a time scrubber; you can also drop it on the page">
+                {"⤒ Open run…"}</label>
+        </div>
+    }
+}
