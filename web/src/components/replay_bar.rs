@@ -120,10 +120,10 @@ fn bar(r: &Replay, ctx: &Dispatch) -> Html {
     });
     let play = if r.playing {
         html! { <button class="btn small" data-testid="replay-play" aria-pressed="true"
-            onclick={ctx.to(|_: MouseEvent| Action::ReplayPlay(false))} title="Pause (space)">{"❚❚ Pause"}</button> }
+        onclick={ctx.to(|_: MouseEvent| Action::ReplayPlay(false))} title="Pause (space)">{"❚❚ Pause"}</button> }
     } else {
         html! { <button class="btn small" data-testid="replay-play" aria-pressed="false"
-            onclick={ctx.to(|_: MouseEvent| Action::ReplayPlay(true))} title="Play from here (space)">{"▶ Play"}</button> }
+        onclick={ctx.to(|_: MouseEvent| Action::ReplayPlay(true))} title="Play from here (space)">{"▶ Play"}</button> }
     };
     if r.is_empty() {
         return html! {

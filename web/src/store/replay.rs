@@ -223,7 +223,12 @@ impl State {
         replay.at_us = replay.end_us();
         let n = replay.len();
         let cluster = fold_cluster(
-            replay.data.clusters.last().cloned().unwrap_or_else(empty_cluster),
+            replay
+                .data
+                .clusters
+                .last()
+                .cloned()
+                .unwrap_or_else(empty_cluster),
             &replay.data.events[(replay.data.clusters.len() - 1) * CHECKPOINT_EVERY..],
             &replay.data.syms,
         );
@@ -276,8 +281,7 @@ impl State {
             let lock_names = self.cluster.lock_names.clone();
             self.cluster = fold_cluster(base, &data.events[from..k], &data.syms);
             // What the person chose on the cards is theirs, not the run's.
-            if self.cluster.selected_client != selected || self.cluster.lock_names != lock_names
-            {
+            if self.cluster.selected_client != selected || self.cluster.lock_names != lock_names {
                 let c = self.cluster_mut();
                 c.selected_client = selected;
                 c.lock_names = lock_names;
@@ -376,7 +380,9 @@ impl State {
         self.toast(
             Level::Info,
             "Replaying a file",
-            &format!("{what}: this is a saved run, not live; go back to live to act on the cluster"),
+            &format!(
+                "{what}: this is a saved run, not live; go back to live to act on the cluster"
+            ),
         );
     }
 }
@@ -436,3 +442,6 @@ fn build(name: &str, header: RunHeader, events: Vec<Event>, live: Live) -> Repla
         live,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -37,6 +37,7 @@ fn snapshot(events: Vec<Event>, missed: u64) -> ServerMsg {
         now_us: 1_000_000,
         faults: Default::default(),
         held: vec![],
+        verdicts: vec![],
     }))
 }
 
