@@ -160,8 +160,8 @@ fn bar(r: &Replay, ctx: &Dispatch) -> Html {
             </div>
             {for midrun}
             <div class="scrubber">
-                <button class="btn small icon" data-testid="replay-start" onclick={seek(start)}
-                    title="To the start (Home)" aria-label="To the start">{"⏮"}</button>
+                <button class="btn small" data-testid="replay-start" onclick={seek(start)}
+                    title="To the start (Home)">{"Start"}</button>
                 <button class="btn small icon" data-testid="replay-prev"
                     onclick={ctx.to(|_: MouseEvent| Action::ReplayStep(false))}
                     title="One event back (Shift+←)" aria-label="One event back">{"◂"}</button>
@@ -169,8 +169,8 @@ fn bar(r: &Replay, ctx: &Dispatch) -> Html {
                 <button class="btn small icon" data-testid="replay-next"
                     onclick={ctx.to(|_: MouseEvent| Action::ReplayStep(true))}
                     title="One event on (Shift+→)" aria-label="One event on">{"▸"}</button>
-                <button class="btn small icon" data-testid="replay-end" onclick={seek(r.end_us())}
-                    title="To the end (End)" aria-label="To the end">{"⏭"}</button>
+                <button class="btn small" data-testid="replay-end" onclick={seek(r.end_us())}
+                    title="To the end (End)">{"End"}</button>
                 <input class="scrub" type="range" data-testid="replay-scrubber" min="0"
                     max={span.to_string()} step="any" value={(r.at_us - start).to_string()}
                     aria-label="Time in the run" aria-valuetext={time_text.clone()}
