@@ -1414,6 +1414,9 @@ async fn a_saved_run_replays_without_the_server_and_scrubs() -> anyhow::Result<(
         n.to_string()
     );
     s.screenshot("replay-end").await?;
+    // The replay's bar is usable by everyone too (axe-core, as for the live page).
+    let serious = axe_serious(&s, "replay at 1600x1000").await?;
+    assert!(serious.is_empty(), "{}", serious.join("\n"));
 
     // To the start: only the first event is shown.
     s.click("[data-testid=replay-start]").await?;

@@ -7,7 +7,7 @@
 //! `target/replay-files/bench.jsonl`. Stops the server, opens the file in the page, and
 //! measures: the time from picking the file to the banner; 40 seeks to spread-out times (each
 //! from the input event to the second animation frame after it: the reducer's fold and the
-//! render); 40 steps of one event; frame intervals while playing at 64×. Prints numbers;
+//! render); 40 steps of one event; frame intervals while playing at 4× from the start and from the middle. Prints numbers;
 //! asserts nothing.
 //!
 //!   cargo build --release -p server && trunk build --release &&
@@ -95,14 +95,16 @@ async fn record(ws_url: &str, want: usize) -> anyhow::Result<String> {
 }
 
 /// Seeks to `arguments[0]` µs into the run through the scrubber, and answers the time until
-/// the second animation frame after it.
+/// the second animation frame after it, and the time the input event itself took (Yew runs the
+/// reducer and renders inside it).
 const SEEK: &str = r#"
 const done = arguments[arguments.length - 1];
 const el = document.querySelector('[data-testid=replay-scrubber]');
 const t0 = performance.now();
 el.value = String(arguments[0]);
 el.dispatchEvent(new Event('input', { bubbles: true }));
-requestAnimationFrame(() => requestAnimationFrame(() => done(performance.now() - t0)));
+const sync = performance.now() - t0;
+requestAnimationFrame(() => requestAnimationFrame(() => done([performance.now() - t0, sync])));
 "#;
 
 /// Clicks `arguments[0]` and answers the time until the second animation frame after it.
@@ -134,26 +136,33 @@ fn stats(mut v: Vec<f64>) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut want = 100_000usize;
+    let mut reuse = false;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--events" => want = it.next().context("--events N")?.parse()?,
+            // Open the file the last run recorded instead of recording one.
+            "--reuse" => reuse = true,
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
     let mut s = Session::start_with(&["--commands-per-sec", "100000"]).await?;
     let t = Instant::now();
-    let text = record(&s.ws_url, want).await?;
+    let dir = e2e::workspace_root().join("target").join("replay-files");
+    let path = dir.join("bench.jsonl");
+    let text = if reuse {
+        std::fs::read_to_string(&path).context("--reuse: no target/replay-files/bench.jsonl")?
+    } else {
+        record(&s.ws_url, want).await?
+    };
     let run = model::runfile::parse_run(&text)?;
     let n = run.events.len();
     let span = run.events.iter().map(|e| e.t_us).max().unwrap_or(0)
         - run.events.iter().map(|e| e.t_us).min().unwrap_or(0);
-    let dir = e2e::workspace_root().join("target").join("replay-files");
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join("bench.jsonl");
     std::fs::write(&path, &text)?;
     println!(
-        "replay bench: recorded {n} events ({:.1} MB, {:.1} s of run) in {:.1} s",
+        "replay bench: {n} events ({:.1} MB, {:.1} s of run) recorded or read in {:.1} s",
         text.len() as f64 / 1e6,
         span as f64 / 1e6,
         t.elapsed().as_secs_f64()
@@ -177,6 +186,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let mut seeks = Vec::new();
+    let mut syncs = Vec::new();
     for i in 0..40u64 {
         // Spread out, back and forth: 0.05, 0.92, 0.33, ... of the run.
         let f = ((i * 37 + 5) % 97) as f64 / 97.0;
@@ -184,9 +194,17 @@ async fn main() -> anyhow::Result<()> {
             .browser
             .execute_async(SEEK, vec![json!((span as f64 * f) as u64)])
             .await?;
-        seeks.push(ms.as_f64().unwrap_or(f64::NAN));
+        seeks.push(ms[0].as_f64().unwrap_or(f64::NAN));
+        syncs.push(ms[1].as_f64().unwrap_or(f64::NAN));
     }
-    println!("  seek anywhere: {}", stats(seeks));
+    println!(
+        "  seek anywhere, to the second frame after: {}",
+        stats(seeks)
+    );
+    println!(
+        "    of which the input event (fold and render): {}",
+        stats(syncs)
+    );
     let mut steps = Vec::new();
     for _ in 0..40 {
         let ms = s
@@ -197,37 +215,39 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("  one event on: {}", stats(steps));
 
-    s.browser.execute_async(SEEK, vec![json!(0)]).await?;
-    s.browser
-        .execute(
-            "const sel = document.querySelector('[data-testid=replay-speed]'); sel.value = '64'; sel.dispatchEvent(new Event('change', {bubbles: true}));",
-            vec![],
-        )
-        .await?;
-    s.click("[data-testid=replay-play]").await?;
-    s.browser.execute(FRAMES, vec![]).await?;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let frames = s
-        .browser
-        .execute(
-            "window.__bench.run = false; return [window.__bench.intervals, Number(document.querySelector('[data-testid=replay-time]').dataset.placed)];",
-            vec![],
-        )
-        .await?;
-    let iv: Vec<f64> = frames[0]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_f64)
-        .skip(1)
-        .collect();
-    let frames_n = iv.len();
-    println!(
-        "  playing at 64x for 5 s: {:.1} fps, frame interval {}; {} events shown at the end",
-        frames_n as f64 / 5.0,
-        stats(iv),
-        frames[1]
-    );
+    for (from, what) in [(0, "from the start"), (span / 2, "from the middle")] {
+        s.browser.execute_async(SEEK, vec![json!(from)]).await?;
+        s.browser
+            .execute(
+                "const sel = document.querySelector('[data-testid=replay-speed]'); sel.value = '4'; sel.dispatchEvent(new Event('change', {bubbles: true}));",
+                vec![],
+            )
+            .await?;
+        s.browser.execute(FRAMES, vec![]).await?;
+        s.click("[data-testid=replay-play]").await?;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let frames = s
+            .browser
+            .execute(
+                "window.__bench.run = false; document.querySelector('[data-testid=replay-play]').click(); return [window.__bench.intervals, Number(document.querySelector('[data-testid=replay-time]').dataset.placed)];",
+                vec![],
+            )
+            .await?;
+        let iv: Vec<f64> = frames[0]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_f64)
+            .skip(1)
+            .collect();
+        let frames_n = iv.len();
+        println!(
+            "  playing at 4x for 4 s {what}: {:.1} fps, frame interval {}; {} events shown after",
+            frames_n as f64 / 4.0,
+            stats(iv),
+            frames[1]
+        );
+    }
     s.screenshot("replay-100k").await?;
     s.close().await
 }
