@@ -328,7 +328,8 @@ pub fn space_time() -> Html {
         }
     });
 
-    let empty = shown.msgs.is_empty();
+    // A replay at its start is not waiting for anything: no empty-state advice.
+    let empty = shown.msgs.is_empty() && session.conn != Conn::Replay;
     // Below the live edge, so the overlay never hides marks already drawn (starts, crashes).
     let empty_style = format!(
         "top:{}px",
