@@ -40,6 +40,7 @@
 //! - **Faults.** `faults_changed` carries the whole plan in force; the last one wins.
 
 pub mod runfile;
+pub mod shiviz;
 
 use std::collections::BTreeMap;
 

@@ -505,12 +505,35 @@ impl Bus {
         }
     }
 
+    /// Everything the history ring holds, for a run file (`GET /run.jsonl`, `/run.shiviz`).
+    /// Only the events' handles are copied under the lock (the ring holds them serialised
+    /// already); the caller writes the file after the lock is released.
+    pub fn run_log(&self) -> RunLog {
+        let inner = self.lock();
+        RunLog {
+            events: inner.ring.iter().cloned().collect(),
+            next_seq: inner.next_seq,
+            generation: inner.cluster.generation(),
+        }
+    }
+
     /// The last `n` events of the history, oldest first (for tests and tools).
     pub fn recent(&self, n: usize) -> Vec<Arc<Logged>> {
         let inner = self.lock();
         let skip = inner.ring.len().saturating_sub(n);
         inner.ring.iter().skip(skip).cloned().collect()
     }
+}
+
+/// The history ring at one moment: see [`Bus::run_log`].
+#[derive(Debug)]
+pub struct RunLog {
+    /// Consecutive by `seq`, oldest first.
+    pub events: Vec<Arc<Logged>>,
+    /// The `seq` the next event will carry.
+    pub next_seq: u64,
+    /// The cluster generation after the last of `events`.
+    pub generation: u64,
 }
 
 /// Appends events as a JSON array body (no brackets).

@@ -38,6 +38,7 @@ use crate::bus::join_events;
 use crate::cluster::Cluster;
 use crate::http::{self, AccessPolicy, Site};
 use crate::oserror::AcceptPause;
+use crate::runs;
 
 /// Gateway settings.
 #[derive(Debug, Clone)]
@@ -140,6 +141,7 @@ pub async fn run(
     let cfg = Arc::new(cfg);
     let site = Arc::new(Site::new(cfg.dist.as_deref()));
     let open = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
+    let exports = Arc::new(Semaphore::new(MAX_RUN_EXPORTS));
     let mut pause = AcceptPause::default();
     loop {
         let accepted = tokio::select! {
@@ -170,6 +172,7 @@ pub async fn run(
             cluster: cluster.clone(),
             cfg: cfg.clone(),
             site: site.clone(),
+            exports: exports.clone(),
             shutdown: shutdown.clone(),
             over_capacity: slot.is_none(),
         };
@@ -192,10 +195,17 @@ struct Connection {
     cluster: Arc<Cluster>,
     cfg: Arc<GatewayConfig>,
     site: Arc<Site>,
+    /// Run files written at once (see [`MAX_RUN_EXPORTS`]).
+    exports: Arc<Semaphore>,
     shutdown: CancellationToken,
     /// Accepted beyond `max_connections`: one request, WebSocket upgrades only.
     over_capacity: bool,
 }
+
+/// Run files (`/run.jsonl`, `/run.shiviz`) written at once. Each takes a blocking thread and
+/// up to a few tens of megabytes for a full ring; more requests meanwhile get `503`, so
+/// downloads in a loop cannot take the cores the cluster's processes run on.
+pub const MAX_RUN_EXPORTS: usize = 2;
 
 /// Runs HTTP/1.1 on one connection (keep-alive, a deadline for each request head) until it
 /// closes, becomes a WebSocket, or the gateway shuts down.
@@ -249,6 +259,9 @@ impl Connection {
                 );
                 return refused;
             }
+            if let Some(format) = runs::Format::from_path(req.uri().path()) {
+                return self.run_file(&req, format).await;
+            }
             return self.site.respond(req).await;
         }
         if req.uri().path() != "/ws" {
@@ -285,6 +298,50 @@ impl Connection {
             }
         });
         http::switching_protocols(accept)
+    }
+}
+
+impl Connection {
+    /// `GET /run.jsonl` or `/run.shiviz`: the run the bus holds, under the same Host/Origin
+    /// rules as the WebSocket (the log names every process and lock of the run).
+    async fn run_file(
+        &self,
+        req: &Request<Incoming>,
+        format: runs::Format,
+    ) -> Response<http::Body> {
+        if req.method() != hyper::Method::GET && req.method() != hyper::Method::HEAD {
+            return http::get_and_head_only();
+        }
+        if let Err(reason) = self.cfg.access.check(req.headers()) {
+            tracing::warn!("refused {} to {}: {reason}", req.uri().path(), self.peer);
+            return http::text(StatusCode::FORBIDDEN, format!("{reason}\n"));
+        }
+        let Ok(permit) = self.exports.clone().try_acquire_owned() else {
+            return http::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "{MAX_RUN_EXPORTS} run files are being written already; try again shortly\n"
+                ),
+            );
+        };
+        let bus = self.cluster.bus();
+        let run = bus.clock().epoch_ns();
+        let log = bus.run_log();
+        let written = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            format.write(run, &log)
+        })
+        .await;
+        match written {
+            Ok(body) => http::download(format.content_type(), &format.file_name(run), body),
+            Err(e) => {
+                tracing::error!("writing {} failed: {e}", req.uri().path());
+                http::text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the run file could not be written\n",
+                )
+            }
+        }
     }
 }
 

@@ -169,6 +169,39 @@ pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Response<Body
     res
 }
 
+/// A file to download: `body` with its type, saved by a browser as `file_name` (plain ASCII,
+/// written by us), never cached (a run grows while it runs).
+pub(crate) fn download(
+    content_type: &'static str,
+    file_name: &str,
+    body: String,
+) -> Response<Body> {
+    let mut res = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never: Infallible| match never {})
+            .boxed_unsync(),
+    );
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    res
+}
+
+/// `405` for a method other than GET and HEAD.
+pub(crate) fn get_and_head_only() -> Response<Body> {
+    let mut res = text(StatusCode::METHOD_NOT_ALLOWED, "GET and HEAD only\n");
+    res.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    res
+}
+
 fn empty() -> Body {
     http_body_util::Empty::new()
         .map_err(|never: Infallible| match never {})
@@ -213,10 +246,7 @@ impl Site {
         // A GET's body means nothing here; dropping it keeps `ServeDir`'s bounds simple.
         let req = req.map(|_| ());
         if req.method() != Method::GET && req.method() != Method::HEAD {
-            let mut res = text(StatusCode::METHOD_NOT_ALLOWED, "GET and HEAD only\n");
-            res.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return res;
+            return get_and_head_only();
         }
         let Some(files) = &self.files else {
             return text(StatusCode::OK, NO_PAGE);

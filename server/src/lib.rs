@@ -16,5 +16,6 @@ pub mod http;
 pub(crate) mod lockservice;
 pub mod node;
 pub mod oserror;
+pub mod runs;
 pub(crate) mod slowmo;
 pub mod wire;

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
-use shared::{Command, ErrorCode, Event, EventKind, ServerMsg, COMMAND_TYPES};
+use shared::{Command, ErrorCode, Event, EventKind, RunLine, ServerMsg, COMMAND_TYPES};
 
 fn examples(kind: &str) -> Vec<String> {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md"))
@@ -184,4 +184,17 @@ fn every_error_code_is_in_the_table() {
         let row = format!("| `{}` |", name.as_str().unwrap());
         assert!(doc.contains(&row), "error code {name} is not in the table");
     }
+}
+
+#[test]
+fn run_file_lines_are_documented_exactly() {
+    let names: BTreeSet<String> = examples("run")
+        .iter()
+        .map(|d| type_of(&round_trip::<RunLine>(d)))
+        .collect();
+    let all: BTreeSet<String> = ["run", "run_end"].iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        names, all,
+        "the header and the end line each need an example"
+    );
 }

@@ -369,3 +369,45 @@ impl Viewer {
         }
     }
 }
+
+/// One plain HTTP/1.1 request on its own connection (`Connection: close`): the status, the
+/// headers (names lowercased) and the whole body. `headers` are extra lines, each ending in
+/// `\r\n`; the `Host` is 127.0.0.1 unless they carry their own.
+pub async fn http_get(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &str,
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let host = if headers.to_ascii_lowercase().contains("host:") {
+        String::new()
+    } else {
+        "Host: 127.0.0.1\r\n".to_owned()
+    };
+    let req = format!("{method} {path} HTTP/1.1\r\n{host}{headers}Connection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.expect("write");
+    let mut all = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut all))
+        .await
+        .expect("the whole answer in time")
+        .expect("read");
+    let end = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head")
+        + 4;
+    let head = String::from_utf8(all[..end].to_vec()).expect("head is text");
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, all[end..].to_vec())
+}
