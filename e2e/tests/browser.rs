@@ -1512,3 +1512,67 @@ async fn a_truncated_run_file_is_refused_and_the_live_view_stays() -> anyhow::Re
     );
     s.close().await
 }
+
+/// *Save run* and *ShiViz* are links to the server's `/run.jsonl` and `/run.shiviz` on the
+/// page's own origin; what *Save run* gets opens in *Open run*, with the server stopped.
+#[tokio::test]
+async fn save_run_gets_the_file_that_open_run_replays() -> anyhow::Result<()> {
+    let mut s = Session::open_page().await?;
+    s.click("[data-testid=lock-c1]").await?;
+    s.wait_text("[data-testid=history-c1]", |t| t.contains("true"))
+        .await?;
+    assert_eq!(
+        s.attr("[data-testid=save-run]", "href").await?,
+        "/run.jsonl"
+    );
+    assert_eq!(
+        s.attr("[data-testid=save-shiviz]", "href").await?,
+        "/run.shiviz"
+    );
+    // What the links download, fetched by the page itself (same origin, as a click would).
+    let fetched = s
+        .browser
+        .execute_async(
+            "const done = arguments[arguments.length - 1]; Promise.all(['save-run', 'save-shiviz'].map(id => fetch(document.querySelector(`[data-testid=${id}]`).href).then(r => r.text()))).then(done, e => done(String(e)));",
+            vec![],
+        )
+        .await?;
+    let jsonl = fetched[0].as_str().unwrap_or_default().to_owned();
+    let shiviz = fetched[1].as_str().unwrap_or_default();
+    let run = model::runfile::parse_run(&jsonl)
+        .map_err(|e| anyhow::anyhow!("/run.jsonl is not a run: {e}"))?;
+    assert!(run
+        .events
+        .iter()
+        .any(|e| matches!(e.kind, shared::EventKind::OpCompleted { client: 1, .. })));
+    let regex = shiviz.lines().next().unwrap_or_default();
+    assert!(
+        regex.contains("(?<host>") && regex.contains("(?<clock>"),
+        "a ShiViz log starts with its parsing regex: {regex}"
+    );
+
+    let path = run_file("saved.jsonl", &jsonl)?;
+    s.stop_server().await?;
+    open_run(&s, &path).await?;
+    let banner = s
+        .wait_text("[data-testid=replay-banner]", |t| t.contains("saved.jsonl"))
+        .await?;
+    let n = run.events.len();
+    assert!(
+        banner.contains(&format!(
+            "(pbscope serve, {n} events, run {})",
+            run.header.run
+        )),
+        "{banner}"
+    );
+    s.wait_count("[data-kind=reply][data-req='c1.1']", 1)
+        .await?;
+    s.wait_text("[data-testid=history-c1]", |t| t.contains("true"))
+        .await?;
+    assert_eq!(
+        s.count("[data-testid=save-run]").await?,
+        0,
+        "no server to save from while replaying"
+    );
+    s.close().await
+}

@@ -99,10 +99,10 @@ pub fn run_files() -> Html {
     html! {
         <div class="runfiles" role="group" aria-label="Run files">
             if !replaying {
-                <a class="btn ghost" data-testid="save-run" href="/run.jsonl" download="pbscope-run.jsonl"
+                <a class="btn ghost" data-testid="save-run" href="/run.jsonl" download=""
                     title="Download this run's events (one JSON event a line); Open run shows it again, without a server">
                     {"⤓ Save run"}</a>
-                <a class="btn ghost" data-testid="save-shiviz" href="/run.shiviz" download="pbscope-run.shiviz.log"
+                <a class="btn ghost" data-testid="save-shiviz" href="/run.shiviz" download=""
                     title="Download this run as a ShiViz log (hosts and vector clocks)">{"ShiViz"}</a>
             }
             <input id="open-run-input" class="sr-only" type="file" data-testid="open-run"
