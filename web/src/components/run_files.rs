@@ -6,7 +6,7 @@
 use gloo_events::{EventListener, EventListenerOptions};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{DragEvent, File, FileReader, HtmlInputElement};
+use web_sys::{DragEvent, File, FileReader, HtmlInputElement, KeyboardEvent};
 use yew::prelude::*;
 
 use super::{use_dispatch, use_replay, Dispatch};
@@ -84,9 +84,42 @@ pub fn run_files() -> Html {
         });
     }
 
+    let open = use_state(|| false);
+    let toggle = {
+        let open = open.clone();
+        Callback::from(move |_: MouseEvent| open.set(!*open))
+    };
+    let close = {
+        let open = open.clone();
+        Callback::from(move |_: MouseEvent| open.set(false))
+    };
+    let on_menu_key = {
+        let open = open.clone();
+        Callback::from(move |e: KeyboardEvent| {
+            if e.key() == "Escape" {
+                e.stop_propagation();
+                open.set(false);
+            }
+        })
+    };
+    let input = use_node_ref();
+    // The label is the menu's item: Enter or Space on it opens the picker too.
+    let on_label_key = {
+        let input = input.clone();
+        Callback::from(move |e: KeyboardEvent| {
+            if e.key() == "Enter" || e.key() == " " {
+                e.prevent_default();
+                if let Some(el) = input.cast::<HtmlInputElement>() {
+                    el.click();
+                }
+            }
+        })
+    };
     let on_pick = {
+        let open = open.clone();
         let ctx = ctx.clone();
         Callback::from(move |e: Event| {
+            open.set(false);
             let input: HtmlInputElement = e.target_unchecked_into();
             if let Some(file) = input.files().and_then(|f| f.get(0)) {
                 open_file(file, ctx.clone());
@@ -97,19 +130,26 @@ pub fn run_files() -> Html {
     };
 
     html! {
-        <div class="runfiles" role="group" aria-label="Run files">
-            if !replaying {
-                <a class="btn ghost" data-testid="save-run" href="/run.jsonl" download=""
-                    title="Download this run's events (one JSON event a line); Open run shows it again, without a server">
-                    {"⤓ Save run"}</a>
-                <a class="btn ghost" data-testid="save-shiviz" href="/run.shiviz" download=""
-                    title="Download this run as a ShiViz log (hosts and vector clocks)">{"ShiViz"}</a>
-            }
-            <input id="open-run-input" class="sr-only" type="file" data-testid="open-run"
+        <div class="runfiles" onkeydown={on_menu_key}>
+            <button class="btn runs-toggle" data-testid="runs-menu"
+                aria-haspopup="true" aria-expanded={open.to_string()} aria-controls="runs-menu" onclick={toggle}
+                title="Run files: save this run, or open a saved one (also: drop a file on the page)">
+                {"Run ▾"}</button>
+            <input id="open-run-input" ref={input} class="sr-only" type="file" data-testid="open-run" tabindex="-1" aria-label="Open a run file"
                 accept=".jsonl,.json,.txt,.log,application/json,text/plain" onchange={on_pick} />
-            <label class="btn ghost" for="open-run-input"
-                title="Open a saved run (pbscope-run.jsonl, or a file from pbscope check --save) and replay it with a time scrubber; you can also drop it on the page">
-                {"⤒ Open run…"}</label>
+            <div id="runs-menu" class={classes!("runs-menu", (*open).then_some("open"))} role="group" aria-label="Run files">
+                if !replaying {
+                    <a class="runs-item" data-testid="save-run" href="/run.jsonl" download="" onclick={close.clone()}
+                        title="One JSON event a line; Open run shows it again, without a server">
+                        {"⤓ Save run"}<span class="runs-sub">{".jsonl"}</span></a>
+                    <a class="runs-item" data-testid="save-shiviz" href="/run.shiviz" download="" onclick={close.clone()}
+                        title="Hosts and vector clocks, for ShiViz">
+                        {"⤓ Save ShiViz log"}<span class="runs-sub">{".shiviz"}</span></a>
+                }
+                <label class="runs-item" for="open-run-input" data-testid="open-run-label" tabindex="0" role="button"
+                    onkeydown={on_label_key}>
+                    {"⤒ Open run…"}<span class="runs-sub">{"or drop it on the page"}</span></label>
+            </div>
         </div>
     }
 }
