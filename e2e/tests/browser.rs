@@ -831,6 +831,86 @@ async fn the_partition_preset_shows_the_same_lock_granted_twice() -> anyhow::Res
     s.close().await
 }
 
+/// The checker's verdict on the page, from the server's checker (node `checker`): the
+/// partition preset and the hanging server each grant a lock twice, and the page must say
+/// "NOT linearizable" in the top bar, explain it in the banner, mark the calls at fault on the
+/// client cards, and (after a click on the badge) show them in red in the diagram with the
+/// messages that carried them. Still no serious axe violation, at 1600x1000 and 1024x768.
+#[tokio::test]
+async fn the_partition_and_hang_presets_light_the_verdict_up() -> anyhow::Result<()> {
+    let s = Session::open_page().await?;
+    let mut serious = Vec::new();
+    for id in ["partition", "hang"] {
+        if s.count("[data-testid=lecture-back]").await? > 0 {
+            s.click("[data-testid=lecture-back]").await?;
+        }
+        play_preset(&s, id, 150).await?;
+        // The checker runs beside the cluster: its verdict may come a moment after the answer.
+        let badge = wait_text_for(&s, "[data-testid=verdict]", 30, |t| {
+            t.contains("NOT linearizable")
+        })
+        .await?;
+        assert_eq!(
+            s.attr("[data-testid=verdict]", "data-status").await?,
+            "violation",
+            "{id}: {badge}"
+        );
+        let why = s.text_of("[data-testid=verdict-explanation]").await?;
+        let lock = s
+            .attr("[data-testid=verdict-explanation]", "data-lock")
+            .await?;
+        assert!(
+            why.contains("Not linearizable") && why.contains(&format!("{lock}:")) && why.len() > 40,
+            "{id}: the banner explains the violation in words: {why}"
+        );
+        assert!(
+            why.contains("Calls at fault"),
+            "{id}: the banner names the calls at fault: {why}"
+        );
+        // One banner: the double-grant watch speaks inside the verdict's, not in its own.
+        assert_eq!(s.count(".grant-alarm").await?, 1, "{id}: one red banner");
+        let cards = s
+            .count("[data-testid^=history-entry-][data-fault=true]")
+            .await?;
+        assert!(
+            cards >= 1,
+            "{id}: no call at fault marked on the client cards"
+        );
+        // The badge jumps to the first call at fault; its messages are drawn red.
+        s.click("[data-testid=verdict]").await?;
+        s.wait_count("[data-testid=details]", 1).await?;
+        s.wait_count("[data-testid=details-at-fault]", 1).await?;
+        s.wait_count(".arrow[data-fault=true][data-kind=request]", 1)
+            .await?;
+        s.wait_count(".mark[data-fault=true]", 1).await?;
+        let diagram_req = s.attr(".arrow[data-fault=true]", "data-req").await?;
+        let banner = s.text_of("[data-testid=verdict-alarm]").await?;
+        assert!(
+            banner.contains(&format!("#{diagram_req}")),
+            "{id}: {diagram_req} is in the banner's calls at fault: {banner}"
+        );
+        s.screenshot(&format!("verdict-{id}")).await?;
+        serious.extend(axe_serious(&s, &format!("1600x1000, {id}: not linearizable")).await?);
+        s.set_viewport(1024, 768).await?;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let fit = s.browser.execute(FITS, vec![]).await?;
+        assert!(
+            fit["scroll_width"].as_u64() <= fit["inner_width"].as_u64(),
+            "{id}: the page overflows sideways at 1024: {fit}"
+        );
+        assert_eq!(
+            fit["toolbar_rows"].as_u64(),
+            Some(1),
+            "{id}: the badge keeps the top bar on one row at 1024: {fit}"
+        );
+        serious.extend(axe_serious(&s, &format!("1024x768, {id}: not linearizable")).await?);
+        s.screenshot(&format!("verdict-{id}-1024x768")).await?;
+        s.set_viewport(1600, 1000).await?;
+    }
+    assert!(serious.is_empty(), "{}", serious.join(""));
+    s.close().await
+}
+
 /// The mid-operation crash preset: s1 dies after forwarding c1's Lock(a), before the backup's
 /// ack; c1 re-sends the same request to s2, which answers it from its at-most-once record.
 #[tokio::test]

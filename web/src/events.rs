@@ -6,7 +6,9 @@
 //! components. It must not import any of them (only `shared`, `symbols` and std), so the
 //! modules that fold events never import each other in a circle.
 
-use shared::{CrashCause, CrashPoint, MsgId, Op, RequestId, Role, VerdictStatus};
+use std::rc::Rc;
+
+use shared::{CrashCause, CrashPoint, LockVerdict, MsgId, Op, RequestId, Role, VerdictStatus};
 
 use crate::symbols::Sym;
 
@@ -135,10 +137,14 @@ pub enum Kind {
     SlowMotion {
         delay_ms: u64,
     },
-    /// The checker's verdict on `lock` changed (the whole verdict is in the store's cluster).
+    /// The checker's verdict on `lock` changed (node `checker`: it has no lane). Only a
+    /// violation takes a row on the time axis (it is drawn as a red line across the diagram);
+    /// an `ok` or `unknown` sits on the previous event's row, so a checker that reports often
+    /// does not stretch the diagram. `verdict` is the whole verdict, for the details.
     Verdict {
         lock: Sym,
         status: VerdictStatus,
+        verdict: Rc<LockVerdict>,
     },
 }
 

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use shared::{CrashPoint, Event, EventKind, Msg, MsgId};
+use shared::{CrashPoint, Event, EventKind, Msg, MsgId, RequestId, VerdictStatus};
 
 use crate::chunked::Chunked;
 use crate::events::{DeadSpan, Ev, Kind, MsgEnd, MsgKind, MsgRec, SpanKind};
@@ -44,6 +44,9 @@ pub struct History {
     pub failover: Rc<Failover>,
     /// The latest `cluster_reset` generation seen.
     generation: u64,
+    /// Global index of the latest `cluster_reset` event (0 before any): the events of the
+    /// current generation are those from here on.
+    gen_start: usize,
     /// Clients that appear in this history (they get a lane).
     clients_seen: Rc<std::collections::BTreeSet<u32>>,
     cap: usize,
@@ -64,6 +67,7 @@ impl History {
             attempts: Rc::default(),
             failover: Rc::default(),
             generation: 0,
+            gen_start: 0,
             clients_seen: Rc::default(),
             cap: cap.max(1),
         }
@@ -134,6 +138,28 @@ impl History {
             .count()
     }
 
+    /// The cluster generation of the newest events (the latest `cluster_reset` seen; request
+    /// ids start over after each).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether event `index` belongs to the current generation (it came after the latest
+    /// `cluster_reset`): a verdict's request ids name calls of this generation only.
+    pub fn in_current_generation(&self, index: usize) -> bool {
+        index >= self.gen_start
+    }
+
+    /// The first event of call `req` in the current generation (its invocation, or whatever
+    /// of it is still held), for jumping to it. A scan back to the latest reset: for a click.
+    pub fn first_event_of_call(&self, req: RequestId) -> Option<usize> {
+        let from = self.gen_start.max(self.events.first_index());
+        self.events
+            .range(from..self.events.end_index())
+            .find(|(_, e)| e.kind.req() == Some(req))
+            .map(|(i, _)| i)
+    }
+
     pub fn event(&self, index: usize) -> Option<&Ev> {
         self.events.get(index)
     }
@@ -160,6 +186,10 @@ impl History {
         let index = self.events.end_index();
         let y = match self.events.last() {
             None => 0.0,
+            // A verdict that is no violation is not drawn: it takes no row.
+            Some(last) if matches!(&e.kind, EventKind::Verdict(v) if v.status != VerdictStatus::Violation) => {
+                last.y
+            }
             Some(last) => last.y + row_gap(e.t_us.saturating_sub(last.t_us)),
         };
         let node = self.syms.intern(&e.node);
@@ -407,6 +437,7 @@ impl History {
             },
             EventKind::ClusterReset { generation } => {
                 self.generation = *generation;
+                self.gen_start = index;
                 // New clerks: request ids start over.
                 Rc::make_mut(&mut self.attempts).clear();
                 Kind::Reset {
@@ -437,6 +468,7 @@ impl History {
             EventKind::Verdict(v) => Kind::Verdict {
                 lock: s.intern(&v.lock),
                 status: v.status,
+                verdict: Rc::new(v.clone()),
             },
         }
     }

@@ -39,6 +39,8 @@ pub enum Shortcut {
     FocusLinks,
     /// Moves the focus to the primary's crash-point picker (a point, "dying", Arm).
     FocusCrashPoint,
+    /// Shows the checker's calls at fault in the diagram.
+    ShowVerdict,
 }
 
 /// The shortcut of a `KeyboardEvent.key`, when no modifier (other than Shift) is held.
@@ -76,6 +78,7 @@ pub fn shortcut(key: &str) -> Option<Shortcut> {
         "h" => Heal,
         "m" => FocusLinks,
         "a" => FocusCrashPoint,
+        "v" => ShowVerdict,
         d if d.len() == 1 && d.as_bytes()[0].is_ascii_digit() => {
             SelectClient(u32::from(d.as_bytes()[0] - b'0'))
         }
@@ -129,6 +132,10 @@ pub const HELP: &[(&str, &str)] = &[
         "a",
         "crash point: jump to the primary's picker (a point, silent ms for dying, then Arm)",
     ),
+    (
+        "v",
+        "verdict: show the calls the checker found at fault in the diagram",
+    ),
     ("?", "show / hide this help"),
     ("Esc", "close help, deselect"),
 ];
@@ -172,7 +179,7 @@ mod tests {
     fn every_shortcut_has_one_key_and_the_help_lists_the_new_ones() {
         let keys = [
             "?", "Escape", "l", "u", "n", "k", "b", "K", "R", "d", "D", "s", "0", " ", "p", "f",
-            "End", "c", "z", "F", "P", "r", "X", "C", "t", ".", "x", ">", "g", "h", "m", "a",
+            "End", "c", "z", "F", "P", "r", "X", "C", "t", ".", "x", ">", "g", "h", "m", "a", "v",
         ];
         let mut seen = Vec::new();
         for k in keys {
@@ -195,6 +202,8 @@ mod tests {
             // The link faults and the crash points are faults too: each has its key.
             "m",
             "a",
+            // The checker's verdict: jump to the calls at fault.
+            "v",
         ] {
             assert!(
                 HELP.iter().any(|(k, _)| *k == needle),

@@ -4,6 +4,7 @@
 //! Pure modules (tested natively with `cargo test -p web`): `chunked`, `symbols`, `timeaxis`,
 //! `events`, `faults`, `history`, `failover`, `diagram::layout`, `store` (the state in slices), `demo`,
 //! `lecture` (the lecture's presets and their runner), `grants` (the double-grant detector),
+//! `verdict` (the checker's verdicts as the badge tells them),
 //! `call`, `keys`, `format`. Browser-only code: `ws` (all network I/O) and `components`. Unit
 //! tests share their fixtures through `testkit`.
 //!
@@ -11,7 +12,7 @@
 //! its own (the components also use each other). `tests/module_graph.rs` checks the sources
 //! against it.
 //!
-//! 1. `symbols`, `chunked`, `timeaxis`, `format`, `keys`, `call`, `grants`
+//! 1. `symbols`, `chunked`, `timeaxis`, `format`, `keys`, `call`, `grants`, `verdict`
 //! 2. `events`, `demo`, `faults`, `lecture`
 //! 3. `failover`
 //! 4. `history`
@@ -41,6 +42,7 @@ mod symbols;
 #[cfg(test)]
 mod testkit;
 mod timeaxis;
+mod verdict;
 mod ws;
 
 /// The page, mounted by `main.rs`.

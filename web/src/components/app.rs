@@ -26,6 +26,7 @@ use super::server_card::ServerCard;
 use super::space_time::SpaceTime;
 use super::toasts::Toasts;
 use super::toolbar::Toolbar;
+use super::verdict_badge::VerdictBadge;
 use super::{ClusterCtx, Dispatch, FeedCtx, ReplayCtx, SessionCtx, Slice, ToastsCtx, ViewCtx};
 use crate::faults;
 use crate::keys::{self, Shortcut};
@@ -177,6 +178,7 @@ pub fn app() -> Html {
                 <header class="topbar">
                     <div class="brand">
                         <h1 class="logo">{"pb"}<b>{"scope"}</b></h1>
+                        <VerdictBadge />
                         <span class="brand-sub">{"MIT 6.824 Lab 1 · primary/backup lock service, live"}</span>
                     </div>
                     <Toolbar />
@@ -322,6 +324,10 @@ fn on_key(st: &State, ctx: &Dispatch, e: &KeyboardEvent) {
         Shortcut::LargeText => ctx.dispatch(Action::ToggleLargeText),
         Shortcut::Lecture => ctx.dispatch(Action::ShowLecture(!view.lecture_open)),
         Shortcut::FaultPanel => ctx.dispatch(Action::ToggleFaultPanel),
+        Shortcut::ShowVerdict => {
+            let calls = cluster.verdicts().faulty().iter().copied().collect();
+            ctx.dispatch(Action::JumpToCalls(calls));
+        }
         Shortcut::PausePrimary => {
             // Anything paused is resumed first: the key undoes what it did.
             let paused: Vec<String> = cluster

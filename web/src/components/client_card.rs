@@ -99,7 +99,9 @@ pub fn client_card(props: &ClientCardProps) -> Html {
     };
     let busy_title = "One call at a time (Lab 1): wait for the answer";
 
+    let faulty = st.verdicts().faulty();
     let entries = c.history.iter().rev().take(SHOWN).map(|r| {
+        let at_fault = !faulty.is_empty() && st.at_fault(r, faulty);
         let (class, answer, why) = match &r.outcome {
             Outcome::Answer(true) => ("ok", "true", None),
             Outcome::Answer(false) => ("no", "false", None),
@@ -117,13 +119,18 @@ pub fn client_card(props: &ClientCardProps) -> Html {
         };
         let latency = r.latency_us.map(format::duration).unwrap_or_default();
         html! {
-            <li class={classes!("entry", class, (r.attempts > 1).then_some("retried"))}
+            <li class={classes!("entry", class, (r.attempts > 1).then_some("retried"), at_fault.then_some("at-fault"))}
                 data-testid={format!("history-entry-{name}")} data-req={format::req(r.req)}
-                data-latency-us={r.latency_us.map(|us| us.to_string())} title={why}>
+                data-fault={at_fault.then_some("true")}
+                data-latency-us={r.latency_us.map(|us| us.to_string())}
+                title={if at_fault { Some(format!("{}At fault: the checker found this call in a history that is not linearizable", why.map(|w| format!("{w}\n")).unwrap_or_default())) } else { why }}>
                 <span class="call">{format!("{}({})", format::op_name(r.op), r.lock)}</span>
                 <span class="arrow-sym">{"→"}</span>
                 <span class={classes!("answer", class)}>{answer}</span>
                 <span class="meta">{format!("{latency}{via}{tries}")}</span>
+                if at_fault {
+                    <span class="fault-tag">{"✗ at fault"}</span>
+                }
             </li>
         }
     });

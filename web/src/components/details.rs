@@ -1,10 +1,10 @@
 //! The details panel of what is selected in the diagram: a message (its send, delivery or
 //! loss, and the other messages of the same request) or a point event.
 
-use shared::CrashCause;
+use shared::{CrashCause, VerdictStatus};
 use yew::prelude::*;
 
-use super::{use_dispatch, use_feed, use_view};
+use super::{use_cluster, use_dispatch, use_feed, use_view};
 use crate::diagram::layout;
 use crate::events::{Kind, MsgEnd};
 use crate::format;
@@ -130,10 +130,42 @@ fn event_rows(h: &History, i: usize) -> Option<(String, Vec<Html>)> {
             rows.push(row("change", n(*change)));
             "fault plan changed"
         }
-        Kind::Verdict { lock, status } => {
+        Kind::Verdict {
+            lock,
+            status,
+            verdict,
+        } => {
             rows.push(row("lock", n(*lock)));
-            rows.push(row("status", format!("{status:?}").to_lowercase()));
-            "checker verdict"
+            rows.push(row(
+                "verdict",
+                match status {
+                    VerdictStatus::Ok => {
+                        "linearizable: one order of the calls explains every answer"
+                    }
+                    VerdictStatus::Violation => {
+                        "NOT linearizable: no order of the calls explains the answers"
+                    }
+                    VerdictStatus::Unknown => "not decided",
+                },
+            ));
+            rows.push(row("calls checked", verdict.calls.to_string()));
+            if !verdict.ops.is_empty() {
+                rows.push(row(
+                    "calls at fault",
+                    crate::verdict::calls_text(&verdict.ops),
+                ));
+            }
+            if !verdict.explanation.is_empty() {
+                rows.push(row(
+                    if *status == VerdictStatus::Violation {
+                        "what went wrong"
+                    } else {
+                        "why"
+                    },
+                    verdict.explanation.clone(),
+                ));
+            }
+            "checker's verdict"
         }
         Kind::Held { msg_id, .. } => {
             rows.push(row("msg_id", msg_id.to_string()));
@@ -329,9 +361,10 @@ pub fn details() -> Html {
     let ctx = use_dispatch();
     let feed = use_feed();
     let view = use_view();
+    let cluster = use_cluster();
     let h = feed.shown();
     let close = ctx.to(|_: MouseEvent| Action::Select(None));
-    let (title, class, rows) = match view.selected {
+    let (title, class, mut rows) = match view.selected {
         Some(Selection::Msg(i)) => match msg_rows(h, i) {
             Some(x) => x,
             None => return html! {},
@@ -342,6 +375,32 @@ pub fn details() -> Html {
         },
         None => return html! {},
     };
+    // A call the checker found at fault says so (this generation's request ids only).
+    let call = match view.selected {
+        Some(Selection::Msg(i)) => h
+            .msg(i)
+            .filter(|m| m.generation == h.generation())
+            .map(|m| m.req),
+        Some(Selection::Event(i)) => h
+            .event(i)
+            .filter(|_| h.in_current_generation(i))
+            .and_then(|e| e.kind.req()),
+        None => None,
+    };
+    if let Some(req) = call {
+        if let Some(v) = cluster
+            .model
+            .verdicts()
+            .find(|v| v.status == VerdictStatus::Violation && v.ops.contains(&req))
+        {
+            rows.push(html! {
+                <div class="kv at-fault" data-testid="details-at-fault">
+                    <span class="k">{"checker"}</span>
+                    <span class="v">{format!("at fault: {}'s history is not linearizable. {}", v.lock, v.explanation)}</span>
+                </div>
+            });
+        }
+    }
     html! {
         <section class={classes!("details", class)} data-testid="details" aria-label="Details of the selection">
             <div class="details-head">

@@ -1,29 +1,98 @@
-//! The banner that says, in red and in words, that the same lock was granted twice with no
-//! Unlock between (`grants.rs`). It stays until the cluster is reset: never hidden, never
-//! smoothed over.
+//! The red banner over the timeline: what is wrong with the answers the clients got, in words.
+//!
+//! Two sources say it, and only one banner shows:
+//!
+//! - the checker (`verdict` events, node `checker`): the authority. When it finds a lock not
+//!   linearizable, the banner says so with its explanation and the calls at fault (each a
+//!   button that shows the call in the diagram);
+//! - the page's own double-grant watch (`grants.rs`): narrow, never a false alarm. Alone it
+//!   speaks when the checker has not (yet) found the violation (no checker, or still checking);
+//!   beside a violation it is one line under the verdict, saying it saw the same.
+//!
+//! It stays until the cluster is reset: never hidden, never smoothed over.
 
 use yew::prelude::*;
 
-use super::use_cluster;
+use super::{use_cluster, use_dispatch};
+use crate::format;
+use crate::store::Action;
+use crate::verdict::calls_text;
 
 #[function_component(GrantAlarm)]
 pub fn grant_alarm() -> Html {
+    let ctx = use_dispatch();
     let cluster = use_cluster();
-    let Some(latest) = cluster.grants.latest() else {
-        return html! {};
-    };
+    let board = cluster.verdicts();
+    let grant = cluster.grants.latest();
     let more = cluster.grants.found().len().saturating_sub(1);
-    html! {
-        <div class="grant-alarm" role="alert" data-testid="double-grant"
-            data-lock={latest.lock.clone()}>
-            <strong>{"Double grant. "}</strong>
-            {format!("{}.", latest.sentence())}
-            if more > 0 {
-                {format!(" ({more} more since the reset.)")}
+    let grant_text = grant.map(|g| {
+        let mut t = format!("{}.", g.sentence());
+        if more > 0 {
+            t.push_str(&format!(" ({more} more since the reset.)"));
+        }
+        t
+    });
+    if board.violations.is_empty() {
+        let (Some(latest), Some(text)) = (grant, grant_text) else {
+            return html! {};
+        };
+        let why = match cluster.model.verdict(&latest.lock).map(|v| v.status) {
+            Some(shared::VerdictStatus::Unknown) => {
+                " Two clients were told they hold the same lock: Lab 1 is wrong here. The checker has not decided this lock yet."
             }
-            <span class="grant-why">
-                {" Two clients were told they hold the same lock: Lab 1 is wrong here. The checker of the next issue marks it."}
-            </span>
+            _ => " Two clients were told they hold the same lock: Lab 1 is wrong here.",
+        };
+        return html! {
+            <div class="grant-alarm" role="alert" data-testid="double-grant"
+                data-lock={latest.lock.clone()}>
+                <strong>{"Double grant. "}</strong>
+                {text}
+                <span class="grant-why">{why}</span>
+            </div>
+        };
+    }
+    let locks: Vec<&str> = board.violations.iter().map(|v| v.lock.as_str()).collect();
+    let each = board.violations.iter().enumerate().map(|(i, v)| {
+        let chips = v.ops.iter().map(|r| {
+            let req = *r;
+            let onclick = ctx.to(move |_: MouseEvent| Action::JumpToCalls(vec![req]));
+            html! {
+                <button class="call-chip" data-req={format::req(req)} {onclick}
+                    title="Show this call in the diagram">{format!("#{}", format::req(req))}</button>
+            }
+        });
+        html! {
+            <p class="verdict-why" data-testid="verdict-explanation" data-lock={v.lock.clone()}>
+                if i == 0 {
+                    <strong>{"Not linearizable. "}</strong>
+                }
+                <span class="verdict-lock">{format!("{}: ", v.lock)}</span>
+                {if v.explanation.is_empty() { "no order of its calls explains the answers.".to_string() } else { v.explanation.clone() }}
+                if !v.ops.is_empty() {
+                    <span class="calls-at-fault" aria-label={format!("calls at fault: {}", calls_text(&v.ops))}>
+                        <span class="muted-red">{" Calls at fault:"}</span>{ for chips }
+                    </span>
+                }
+            </p>
+        }
+    });
+    let all: Vec<shared::RequestId> = board.faulty().iter().copied().collect();
+    let show = ctx.to(move |_: MouseEvent| Action::JumpToCalls(all.clone()));
+    html! {
+        <div class="grant-alarm verdict-alarm" role="alert" data-testid="verdict-alarm" data-locks={locks.join(",")}>
+            <div class="verdict-body">
+                { for each }
+                <p class="verdict-foot">
+                    <span class="grant-why">{"The checker found no order of the calls that explains what the clients were told; the calls at fault are red on the cards and in the diagram. "}</span>
+                    if let (Some(latest), Some(text)) = (grant, grant_text) {
+                        <span class="grant-line" data-testid="double-grant" data-lock={latest.lock.clone()}>
+                            {"The page's double-grant watch agrees: "}{text}
+                        </span>
+                    }
+                </p>
+            </div>
+            <button class="btn small verdict-show" data-testid="verdict-show" onclick={show}
+                title="Scroll the diagram to the first call at fault (v)">{"Show in diagram"}</button>
         </div>
     }
 }

@@ -27,6 +27,7 @@ pub mod space_time;
 pub mod toast_item;
 pub mod toasts;
 pub mod toolbar;
+pub mod verdict_badge;
 
 use std::ops::Deref;
 use std::rc::Rc;

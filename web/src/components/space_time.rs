@@ -151,7 +151,10 @@ pub fn space_time() -> Html {
         top,
         height: view.height,
     };
-    let scene = layout::scene(shown, &lanes, vp, now_us, cluster.slow_motion_ms());
+    let mut scene = layout::scene(shown, &lanes, vp, now_us, cluster.slow_motion_ms());
+    // The checker's calls at fault, and the messages that carried them, stay marked in red.
+    let board = cluster.verdicts();
+    layout::mark_faults(&mut scene, shown, board.faulty());
 
     // After every render: following, stick to the bottom; reading back, move with the rows
     // the cap shifted (relative to where the person is now, in case they scrolled meanwhile).
@@ -199,12 +202,14 @@ pub fn space_time() -> Html {
         let dispatch = ctx.clone();
         let vh = view.height;
         let ours = ours.clone();
-        use_effect_with(view_slice.selected, move |_| {
+        use_effect_with((view_slice.selected, view_slice.jumps), move |_| {
             if let (Some(y), Some(el)) = (target, scroll.cast::<Element>()) {
                 let top = el.scroll_top() as f64;
                 if y < top || y > top + vh {
                     dispatch.dispatch(Action::SetFollow(false));
-                    el.set_scroll_top((y - vh / 2.0).max(0.0) as i32);
+                    // A quarter down: the details drawer that opens with the selection takes
+                    // the bottom of the view (measured before it opened).
+                    el.set_scroll_top((y - vh / 4.0).max(0.0) as i32);
                     *ours.borrow_mut() = Some(el.scroll_top());
                 }
             }
@@ -436,11 +441,26 @@ pub fn space_time() -> Html {
                                 }
                             </g>
                         }) }
-                        { for scene.dividers.iter().map(|d| html! {
-                            <g class={classes!("divider", d.reset.then_some("reset"), d.fault.then_some("fault"))}>
-                                <line x1={GUTTER.to_string()} x2={width.to_string()} y1={d.y.to_string()} y2={d.y.to_string()} />
-                                <text x={(GUTTER + 8.0).to_string()} y={(d.y - 5.0).to_string()}>{&d.label}</text>
-                            </g>
+                        { for scene.dividers.iter().map(|d| {
+                            let onclick = d.verdict.map(|i| {
+                                let ctx = ctx.clone();
+                                Callback::from(move |e: MouseEvent| {
+                                    e.stop_propagation();
+                                    ctx.dispatch(Action::Select(Some(Selection::Event(i))));
+                                })
+                            });
+                            let sel = d.verdict.is_some_and(|i| selected == Some(Selection::Event(i)));
+                            html! {
+                                <g class={classes!("divider", d.reset.then_some("reset"), d.fault.then_some("fault"),
+                                                   d.verdict.map(|_| "verdict"), sel.then_some("selected"))}
+                                   data-testid={d.verdict.map(|_| "verdict-line")} {onclick}>
+                                    if d.verdict.is_some() {
+                                        <title>{"The checker's verdict: click for what went wrong"}</title>
+                                    }
+                                    <line x1={GUTTER.to_string()} x2={width.to_string()} y1={d.y.to_string()} y2={d.y.to_string()} />
+                                    <text x={(GUTTER + 8.0).to_string()} y={(d.y - 5.0).to_string()}>{&d.label}</text>
+                                </g>
+                            }
                         }) }
                         if !shown.is_empty() {
                             <g class="live-edge">
@@ -572,13 +592,19 @@ fn render_arrow(
             ""
         }
     );
+    let title = if a.fault {
+        format!("{title}\ncarries a call at fault: the checker found its lock's history not linearizable")
+    } else {
+        title
+    };
     let fault = a.fault_loss();
     html! {
         <g class={classes!("arrow", kind, lost.then_some("lost"), in_flight.map(|_| "in-flight"), held.then_some("held"),
-                           a.retry.then_some("retry"), a.dup_y.map(|_| "dup"), selected.then_some("selected"), highlight(hl, Some(a.req)))}
+                           a.retry.then_some("retry"), a.dup_y.map(|_| "dup"), selected.then_some("selected"), highlight(hl, Some(a.req)),
+                           a.fault.then_some("at-fault"))}
            data-msg-id={a.msg_id.to_string()} data-kind={kind} data-from={a.from.to_string()} data-to={a.to.to_string()}
            data-req={req.clone()} data-lost={lost.to_string()} data-reason={a.reason.as_ref().map(|r| r.to_string())}
-           data-held={held.then_some("true")} data-dup={a.dup_y.map(|_| "true")}
+           data-held={held.then_some("true")} data-dup={a.dup_y.map(|_| "true")} data-fault={a.fault.then_some("true")}
            onclick={onclick} onmouseenter={hover.on_enter(Some(a.req))}>
             <title>{title}</title>
             <line class="hit" x1={a.x1.to_string()} y1={a.y1.to_string()} x2={a.x2.to_string()} y2={a.y2.to_string()} />
@@ -684,7 +710,17 @@ fn render_mark(
             </g>
         },
     };
-    let title = format!("{} · seq {}\n{}", m.node, m.seq, m.label);
+    let title = format!(
+        "{} · seq {}\n{}{}",
+        m.node,
+        m.seq,
+        m.label,
+        if m.fault {
+            "\nat fault: the checker found this call in a history that is not linearizable"
+        } else {
+            ""
+        }
+    );
     let gap = if matches!(m.glyph, Glyph::Crash) {
         15.0
     } else {
@@ -692,8 +728,8 @@ fn render_mark(
     };
     let label_x = if m.label_left { x - gap } else { x + gap };
     html! {
-        <g class={classes!("mark", m.glyph.class(), selected.then_some("selected"), highlight(hl, m.req))}
-           data-testid={testid} data-seq={m.seq.to_string()} data-node={m.node.to_string()}
+        <g class={classes!("mark", m.glyph.class(), selected.then_some("selected"), highlight(hl, m.req), m.fault.then_some("at-fault"))}
+           data-testid={testid} data-seq={m.seq.to_string()} data-node={m.node.to_string()} data-fault={m.fault.then_some("true")}
            data-req={m.req.map(format::req)}
            onclick={onclick} onmouseenter={hover.on_enter(m.req)}>
             <title>{title}</title>

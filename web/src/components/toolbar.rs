@@ -41,7 +41,17 @@ pub fn toolbar() -> Html {
         let onclick = Callback::from(move |_| {
             send.emit(Command::SetSlowMotion { delay_ms: ms, tag: Some(ws::next_tag("slow")) })
         });
-        let label = if ms == 0 { "off".to_string() } else { format!("{ms} ms") };
+        // Whole seconds read "2 s" where the bar is tight ("2000 ms" elsewhere).
+        let label = match ms {
+            0 => html! { {"off"} },
+            ms if ms >= 1000 && ms % 1000 == 0 => html! {
+                <>
+                    <span class="wide-only">{format!("{ms} ms")}</span>
+                    <span class="narrow-only">{format!("{} s", ms / 1000)}</span>
+                </>
+            },
+            ms => html! { {format!("{ms} ms")} },
+        };
         html! {
             <button class={classes!("seg", active.then_some("active"))} data-testid={format!("slow-{ms}")}
                 aria-pressed={active.to_string()} {onclick}>{label}</button>
@@ -68,7 +78,12 @@ pub fn toolbar() -> Html {
         html! {
             <button class={classes!("btn", on.then_some("on"))} data-testid="follow" {onclick}
                 aria-pressed={on.to_string()} title="Keep the newest events in view (f)">
-                {if on { "● Live" } else { "⤓ Follow live" }}
+                if on {
+                    {"● Live"}
+                } else {
+                    <span class="wide-only">{"⤓ Follow live"}</span>
+                    <span class="narrow-only">{"⤓ Live"}</span>
+                }
             </button>
         }
     };
@@ -85,7 +100,7 @@ pub fn toolbar() -> Html {
         });
         html! {
             <button class="btn danger-outline" data-testid="reset" {onclick}
-                title="Kill every node and start a fresh cluster (Shift+R)">{"↺ Reset cluster"}</button>
+                title="Kill every node and start a fresh cluster (Shift+R)">{"↺ Reset"}<span class="wide-only">{" cluster"}</span></button>
         }
     };
     let large = {

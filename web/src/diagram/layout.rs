@@ -139,6 +139,8 @@ pub struct ArrowGeom {
     pub reason: Option<Rc<str>>,
     /// The network delivered it twice: where the second copy landed (on the receiver's lane).
     pub dup_y: Option<f64>,
+    /// It carries a call the checker found at fault (see [`mark_faults`]).
+    pub fault: bool,
 }
 
 impl ArrowGeom {
@@ -203,6 +205,8 @@ pub struct MarkGeom {
     /// Put the label left of the lane (the rightmost lane: no room on its right).
     pub label_left: bool,
     pub req: Option<RequestId>,
+    /// An event of a call the checker found at fault (see [`mark_faults`]).
+    pub fault: bool,
 }
 
 /// A hatched stretch of a lane: dead, paused or dying.
@@ -223,6 +227,9 @@ pub struct Divider {
     pub reset: bool,
     /// A fault-plan change: drawn lighter, as a marker rather than a boundary.
     pub fault: bool,
+    /// The checker found a lock not linearizable here: drawn red, and clicking it shows the
+    /// verdict (global index of its event).
+    pub verdict: Option<usize>,
 }
 
 /// A time label in the gutter; `idle` is set after a long quiet stretch ("+2.4 s").
@@ -355,12 +362,14 @@ pub fn scene(h: &History, lanes: &[Lane], vp: Viewport, now_us: f64, slow_ms: u6
                 label: format!("cluster reset · generation {generation}"),
                 reset: true,
                 fault: false,
+                verdict: None,
             }),
             Kind::Faults { change } => sc.dividers.push(Divider {
                 y,
                 label: format!("⚡ {}", h.name(*change)),
                 reset: false,
                 fault: true,
+                verdict: None,
             }),
             Kind::SlowMotion { delay_ms } => sc.dividers.push(Divider {
                 y,
@@ -371,6 +380,18 @@ pub fn scene(h: &History, lanes: &[Lane], vp: Viewport, now_us: f64, slow_ms: u6
                 },
                 reset: false,
                 fault: false,
+                verdict: None,
+            }),
+            Kind::Verdict {
+                status: shared::VerdictStatus::Violation,
+                verdict,
+                ..
+            } => sc.dividers.push(Divider {
+                y,
+                label: verdict_label(verdict),
+                reset: false,
+                fault: false,
+                verdict: Some(i),
             }),
             _ => {
                 let node = h.name(e.node);
@@ -388,6 +409,7 @@ pub fn scene(h: &History, lanes: &[Lane], vp: Viewport, now_us: f64, slow_ms: u6
                         glyph,
                         label,
                         req: e.kind.req(),
+                        fault: false,
                     });
                 }
             }
@@ -468,6 +490,7 @@ pub fn scene(h: &History, lanes: &[Lane], vp: Viewport, now_us: f64, slow_ms: u6
             label_y: (y1 + y2) / 2.0 - LABEL_LIFT,
             reason,
             dup_y,
+            fault: false,
         });
     }
     place_labels(&mut sc);
@@ -490,6 +513,38 @@ pub fn scene(h: &History, lanes: &[Lane], vp: Viewport, now_us: f64, slow_ms: u6
         });
     }
     sc
+}
+
+/// The red line's words for a lock found not linearizable.
+pub fn verdict_label(v: &shared::LockVerdict) -> String {
+    let ops: Vec<String> = v.ops.iter().map(|r| format::req(*r)).collect();
+    if ops.is_empty() {
+        format!("✗ {}: not linearizable", v.lock)
+    } else {
+        format!(
+            "✗ {}: not linearizable · calls at fault {}",
+            v.lock,
+            ops.join(", ")
+        )
+    }
+}
+
+/// Marks the arrows and point events of the calls at fault (`faulty`, request ids of the
+/// current generation: the checker's verdicts are forgotten at a reset, and request ids start
+/// over): every message carrying such a request id (request, forward, ack, reply, retries)
+/// and every event of such a call (its invocation, execution, answer, retries).
+pub fn mark_faults(sc: &mut Scene, h: &History, faulty: &std::collections::BTreeSet<RequestId>) {
+    if faulty.is_empty() {
+        return;
+    }
+    let generation = h.generation();
+    for a in &mut sc.arrows {
+        a.fault =
+            faulty.contains(&a.req) && h.msg(a.msg).is_some_and(|m| m.generation == generation);
+    }
+    for m in &mut sc.marks {
+        m.fault = m.req.is_some_and(|r| faulty.contains(&r)) && h.in_current_generation(m.event);
+    }
 }
 
 /// Arrow labels sit this far above their arrow.
@@ -940,6 +995,7 @@ mod tests {
             label_y: y + 4.0,
             reason: None,
             dup_y: None,
+            fault: false,
         };
         sc.arrows.push(arrow(100.0));
         sc.arrows.push(arrow(300.0));
@@ -954,6 +1010,7 @@ mod tests {
             label: "no answer from s1 → retry to s2".into(),
             label_left: false,
             req: None,
+            fault: false,
         });
         place_labels(&mut sc);
         assert_eq!(
@@ -1176,5 +1233,118 @@ mod tests {
         let d = &sc.dividers[0];
         assert!(d.fault && !d.reset);
         assert_eq!(d.label, "⚡ cut s1 -> s2");
+    }
+
+    fn violation(ops: &[RequestId]) -> K {
+        K::Verdict(shared::LockVerdict {
+            lock: "a".into(),
+            status: shared::VerdictStatus::Violation,
+            ops: ops.to_vec(),
+            explanation: "Lock(a) was granted twice".into(),
+            calls: 2,
+        })
+    }
+
+    #[test]
+    fn the_calls_at_fault_and_their_messages_are_marked_in_this_generation_only() {
+        let mut s = Script::default();
+        // Generation 0: c1.1. Then a reset, and generation 1's own c1.1 and c2.1.
+        s.call(1, 1, "s1", "s2", 1);
+        s.ev("supervisor", K::ClusterReset { generation: 1 });
+        s.call(1, 1, "s1", "s2", 10).call(2, 1, "s1", "s2", 20);
+        let c1 = RequestId::new(1, 1);
+        s.ev("checker", violation(&[c1]));
+        let h = history_of(&s);
+        let (l, _) = lanes(&[1, 2], &servers(), 900.0);
+        let vp = Viewport {
+            top: 0.0,
+            height: 5000.0,
+        };
+        let mut sc = scene(&h, &l, vp, h.last_t().unwrap() as f64, 0);
+        assert!(
+            sc.arrows.iter().all(|a| !a.fault),
+            "nothing marked before mark_faults"
+        );
+        mark_faults(&mut sc, &h, &[c1].into_iter().collect());
+        let gen_of = |a: &ArrowGeom| h.msg(a.msg).unwrap().generation;
+        let faulty: Vec<(MsgKind, u64)> = sc
+            .arrows
+            .iter()
+            .filter(|a| a.fault)
+            .map(|a| (a.kind, gen_of(a)))
+            .collect();
+        assert_eq!(
+            faulty,
+            [
+                (MsgKind::Request, 1),
+                (MsgKind::Forward, 1),
+                (MsgKind::ForwardAck, 1),
+                (MsgKind::Reply, 1)
+            ],
+            "the request, forward, ack and reply of generation 1's c1.1"
+        );
+        assert!(
+            sc.arrows.iter().filter(|a| a.req == c1).any(|a| !a.fault),
+            "generation 0's c1.1 is another call"
+        );
+        let marked: Vec<(Glyph, &str)> = sc
+            .marks
+            .iter()
+            .filter(|m| m.fault)
+            .map(|m| (m.glyph, &*m.node))
+            .collect();
+        assert!(marked.contains(&(Glyph::Invoke, "c1")), "{marked:?}");
+        assert!(
+            marked.contains(&(Glyph::Answer { ok: true }, "c1")),
+            "{marked:?}"
+        );
+        assert!(
+            sc.marks
+                .iter()
+                .filter(|m| m.fault)
+                .all(|m| m.req == Some(c1)),
+            "c2.1 is not at fault"
+        );
+        // The verdict is a red line across the diagram, with the calls at fault; the checker
+        // itself has no lane and no mark.
+        let lines: Vec<&Divider> = sc.dividers.iter().filter(|d| d.verdict.is_some()).collect();
+        assert_eq!(lines.len(), 1);
+        assert_eq!(
+            lines[0].label,
+            "✗ a: not linearizable · calls at fault c1.1"
+        );
+        assert!(sc.marks.iter().all(|m| &*m.node != "checker"));
+    }
+
+    #[test]
+    fn a_verdict_that_is_no_violation_takes_no_row_and_draws_nothing() {
+        let mut s = Script::default();
+        s.call(1, 1, "s1", "s2", 1);
+        let before = history_of(&s).last_y();
+        s.ev(
+            "checker",
+            K::Verdict(shared::LockVerdict {
+                lock: "a".into(),
+                status: shared::VerdictStatus::Ok,
+                ops: vec![],
+                explanation: String::new(),
+                calls: 1,
+            }),
+        );
+        let h = history_of(&s);
+        assert_eq!(h.last_y(), before, "an ok verdict sits on the previous row");
+        let (l, _) = lanes(&[1], &servers(), 900.0);
+        let vp = Viewport {
+            top: 0.0,
+            height: 5000.0,
+        };
+        let sc = scene(&h, &l, vp, h.last_t().unwrap() as f64, 0);
+        assert!(sc.dividers.is_empty());
+        s.ev("checker", violation(&[RequestId::new(1, 1)]));
+        let h = history_of(&s);
+        assert!(
+            h.last_y() >= before + ROW,
+            "a violation takes a row for its line"
+        );
     }
 }

@@ -129,6 +129,9 @@ pub enum Action {
     },
     /// Open or close the fault panel (`Shift+F`).
     ToggleFaultPanel,
+    /// Show the earliest of these calls in the diagram (the checker's calls at fault: the
+    /// verdict badge, its banner, `v`): selects its first event and stops following.
+    JumpToCalls(Vec<shared::RequestId>),
     /// Put a process (`"s1"`, `"c2"`) into partition group A, then B, then neither.
     CycleGroup(String),
     /// A run file was read (*Open run*): show it instead of the live run, or say why not.
@@ -432,6 +435,7 @@ impl State {
             Action::ReplayAdvance(ms) => self.replay_advance(ms),
             Action::ReplaySpeed(speed) => self.replay_speed(speed),
             Action::LeaveReplay => self.leave_replay(),
+            Action::JumpToCalls(calls) => self.jump_to_calls(&calls),
             Action::CycleGroup(node) => {
                 let draft = &mut self.view_mut().draft;
                 match faults::Group::cycle(draft.get(&node).copied()) {
@@ -439,6 +443,42 @@ impl State {
                     None => draft.remove(&node),
                 };
             }
+        }
+    }
+
+    fn refold_verdicts(&mut self) {
+        let board = crate::verdict::Board::of(self.cluster.model.verdicts());
+        if *self.cluster.board != board {
+            self.cluster_mut().board = Rc::new(board);
+        }
+    }
+
+    fn jump_to_calls(&mut self, calls: &[shared::RequestId]) {
+        if calls.is_empty() {
+            self.toast(
+                Level::Info,
+                "No call at fault",
+                "the checker has found no violation since the cluster started",
+            );
+            return;
+        }
+        let shown = self.feed.shown();
+        let first = calls
+            .iter()
+            .filter_map(|r| shown.first_event_of_call(*r))
+            .min();
+        match first {
+            Some(i) => {
+                let view = self.view_mut();
+                view.selected = Some(Selection::Event(i));
+                view.follow = false;
+                view.jumps += 1;
+            }
+            None => self.toast(
+                Level::Info,
+                "Not in the diagram",
+                "the calls at fault are no longer in the diagram (cleared, or older than what it keeps)",
+            ),
         }
     }
 
@@ -723,6 +763,15 @@ impl State {
         // A clerk it no longer lists (a reset we did not see live) waits for nothing.
         let cluster = self.cluster_mut();
         cluster.model = Rc::new(Cluster::from_snapshot(&s));
+        // The snapshot's events that will be applied below may start before a reset it has
+        // already folded: their calls belong to the generations before it.
+        let resets = s
+            .events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::ClusterReset { .. }))
+            .count() as u64;
+        cluster.call_generation = s.generation.saturating_sub(resets);
+        cluster.board = Rc::new(crate::verdict::Board::of(cluster.model.verdicts()));
         for info in &s.clients {
             cluster
                 .clients
@@ -806,6 +855,12 @@ impl State {
         self.lecture_observe(e);
         if live {
             Rc::make_mut(&mut self.cluster_mut().model).apply(e);
+            if matches!(
+                e.kind,
+                EventKind::Verdict(_) | EventKind::ClusterReset { .. }
+            ) {
+                self.refold_verdicts();
+            }
         }
         let name = |s: &str| syms.name(syms.intern(s));
         match &e.kind {
@@ -834,6 +889,7 @@ impl State {
                     attempts: *attempts,
                     server: Some(name(server)),
                     t_us: e.t_us,
+                    generation: self.cluster.call_generation,
                 };
                 self.call_ended(*client, record, tag.as_deref(), live, local_ms);
             }
@@ -855,12 +911,20 @@ impl State {
                     attempts: 0,
                     server: None,
                     t_us: e.t_us,
+                    generation: self.cluster.call_generation,
                 };
                 self.call_ended(*client, record, tag.as_deref(), live, local_ms);
             }
             // The clerks are gone with the old cluster (the model drops them); the cards, with
             // their lock names and finished calls, are the page's and stay.
-            EventKind::ClusterReset { .. } if live => self.clear_sending(|_| true),
+            EventKind::ClusterReset { generation } => {
+                if self.cluster.call_generation != *generation {
+                    self.cluster_mut().call_generation = *generation;
+                }
+                if live {
+                    self.clear_sending(|_| true);
+                }
+            }
             _ => {}
         }
     }

@@ -6,7 +6,7 @@
 //! Nothing here changes a slice: only the reducer in `store/mod.rs` does, through
 //! `Rc::make_mut`, and only on the slices an action changes.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
 
 use model::Cluster;
@@ -19,6 +19,7 @@ use crate::grants::GrantWatch;
 use crate::history::History;
 use crate::lecture::LectureRun;
 use crate::symbols::Symbols;
+use crate::verdict::Board;
 
 /// How long (page clock) an event waits before it is placed on the diagram, so that events
 /// reported late by their process still land in time order (see [`Feed::pending`]).
@@ -60,6 +61,9 @@ pub struct CallRecord {
     pub attempts: u32,
     pub server: Option<Rc<str>>,
     pub t_us: u64,
+    /// The cluster generation the call belongs to: request ids start over after a reset, and
+    /// the checker's verdicts name calls of the current generation only.
+    pub generation: u64,
 }
 
 /// A client card: what the page keeps about a clerk beyond the cluster's picture of it
@@ -145,6 +149,12 @@ pub struct ClusterState {
     /// Locks granted twice with no Unlock between, folded from the clients' answers (shared:
     /// copied only when an answer or a reset comes).
     pub grants: Rc<GrantWatch>,
+    /// The generation of the calls being folded (the latest `cluster_reset` passed through
+    /// the store, live or in a snapshot's events).
+    pub(super) call_generation: u64,
+    /// The checker's verdicts folded for the badge, the banner and the highlights: refolded
+    /// only when a verdict, a reset or a snapshot comes (many components read it each render).
+    pub(super) board: Rc<Board>,
 }
 
 impl Default for ClusterState {
@@ -157,6 +167,8 @@ impl Default for ClusterState {
             selected_client: 1,
             lock_names: BTreeMap::new(),
             grants: Rc::default(),
+            call_generation: 0,
+            board: Rc::default(),
         }
     }
 }
@@ -210,6 +222,17 @@ impl ClusterState {
     /// The network's faults in force.
     pub fn faults(&self) -> &shared::FaultPlan {
         self.model.faults()
+    }
+
+    /// The checker's verdicts folded for the badge (every lock's latest, this generation).
+    pub fn verdicts(&self) -> &Board {
+        &self.board
+    }
+
+    /// Whether a finished call of a card is one the checker found at fault (same request id,
+    /// same generation).
+    pub fn at_fault(&self, call: &CallRecord, faulty: &BTreeSet<RequestId>) -> bool {
+        call.generation == self.model.generation() && faulty.contains(&call.req)
     }
 
     /// The messages step mode holds, oldest first.
@@ -307,6 +330,9 @@ pub struct ViewState {
     pub faults_open: bool,
     /// The partition being put together (lane headers and chips clicked into A or B).
     pub draft: Draft,
+    /// Jumps asked for (`JumpToCalls`): the diagram scrolls to the selection again on each,
+    /// even when it is the same event.
+    pub jumps: u64,
 }
 
 impl Default for ViewState {
@@ -323,6 +349,7 @@ impl Default for ViewState {
             lecture_runs: 0,
             faults_open: false,
             draft: Draft::new(),
+            jumps: 0,
         }
     }
 }

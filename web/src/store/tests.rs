@@ -1132,3 +1132,252 @@ fn a_process_fault_is_acknowledged_with_a_toast() {
         "the diagram shows network faults"
     );
 }
+
+// ---------- the checker's verdict ----------
+
+fn verdict(lock: &str, status: shared::VerdictStatus, ops: &[RequestId], why: &str) -> K {
+    K::Verdict(shared::LockVerdict {
+        lock: lock.into(),
+        status,
+        ops: ops.to_vec(),
+        explanation: why.into(),
+        calls: 2,
+    })
+}
+
+/// Two clients' calls, then the checker's verdict (node "checker").
+fn two_calls_then(st: &mut State, v: K) -> Script {
+    let mut s = Script::default();
+    s.call(1, 1, "s1", "s2", 1).call(2, 1, "s1", "s2", 10);
+    s.ev("checker", v);
+    receive(
+        st,
+        vec![ServerMsg::Events {
+            events: s.events.clone(),
+        }],
+    );
+    s
+}
+
+#[test]
+fn the_badge_follows_the_verdict_events() {
+    use crate::verdict::Overall;
+    let mut st = state();
+    assert_eq!(st.cluster().verdicts().overall, Overall::None);
+    two_calls_then(
+        &mut st,
+        verdict("a", shared::VerdictStatus::Unknown, &[], ""),
+    );
+    assert_eq!(st.cluster().verdicts().text(), "checking…");
+    let ok = Event {
+        seq: 100,
+        t_us: 900_000,
+        node: "checker".into(),
+        kind: verdict("a", shared::VerdictStatus::Ok, &[], ""),
+    };
+    receive(&mut st, vec![ServerMsg::Events { events: vec![ok] }]);
+    assert_eq!(st.cluster().verdicts().overall, Overall::Ok);
+    assert!(st.cluster().verdicts().faulty().is_empty());
+    // The checker has no lane: it is neither a server nor a client.
+    assert_eq!(lane_clients(st.feed(), st.cluster()), [1, 2]);
+    assert!(st.cluster().nodes().all(|n| n.id.as_str() != "checker"));
+}
+
+#[test]
+fn a_violation_marks_the_calls_at_fault_on_the_cards_and_a_reset_clears_it() {
+    use crate::verdict::Overall;
+    let mut st = state();
+    let (c1, c2) = (RequestId::new(1, 1), RequestId::new(2, 1));
+    two_calls_then(
+        &mut st,
+        verdict(
+            "a",
+            shared::VerdictStatus::Violation,
+            &[c1, c2],
+            "Lock(a) was granted to c1 by s1 and to c2 by s1 with no Unlock between",
+        ),
+    );
+    let board = st.cluster().verdicts();
+    assert_eq!(board.overall, Overall::Violation);
+    assert_eq!(board.text(), "NOT linearizable");
+    let faulty = board.faulty();
+    let at_fault = |st: &State, c: u32| {
+        let cl = st.cluster();
+        cl.clients[&c]
+            .history
+            .iter()
+            .filter(|r| cl.at_fault(r, faulty))
+            .count()
+    };
+    assert_eq!((at_fault(&st, 1), at_fault(&st, 2)), (1, 1));
+
+    // A reset: the verdicts are forgotten; the cards keep their calls, no longer at fault.
+    let reset = Event {
+        seq: 200,
+        t_us: 2_000_000,
+        node: "supervisor".into(),
+        kind: K::ClusterReset { generation: 1 },
+    };
+    receive(
+        &mut st,
+        vec![ServerMsg::Events {
+            events: vec![reset],
+        }],
+    );
+    let board = st.cluster().verdicts();
+    assert_eq!(board.overall, Overall::None, "a reset clears the verdict");
+    assert!(board.faulty().is_empty());
+    assert_eq!(
+        st.cluster().clients[&1].history.len(),
+        1,
+        "the card keeps its call"
+    );
+    // The new generation's c1.1 is another call: an old card entry of the same id is not it.
+    let again = Event {
+        seq: 201,
+        t_us: 2_100_000,
+        node: "checker".into(),
+        kind: verdict("a", shared::VerdictStatus::Violation, &[c1], "later"),
+    };
+    receive(
+        &mut st,
+        vec![ServerMsg::Events {
+            events: vec![again],
+        }],
+    );
+    let faulty = st.cluster().verdicts().faulty();
+    let cl = st.cluster();
+    assert!(
+        !cl.clients[&1]
+            .history
+            .iter()
+            .any(|r| cl.at_fault(r, faulty)),
+        "c1.1 of generation 0 is not c1.1 of generation 1"
+    );
+}
+
+#[test]
+fn a_snapshot_brings_the_verdicts_and_the_calls_of_its_generation() {
+    let mut st = state();
+    let mut s = Script::default();
+    s.call(1, 1, "s1", "s2", 1);
+    let ServerMsg::Snapshot(mut snap) = snapshot(s.events.clone(), 0) else {
+        unreachable!()
+    };
+    snap.generation = 3;
+    let c1 = RequestId::new(1, 1);
+    snap.verdicts = vec![shared::LockVerdict {
+        lock: "a".into(),
+        status: shared::VerdictStatus::Violation,
+        ops: vec![c1],
+        explanation: "Unlock(a) answered true but the lock was free".into(),
+        calls: 1,
+    }];
+    receive(&mut st, vec![ServerMsg::Snapshot(snap)]);
+    let board = st.cluster().verdicts();
+    assert_eq!(board.text(), "NOT linearizable");
+    assert_eq!(
+        board.violations[0].explanation,
+        "Unlock(a) answered true but the lock was free"
+    );
+    let cl = st.cluster();
+    let call = &cl.clients[&1].history[0];
+    assert_eq!(
+        call.generation, 3,
+        "the snapshot's calls are of its generation"
+    );
+    assert!(cl.at_fault(call, board.faulty()));
+}
+
+#[test]
+fn jumping_to_the_calls_at_fault_selects_the_earliest_and_stops_following() {
+    let mut st = state();
+    let (c1, c2) = (RequestId::new(1, 1), RequestId::new(2, 1));
+    two_calls_then(
+        &mut st,
+        verdict(
+            "a",
+            shared::VerdictStatus::Violation,
+            &[c2, c1],
+            "granted twice",
+        ),
+    );
+    let calls: Vec<RequestId> = st.cluster().verdicts().faulty().iter().copied().collect();
+    st.apply(Action::JumpToCalls(calls.clone()));
+    let Some(Selection::Event(i)) = st.view().selected else {
+        panic!("nothing selected: {:?}", st.view().selected)
+    };
+    let e = st.feed().history.event(i).expect("selected event");
+    assert!(
+        matches!(e.kind, crate::events::Kind::Invoked { req, .. } if req == c1),
+        "the invocation of c1.1, the earlier call: {e:?}"
+    );
+    assert!(!st.view().follow);
+    let jumps = st.view().jumps;
+    // Again: the same selection, but the diagram must scroll to it again.
+    st.apply(Action::JumpToCalls(calls));
+    assert_eq!(st.view().jumps, jumps + 1);
+    // No call at fault: a toast says so, nothing is selected anew.
+    let before = st.toasts().list.len();
+    st.apply(Action::JumpToCalls(vec![]));
+    assert_eq!(st.toasts().list.len(), before + 1);
+    // Calls the diagram no longer holds (cleared): a toast, not a stale selection.
+    st.apply(Action::Clear);
+    st.apply(Action::JumpToCalls(vec![c1]));
+    assert_eq!(st.view().selected, None);
+    assert!(st
+        .toasts()
+        .list
+        .iter()
+        .any(|t| t.title == "Not in the diagram"));
+}
+
+#[test]
+fn the_verdicts_are_folded_again_only_when_a_verdict_comes() {
+    let mut st = state();
+    let mut s = two_calls_then(&mut st, verdict("a", shared::VerdictStatus::Ok, &[], ""));
+    let board = Rc::clone(&st.cluster().board);
+    // More calls, no verdict: the same fold, not a copy.
+    s.events.clear();
+    s.at(5_000_000).call(1, 2, "s1", "s2", 40);
+    for (i, e) in s.events.iter_mut().enumerate() {
+        e.seq = 500 + i as u64;
+    }
+    receive(
+        &mut st,
+        vec![ServerMsg::Events {
+            events: s.events.clone(),
+        }],
+    );
+    assert!(Rc::ptr_eq(&board, &st.cluster().board));
+    // A verdict that changes nothing the badge shows keeps it too; a violation replaces it.
+    let again = |seq, kind| Event {
+        seq,
+        t_us: 6_000_000 + seq,
+        node: "checker".into(),
+        kind,
+    };
+    receive(
+        &mut st,
+        vec![ServerMsg::Events {
+            events: vec![again(600, verdict("a", shared::VerdictStatus::Ok, &[], ""))],
+        }],
+    );
+    assert!(Rc::ptr_eq(&board, &st.cluster().board));
+    receive(
+        &mut st,
+        vec![ServerMsg::Events {
+            events: vec![again(
+                601,
+                verdict(
+                    "a",
+                    shared::VerdictStatus::Violation,
+                    &[RequestId::new(1, 2)],
+                    "x",
+                ),
+            )],
+        }],
+    );
+    assert!(!Rc::ptr_eq(&board, &st.cluster().board));
+    assert_eq!(st.cluster().verdicts().text(), "NOT linearizable");
+}
