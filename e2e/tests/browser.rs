@@ -1400,6 +1400,27 @@ async fn record_a_run(ws_url: &str) -> anyhow::Result<(String, usize)> {
         }
     }
     let hello = hello.ok_or_else(|| anyhow::anyhow!("no hello"))?;
+    // A server without the live checker publishes no verdict: the file then ends with the one
+    // its checker would give lock `a` (two calls, linearizable), in the wire's own format, so
+    // the replay has a verdict to draw.
+    if !events
+        .iter()
+        .any(|e| matches!(e.kind, EventKind::Verdict(_)))
+    {
+        let last = events.last().ok_or_else(|| anyhow::anyhow!("no events"))?;
+        events.push(Event {
+            seq: last.seq + 1,
+            t_us: last.t_us + 1_000,
+            node: "checker".into(),
+            kind: EventKind::Verdict(shared::LockVerdict {
+                lock: "a".into(),
+                status: shared::VerdictStatus::Ok,
+                ops: vec![],
+                explanation: String::new(),
+                calls: 2,
+            }),
+        });
+    }
     let first_seq = events.first().map_or(1, |e| e.seq);
     let header = RunHeader {
         format: RUN_FORMAT.into(),
@@ -1482,6 +1503,8 @@ async fn a_saved_run_replays_without_the_server_and_scrubs() -> anyhow::Result<(
     s.wait_count("[data-kind=reply][data-req='c1.2']", 1)
         .await?;
     s.wait_count("[data-testid=dead-s1]", 1).await?;
+    s.wait_count("[data-testid=verdict][data-status=ok]", 1)
+        .await?;
     let role = s.text_of("[data-testid=role-s1]").await?;
     assert!(
         role.to_lowercase().contains("dead"),
@@ -1506,6 +1529,11 @@ async fn a_saved_run_replays_without_the_server_and_scrubs() -> anyhow::Result<(
     .await?;
     assert_eq!(s.count("[data-kind=request]").await?, 0);
     assert_eq!(s.count("[data-testid=dead-s1]").await?, 0);
+    assert_eq!(
+        s.count("[data-testid=verdict][data-status=none]").await?,
+        1,
+        "no verdict at the start"
+    );
 
     // To c1's answer: c1 holds `a`, s1 is the live primary, nothing crashed yet.
     let run = model::runfile::parse_run(&text)?;
@@ -1609,6 +1637,25 @@ async fn save_run_gets_the_file_that_open_run_replays() -> anyhow::Result<()> {
         s.attr("[data-testid=save-shiviz]", "href").await?,
         "/run.shiviz"
     );
+    // The menu on the diagram's bar shows them.
+    assert!(
+        !s.browser
+            .find(fantoccini::Locator::Css("[data-testid=save-run]"))
+            .await?
+            .is_displayed()
+            .await?
+    );
+    s.click("[data-testid=runs-menu]").await?;
+    s.wait_count("[data-testid=runs-menu][aria-expanded=true]", 1)
+        .await?;
+    for id in ["save-run", "save-shiviz", "open-run-label"] {
+        let el = s
+            .browser
+            .find(fantoccini::Locator::Css(&format!("[data-testid={id}]")))
+            .await?;
+        assert!(el.is_displayed().await?, "{id} shows in the open menu");
+    }
+    s.screenshot("run-menu").await?;
     // What the links download, fetched by the page itself (same origin, as a click would).
     let fetched = s
         .browser

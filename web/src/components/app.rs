@@ -21,7 +21,6 @@ use super::help::Help;
 use super::lecture_driver::LectureDriver;
 use super::lecture_panel::LecturePanel;
 use super::replay_bar::{replay_key, ReplayBar};
-use super::run_files::RunFiles;
 use super::server_card::ServerCard;
 use super::space_time::SpaceTime;
 use super::toasts::Toasts;
@@ -182,7 +181,6 @@ pub fn app() -> Html {
                         <span class="brand-sub">{"MIT 6.824 Lab 1 · primary/backup lock service, live"}</span>
                     </div>
                     <Toolbar />
-                    <RunFiles />
                     <ConnStatus />
                 </header>
                 <main class="layout">

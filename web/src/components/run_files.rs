@@ -1,4 +1,5 @@
-//! *Save run*, *Save ShiViz log* and *Open run* in the top bar, and a run file dropped on the
+//! *Save run*, *Save ShiViz log* and *Open run* in a small menu on the diagram's bar (*Run ▾*,
+//! beside the event count: the run is the diagram's events), and a run file dropped on the
 //! page. Saving is a download of the server's `GET /run.jsonl` / `GET /run.shiviz` (same
 //! origin; `trunk serve` proxies both); opening reads the file here and hands its text to the
 //! store (`Action::OpenRun`), which refuses what is not a whole run.
@@ -131,7 +132,7 @@ pub fn run_files() -> Html {
 
     html! {
         <div class="runfiles" onkeydown={on_menu_key}>
-            <button class="btn runs-toggle" data-testid="runs-menu"
+            <button class="btn small runs-toggle" data-testid="runs-menu"
                 aria-haspopup="true" aria-expanded={open.to_string()} aria-controls="runs-menu" onclick={toggle}
                 title="Run files: save this run, or open a saved one (also: drop a file on the page)">
                 {"Run ▾"}</button>

@@ -16,6 +16,7 @@ use yew::prelude::*;
 
 use super::details::Details;
 use super::legend::Legend;
+use super::run_files::RunFiles;
 use super::{use_cluster, use_dispatch, use_feed, use_session, use_view, Dispatch};
 use crate::diagram::layout::{self, ArrowEnd, ArrowGeom, Glyph, MarkGeom, Viewport, GUTTER};
 use crate::events::{MsgKind, SpanKind};
@@ -377,6 +378,7 @@ pub fn space_time() -> Html {
                         <span class="paused-pill">{"paused"}</span>
                     }
                 </span>
+                <RunFiles />
             </div>
             <div class="st-wrap">
             <div class="st-scroll" ref={scroll} {onscroll} data-testid="diagram" tabindex="0" role="region"
