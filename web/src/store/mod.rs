@@ -11,10 +11,11 @@
 //! page: the diagram's history, the client cards (lock name typed, finished calls, a command on
 //! its way), selection, toasts, the demo.
 //!
-//! **Slices.** `State` is five slices (`slices.rs`), each behind its own `Rc`: [`Session`] (the
-//! connection and server process), [`ClusterState`] (servers, clerks and client cards),
-//! [`Feed`] (the event history, paused copy, reorder buffer, counters), [`ViewState`] (follow,
-//! selection, help, large text, the demo) and [`ToastList`]. The reducer changes a slice only
+//! **Slices.** `State` is six slices, each behind its own `Rc`: [`Session`] (the connection
+//! and server process), [`ClusterState`] (servers, clerks and client cards), [`Feed`] (the
+//! event history, paused copy, reorder buffer, counters), [`ViewState`] (follow, selection,
+//! help, large text, the demo), [`ToastList`] (all in `slices.rs`) and [`ReplayState`] (a
+//! saved run shown instead of the live one; `replay.rs`). The reducer changes a slice only
 //! through `Rc::make_mut`, and only when the action really changes it; [`Reducible::reduce`]
 //! keeps the previous state alive meanwhile, so a changed slice always gets a new allocation and
 //! an untouched one keeps its pointer. A slice's identity is its pointer: the page gives each
