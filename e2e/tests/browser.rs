@@ -1287,3 +1287,419 @@ async fn the_fault_controls_show_whole_values_at_1024_wide() -> anyhow::Result<(
     assert!(clipped.is_empty(), "{}", clipped.join("\n"));
     s.close().await
 }
+
+// ---------- Run files: Open run replays a saved run without a server ----------
+
+/// Drives the real server over its WebSocket, as a viewer would: c1 locks `a`, the primary is
+/// crashed, c2 locks `b` (on the backup, now alone), c1 unlocks `a`. Returns the run as a
+/// run file (`model::runfile::write_run`: the hello's server and run, every event from the
+/// snapshot's first on) and its number of events.
+async fn record_a_run(ws_url: &str) -> anyhow::Result<(String, usize)> {
+    use futures_util::{SinkExt, StreamExt};
+    use shared::{Command, Event, EventKind, RunHeader, ServerMsg, PROTOCOL_VERSION, RUN_FORMAT};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await?;
+    let mut hello = None;
+    let mut events: Vec<Event> = Vec::new();
+    let mut completed: Vec<u32> = Vec::new();
+    let mut step = 0;
+    let deadline = tokio::time::Instant::now() + e2e::WAIT;
+    let mut quiet_until = None;
+    loop {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the scripted run did not finish; answers so far: {completed:?}"
+        );
+        // Next command once the previous call is answered (and the cluster is up).
+        let servers_up = events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::ProcessStarted { .. }))
+            .count()
+            >= 2;
+        let cmd = match step {
+            0 if servers_up => Some(Command::Lock {
+                client: 1,
+                lock: "a".into(),
+                tag: None,
+            }),
+            1 if completed.len() == 1 => Some(Command::Crash {
+                node: "primary".into(),
+                dying_ms: None,
+                tag: None,
+            }),
+            2 if events
+                .iter()
+                .any(|e| matches!(e.kind, EventKind::Crashed { .. })) =>
+            {
+                Some(Command::Lock {
+                    client: 2,
+                    lock: "b".into(),
+                    tag: None,
+                })
+            }
+            3 if completed.len() == 2 => Some(Command::Unlock {
+                client: 1,
+                lock: "a".into(),
+                tag: None,
+            }),
+            4 if completed.len() == 3 => {
+                quiet_until =
+                    Some(tokio::time::Instant::now() + std::time::Duration::from_millis(400));
+                None
+            }
+            _ => None,
+        };
+        if let Some(cmd) = cmd {
+            ws.send(Message::text(serde_json::to_string(&cmd)?)).await?;
+            step += 1;
+        }
+        if step == 4 && quiet_until.is_some() {
+            step = 5;
+        }
+        let wait = std::time::Duration::from_millis(100);
+        let frame = match tokio::time::timeout(wait, ws.next()).await {
+            Ok(Some(frame)) => frame?,
+            Ok(None) => anyhow::bail!("the server closed the socket"),
+            Err(_) => {
+                if quiet_until.is_some_and(|q| tokio::time::Instant::now() >= q) {
+                    break;
+                }
+                continue;
+            }
+        };
+        let Message::Text(text) = frame else { continue };
+        let new: Vec<Event> = match serde_json::from_str::<ServerMsg>(text.as_str())? {
+            ServerMsg::Hello(h) => {
+                hello = Some(h);
+                continue;
+            }
+            ServerMsg::Snapshot(s) => {
+                anyhow::ensure!(
+                    events.is_empty(),
+                    "a second snapshot: the viewer fell behind"
+                );
+                s.events
+            }
+            ServerMsg::Events { events } => events,
+            _ => continue,
+        };
+        for e in new {
+            if let Some(last) = events.last() {
+                anyhow::ensure!(
+                    e.seq == last.seq + 1,
+                    "events skipped: #{} after #{}",
+                    e.seq,
+                    last.seq
+                );
+            }
+            if let EventKind::OpCompleted { client, .. } = e.kind {
+                completed.push(client);
+            }
+            events.push(e);
+        }
+    }
+    let hello = hello.ok_or_else(|| anyhow::anyhow!("no hello"))?;
+    // A server without the live checker publishes no verdict: the file then ends with the one
+    // its checker would give lock `a` (two calls, linearizable), in the wire's own format, so
+    // the replay has a verdict to draw.
+    if !events
+        .iter()
+        .any(|e| matches!(e.kind, EventKind::Verdict(_)))
+    {
+        let last = events.last().ok_or_else(|| anyhow::anyhow!("no events"))?;
+        events.push(Event {
+            seq: last.seq + 1,
+            t_us: last.t_us + 1_000,
+            node: "checker".into(),
+            kind: EventKind::Verdict(shared::LockVerdict {
+                lock: "a".into(),
+                status: shared::VerdictStatus::Ok,
+                ops: vec![],
+                explanation: String::new(),
+                calls: 2,
+            }),
+        });
+    }
+    let first_seq = events.first().map_or(1, |e| e.seq);
+    let header = RunHeader {
+        format: RUN_FORMAT.into(),
+        protocol: PROTOCOL_VERSION,
+        server: hello.server,
+        run: hello.run,
+        first_seq,
+        dropped: first_seq - 1,
+        source: "pbscope serve (recorded by the e2e test)".into(),
+    };
+    Ok((model::runfile::write_run(&header, &events), events.len()))
+}
+
+/// Writes `text` to `target/replay-files/<name>` and returns its absolute path.
+fn run_file(name: &str, text: &str) -> anyhow::Result<String> {
+    let dir = e2e::workspace_root().join("target").join("replay-files");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(name);
+    std::fs::write(&path, text)?;
+    Ok(path.to_string_lossy().into_owned())
+}
+
+/// Picks `path` in the page's *Open run* file input.
+async fn open_run(s: &Session, path: &str) -> anyhow::Result<()> {
+    let input = s
+        .browser
+        .find(fantoccini::Locator::Css("[data-testid=open-run]"))
+        .await?;
+    input.send_keys(path).await?;
+    Ok(())
+}
+
+/// Moves the replay's scrubber to `t_us` (the run's clock) as a drag would.
+async fn scrub_to(s: &Session, offset_us: u64) -> anyhow::Result<()> {
+    s.browser
+        .execute(
+            "const el = document.querySelector('[data-testid=replay-scrubber]'); el.value = String(arguments[0]); el.dispatchEvent(new Event('input', {bubbles: true}));",
+            vec![serde_json::json!(offset_us)],
+        )
+        .await?;
+    Ok(())
+}
+
+/// A run recorded from the real server opens with the server stopped: the diagram, the cards
+/// and the timeline are drawn from the file, the scrubber shows the run at any time, and
+/// *Back to live* reconnects.
+#[tokio::test]
+async fn a_saved_run_replays_without_the_server_and_scrubs() -> anyhow::Result<()> {
+    let mut s = Session::open_page().await?;
+    let (text, n) = record_a_run(&s.ws_url).await?;
+    let path = run_file("recorded.jsonl", &text)?;
+    s.stop_server().await?;
+    s.wait_text("[data-testid=conn-status]", |t| t.contains("reconnecting"))
+        .await?;
+
+    open_run(&s, &path).await?;
+    let banner = s
+        .wait_text("[data-testid=replay-banner]", |t| {
+            t.contains("recorded.jsonl")
+        })
+        .await?;
+    for want in [
+        "not live",
+        &format!("{n} events"),
+        "recorded by the e2e test",
+    ] {
+        assert!(banner.contains(want), "the banner lacks {want:?}: {banner}");
+    }
+    s.wait_text("[data-testid=conn-status]", |t| t.contains("replay"))
+        .await?;
+    assert_eq!(
+        s.count("[data-testid=replay-midrun]").await?,
+        0,
+        "the run is whole"
+    );
+    // At the end: the whole story, from the file alone (the diagram follows the end: its
+    // newest rows are the ones in the DOM).
+    s.wait_count("[data-kind=request][data-req='c2.1'][data-to=s2]", 1)
+        .await?;
+    s.wait_count("[data-kind=reply][data-req='c1.2']", 1)
+        .await?;
+    s.wait_count("[data-testid=dead-s1]", 1).await?;
+    s.wait_count("[data-testid=verdict][data-status=ok]", 1)
+        .await?;
+    let role = s.text_of("[data-testid=role-s1]").await?;
+    assert!(
+        role.to_lowercase().contains("dead"),
+        "s1 at the end: {role}"
+    );
+    s.wait_text("[data-testid=history-c2]", |t| t.contains("true"))
+        .await?;
+    assert_eq!(
+        s.attr("[data-testid=replay-time]", "data-placed").await?,
+        n.to_string()
+    );
+    s.screenshot("replay-end").await?;
+    // The replay's bar is usable by everyone too (axe-core, as for the live page).
+    let serious = axe_serious(&s, "replay at 1600x1000").await?;
+    assert!(serious.is_empty(), "{}", serious.join("\n"));
+
+    // To the start: only the first event is shown.
+    s.click("[data-testid=replay-start]").await?;
+    s.wait_text("[data-testid=replay-time]", |t| {
+        t.contains(&format!("1 of {n} events"))
+    })
+    .await?;
+    assert_eq!(s.count("[data-kind=request]").await?, 0);
+    assert_eq!(s.count("[data-testid=dead-s1]").await?, 0);
+    assert_eq!(
+        s.count("[data-testid=verdict][data-status=none]").await?,
+        1,
+        "no verdict at the start"
+    );
+
+    // To c1's answer: c1 holds `a`, s1 is the live primary, nothing crashed yet.
+    let run = model::runfile::parse_run(&text)?;
+    let t0 = run.events.iter().map(|e| e.t_us).min().unwrap_or(0);
+    let answered = run
+        .events
+        .iter()
+        .find(|e| matches!(e.kind, shared::EventKind::OpCompleted { client: 1, .. }))
+        .expect("c1's answer is in the run");
+    scrub_to(&s, answered.t_us - t0).await?;
+    s.wait_count("[data-kind=reply][data-req='c1.1']", 1)
+        .await?;
+    s.wait_text("[data-testid=history-c1]", |t| t.contains("true"))
+        .await?;
+    let role = s.text_of("[data-testid=role-s1]").await?;
+    assert!(
+        role.to_lowercase().contains("primary"),
+        "s1 before the crash: {role}"
+    );
+    assert_eq!(s.count("[data-testid=dead-s1]").await?, 0);
+    assert_eq!(
+        s.count("[data-kind=request][data-req='c2.1']").await?,
+        0,
+        "c2 has not called yet"
+    );
+    s.screenshot("replay-scrubbed").await?;
+
+    // One event on, from the keyboard on the scrubber, then to the end.
+    let placed: usize = s
+        .attr("[data-testid=replay-time]", "data-placed")
+        .await?
+        .parse()?;
+    let slider = s
+        .browser
+        .find(fantoccini::Locator::Css("[data-testid=replay-scrubber]"))
+        .await?;
+    slider.send_keys("\u{E008}\u{E014}").await?; // Shift+→
+    s.wait_text("[data-testid=replay-time]", |t| {
+        t.contains(&format!(" {} of {n} events", placed + 1))
+    })
+    .await?;
+    slider.send_keys("\u{E010}").await?; // End
+    s.wait_count("[data-testid=dead-s1]", 1).await?;
+
+    // Back to live: the server is back, the page connects again.
+    s.restart_server().await?;
+    s.click("[data-testid=replay-leave]").await?;
+    s.wait_text("[data-testid=conn-status]", |t| t == "connected")
+        .await?;
+    assert_eq!(s.count("[data-testid=replay]").await?, 0);
+    s.close().await
+}
+
+/// A file cut short is refused with parse_run's reason, and the live page stays as it was.
+#[tokio::test]
+async fn a_truncated_run_file_is_refused_and_the_live_view_stays() -> anyhow::Result<()> {
+    let s = Session::open_page().await?;
+    let (text, _) = record_a_run(&s.ws_url).await?;
+    let cut: String = text
+        .lines()
+        .take(text.lines().count() - 1)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = run_file("cut.jsonl", &cut)?;
+    s.wait_count("[data-kind=reply][data-req='c2.1']", 1)
+        .await?;
+    let arrows = s.count("g.arrow").await?;
+    open_run(&s, &path).await?;
+    let toast = s
+        .wait_text("[data-testid=toast-error]", |t| t.contains("cut.jsonl"))
+        .await?;
+    assert!(toast.contains("cut short"), "{toast}");
+    s.screenshot("replay-refused").await?;
+    assert_eq!(
+        s.count("[data-testid=replay]").await?,
+        0,
+        "nothing is replayed"
+    );
+    let conn = s.text_of("[data-testid=conn-status]").await?;
+    assert_eq!(conn, "connected");
+    assert!(
+        s.count("g.arrow").await? >= arrows,
+        "the live diagram is still there"
+    );
+    s.close().await
+}
+
+/// *Save run* and *ShiViz* are links to the server's `/run.jsonl` and `/run.shiviz` on the
+/// page's own origin; what *Save run* gets opens in *Open run*, with the server stopped.
+#[tokio::test]
+async fn save_run_gets_the_file_that_open_run_replays() -> anyhow::Result<()> {
+    let mut s = Session::open_page().await?;
+    s.click("[data-testid=lock-c1]").await?;
+    s.wait_text("[data-testid=history-c1]", |t| t.contains("true"))
+        .await?;
+    assert_eq!(
+        s.attr("[data-testid=save-run]", "href").await?,
+        "/run.jsonl"
+    );
+    assert_eq!(
+        s.attr("[data-testid=save-shiviz]", "href").await?,
+        "/run.shiviz"
+    );
+    // The menu on the diagram's bar shows them.
+    assert!(
+        !s.browser
+            .find(fantoccini::Locator::Css("[data-testid=save-run]"))
+            .await?
+            .is_displayed()
+            .await?
+    );
+    s.click("[data-testid=runs-menu]").await?;
+    s.wait_count("[data-testid=runs-menu][aria-expanded=true]", 1)
+        .await?;
+    for id in ["save-run", "save-shiviz", "open-run-label"] {
+        let el = s
+            .browser
+            .find(fantoccini::Locator::Css(&format!("[data-testid={id}]")))
+            .await?;
+        assert!(el.is_displayed().await?, "{id} shows in the open menu");
+    }
+    s.screenshot("run-menu").await?;
+    // What the links download, fetched by the page itself (same origin, as a click would).
+    let fetched = s
+        .browser
+        .execute_async(
+            "const done = arguments[arguments.length - 1]; Promise.all(['save-run', 'save-shiviz'].map(id => fetch(document.querySelector(`[data-testid=${id}]`).href).then(r => r.text()))).then(done, e => done(String(e)));",
+            vec![],
+        )
+        .await?;
+    let jsonl = fetched[0].as_str().unwrap_or_default().to_owned();
+    let shiviz = fetched[1].as_str().unwrap_or_default();
+    let run = model::runfile::parse_run(&jsonl)
+        .map_err(|e| anyhow::anyhow!("/run.jsonl is not a run: {e}"))?;
+    assert!(run
+        .events
+        .iter()
+        .any(|e| matches!(e.kind, shared::EventKind::OpCompleted { client: 1, .. })));
+    let regex = shiviz.lines().next().unwrap_or_default();
+    assert!(
+        regex.contains("(?<host>") && regex.contains("(?<clock>"),
+        "a ShiViz log starts with its parsing regex: {regex}"
+    );
+
+    let path = run_file("saved.jsonl", &jsonl)?;
+    s.stop_server().await?;
+    open_run(&s, &path).await?;
+    let banner = s
+        .wait_text("[data-testid=replay-banner]", |t| t.contains("saved.jsonl"))
+        .await?;
+    let n = run.events.len();
+    assert!(
+        banner.contains(&format!(
+            "(pbscope serve, {n} events, run {})",
+            run.header.run
+        )),
+        "{banner}"
+    );
+    s.wait_count("[data-kind=reply][data-req='c1.1']", 1)
+        .await?;
+    s.wait_text("[data-testid=history-c1]", |t| t.contains("true"))
+        .await?;
+    assert_eq!(
+        s.count("[data-testid=save-run]").await?,
+        0,
+        "no server to save from while replaying"
+    );
+    s.close().await
+}

@@ -136,6 +136,10 @@ pub const HELP: &[(&str, &str)] = &[
         "v",
         "verdict: show the calls the checker found at fault in the diagram",
     ),
+    (
+        "← / →",
+        "replaying a saved run: 1 % of the run back / on (Shift: one event; Home / End: start / end; Space: play / pause)",
+    ),
     ("?", "show / hide this help"),
     ("Esc", "close help, deselect"),
 ];

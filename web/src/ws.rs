@@ -83,6 +83,8 @@ struct Inner {
     frame: RefCell<Option<AnimationFrame>>,
     retry: RefCell<Option<Timeout>>,
     attempt: Cell<u32>,
+    /// Closed on purpose (a replay): no reconnecting.
+    suspended: Cell<bool>,
     perf: Perf,
 }
 
@@ -113,6 +115,7 @@ impl Connection {
             frame: RefCell::new(None),
             retry: RefCell::new(None),
             attempt: Cell::new(0),
+            suspended: Cell::new(false),
             perf: Perf::install(),
         }));
         open(&conn.0);
@@ -121,6 +124,9 @@ impl Connection {
 
     /// Skips the rest of the backoff and tries to connect now (no-op while connected).
     pub fn reconnect_now(&self) {
+        if self.0.suspended.get() {
+            return;
+        }
         let open_now = self
             .0
             .socket
@@ -129,6 +135,31 @@ impl Connection {
             .is_some_and(|ws| ws.ready_state() <= WebSocket::OPEN);
         if !open_now {
             self.0.retry.replace(None);
+            open(&self.0);
+        }
+    }
+
+    /// Closes the socket and stops reconnecting (a saved run is shown instead): nothing from
+    /// the server reaches the store until [`Connection::resume`].
+    pub fn suspend(&self) {
+        let inner = &self.0;
+        inner.suspended.set(true);
+        inner.retry.replace(None);
+        inner.frame.replace(None);
+        inner.queue.borrow_mut().clear();
+        if let Some(old) = inner.socket.replace(None) {
+            old.set_onopen(None);
+            old.set_onmessage(None);
+            old.set_onclose(None);
+            let _ = old.close();
+        }
+        inner.handlers.replace(None);
+    }
+
+    /// Connects again after [`Connection::suspend`] (no-op otherwise).
+    pub fn resume(&self) {
+        if self.0.suspended.replace(false) {
+            self.0.attempt.set(0);
             open(&self.0);
         }
     }

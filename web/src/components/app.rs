@@ -20,12 +20,13 @@ use super::grant_alarm::GrantAlarm;
 use super::help::Help;
 use super::lecture_driver::LectureDriver;
 use super::lecture_panel::LecturePanel;
+use super::replay_bar::{replay_key, ReplayBar};
 use super::server_card::ServerCard;
 use super::space_time::SpaceTime;
 use super::toasts::Toasts;
 use super::toolbar::Toolbar;
 use super::verdict_badge::VerdictBadge;
-use super::{ClusterCtx, Dispatch, FeedCtx, SessionCtx, Slice, ToastsCtx, ViewCtx};
+use super::{ClusterCtx, Dispatch, FeedCtx, ReplayCtx, SessionCtx, Slice, ToastsCtx, ViewCtx};
 use crate::faults;
 use crate::keys::{self, Shortcut};
 use crate::store::{Action, Level, State, REORDER_HOLD_MS};
@@ -57,6 +58,21 @@ pub fn app() -> Html {
             });
         })
     };
+    // A saved run is shown without the server: the socket closes, and opens again on the way
+    // back to live.
+    {
+        let conn = conn.clone();
+        let replaying = state.replaying();
+        use_effect_with(replaying, move |replaying| {
+            if let Some(c) = conn.borrow().as_ref() {
+                if *replaying {
+                    c.suspend();
+                } else {
+                    c.resume();
+                }
+            }
+        });
+    }
     let reconnect = {
         let conn = conn.clone();
         use_callback((), move |_: (), _| {
@@ -156,7 +172,8 @@ pub fn app() -> Html {
         <ContextProvider<FeedCtx> context={Slice(state.feed().clone())}>
         <ContextProvider<ViewCtx> context={Slice(state.view().clone())}>
         <ContextProvider<ToastsCtx> context={Slice(state.toasts().clone())}>
-            <div class={classes!("app", state.view().large_text.then_some("large"))}>
+        <ContextProvider<ReplayCtx> context={Slice(state.replay().clone())}>
+            <div class={classes!("app", state.view().large_text.then_some("large"), state.replaying().then_some("replaying"))}>
                 <header class="topbar">
                     <div class="brand">
                         <h1 class="logo">{"pb"}<b>{"scope"}</b></h1>
@@ -191,6 +208,7 @@ pub fn app() -> Html {
                         </section>
                     </section>
                     <section class="main" aria-label="Failover timeline and space-time diagram">
+                        <ReplayBar />
                         <GrantAlarm />
                         <FailoverTimeline />
                         <SpaceTime />
@@ -201,6 +219,7 @@ pub fn app() -> Html {
                 <DemoDriver />
                 <LectureDriver />
             </div>
+        </ContextProvider<ReplayCtx>>
         </ContextProvider<ToastsCtx>>
         </ContextProvider<ViewCtx>>
         </ContextProvider<FeedCtx>>
@@ -229,6 +248,22 @@ fn on_key(st: &State, ctx: &Dispatch, e: &KeyboardEvent) {
             }
         }
         return;
+    }
+    if let Some(r) = st.replay().run.as_ref() {
+        // While a saved run is shown the arrows, Home/End and Space move through it (the
+        // diagram, focused, keeps its arrows for scrolling).
+        let in_diagram = e
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+            .is_some_and(|el| el.closest("[data-testid=diagram]").ok().flatten().is_some());
+        let arrow = e.key().starts_with("Arrow") || e.key().starts_with("Page");
+        if !(in_diagram && arrow) {
+            if let Some(a) = replay_key(r, e) {
+                e.prevent_default();
+                ctx.dispatch(a);
+                return;
+            }
+        }
     }
     let Some(sc) = keys::shortcut(&e.key()) else {
         return;

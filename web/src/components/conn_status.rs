@@ -17,6 +17,12 @@ pub fn conn_status() -> Html {
             st.server_version.clone().unwrap_or_default(),
         ),
         Conn::Connecting => ("wait", "connecting…".to_string(), String::new()),
+        Conn::Replay => (
+            "replay",
+            "replay · not live".to_string(),
+            "The page shows a saved run; the connection is closed until you go back to live."
+                .to_string(),
+        ),
         Conn::Reconnecting {
             attempt,
             retry_in_ms,

@@ -6,7 +6,7 @@ use yew::prelude::*;
 
 use super::{use_cluster, use_dispatch, use_feed, use_session};
 use crate::failover::{Serving, Window};
-use crate::store::{self, Action, Selection};
+use crate::store::{self, Action, Conn, Selection};
 use crate::{format, ws};
 
 /// Chips listed above the strip (newest first).
@@ -154,7 +154,11 @@ pub fn failover_timeline() -> Html {
                 }
                 <div class="chips">
                     if windows.is_empty() {
-                        <span class="muted small">{"No failover yet — crash the primary (k), or arm “crash before next reply” (b) and lock."}</span>
+                        if session.conn == Conn::Replay {
+                            <span class="muted small">{"No failover up to this time in the run."}</span>
+                        } else {
+                            <span class="muted small">{"No failover yet — crash the primary (k), or arm “crash before next reply” (b) and lock."}</span>
+                        }
                     }
                     { for chips }
                 </div>

@@ -20,6 +20,8 @@ pub mod help;
 pub mod lecture_driver;
 pub mod lecture_panel;
 pub mod legend;
+pub mod replay_bar;
+pub mod run_files;
 pub mod server_card;
 pub mod space_time;
 pub mod toast_item;
@@ -33,7 +35,7 @@ use std::rc::Rc;
 use shared::Command;
 use yew::prelude::*;
 
-use crate::store::{Action, ClusterState, Feed, Session, State, ToastList, ViewState};
+use crate::store::{Action, ClusterState, Feed, ReplayState, Session, State, ToastList, ViewState};
 
 /// One slice of the store as a context value: equal to another while it is the same
 /// allocation (the reducer gives a slice a new one exactly when it changes it).
@@ -65,6 +67,7 @@ pub type ClusterCtx = Slice<ClusterState>;
 pub type FeedCtx = Slice<Feed>;
 pub type ViewCtx = Slice<ViewState>;
 pub type ToastsCtx = Slice<ToastList>;
+pub type ReplayCtx = Slice<ReplayState>;
 
 /// What changes the store and the world: the same for the page's whole life, so reading it
 /// never re-renders anyone.
@@ -121,6 +124,12 @@ pub fn use_view() -> ViewCtx {
 #[hook]
 pub fn use_toasts() -> ToastsCtx {
     use_slice::<ToastList>()
+}
+
+/// The run file being replayed, if any.
+#[hook]
+pub fn use_replay() -> ReplayCtx {
+    use_slice::<ReplayState>()
 }
 
 /// Dispatch actions and send commands (never re-renders the caller).

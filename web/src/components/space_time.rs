@@ -16,6 +16,7 @@ use yew::prelude::*;
 
 use super::details::Details;
 use super::legend::Legend;
+use super::run_files::RunFiles;
 use super::{use_cluster, use_dispatch, use_feed, use_session, use_view, Dispatch};
 use crate::diagram::layout::{self, ArrowEnd, ArrowGeom, Glyph, MarkGeom, Viewport, GUTTER};
 use crate::events::{MsgKind, SpanKind};
@@ -333,7 +334,8 @@ pub fn space_time() -> Html {
         }
     });
 
-    let empty = shown.msgs.is_empty();
+    // A replay at its start is not waiting for anything: no empty-state advice.
+    let empty = shown.msgs.is_empty() && session.conn != Conn::Replay;
     // Below the live edge, so the overlay never hides marks already drawn (starts, crashes).
     let empty_style = format!(
         "top:{}px",
@@ -376,6 +378,7 @@ pub fn space_time() -> Html {
                         <span class="paused-pill">{"paused"}</span>
                     }
                 </span>
+                <RunFiles />
             </div>
             <div class="st-wrap">
             <div class="st-scroll" ref={scroll} {onscroll} data-testid="diagram" tabindex="0" role="region"

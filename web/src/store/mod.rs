@@ -11,10 +11,11 @@
 //! page: the diagram's history, the client cards (lock name typed, finished calls, a command on
 //! its way), selection, toasts, the demo.
 //!
-//! **Slices.** `State` is five slices (`slices.rs`), each behind its own `Rc`: [`Session`] (the
-//! connection and server process), [`ClusterState`] (servers, clerks and client cards),
-//! [`Feed`] (the event history, paused copy, reorder buffer, counters), [`ViewState`] (follow,
-//! selection, help, large text, the demo) and [`ToastList`]. The reducer changes a slice only
+//! **Slices.** `State` is six slices, each behind its own `Rc`: [`Session`] (the connection
+//! and server process), [`ClusterState`] (servers, clerks and client cards), [`Feed`] (the
+//! event history, paused copy, reorder buffer, counters), [`ViewState`] (follow, selection,
+//! help, large text, the demo), [`ToastList`] (all in `slices.rs`) and [`ReplayState`] (a
+//! saved run shown instead of the live one; `replay.rs`). The reducer changes a slice only
 //! through `Rc::make_mut`, and only when the action really changes it; [`Reducible::reduce`]
 //! keeps the previous state alive meanwhile, so a changed slice always gets a new allocation and
 //! an untouched one keeps its pointer. A slice's identity is its pointer: the page gives each
@@ -36,13 +37,16 @@ use yew::Reducible;
 use crate::demo::DemoRun;
 use crate::failover::Serving;
 use crate::history::History;
+use crate::symbols::Symbols;
 use crate::{faults, format};
 
 mod lecture;
+mod replay;
 mod slices;
 #[cfg(test)]
 mod tests;
 
+pub use replay::{Replay, ReplayState, MAX_RUN_BYTES, SPEEDS};
 pub use slices::{
     lane_clients, server_now_us, CallRecord, ClientView, ClusterState, Conn, Feed, Level, Outcome,
     Selection, Session, Toast, ToastList, ViewState, REORDER_HOLD_MS,
@@ -131,6 +135,21 @@ pub enum Action {
     JumpToCalls(Vec<shared::RequestId>),
     /// Put a process (`"s1"`, `"c2"`) into partition group A, then B, then neither.
     CycleGroup(String),
+    /// A run file was read (*Open run*): show it instead of the live run, or say why not.
+    OpenRun {
+        name: String,
+        text: String,
+    },
+    /// Show the replayed run at this time (the run's clock, µs).
+    ReplaySeek(u64),
+    /// Show one more (`true`) or one fewer event of the replayed run.
+    ReplayStep(bool),
+    ReplayPlay(bool),
+    /// The page's clock moved `ms` while the replay plays.
+    ReplayAdvance(f64),
+    ReplaySpeed(f64),
+    /// Back to the live run.
+    LeaveReplay,
 }
 
 /// See the module documentation.
@@ -141,6 +160,7 @@ pub struct State {
     feed: Rc<Feed>,
     view: Rc<ViewState>,
     toasts: Rc<ToastList>,
+    replay: Rc<ReplayState>,
 }
 
 /// The same slices (pointers), so the same page.
@@ -151,6 +171,7 @@ impl PartialEq for State {
             && Rc::ptr_eq(&self.feed, &other.feed)
             && Rc::ptr_eq(&self.view, &other.view)
             && Rc::ptr_eq(&self.toasts, &other.toasts)
+            && Rc::ptr_eq(&self.replay, &other.replay)
     }
 }
 
@@ -191,6 +212,10 @@ impl State {
         &self.toasts
     }
 
+    pub fn replay(&self) -> &Rc<ReplayState> {
+        &self.replay
+    }
+
     fn session_mut(&mut self) -> &mut Session {
         Rc::make_mut(&mut self.session)
     }
@@ -208,6 +233,34 @@ impl State {
     }
 
     pub fn apply(&mut self, action: Action) {
+        if self.replaying() {
+            // A file is shown: the live connection is closed, and what would act on the live
+            // cluster or its history waits for *Back to live*.
+            match action {
+                Action::Connecting
+                | Action::Connected
+                | Action::Disconnected { .. }
+                | Action::Receive { .. }
+                | Action::Tick { .. }
+                | Action::Sent { .. } => return,
+                Action::NotSent { cmd } => {
+                    return self.replay_refuses(&format!("`{}` was not sent", cmd.name()))
+                }
+                Action::Clear => return self.replay_refuses("nothing to clear"),
+                Action::AddClient => return self.replay_refuses("no client can be added"),
+                Action::StartDemo { .. } | Action::ToggleDemo { .. } => {
+                    return self.replay_refuses("the demo needs the live cluster")
+                }
+                Action::StartLecture { .. } => {
+                    return self.replay_refuses("a lecture preset needs the live cluster")
+                }
+                Action::TogglePause => {
+                    let playing = self.replay.run.as_ref().is_some_and(|r| r.playing);
+                    return self.replay_play(!playing);
+                }
+                _ => {}
+            }
+        }
         match action {
             Action::Connecting => {
                 // Not while reconnecting: the pill keeps the backoff.
@@ -367,6 +420,22 @@ impl State {
                     view.draft = in_force;
                 }
             }
+            Action::OpenRun { name, text } => self.open_run(&name, &text),
+            Action::ReplaySeek(t) => self.replay_seek(t),
+            Action::ReplayStep(forward) => {
+                if let Some(r) = self.replay.run.as_ref() {
+                    let t = if forward {
+                        r.next_event_us()
+                    } else {
+                        r.prev_event_us()
+                    };
+                    self.replay_seek(t);
+                }
+            }
+            Action::ReplayPlay(on) => self.replay_play(on),
+            Action::ReplayAdvance(ms) => self.replay_advance(ms),
+            Action::ReplaySpeed(speed) => self.replay_speed(speed),
+            Action::LeaveReplay => self.leave_replay(),
             Action::JumpToCalls(calls) => self.jump_to_calls(&calls),
             Action::CycleGroup(node) => {
                 let draft = &mut self.view_mut().draft;
@@ -775,11 +844,18 @@ impl State {
     /// Applies one new event: to the history always; to the cluster only when `live` (a
     /// snapshot's cluster already includes its events).
     fn apply_event(&mut self, e: &Event, live: bool, local_ms: f64) {
-        self.lecture_observe(e);
         let feed = self.feed_mut();
         feed.last_seq = Some(e.seq);
         feed.pending.push((e.clone(), local_ms));
         let syms = feed.history.syms.clone();
+        self.fold_cluster(e, live, local_ms, &syms);
+    }
+
+    /// Folds one event into the cluster slice (the model when `live`, the client cards, the
+    /// double-grant watch) and the lecture that plays; names are interned in `syms`. The
+    /// feed is the caller's (a replay places events on its own).
+    fn fold_cluster(&mut self, e: &Event, live: bool, local_ms: f64, syms: &Symbols) {
+        self.lecture_observe(e);
         if live {
             Rc::make_mut(&mut self.cluster_mut().model).apply(e);
             if matches!(

@@ -1,5 +1,5 @@
-//! The five slices of the page's [`State`](super::State), each with the questions a component
-//! asks of it. A component reads the slices it needs and re-renders only when one of them
+//! Five of the six slices of the page's [`State`](super::State) (the replay's is in
+//! `replay.rs`), each with the questions a component asks of it. A component reads the slices it needs and re-renders only when one of them
 //! changes; so a question that needs two slices is a free function here, taking both, and
 //! everything a component might ask of one slice is a method of that slice.
 //!
@@ -38,6 +38,8 @@ pub enum Conn {
         attempt: u32,
         retry_in_ms: u64,
     },
+    /// Closed on purpose: the page shows a saved run (see `store/replay.rs`).
+    Replay,
 }
 
 /// How a call ended.
