@@ -1430,6 +1430,7 @@ async fn record_a_run(ws_url: &str) -> anyhow::Result<(String, usize)> {
         first_seq,
         dropped: first_seq - 1,
         source: "pbscope serve (recorded by the e2e test)".into(),
+        variant: None,
     };
     Ok((model::runfile::write_run(&header, &events), events.len()))
 }

@@ -230,6 +230,7 @@ mod tests {
             first_seq,
             dropped: first_seq - 1,
             source: "pbscope serve".into(),
+            variant: None,
         }
     }
 
@@ -252,6 +253,13 @@ mod tests {
         let run = parse_run(&text).expect("reads back");
         assert_eq!(run.header, header(5));
         assert_eq!(run.events, evs);
+        // A broken protocol's name travels with its run.
+        let broken = RunHeader {
+            variant: Some("reply-before-ack".into()),
+            ..header(5)
+        };
+        let run = parse_run(&write_run(&broken, &evs)).expect("reads back");
+        assert_eq!(run.header.variant.as_deref(), Some("reply-before-ack"));
         // An empty run is a run too.
         let run = parse_run(&write_run(&header(1), &[])).expect("empty run");
         assert!(run.events.is_empty());

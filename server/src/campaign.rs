@@ -508,6 +508,7 @@ pub async fn run_schedule(
             first_seq: events.first().map_or(1, |e| e.seq),
             dropped: events.first().map_or(0, |e| e.seq.saturating_sub(1)),
             source: cfg.command_for(schedule.index),
+            variant: cfg.variant.map(|v| v.name().to_owned()),
         };
         model::runfile::write_run(&header, &events)
     });

@@ -327,9 +327,10 @@ impl Connection {
         let bus = self.cluster.bus();
         let run = bus.clock().epoch_ns();
         let log = bus.run_log();
+        let variant = self.cluster.variant().map(|v| v.name());
         let written = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            format.write(run, &log)
+            format.write(run, variant, &log)
         })
         .await;
         match written {

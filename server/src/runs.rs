@@ -49,9 +49,9 @@ impl Format {
     }
 
     /// Writes the file (CPU work: call it off the async workers).
-    pub fn write(self, run: u64, log: &RunLog) -> String {
+    pub fn write(self, run: u64, variant: Option<&str>, log: &RunLog) -> String {
         match self {
-            Format::Jsonl => jsonl(run, log),
+            Format::Jsonl => jsonl(run, variant, log),
             Format::Shiviz => shiviz(log),
         }
     }
@@ -59,7 +59,7 @@ impl Format {
 
 /// The ring as a run file, byte for byte what [`model::runfile::write_run`] writes for the
 /// same events: the events' lines are the JSON the bus already holds.
-pub fn jsonl(run: u64, log: &RunLog) -> String {
+pub fn jsonl(run: u64, variant: Option<&str>, log: &RunLog) -> String {
     let first_seq = log.events.first().map_or(log.next_seq, |e| e.seq);
     let header = RunHeader {
         format: RUN_FORMAT.into(),
@@ -70,6 +70,7 @@ pub fn jsonl(run: u64, log: &RunLog) -> String {
         // The run's seqs start at 1: everything before the first kept event was dropped.
         dropped: first_seq - 1,
         source: SOURCE.into(),
+        variant: variant.map(str::to_owned),
     };
     let size: usize = log.events.iter().map(|e| e.json.len() + 1).sum();
     let mut out = String::with_capacity(size + 512);
@@ -133,7 +134,7 @@ mod tests {
             b.publish("supervisor", EventKind::SlowMotionSet { delay_ms: i });
         }
         b.cluster_reset(1);
-        let text = jsonl(77, &b.run_log());
+        let text = jsonl(77, None, &b.run_log());
         let run = model::runfile::parse_run(&text).expect("a whole run");
         assert_eq!(run.header.first_seq, 4);
         assert_eq!(run.header.dropped, 3, "the ring keeps 4 of 7");
@@ -158,7 +159,7 @@ mod tests {
     #[test]
     fn an_empty_ring_is_an_empty_run() {
         let b = bus(4);
-        let run = model::runfile::parse_run(&jsonl(1, &b.run_log())).expect("empty run");
+        let run = model::runfile::parse_run(&jsonl(1, None, &b.run_log())).expect("empty run");
         assert!(run.events.is_empty());
         assert_eq!((run.header.first_seq, run.header.dropped), (1, 0));
     }
@@ -199,7 +200,7 @@ mod tests {
         let log = b.run_log();
         let under_lock = t.elapsed();
         let t = std::time::Instant::now();
-        let j = jsonl(1, &log);
+        let j = jsonl(1, None, &log);
         let jsonl_time = t.elapsed();
         let t = std::time::Instant::now();
         let sz = shiviz(&log);

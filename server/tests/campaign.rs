@@ -141,6 +141,11 @@ fn a_failing_check_exits_1_prints_the_rerun_command_and_saves_a_run_the_page_ope
         run.header.source, rerun,
         "the file says how to reproduce it"
     );
+    assert_eq!(
+        run.header.variant.as_deref(),
+        Some("reply-before-ack"),
+        "the file names the broken protocol it ran"
+    );
     assert!(run
         .events
         .iter()

@@ -839,6 +839,9 @@ pub struct RunHeader {
     /// reproduces it.
     #[serde(default)]
     pub source: String,
+    /// The deliberately broken protocol the run used (`--variant`), absent for the correct one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
 }
 
 /// Last line of a run file: `{"type":"run_end",...}`.

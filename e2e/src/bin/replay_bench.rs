@@ -90,6 +90,7 @@ async fn record(ws_url: &str, want: usize) -> anyhow::Result<String> {
         first_seq,
         dropped: first_seq - 1,
         source: "pbscope serve, 16 clients under load (replay_bench)".into(),
+        variant: None,
     };
     Ok(model::runfile::write_run(&header, &events))
 }

@@ -252,6 +252,7 @@ impl State {
             run: Some(replay.data.header.run),
             limits: None,
             clock_offset_us: None,
+            variant: replay.data.header.variant.clone(),
         });
         self.view = Rc::new(ViewState {
             large_text: self.view.large_text,

@@ -62,6 +62,7 @@ fn header(dropped: u64) -> RunHeader {
         first_seq: dropped + 1,
         dropped,
         source: "pbscope check --seed 7".into(),
+        variant: None,
     }
 }
 
@@ -335,4 +336,16 @@ fn a_file_that_starts_mid_run_opens_and_says_what_it_lacks() {
     assert_eq!(r.data.header.dropped, 25);
     assert_eq!(r.len(), s.events.len() - 25);
     assert_eq!(st.feed().history.len(), r.len());
+}
+
+#[test]
+fn a_broken_protocols_run_says_which_one_it_ran() {
+    let s = script(3);
+    assert_eq!(open(&file(&s)).session().variant, None);
+    let broken = RunHeader {
+        variant: Some("backup-reexecutes".into()),
+        ..header(0)
+    };
+    let st = open(&write_run(&broken, &s.events));
+    assert_eq!(st.session().variant.as_deref(), Some("backup-reexecutes"));
 }
