@@ -33,6 +33,9 @@ pub(crate) struct RoleAt {
     pub alone: bool,
     pub reason: String,
     pub since: u64,
+    /// When the current stint as primary began, why, and whether alone then (`None` unless
+    /// primary).
+    pub primary_since: Option<(u64, String, bool)>,
 }
 
 /// Everything the monitor saw, in arrival order (nearly time order).
@@ -66,7 +69,8 @@ impl Context {
 
     /// The role `server` held at `t_us`, with the reason it took it, if known.
     pub fn role_at(&self, server: &str, t_us: u64) -> Option<RoleAt> {
-        self.facts
+        let mut changes: Vec<RoleAt> = self
+            .facts
             .iter()
             .filter(|f| f.t_us <= t_us && f.node.as_str() == server)
             .filter_map(|f| match &f.what {
@@ -75,6 +79,7 @@ impl Context {
                     alone: false,
                     reason: "started".to_owned(),
                     since: f.t_us,
+                    primary_since: None,
                 }),
                 What::Role {
                     role,
@@ -85,10 +90,26 @@ impl Context {
                     alone: *alone,
                     reason: reason.clone(),
                     since: f.t_us,
+                    primary_since: None,
                 }),
                 _ => None,
             })
-            .max_by_key(|r| r.since)
+            .collect();
+        changes.sort_by_key(|r| r.since);
+        // The stint as primary the last change belongs to began where the role last became
+        // primary: serving alone later is not a takeover.
+        let mut began: Option<(u64, String, bool)> = None;
+        for c in &changes {
+            match (c.role == Role::Primary, &began) {
+                (true, None) => began = Some((c.since, c.reason.clone(), c.alone)),
+                (false, _) => began = None,
+                (true, Some(_)) => {}
+            }
+        }
+        changes.pop().map(|mut last| {
+            last.primary_since = began;
+            last
+        })
     }
 
     /// Describes the servers `servers` (the ones that answered the calls at fault) around
@@ -114,14 +135,19 @@ impl Context {
             // The one that became primary last took over; the other still served.
             let newer = serving
                 .iter()
-                .max_by_key(|r| r.2.as_ref().map(|x| x.since))
+                .max_by_key(|r| {
+                    r.2.as_ref()
+                        .and_then(|x| x.primary_since.as_ref().map(|p| p.0))
+                })
                 .copied();
             let older = serving
                 .iter()
                 .find(|r| newer.is_some_and(|n| n.0 != r.0))
                 .copied();
             if let (Some(n), Some(o)) = (newer, older) {
-                if let Some(r) = &n.2 {
+                if let Some((since, reason, alone)) =
+                    n.2.as_ref().and_then(|r| r.primary_since.clone())
+                {
                     // "While it still served": the other answered after the takeover, or was
                     // still alive and primary when the newer one answered.
                     let (o_last, n_last) = (
@@ -138,7 +164,7 @@ impl Context {
                             .max()
                             .unwrap_or(n.1),
                     );
-                    let still = o_last >= r.since
+                    let still = o_last >= since
                         || (!self.went_away(&o.0, o.1, n_last)
                             && self
                                 .role_at(&o.0, n_last)
@@ -151,9 +177,9 @@ impl Context {
                     parts.push(format!(
                         "{} had taken over ({} since {}: {}) {tail}",
                         n.0,
-                        role_name(Role::Primary, r.alone),
-                        secs(r.since),
-                        r.reason,
+                        role_name(Role::Primary, alone),
+                        secs(since),
+                        reason,
                     ));
                 }
             }

@@ -261,6 +261,54 @@ fn a_paused_primary_that_grants_on_resume_is_explained_with_the_pause() {
 }
 
 #[test]
+fn a_resumed_primary_serving_alone_later_did_not_take_over() {
+    // The hang: s1 is paused, clients fail over to s2 (s2 takes over); s1 resumes, misses its
+    // backup's ack and serves alone *later* than s2's takeover. s1 was primary all along: s2 is
+    // the one that took over, s1 the one that still served.
+    let h = [
+        ans(1, 1, Op::Lock, 2_100_000, 2_200_000, true, "s2"),
+        ans(2, 1, Op::Lock, 4_100_000, 4_200_000, true, "s1"),
+    ];
+    let ctx = [
+        ev(
+            100,
+            "s1",
+            EventKind::ProcessStarted {
+                pid: 10,
+                role: Role::Primary,
+                port: 1,
+            },
+        ),
+        ev(
+            100,
+            "s2",
+            EventKind::ProcessStarted {
+                pid: 11,
+                role: Role::Backup,
+                port: 2,
+            },
+        ),
+        ev(1_000_000, "s1", EventKind::Paused { pid: 10 }),
+        role(2_000_000, "s2", Role::Primary, "clients failed over to it"),
+        ev(3_000_000, "s1", EventKind::Resumed { pid: 10 }),
+        role(
+            4_000_000,
+            "s1",
+            Role::Primary,
+            "backup did not acknowledge in time",
+        ),
+    ];
+    let v = monitor_verdict("z", &h, &ctx);
+    assert_eq!(v.status, VerdictStatus::Violation);
+    assert!(
+        v.explanation
+            .contains("s2 had taken over (primary serving alone since 2.000 s: clients failed over to it) while s1 still served"),
+        "{}",
+        v.explanation
+    );
+}
+
+#[test]
 fn a_primary_that_crashed_after_granting_did_not_still_serve() {
     // reply-before-ack: s1 grants c1 and crashes before s2 has it; s2 takes over and grants c2.
     let h = [
