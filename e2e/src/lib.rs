@@ -349,13 +349,21 @@ impl Session {
         bail!("timed out waiting for {n} of {css}; saw {count}")
     }
 
+    /// Clicks the first element matching `css`. A click that lands on something else because
+    /// the layout moved under it (a card appearing, a banner pushing things down) is tried again
+    /// once the page has settled, as a person would, for up to [`WAIT`].
     pub async fn click(&self, css: &str) -> anyhow::Result<()> {
-        self.find(css)
-            .await?
-            .click()
-            .await
-            .with_context(|| format!("clicking {css}"))?;
-        Ok(())
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let result = self.find(css).await?.click().await;
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e) if moved_under_the_click(&e) && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e).with_context(|| format!("clicking {css}")),
+            }
+        }
     }
 
     /// Saves a PNG of the page under `target/screenshots/`, or under `$PBSCOPE_SCREENSHOTS`
@@ -409,4 +417,12 @@ impl Session {
         let _ = self.server.kill().await;
         Ok(())
     }
+}
+
+/// Whether a click failed only because the element moved or was covered for a moment.
+fn moved_under_the_click(e: &fantoccini::error::CmdError) -> bool {
+    let text = e.to_string();
+    text.contains("click intercepted")
+        || text.contains("stale element")
+        || text.contains("not interactable")
 }
