@@ -102,7 +102,8 @@ pub fn parse_run(text: &str) -> Result<Run, RunFileError> {
         .lines()
         .enumerate()
         .map(|(i, l)| (i + 1, l.trim()))
-        .filter(|(_, l)| !l.is_empty());
+        .filter(|(_, l)| !l.is_empty())
+        .peekable();
     let Some((_, first)) = lines.next() else {
         return Err(RunFileError::Empty);
     };
@@ -117,10 +118,21 @@ pub fn parse_run(text: &str) -> Result<Run, RunFileError> {
             }
             return Ok(Run { header, events });
         }
-        let event: Event = serde_json::from_str(text).map_err(|e| RunFileError::BadLine {
-            line,
-            detail: e.to_string(),
-        })?;
+        let event: Event = match serde_json::from_str(text) {
+            Ok(e) => e,
+            // The last line stops inside its JSON: the file was cut there, mid-line.
+            Err(e) if e.is_eof() && lines.peek().is_none() => {
+                return Err(RunFileError::Truncated {
+                    events: events.len() as u64,
+                })
+            }
+            Err(e) => {
+                return Err(RunFileError::BadLine {
+                    line,
+                    detail: e.to_string(),
+                })
+            }
+        };
         if event.seq != expected {
             return Err(RunFileError::OutOfOrder {
                 line,
@@ -280,9 +292,20 @@ mod tests {
                 "{keep} lines"
             );
         }
-        // Cut inside a line: that line is not an event.
-        let cut = &text[..text.len() - 20];
-        assert!(matches!(parse_run(cut), Err(RunFileError::BadLine { .. })));
+        // Cut inside a line: cut short too, said the same way, whichever line it is.
+        for cut_at in [text.len() - 20, text.len() / 2, lines[0].len() + 10] {
+            let err = parse_run(&text[..cut_at]).expect_err("cut mid-line");
+            assert!(
+                matches!(err, RunFileError::Truncated { .. }),
+                "cut at byte {cut_at}: {err}"
+            );
+        }
+        // A broken line with more after it is a bad line, not a cut.
+        let broken = text.replacen("\"seq\":2", "\"seq\":", 1);
+        assert!(matches!(
+            parse_run(&broken),
+            Err(RunFileError::BadLine { line: 3, .. })
+        ));
     }
 
     #[test]
