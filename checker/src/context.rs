@@ -45,8 +45,18 @@ pub(crate) struct Context {
 }
 
 /// `12.345 s`.
+/// A moment on the run's clock, written as the page's time axis writes it (`2.500 s`,
+/// `1:22.366`, `1:02:03.004`), so the words and the diagram name it alike.
 pub(crate) fn secs(t_us: u64) -> String {
-    format!("{}.{:03} s", t_us / 1_000_000, (t_us / 1_000) % 1_000)
+    let s = t_us / 1_000_000;
+    let ms = (t_us % 1_000_000) / 1000;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}.{ms:03}", s / 3600, (s / 60) % 60, s % 60)
+    } else if s >= 60 {
+        format!("{}:{:02}.{ms:03}", s / 60, s % 60)
+    } else {
+        format!("{s}.{ms:03} s")
+    }
 }
 
 fn role_name(role: Role, alone: bool) -> &'static str {
@@ -331,10 +341,8 @@ fn groups_words(groups: &[Vec<NodeId>]) -> String {
     groups
         .iter()
         .map(|g| {
-            g.iter()
-                .map(|n| n.as_str().to_owned())
-                .collect::<Vec<_>>()
-                .join(",")
+            let names: Vec<&str> = g.iter().map(|n| n.as_str()).collect();
+            format!("{{{}}}", names.join(", "))
         })
         .collect::<Vec<_>>()
         .join(" | ")

@@ -372,7 +372,7 @@ fn a_partition_in_force_is_named() {
     );
     assert!(
         v.explanation
-            .ends_with("; in force: a partition s1,c1 | s2,c2."),
+            .ends_with("; in force: a partition {s1, c1} | {s2, c2}."),
         "{}",
         v.explanation
     );
@@ -996,4 +996,12 @@ proptest! {
             VerdictStatus::Unknown => prop_assert!(v.explanation.starts_with("too large to decide"), "{}", v.explanation),
         }
     }
+}
+
+#[test]
+fn times_read_as_on_the_page_axis() {
+    // The page writes 1:22.366 past a minute; the words must name the same moment the same way.
+    assert_eq!(crate::context::secs(2_500_000), "2.500 s");
+    assert_eq!(crate::context::secs(82_366_000), "1:22.366");
+    assert_eq!(crate::context::secs(3_723_004_000), "1:02:03.004");
 }
