@@ -9,7 +9,8 @@
 //! - [`Monitor`]: the live checker. It folds wire events into one history per lock and checks
 //!   each incrementally, carrying the set of reachable configurations from one answer to the
 //!   next, so a check only searches what is new.
-//! - [`check_events`]: a whole run's events at once (a saved run, a campaign's schedule).
+//! - [`check_events`]: a whole run's events at once (a saved run, a campaign's schedule);
+//!   [`with_verdicts`] puts its verdicts into the run where a live checker would have.
 //!
 //! A call whose client gave up, crashed or was reset has an unknown outcome: it returns at
 //! infinity and its result is not checked (it may take effect at any later time, or never).
@@ -26,7 +27,9 @@ mod wgl;
 
 pub use frontier::MAX_IN_FLIGHT;
 pub use history::{apply, step, Call, Decision, Outcome};
-pub use monitor::{check_events, Budget, Monitor, MonitorStats, FRONTIER_CAP, SETTLE_US};
+pub use monitor::{
+    check_events, with_verdicts, Budget, Monitor, MonitorStats, FRONTIER_CAP, SETTLE_US,
+};
 pub use wgl::check_calls;
 #[cfg(test)]
 mod tests;

@@ -351,6 +351,44 @@ pub fn check_events<'a>(
     (m.verdicts().cloned().collect(), m.stats())
 }
 
+/// The run's events with the checker's `verdict` events put where a live checker would have
+/// published them: right after the event that changed a verdict (at its time, node
+/// `"checker"`), every `seq` renumbered to stay consecutive from the first event's. Verdict
+/// events already in `events` are left out and written anew. For a run checked after the
+/// fact (a campaign's schedule), so that a replay shows a violation when it happened.
+pub fn with_verdicts(events: &[Event], budget: Budget) -> Vec<Event> {
+    let mut m = Monitor::new(budget);
+    let first = events.first().map_or(1, |e| e.seq);
+    let mut out: Vec<Event> = Vec::with_capacity(events.len() + 16);
+    let push = |out: &mut Vec<Event>, t_us: u64, node: NodeId, kind: EventKind| {
+        let seq = first + out.len() as u64;
+        out.push(Event {
+            seq,
+            t_us,
+            node,
+            kind,
+        });
+    };
+    for e in events {
+        if matches!(e.kind, EventKind::Verdict(_)) {
+            continue;
+        }
+        push(&mut out, e.t_us, e.node.clone(), e.kind.clone());
+        if Monitor::wants(&e.kind) {
+            m.observe(e);
+            for v in m.check() {
+                push(
+                    &mut out,
+                    e.t_us,
+                    NodeId::new("checker"),
+                    EventKind::Verdict(v),
+                );
+            }
+        }
+    }
+    out
+}
+
 /// The live, incremental linearizability checker of a run: feed it every event it
 /// [`wants`](Monitor::wants) with [`observe`](Monitor::observe) (cheap), and call
 /// [`check`](Monitor::check) when there is time (it does the search and returns the verdicts that

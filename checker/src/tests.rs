@@ -1005,3 +1005,64 @@ fn times_read_as_on_the_page_axis() {
     assert_eq!(crate::context::secs(82_366_000), "1:22.366");
     assert_eq!(crate::context::secs(3_723_004_000), "1:02:03.004");
 }
+
+#[test]
+fn verdicts_go_into_a_run_where_a_live_checker_would_have_published_them() {
+    // c1 is granted z, c3 unlocks nothing in between, c2 is granted z too: the violation shows
+    // at c2's answer, not at the end of the run.
+    let h = [
+        ans(1, 1, Op::Lock, 1_000, 2_000, true, "s1"),
+        ans(2, 1, Op::Lock, 3_000, 4_000, true, "s2"),
+        ans(1, 2, Op::Unlock, 5_000, 6_000, true, "s2"),
+    ];
+    let mut run = events("z", &h);
+    // A stale verdict already in the run is replaced, not kept.
+    run.insert(
+        1,
+        ev(
+            1_500,
+            "checker",
+            EventKind::Verdict(LockVerdict {
+                lock: "z".into(),
+                status: VerdictStatus::Ok,
+                ops: vec![],
+                explanation: String::new(),
+                calls: 9,
+            }),
+        ),
+    );
+    for (i, e) in run.iter_mut().enumerate() {
+        e.seq = 40 + i as u64;
+    }
+    let out = crate::with_verdicts(&run, Budget::default());
+    let seqs: Vec<u64> = out.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (40..40 + out.len() as u64).collect::<Vec<_>>());
+    let answer_at = out
+        .iter()
+        .position(|e| matches!(&e.kind, EventKind::OpCompleted { req: r, .. } if *r == req(2, 1)))
+        .expect("c2's answer");
+    match &out[answer_at + 1].kind {
+        EventKind::Verdict(v) => {
+            assert_eq!(v.status, VerdictStatus::Violation);
+            assert_eq!(v.ops, vec![req(1, 1), req(2, 1)]);
+            assert_eq!(out[answer_at + 1].t_us, 4_000);
+            assert_eq!(out[answer_at + 1].node.as_str(), "checker");
+        }
+        other => panic!("expected the violation right after c2's answer, got {other:?}"),
+    }
+    assert!(!out
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::Verdict(v) if v.calls == 9)));
+    // The last verdict in the run is the whole run's verdict.
+    let last = out
+        .iter()
+        .rev()
+        .find_map(|e| match &e.kind {
+            EventKind::Verdict(v) => Some(v.clone()),
+            _ => None,
+        })
+        .expect("a verdict");
+    let (whole, _) = crate::check_events(&run, Budget::default());
+    assert_eq!(last.status, whole[0].status);
+    assert_eq!(last.ops, whole[0].ops);
+}

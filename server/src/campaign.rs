@@ -406,7 +406,7 @@ fn parse_events(bus: &Bus) -> Vec<Event> {
 }
 
 /// Runs one schedule on a fresh cluster. `keep_run`: return the run as a file's text (with the
-/// verdicts published at its end) when the schedule finds a violation.
+/// verdicts where a live checker would have published them) when the schedule finds a violation.
 pub async fn run_schedule(
     cfg: &CampaignConfig,
     schedule: &Schedule,
@@ -494,12 +494,10 @@ pub async fn run_schedule(
         .filter(|v| v.status == VerdictStatus::Unknown)
         .count() as u64;
     let run = (keep_run && !violations.is_empty()).then(|| {
-        // The verdicts go on the bus, so the file is the whole story: the page opens it and
-        // shows the violation as it would have live.
-        for v in &verdicts {
-            bus.publish("checker", EventKind::Verdict(v.clone()));
-        }
-        let events = parse_events(&bus);
+        // The verdicts go into the run where the live checker of `pbscope serve` would have
+        // published them (right after the answer that changed one), so the page replays the
+        // violation when it happened, not after the cluster was stopped.
+        let events = checker::with_verdicts(&events, checker::Budget::default());
         let header = RunHeader {
             format: RUN_FORMAT.to_owned(),
             protocol: PROTOCOL_VERSION,

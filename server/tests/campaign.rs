@@ -160,6 +160,43 @@ fn a_failing_check_exits_1_prints_the_rerun_command_and_saves_a_run_the_page_ope
         })
         .expect("the checker's violation is in the file");
     assert!(!verdict.explanation.is_empty());
+    // It stands where it was found, as live: before the campaign's shutdown of the cluster (a
+    // replay scrubbed to the violation shows it there), right after an answer.
+    let first_violation = run
+        .events
+        .iter()
+        .position(
+            |e| matches!(&e.kind, EventKind::Verdict(v) if v.status == VerdictStatus::Violation),
+        )
+        .expect("a violation");
+    let shutdown = run
+        .events
+        .iter()
+        .position(|e| {
+            matches!(
+                &e.kind,
+                EventKind::Crashed {
+                    cause: shared::CrashCause::Reset,
+                    ..
+                }
+            )
+        })
+        .unwrap_or(run.events.len());
+    assert!(
+        first_violation < shutdown,
+        "the violation (#{first_violation}) is published before the shutdown (#{shutdown})"
+    );
+    assert!(
+        matches!(
+            run.events[..first_violation]
+                .iter()
+                .rev()
+                .find(|e| !matches!(e.kind, EventKind::Verdict(_)))
+                .map(|e| &e.kind),
+            Some(EventKind::OpCompleted { .. } | EventKind::OpFailed { .. })
+        ),
+        "a verdict follows the answer that changed it"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
