@@ -27,7 +27,8 @@ use super::toasts::Toasts;
 use super::toolbar::Toolbar;
 use super::verdict_badge::VerdictBadge;
 use super::{
-    ClusterCtx, Dispatch, FeedCtx, ReplayCtx, SessionCtx, Slice, ToastsCtx, ViewCtx, REPLAY_DISABLED,
+    ClusterCtx, Dispatch, FeedCtx, ReplayCtx, SessionCtx, Slice, ToastsCtx, ViewCtx,
+    REPLAY_DISABLED,
 };
 use crate::faults;
 use crate::keys::{self, Shortcut};

@@ -6,7 +6,9 @@ use shared::{Command, Op};
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use super::{use_cluster, use_dispatch, use_replaying, use_session, ClusterCtx, Dispatch, REPLAY_DISABLED};
+use super::{
+    use_cluster, use_dispatch, use_replaying, use_session, ClusterCtx, Dispatch, REPLAY_DISABLED,
+};
 use crate::store::{Action, Outcome};
 use crate::{format, ws};
 

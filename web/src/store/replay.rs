@@ -143,7 +143,10 @@ impl Replay {
     /// shown, so every event at that newest time goes (several share one time: a reset's
     /// `crashed` events do). The start when nothing is earlier.
     pub fn prev_event_us(&self) -> u64 {
-        let Some(&newest) = self.placed.checked_sub(1).and_then(|i| self.data.order_t.get(i))
+        let Some(&newest) = self
+            .placed
+            .checked_sub(1)
+            .and_then(|i| self.data.order_t.get(i))
         else {
             return self.start_us();
         };

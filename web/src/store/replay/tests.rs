@@ -406,14 +406,14 @@ fn the_scrubber_reads_the_diagrams_clock() {
         "{text}"
     );
     assert!(text.starts_with("3:27.3"), "{text}");
-    assert!(
-        text.contains(&crate::format::clock(r.end_us())),
-        "{text}"
-    );
+    assert!(text.contains(&crate::format::clock(r.end_us())), "{text}");
     // One event: singular.
     let one = open(&write_run(&header(0), &s.events[..1]));
     assert_eq!(
         run(&one).position_text(),
-        format!("{0} of {0} · 1 of 1 event", crate::format::clock(s.events[0].t_us))
+        format!(
+            "{0} of {0} · 1 of 1 event",
+            crate::format::clock(s.events[0].t_us)
+        )
     );
 }
