@@ -1851,6 +1851,18 @@ async fn the_replay_bar_fits_and_its_controls_behave() -> anyhow::Result<()> {
         .await?;
     wait_focus(&s, |id| id == "runs-menu").await?;
 
+    // Scrolled up, the diagram offers to jump back down: to the end, not "to live".
+    s.browser
+        .execute(
+            "document.querySelector('[data-testid=diagram]').scrollTop = 0;",
+            vec![],
+        )
+        .await?;
+    let jump = s
+        .wait_text("[data-testid=jump-live]", |t| !t.is_empty())
+        .await?;
+    assert_eq!(jump, "⤓ Jump to end");
+
     // The bar fits: nothing of it beyond the viewport, no sideways scroll.
     let mut problems = Vec::new();
     for (w, h) in [(1600, 1000), (1280, 800), (1024, 768)] {
