@@ -1704,3 +1704,184 @@ async fn save_run_gets_the_file_that_open_run_replays() -> anyhow::Result<()> {
     );
     s.close().await
 }
+
+/// Where everything of the replay's bar ends, against the viewport: what sticks out sideways.
+const REPLAY_FITS: &str = r#"
+const out = [];
+for (const el of document.querySelectorAll('[data-testid=replay] button, [data-testid=replay] input, [data-testid=replay] select, [data-testid=replay-time]')) {
+  const r = el.getBoundingClientRect();
+  if (r.width > 0 && (r.left < 0 || r.right > window.innerWidth)) {
+    out.push((el.dataset.testid || el.textContent.trim()) + ' at ' + Math.round(r.left) + '..' + Math.round(r.right));
+  }
+}
+return { scroll_width: document.documentElement.scrollWidth, inner_width: window.innerWidth, out };
+"#;
+
+/// `format::clock` of the page, for times under a minute: `12.345 s`.
+fn clock_under_a_minute(t_us: u64) -> String {
+    format!("{}.{:03} s", t_us / 1_000_000, (t_us % 1_000_000) / 1000)
+}
+
+/// The replay's controls, as a person uses them: the scrubber reads the diagram's clock, what
+/// would act on the cluster is disabled and says why, Space on a focused button is that
+/// button's alone (a clicked ▶ Play pauses on Space; Space on ◂ steps), the *Run ▾* menu closes
+/// on a click outside, on Tab out of it and on Esc (focus back on its button), and the bar fits
+/// from 1600 down to 1024 px.
+#[tokio::test]
+async fn the_replay_bar_fits_and_its_controls_behave() -> anyhow::Result<()> {
+    let s = Session::open_page().await?;
+    let (text, n) = record_a_run(&s.ws_url).await?;
+    let path = run_file("controls.jsonl", &text)?;
+    open_run(&s, &path).await?;
+    s.wait_text("[data-testid=replay-banner]", |t| {
+        t.contains("controls.jsonl")
+    })
+    .await?;
+    let run = model::runfile::parse_run(&text)?;
+    let end = run.events.iter().map(|e| e.t_us).max().unwrap_or(0);
+    assert!(end < 60_000_000, "a short run: {end} µs");
+
+    // The run's own clock, as on the diagram's axis (not counted from the file's first event).
+    let time = s.text_of("[data-testid=replay-time]").await?;
+    let want = format!("{0} of {0} · {n} of {n} events", clock_under_a_minute(end));
+    assert_eq!(time, want);
+
+    // Nothing here acts on a cluster: disabled, and saying why.
+    for id in [
+        "add-client",
+        "crash-all",
+        "lock-c1",
+        "unlock-c1",
+        "crash-s2",
+    ] {
+        let css = format!("[data-testid={id}]");
+        assert_eq!(s.attr(&css, "disabled").await?, "true", "{id} is disabled");
+        let title = s.attr(&css, "title").await?;
+        assert!(title.contains("Replaying"), "{id}: {title}");
+    }
+
+    // Space after a mouse click on ▶ Play (the button keeps the focus) pauses.
+    let speed = s
+        .browser
+        .find(fantoccini::Locator::Css("[data-testid=replay-speed]"))
+        .await?;
+    speed.select_by_value("0.25").await?;
+    s.click("[data-testid=replay-play]").await?;
+    s.wait_count("[data-testid=replay-play][aria-pressed=true]", 1)
+        .await?;
+    wait_focus(&s, |id| id == "replay-play").await?;
+    s.browser.active_element().await?.send_keys(" ").await?;
+    s.wait_count("[data-testid=replay-play][aria-pressed=false]", 1)
+        .await?;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        s.count("[data-testid=replay-play][aria-pressed=false]")
+            .await?,
+        1,
+        "Space paused, once"
+    );
+    // Space on ◂ steps back one event and does not play.
+    s.click("[data-testid=replay-end]").await?;
+    s.wait_text("[data-testid=replay-time]", |t| {
+        t.contains(&format!("{n} of {n}"))
+    })
+    .await?;
+    s.click("[data-testid=replay-prev]").await?;
+    let placed = |v: String| v.parse::<usize>().unwrap_or(usize::MAX);
+    let after_click = placed(s.attr("[data-testid=replay-time]", "data-placed").await?);
+    assert!(after_click < n, "◂ stepped back");
+    wait_focus(&s, |id| id == "replay-prev").await?;
+    s.browser.active_element().await?.send_keys(" ").await?;
+    let deadline = tokio::time::Instant::now() + e2e::WAIT;
+    while placed(s.attr("[data-testid=replay-time]", "data-placed").await?) >= after_click {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "Space on ◂ did not step back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        s.count("[data-testid=replay-play][aria-pressed=false]")
+            .await?,
+        1,
+        "Space on ◂ does not play"
+    );
+
+    // Run ▾: a click outside closes it; Tab out of it closes it; Esc closes it and gives the
+    // focus back to its button.
+    let open_menu = || async {
+        s.click("[data-testid=runs-menu]").await?;
+        s.wait_count("[data-testid=runs-menu][aria-expanded=true]", 1)
+            .await
+    };
+    open_menu().await?;
+    s.click("[data-testid=replay-banner]").await?;
+    s.wait_count("[data-testid=runs-menu][aria-expanded=false]", 1)
+        .await?;
+    open_menu().await?;
+    let focused = s.browser.active_element().await?;
+    focused.send_keys("\u{E004}").await?; // Tab: to Open run…
+    wait_focus(&s, |id| id == "open-run-label").await?;
+    assert_eq!(
+        s.count("[data-testid=runs-menu][aria-expanded=true]")
+            .await?,
+        1,
+        "still inside the menu"
+    );
+    s.browser
+        .active_element()
+        .await?
+        .send_keys("\u{E004}")
+        .await?; // Tab: out
+    s.wait_count("[data-testid=runs-menu][aria-expanded=false]", 1)
+        .await?;
+    open_menu().await?;
+    s.browser
+        .active_element()
+        .await?
+        .send_keys("\u{E004}")
+        .await?;
+    wait_focus(&s, |id| id == "open-run-label").await?;
+    s.browser
+        .active_element()
+        .await?
+        .send_keys("\u{E00C}")
+        .await?; // Esc
+    s.wait_count("[data-testid=runs-menu][aria-expanded=false]", 1)
+        .await?;
+    wait_focus(&s, |id| id == "runs-menu").await?;
+
+    // Scrolled up, the diagram offers to jump back down: to the end, not "to live".
+    s.browser
+        .execute(
+            "document.querySelector('[data-testid=diagram]').scrollTop = 0;",
+            vec![],
+        )
+        .await?;
+    let jump = s
+        .wait_text("[data-testid=jump-live]", |t| !t.is_empty())
+        .await?;
+    assert_eq!(jump, "⤓ Jump to end");
+
+    // The bar fits: nothing of it beyond the viewport, no sideways scroll.
+    let mut problems = Vec::new();
+    for (w, h) in [(1600, 1000), (1280, 800), (1024, 768)] {
+        s.set_viewport(w, h).await?;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let fit = s.browser.execute(REPLAY_FITS, vec![]).await?;
+        let (scroll, inner) = (fit["scroll_width"].as_u64(), fit["inner_width"].as_u64());
+        anyhow::ensure!(
+            inner == Some(w.into()),
+            "the viewport is {inner:?}, not {w}"
+        );
+        if scroll > inner {
+            problems.push(format!("{w}x{h}: the page is {scroll:?} px wide"));
+        }
+        if let Some(o) = fit["out"].as_array().filter(|o| !o.is_empty()) {
+            problems.push(format!("{w}x{h}: outside the viewport: {o:?}"));
+        }
+        s.screenshot(&format!("replay-bar-{w}x{h}")).await?;
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    s.close().await
+}

@@ -117,9 +117,26 @@ pub fn count(n: u64) -> String {
     out
 }
 
+/// A count and its noun, singular for one: `1 event`, `2 events`, `100 000 events`.
+pub fn counted(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{} {noun}s", count(n))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_of_a_thing_is_singular() {
+        assert_eq!(counted(1, "event"), "1 event");
+        assert_eq!(counted(0, "event"), "0 events");
+        assert_eq!(counted(2, "event"), "2 events");
+        assert_eq!(counted(100_000, "event"), "100\u{2009}000 events");
+    }
 
     #[test]
     fn a_request_id_names_the_client_s_incarnation_after_a_restart() {

@@ -26,7 +26,10 @@ use super::space_time::SpaceTime;
 use super::toasts::Toasts;
 use super::toolbar::Toolbar;
 use super::verdict_badge::VerdictBadge;
-use super::{ClusterCtx, Dispatch, FeedCtx, ReplayCtx, SessionCtx, Slice, ToastsCtx, ViewCtx};
+use super::{
+    ClusterCtx, Dispatch, FeedCtx, ReplayCtx, SessionCtx, Slice, ToastsCtx, ViewCtx,
+    REPLAY_DISABLED,
+};
 use crate::faults;
 use crate::keys::{self, Shortcut};
 use crate::store::{Action, Level, State, REORDER_HOLD_MS};
@@ -162,6 +165,7 @@ pub fn app() -> Html {
         })
     };
     let any_alive = state.cluster().nodes().any(|n| n.alive);
+    let replaying = state.replaying();
 
     // One provider per slice: a component is rendered again only when a slice it reads is
     // replaced (children here take no props, or equal ones).
@@ -191,7 +195,8 @@ pub fn app() -> Html {
                             <h2 class="panel-title">
                                 {"Servers"}
                                 <button class="btn ghost small danger-text" data-testid="crash-all" onclick={crash_all}
-                                    disabled={!any_alive} title="Kill every server at once (Shift+X)">{"✕ Crash all"}</button>
+                                    disabled={replaying || !any_alive}
+                                    title={if replaying { REPLAY_DISABLED } else { "Kill every server at once (Shift+X)" }}>{"✕ Crash all"}</button>
                             </h2>
                             if servers.is_empty() {
                                 <div class="empty small">{"Waiting for the cluster…"}</div>
@@ -202,7 +207,8 @@ pub fn app() -> Html {
                             <h2 class="panel-title">
                                 {"Clients"}
                                 <button class="btn ghost small" data-testid="add-client" onclick={on_add_client}
-                                    title="Add a client (n)">{"+ Add client"}</button>
+                                    disabled={replaying}
+                                    title={if replaying { REPLAY_DISABLED } else { "Add a client (n)" }}>{"+ Add client"}</button>
                             </h2>
                             { for clients.iter().map(|c| html! { <ClientCard key={*c} id={*c} /> }) }
                         </section>
@@ -247,6 +253,20 @@ fn on_key(st: &State, ctx: &Dispatch, e: &KeyboardEvent) {
                 let _ = el.blur();
             }
         }
+        return;
+    }
+    // Space and Enter on a control are the control's own (a focused button clicks, a link
+    // follows): the page's Space must not act too, or a clicked ▶ Play toggles twice.
+    let on_control = e
+        .target()
+        .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+        .is_some_and(|el| {
+            el.closest("button, [role=button], a[href], summary, [contenteditable=true]")
+                .ok()
+                .flatten()
+                .is_some()
+        });
+    if on_control && matches!(e.key().as_str(), " " | "Enter" | "Spacebar") {
         return;
     }
     if let Some(r) = st.replay().run.as_ref() {

@@ -6,7 +6,9 @@ use shared::{Command, Op};
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use super::{use_cluster, use_dispatch, use_session, ClusterCtx, Dispatch};
+use super::{
+    use_cluster, use_dispatch, use_replaying, use_session, ClusterCtx, Dispatch, REPLAY_DISABLED,
+};
 use crate::store::{Action, Outcome};
 use crate::{format, ws};
 
@@ -23,6 +25,7 @@ pub fn client_card(props: &ClientCardProps) -> Html {
     let ctx = use_dispatch();
     let st = use_cluster();
     let session = use_session();
+    let replay = use_replaying();
     let id = props.id;
     // While a call is outstanding, refresh the "waiting …" time a few times a second.
     let tick = use_state(|| 0u32);
@@ -58,7 +61,7 @@ pub fn client_card(props: &ClientCardProps) -> Html {
         let lock = call::<()>(&ctx, &st, id, Op::Lock);
         // Like the Lock button beside it, which is disabled while a call is outstanding.
         Callback::from(move |e: KeyboardEvent| {
-            if e.key() == "Enter" && !busy {
+            if e.key() == "Enter" && !busy && !replay {
                 lock.emit(());
             }
         })
@@ -159,8 +162,8 @@ pub fn client_card(props: &ClientCardProps) -> Html {
                     None => html! { <span class="muted">{"no process yet (starts with its first call)"}</span> },
                 }}
                 <button class="btn danger-outline small" data-testid={format!("crash-client-{name}")} onclick={crash}
-                    disabled={!process.is_some_and(|(_, alive, _)| alive)}
-                    title="SIGKILL this client's own process; its call in progress fails (Shift+C for the selected client)">
+                    disabled={replay || !process.is_some_and(|(_, alive, _)| alive)}
+                    title={if replay { REPLAY_DISABLED } else { "SIGKILL this client's own process; its call in progress fails (Shift+C for the selected client)" }}>
                     {"✕ Crash client"}
                 </button>
             </div>
@@ -169,9 +172,9 @@ pub fn client_card(props: &ClientCardProps) -> Html {
                     data-testid={format!("lockname-{name}")} aria-label={format!("lock name for {name}")}
                     spellcheck="false" />
                 <button class="btn primary" data-testid={format!("lock-{name}")} onclick={call(&ctx, &st, id, Op::Lock)}
-                    disabled={busy} title={if busy { busy_title.to_string() } else { format!("Lock({lock})") }}>{"Lock"}</button>
+                    disabled={replay || busy} title={if replay { REPLAY_DISABLED.to_string() } else if busy { busy_title.to_string() } else { format!("Lock({lock})") }}>{"Lock"}</button>
                 <button class="btn" data-testid={format!("unlock-{name}")} onclick={call(&ctx, &st, id, Op::Unlock)}
-                    disabled={busy} title={if busy { busy_title.to_string() } else { format!("Unlock({lock})") }}>{"Unlock"}</button>
+                    disabled={replay || busy} title={if replay { REPLAY_DISABLED.to_string() } else if busy { busy_title.to_string() } else { format!("Unlock({lock})") }}>{"Unlock"}</button>
             </div>
             <ol class="history" data-testid={format!("history-{name}")}>
                 if c.history.is_empty() {

@@ -97,6 +97,17 @@ fn use_slice<T: 'static>() -> Slice<T> {
     use_context::<Slice<T>>().expect("components are rendered inside the app's slice providers")
 }
 
+/// The title of a control that acts on the live cluster, disabled while a file is replayed.
+pub const REPLAY_DISABLED: &str =
+    "Replaying a saved run: nothing can be sent. ⟵ Back to live to act on the cluster";
+
+/// Whether a saved run is shown instead of the live cluster (the session's `conn` says so,
+/// and changes only on opening or leaving one: cards that read it re-render then only).
+#[hook]
+pub fn use_replaying() -> bool {
+    use_session().conn == crate::store::Conn::Replay
+}
+
 /// The connection and the server process.
 #[hook]
 pub fn use_session() -> SessionCtx {

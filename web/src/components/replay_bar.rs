@@ -88,8 +88,10 @@ fn bar(r: &Replay, ctx: &Dispatch) -> Html {
         html! {
             <div class="replay-midrun" data-testid="replay-midrun">
                 {format!(
-                    "Starts mid-run: the run's first {} events (before #{}) are not in this file, so servers, clients and calls from before then may be missing or incomplete.",
-                    format::count(h.dropped), h.first_seq
+                    "Starts mid-run: {} of the run (before #{}) {} not in this file, so servers, clients and calls from before then may be missing or incomplete.",
+                    if h.dropped == 1 { "the first event".to_owned() } else { format!("the first {} events", format::count(h.dropped)) },
+                    h.first_seq,
+                    if h.dropped == 1 { "is" } else { "are" }
                 )}
             </div>
         }
@@ -139,20 +141,14 @@ fn bar(r: &Replay, ctx: &Dispatch) -> Html {
             </section>
         };
     }
-    let time_text = format!(
-        "{} of {} · {} of {} events",
-        format::clock(r.at_us - start),
-        format::clock(span),
-        format::count(r.placed() as u64),
-        format::count(r.len() as u64)
-    );
+    let time_text = r.position_text();
     html! {
         <section class="replay-bar panel" data-testid="replay" aria-label="Replay of a saved run">
             <div class="replay-banner" role="status">
                 <span class="replay-tag">{"REPLAY"}</span>
                 <span class="replay-what" data-testid="replay-banner">
                     {"Replaying "}<b>{&r.data.name}</b>
-                    {format!(" ({source}, {} events, run {}) — not live", format::count(r.len() as u64), h.run)}
+                    {format!(" ({source}, {}, run {}) — not live", format::counted(r.len() as u64, "event"), h.run)}
                 </span>
                 <button class="btn small live-back" data-testid="replay-leave"
                     onclick={ctx.to(|_: MouseEvent| Action::LeaveReplay)}

@@ -86,6 +86,47 @@ pub fn run_files() -> Html {
     }
 
     let open = use_state(|| false);
+    let wrap = use_node_ref();
+    let button = use_node_ref();
+    // While open, a press anywhere outside the menu closes it (as a menu does).
+    {
+        let open = open.clone();
+        let wrap = wrap.clone();
+        use_effect_with(*open, move |is_open| {
+            let listener = is_open
+                .then(|| web_sys::window().and_then(|w| w.document()))
+                .flatten()
+                .map(|doc| {
+                    EventListener::new(&doc, "pointerdown", move |e| {
+                        let inside = e
+                            .target()
+                            .and_then(|t| t.dyn_into::<web_sys::Node>().ok())
+                            .zip(wrap.get())
+                            .is_some_and(|(t, w)| w.contains(Some(&t)));
+                        if !inside {
+                            open.set(false);
+                        }
+                    })
+                });
+            move || drop(listener)
+        });
+    }
+    // Focus leaving the menu (Tab past its last item, or back past the button) closes it.
+    let on_focus_out = {
+        let open = open.clone();
+        let wrap = wrap.clone();
+        Callback::from(move |e: FocusEvent| {
+            let to = e
+                .related_target()
+                .and_then(|t| t.dyn_into::<web_sys::Node>().ok());
+            let inside = wrap
+                .get()
+                .is_some_and(|w| to.is_some_and(|t| w.contains(Some(&t))));
+            if !inside {
+                open.set(false);
+            }
+        })
+    };
     let toggle = {
         let open = open.clone();
         Callback::from(move |_: MouseEvent| open.set(!*open))
@@ -94,12 +135,17 @@ pub fn run_files() -> Html {
         let open = open.clone();
         Callback::from(move |_: MouseEvent| open.set(false))
     };
+    // Esc closes it and gives the focus back to *Run ▾*, where the person opened it.
     let on_menu_key = {
         let open = open.clone();
+        let button = button.clone();
         Callback::from(move |e: KeyboardEvent| {
-            if e.key() == "Escape" {
+            if e.key() == "Escape" && *open {
                 e.stop_propagation();
                 open.set(false);
+                if let Some(b) = button.cast::<web_sys::HtmlElement>() {
+                    let _ = b.focus();
+                }
             }
         })
     };
@@ -131,8 +177,8 @@ pub fn run_files() -> Html {
     };
 
     html! {
-        <div class="runfiles" onkeydown={on_menu_key}>
-            <button class="btn small runs-toggle" data-testid="runs-menu"
+        <div class="runfiles" ref={wrap} onkeydown={on_menu_key} onfocusout={on_focus_out}>
+            <button ref={button} class="btn small runs-toggle" data-testid="runs-menu"
                 aria-haspopup="true" aria-expanded={open.to_string()} aria-controls="runs-menu" onclick={toggle}
                 title="Run files: save this run, or open a saved one (also: drop a file on the page)">
                 {"Run ▾"}</button>

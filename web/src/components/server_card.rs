@@ -6,7 +6,7 @@ use shared::{Command, CrashPoint, Role};
 use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
 
-use super::{use_cluster, use_dispatch};
+use super::{use_cluster, use_dispatch, use_replaying, REPLAY_DISABLED};
 use crate::{format, ws};
 
 #[derive(Properties, PartialEq, Debug)]
@@ -22,6 +22,9 @@ pub fn server_card(props: &ServerCardProps) -> Html {
     let id = props.id.to_string();
     let point = use_state(|| CrashPoint::BeforeForward);
     let dying_ms = use_state(|| 0u64);
+    // A replay sends nothing: its buttons are off and say why.
+    let replay = use_replaying();
+    let tip = |live: &'static str| if replay { REPLAY_DISABLED } else { live };
     let Some(n) = cluster.node(&id).cloned() else {
         return html! {};
     };
@@ -170,37 +173,37 @@ pub fn server_card(props: &ServerCardProps) -> Html {
             }
             <div class="buttons">
                 <button class="btn danger" data-testid={format!("crash-{id}")} onclick={crash}
-                    disabled={!n.alive} title="SIGKILL this server's process now">{"✕ Crash"}</button>
+                    disabled={replay || !n.alive} title={tip("SIGKILL this server's process now")}>{"✕ Crash"}</button>
                 if n.paused {
-                    <button class="btn" data-testid={format!("resume-{id}")} onclick={resume}
-                        title="SIGCONT: it runs on with whatever it believed before (Shift+P)">{"▶ Resume"}</button>
+                    <button class="btn" data-testid={format!("resume-{id}")} onclick={resume} disabled={replay}
+                        title={tip("SIGCONT: it runs on with whatever it believed before (Shift+P)")}>{"▶ Resume"}</button>
                 } else if n.alive {
-                    <button class="btn" data-testid={format!("pause-{id}")} onclick={pause}
-                        title="SIGSTOP: alive but silent, not halted (Shift+P pauses the primary)">{"❚❚ Pause"}</button>
+                    <button class="btn" data-testid={format!("pause-{id}")} onclick={pause} disabled={replay}
+                        title={tip("SIGSTOP: alive but silent, not halted (Shift+P pauses the primary)")}>{"❚❚ Pause"}</button>
                 } else {
-                    <button class="btn primary" data-testid={format!("restart-{id}")} onclick={restart}
-                        title="Start a fresh process: empty lock table, nothing copied to it (r)">{"↺ Restart"}</button>
+                    <button class="btn primary" data-testid={format!("restart-{id}")} onclick={restart} disabled={replay}
+                        title={tip("Start a fresh process: empty lock table, nothing copied to it (r)")}>{"↺ Restart"}</button>
                 }
                 <button class="btn danger-outline" data-testid={format!("crash-before-reply-{id}")} onclick={crash_before}
-                    disabled={!n.alive || n.armed}
-                    title="Execute the next client request fully (apply, forward, backup ack), then die before the reply leaves">
+                    disabled={replay || !n.alive || n.armed}
+                    title={tip("Execute the next client request fully (apply, forward, backup ack), then die before the reply leaves")}>
                     {"Crash before next reply"}
                 </button>
             </div>
             if n.alive {
                 <div class="crash-at" role="group" aria-label={format!("crash {id} at a point of the next operation")}>
                     <select data-testid={format!("crash-point-{id}")} aria-label={format!("{id}: where the armed crash fires")}
-                        onchange={on_point} disabled={n.paused}>
+                        onchange={on_point} disabled={replay || n.paused}>
                         { for CrashPoint::ALL.iter().map(|p| html! {
                             <option value={p.name()} selected={*p == *point}>{format::crash_point(*p)}</option>
                         }) }
                     </select>
                     <input type="number" min="0" max="60000" placeholder="silent ms"
-                        value={if *dying_ms == 0 { String::new() } else { dying_ms.to_string() }} oninput={on_dying}
+                        value={if *dying_ms == 0 { String::new() } else { dying_ms.to_string() }} oninput={on_dying} disabled={replay}
                         data-testid={format!("dying-ms-{id}")} aria-label={format!("{id}: silent this many ms before it dies (dying; empty: die at once)")}
                         title="dying: go silent at that point, die this much later (empty: die at once)" />
                     <button class="btn danger-outline small" data-testid={format!("crash-at-{id}")} onclick={arm}
-                        disabled={n.paused} title="crash_at: arm it to die at that point of the next operation">{"Arm"}</button>
+                        disabled={replay || n.paused} title={tip("crash_at: arm it to die at that point of the next operation")}>{"Arm"}</button>
                 </div>
             }
         </div>

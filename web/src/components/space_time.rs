@@ -504,7 +504,13 @@ pub fn space_time() -> Html {
                 </div>
             </div>
             if !view_slice.follow || feed.paused() {
-                <button class="btn jump" data-testid="jump-live" onclick={jump}>{"⤓ Jump to live"}</button>
+                if session.conn == Conn::Replay {
+                    // Nothing is live in a replay: this scrolls to the newest event shown.
+                    <button class="btn jump" data-testid="jump-live" onclick={jump}
+                        title="Scroll to the newest event shown (the scrubber's time)">{"⤓ Jump to end"}</button>
+                } else {
+                    <button class="btn jump" data-testid="jump-live" onclick={jump}>{"⤓ Jump to live"}</button>
+                }
             }
             </div>
             // Docked under the diagram, so it never covers the lanes it describes.

@@ -17,6 +17,7 @@ use shared::{CrashCause, MsgId, Op, RequestId};
 use crate::events::{Ev, Kind, MsgEnd, MsgKind, MsgRec, SpanKind};
 use crate::format;
 use crate::history::History;
+use crate::timeaxis::ROW;
 
 /// Left margin holding the time labels.
 pub const GUTTER: f64 = 78.0;
@@ -339,7 +340,14 @@ pub fn scene(h: &History, lanes: &[Lane], vp: Viewport, now_us: f64, slow_ms: u6
         let y = screen_y(h, e.y);
         let gap = prev.map(|p| e.t_us.saturating_sub(p.t_us));
         let first = i == range.start;
-        if first || gap.is_some_and(|g| g >= LABEL_GAP_US) || y - last_tick_y >= LABEL_EVERY_PX {
+        // A label needs a row of its own: an event that takes no row (an ok verdict, drawn
+        // nowhere) sits on the previous one's and would print its time over that one's.
+        let own_row = y - last_tick_y >= ROW;
+        if own_row
+            && (first
+                || gap.is_some_and(|g| g >= LABEL_GAP_US)
+                || y - last_tick_y >= LABEL_EVERY_PX)
+        {
             let idle = gap
                 .filter(|g| *g >= 1_000_000)
                 .map(|g| format!("+{}", format::duration(g)));
@@ -1051,6 +1059,39 @@ mod tests {
             "{:?}",
             sc.ticks
         );
+    }
+
+    #[test]
+    fn a_verdict_that_takes_no_row_prints_no_time_over_the_row_before() {
+        // A call answered; 200 ms later an event with a time label of its own (1.631 s in
+        // the replay where this was seen); 300 ms later an ok verdict, on no row of its own.
+        let mut s = Script::default();
+        s.call(1, 1, "s1", "s2", 1);
+        let t = s.t_us + 200_000;
+        s.at(t).ev("supervisor", K::SlowMotionSet { delay_ms: 0 });
+        let t = s.t_us + 300_000;
+        s.at(t).ev(
+            "checker",
+            K::Verdict(shared::LockVerdict {
+                lock: "a".into(),
+                status: shared::VerdictStatus::Ok,
+                ops: vec![],
+                explanation: String::new(),
+                calls: 1,
+            }),
+        );
+        let h = history_of(&s);
+        let last = h.events.len() - 1;
+        assert_eq!(h.event(last).map(|e| e.y), h.event(last - 1).map(|e| e.y));
+        let sc = scene(&h, &[], ALL, 1e12, 0);
+        for w in sc.ticks.windows(2) {
+            assert!(
+                w[1].y - w[0].y >= ROW,
+                "two time labels overprint: {:?}",
+                sc.ticks
+            );
+        }
+        assert!(sc.ticks.len() >= 2, "{:?}", sc.ticks);
     }
 
     #[test]

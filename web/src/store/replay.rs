@@ -25,6 +25,7 @@ use shared::{Event, RunHeader};
 
 use super::slices::{ClusterState, Conn, Feed, Level, Session, ViewState};
 use super::State;
+use crate::format;
 use crate::history::History;
 use crate::symbols::Symbols;
 
@@ -122,15 +123,41 @@ impl Replay {
         self.folded
     }
 
-    /// The time of the latest event before the one shown (stepping back one event).
-    pub fn prev_event_us(&self) -> u64 {
-        match self.placed {
-            0 | 1 => self.start_us(),
-            n => self.data.order_t[n - 2],
-        }
+    /// Where the scrubber is, on the run's own clock (the diagram's axis and the failover
+    /// timeline read the same `t_us`, formatted alike): `3:27.388 of 3:29.001 · 215 of 265
+    /// events`.
+    pub fn position_text(&self) -> String {
+        let of = match self.len() {
+            1 => "1 event".to_owned(),
+            n => format!("{} events", format::count(n as u64)),
+        };
+        format!(
+            "{} of {} · {} of {of}",
+            format::clock(self.at_us),
+            format::clock(self.end_us()),
+            format::count(self.placed as u64),
+        )
     }
 
-    /// The time of the next event not yet shown (stepping forward one event).
+    /// Stepping back one event: the latest event time strictly earlier than the newest event
+    /// shown, so every event at that newest time goes (several share one time: a reset's
+    /// `crashed` events do). The start when nothing is earlier.
+    pub fn prev_event_us(&self) -> u64 {
+        let Some(&newest) = self
+            .placed
+            .checked_sub(1)
+            .and_then(|i| self.data.order_t.get(i))
+        else {
+            return self.start_us();
+        };
+        let earlier = self.data.order_t[..self.placed].partition_point(|&t| t < newest);
+        earlier
+            .checked_sub(1)
+            .map_or_else(|| self.start_us(), |i| self.data.order_t[i])
+    }
+
+    /// Stepping forward one event: the earliest event time strictly later than the time shown
+    /// (every event at that time comes in at once).
     pub fn next_event_us(&self) -> u64 {
         self.data
             .order_t

@@ -349,3 +349,71 @@ fn a_broken_protocols_run_says_which_one_it_ran() {
     let st = open(&write_run(&broken, &s.events));
     assert_eq!(st.session().variant.as_deref(), Some("backup-reexecutes"));
 }
+
+#[test]
+fn stepping_passes_events_that_share_one_time() {
+    // Ten events to each millisecond: ties everywhere (a reset's `crashed` events share one).
+    let mut s = script(30);
+    for e in &mut s.events {
+        e.t_us = e.t_us / 1_000 * 1_000;
+    }
+    let mut times: Vec<u64> = s.events.iter().map(|e| e.t_us).collect();
+    times.sort_unstable();
+    times.dedup();
+    assert!(times.len() * 5 < s.events.len(), "the run has ties");
+    let mut st = open(&file(&s));
+    let on_diagram = |t: u64| s.events.iter().filter(|e| e.t_us <= t).count();
+    // ◂ from the end: one distinct time at a time, down to the start.
+    for &want in times.iter().rev().skip(1) {
+        st.apply(Action::ReplayStep(false));
+        let r = run(&st);
+        assert_eq!(r.at_us, want, "one step back");
+        assert_eq!(r.placed(), on_diagram(want));
+    }
+    st.apply(Action::ReplayStep(false));
+    assert_eq!(run(&st).at_us, times[0], "the start stays the start");
+    // ▸ back up to the end, the same times.
+    for &want in times.iter().skip(1) {
+        st.apply(Action::ReplayStep(true));
+        assert_eq!(run(&st).at_us, want, "one step on");
+        assert_eq!(run(&st).placed(), on_diagram(want));
+    }
+    assert_eq!(run(&st).placed(), s.events.len());
+    // From a time between two events, ◂ drops the newest shown.
+    let between = times[3] + 500;
+    st.apply(Action::ReplaySeek(between));
+    assert_eq!(run(&st).placed(), on_diagram(times[3]));
+    st.apply(Action::ReplayStep(false));
+    assert_eq!(run(&st).at_us, times[2]);
+}
+
+#[test]
+fn the_scrubber_reads_the_diagrams_clock() {
+    // A file that starts mid-run, 3 min 27 s into it: its first event is not "0.000 s".
+    let mut s = script(10);
+    for e in &mut s.events {
+        e.t_us += 207_388_000;
+    }
+    let mut st = open(&write_run(&header(25), &s.events[25..]));
+    let first = s.events[25..].iter().map(|e| e.t_us).min().expect("events");
+    st.apply(Action::ReplaySeek(0));
+    let r = run(&st);
+    assert_eq!(r.at_us, first);
+    let text = r.position_text();
+    // The diagram's rows and the timeline say `format::clock(t_us)`.
+    assert!(
+        text.starts_with(&format!("{} of ", crate::format::clock(first))),
+        "{text}"
+    );
+    assert!(text.starts_with("3:27.3"), "{text}");
+    assert!(text.contains(&crate::format::clock(r.end_us())), "{text}");
+    // One event: singular.
+    let one = open(&write_run(&header(0), &s.events[..1]));
+    assert_eq!(
+        run(&one).position_text(),
+        format!(
+            "{0} of {0} · 1 of 1 event",
+            crate::format::clock(s.events[0].t_us)
+        )
+    );
+}
