@@ -141,6 +141,8 @@ impl Context {
                 distinct.push(s);
             }
         }
+        // What happened since a takeover explains it, even before the calls at fault began.
+        let mut span_from = from;
         if distinct.len() >= 2 && serving.len() >= 2 {
             // The one that became primary last took over; the other still served.
             let newer = serving
@@ -174,6 +176,7 @@ impl Context {
                             .max()
                             .unwrap_or(n.1),
                     );
+                    span_from = span_from.min(since);
                     let still = o_last >= since
                         || (!self.went_away(&o.0, o.1, n_last)
                             && self
@@ -207,6 +210,16 @@ impl Context {
                 }
             }
         }
+        // Pauses in force when the told span began: before what happened during it.
+        for s in &distinct {
+            if self.paused_at(s, span_from) {
+                parts.push(format!(
+                    "{s} was paused at {} (stopped, yet still holding its role)",
+                    secs(span_from)
+                ));
+            }
+        }
+        let from = span_from;
         let before = self.plan_at(from);
         let in_force = plan_words(&before);
         if !in_force.is_empty() {
@@ -254,12 +267,6 @@ impl Context {
                 _ => continue,
             };
             parts.push(line);
-        }
-        // Pauses that started before the span and had not ended.
-        for s in &distinct {
-            if self.paused_at(s, from) {
-                parts.push(format!("{s} was paused (it still held its role)"));
-            }
         }
         parts.join("; ")
     }

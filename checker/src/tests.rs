@@ -309,6 +309,43 @@ fn a_resumed_primary_serving_alone_later_did_not_take_over() {
 }
 
 #[test]
+fn a_pause_that_ended_before_the_calls_is_still_told_when_it_let_the_other_take_over() {
+    // s1 paused 1 s to 3 s; s2 took over at 2 s; both calls at fault come after the resume.
+    let h = [
+        ans(1, 1, Op::Lock, 3_500_000, 3_600_000, true, "s2"),
+        ans(2, 1, Op::Lock, 4_100_000, 4_200_000, true, "s1"),
+    ];
+    let ctx = [
+        role(100, "s1", Role::Primary, "started"),
+        role(100, "s2", Role::Backup, "started"),
+        ev(1_000_000, "s1", EventKind::Paused { pid: 10 }),
+        role(2_000_000, "s2", Role::Primary, "clients failed over to it"),
+        ev(3_000_000, "s1", EventKind::Resumed { pid: 10 }),
+        role(
+            4_000_000,
+            "s1",
+            Role::Primary,
+            "backup did not acknowledge in time",
+        ),
+    ];
+    let v = monitor_verdict("z", &h, &ctx);
+    assert_eq!(v.status, VerdictStatus::Violation);
+    let e = &v.explanation;
+    assert!(e.contains("s2 had taken over"), "{e}");
+    let paused = e
+        .find("s1 was paused")
+        .unwrap_or_else(|| panic!("the pause is told: {e}"));
+    let resumed = e
+        .find("s1 resumed at 3.000 s")
+        .unwrap_or_else(|| panic!("{e}"));
+    assert!(paused < resumed, "in the order it happened: {e}");
+    assert!(
+        e.contains("s1 was paused at 2.000 s (stopped, yet still holding its role)"),
+        "{e}"
+    );
+}
+
+#[test]
 fn a_primary_that_crashed_after_granting_did_not_still_serve() {
     // reply-before-ack: s1 grants c1 and crashes before s2 has it; s2 takes over and grants c2.
     let h = [
