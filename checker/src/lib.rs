@@ -31,5 +31,11 @@ pub use monitor::{
     check_events, with_verdicts, Budget, Monitor, MonitorStats, FRONTIER_CAP, SETTLE_US,
 };
 pub use wgl::check_calls;
+
+/// A moment on the run's clock as the checker's words (and the page's time axis) write it:
+/// `2.500 s`, `1:22.366`, `1:02:03.004`.
+pub fn clock(t_us: u64) -> String {
+    context::secs(t_us)
+}
 #[cfg(test)]
 mod tests;

@@ -284,6 +284,12 @@ impl LockLog {
                 _,
             ) => (VerdictStatus::Violation, ops.clone(), explanation.clone()),
             (Status::Checking, Some(g)) => (VerdictStatus::Unknown, Vec::new(), g.why.clone()),
+            // Nothing answered yet: nothing decided ("unknown while undecided").
+            (Status::Checking, None) if self.finished == 0 => (
+                VerdictStatus::Unknown,
+                Vec::new(),
+                "not checked yet".to_owned(),
+            ),
             (Status::Checking, None) => (VerdictStatus::Ok, Vec::new(), String::new()),
         };
         self.verdict = LockVerdict {

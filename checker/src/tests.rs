@@ -691,13 +691,18 @@ fn verdicts_start_unknown_change_once_and_a_violation_sticks_until_reset() {
     let v: Vec<_> = m.verdicts().cloned().collect();
     assert_eq!(v.len(), 1);
     assert_eq!(v[0].status, VerdictStatus::Unknown);
+    let undecided = m.check();
+    assert_eq!(undecided.len(), 1, "a new lock's first verdict: undecided");
+    assert_eq!(undecided[0].status, VerdictStatus::Unknown);
+    assert!(m.check().is_empty(), "nothing new, nothing changed");
+    m.observe(&evs[1]);
     let first = m.check();
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].status, VerdictStatus::Ok);
     assert!(m.check().is_empty(), "nothing new, nothing changed");
-    m.observe(&evs[1]);
+    m.observe(&evs[2]);
     assert!(m.check().is_empty(), "still ok: not reported again");
-    for e in &evs[2..] {
+    for e in &evs[3..] {
         m.observe(e);
     }
     let v = m.check();
@@ -1102,4 +1107,27 @@ fn verdicts_go_into_a_run_where_a_live_checker_would_have_published_them() {
     let (whole, _) = crate::check_events(&run, Budget::default());
     assert_eq!(last.status, whole[0].status);
     assert_eq!(last.ops, whole[0].ops);
+}
+
+#[test]
+fn a_lock_with_no_answer_yet_is_unknown_not_ok() {
+    // One call in flight: nothing is decided yet ("unknown while undecided"), so no `ok` is
+    // published with `calls: 0`; the first answer decides.
+    let h = [ans(1, 1, Op::Lock, 1_000, 2_000, true, "s1")];
+    let evs = events("z", &h);
+    let mut m = Monitor::new(Budget::default());
+    m.observe(&evs[0]);
+    let changed = m.check();
+    assert!(
+        changed.iter().all(|v| v.status == VerdictStatus::Unknown),
+        "{changed:?}"
+    );
+    let v = m.verdicts().next().expect("the lock is listed").clone();
+    assert_eq!(v.status, VerdictStatus::Unknown);
+    assert_eq!(v.explanation, "not checked yet");
+    m.observe(&evs[1]);
+    let changed = m.check();
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0].status, VerdictStatus::Ok);
+    assert_eq!(changed[0].calls, 1);
 }

@@ -213,7 +213,9 @@ impl Action {
     /// Whether this step starts a fault (rather than ending one).
     fn injects(&self) -> bool {
         match self {
-            Action::Crash(_) | Action::CrashAt(..) | Action::Restart(_) | Action::Pause(_) => true,
+            // A restart brings back the server a crash took: one fault, counted at the crash.
+            Action::Crash(_) | Action::CrashAt(..) | Action::Pause(_) => true,
+            Action::Restart(_) => false,
             Action::Link {
                 drop,
                 duplicate,
@@ -462,9 +464,17 @@ pub async fn run_schedule(
                 if action.injects() {
                     faults += 1;
                 }
-                log.push(format!("{at} ms: {}", action.describe()));
+                log.push(format!(
+                    "at {} ({at} ms into the calls): {}",
+                    checker::clock(bus.clock().now_us()),
+                    action.describe()
+                ));
             }
-            Err(e) => log.push(format!("{at} ms: {} refused: {e}", action.describe())),
+            Err(e) => log.push(format!(
+                "at {} ({at} ms into the calls): {} refused: {e}",
+                checker::clock(bus.clock().now_us()),
+                action.describe()
+            )),
         }
     }
     for w in workers {
@@ -763,8 +773,9 @@ pub async fn run_campaign(
             report
                 .violating
                 .push((index, cfg.command_for(index), first.clone()));
-            if !quiet {
-                if progress.tty {
+            // A violation is always told (`--quiet` only silences the progress).
+            {
+                if progress.tty && !quiet {
                     eprintln!();
                 }
                 eprintln!(
@@ -779,9 +790,15 @@ pub async fn run_campaign(
             }
         }
         if let (Some(path), Some(run)) = (save.as_ref(), outcome.run.as_ref()) {
-            std::fs::write(path, run)
-                .with_context(|| format!("writing the failing run to {}", path.display()))?;
-            report.saved = Some(path.clone());
+            // The path was checked at the start; should writing still fail, the campaign and
+            // its table matter more than the file.
+            match std::fs::write(path, run) {
+                Ok(()) => report.saved = Some(path.clone()),
+                Err(e) => eprintln!(
+                    "pbscope check: could not save the failing run to {}: {e}",
+                    path.display()
+                ),
+            }
         }
         report.schedules += 1;
         progress.show(n + 1, report.violating.len() as u64, started);

@@ -473,7 +473,40 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// `pbscope check`: returns whether a violation was found.
+/// Writes a line to stdout; a reader that went away (`pbscope check | head -1`) only loses the
+/// rest of the text, never the exit status.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `--save PATH` must be a file this process can write, checked before any schedule runs. A
+/// file that did not exist is not left behind.
+fn check_save_path(path: &std::path::Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err(format!("{} is a directory, not a file", path.display()));
+    }
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
 async fn check(args: CheckArgs) -> anyhow::Result<bool> {
+    if let Some(path) = &args.save {
+        if let Err(why) = check_save_path(path) {
+            eprintln!("error: invalid value for '--save <SAVE>': {why}");
+            std::process::exit(2);
+        }
+    }
     let mut faults = args.faults;
     faults.sort_unstable();
     faults.dedup();
@@ -494,7 +527,7 @@ async fn check(args: CheckArgs) -> anyhow::Result<bool> {
         ops: Duration::from_millis(args.ops_ms),
         think: Duration::from_millis(args.think_ms),
     };
-    println!(
+    say!(
         "pbscope check: {} schedules from #{} (seed {}), faults {}, {} clients on {} locks, {} ms of calls each, {}",
         cfg.schedules,
         cfg.first,
@@ -506,26 +539,26 @@ async fn check(args: CheckArgs) -> anyhow::Result<bool> {
         cfg.variant.map_or("the correct protocol".to_owned(), |v| format!("the BROKEN variant {v}")),
     );
     let report = campaign::run_campaign(&cfg, args.save, args.quiet).await?;
-    println!();
-    print!("{}", report.table());
+    say!();
+    say!("{}", report.table().trim_end_matches('\n'));
     if report.violating.is_empty() {
-        println!("no violation in {} schedules", report.schedules);
+        say!("no violation in {} schedules", report.schedules);
         return Ok(false);
     }
-    println!(
+    say!(
         "{} of {} schedules violated linearizability (first after {} schedules); rerun one with:",
         report.violating.len(),
         report.schedules,
         report.schedules_to_first.unwrap_or(0)
     );
     for (_, cmd, _) in report.violating.iter().take(10) {
-        println!("  {cmd}");
+        say!("  {cmd}");
     }
     if report.violating.len() > 10 {
-        println!("  ... and {} more", report.violating.len() - 10);
+        say!("  ... and {} more", report.violating.len() - 10);
     }
     if let Some(path) = &report.saved {
-        println!(
+        say!(
             "the first failing run is saved in {} (open it on the page: Open run)",
             path.display()
         );

@@ -128,6 +128,11 @@ fn a_failing_check_exits_1_prints_the_rerun_command_and_saves_a_run_the_page_ope
         .expect("pbscope check runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "a violation exits 1:\n{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("VIOLATION in schedule #") && stderr.contains("into the calls): crash"),
+        "--quiet silences progress, not the violation and its faults:\n{stderr}"
+    );
     let rerun = stdout
         .lines()
         .map(str::trim)
@@ -223,6 +228,23 @@ fn bad_check_flags_are_refused_with_a_clear_message() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
         assert!(out.stdout.is_empty(), "{args:?} ran nothing");
     }
+    // A file it could not write is refused before any schedule runs, not after the first
+    // violation (which lost the rest of the campaign and its table).
+    for bad in ["/proc/no-such-dir/run.jsonl", "/"] {
+        let started = std::time::Instant::now();
+        let out = Command::new(exe())
+            .args(["check", "--schedules", "50", "--quiet", "--save", bad])
+            .output()
+            .expect("pbscope runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--save {bad} refused: {stderr}");
+        assert!(stderr.contains("--save"), "{bad}: {stderr}");
+        assert!(out.stdout.is_empty(), "{bad}: nothing ran");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "refused at once"
+        );
+    }
     let out = Command::new(exe())
         .args(["serve", "--variant", "nope"])
         .output()
@@ -254,7 +276,8 @@ fn faults_beyond_lab1_run_and_are_reported() {
         let r = campaign(&one);
         let t = &r.per_kind[&kind];
         assert_eq!(t.schedules, 1);
-        assert!(t.faults >= 1, "{kind}: a fault was injected");
+        // One fault per schedule, counted once whatever ends it (a resume, a heal, a restart).
+        assert_eq!(t.faults, 1, "{kind}: one fault was injected");
         assert!(t.calls > 0, "{kind}: the clients called");
         total.per_kind.insert(kind, t.clone());
     }
@@ -288,4 +311,30 @@ async fn serve_with_a_variant_says_so_in_hello_and_runs_it() {
         (Some("backup-reexecutes".to_owned()), false),
         "the broken one: the backup ran c1's Lock twice"
     );
+}
+
+#[test]
+fn a_check_whose_reader_went_away_still_exits_with_its_verdict() {
+    // `pbscope check | head -1`: stdout closes early; the campaign's exit status (0: no
+    // violation) must survive, not turn into a panic's 101.
+    let mut child = Command::new(exe())
+        .args([
+            "check",
+            "--schedules",
+            "1",
+            "--seed",
+            "5",
+            "--ops-ms",
+            "300",
+            "--quiet",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("pbscope runs");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("it ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
