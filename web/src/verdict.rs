@@ -154,12 +154,33 @@ impl Board {
     }
 }
 
-/// The calls at fault as people read them: `c1.3, c2.2`.
+/// The calls at fault as people read them: `#c1.3, #c2.2` (a request id reads with its `#`
+/// everywhere on the page: arrow labels, the details, the cards, the banner's chips).
 pub fn calls_text(ops: &[RequestId]) -> String {
     ops.iter()
-        .map(|r| r.to_string())
+        .map(|r| format!("#{r}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A sentence as the banner shows it: a number keeps its unit on its line (`0.819 s`,
+/// `40 ms`, `3 calls` stay whole), so a wrapped line never starts with a lone unit.
+pub fn keep_units_together(text: &str) -> String {
+    let is_number = |w: &str| {
+        w.chars().any(|c| c.is_ascii_digit())
+            && w.chars()
+                .all(|c| c.is_ascii_digit() || c == '.' || c == ',')
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut words = text.split(' ').peekable();
+    while let Some(w) = words.next() {
+        out.push_str(w);
+        if let Some(next) = words.peek() {
+            let unit = next.chars().next().is_some_and(char::is_alphabetic);
+            out.push(if is_number(w) && unit { '\u{a0}' } else { ' ' });
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -252,6 +273,16 @@ mod tests {
         let faulty: Vec<String> = b.faulty().iter().map(|r| r.to_string()).collect();
         assert_eq!(faulty, ["c1.3", "c2.2", "c3.1"]);
         assert!(b.detail().contains("z: Lock(z) was granted twice"));
-        assert_eq!(calls_text(&all[1].ops), "c1.3, c2.2");
+        assert_eq!(calls_text(&all[1].ops), "#c1.3, #c2.2");
+    }
+
+    #[test]
+    fn a_number_keeps_its_unit_and_other_spaces_still_break() {
+        let t = keep_units_together("s1 crashed at 0.819 s. 2 calls at fault, c1 and c3 9 s");
+        assert_eq!(
+            t,
+            "s1 crashed at 0.819\u{a0}s. 2\u{a0}calls at fault, c1 and c3 9\u{a0}s"
+        );
+        assert_eq!(keep_units_together("Lock(z) = true"), "Lock(z) = true");
     }
 }
