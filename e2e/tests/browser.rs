@@ -799,9 +799,9 @@ async fn the_partition_preset_shows_the_same_lock_granted_twice() -> anyhow::Res
     })
     .await?;
     assert_eq!(
-        s.count("[data-testid=double-grant]").await?,
-        0,
-        "folded, the banner keeps to the verdict"
+        s.text_of("[data-testid=double-grant]").await?,
+        "Lock(z) granted twice",
+        "folded, the banner says the watch's finding in a few words"
     );
     s.click("[data-testid=verdict-more]").await?;
     let banner = s.text_of("[data-testid=double-grant]").await?;
@@ -944,9 +944,15 @@ async fn the_partition_and_hang_presets_light_the_verdict_up() -> anyhow::Result
         s.screenshot(&format!("verdict-{id}-1024x768")).await?;
         // *More* unfolds the whole explanation, the calls on their own line, and the
         // double-grant watch's agreement.
+        let folded = s.text_of("[data-testid=verdict-explanation]").await?;
         s.click("[data-testid=verdict-more]").await?;
         s.wait_count("[data-testid=verdict-more][aria-expanded=true]", 1)
             .await?;
+        let unfolded = s.text_of("[data-testid=verdict-explanation]").await?;
+        assert!(
+            unfolded.len() > folded.len() && unfolded.contains("Calls at fault"),
+            "{id}: unfolded, the whole explanation: {unfolded} (folded: {folded})"
+        );
         let grant = s.text_of("[data-testid=double-grant]").await?;
         assert!(grant.contains("granted"), "{id}: {grant}");
         let unfolded_h = height_of(&s, "[data-testid=verdict-alarm]").await?;

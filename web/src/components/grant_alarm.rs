@@ -21,7 +21,7 @@ use yew::prelude::*;
 use super::{use_cluster, use_dispatch};
 use crate::format;
 use crate::store::Action;
-use crate::verdict::{calls_text, keep_units_together};
+use crate::verdict::{calls_text, headline, keep_units_together};
 
 #[function_component(GrantAlarm)]
 pub fn grant_alarm() -> Html {
@@ -78,6 +78,21 @@ pub fn grant_alarm() -> Html {
         } else {
             keep_units_together(&v.explanation)
         };
+        // Folded: the gist ("Lock(z) granted twice"), the whole sentence in the tooltip.
+        let double_granted = cluster.grants.found().any(|d| d.lock == v.lock);
+        let shown = if open {
+            html! { {says.clone()} }
+        } else if double_granted {
+            // The watch's finding in a few words (its sentence is under *More*).
+            html! {
+                <>
+                    <span data-testid="double-grant" data-lock={v.lock.clone()}>{headline(v, true)}</span>
+                    {" …"}
+                </>
+            }
+        } else {
+            html! { {format!("{} …", headline(v, false))} }
+        };
         html! {
             // The sentence and the calls at fault are two blocks: folded, the sentence takes one
             // line and is cut short (its whole text in the tooltip) while the calls stay whole;
@@ -88,7 +103,7 @@ pub fn grant_alarm() -> Html {
                         <strong>{"Not linearizable."}</strong>{" "}
                     }
                     <span class="verdict-lock">{format!("{}:", v.lock)}</span>{" "}
-                    {says.clone()}
+                    {shown}
                 </span>
                 {" "}
                 if !v.ops.is_empty() {
@@ -126,7 +141,8 @@ pub fn grant_alarm() -> Html {
                 title={if open { "Fold the banner to one line" } else { "The whole explanation, and what the page's double-grant watch saw" }}>
                 {if open { "Less ▴" } else { "More ▾" }}</button>
             <button class="btn small verdict-show" data-testid="verdict-show" onclick={show}
-                title="Scroll the diagram to the first call at fault (v)">{"Show in diagram"}</button>
+                title="Scroll the diagram to the first call at fault (v)">
+                {"Show"}<span class="verdict-wide">{" in diagram"}</span></button>
         </div>
     }
 }
