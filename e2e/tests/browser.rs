@@ -944,15 +944,23 @@ async fn the_partition_and_hang_presets_light_the_verdict_up() -> anyhow::Result
         s.screenshot(&format!("verdict-{id}-1024x768")).await?;
         // *More* unfolds the whole explanation, the calls on their own line, and the
         // double-grant watch's agreement.
-        let folded = s.text_of("[data-testid=verdict-explanation]").await?;
         s.click("[data-testid=verdict-more]").await?;
         s.wait_count("[data-testid=verdict-more][aria-expanded=true]", 1)
             .await?;
         let unfolded = s.text_of("[data-testid=verdict-explanation]").await?;
-        assert!(
-            unfolded.len() > folded.len() && unfolded.contains("Calls at fault"),
-            "{id}: unfolded, the whole explanation: {unfolded} (folded: {folded})"
+        let whole = s
+            .browser
+            .execute(
+                "const e = document.querySelector('.verdict-says'); return e.scrollWidth <= e.clientWidth + 1;",
+                vec![],
+            )
+            .await?;
+        assert_eq!(
+            whole,
+            serde_json::json!(true),
+            "{id}: unfolded, the explanation is not cut: {unfolded}"
         );
+        assert!(unfolded.contains("Calls at fault"), "{id}: {unfolded}");
         let grant = s.text_of("[data-testid=double-grant]").await?;
         assert!(grant.contains("granted"), "{id}: {grant}");
         let unfolded_h = height_of(&s, "[data-testid=verdict-alarm]").await?;

@@ -80,18 +80,17 @@ pub fn grant_alarm() -> Html {
         };
         // Folded: the gist ("Lock(z) granted twice"), the whole sentence in the tooltip.
         let double_granted = cluster.grants.found().any(|d| d.lock == v.lock);
-        let shown = if open {
-            html! { {says.clone()} }
-        } else if double_granted {
-            // The watch's finding in a few words (its sentence is under *More*).
+        let shown = if !open && double_granted {
+            // Folded, the watch's finding in three words first: the line may be cut short (at
+            // 1024 px, in projector mode) after it. Its sentence is under *More*.
             html! {
                 <>
-                    <span data-testid="double-grant" data-lock={v.lock.clone()}>{headline(v, true)}</span>
-                    {" …"}
+                    <span class="verdict-gist" data-testid="double-grant" data-lock={v.lock.clone()}>{headline(v, true)}</span>
+                    {" — "}{says.clone()}
                 </>
             }
         } else {
-            html! { {format!("{} …", headline(v, false))} }
+            html! { {says.clone()} }
         };
         html! {
             // The sentence and the calls at fault are two blocks: folded, the sentence takes one
