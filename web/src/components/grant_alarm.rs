@@ -78,31 +78,29 @@ pub fn grant_alarm() -> Html {
         } else {
             keep_units_together(&v.explanation)
         };
-        // Folded: the gist ("Lock(z) granted twice"), the whole sentence in the tooltip.
-        let double_granted = cluster.grants.found().any(|d| d.lock == v.lock);
-        let shown = if !open && double_granted {
-            // Folded, the watch's finding in three words first: the line may be cut short (at
-            // 1024 px, in projector mode) after it. Its sentence is under *More*.
-            html! {
-                <>
-                    <span class="verdict-gist" data-testid="double-grant" data-lock={v.lock.clone()}>{headline(v, true)}</span>
-                    {" — "}{says.clone()}
-                </>
-            }
-        } else {
-            html! { {says.clone()} }
-        };
+        // Folded, the watch's finding in three words ("Lock(z) granted twice") stays whole
+        // beside the verdict, and the checker's sentence follows until the line ends (cut short
+        // there; its whole text in the tooltip). Its sentence is under *More*.
+        let double_granted = !open && cluster.grants.found().any(|d| d.lock == v.lock);
         html! {
-            // The sentence and the calls at fault are two blocks: folded, the sentence takes one
-            // line and is cut short (its whole text in the tooltip) while the calls stay whole;
-            // unfolded, the sentence wraps and the calls go under it.
+            // The sentence and the calls at fault are separate blocks: folded, the sentence takes
+            // what the line has left while the head and the calls stay whole; unfolded, the
+            // sentence wraps and the calls go under it.
             <p class="verdict-why" data-testid="verdict-explanation" data-lock={v.lock.clone()}>
-                <span class="verdict-says" title={(!open).then(|| says.clone())}>
+                <span class="verdict-head">
                     if i == 0 {
                         <strong>{"Not linearizable."}</strong>{" "}
                     }
-                    <span class="verdict-lock">{format!("{}:", v.lock)}</span>{" "}
-                    {shown}
+                    <span class="verdict-lock">{format!("{}:", v.lock)}</span>
+                    if double_granted {
+                        {" "}
+                        <span class="verdict-gist" data-testid="double-grant" data-lock={v.lock.clone()}>{headline(v, true)}</span>
+                    }
+                </span>
+                {" "}
+                <span class="verdict-says" title={(!open).then(|| says.clone())}>
+                    if double_granted { {"— "} }
+                    {says.clone()}
                 </span>
                 {" "}
                 if !v.ops.is_empty() {
