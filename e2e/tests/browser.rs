@@ -792,6 +792,18 @@ async fn the_lecture_panel_lists_the_lecture_and_plays_a_failover() -> anyhow::R
 async fn the_partition_preset_shows_the_same_lock_granted_twice() -> anyhow::Result<()> {
     let s = Session::open_page().await?;
     play_preset(&s, "partition", 120).await?;
+    // The server's checker finds it too; its banner is one line until *More* shows the whole
+    // explanation and the double-grant watch's agreement.
+    wait_text_for(&s, "[data-testid=verdict]", 30, |t| {
+        t.contains("NOT linearizable")
+    })
+    .await?;
+    assert_eq!(
+        s.text_of("[data-testid=double-grant]").await?,
+        "Lock(z) granted twice",
+        "folded, the banner says the watch's finding in a few words"
+    );
+    s.click("[data-testid=verdict-more]").await?;
     let banner = s.text_of("[data-testid=double-grant]").await?;
     assert!(
         banner.contains("Lock(z) was granted to c1 by s1 and to c2 by s2 with no Unlock between"),
@@ -889,10 +901,35 @@ async fn the_partition_and_hang_presets_light_the_verdict_up() -> anyhow::Result
             banner.contains(&format!("#{diagram_req}")),
             "{id}: {diagram_req} is in the banner's calls at fault: {banner}"
         );
+        // Folded, the banner is one line, and the diagram keeps most of the height.
+        let banner_h = height_of(&s, "[data-testid=verdict-alarm]").await?;
+        assert!(banner_h <= 44.0, "{id}: one line, not {banner_h} px");
         s.screenshot(&format!("verdict-{id}")).await?;
         serious.extend(axe_serious(&s, &format!("1600x1000, {id}: not linearizable")).await?);
+        // Projector mode at 1280x800 with the details drawer open: still room to read the
+        // diagram.
+        s.set_viewport(1280, 800).await?;
+        s.click("[data-testid=large-text]").await?;
+        s.wait_count("[data-testid=large-text][aria-pressed=true]", 1)
+            .await?;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        s.screenshot(&format!("verdict-{id}-projector-1280x800"))
+            .await?;
+        let diagram_h = height_of(&s, "[data-testid=diagram]").await?;
+        eprintln!("{id}: diagram {diagram_h} px");
+        assert!(
+            diagram_h >= 140.0,
+            "{id}: projector 1280x800: the diagram keeps {diagram_h} px"
+        );
+        s.click("[data-testid=large-text]").await?;
         s.set_viewport(1024, 768).await?;
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let diagram_h = height_of(&s, "[data-testid=diagram]").await?;
+        eprintln!("{id}: diagram {diagram_h} px");
+        assert!(
+            diagram_h >= 140.0,
+            "{id}: 1024x768: the diagram keeps {diagram_h} px"
+        );
         let fit = s.browser.execute(FITS, vec![]).await?;
         assert!(
             fit["scroll_width"].as_u64() <= fit["inner_width"].as_u64(),
@@ -905,10 +942,74 @@ async fn the_partition_and_hang_presets_light_the_verdict_up() -> anyhow::Result
         );
         serious.extend(axe_serious(&s, &format!("1024x768, {id}: not linearizable")).await?);
         s.screenshot(&format!("verdict-{id}-1024x768")).await?;
+        // *More* unfolds the whole explanation, the calls on their own line, and the
+        // double-grant watch's agreement.
+        s.click("[data-testid=verdict-more]").await?;
+        s.wait_count("[data-testid=verdict-more][aria-expanded=true]", 1)
+            .await?;
+        let unfolded = s.text_of("[data-testid=verdict-explanation]").await?;
+        let whole = s
+            .browser
+            .execute(
+                "const e = document.querySelector('.verdict-says'); return e.scrollWidth <= e.clientWidth + 1;",
+                vec![],
+            )
+            .await?;
+        assert_eq!(
+            whole,
+            serde_json::json!(true),
+            "{id}: unfolded, the explanation is not cut: {unfolded}"
+        );
+        assert!(unfolded.contains("Calls at fault"), "{id}: {unfolded}");
+        let grant = s.text_of("[data-testid=double-grant]").await?;
+        assert!(grant.contains("granted"), "{id}: {grant}");
+        let unfolded_h = height_of(&s, "[data-testid=verdict-alarm]").await?;
+        assert!(
+            unfolded_h > 44.0,
+            "{id}: unfolded, the banner says it all: {unfolded_h} px"
+        );
+        s.screenshot(&format!("verdict-{id}-more-1024x768")).await?;
+        s.click("[data-testid=verdict-more]").await?;
         s.set_viewport(1600, 1000).await?;
     }
+    // The server is stopped and started again (after `hang`): the page starts a new history,
+    // and the old server's verdict and double grant go with it.
+    let mut s = s;
+    s.stop_server().await?;
+    s.wait_text("[data-testid=conn-status]", |t| {
+        t.to_lowercase().contains("reconnecting")
+    })
+    .await?;
+    s.restart_server().await?;
+    s.wait_text("[data-testid=conn-status]", |t| {
+        t.to_lowercase() == "connected"
+    })
+    .await?;
+    s.wait_count("[data-testid=verdict][data-status=none]", 1)
+        .await?;
+    assert_eq!(
+        s.count(".grant-alarm").await?,
+        0,
+        "no banner of the old server"
+    );
+    assert_eq!(s.count("[data-testid=double-grant]").await?, 0);
+    assert_eq!(s.count("[data-testid=lecture-double-grant]").await?, 0);
     assert!(serious.is_empty(), "{}", serious.join(""));
     s.close().await
+}
+
+/// An element's height on screen, in CSS px.
+async fn height_of(s: &Session, css: &str) -> anyhow::Result<f64> {
+    let h = s
+        .browser
+        .execute(
+            "const el = document.querySelector(arguments[0]); return el ? el.getBoundingClientRect().height : -1;",
+            vec![serde_json::json!(css)],
+        )
+        .await?;
+    h.as_f64()
+        .filter(|h| *h >= 0.0)
+        .ok_or_else(|| anyhow::anyhow!("no element {css}"))
 }
 
 /// The mid-operation crash preset: s1 dies after forwarding c1's Lock(a), before the backup's

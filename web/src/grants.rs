@@ -119,6 +119,19 @@ impl GrantWatch {
         self.found.back()
     }
 
+    /// The log has a hole (events the page never got): a call before it cannot be paired with
+    /// one after it, since an Unlock in the hole may have freed the lock. Forgets the calls,
+    /// keeps the double grants already found (they were certain, and stay so until a reset).
+    pub fn forget_calls(&mut self) {
+        self.locks.clear();
+        self.unlocking.clear();
+    }
+
+    /// Whether it remembers any call (so a caller can skip copying it to forget them).
+    pub fn has_calls(&self) -> bool {
+        !self.locks.is_empty() || !self.unlocking.is_empty()
+    }
+
     /// Whether `e` can change the watch (so a caller can skip copying it for other events).
     pub fn cares(e: &Event) -> bool {
         matches!(

@@ -154,12 +154,50 @@ impl Board {
     }
 }
 
-/// The calls at fault as people read them: `c1.3, c2.2`.
+/// The calls at fault as people read them: `#c1.3, #c2.2` (a request id reads with its `#`
+/// everywhere on the page: arrow labels, the details, the cards, the banner's chips).
 pub fn calls_text(ops: &[RequestId]) -> String {
     ops.iter()
-        .map(|r| r.to_string())
+        .map(|r| format!("#{r}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The folded banner's words for a lock in violation: what went wrong in a few words, so that
+/// one line at 1024 px (or in projector mode) still says it. `Lock(z) granted twice` when the
+/// page's double-grant watch saw it on this lock (a certain double grant is never
+/// linearizable), else the checker's explanation up to its first `;` (the rest is context:
+/// who took over, the faults in force), or a plain sentence when it gave none.
+pub fn headline(v: &LockVerdict, double_granted: bool) -> String {
+    if double_granted {
+        return format!("Lock({}) granted twice", v.lock);
+    }
+    let first = v.explanation.split("; ").next().unwrap_or("").trim();
+    if first.is_empty() {
+        "no order of its calls explains the answers".into()
+    } else {
+        keep_units_together(first.trim_end_matches('.'))
+    }
+}
+
+/// A sentence as the banner shows it: a number keeps its unit on its line (`0.819 s`,
+/// `40 ms`, `3 calls` stay whole), so a wrapped line never starts with a lone unit.
+pub fn keep_units_together(text: &str) -> String {
+    let is_number = |w: &str| {
+        w.chars().any(|c| c.is_ascii_digit())
+            && w.chars()
+                .all(|c| c.is_ascii_digit() || c == '.' || c == ',')
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut words = text.split(' ').peekable();
+    while let Some(w) = words.next() {
+        out.push_str(w);
+        if let Some(next) = words.peek() {
+            let unit = next.chars().next().is_some_and(char::is_alphabetic);
+            out.push(if is_number(w) && unit { '\u{a0}' } else { ' ' });
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -252,6 +290,46 @@ mod tests {
         let faulty: Vec<String> = b.faulty().iter().map(|r| r.to_string()).collect();
         assert_eq!(faulty, ["c1.3", "c2.2", "c3.1"]);
         assert!(b.detail().contains("z: Lock(z) was granted twice"));
-        assert_eq!(calls_text(&all[1].ops), "c1.3, c2.2");
+        assert_eq!(calls_text(&all[1].ops), "#c1.3, #c2.2");
+    }
+
+    #[test]
+    fn a_number_keeps_its_unit_and_other_spaces_still_break() {
+        let t = keep_units_together("s1 crashed at 0.819 s. 2 calls at fault, c1 and c3 9 s");
+        assert_eq!(
+            t,
+            "s1 crashed at 0.819\u{a0}s. 2\u{a0}calls at fault, c1 and c3 9\u{a0}s"
+        );
+        assert_eq!(keep_units_together("Lock(z) = true"), "Lock(z) = true");
+    }
+
+    #[test]
+    fn the_folded_headline_says_what_went_wrong_in_a_few_words() {
+        let z = v(
+            "z",
+            VerdictStatus::Violation,
+            &[(3, 1), (1, 2)],
+            "Lock(z) was granted to c3 by s1 and to c1 by s2 with no Unlock between; s2 had taken over (primary serving alone since 27.033 s)",
+        );
+        assert_eq!(headline(&z, true), "Lock(z) granted twice");
+        assert_eq!(
+            headline(&z, false),
+            "Lock(z) was granted to c3 by s1 and to c1 by s2 with no Unlock between"
+        );
+        let a = v(
+            "a",
+            VerdictStatus::Violation,
+            &[(1, 1)],
+            "Unlock(a) answered true but the lock was free.",
+        );
+        assert_eq!(
+            headline(&a, false),
+            "Unlock(a) answered true but the lock was free"
+        );
+        let none = v("b", VerdictStatus::Violation, &[], "");
+        assert_eq!(
+            headline(&none, false),
+            "no order of its calls explains the answers"
+        );
     }
 }

@@ -525,14 +525,13 @@ pub fn scene(h: &History, lanes: &[Lane], vp: Viewport, now_us: f64, slow_ms: u6
 
 /// The red line's words for a lock found not linearizable.
 pub fn verdict_label(v: &shared::LockVerdict) -> String {
-    let ops: Vec<String> = v.ops.iter().map(|r| format::req(*r)).collect();
-    if ops.is_empty() {
+    if v.ops.is_empty() {
         format!("✗ {}: not linearizable", v.lock)
     } else {
         format!(
             "✗ {}: not linearizable · calls at fault {}",
             v.lock,
-            ops.join(", ")
+            crate::verdict::calls_text(&v.ops)
         )
     }
 }
@@ -1352,7 +1351,7 @@ mod tests {
         assert_eq!(lines.len(), 1);
         assert_eq!(
             lines[0].label,
-            "✗ a: not linearizable · calls at fault c1.1"
+            "✗ a: not linearizable · calls at fault #c1.1"
         );
         assert!(sc.marks.iter().all(|m| &*m.node != "checker"));
     }

@@ -36,6 +36,7 @@ use yew::Reducible;
 
 use crate::demo::DemoRun;
 use crate::failover::Serving;
+use crate::grants::GrantWatch;
 use crate::history::History;
 use crate::symbols::Symbols;
 use crate::{faults, format};
@@ -601,6 +602,10 @@ impl State {
     /// Drops the diagram's history (a gap it cannot bridge, or a new server process): what
     /// arrives next starts a new one. Cards and client histories are left to the caller.
     fn start_new_history(&mut self) {
+        // The double-grant watch cannot pair a call before the hole with one after it either.
+        if self.cluster.grants.has_calls() {
+            Rc::make_mut(&mut self.cluster_mut().grants).forget_calls();
+        }
         let feed = self.feed_mut();
         feed.resyncs += 1;
         feed.pending.clear();
@@ -609,6 +614,23 @@ impl State {
         feed.last_seq = None;
         if self.view.selected.is_some() {
             self.view_mut().selected = None;
+        }
+    }
+
+    /// What the page derived from the old server's history and that would be wrong about the
+    /// new one's: its double grants (the new cluster has every lock free), its verdicts (the
+    /// snapshot that follows brings the new server's) and the lecture's finished run (its
+    /// story, notes and double grant are about events no longer on the page).
+    fn forget_old_server(&mut self) {
+        if *self.cluster.grants != GrantWatch::default() {
+            self.cluster_mut().grants = Rc::default();
+        }
+        if self.cluster.board.overall != crate::verdict::Overall::None {
+            self.cluster_mut().board = Rc::default();
+        }
+        if self.view.lecture.is_some() {
+            // A run still playing was stopped when the connection to the old server was lost.
+            self.view_mut().lecture = None;
         }
     }
 
@@ -684,6 +706,7 @@ impl State {
                     // A new server process: its sequence numbers and clock start over.
                     self.start_new_history();
                     self.clear_client_histories();
+                    self.forget_old_server();
                     self.toast(
                         Level::Info,
                         "New server",
@@ -762,6 +785,7 @@ impl State {
         if !s.events.is_empty() {
             self.feed_mut().ingested += s.events.len() as u64;
         }
+        let generation_before = self.cluster.call_generation;
         // The snapshot is the cluster after its last event: its events are not folded again.
         // A clerk it no longer lists (a reset we did not see live) waits for nothing.
         let cluster = self.cluster_mut();
@@ -811,6 +835,12 @@ impl State {
             // Events between what we hold and the snapshot's oldest are gone for good: the
             // diagram cannot bridge them, so it restarts from the snapshot.
             self.start_new_history();
+            if self.cluster.call_generation != generation_before
+                && *self.cluster.grants != GrantWatch::default()
+            {
+                // The cluster was reset in the hole: its double grants are of a cluster gone.
+                self.cluster_mut().grants = Rc::default();
+            }
             if s.missed == 0 {
                 self.feed_mut().missed += gap;
                 self.toast(

@@ -1382,3 +1382,139 @@ fn the_verdicts_are_folded_again_only_when_a_verdict_comes() {
     assert!(!Rc::ptr_eq(&board, &st.cluster().board));
     assert_eq!(st.cluster().verdicts().text(), "NOT linearizable");
 }
+
+// ---------- a new server, a hole in the log ----------
+
+/// The lecture's `hang` preset, reviewer's run: a double grant and the checker's violation on
+/// one server; the server is stopped and started again. The page starts a new history, and
+/// nothing it derived from the old one may stay: not the double-grant banner (the new cluster
+/// has every lock free), not the verdict, not the lecture's run and its "granted twice" line.
+#[test]
+fn a_new_server_forgets_the_old_one_s_double_grant_verdict_and_lecture_run() {
+    use crate::verdict::Overall;
+    let mut st = state();
+    st.apply(Action::Connected);
+    receive(&mut st, vec![hello(7), snapshot(vec![], 0)]);
+    let hang = crate::lecture::presets()
+        .iter()
+        .position(|p| p.id == "hang")
+        .unwrap();
+    st.apply(Action::StartLecture {
+        preset: hang,
+        local_ms: 20.0,
+    });
+    assert!(st.view().lecture.is_some());
+    let (c1, c2) = (RequestId::new(1, 1), RequestId::new(2, 1));
+    two_calls_then(
+        &mut st,
+        verdict("a", shared::VerdictStatus::Violation, &[c1, c2], "twice"),
+    );
+    assert!(
+        st.cluster().grants.latest().is_some(),
+        "c1 and c2 both hold a"
+    );
+    assert_eq!(st.cluster().verdicts().overall, Overall::Violation);
+
+    // The server stops, and a new one starts: a new run, a fresh cluster.
+    st.apply(Action::Disconnected {
+        attempt: 1,
+        retry_in_ms: 500,
+    });
+    st.apply(Action::Connected);
+    receive(&mut st, vec![hello(8), snapshot(vec![], 0)]);
+    assert!(st.toasts().list.iter().any(|t| t.title == "New server"));
+    assert_eq!(st.cluster().verdicts().overall, Overall::None);
+    assert_eq!(
+        st.cluster().grants.latest(),
+        None,
+        "the old server's double grant is not the new one's"
+    );
+    assert!(
+        st.view().lecture.is_none(),
+        "the lecture's run told the old server's story"
+    );
+
+    // The new server's own double grant is found from its own calls alone.
+    two_calls_then(&mut st, verdict("a", shared::VerdictStatus::Ok, &[], ""));
+    let d = st.cluster().grants.latest().expect("a double grant");
+    assert_eq!((d.first.client, d.second.client), (1, 2));
+    assert_eq!(st.cluster().grants.found().len(), 1);
+}
+
+/// A hole in the log (the page was away; the server no longer had the events): a grant before
+/// it and one after it are no double grant, since an Unlock may have been in the hole. A double
+/// grant found before it stays, unless the cluster was reset in the hole.
+#[test]
+fn a_hole_in_the_log_pairs_no_grants_across_it_and_a_reset_in_it_clears_the_banner() {
+    let grant = |seq: u64, client: u32, t_us: u64| Event {
+        seq,
+        t_us,
+        node: format!("c{client}").into(),
+        kind: K::OpCompleted {
+            client,
+            op: Op::Lock,
+            lock: "z".into(),
+            tag: None,
+            ok: true,
+            req: RequestId::new(client, 1),
+            server: "s1".into(),
+            latency_us: 100,
+            attempts: 1,
+        },
+    };
+    let mut st = state();
+    receive(
+        &mut st,
+        vec![hello(1), snapshot(vec![grant(1, 1, 1_000)], 0)],
+    );
+    // c1 unlocked z in the hole (seqs 2..=9), then c2 was granted it.
+    receive(
+        &mut st,
+        vec![hello(1), snapshot(vec![grant(10, 2, 50_000)], 0)],
+    );
+    assert_eq!(st.feed().resyncs, 1, "a hole");
+    assert_eq!(
+        st.cluster().grants.latest(),
+        None,
+        "no double grant across a hole"
+    );
+
+    // A real double grant, then a hole with a reset in it: the new cluster's banner is empty.
+    receive(
+        &mut st,
+        vec![ServerMsg::Events {
+            events: vec![grant(11, 3, 60_000)],
+        }],
+    );
+    assert!(st.cluster().grants.latest().is_some(), "c2 and c3 hold z");
+    let ServerMsg::Snapshot(mut snap) = snapshot(vec![grant(30, 4, 90_000)], 0) else {
+        unreachable!()
+    };
+    snap.generation = 1;
+    receive(&mut st, vec![hello(1), ServerMsg::Snapshot(snap.clone())]);
+    assert_eq!(st.feed().resyncs, 2);
+    assert_eq!(
+        st.cluster().grants.latest(),
+        None,
+        "the reset in the hole freed every lock"
+    );
+
+    // A hole without a reset keeps what was found.
+    receive(
+        &mut st,
+        vec![ServerMsg::Events {
+            events: vec![grant(31, 5, 95_000)],
+        }],
+    );
+    assert!(st.cluster().grants.latest().is_some(), "c4 and c5 hold z");
+    snap.events = vec![grant(40, 6, 120_000)];
+    snap.next_seq = 41;
+    receive(&mut st, vec![hello(1), ServerMsg::Snapshot(snap)]);
+    assert_eq!(st.feed().resyncs, 3);
+    let d = st.cluster().grants.latest().expect("still found");
+    assert_eq!(
+        (d.first.client, d.second.client),
+        (4, 5),
+        "kept, and c6 is not paired with c5 across the hole"
+    );
+}
