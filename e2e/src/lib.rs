@@ -203,6 +203,9 @@ impl Session {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // Its own process group, which the Chromium it starts joins: a session dropped by a
+            // failing test kills the browser too (`Drop`), not just chromedriver.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .context("starting chromedriver (scripts/setup --browser installs it)")?;
@@ -413,9 +416,33 @@ impl Session {
     /// Closes the browser and stops the processes.
     pub async fn close(mut self) -> anyhow::Result<()> {
         let _ = self.browser.clone().close().await;
+        self.kill_browser();
         let _ = self.driver.kill().await;
         let _ = self.server.kill().await;
         Ok(())
+    }
+}
+
+impl Drop for Session {
+    /// A test that fails returns early, past `close`: chromedriver dies with its `Child`, but
+    /// the Chromium it started would live on (reparented to init, busy with a live page) and load
+    /// the machine for every later test. Kill the driver's whole process group.
+    fn drop(&mut self) {
+        self.kill_browser();
+    }
+}
+
+impl Session {
+    /// The pid of chromedriver (the leader of the browser's process group), while it runs.
+    pub fn driver_pid(&self) -> Option<u32> {
+        self.driver.id()
+    }
+
+    fn kill_browser(&self) {
+        if let Some(pid) = self.driver.id() {
+            let group = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        }
     }
 }
 

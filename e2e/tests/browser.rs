@@ -624,6 +624,18 @@ async fn the_page_fits_from_1600_down_to_1024_wide() -> anyhow::Result<()> {
     let mut problems = Vec::new();
     // (projector mode, paused): the paused view's "▶ Resume · N new" is the widest toolbar.
     for (large, paused) in [(false, false), (false, true), (true, false)] {
+        if !large && !paused {
+            // Scrolled back, the live button reads "Follow live": found wrapping the bar at
+            // 1280 px.
+            s.browser
+                .execute(
+                    "const d = document.querySelector('[data-testid=diagram]'); d.scrollTop = 0; d.dispatchEvent(new Event('scroll'));",
+                    vec![],
+                )
+                .await?;
+            s.wait_count("[data-testid=follow][aria-pressed=false]", 1)
+                .await?;
+        }
         if paused {
             s.click("[data-testid=pause]").await?;
             s.wait_text("[data-testid=pause]", |t| t.contains("Resume"))
@@ -1637,15 +1649,20 @@ async fn a_saved_run_replays_without_the_server_and_scrubs() -> anyhow::Result<(
         "no verdict at the start"
     );
 
-    // To c1's answer: c1 holds `a`, s1 is the live primary, nothing crashed yet.
+    // To just before the crash: c1 holds `a`, s1 is the live primary, nothing crashed yet.
+    // Not to the instant of c1's answer: the cards show the cluster as the bus had it, and
+    // nodes report in rounds, so an event of another node stamped later than the answer can
+    // reach the bus before it (the cards then take the answer a round later). The crash was
+    // asked only once the answer had arrived, so everything before the answer is stamped
+    // before the crash.
     let run = model::runfile::parse_run(&text)?;
     let t0 = run.events.iter().map(|e| e.t_us).min().unwrap_or(0);
-    let answered = run
+    let crashed = run
         .events
         .iter()
-        .find(|e| matches!(e.kind, shared::EventKind::OpCompleted { client: 1, .. }))
-        .expect("c1's answer is in the run");
-    scrub_to(&s, answered.t_us - t0).await?;
+        .find(|e| matches!(e.kind, shared::EventKind::Crashed { .. }))
+        .expect("the primary's crash is in the run");
+    scrub_to(&s, crashed.t_us - 1 - t0).await?;
     s.wait_count("[data-kind=reply][data-req='c1.1']", 1)
         .await?;
     s.wait_text("[data-testid=history-c1]", |t| t.contains("true"))
@@ -1985,4 +2002,160 @@ async fn the_replay_bar_fits_and_its_controls_behave() -> anyhow::Result<()> {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     s.close().await
+}
+
+/// The load from the page: the panel starts it (1,000 calls/s: heavy enough for the page to ask
+/// for a sample, light enough for the debug server, the nodes and Chromium on two cores), the
+/// charts draw points, a crash of the primary draws a marker on them, the
+/// diagram has one lane for every load clerk and says that it aggregates, the Clients panel one
+/// card for them all; axe finds nothing serious with the panel open and the charts drawn; Stop
+/// stops it.
+#[tokio::test]
+async fn the_load_panel_starts_a_load_that_the_charts_and_the_diagram_show() -> anyhow::Result<()> {
+    let s = Session::open_page().await?;
+    s.click("[data-testid=load-toggle]").await?;
+    s.wait_count("[data-testid=load-clients]", 1).await?;
+    let rate = s
+        .browser
+        .find(fantoccini::Locator::Css("[data-testid=load-rate]"))
+        .await?;
+    for _ in 0..7 {
+        rate.send_keys("\u{E014}").await?; // ArrowRight: the slider's stops
+    }
+    s.wait_text("[data-testid=load-rate] + output", |t| {
+        t.contains("1\u{2009}000")
+    })
+    .await?;
+    s.click("[data-testid=load-start]").await?;
+    s.wait_text("[data-testid=load-summary]", |t| {
+        t.contains("running: 16 clerks")
+    })
+    .await?;
+    // The charts: at least a few points.
+    s.wait_count("[data-testid=load-charts]", 1).await?;
+    let deadline = tokio::time::Instant::now() + e2e::WAIT;
+    loop {
+        let points: u64 = s
+            .attr("[data-testid=load-charts] svg", "data-points")
+            .await?
+            .parse()?;
+        if points >= 4 {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "only {points} chart points"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // One lane for the load, no lane and no card per load clerk.
+    s.wait_text("[data-testid=lane-load]", |t| {
+        t.contains("16 clerks") || t.contains("16 CLERKS")
+    })
+    .await?;
+    assert_eq!(s.count("[data-testid=lane-c1001]").await?, 0);
+    assert_eq!(s.count("[data-testid=client-c1001]").await?, 0);
+    s.wait_count("[data-testid=load-card]", 1).await?;
+    // Heavy: the page asked for a sample and says so.
+    s.wait_text("[data-testid=aggregate-note]", |t| {
+        t.contains("aggregated: 1 call in") && t.contains("calls/s")
+    })
+    .await?;
+    // A crash of the primary is a marker on the charts.
+    s.click("[data-testid=crash-s1]").await?;
+    if let Err(e) = s
+        .wait_count("[data-testid=chart-marker][data-kind=crash]", 1)
+        .await
+    {
+        // What the page read by then, to tell a slow page from a lost event.
+        let readout = s.text_of("[data-testid=chart-readout]").await;
+        let note = s.text_of("[data-testid=aggregate-note]").await;
+        return Err(e.context(format!(
+            "no crash marker; chart readout {readout:?}, aggregate note {note:?}"
+        )));
+    }
+    // The failover timeline tells of the crash even when no drawn call waited through it.
+    s.wait_text("[data-testid=failover-timeline]", |t| {
+        t.contains("s1") && !t.contains("No failover yet")
+    })
+    .await?;
+    let serious = axe_serious(&s, "1600x1000, load running, panel open").await?;
+    s.screenshot("load-e2e").await?;
+    assert!(serious.is_empty(), "axe: {}", serious.join(""));
+    s.click("[data-testid=load-stop]").await?;
+    s.wait_text("[data-testid=load-summary]", |t| t == "idle")
+        .await?;
+    s.close().await
+}
+
+/// The processes descended from `root` (children, their children, ...), from /proc, with their
+/// state letter; zombies count as gone.
+fn live_descendants(root: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so read after the last ')'.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap_or("Z");
+        let ppid: u32 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        parent_of.push((pid, ppid, state != "Z"));
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let p = found[i];
+        found.extend(
+            parent_of
+                .iter()
+                .filter(|(_, pp, _)| *pp == p)
+                .map(|(c, _, _)| *c),
+        );
+        i += 1;
+    }
+    found
+        .into_iter()
+        .skip(1)
+        .filter(|p| parent_of.iter().any(|(q, _, live)| q == p && *live))
+        .collect()
+}
+
+/// A session that a failing test drops without `close` takes its Chromium with it. Found when
+/// a failed load test left two headless Chromiums busy with a live page, reparented to init,
+/// using most of a core each for the rest of the run.
+#[tokio::test]
+async fn a_session_dropped_without_close_leaves_no_browser_running() -> anyhow::Result<()> {
+    let s = Session::open_page().await?;
+    let driver = s
+        .driver_pid()
+        .ok_or_else(|| anyhow::anyhow!("chromedriver is not running"))?;
+    let browser = live_descendants(driver);
+    assert!(!browser.is_empty(), "chromedriver started no browser");
+    drop(s);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left: Vec<u32> = browser
+            .iter()
+            .copied()
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|st| {
+                    st.rsplit_once(')')
+                        .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+                })
+            })
+            .collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "browser processes still running after the session was dropped: {left:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

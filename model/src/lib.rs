@@ -45,8 +45,8 @@ pub mod shiviz;
 use std::collections::BTreeMap;
 
 use shared::{
-    ClientInfo, CrashPoint, Event, EventKind, FaultPlan, HeldMsg, LockVerdict, MsgId, NodeId,
-    NodeInfo, PendingCall, Role, Snapshot,
+    ClientInfo, CrashPoint, Event, EventKind, FaultPlan, HeldMsg, LoadSettings, LockVerdict, MsgId,
+    NodeId, NodeInfo, PendingCall, Role, Snapshot,
 };
 
 /// Servers and clerks as the event log says they are now. See the module docs.
@@ -62,23 +62,33 @@ pub struct Cluster {
     held: Vec<HeldMsg>,
     /// The checker's latest verdict per lock of this generation.
     verdicts: BTreeMap<String, LockVerdict>,
+    /// The load generator's settings while it runs (a reset does not stop it).
+    load: Option<LoadSettings>,
 }
 
 impl Cluster {
     /// The cluster as a snapshot describes it: the state after its last event, so the
     /// snapshot's own `events` must not be applied again.
     pub fn from_snapshot(snapshot: &Snapshot) -> Self {
-        let servers = snapshot
-            .nodes
-            .iter()
-            .map(|n| {
-                let mut n = n.clone();
-                n.locks.sort_unstable();
-                n.locks.dedup();
-                (n.id.clone(), n)
-            })
-            .collect();
-        let clients = snapshot.clients.iter().map(|c| (c.id, c.clone())).collect();
+        // Maps are filled by `extend` (one insert each, the last of equal keys wins), not
+        // `collect` (which sorts first, with the same result): each `collect` into a map
+        // brings its own copy of the standard library's stable sort into the page's wasm.
+        let mut servers = BTreeMap::new();
+        servers.extend(snapshot.nodes.iter().map(|n| {
+            let mut n = n.clone();
+            n.locks.sort_unstable();
+            n.locks.dedup();
+            (n.id.clone(), n)
+        }));
+        let mut clients = BTreeMap::new();
+        clients.extend(snapshot.clients.iter().map(|c| (c.id, c.clone())));
+        let mut verdicts = BTreeMap::new();
+        verdicts.extend(
+            snapshot
+                .verdicts
+                .iter()
+                .map(|v| (v.lock.clone(), v.clone())),
+        );
         Cluster {
             servers,
             clients,
@@ -86,11 +96,8 @@ impl Cluster {
             slow_motion_ms: snapshot.slow_motion_ms,
             faults: snapshot.faults.clone(),
             held: snapshot.held.clone(),
-            verdicts: snapshot
-                .verdicts
-                .iter()
-                .map(|v| (v.lock.clone(), v.clone()))
-                .collect(),
+            verdicts,
+            load: snapshot.load,
         }
     }
 
@@ -269,6 +276,10 @@ impl Cluster {
             EventKind::Verdict(v) => {
                 self.verdicts.insert(v.lock.clone(), v.clone());
             }
+            EventKind::LoadChanged(settings) => {
+                self.load = Some(*settings).filter(|s| s.clients > 0);
+            }
+            EventKind::LoadStats(_) => {}
             EventKind::MsgDelivered { msg_id, .. } | EventKind::MsgLost { msg_id, .. } => {
                 self.unhold(*msg_id)
             }
@@ -355,6 +366,11 @@ impl Cluster {
     /// The checker's latest verdict on each lock of this generation, by lock name.
     pub fn verdicts(&self) -> impl Iterator<Item = &LockVerdict> {
         self.verdicts.values()
+    }
+
+    /// The load generator's settings while it runs.
+    pub fn load(&self) -> Option<LoadSettings> {
+        self.load
     }
 
     /// The checker's latest verdict on `lock`, if it has given one this generation.
@@ -826,6 +842,8 @@ mod tests {
             faults: at_snapshot.faults().clone(),
             held: at_snapshot.held().to_vec(),
             verdicts: at_snapshot.verdicts().cloned().collect(),
+            load: None,
+            marks: vec![],
         });
         assert_eq!(from, at_snapshot);
         for e in &after {
@@ -852,6 +870,8 @@ mod tests {
             faults: FaultPlan::default(),
             held: vec![],
             verdicts: vec![],
+            load: None,
+            marks: vec![],
         });
         c.apply(&executed("s1", "m", true, false, false));
         assert_eq!(

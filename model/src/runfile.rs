@@ -147,20 +147,39 @@ pub fn parse_run(text: &str) -> Result<Run, RunFileError> {
     })
 }
 
+/// The fields of line 1 that decide whether it is a header this reader can read at all. Read
+/// into this small struct rather than into a `serde_json::Value`: the page then carries no
+/// `Value` parser (the release wasm is smaller), and the reasons stay the same.
+#[derive(serde::Deserialize)]
+struct HeaderProbe {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    protocol: Option<u64>,
+}
+
 fn read_header(first: &str) -> Result<RunHeader, RunFileError> {
-    let value: serde_json::Value =
-        serde_json::from_str(first).map_err(|e| RunFileError::NotARun {
-            detail: format!("line 1 is not JSON: {e}"),
-        })?;
-    if value.get("type").and_then(|t| t.as_str()) != Some("run")
-        || value.get("format").and_then(|t| t.as_str()) != Some(RUN_FORMAT)
-    {
+    let probe = match serde_json::from_str::<HeaderProbe>(first) {
+        Ok(p) => Some(p),
+        // JSON, but not an object with string `type`/`format` and a whole `protocol`.
+        Err(e) if e.is_data() => None,
+        Err(e) => {
+            return Err(RunFileError::NotARun {
+                detail: format!("line 1 is not JSON: {e}"),
+            })
+        }
+    };
+    let Some(probe) = probe
+        .filter(|p| p.kind.as_deref() == Some("run") && p.format.as_deref() == Some(RUN_FORMAT))
+    else {
         return Err(RunFileError::NotARun {
             detail: "line 1 is JSON, but not that header".into(),
         });
-    }
+    };
     // The version first: a newer header may have fields this reader does not know.
-    if let Some(found) = value.get("protocol").and_then(|p| p.as_u64()) {
+    if let Some(found) = probe.protocol {
         if found > u64::from(PROTOCOL_VERSION) {
             return Err(RunFileError::NewerProtocol {
                 found: u32::try_from(found).unwrap_or(u32::MAX),
@@ -168,7 +187,7 @@ fn read_header(first: &str) -> Result<RunHeader, RunFileError> {
             });
         }
     }
-    match serde_json::from_value::<RunLine>(value) {
+    match serde_json::from_str::<RunLine>(first) {
         Ok(RunLine::Run(h)) => Ok(h),
         Ok(RunLine::RunEnd(_)) => unreachable!("the type was checked to be run"),
         Err(e) => Err(RunFileError::NotARun {
@@ -333,6 +352,44 @@ mod tests {
             }
         );
         assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn line_one_is_refused_with_the_reason_that_fits() {
+        let detail = |text: &str| match parse_run(text) {
+            Err(RunFileError::NotARun { detail }) => detail,
+            other => panic!("{text}: {other:?}"),
+        };
+        assert!(detail("hello").starts_with("line 1 is not JSON"));
+        assert!(detail("{\"type\":\"run\"").starts_with("line 1 is not JSON"));
+        for json in [
+            "[1,2]",
+            "\"run\"",
+            "{\"type\":5}",
+            "{\"type\":\"run\"}",
+            "{\"type\":\"run_end\",\"events\":0,\"last_seq\":0}",
+            "{\"type\":\"run\",\"format\":\"other\"}",
+        ] {
+            assert_eq!(
+                detail(json),
+                "line 1 is JSON, but not that header",
+                "{json}"
+            );
+        }
+        let incomplete = format!("{{\"type\":\"run\",\"format\":\"{RUN_FORMAT}\",\"protocol\":1}}");
+        assert!(
+            detail(&incomplete).starts_with("its header is incomplete: missing field"),
+            "{}",
+            detail(&incomplete)
+        );
+        // The header's own fields may come in any order, unknown ones are ignored.
+        let text = write_run(&header(1), &events(1, 1));
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        lines[0] = format!(
+            "{{\"first_seq\":1,\"extra\":{{\"a\":[1]}},\"dropped\":0,\"run\":7,\"server\":\"pbscope 0.1.0\",\"source\":\"pbscope serve\",\"protocol\":{PROTOCOL_VERSION},\"format\":\"{RUN_FORMAT}\",\"type\":\"run\"}}"
+        );
+        let run = parse_run(&lines.join("\n")).expect("any order");
+        assert_eq!(run.header, header(1));
     }
 
     #[test]

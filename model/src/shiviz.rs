@@ -198,6 +198,20 @@ fn msg_text(msg: &Msg) -> String {
         Msg::Forward { req, op, lock } => format!("Forward {op:?}({lock}) #{req}"),
         Msg::ForwardAck { req, ok } => format!("ForwardAck {ok} #{req}"),
         Msg::ForwardRefused { req } => format!("ForwardRefused #{req}"),
+        Msg::ForwardBatch { ops } => {
+            let each: Vec<String> = ops
+                .iter()
+                .map(|o| format!("{:?}({}) #{}", o.op, o.lock, o.req))
+                .collect();
+            format!("ForwardBatch x{} [{}]", ops.len(), each.join(", "))
+        }
+        Msg::ForwardAckBatch { acks } => {
+            let each: Vec<String> = acks
+                .iter()
+                .map(|a| format!("{} #{}", a.ok, a.req))
+                .collect();
+            format!("ForwardAckBatch x{} [{}]", acks.len(), each.join(", "))
+        }
     }
 }
 
@@ -341,6 +355,18 @@ pub fn describe(e: &Event) -> String {
             }
             s
         }
+        EventKind::LoadChanged(l) => format!(
+            "{} clerks, rate {}, {} locks {}, unlock share {}",
+            l.clients,
+            l.rate,
+            l.locks,
+            json(&l.distribution),
+            l.unlock_share
+        ),
+        EventKind::LoadStats(st) => format!(
+            "{} calls ({} ok, {} failed) in {} ms, p50 {} us, p99 {} us",
+            st.calls, st.ok, st.failed, st.window_ms, st.p50_us, st.p99_us
+        ),
     };
     format!("{name} {rest} @{}us", e.t_us)
 }

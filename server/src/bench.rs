@@ -1,83 +1,634 @@
-//! `pbscope bench`: lock operations per second against a real cluster.
+//! `pbscope bench`: throughput and latency of the real cluster under the load generator, side by
+//! side with Redis (primary + replica, `WAIT 1 0`), and the failover window.
 //!
-//! It starts the same cluster as `serve` (real node processes, real TCP, every event through the
-//! bus), then lets N clerks call Lock/Unlock back to back for a fixed time, each on its own lock
-//! so every call succeeds and takes the full path (client -> primary -> backup -> primary ->
-//! client). It prints throughput and latency percentiles; it asserts nothing.
+//! Every phase starts a fresh cluster like `serve`'s (real node processes, real TCP, every event
+//! through the bus) and drives it with the load generator ([`crate::load`]): K clerks, closed
+//! loop, Lock or Unlock (half each) on `load-0..load-{K-1}`. A phase warms up for
+//! [`WARM_UP`], then measures for `--seconds`. With `--viewer`, the same phase runs again with
+//! the real gateway on a loopback port and a real WebSocket viewer that reads every event
+//! (counting them and checking that their `seq`s follow on). With `--redis`, the Redis anchor
+//! ([`crate::redis_anchor`]) runs the same clients on the same number of keys. `--failover N`
+//! kills the primary N times under a closed-loop load of [`FAILOVER_CLIENTS`] clerks, a reset
+//! between kills so a fresh pair serves each, and times each window from the SIGKILL to the
+//! first call the backup answers (`op_completed` with `server` = the backup, on the run's one
+//! monotonic clock). It prints numbers and asserts nothing.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shared::Op;
-use tokio::sync::oneshot;
+use futures_util::StreamExt;
+use serde_json::json;
+use shared::{EventKind, LoadDistribution, LoadSettings, NodeRef, Role, ServerMsg};
+use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Bus, BusConfig};
 use crate::clock::RunClock;
 use crate::cluster::{Cluster, ClusterConfig};
+use crate::gateway::{self, GatewayConfig};
+use crate::load::Tally;
 
-/// The numbers of one run.
+/// Calls before the measurement starts (connections made, caches warm).
+pub const WARM_UP: Duration = Duration::from_millis(500);
+
+/// Clerks of the load during `--failover`.
+pub const FAILOVER_CLIENTS: u32 = 16;
+
+/// Longest a failover window may take before the kill counts as not recovered.
+const FAILOVER_GIVE_UP: Duration = Duration::from_secs(10);
+
+/// What to run.
 #[derive(Debug, Clone)]
-pub struct BenchResult {
-    pub clients: u32,
-    pub ops: u64,
+pub struct BenchConfig {
+    pub cluster: ClusterConfig,
+    pub clients: Vec<u32>,
     pub seconds: f64,
-    pub ops_per_sec: f64,
+    pub viewer: bool,
+    pub failover: u32,
+    pub redis: bool,
+    pub json: bool,
+}
+
+/// One measured phase.
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    pub system: &'static str,
+    pub clients: u32,
+    pub viewer: bool,
+    pub ops: u64,
+    pub failed: u64,
+    pub seconds: f64,
+    pub ops_per_s: f64,
     pub p50_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
+    /// Events the bus published during the measurement (pbscope only).
     pub events: u64,
+    /// What the viewer saw (viewer on only).
+    pub viewer_report: Option<ViewerReport>,
 }
 
-pub async fn run(
-    cfg: ClusterConfig,
-    clients: u32,
-    duration: Duration,
-) -> anyhow::Result<BenchResult> {
-    let bus = Bus::new(RunClock::start(), BusConfig::default());
-    let cluster = Cluster::start(bus.clone(), cfg).await?;
-    let deadline = Instant::now() + duration;
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 1..=clients {
-        let cluster = cluster.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let lock = format!("bench-{c}");
-            let mut op = Op::Lock;
-            while Instant::now() < deadline {
-                let (tx, rx) = oneshot::channel();
-                let t = Instant::now();
-                cluster.submit(c, op, lock.clone(), None, Some(tx)).await?;
-                match rx.await {
-                    Ok(Some(true)) => {}
-                    other => anyhow::bail!("client {c}: {op:?} answered {other:?}"),
-                }
-                lat.push(t.elapsed().as_micros() as u64);
-                op = if op == Op::Lock { Op::Unlock } else { Op::Lock };
-            }
-            Ok::<_, anyhow::Error>(lat)
-        }));
+impl Row {
+    fn from_tally(clients: u32, viewer: bool, t: &Tally, seconds: f64, events: u64) -> Self {
+        Row {
+            system: "pbscope",
+            clients,
+            viewer,
+            ops: t.ok(),
+            failed: t.failed,
+            seconds,
+            ops_per_s: t.ok() as f64 / seconds,
+            p50_us: t.latency.quantile(0.5),
+            p99_us: t.latency.quantile(0.99),
+            max_us: t.latency.max(),
+            events,
+            viewer_report: None,
+        }
     }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await??);
+}
+
+/// What the bench's WebSocket viewer read.
+#[derive(Debug, Clone, Default)]
+pub struct ViewerReport {
+    /// Events received in `events` frames.
+    pub events: u64,
+    /// Events it never got: gaps in `seq`, and the `missed` of a snapshot sent after it fell
+    /// behind the bus.
+    pub missed: u64,
+    /// Snapshots received after the first (each one: it fell behind).
+    pub resyncs: u64,
+    /// Events the bus had published that it had not read when the phase ended and it was given
+    /// [`VIEWER_CATCH_UP`] to catch up.
+    pub behind: u64,
+    pub bytes: u64,
+    /// Frames it could not decode into the wire types (none, unless the wire is broken).
+    pub undecodable: u64,
+}
+
+/// How long the viewer may take to read what the bus published once the load stopped.
+const VIEWER_CATCH_UP: Duration = Duration::from_secs(5);
+
+/// The failover windows measured.
+#[derive(Debug, Clone, Default)]
+pub struct FailoverReport {
+    pub clients: u32,
+    pub kills: u32,
+    /// Windows in µs, one per kill that recovered.
+    pub windows_us: Vec<u64>,
+    /// Kills after which the backup answered nothing within [`FAILOVER_GIVE_UP`].
+    pub not_recovered: u32,
+}
+
+impl FailoverReport {
+    fn quantile_ms(&self, q: f64) -> f64 {
+        let mut w = self.windows_us.clone();
+        w.sort_unstable();
+        if w.is_empty() {
+            return 0.0;
+        }
+        // Nearest rank: the smallest window with at least q of all at or below it.
+        let rank = ((q * w.len() as f64).ceil() as usize).clamp(1, w.len());
+        w[rank - 1] as f64 / 1000.0
     }
-    let seconds = started.elapsed().as_secs_f64();
-    let events = bus.subscribe(0).last_seq;
-    cluster.shutdown().await;
-    all.sort_unstable();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 - 1.0) * p) as usize)
-            .copied()
-            .unwrap_or(0)
-    };
-    Ok(BenchResult {
+}
+
+/// Progress, on stderr.
+fn progress(msg: impl AsRef<str>) {
+    use std::io::Write as _;
+    // Like `out!`: progress into a closed pipe (`2>&1 | head`) is dropped, not a panic.
+    let _ = writeln!(std::io::stderr(), "bench: {}", msg.as_ref());
+}
+
+fn bench_settings(clients: u32) -> LoadSettings {
+    LoadSettings {
         clients,
-        ops: all.len() as u64,
-        seconds,
-        ops_per_sec: all.len() as f64 / seconds,
-        p50_us: pct(0.50),
-        p99_us: pct(0.99),
-        max_us: all.last().copied().unwrap_or(0),
-        events,
+        rate: 0,
+        locks: clients.max(1),
+        distribution: LoadDistribution::Uniform,
+        unlock_share: 0.5,
+    }
+}
+
+/// A fresh cluster for one phase (no live checker: the bench measures the lock service and its
+/// event stream).
+async fn fresh_cluster(cfg: &ClusterConfig) -> anyhow::Result<Arc<Cluster>> {
+    let bus = Bus::new(RunClock::start(), BusConfig::default());
+    Cluster::start(bus, cfg.clone()).await
+}
+
+/// One pbscope phase: K clerks closed loop, measured after the warm-up; with `viewer`, through
+/// a real gateway to a real WebSocket viewer.
+pub async fn run_pbscope(
+    cfg: &ClusterConfig,
+    clients: u32,
+    seconds: f64,
+    viewer: bool,
+) -> anyhow::Result<Row> {
+    let cluster = fresh_cluster(cfg).await?;
+    let shutdown = CancellationToken::new();
+    let mut watcher = None;
+    if viewer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(gateway::run(
+            listener,
+            cluster.clone(),
+            GatewayConfig::default(),
+            shutdown.clone(),
+        ));
+        watcher = Some(Viewer::attach(&format!("ws://{addr}/ws")).await?);
+    }
+    let result = async {
+        let load = cluster.load();
+        load.set(bench_settings(clients))
+            .await
+            .map_err(|e| anyhow::anyhow!("starting the load: {e}"))?;
+        tokio::time::sleep(WARM_UP).await;
+        load.take_totals();
+        let first_seq = cluster.bus().last_seq();
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+        let tally = load.take_totals();
+        let secs = started.elapsed().as_secs_f64();
+        let events = cluster.bus().last_seq() - first_seq;
+        load.stop().await.ok();
+        let mut row = Row::from_tally(clients, viewer, &tally, secs, events);
+        if let Some(w) = watcher.take() {
+            row.viewer_report = Some(w.finish(cluster.bus()).await);
+        }
+        Ok(row)
+    }
+    .await;
+    shutdown.cancel();
+    cluster.shutdown().await;
+    result
+}
+
+/// The bench's viewer: a WebSocket client of the real gateway that reads every frame.
+struct Viewer {
+    task: tokio::task::JoinHandle<ViewerReport>,
+    /// The last seq it read.
+    last: Arc<std::sync::atomic::AtomicU64>,
+    stop: CancellationToken,
+}
+
+impl Viewer {
+    async fn attach(url: &str) -> anyhow::Result<Self> {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+        let last = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = CancellationToken::new();
+        let (seen, stopped) = (last.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            let mut r = ViewerReport::default();
+            let mut snapshots = 0u64;
+            let mut last = 0u64;
+            loop {
+                let frame = tokio::select! {
+                    f = ws.next() => f,
+                    _ = stopped.cancelled() => break,
+                };
+                let Some(Ok(msg)) = frame else { break };
+                let text = match msg.into_text() {
+                    Ok(t) => t,
+                    Err(_) => continue,
+                };
+                r.bytes += text.len() as u64;
+                // Decoded as the page decodes it: into the wire types, every field of every
+                // event (`shared::ServerMsg`).
+                let Ok(msg) = serde_json::from_str::<ServerMsg>(text.as_str()) else {
+                    r.undecodable += 1;
+                    continue;
+                };
+                match msg {
+                    ServerMsg::Snapshot(snap) => {
+                        snapshots += 1;
+                        r.missed += snap.missed;
+                        last = snap.next_seq.saturating_sub(1);
+                    }
+                    ServerMsg::Events { events } => {
+                        for e in &events {
+                            if last != 0 && e.seq > last + 1 {
+                                r.missed += e.seq - last - 1;
+                            }
+                            last = e.seq;
+                            r.events += 1;
+                        }
+                    }
+                    _ => {}
+                }
+                seen.store(last, std::sync::atomic::Ordering::Relaxed);
+            }
+            r.resyncs = snapshots.saturating_sub(1);
+            r
+        });
+        Ok(Self { task, last, stop })
+    }
+
+    /// Waits (a while) for the viewer to read everything the bus published, then ends it.
+    async fn finish(self, bus: &Bus) -> ViewerReport {
+        let target = bus.last_seq();
+        let deadline = Instant::now() + VIEWER_CATCH_UP;
+        while self.last.load(std::sync::atomic::Ordering::Relaxed) < target
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let behind = target.saturating_sub(self.last.load(std::sync::atomic::Ordering::Relaxed));
+        self.stop.cancel();
+        let mut r = self.task.await.unwrap_or_default();
+        r.behind = behind;
+        r
+    }
+}
+
+/// `--failover N`: N kills of the primary under a closed-loop load, a fresh pair for each.
+pub async fn run_failover(cfg: &ClusterConfig, kills: u32) -> anyhow::Result<FailoverReport> {
+    let cluster = fresh_cluster(cfg).await?;
+    let result = failover_kills(&cluster, kills).await;
+    cluster.shutdown().await;
+    result
+}
+
+async fn failover_kills(cluster: &Arc<Cluster>, kills: u32) -> anyhow::Result<FailoverReport> {
+    let bus = cluster.bus().clone();
+    let load = cluster.load();
+    let mut report = FailoverReport {
+        clients: FAILOVER_CLIENTS,
+        kills,
+        ..FailoverReport::default()
+    };
+    load.set(bench_settings(FAILOVER_CLIENTS))
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the load: {e}"))?;
+    for k in 1..=kills {
+        if k > 1 {
+            cluster
+                .reset()
+                .await
+                .map_err(|e| anyhow::anyhow!("reset before kill {k}: {e}"))?;
+        }
+        // The fresh pair serves: wait for a few answered calls first.
+        let before = load.answered();
+        let deadline = Instant::now() + FAILOVER_GIVE_UP;
+        while load.answered() < before + 200 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let backup = bus
+            .view(|c| c.holder_of(Role::Backup))
+            .ok_or_else(|| anyhow::anyhow!("no backup before kill {k}"))?;
+        let from_seq = bus.last_seq();
+        let t_kill = bus.clock().now_us();
+        cluster
+            .crash(&NodeRef::Role(Role::Primary))
+            .await
+            .map_err(|e| anyhow::anyhow!("kill {k}: {e}"))?;
+        match first_answer_from(&bus, from_seq, t_kill, backup.as_str()).await {
+            Some(t) => {
+                let w = t.saturating_sub(t_kill);
+                report.windows_us.push(w);
+                progress(format!(
+                    "failover {k}/{kills}: {:.2} ms to the first answer from {backup}",
+                    w as f64 / 1000.0
+                ));
+            }
+            None => {
+                report.not_recovered += 1;
+                progress(format!(
+                    "failover {k}/{kills}: {backup} answered nothing within {} s",
+                    FAILOVER_GIVE_UP.as_secs()
+                ));
+            }
+        }
+    }
+    load.stop().await.ok();
+    Ok(report)
+}
+
+/// The time (run clock, µs) of the first `op_completed` answered by `server` at or after
+/// `t_kill`, looking at the events after `from_seq` as they are published.
+async fn first_answer_from(bus: &Bus, from_seq: u64, t_kill: u64, server: &str) -> Option<u64> {
+    let deadline = Instant::now() + FAILOVER_GIVE_UP;
+    let mut next = from_seq;
+    let needle = format!("\"server\":\"{server}\"");
+    while Instant::now() < deadline {
+        for logged in bus.since(next) {
+            next = logged.seq;
+            if !logged.json.contains("\"type\":\"op_completed\"") || !logged.json.contains(&needle)
+            {
+                continue;
+            }
+            let Ok(e) = serde_json::from_str::<shared::Event>(&logged.json) else {
+                continue;
+            };
+            if let EventKind::OpCompleted { server: s, .. } = &e.kind {
+                if s.as_str() == server && e.t_us >= t_kill {
+                    return Some(e.t_us);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    None
+}
+
+/// The Redis phase for `clients`.
+async fn run_redis(
+    pair: &crate::redis_anchor::RedisPair,
+    clients: u32,
+    seconds: f64,
+) -> anyhow::Result<Row> {
+    // Its own warm-up, like pbscope's.
+    crate::redis_anchor::closed_loop(pair, clients, clients.max(1), WARM_UP).await?;
+    let r = crate::redis_anchor::closed_loop(
+        pair,
+        clients,
+        clients.max(1),
+        Duration::from_secs_f64(seconds),
+    )
+    .await?;
+    Ok(Row {
+        system: "redis",
+        clients,
+        viewer: false,
+        ops: r.ops,
+        failed: 0,
+        seconds: r.seconds,
+        ops_per_s: r.ops_per_s,
+        p50_us: r.p50_us,
+        p99_us: r.p99_us,
+        max_us: r.max_us,
+        events: 0,
+        viewer_report: None,
     })
+}
+
+fn row_json(row: &Row, redis: Option<&Row>, off: Option<&Row>) -> serde_json::Value {
+    let mut v = json!({
+        "system": row.system,
+        "clients": row.clients,
+        "viewer": row.viewer,
+        "ops_per_s": row.ops_per_s.round() as u64,
+        "p50_us": row.p50_us,
+        "p99_us": row.p99_us,
+        "max_us": row.max_us,
+        "ops": row.ops,
+        "failed": row.failed,
+        "seconds": (row.seconds * 1000.0).round() / 1000.0,
+    });
+    if row.system == "pbscope" {
+        v["events"] = json!(row.events);
+        v["events_per_s"] = json!((row.events as f64 / row.seconds).round() as u64);
+        if let Some(r) = redis {
+            v["ratio_ops_vs_redis"] = json!(ratio(row.ops_per_s, r.ops_per_s));
+            v["ratio_p50_vs_redis"] = json!(ratio(row.p50_us as f64, r.p50_us as f64));
+        }
+    }
+    if let Some(w) = &row.viewer_report {
+        v["viewer_events"] = json!(w.events);
+        v["viewer_missed"] = json!(w.missed);
+        v["viewer_resyncs"] = json!(w.resyncs);
+        v["viewer_behind"] = json!(w.behind);
+        v["viewer_undecodable"] = json!(w.undecodable);
+        v["viewer_mb"] = json!((w.bytes as f64 / 1e6 * 10.0).round() / 10.0);
+        if let Some(off) = off {
+            v["viewer_cost_pct"] = json!(cost_pct(off, row));
+        }
+    }
+    v
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b <= 0.0 {
+        return 0.0;
+    }
+    (a / b * 100.0).round() / 100.0
+}
+
+/// Throughput lost with the viewer on, in % of the throughput without it.
+fn cost_pct(off: &Row, on: &Row) -> f64 {
+    if off.ops_per_s <= 0.0 {
+        return 0.0;
+    }
+    ((off.ops_per_s - on.ops_per_s) / off.ops_per_s * 1000.0).round() / 10.0
+}
+
+/// Runs every phase asked for and prints the table (or JSON lines) on stdout.
+pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
+    let phases = cfg.clients.len() as u32 * (1 + cfg.viewer as u32 + cfg.redis as u32);
+    progress(format!(
+        "{} phase(s) of {} s (+{} ms warm-up each){}; the machine: {} cores",
+        phases,
+        cfg.seconds,
+        WARM_UP.as_millis(),
+        if cfg.failover > 0 {
+            format!(", then {} primary kills", cfg.failover)
+        } else {
+            String::new()
+        },
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    ));
+    let redis = if cfg.redis {
+        progress("starting Redis (primary + replica)");
+        let pair = crate::redis_anchor::RedisPair::start().await?;
+        progress(format!("Redis {} is in sync", pair.version()));
+        Some(pair)
+    } else {
+        None
+    };
+    let mut done = 0;
+    let mut rows: Vec<(Row, Option<Row>, Option<Row>)> = Vec::new();
+    for &clients in &cfg.clients {
+        done += 1;
+        progress(format!(
+            "[{done}/{phases}] pbscope, {clients} clients, viewer off"
+        ));
+        let off = run_pbscope(&cfg.cluster, clients, cfg.seconds, false).await?;
+        let on = if cfg.viewer {
+            done += 1;
+            progress(format!(
+                "[{done}/{phases}] pbscope, {clients} clients, viewer on"
+            ));
+            Some(run_pbscope(&cfg.cluster, clients, cfg.seconds, true).await?)
+        } else {
+            None
+        };
+        let red = match &redis {
+            Some(pair) => {
+                done += 1;
+                progress(format!("[{done}/{phases}] redis, {clients} clients"));
+                Some(run_redis(pair, clients, cfg.seconds).await?)
+            }
+            None => None,
+        };
+        if cfg.json {
+            crate::say!("{}", row_json(&off, red.as_ref(), None));
+            if let Some(on) = &on {
+                crate::say!("{}", row_json(on, red.as_ref(), Some(&off)));
+            }
+            if let Some(r) = &red {
+                crate::say!("{}", row_json(r, None, None));
+            }
+        }
+        rows.push((off, on, red));
+    }
+    drop(redis);
+    let failover = if cfg.failover > 0 {
+        progress(format!(
+            "failover: {} kills of the primary under {} clerks",
+            cfg.failover, FAILOVER_CLIENTS
+        ));
+        let f = run_failover(&cfg.cluster, cfg.failover).await?;
+        if cfg.json {
+            crate::say!(
+                "{}",
+                json!({
+                    "system": "pbscope",
+                    "clients": f.clients,
+                    "viewer": false,
+                    "kills": f.kills,
+                    "recovered": f.windows_us.len(),
+                    "failover_p50_ms": f.quantile_ms(0.5),
+                    "failover_p99_ms": f.quantile_ms(0.99),
+                    "failover_max_ms": f.quantile_ms(1.0),
+                })
+            );
+        }
+        Some(f)
+    } else {
+        None
+    };
+    if !cfg.json {
+        print_table(&rows, failover.as_ref());
+    }
+    Ok(())
+}
+
+fn print_table(rows: &[(Row, Option<Row>, Option<Row>)], failover: Option<&FailoverReport>) {
+    crate::say!(
+        "pbscope bench: closed loop, K clerks, Lock or Unlock on K locks, every call through primary and backup, every event on the bus"
+    );
+    crate::say!(
+        "{:>7}  {:<16} {:>9} {:>8} {:>8} {:>8} {:>9}  notes",
+        "clients",
+        "system",
+        "ops/s",
+        "p50 us",
+        "p99 us",
+        "max us",
+        "events/s"
+    );
+    for (off, on, red) in rows {
+        let line = |r: &Row, name: &str, notes: String| {
+            crate::say!(
+                "{:>7}  {:<16} {:>9.0} {:>8} {:>8} {:>8} {:>9}  {}",
+                r.clients,
+                name,
+                r.ops_per_s,
+                r.p50_us,
+                r.p99_us,
+                r.max_us,
+                if r.system == "pbscope" {
+                    format!("{:.0}", r.events as f64 / r.seconds)
+                } else {
+                    "-".into()
+                },
+                notes
+            )
+        };
+        let vs = |r: &Row| match red {
+            Some(red) => format!(
+                "{:.2}x redis ops/s, p50 {:.2}x; ",
+                ratio(r.ops_per_s, red.ops_per_s),
+                ratio(r.p50_us as f64, red.p50_us as f64)
+            ),
+            None => String::new(),
+        };
+        let failed = |r: &Row| {
+            if r.failed > 0 {
+                format!("{} failed; ", r.failed)
+            } else {
+                String::new()
+            }
+        };
+        let notes = |parts: String| parts.trim_end_matches("; ").to_owned();
+        line(off, "pbscope", notes(format!("{}{}", vs(off), failed(off))));
+        if let Some(on) = on {
+            let w = on.viewer_report.clone().unwrap_or_default();
+            line(
+                on,
+                "pbscope+viewer",
+                format!(
+                    "{}{}viewer cost {:.1}%, read {} events, missed {}, behind {}{}",
+                    vs(on),
+                    failed(on),
+                    cost_pct(off, on),
+                    w.events,
+                    w.missed,
+                    w.behind,
+                    if w.undecodable > 0 {
+                        format!(", {} frames undecodable", w.undecodable)
+                    } else {
+                        String::new()
+                    }
+                ),
+            );
+        }
+        if let Some(red) = red {
+            line(red, "redis+WAIT", String::new());
+        }
+    }
+    if let Some(f) = failover {
+        crate::say!(
+            "failover ({} clerks, {} kills of the primary, a fresh pair each): SIGKILL -> first answer from the backup p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms{}",
+            f.clients,
+            f.kills,
+            f.quantile_ms(0.5),
+            f.quantile_ms(0.99),
+            f.quantile_ms(1.0),
+            if f.not_recovered > 0 {
+                format!("; {} kills not recovered within {} s", f.not_recovered, FAILOVER_GIVE_UP.as_secs())
+            } else {
+                String::new()
+            }
+        );
+    }
 }

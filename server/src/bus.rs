@@ -18,7 +18,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Serialize;
-use shared::{ClientInfo, Event, EventKind, MsgId, NodeId, NodeInfo, SUPERVISOR};
+use shared::{
+    is_load_client, ClientInfo, Event, EventKind, LinkCount, Msg, MsgId, NodeId, NodeInfo,
+    RequestId, LOAD_NODE, SUPERVISOR,
+};
 use tokio::sync::broadcast;
 
 use model::Cluster;
@@ -35,6 +38,97 @@ const MAX_HOLD_US: u64 = 2_000_000;
 pub struct Logged {
     pub seq: u64,
     pub json: Box<str>,
+    /// The load call this event belongs to, if any, so a viewer's `detail` filter is cheap.
+    pub load: LoadTag,
+}
+
+/// Which load calls an event belongs to (see the `detail` command): a viewer that samples one
+/// load call in `n` leaves the event out when none of its calls is sampled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum LoadTag {
+    /// Not a load call's event (a manual client's, a server's role change, a crash, ...):
+    /// every viewer gets it.
+    #[default]
+    Always,
+    /// An event of the load call with this [`sample_key`] (its clerk-side events, its request
+    /// and reply, the servers' executing and forwarding of it, and their delivery or loss).
+    Call(u64),
+    /// An event about several load calls at once (a batch): sampled if any of them is.
+    Calls(Arc<[u64]>),
+}
+
+/// What a viewer's `detail` sample is taken on: a load call is sampled in one of `n` iff
+/// `(client + seq) % n == 0`. The client spreads the sample over the clerks: closed-loop clerks
+/// advance their `seq` together, so `seq` alone drew every clerk's calls at once, in bursts.
+pub fn sample_key(req: &RequestId) -> u64 {
+    req.seq + u64::from(req.client)
+}
+
+impl LoadTag {
+    /// Whether a viewer sampling one load call in `every` gets this event.
+    pub fn sampled(&self, every: u32) -> bool {
+        let every = u64::from(every.max(1));
+        match self {
+            LoadTag::Always => true,
+            LoadTag::Call(seq) => seq % every == 0,
+            LoadTag::Calls(seqs) => seqs.iter().any(|s| s % every == 0),
+        }
+    }
+
+    fn of_req(req: &RequestId) -> Self {
+        if is_load_client(req.client) {
+            LoadTag::Call(sample_key(req))
+        } else {
+            LoadTag::Always
+        }
+    }
+
+    /// The tag of a message's events (its send, delivery, loss, hold): the call it carries.
+    fn of_msg(msg: &Msg) -> Self {
+        match msg {
+            Msg::Request { req, .. }
+            | Msg::Reply { req, .. }
+            | Msg::Forward { req, .. }
+            | Msg::ForwardAck { req, .. }
+            | Msg::ForwardRefused { req } => Self::of_req(req),
+            // A batch carries several calls: it follows them all (sent to a viewer when any
+            // of them is sampled), and a person's call among them makes it everyone's.
+            Msg::ForwardBatch { .. } | Msg::ForwardAckBatch { .. } => {
+                let reqs = msg.reqs();
+                if reqs.is_empty() || reqs.iter().any(|r| !is_load_client(r.client)) {
+                    LoadTag::Always
+                } else {
+                    LoadTag::Calls(reqs.iter().map(sample_key).collect())
+                }
+            }
+        }
+    }
+
+    /// The tag of an event, for events that say which call they belong to. Deliveries and
+    /// losses follow their send (see `Bus::commit`).
+    fn of_kind(kind: &EventKind) -> Self {
+        match kind {
+            EventKind::OpInvoked { req, .. }
+            | EventKind::OpCompleted { req, .. }
+            | EventKind::OpFailed { req, .. }
+            | EventKind::RpcFailed { req, .. }
+            | EventKind::Executed { req, .. } => Self::of_req(req),
+            EventKind::MsgSent { msg, .. } | EventKind::MsgHeld { msg, .. } => Self::of_msg(msg),
+            _ => LoadTag::Always,
+        }
+    }
+}
+
+/// Most links counted for `load_stats` (a link is a sender and a receiver, the load's clerks
+/// counted as one, `"load"`); messages on links beyond it are not counted.
+const MAX_COUNTED_LINKS: usize = 64;
+
+/// The name a link count gives `node`: the load's clerks are one, `"load"`.
+fn link_end(node: &NodeId) -> &str {
+    match node.client_id() {
+        Some(c) if is_load_client(c) => LOAD_NODE,
+        _ => node.as_str(),
+    }
 }
 
 /// Sizes of the bus.
@@ -66,6 +160,8 @@ impl Default for BusConfig {
 struct Flight {
     from: NodeId,
     to: NodeId,
+    /// The load call the message carries: its delivery or loss follows its send.
+    load: LoadTag,
 }
 
 #[derive(Debug)]
@@ -87,6 +183,54 @@ struct BusInner {
     waiting_on: HashMap<MsgId, String>,
     /// The live checker's feed (see [`crate::live_check`]), when one runs.
     tap: Option<Tap>,
+    /// Messages sent per link since [`Bus::take_link_counts`] last took them, while counting.
+    links: Vec<LinkCount>,
+    counting_links: bool,
+    /// Load calls' messages delivered lately, by id, for a duplicate's second delivery (its
+    /// flight has ended): at most [`REMEMBERED_DELIVERIES`], oldest forgotten first.
+    delivered: HashMap<MsgId, LoadTag>,
+    delivered_order: VecDeque<MsgId>,
+    /// The fault plan can duplicate a message now (a link rule with a duplicate chance, or
+    /// step mode, whose `duplicate` is a person's): only then are deliveries remembered.
+    duplicates_possible: bool,
+    /// Where an event is serialised before it is copied out at its exact size.
+    scratch: Vec<u8>,
+    /// The events of the last minute the load charts draw ([`Event::is_chart_mark`]), with
+    /// their time, at most [`shared::SNAPSHOT_MARKS`]: a snapshot's `marks`.
+    marks: VecDeque<(u64, Arc<Logged>)>,
+}
+
+/// How far back a snapshot's `marks` reach: the load charts' window.
+const MARKS_WINDOW_US: u64 = 60_000_000;
+
+/// Load messages whose tag a late duplicate delivery can still find.
+const REMEMBERED_DELIVERIES: usize = 4096;
+
+impl BusInner {
+    fn remember_delivered(&mut self, msg_id: MsgId, tag: LoadTag) {
+        if self.delivered.insert(msg_id, tag).is_none() {
+            self.delivered_order.push_back(msg_id);
+        }
+        while self.delivered_order.len() > REMEMBERED_DELIVERIES {
+            if let Some(old) = self.delivered_order.pop_front() {
+                self.delivered.remove(&old);
+            }
+        }
+    }
+}
+
+/// Counts one message on its link.
+fn count_link(links: &mut Vec<LinkCount>, from: &NodeId, to: &NodeId) {
+    let (from, to) = (link_end(from), link_end(to));
+    if let Some(l) = links.iter_mut().find(|l| l.from == from && l.to == to) {
+        l.msgs += 1;
+    } else if links.len() < MAX_COUNTED_LINKS {
+        links.push(LinkCount {
+            from: from.into(),
+            to: to.into(),
+            msgs: 1,
+        });
+    }
 }
 
 /// See the module docs.
@@ -121,6 +265,8 @@ struct SnapshotHead<'a> {
     faults: shared::FaultPlan,
     held: Vec<shared::HeldMsg>,
     verdicts: Vec<shared::LockVerdict>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    load: Option<shared::LoadSettings>,
     #[serde(skip)]
     _p: std::marker::PhantomData<&'a ()>,
 }
@@ -139,6 +285,13 @@ impl Bus {
                 held: HashMap::new(),
                 waiting_on: HashMap::new(),
                 tap: None,
+                links: Vec::new(),
+                counting_links: false,
+                delivered: HashMap::new(),
+                delivered_order: VecDeque::new(),
+                duplicates_possible: false,
+                scratch: Vec::with_capacity(1024),
+                marks: VecDeque::new(),
             }),
             tx,
             clock,
@@ -168,6 +321,15 @@ impl Bus {
     pub fn publish_at(&self, node: &str, t_us: u64, kind: EventKind) {
         let mut inner = self.lock();
         self.publish_locked(&mut inner, node, t_us, kind);
+    }
+
+    /// Publishes a producer's events, in order, stamped by it, under one acquisition of the
+    /// lock (a node's round of work). The same as publishing them one by one.
+    pub fn publish_many(&self, node: &str, events: impl IntoIterator<Item = (u64, EventKind)>) {
+        let mut inner = self.lock();
+        for (t_us, kind) in events {
+            self.publish_locked(&mut inner, node, t_us, kind);
+        }
     }
 
     /// Messages with this origin (the high bits of their ids) will be sent: their deliveries are
@@ -257,16 +419,24 @@ impl Bus {
     fn commit(&self, inner: &mut BusInner, node: &str, t_us: u64, kind: EventKind) {
         let mut lost = None;
         let mut unblocks = None;
+        let mut load = LoadTag::of_kind(&kind);
         match &kind {
             EventKind::MsgSent {
-                msg_id, from, to, ..
+                msg_id,
+                from,
+                to,
+                msg: _,
             } => {
+                if inner.counting_links {
+                    count_link(&mut inner.links, from, to);
+                }
                 self.remember_in_flight(
                     inner,
                     *msg_id,
                     Flight {
                         from: from.clone(),
                         to: to.clone(),
+                        load: load.clone(),
                     },
                 );
                 unblocks = inner.waiting_on.remove(msg_id);
@@ -287,18 +457,41 @@ impl Bus {
                     });
                 }
             }
-            EventKind::MsgDelivered { msg_id, .. } | EventKind::MsgLost { msg_id, .. } => {
-                inner.in_flight.remove(msg_id);
+            EventKind::MsgDelivered {
+                msg_id, duplicate, ..
+            } => {
+                // The network's second copy of a duplicated message comes after the first
+                // ended its flight: it takes the tag the first had.
+                if let Some(f) = inner.in_flight.remove(msg_id) {
+                    if inner.duplicates_possible && f.load != LoadTag::Always {
+                        inner.remember_delivered(*msg_id, f.load.clone());
+                    }
+                    load = f.load;
+                } else if *duplicate {
+                    if let Some(tag) = inner.delivered.get(msg_id) {
+                        load = tag.clone();
+                    }
+                }
+            }
+            EventKind::MsgLost { msg_id, .. } => {
+                if let Some(f) = inner.in_flight.remove(msg_id) {
+                    load = f.load;
+                }
+            }
+            EventKind::FaultsChanged { plan, .. } => {
+                inner.duplicates_possible =
+                    plan.step || plan.links.iter().any(|l| l.duplicate.0 > 0.0);
             }
             _ => {}
         }
-        self.append(inner, node, t_us, kind);
+        let sent_tag = load.clone();
+        self.append(inner, node, t_us, kind, load);
         if let Some(lost) = lost {
             let to = match &lost {
                 EventKind::MsgLost { to, .. } => to.clone(),
                 _ => unreachable!(),
             };
-            self.append(inner, &to, t_us, lost);
+            self.append(inner, &to, t_us, lost, sent_tag);
         }
         if let Some(producer) = unblocks {
             self.release(inner, &producer, false);
@@ -337,7 +530,7 @@ impl Bus {
         }
     }
 
-    fn append(&self, inner: &mut BusInner, node: &str, t_us: u64, kind: EventKind) {
+    fn append(&self, inner: &mut BusInner, node: &str, t_us: u64, kind: EventKind, load: LoadTag) {
         let seq = inner.next_seq;
         inner.next_seq += 1;
         let event = Event {
@@ -347,12 +540,30 @@ impl Bus {
             kind,
         };
         inner.cluster.apply(&event);
-        let json = serde_json::to_string(&event)
-            .expect("events always serialize")
-            .into_boxed_str();
-        let logged = Arc::new(Logged { seq, json });
+        // Written into the bus's one scratch buffer, then copied out at its exact size: one
+        // allocation per event, never regrown or shrunk (that was 3% of all CPU under load).
+        let mut buf = std::mem::take(&mut inner.scratch);
+        buf.clear();
+        serde_json::to_writer(&mut buf, &event).expect("events always serialize");
+        // serde_json writes UTF-8 only.
+        let json: Box<str> = std::str::from_utf8(&buf)
+            .expect("serde_json writes UTF-8")
+            .into();
+        if buf.capacity() <= 1 << 16 {
+            inner.scratch = buf;
+        }
+        let logged = Arc::new(Logged { seq, json, load });
         if let Some(tap) = inner.tap.as_mut() {
             tap.offer(&event.kind, &logged);
+        }
+        if event.is_chart_mark() {
+            let marks = &mut inner.marks;
+            while marks.front().is_some_and(|(t, _)| {
+                *t + MARKS_WINDOW_US < t_us || marks.len() >= shared::SNAPSHOT_MARKS
+            }) {
+                marks.pop_front();
+            }
+            marks.push_back((t_us, logged.clone()));
         }
         if inner.ring.len() >= self.cfg.history {
             inner.ring.pop_front();
@@ -394,6 +605,7 @@ impl Bus {
             id,
             now,
             EventKind::ProcessExited { pid, signal, code },
+            LoadTag::Always,
         );
         let reason = format!("{id} died with it in its inbox");
         self.lose_in_flight(&mut inner, now, |f| f.to == id, &reason);
@@ -414,6 +626,7 @@ impl Bus {
             SUPERVISOR,
             now,
             EventKind::ClusterReset { generation },
+            LoadTag::Always,
         );
     }
 
@@ -434,6 +647,7 @@ impl Bus {
                     Flight {
                         from: f.from.clone(),
                         to: f.to.clone(),
+                        load: f.load.clone(),
                     },
                 )
             })
@@ -452,6 +666,7 @@ impl Bus {
                     to: f.to,
                     reason: reason.to_owned(),
                 },
+                f.load,
             );
         }
     }
@@ -466,19 +681,43 @@ impl Bus {
     /// `seen_up_to` is the last seq the viewer already has (0 for none): events after it that
     /// the snapshot does not list are reported as `missed`.
     pub fn subscribe(&self, seen_up_to: u64) -> Subscription {
+        self.subscribe_sampled(seen_up_to, 1)
+    }
+
+    /// [`Bus::subscribe`] for a viewer that asked for one load call in `load_sample` (the
+    /// `detail` command): the snapshot lists the last `snapshot_events` events that viewer gets,
+    /// as its batches do. A snapshot of every event would hand a sampling page the very flood it
+    /// asked to be spared, at the moment it fell behind.
+    pub fn subscribe_sampled(&self, seen_up_to: u64, load_sample: u32) -> Subscription {
         // Under the lock only what must be consistent with the stream: the state, the events'
         // handles and the receiver. The text is written after the lock is released.
-        let (head, events, rx, last_seq) = {
+        let (head, events, marks, rx, last_seq) = {
             let inner = self.lock();
             let rx = self.tx.subscribe();
-            let take = inner.ring.len().min(self.cfg.snapshot_events);
-            let events: Vec<Arc<Logged>> = inner
-                .ring
+            // From the newest back, until the snapshot is full or the ring ends; the window
+            // starts at the oldest event looked at.
+            let mut events: Vec<Arc<Logged>> = Vec::new();
+            let mut window_start = inner.next_seq;
+            for l in inner.ring.iter().rev() {
+                if events.len() >= self.cfg.snapshot_events {
+                    break;
+                }
+                window_start = l.seq;
+                if l.load.sampled(load_sample) {
+                    events.push(l.clone());
+                }
+            }
+            events.reverse();
+            let first_listed = window_start;
+            // What the charts draw from before the listed events (a viewer that fell behind
+            // would otherwise never hear of a crash in the events it did not get).
+            let now = self.clock.now_us();
+            let marks: Vec<Arc<Logged>> = inner
+                .marks
                 .iter()
-                .skip(inner.ring.len() - take)
-                .cloned()
+                .filter(|(t, l)| l.seq < first_listed && *t + MARKS_WINDOW_US >= now)
+                .map(|(_, l)| l.clone())
                 .collect();
-            let first_listed = events.first().map_or(inner.next_seq, |l| l.seq);
             let missed = if seen_up_to == 0 {
                 0
             } else {
@@ -492,24 +731,45 @@ impl Bus {
                 missed,
                 generation: inner.cluster.generation(),
                 slow_motion_ms: inner.cluster.slow_motion_ms(),
-                now_us: self.clock.now_us(),
+                now_us: now,
                 faults: inner.cluster.faults().clone(),
                 held: inner.cluster.held().to_vec(),
                 verdicts: inner.cluster.verdicts().cloned().collect(),
+                load: inner.cluster.load(),
                 _p: std::marker::PhantomData,
             };
-            (head, events, rx, inner.next_seq - 1)
+            (head, events, marks, rx, inner.next_seq - 1)
         };
         let mut snapshot = serde_json::to_string(&head).expect("snapshot serializes");
         snapshot.pop(); // the closing brace: the events go in before it
         snapshot.push_str(",\"events\":[");
         join_events(&mut snapshot, events.iter());
-        snapshot.push_str("]}");
+        snapshot.push(']');
+        if !marks.is_empty() {
+            snapshot.push_str(",\"marks\":[");
+            join_events(&mut snapshot, marks.iter());
+            snapshot.push(']');
+        }
+        snapshot.push('}');
         Subscription {
             snapshot,
             rx,
             last_seq,
         }
+    }
+
+    /// Starts (or stops) counting the messages sent per link, for `load_stats`.
+    pub fn count_links(&self, on: bool) {
+        let mut inner = self.lock();
+        inner.counting_links = on;
+        inner.links.clear();
+    }
+
+    /// The messages sent per link since the last call, busiest first; the counts start again.
+    pub fn take_link_counts(&self) -> Vec<LinkCount> {
+        let mut links = std::mem::take(&mut self.lock().links);
+        links.sort_by(|a, b| b.msgs.cmp(&a.msgs).then_with(|| a.from.cmp(&b.from)));
+        links
     }
 
     /// Feeds the live checker from now on; returns the generation it starts in.
@@ -541,6 +801,19 @@ impl Bus {
             next_seq: inner.next_seq,
             generation: inner.cluster.generation(),
         }
+    }
+
+    /// The seq of the last event published (0 before any).
+    pub fn last_seq(&self) -> u64 {
+        self.lock().next_seq - 1
+    }
+
+    /// The events of the history after `seq`, oldest first (for tools: `pbscope bench`).
+    pub fn since(&self, seq: u64) -> Vec<Arc<Logged>> {
+        let inner = self.lock();
+        let first = inner.ring.front().map_or(inner.next_seq, |l| l.seq);
+        let skip = (seq + 1).saturating_sub(first) as usize;
+        inner.ring.iter().skip(skip).cloned().collect()
     }
 
     /// The last `n` events of the history, oldest first (for tests and tools).
@@ -607,6 +880,174 @@ mod tests {
             .iter()
             .map(|l| serde_json::from_str(&l.json).unwrap())
             .collect()
+    }
+
+    fn load_msg(id: u64, from: &str, to: &str, client: u32, seq: u64) -> EventKind {
+        EventKind::MsgSent {
+            msg_id: MsgId(id),
+            from: from.into(),
+            to: to.into(),
+            msg: Msg::Request {
+                req: RequestId::new(client, seq),
+                op: Op::Lock,
+                lock: "load-0".into(),
+            },
+        }
+    }
+
+    fn tags(bus: &Bus) -> Vec<(String, LoadTag)> {
+        bus.recent(usize::MAX)
+            .iter()
+            .map(|l| {
+                let e: Event = serde_json::from_str(&l.json).unwrap();
+                (e.kind.name().to_owned(), l.load.clone())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_load_calls_messages_are_tagged_from_send_to_delivery_loss_and_duplicate() {
+        let b = bus(BusConfig::default());
+        b.publish("c1001", load_msg(1, "c1001", "s1", 1001, 6));
+        b.publish("s1", delivered(1, "s1"));
+        b.publish("c1001", load_msg(2, "c1001", "s1", 1001, 7));
+        b.publish(
+            "s1",
+            EventKind::MsgLost {
+                msg_id: MsgId(2),
+                from: "c1001".into(),
+                to: "s1".into(),
+                reason: "dropped".into(),
+            },
+        );
+        // A person's call and a server's own message are for every viewer.
+        b.publish("c1", load_msg(3, "c1", "s1", 1, 7));
+        b.publish("s1", delivered(3, "s1"));
+        // A message still in flight when its receiver dies is lost with its call's tag.
+        b.publish("c1002", load_msg(4, "c1002", "s2", 1002, 9));
+        b.node_exited("s2", 42, Some(9), None);
+        let t = tags(&b);
+        let of = |name: &str| -> Vec<LoadTag> {
+            t.iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, l)| l.clone())
+                .collect()
+        };
+        assert_eq!(
+            of("msg_sent"),
+            [
+                LoadTag::Call(1001 + 6),
+                LoadTag::Call(1001 + 7),
+                LoadTag::Always,
+                LoadTag::Call(1002 + 9)
+            ]
+        );
+        assert_eq!(
+            of("msg_delivered"),
+            [LoadTag::Call(1001 + 6), LoadTag::Always]
+        );
+        assert_eq!(
+            of("msg_lost"),
+            [LoadTag::Call(1001 + 7), LoadTag::Call(1002 + 9)]
+        );
+        assert_eq!(of("process_exited"), [LoadTag::Always]);
+        assert!(LoadTag::Call(8).sampled(4) && !LoadTag::Call(7).sampled(4));
+        assert!(LoadTag::Always.sampled(1000) && LoadTag::Call(7).sampled(1));
+        assert!(LoadTag::Calls(Arc::from([3u64, 8])).sampled(4));
+        assert!(!LoadTag::Calls(Arc::from([3u64, 5])).sampled(4));
+
+        // With duplicates possible, the network's second copy keeps its call's tag.
+        let b = bus(BusConfig::default());
+        let plan = shared::FaultPlan {
+            step: true,
+            ..shared::FaultPlan::default()
+        };
+        b.publish(
+            "supervisor",
+            EventKind::FaultsChanged {
+                plan,
+                change: "step on".into(),
+            },
+        );
+        b.publish("c1001", load_msg(5, "c1001", "s1", 1001, 3));
+        b.publish("s1", delivered(5, "s1"));
+        b.publish(
+            "s1",
+            EventKind::MsgDelivered {
+                msg_id: MsgId(5),
+                from: "c1001".into(),
+                to: "s1".into(),
+                duplicate: true,
+            },
+        );
+        let dups: Vec<LoadTag> = tags(&b)
+            .into_iter()
+            .filter(|(n, _)| n == "msg_delivered")
+            .map(|(_, l)| l)
+            .collect();
+        assert_eq!(dups, [LoadTag::Call(1001 + 3), LoadTag::Call(1001 + 3)]);
+    }
+
+    #[test]
+    fn a_batch_follows_all_its_load_calls_and_a_persons_call_makes_it_everyones() {
+        let op = |client, seq| shared::ForwardOp {
+            req: RequestId::new(client, seq),
+            op: Op::Lock,
+            lock: "x".into(),
+        };
+        let batch = |ops| Msg::ForwardBatch { ops };
+        assert_eq!(
+            LoadTag::of_msg(&batch(vec![op(1001, 3), op(1002, 8)])),
+            LoadTag::Calls(Arc::from([1001 + 3u64, 1002 + 8]))
+        );
+        assert_eq!(
+            LoadTag::of_msg(&batch(vec![op(1001, 3), op(1, 5)])),
+            LoadTag::Always
+        );
+        let acks = Msg::ForwardAckBatch {
+            acks: vec![shared::ForwardAckItem {
+                req: RequestId::new(1003, 7),
+                ok: true,
+            }],
+        };
+        assert_eq!(
+            LoadTag::of_msg(&acks),
+            LoadTag::Calls(Arc::from([1003 + 7u64]))
+        );
+        assert!(LoadTag::of_msg(&batch(vec![op(1001, 3), op(1002, 8)])).sampled(4));
+        assert!(!LoadTag::of_msg(&batch(vec![op(1001, 4), op(1002, 5)])).sampled(4));
+    }
+
+    /// Closed-loop clerks advance their `seq` together: the sample is spread over them, one
+    /// clerk of 16 at each `seq` when one call in 16 is drawn (on `seq` alone, all 16 clerks'
+    /// calls were drawn at the same moment and then none for 15 rounds; found by review).
+    #[test]
+    fn the_sample_is_spread_over_the_clerks() {
+        for seq in 0..48 {
+            let drawn = (1001..=1016)
+                .filter(|&c| LoadTag::of_req(&RequestId::new(c, seq)).sampled(16))
+                .count();
+            assert_eq!(drawn, 1, "seq {seq}");
+        }
+        assert_eq!(LoadTag::of_req(&RequestId::new(7, 3)), LoadTag::Always);
+    }
+
+    #[test]
+    fn link_counts_take_the_load_as_one_end() {
+        let b = bus(BusConfig::default());
+        b.publish("c1001", load_msg(1, "c1001", "s1", 1001, 1));
+        assert!(b.take_link_counts().is_empty(), "not counting yet");
+        b.count_links(true);
+        b.publish("c1001", load_msg(2, "c1001", "s1", 1001, 2));
+        b.publish("c1002", load_msg(3, "c1002", "s1", 1002, 1));
+        b.publish("c1", load_msg(4, "c1", "s1", 1, 1));
+        let links = b.take_link_counts();
+        let l: Vec<(&str, &str, u64)> = links
+            .iter()
+            .map(|l| (l.from.as_str(), l.to.as_str(), l.msgs))
+            .collect();
+        assert_eq!(l, [("load", "s1", 2), ("c1", "s1", 1)]);
+        assert!(b.take_link_counts().is_empty(), "taken");
     }
 
     #[test]
@@ -798,6 +1239,18 @@ mod tests {
         );
     }
 
+    /// c1 invokes Lock(a) with request seq `i`.
+    fn invoked(i: u64) -> EventKind {
+        EventKind::OpInvoked {
+            client: 1,
+            req: RequestId::new(1, i),
+            op: Op::Lock,
+            lock: "a".into(),
+            tag: None,
+            server: "s1".into(),
+        }
+    }
+
     #[test]
     fn history_is_bounded_and_snapshot_parses_as_the_shared_type() {
         let b = bus(BusConfig {
@@ -807,17 +1260,7 @@ mod tests {
             ..BusConfig::default()
         });
         for i in 0..25 {
-            b.publish(
-                "c1",
-                EventKind::OpInvoked {
-                    client: 1,
-                    req: RequestId::new(1, i),
-                    op: Op::Lock,
-                    lock: "a".into(),
-                    tag: None,
-                    server: "s1".into(),
-                },
-            );
+            b.publish("c1", invoked(i));
         }
         assert_eq!(b.recent(usize::MAX).len(), 10);
         let sub = b.subscribe(3);
@@ -837,6 +1280,83 @@ mod tests {
         assert_eq!(missed, 22 - 4, "seen up to 3, listed from 22");
         assert_eq!(clients.len(), 1);
         assert_eq!(sub.last_seq, 25);
+    }
+
+    /// Found when the load test failed in CI: the page fell behind, the gateway resynced it
+    /// past the primary's crash, and the charts never marked it. The snapshot now carries what
+    /// the charts draw from before its events (of the last minute, at most SNAPSHOT_MARKS).
+    #[test]
+    fn a_snapshot_carries_the_crash_a_viewer_fell_behind_past() {
+        let b = bus(BusConfig {
+            history: 1_000,
+            snapshot_events: 4,
+            ..BusConfig::default()
+        });
+        let crashed = |pid| EventKind::Crashed {
+            pid,
+            cause: shared::CrashCause::Command,
+            req: None,
+        };
+        let stats = || {
+            EventKind::LoadStats(shared::LoadStats {
+                window_ms: 250,
+                calls: 1,
+                ok: 1,
+                failed: 0,
+                ops_per_s: 4,
+                p50_us: 10,
+                p99_us: 20,
+                sample_every: 1,
+                links: vec![],
+            })
+        };
+        b.publish_at("load", 1_000, stats()); // seq 1: over a minute before the rest
+        for i in 0..5 {
+            b.publish_at("c1", 70_000_000 + i, invoked(i)); // 2..=6
+        }
+        b.publish_at("s1", 70_000_010, crashed(7)); // 7
+        b.publish_at("c2", 70_000_011, crashed(8)); // 8: a client's
+        b.publish_at("load", 70_000_012, stats()); // 9
+        for i in 5..15 {
+            b.publish_at("c1", 70_000_020 + i, invoked(i)); // 10..=19
+        }
+        let snap = |seen| {
+            let ServerMsg::Snapshot(snap) =
+                serde_json::from_str(&b.subscribe(seen).snapshot).unwrap()
+            else {
+                panic!("not a snapshot");
+            };
+            snap
+        };
+        let s = snap(5);
+        assert_eq!(s.events.first().map(|e| e.seq), Some(16));
+        assert!(s.missed > 0);
+        let marks: Vec<(u64, &str)> = s.marks.iter().map(|e| (e.seq, e.node.as_str())).collect();
+        assert_eq!(
+            marks,
+            [(7, "s1"), (9, "load")],
+            "the server's crash and the load report; not the client's crash, not the report from over a minute before"
+        );
+        // Nothing before the listed events: no marks.
+        // Only the last minute: a page opened long after a load draws none of it (found by
+        // review: marks 78–118 s old came with a fresh viewer's snapshot).
+        let run_for_200s = crate::clock::monotonic_ns() - 200_000_000_000;
+        let late = Bus::new(
+            RunClock::from_epoch(run_for_200s),
+            BusConfig {
+                snapshot_events: 4,
+                ..BusConfig::default()
+            },
+        );
+        late.publish_at("s1", 100_000_000, crashed(7));
+        for i in 0..8 {
+            late.publish_at("c1", 199_000_000 + i, invoked(i));
+        }
+        assert!(!late.subscribe(0).snapshot.contains("\"marks\""));
+        // A crash among the listed events is not listed twice.
+        let quiet = bus(BusConfig::default());
+        quiet.publish_at("s1", 5, crashed(7));
+        assert!(!quiet.subscribe(0).snapshot.contains("\"marks\""));
     }
 
     #[test]

@@ -431,7 +431,6 @@ pub async fn run_schedule(
             clerk_timing: ClerkTiming::default(),
             max_client: cfg.clients,
             max_locks: cfg.locks as usize,
-            clerks_in_process: false,
             variant: cfg.variant,
         },
     )

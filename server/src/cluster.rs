@@ -16,7 +16,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
@@ -37,6 +37,7 @@ use crate::bus::Bus;
 use crate::clerk::{Busy, ClerkTiming};
 use crate::clerk_runtime::{self, Call, ClerkHandle, ClerkSetup, Outlet, ServerAddr};
 use crate::framing::{self, FramedConn};
+use crate::load::LoadEngine;
 use crate::oserror::AcceptPause;
 use crate::slowmo::SlowMotion;
 
@@ -47,13 +48,12 @@ pub struct ClusterConfig {
     pub node_exe: PathBuf,
     pub slow_motion_ms: u64,
     pub clerk_timing: ClerkTiming,
-    /// Largest client id a command may name.
+    /// Largest client id a command may name (at most [`shared::LOAD_FIRST_CLIENT`] - 1: the
+    /// ids from there on are the load generator's).
     pub max_client: u32,
-    /// Most distinct lock names one cluster generation takes.
+    /// Most distinct lock names one cluster generation takes (the load generator's reserved
+    /// names, `load-N` and `load-hot`, do not count).
     pub max_locks: usize,
-    /// Run the clerks inside this process (the load generator's many clerks) instead of one
-    /// `pbscope client` process each (`serve`: a client crash is a real SIGKILL).
-    pub clerks_in_process: bool,
     /// A deliberately broken protocol every node and clerk runs (`--variant`), or `None`.
     pub variant: Option<shared::Variant>,
 }
@@ -296,7 +296,8 @@ struct Generation {
     addrs: Vec<ServerAddr>,
     /// Client processes (`pbscope serve`).
     clients: HashMap<u32, ClientSlot>,
-    /// Clerks inside this process (`pbscope bench`'s load generator).
+    /// The load generator's clerks (clients from [`shared::LOAD_FIRST_CLIENT`]), inside this
+    /// process: one process for all of them, their events straight onto the bus.
     clerks: HashMap<u32, ClerkHandle>,
     /// Lock names used in this generation (bounded by `max_locks`).
     locks: HashSet<String>,
@@ -321,6 +322,11 @@ pub struct Cluster {
     next_origin: AtomicU64,
     next_ticket: AtomicU64,
     accept_task: tokio::task::JoinHandle<()>,
+    /// True while a reset replaces the generation (commands that would wait for it are
+    /// refused at once instead).
+    resetting: AtomicBool,
+    /// The load generator, made on first use.
+    load: std::sync::OnceLock<Arc<LoadEngine>>,
 }
 
 /// The servers of a cluster: id and initial role, primary first.
@@ -384,6 +390,8 @@ impl Cluster {
             next_origin: AtomicU64::new(1),
             next_ticket: AtomicU64::new(1),
             accept_task,
+            resetting: AtomicBool::new(false),
+            load: std::sync::OnceLock::new(),
         });
         {
             let mut gen = cluster.gen.lock().await;
@@ -953,15 +961,10 @@ impl Cluster {
     /// SIGKILLs client `client`'s process. Its call in progress ends with `op_failed` (published
     /// after the process's last report); its next call starts a new process, a new identity.
     pub async fn crash_client(&self, client: u32) -> Result<String, ClusterError> {
-        if client > self.cfg.max_client {
-            return Err(ClusterError::BadClient(client, self.cfg.max_client));
+        if client > self.max_client() {
+            return Err(ClusterError::BadClient(client, self.max_client()));
         }
         let gen = self.gen.lock().await;
-        if self.cfg.clerks_in_process {
-            return Err(ClusterError::Unavailable(
-                "this cluster's clerks run inside the supervisor (a load generator): no client process to kill".into(),
-            ));
-        }
         let Some(c) = gen.clients.get(&client).and_then(ClientSlot::live) else {
             return Err(ClusterError::NodeDead(format!(
                 "client {client} has no live process (one starts with its next lock or unlock)"
@@ -984,14 +987,31 @@ impl Cluster {
     /// Ends every call in progress (`op_failed`: its effect is unknown), kills everything and
     /// starts generation n+1.
     pub async fn reset(&self) -> Result<String, ClusterError> {
+        self.resetting.store(true, Ordering::SeqCst);
         let mut gen = self.gen.lock().await;
+        let result = self.reset_locked(&mut gen).await;
+        self.resetting.store(false, Ordering::SeqCst);
+        result
+    }
+
+    /// True while a reset is under way.
+    pub fn is_resetting(&self) -> bool {
+        self.resetting.load(Ordering::SeqCst)
+    }
+
+    /// True when a generation's servers are up (not during a reset, not after shutdown).
+    pub async fn is_running(&self) -> bool {
+        !self.is_resetting() && !self.gen.lock().await.addrs.is_empty()
+    }
+
+    async fn reset_locked(&self, gen: &mut Generation) -> Result<String, ClusterError> {
         // The network heals and step mode ends; the seed stays. The new processes start with it.
         let healed = FaultPlan {
             seed: self.plan().seed,
             ..FaultPlan::default()
         };
         self.publish_plan_locally(&healed);
-        self.stop_all(&mut gen, RESET_REASON).await;
+        self.stop_all(gen, RESET_REASON).await;
         gen.locks.clear();
         gen.number += 1;
         self.bus.cluster_reset(gen.number);
@@ -1010,7 +1030,7 @@ impl Cluster {
                 plan: healed,
             },
         );
-        self.start_servers(&mut gen)
+        self.start_servers(gen)
             .await
             .map_err(|e| ClusterError::Unavailable(format!("restarting the cluster: {e:#}")))?;
         let pids: Vec<String> = gen
@@ -1051,8 +1071,17 @@ impl Cluster {
         gen.addrs.clear();
     }
 
+    /// The load generator of this cluster (made on first use; idle until told to run).
+    pub fn load(self: &Arc<Self>) -> &Arc<LoadEngine> {
+        self.load
+            .get_or_init(|| LoadEngine::new(Arc::downgrade(self), self.bus.clone()))
+    }
+
     /// Kills every process and waits for them: the supervisor's last act.
     pub async fn shutdown(&self) {
+        if let Some(load) = self.load.get() {
+            load.halt();
+        }
         let mut gen = self.gen.lock().await;
         self.stop_all(&mut gen, SHUTDOWN_REASON).await;
         self.accept_task.abort();
@@ -1432,9 +1461,8 @@ impl Cluster {
         }
     }
 
-    /// Hands a call to client `client`, starting its process (or, for the load generator, its
-    /// in-process clerk) on first use or after a crash. The call has started (its `op_invoked`
-    /// is published) when this returns `Ok`.
+    /// Hands a call to client `client`, starting its process on first use or after a crash.
+    /// The call has started (its `op_invoked` is published) when this returns `Ok`.
     pub async fn submit(
         &self,
         client: u32,
@@ -1443,8 +1471,8 @@ impl Cluster {
         tag: Option<String>,
         done: Option<oneshot::Sender<Option<bool>>>,
     ) -> Result<(), ClusterError> {
-        if client > self.cfg.max_client {
-            return Err(ClusterError::BadClient(client, self.cfg.max_client));
+        if client > self.max_client() {
+            return Err(ClusterError::BadClient(client, self.max_client()));
         }
         let mut gen = self.gen.lock().await;
         if gen.addrs.is_empty() {
@@ -1453,14 +1481,11 @@ impl Cluster {
             ));
         }
         // Busy first: a refused call must not count a lock name.
-        let busy = if self.cfg.clerks_in_process {
-            false
-        } else {
-            gen.clients
-                .get(&client)
-                .and_then(ClientSlot::live)
-                .is_some_and(|c| c.shared.call().is_some())
-        };
+        let busy = gen
+            .clients
+            .get(&client)
+            .and_then(ClientSlot::live)
+            .is_some_and(|c| c.shared.call().is_some());
         if busy {
             return Err(ClusterError::ClientBusy(Busy(client)));
         }
@@ -1469,9 +1494,6 @@ impl Cluster {
                 return Err(ClusterError::TooManyLocks(gen.locks.len()));
             }
             gen.locks.insert(lock.clone());
-        }
-        if self.cfg.clerks_in_process {
-            return self.submit_in_process(&mut gen, client, op, lock, tag, done);
         }
         let live = gen
             .clients
@@ -1530,15 +1552,34 @@ impl Cluster {
         )))
     }
 
-    fn submit_in_process(
+    /// Hands a call to the load generator's clerk `client` (from
+    /// [`shared::LOAD_FIRST_CLIENT`]), a clerk inside this process, created on first use in
+    /// each generation. Lab 1's clerk all the same: one call at a time, the same retries and
+    /// failover; `done` is told the answer, or `None` when the call ends in `op_failed`. Its
+    /// lock names are the load's reserved ones and take nothing of `max_locks`.
+    pub async fn submit_load(
         &self,
-        gen: &mut Generation,
         client: u32,
         op: Op,
         lock: String,
-        tag: Option<String>,
-        done: Option<oneshot::Sender<Option<bool>>>,
+        done: oneshot::Sender<Option<bool>>,
     ) -> Result<(), ClusterError> {
+        if !shared::is_load_client(client)
+            || client >= shared::LOAD_FIRST_CLIENT + shared::MAX_LOAD_CLIENTS
+        {
+            return Err(ClusterError::BadClient(client, self.max_client()));
+        }
+        if self.is_resetting() {
+            return Err(ClusterError::Unavailable(
+                "the cluster is being reset".into(),
+            ));
+        }
+        let mut gen = self.gen.lock().await;
+        if gen.addrs.is_empty() {
+            return Err(ClusterError::Unavailable(
+                "the cluster is not running".into(),
+            ));
+        }
         if !gen.clerks.contains_key(&client) {
             let handle = clerk_runtime::spawn(
                 ClerkSetup {
@@ -1561,8 +1602,8 @@ impl Cluster {
         clerk.submit(Call {
             op,
             lock,
-            tag,
-            done,
+            tag: None,
+            done: Some(done),
         })?;
         Ok(())
     }
@@ -1572,8 +1613,9 @@ impl Cluster {
         self.slow_motion.borrow().current().as_millis() as u64
     }
 
+    /// Largest client id a person's command may name (the load's clerks come after it).
     pub fn max_client(&self) -> u32 {
-        self.cfg.max_client
+        self.cfg.max_client.min(shared::LOAD_FIRST_CLIENT - 1)
     }
 
     pub fn max_locks(&self) -> usize {
@@ -1705,6 +1747,19 @@ struct NodeWatch {
     client: Option<Arc<ClientShared>>,
 }
 
+impl NodeWatch {
+    /// What the supervisor does with a report before it is published.
+    fn before_publish(&self, kind: &EventKind) {
+        if let Some(client) = &self.client {
+            // Before it is published: whoever sees the call end finds the client free.
+            client.observe(kind);
+        }
+        if let (EventKind::Dying { dies_in_ms, .. }, None) = (kind, &self.client) {
+            kill_when_dying_ends(self, *dies_in_ms);
+        }
+    }
+}
+
 /// The control command's ticket, for those answered by `applied` or `failed`.
 fn ticket_of(cmd: &NodeControl) -> Option<u64> {
     match cmd {
@@ -1764,16 +1819,17 @@ async fn watch_node(
         }
     });
     loop {
-        match framing::recv::<NodeReport, _>(&mut stream).await {
+        match framing::recv_report(&mut stream).await {
             Ok(NodeReport::Event { t_us, kind }) => {
-                if let Some(client) = &w.client {
-                    // Before it is published: whoever sees the call end finds the client free.
-                    client.observe(&kind);
-                }
-                if let (EventKind::Dying { dies_in_ms, .. }, None) = (&kind, &w.client) {
-                    kill_when_dying_ends(&w, *dies_in_ms);
-                }
+                w.before_publish(&kind);
                 w.bus.publish_at(&w.id, t_us, kind)
+            }
+            Ok(NodeReport::Events { events }) => {
+                for e in &events {
+                    w.before_publish(&e.kind);
+                }
+                w.bus
+                    .publish_many(&w.id, events.into_iter().map(|e| (e.t_us, e.kind)))
             }
             Ok(NodeReport::Applied { ticket }) => {
                 let tx = tickets.lock().ok().and_then(|mut t| t.remove(&ticket));

@@ -131,6 +131,28 @@ const VIEWER_SNDBUF: usize = 256 * 1024;
 /// A viewer over its rate budget this many times in a row is cut off.
 const FLOOD_CUTOFF: u32 = 1_000;
 
+/// Events frames to one viewer are at least this far apart unless they are large (a page
+/// draws at 60 fps; a frame per event cost the gateway and the viewer more than the events).
+const FRAME_EVERY: Duration = Duration::from_millis(4);
+
+/// A batch this large goes out at once, whenever the last frame left.
+const COALESCE_BELOW: usize = 256;
+
+/// Takes what the bus has ready for this viewer, up to `max` events in the batch.
+fn drain(
+    rx: &mut broadcast::Receiver<Arc<crate::bus::Logged>>,
+    batch: &mut Vec<Arc<crate::bus::Logged>>,
+    max: usize,
+) {
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(e) => batch.push(e),
+            // Lagged: the next `recv` says so, and the viewer gets a snapshot.
+            Err(_) => break,
+        }
+    }
+}
+
 /// Accepts connections until `shutdown`.
 pub async fn run(
     listener: TcpListener,
@@ -390,6 +412,8 @@ enum Answer {
     Msg(ServerMsg),
     /// Send the viewer a fresh snapshot (a `snapshot` command, in its turn).
     Snapshot,
+    /// The viewer's `detail` setting, in its turn: set it, then send the ack.
+    Detail { load_sample: u32, ack: ServerMsg },
 }
 
 /// One browser's session.
@@ -403,6 +427,10 @@ struct Viewer {
     /// Last event seq this viewer was sent.
     seen: u64,
     rate: RateLimit,
+    /// This viewer gets the events of one load call in this many (`detail`; 1: every event).
+    load_sample: u32,
+    /// When the last events frame left.
+    last_frame: Instant,
 }
 
 impl Drop for Viewer {
@@ -422,6 +450,15 @@ async fn command_line(
     while let Some(cmd) = commands.recv().await {
         let answer = if let Command::Snapshot { .. } = cmd {
             Answer::Snapshot
+        } else if let Command::Detail { load_sample, tag } = cmd {
+            Answer::Detail {
+                load_sample,
+                ack: ServerMsg::Ack {
+                    command: "detail".into(),
+                    tag,
+                    detail: detail_words(load_sample),
+                },
+            }
         } else {
             // In a task of its own so that a viewer leaving mid-command does not cut it short.
             let cluster = cluster.clone();
@@ -454,6 +491,8 @@ impl Viewer {
             line,
             seen: 0,
             rate,
+            load_sample: 1,
+            last_frame: Instant::now(),
         }
     }
 
@@ -483,7 +522,10 @@ impl Viewer {
         &mut self,
         ws: &mut Ws,
     ) -> anyhow::Result<broadcast::Receiver<Arc<crate::bus::Logged>>> {
-        let sub = self.cluster.bus().subscribe(self.seen);
+        let sub = self
+            .cluster
+            .bus()
+            .subscribe_sampled(self.seen, self.load_sample);
         self.seen = sub.last_seq;
         ws.send(Message::text(sub.snapshot)).await?;
         Ok(sub.rx)
@@ -532,19 +574,31 @@ impl Viewer {
                 }
                 ev = rx.recv() => match ev {
                     Ok(first) => {
-                        let mut body = String::with_capacity(first.json.len() * 8 + 32);
-                        body.push_str("{\"type\":\"events\",\"events\":[");
                         let mut batch = vec![first];
-                        while batch.len() < self.cfg.max_batch {
-                            match rx.try_recv() {
-                                Ok(e) => batch.push(e),
-                                Err(_) => break,
+                        drain(&mut rx, &mut batch, self.cfg.max_batch);
+                        // A trickle of events is gathered into frames at most every
+                        // FRAME_EVERY: a frame per event made the viewer cost more than the
+                        // events (the page draws at 60 fps anyway).
+                        if batch.len() < COALESCE_BELOW {
+                            let due = self.last_frame + FRAME_EVERY;
+                            if due > Instant::now() {
+                                tokio::time::sleep_until(due).await;
+                                drain(&mut rx, &mut batch, self.cfg.max_batch);
                             }
                         }
+                        self.last_frame = Instant::now();
                         self.seen = batch.last().map_or(self.seen, |l| l.seq);
-                        join_events(&mut body, batch.iter());
-                        body.push_str("]}");
-                        ws.send(Message::text(body)).await?;
+                        if self.load_sample > 1 {
+                            let every = self.load_sample;
+                            batch.retain(|l| l.load.sampled(every));
+                        }
+                        if !batch.is_empty() {
+                            let mut body = String::with_capacity(batch[0].json.len() * batch.len() + 32);
+                            body.push_str("{\"type\":\"events\",\"events\":[");
+                            join_events(&mut body, batch.iter());
+                            body.push_str("]}");
+                            ws.send(Message::text(body)).await?;
+                        }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         rx = self.send_snapshot(&mut ws).await?;
@@ -554,6 +608,11 @@ impl Viewer {
                 Some(answer) = self.answers.recv() => match answer {
                     Answer::Msg(m) => ws.send(json_msg(&m)).await?,
                     Answer::Snapshot => rx = self.send_snapshot(&mut ws).await?,
+                    Answer::Detail { load_sample, ack } => {
+                        // In force from the next batch of events.
+                        self.load_sample = load_sample;
+                        ws.send(json_msg(&ack)).await?;
+                    }
                 },
                 _ = shutdown.cancelled() => {
                     let _ = ws.close(Some(CloseFrame { code: CloseCode::Away, reason: "pbscope is shutting down".into() })).await;
@@ -602,6 +661,7 @@ impl Viewer {
             }
         };
         let tag = cmd.tag().map(str::to_owned);
+        // Every command, `detail` too, waits its turn (answered in the order sent).
         if self.commands.try_send(cmd).is_err() {
             let msg = format!(
                 "{} commands are waiting for the ones before them to finish; this one was not run",
@@ -611,6 +671,15 @@ impl Viewer {
                 .await?;
         }
         Ok(true)
+    }
+}
+
+/// The answer to `detail`.
+fn detail_words(load_sample: u32) -> String {
+    if load_sample <= 1 {
+        "every event is sent to this viewer".into()
+    } else {
+        format!("this viewer gets the events of one load call in {load_sample} ((client + seq) % {load_sample} == 0); everything else in full")
     }
 }
 
@@ -741,6 +810,23 @@ pub fn parse_command(
                 ));
             }
         }
+        Command::Load { settings, .. } => {
+            if let Some(why) = settings.invalid() {
+                return Err(error(ErrorCode::BadField, why, tag));
+            }
+        }
+        Command::Detail { load_sample, .. }
+            if *load_sample == 0 || *load_sample > shared::MAX_LOAD_SAMPLE =>
+        {
+            return Err(error(
+                ErrorCode::BadField,
+                format!(
+                    "load_sample must be 1..={} (1: every event), got {load_sample}",
+                    shared::MAX_LOAD_SAMPLE
+                ),
+                tag,
+            ));
+        }
         Command::SetSlowMotion { delay_ms, .. } if *delay_ms > cfg.max_delay_ms => {
             return Err(error(
                 ErrorCode::BadField,
@@ -843,7 +929,7 @@ fn check_fault_fields(cmd: &Command, max_client: u32) -> Result<(), String> {
 }
 
 /// Runs a command against the cluster and words the answer.
-pub async fn execute(cluster: &Cluster, cmd: Command) -> ServerMsg {
+pub async fn execute(cluster: &Arc<Cluster>, cmd: Command) -> ServerMsg {
     let command = cmd.name().to_owned();
     let tag = cmd.tag().map(str::to_owned);
     let result = match cmd {
@@ -917,6 +1003,10 @@ pub async fn execute(cluster: &Cluster, cmd: Command) -> ServerMsg {
                 .step_message(msg_id, shared::StepAction::Duplicate)
                 .await
         }
+        Command::Load { settings, .. } => cluster.load().set(settings).await,
+        Command::LoadStop { .. } => cluster.load().stop().await,
+        // A viewer's own setting: `command_line` hands it to the viewer (`Answer::Detail`).
+        Command::Detail { load_sample, .. } => Ok(detail_words(load_sample)),
     };
     match result {
         Ok(detail) => ServerMsg::Ack {

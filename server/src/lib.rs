@@ -3,6 +3,17 @@
 //! only parses arguments and calls in here, so integration tests and the benchmark drive the
 //! same code.
 
+/// Writes a line to stdout, as `println!` would; a reader that went away (`pbscope check |
+/// head -1`, `pbscope bench | head -3`) only loses the rest of the text, never the run's clean
+/// end (`println!` panics on the closed pipe).
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 pub mod bench;
 pub mod bus;
 pub mod campaign;
@@ -13,11 +24,14 @@ pub mod clock;
 pub mod cluster;
 pub mod framing;
 pub mod gateway;
+pub mod group_commit;
 pub mod http;
 pub mod live_check;
+pub mod load;
 pub(crate) mod lockservice;
 pub mod node;
 pub mod oserror;
+pub mod redis_anchor;
 pub mod runs;
 pub(crate) mod slowmo;
 pub mod wire;

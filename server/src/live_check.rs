@@ -376,7 +376,14 @@ mod tests {
         let (mut tap, rx) = tap(2);
         let mut offer = |e: Event| {
             let json = serde_json::to_string(&e).unwrap().into_boxed_str();
-            tap.offer(&e.kind, &Arc::new(Logged { seq: e.seq, json }));
+            tap.offer(
+                &e.kind,
+                &Arc::new(Logged {
+                    seq: e.seq,
+                    json,
+                    load: crate::bus::LoadTag::Always,
+                }),
+            );
         };
         offer(ev(1, "s1", EventKind::SlowMotionSet { delay_ms: 1 }));
         offer(invoked(2, 1, 1, "a"));

@@ -20,8 +20,14 @@ use server::gateway::{
 };
 use server::http::{is_local_name, AccessPolicy};
 use server::node::{self, NodeConfig};
+use server::say;
 use shared::{Role, Variant};
 use tokio_util::sync::CancellationToken;
+
+/// Every process of a run (supervisor, nodes, clients) allocates for each frame and event it
+/// handles; glibc's malloc was 10-15% of all CPU under load (docs/performance.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -44,8 +50,11 @@ enum Cmd {
     /// One client process (a clerk). Started by `serve`; not for people.
     #[command(hide = true)]
     Client(ClientArgs),
-    /// Measure lock operations per second against a real cluster.
+    /// Measure lock operations per second against a real cluster (and Redis), and the
+    /// failover window.
     Bench(BenchArgs),
+    /// Start, change or stop the load generator of a running `pbscope serve`.
+    Load(LoadArgs),
     /// Run randomized fault schedules against real processes and check every history for
     /// linearizability; exit 1 on any violation, printing the command that reruns it.
     Check(CheckArgs),
@@ -126,8 +135,8 @@ struct ServeArgs {
     /// Sustained commands per second per viewer.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     commands_per_sec: u32,
-    /// Largest client id.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    /// Largest client id of a person's clients (the load generator's clerks come after 1000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=(shared::LOAD_FIRST_CLIENT as i64 - 1)))]
     max_client: u32,
     /// An HTTP request head must arrive within this many ms (slow clients are cut off; idle
     /// keep-alive connections close after it too).
@@ -241,12 +250,63 @@ fn parse_age(s: &str) -> Result<(Duration, Duration), String> {
 
 #[derive(clap::Args, Debug)]
 struct BenchArgs {
-    /// Client counts to measure, one run each.
-    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    /// Client counts to measure, one run each (1 to 256 clerks).
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64",
+          value_parser = clap::value_parser!(u32).range(1..=shared::MAX_LOAD_CLIENTS as i64))]
     clients: Vec<u32>,
     /// Length of each run, in seconds (0.1 to 3600).
     #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
     seconds: f64,
+    /// Also run each count with a real WebSocket viewer reading every event through the gateway.
+    #[arg(long)]
+    viewer: bool,
+    /// Kill the primary this many times under load and report the failover window.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    failover: u32,
+    /// One JSON object per line instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Run the same workload against Redis (primary + replica, WAIT 1 0) and print the ratios
+    /// (needs redis-server: scripts/bench installs it).
+    #[arg(long)]
+    redis: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct LoadArgs {
+    /// The `pbscope serve` to drive (its gateway's address).
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    server: String,
+    /// Clerks calling at once (0 stops).
+    #[arg(long, required_unless_present = "stop",
+          value_parser = clap::value_parser!(u32).range(0..=shared::MAX_LOAD_CLIENTS as i64))]
+    clients: Option<u32>,
+    /// Target calls per second for all the clerks together (0: closed loop).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=shared::MAX_LOAD_RATE))]
+    rate: u64,
+    /// Lock names to spread the calls over (load-0 ..).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=shared::MAX_LOAD_LOCKS as i64))]
+    locks: u32,
+    /// Every call on one lock, load-hot.
+    #[arg(long)]
+    hot: bool,
+    /// Fraction of the calls that are Unlock (0 to 1).
+    #[arg(long, default_value_t = 0.5, value_parser = parse_share)]
+    unlock_share: f64,
+    /// Stop the load.
+    #[arg(long, conflicts_with_all = ["clients", "hot"])]
+    stop: bool,
+}
+
+fn parse_share(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a number: {e}"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("must be from 0 to 1, not {s}"))
+    }
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {
@@ -288,6 +348,13 @@ fn main() -> anyhow::Result<()> {
         Cmd::Client(args) => run_client(args),
         Cmd::Serve(args) => runtime()?.block_on(serve(args)),
         Cmd::Bench(args) => runtime()?.block_on(bench(args)),
+        Cmd::Load(args) => {
+            let ok = runtime()?.block_on(load(args))?;
+            if !ok {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Cmd::Check(args) => {
             let violations = runtime()?.block_on(check(args))?;
             if violations {
@@ -363,7 +430,6 @@ fn cluster_config(
     slow_motion_ms: u64,
     max_client: u32,
     max_locks: usize,
-    clerks_in_process: bool,
     variant: Option<Variant>,
 ) -> anyhow::Result<ClusterConfig> {
     Ok(ClusterConfig {
@@ -372,7 +438,6 @@ fn cluster_config(
         clerk_timing: ClerkTiming::default(),
         max_client,
         max_locks,
-        clerks_in_process,
         variant,
     })
 }
@@ -417,7 +482,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.slow_motion_ms,
             args.max_client,
             args.max_locks as usize,
-            false,
             args.variant,
         )?,
     )
@@ -445,12 +509,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .into_iter()
         .map(|(id, pid)| format!("{id}={pid}"))
         .collect();
-    println!(
+    // Nobody may be reading (`pbscope serve | head -1`): a closed stdout must not stop it.
+    say!(
         "pbscope listening on http://{addr} (WebSocket ws://{addr}/ws); servers {}",
         pids.join(" ")
     );
     if let Some(v) = args.variant {
-        println!("pbscope: running the deliberately BROKEN protocol variant {v}");
+        say!("pbscope: running the deliberately BROKEN protocol variant {v}");
         tracing::warn!("protocol variant {v}: broken on purpose, not Lab 1's design");
     }
     let gw = tokio::spawn(gateway::run(
@@ -472,16 +537,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `pbscope check`: returns whether a violation was found.
-/// Writes a line to stdout; a reader that went away (`pbscope check | head -1`) only loses the
-/// rest of the text, never the exit status.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
-}
-
 /// `--save PATH` must be a file this process can write, checked before any schedule runs. A
 /// file that did not exist is not left behind.
 fn check_save_path(path: &std::path::Path) -> Result<(), String> {
@@ -500,6 +555,7 @@ fn check_save_path(path: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
+/// `pbscope check`: returns whether a violation was found.
 async fn check(args: CheckArgs) -> anyhow::Result<bool> {
     if let Some(path) = &args.save {
         if let Err(why) = check_save_path(path) {
@@ -567,23 +623,47 @@ async fn check(args: CheckArgs) -> anyhow::Result<bool> {
 }
 
 async fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    println!("pbscope bench: Lock/Unlock back to back, each client on its own lock, every call through primary and backup");
-    println!(
-        "{:>8} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10}",
-        "clients", "ops", "ops/s", "p50 us", "p99 us", "max us", "events"
-    );
-    for clients in args.clients {
-        let r = server::bench::run(
-            // A load generator: its many clerks share this process (the issue allows it).
-            cluster_config(0, clients.max(1000), DEFAULT_MAX_LOCKS, true, None)?,
-            clients,
-            Duration::from_secs_f64(args.seconds),
-        )
-        .await?;
-        println!(
-            "{:>8} {:>10} {:>10.0} {:>9} {:>9} {:>9} {:>10}",
-            r.clients, r.ops, r.ops_per_sec, r.p50_us, r.p99_us, r.max_us, r.events
-        );
+    server::bench::run(server::bench::BenchConfig {
+        cluster: cluster_config(0, 1000, DEFAULT_MAX_LOCKS, None)?,
+        clients: args.clients,
+        seconds: args.seconds,
+        viewer: args.viewer,
+        failover: args.failover,
+        redis: args.redis,
+        json: args.json,
+    })
+    .await
+}
+
+/// `pbscope load`: sends the command, prints the answer; false on an error.
+async fn load(args: LoadArgs) -> anyhow::Result<bool> {
+    let cmd = if args.stop {
+        shared::Command::LoadStop { tag: None }
+    } else {
+        shared::Command::Load {
+            settings: shared::LoadSettings {
+                clients: args.clients.unwrap_or(0),
+                rate: args.rate,
+                locks: args.locks,
+                distribution: if args.hot {
+                    shared::LoadDistribution::Hot
+                } else {
+                    shared::LoadDistribution::Uniform
+                },
+                unlock_share: args.unlock_share,
+            },
+            tag: None,
+        }
+    };
+    match server::load::send_command(&args.server, cmd).await? {
+        shared::ServerMsg::Ack { detail, .. } => {
+            say!("{detail}");
+            Ok(true)
+        }
+        shared::ServerMsg::Error { code, message, .. } => {
+            eprintln!("pbscope load: refused ({code:?}): {message}");
+            Ok(false)
+        }
+        other => anyhow::bail!("unexpected answer: {other:?}"),
     }
-    Ok(())
 }

@@ -20,15 +20,16 @@ use anyhow::{bail, Context};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use shared::{
-    CrashCause, CrashPoint, Envelope, EventKind, FaultPlan, Msg, MsgId, NodeControl, NodeId,
-    NodeReport, RequestId, Role,
+    CrashCause, CrashPoint, Envelope, EventKind, FaultPlan, ForwardAckItem, ForwardOp, Msg, MsgId,
+    NodeControl, NodeId, NodeReport, RequestId, Role, TimedEvent,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::clock::RunClock;
-use crate::framing::{self, FramedConn, Recorder};
+use crate::framing::{self, FramedConn};
+use crate::group_commit::{self, ForwardQueue, Pacing};
 use crate::lockservice::{ConnId, LockServer, Output};
 use crate::oserror::{self, AcceptPause};
 use crate::slowmo::SlowMotion;
@@ -94,22 +95,47 @@ enum Inbound {
     },
 }
 
-/// Reports to the supervisor. Each write completes (into the socket) before the caller goes on.
+/// Reports to the supervisor. The events of a round of work wait here and are written together
+/// by [`Reporter::flush`], which returns once they are in the socket: the round's messages are
+/// written only after it (so a SIGKILL can lose a message, never the record of one that left).
 struct Reporter {
     sink: SplitSink<FramedConn, bytes::Bytes>,
     clock: RunClock,
+    pending: Vec<TimedEvent>,
 }
 
 impl Reporter {
-    async fn event(&mut self, kind: EventKind) -> anyhow::Result<()> {
-        let report = NodeReport::Event {
+    /// Records an event of this round (written by the next [`Reporter::flush`]).
+    fn event(&mut self, kind: EventKind) {
+        self.pending.push(TimedEvent {
             t_us: self.clock.now_us(),
             kind,
-        };
-        self.report(report).await
+        });
     }
 
+    /// Writes the round's events, in order, in one frame (a few when they are very many), and
+    /// flushes the socket.
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let frames = framing::encode_events(&self.pending);
+        self.pending.clear();
+        for frame in frames {
+            self.sink
+                .feed(frame)
+                .await
+                .context("control connection to the supervisor")?;
+        }
+        self.sink
+            .flush()
+            .await
+            .context("control connection to the supervisor")
+    }
+
+    /// Writes a control answer behind every event recorded before it.
     async fn report(&mut self, report: NodeReport) -> anyhow::Result<()> {
+        self.flush().await?;
         self.sink
             .send(framing::encode(&report))
             .await
@@ -117,11 +143,27 @@ impl Reporter {
     }
 }
 
-impl Recorder for Reporter {
-    async fn record(&mut self, kind: EventKind) -> anyhow::Result<()> {
-        self.event(kind).await
-    }
+/// A frame (or a close) a round decided on, written once the round's events are reported.
+#[derive(Debug)]
+enum Outgoing {
+    /// To a connection someone opened to us (a clerk, or the primary for acks).
+    Client(ConnId, bytes::Bytes),
+    /// Close that connection (after its frames of this round).
+    Close(ConnId),
+    /// To the backup.
+    Backup(bytes::Bytes),
 }
+
+/// A crash point reached: fired once what came before it has left.
+#[derive(Debug, Clone, Copy)]
+struct Fire {
+    point: CrashPoint,
+    req: RequestId,
+    dying_ms: Option<u64>,
+}
+
+/// Most inbound frames taken into one round (more wait for the next).
+const ROUND_MAX_FRAMES: usize = 1024;
 
 /// The node's whole state: the state machine plus its sockets.
 struct Node {
@@ -129,6 +171,15 @@ struct Node {
     server: LockServer,
     reporter: Reporter,
     clients: HashMap<ConnId, SplitSink<FramedConn, bytes::Bytes>>,
+    /// Connections closed this round: their frames of the round go first, then the close.
+    closing: HashMap<ConnId, SplitSink<FramedConn, bytes::Bytes>>,
+    /// The round's frames and closes, in the order decided.
+    outgoing: Vec<Outgoing>,
+    /// Acks owed to the primary for the forward message being applied (its connection, its
+    /// name, the answers in order): they leave as one message once all of it is applied.
+    acks: Option<(ConnId, NodeId, Vec<ForwardAckItem>)>,
+    /// A crash point this round reached.
+    to_fire: Option<Fire>,
     backup: Option<BackupLink>,
     inbox: Wire<ConnId>,
     slow_motion: SlowMotion,
@@ -148,12 +199,10 @@ struct BackupLink {
     id: NodeId,
     addr: String,
     sink: Option<SplitSink<FramedConn, bytes::Bytes>>,
-    /// Forwards sent and not yet acknowledged, oldest first, with when they were sent.
-    unacked: std::collections::VecDeque<(shared::RequestId, Instant)>,
-    /// Forwards not sent yet because a shortage on our side (no descriptor, no port) kept the
-    /// connection from opening: that is not the backup's failure. Retried on every tick, sent
-    /// in order; their ack deadlines start when they leave.
-    waiting: std::collections::VecDeque<Msg>,
+    /// Operations owed to the backup: not sent yet (group commit, or a shortage on our side
+    /// kept the connection from opening, which is not the backup's failure), and sent but not
+    /// acknowledged. Their ack deadlines start when they leave.
+    queue: ForwardQueue,
     lost: bool,
 }
 
@@ -183,14 +232,18 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         reporter: Reporter {
             sink: ctl_sink,
             clock,
+            pending: Vec::new(),
         },
         clients: HashMap::new(),
+        closing: HashMap::new(),
+        outgoing: Vec::new(),
+        acks: None,
+        to_fire: None,
         backup: cfg.backup.clone().map(|(id, addr)| BackupLink {
             id,
             addr,
             sink: None,
-            unacked: Default::default(),
-            waiting: Default::default(),
+            queue: ForwardQueue::default(),
             lost: false,
         }),
         inbox: Wire::new(
@@ -219,6 +272,8 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
             node.inbox.next_due()
         };
         let accept_resume = accept_pause.resume_at();
+        // One round: take in what is ready, run the state machine on it, then write the
+        // round's reports (one frame) and after them its messages (`end_round`).
         tokio::select! {
             accepted = listener.accept(), if accept_resume.is_none() => {
                 let stream = match accepted {
@@ -243,22 +298,27 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
                 }
             }
             Some(inbound) = rx.recv() => {
-                node.on_inbound(inbound).await?;
+                node.on_inbound(inbound);
+                // Whatever else has arrived joins this round.
+                for _ in 1..ROUND_MAX_FRAMES {
+                    match rx.try_recv() {
+                        Ok(more) => node.on_inbound(more),
+                        Err(_) => break,
+                    }
+                }
                 // Frames already due (always, without slow motion) go now: a timer would round
                 // each hop up to the timer wheel's millisecond.
-                node.deliver_due().await?;
+                node.deliver_due();
             }
             _ = sleep_until_opt(due) => {
-                node.deliver_due().await?;
+                node.deliver_due();
             }
             _ = sleep_until_opt(accept_resume) => accept_pause.resume(),
             _ = tick.tick(), if !node.silent => {
-                if let Some(reason) = node.retry_waiting_forwards().await? {
-                    node.backup_lost(&reason).await?;
-                }
-                node.check_ack_deadline().await?;
+                node.check_ack_deadline();
             }
         }
+        node.end_round().await?;
     }
 }
 
@@ -308,11 +368,10 @@ impl Node {
                         dying_ms: None,
                     },
                     false,
-                )
-                .await?;
+                );
             }
             NodeControl::ArmCrash { point, dying_ms } => {
-                self.arm(Armed { point, dying_ms }, true).await?;
+                self.arm(Armed { point, dying_ms }, true);
             }
             NodeControl::GoSilent { dies_in_ms } => self.go_silent(dies_in_ms, None).await?,
             NodeControl::SetSlowMotion { delay_ms, ticket } => {
@@ -326,7 +385,8 @@ impl Node {
                 self.slow_motion.set_frozen(plan.step, Instant::now());
                 self.inbox.set_plan(Arc::new(plan));
                 // Step mode's end released what it held: delivered before the answer.
-                self.deliver_due().await?;
+                self.deliver_due();
+                self.end_round().await?;
                 self.reporter.report(NodeReport::Applied { ticket }).await?;
             }
             NodeControl::Step {
@@ -335,8 +395,9 @@ impl Node {
                 ticket,
             } => match self.inbox.step(msg_id, action) {
                 Ok(()) => {
-                    // The decision's events come before its answer.
-                    self.deliver_due().await?;
+                    // The decision's events (and messages) come before its answer.
+                    self.deliver_due();
+                    self.end_round().await?;
                     self.reporter.report(NodeReport::Applied { ticket }).await?;
                 }
                 Err(message) => {
@@ -352,15 +413,13 @@ impl Node {
 
     /// Arms a crash (a new one replaces an armed one, a fatal request included). `crash_at`
     /// names its point in `crash_armed`; `crash_before_reply` does not.
-    async fn arm(&mut self, armed: Armed, named: bool) -> anyhow::Result<()> {
+    fn arm(&mut self, armed: Armed, named: bool) {
         self.armed = Some(armed);
         self.fatal = None;
-        self.reporter
-            .event(EventKind::CrashArmed {
-                point: named.then_some(armed.point),
-                dying_ms: armed.dying_ms,
-            })
-            .await
+        self.reporter.event(EventKind::CrashArmed {
+            point: named.then_some(armed.point),
+            dying_ms: armed.dying_ms,
+        });
     }
 
     /// Whether the armed crash fires at `point` now.
@@ -368,24 +427,31 @@ impl Node {
         self.armed.is_some_and(|a| a.point == point)
     }
 
-    /// The armed crash fires at `point` for `req`: die now (the crash's cause recorded first),
-    /// or, with `dying_ms`, go silent and let the supervisor kill us that much later.
-    async fn fire(&mut self, point: CrashPoint, req: RequestId, dying_ms: Option<u64>) {
+    /// The armed crash reached `point` for `req`: nothing after it in this round is done, and
+    /// it fires at the round's end, once what came before it has left.
+    fn reach(&mut self, point: CrashPoint, req: RequestId, dying_ms: Option<u64>) {
+        self.to_fire = Some(Fire {
+            point,
+            req,
+            dying_ms,
+        });
+    }
+
+    /// The armed crash fires at its point: die now (the crash's cause recorded first), or,
+    /// with `dying_ms`, go silent and let the supervisor kill us that much later.
+    async fn fire(&mut self, f: Fire) -> anyhow::Result<()> {
         self.armed = None;
         self.fatal = None;
-        match dying_ms {
-            Some(ms) => {
-                // If the report cannot be written the supervisor is gone, and so are we.
-                let _ = self.go_silent(ms, Some(point)).await;
-            }
+        match f.dying_ms {
+            Some(ms) => self.go_silent(ms, Some(f.point)).await,
             None => {
-                let cause = match point {
+                let cause = match f.point {
                     CrashPoint::BeforeForward => CrashCause::BeforeForward,
                     CrashPoint::AfterForward => CrashCause::AfterForward,
                     CrashPoint::BeforeReply => CrashCause::BeforeReply,
                     CrashPoint::BeforeAck => CrashCause::BeforeAck,
                 };
-                self.die(cause, req).await
+                self.die(cause, f.req).await
             }
         }
     }
@@ -401,87 +467,68 @@ impl Node {
         self.silent = true;
         self.armed = None;
         self.fatal = None;
-        self.reporter
-            .event(EventKind::Dying {
-                pid: std::process::id(),
-                dies_in_ms,
-                point,
-            })
-            .await
+        self.to_fire = None;
+        self.acks = None;
+        self.reporter.event(EventKind::Dying {
+            pid: std::process::id(),
+            dies_in_ms,
+            point,
+        });
+        self.reporter.flush().await
     }
 
-    async fn on_inbound(&mut self, inbound: Inbound) -> anyhow::Result<()> {
+    fn on_inbound(&mut self, inbound: Inbound) {
         match inbound {
             Inbound::Frame { conn, arrived, env } => self.inbox.push(conn, arrived, env),
             Inbound::Closed { conn, reason } => {
                 self.inbox.push_closed(conn, Instant::now(), reason)
             }
         }
-        Ok(())
     }
 
-    /// Hands the state machine everything that has waited out the wire, and reports what the
-    /// wire lost or holds (each report before its effect).
-    async fn deliver_due(&mut self) -> anyhow::Result<()> {
+    /// Hands the state machine everything that has waited out the wire, and records what the
+    /// wire lost or holds. Stops at a crash point: the rest stays unheard.
+    fn deliver_due(&mut self) {
         // A dying server hands its state machine nothing more: what arrives stays unheard.
-        while let Some(out) = (!self.silent)
-            .then(|| self.inbox.pop(Instant::now()))
-            .flatten()
-        {
+        while !self.silent && self.to_fire.is_none() {
+            let Some(out) = self.inbox.pop(Instant::now()) else {
+                break;
+            };
             match out {
                 WireOut::Deliver {
                     conn,
                     env,
                     duplicate,
-                } => self.deliver(conn, env, duplicate).await?,
-                WireOut::Lost { env, reason } => {
-                    self.reporter
-                        .event(EventKind::MsgLost {
-                            msg_id: env.msg_id,
-                            from: env.from,
-                            to: self.cfg.id.clone(),
-                            reason: reason.as_str().to_owned(),
-                        })
-                        .await?
-                }
-                WireOut::Held { env } => {
-                    self.reporter
-                        .event(EventKind::MsgHeld {
-                            msg_id: env.msg_id,
-                            from: env.from,
-                            to: self.cfg.id.clone(),
-                            msg: env.msg,
-                        })
-                        .await?
-                }
+                } => self.deliver(conn, env, duplicate),
+                WireOut::Lost { env, reason } => self.reporter.event(EventKind::MsgLost {
+                    msg_id: env.msg_id,
+                    from: env.from,
+                    to: self.cfg.id.clone(),
+                    reason: reason.as_str().to_owned(),
+                }),
+                WireOut::Held { env } => self.reporter.event(EventKind::MsgHeld {
+                    msg_id: env.msg_id,
+                    from: env.from,
+                    to: self.cfg.id.clone(),
+                    msg: env.msg,
+                }),
                 WireOut::Closed { conn, reason } if conn == BACKUP_LINK => {
                     self.backup_lost(&format!("backup connection ended ({reason})"))
-                        .await?
                 }
-                WireOut::Closed { conn, .. } => {
-                    self.clients.remove(&conn);
-                }
+                WireOut::Closed { conn, .. } => self.close_client(conn),
             }
         }
-        Ok(())
     }
 
     /// The frame has waited out the wire: the state machine sees it now (`duplicate`: the
     /// network's second copy).
-    async fn deliver(
-        &mut self,
-        conn: ConnId,
-        env: Envelope,
-        duplicate: bool,
-    ) -> anyhow::Result<()> {
-        self.reporter
-            .event(EventKind::MsgDelivered {
-                msg_id: env.msg_id,
-                from: env.from.clone(),
-                to: self.cfg.id.clone(),
-                duplicate,
-            })
-            .await?;
+    fn deliver(&mut self, conn: ConnId, env: Envelope, duplicate: bool) {
+        self.reporter.event(EventKind::MsgDelivered {
+            msg_id: env.msg_id,
+            from: env.from.clone(),
+            to: self.cfg.id.clone(),
+            duplicate,
+        });
         let mut out = Vec::new();
         match env.msg {
             Msg::Request { req, op, lock } => {
@@ -500,18 +547,39 @@ impl Node {
             Msg::Forward { req, op, lock } => {
                 self.server.on_forward(req, op, &lock, &mut out);
             }
+            Msg::ForwardBatch { ops } => {
+                // Applied in order, as if they had come one by one.
+                for ForwardOp { req, op, lock } in ops {
+                    self.server.on_forward(req, op, &lock, &mut out);
+                }
+                // A server that refuses refuses them all: the first refusal says it.
+                let mut refused = false;
+                out.retain(|o| {
+                    !matches!(o, Output::ForwardRefused { .. })
+                        || !std::mem::replace(&mut refused, true)
+                });
+            }
             // Answers to forwards count only on the link this primary opened to its backup: a
             // stranger's frame cannot make it reply, or step down.
-            Msg::ForwardAck { .. } | Msg::ForwardRefused { .. } if conn != BACKUP_LINK => {}
+            Msg::ForwardAck { .. } | Msg::ForwardAckBatch { .. } | Msg::ForwardRefused { .. }
+                if conn != BACKUP_LINK => {}
             Msg::ForwardAck { req, ok } => {
                 if let Some(link) = self.backup.as_mut() {
-                    link.unacked.retain(|(r, _)| *r != req);
+                    link.queue.acked(req);
                 }
                 self.server.on_forward_ack(req, ok, &mut out);
             }
+            Msg::ForwardAckBatch { acks } => {
+                for ForwardAckItem { req, ok } in acks {
+                    if let Some(link) = self.backup.as_mut() {
+                        link.queue.acked(req);
+                    }
+                    self.server.on_forward_ack(req, ok, &mut out);
+                }
+            }
             Msg::ForwardRefused { req } => {
                 if let Some(link) = self.backup.as_mut() {
-                    link.unacked.retain(|(r, _)| *r != req);
+                    link.queue.acked(req);
                 }
                 self.server.on_forward_refused(req, &mut out);
             }
@@ -519,9 +587,10 @@ impl Node {
             Msg::Reply { .. } => {}
         }
         if self.server.role() == Role::Deposed {
-            // A server that stepped down waits for no ack: nothing of its own will be answered.
+            // A server that stepped down waits for no ack and forwards nothing more: nothing
+            // of its own will be answered.
             if let Some(link) = self.backup.as_mut() {
-                link.unacked.clear();
+                link.queue.clear();
             }
             // An armed crash waiting for that answer stays armed, as the card says.
             if let Some((_, dying_ms)) = self.fatal.take() {
@@ -531,207 +600,315 @@ impl Node {
                 });
             }
         }
-        self.carry_out(out, conn, &env.from).await
+        self.carry_out(out, conn, &env.from);
+        // One ack message answers one forward message (a duplicate's copy gets its own).
+        self.emit_acks();
     }
 
-    /// Performs the state machine's outputs, in order. A forward that finds the backup gone
-    /// feeds the state machine's reaction back into the same queue.
-    async fn carry_out(
-        &mut self,
-        out: Vec<Output>,
-        conn: ConnId,
-        peer: &str,
-    ) -> anyhow::Result<()> {
+    /// Performs the state machine's outputs, in order, into this round. A forward that finds
+    /// no backup feeds the state machine's reaction back into the same queue. A crash point
+    /// reached ends it: what came after is never done.
+    fn carry_out(&mut self, out: Vec<Output>, conn: ConnId, peer: &str) {
         let mut queue = std::collections::VecDeque::from(out);
         while let Some(o) = queue.pop_front() {
-            if self.silent {
-                // Dying: nothing more leaves this server.
-                return Ok(());
+            if self.silent || self.to_fire.is_some() {
+                // Dying, or about to: nothing more leaves this server.
+                return;
             }
             match o {
-                Output::Event(kind) => self.reporter.event(kind).await?,
+                Output::Event(kind) => self.reporter.event(kind),
                 Output::Reply { to, req, ok } => {
                     if let Some((fatal, dying_ms)) = self.fatal.filter(|(f, _)| *f == req) {
-                        self.fire(CrashPoint::BeforeReply, fatal, dying_ms).await;
+                        self.reach(CrashPoint::BeforeReply, fatal, dying_ms);
                         continue;
                     }
                     let to_name = shared::client_node(req.client);
-                    self.send_to_client(to, &to_name, Msg::Reply { req, ok })
-                        .await?;
+                    self.send_to_client(to, &to_name, Msg::Reply { req, ok });
                 }
                 Output::ForwardAck { req, ok } => {
-                    if self.fires_at(CrashPoint::BeforeAck) {
-                        // The backup applied the forward; its ack never leaves.
-                        let dying_ms = self.armed.and_then(|a| a.dying_ms);
-                        self.fire(CrashPoint::BeforeAck, req, dying_ms).await;
-                        continue;
+                    // Owed; the acks of one forward message leave together once all of it is
+                    // applied (a crash at `before_ack` fires there: no ack leaves).
+                    match self.acks.as_mut() {
+                        Some((c, _, acks)) if *c == conn => acks.push(ForwardAckItem { req, ok }),
+                        _ => {
+                            self.emit_acks();
+                            self.acks = Some((conn, peer.into(), vec![ForwardAckItem { req, ok }]));
+                        }
                     }
-                    self.send_to_client(conn, peer, Msg::ForwardAck { req, ok })
-                        .await?;
                 }
                 Output::ForwardRefused { req } => {
-                    self.send_to_client(conn, peer, Msg::ForwardRefused { req })
-                        .await?;
+                    // Behind the acks owed before it, as it was decided.
+                    self.emit_acks();
+                    self.send_to_client(conn, peer, Msg::ForwardRefused { req });
                 }
-                Output::Close { to } => {
-                    if let Some(mut sink) = self.clients.remove(&to) {
-                        // The peer sees the connection end, as when a server goes away.
-                        let _ = sink.close().await;
-                    }
-                }
+                Output::Close { to } => self.close_client(to),
                 Output::Forward { req, op, lock } => {
                     if self.fires_at(CrashPoint::BeforeForward) {
                         // Applied here; the forward never leaves.
                         let dying_ms = self.armed.and_then(|a| a.dying_ms);
-                        self.fire(CrashPoint::BeforeForward, req, dying_ms).await;
+                        self.reach(CrashPoint::BeforeForward, req, dying_ms);
                         continue;
                     }
-                    if let Some(reason) = self.forward(Msg::Forward { req, op, lock }).await? {
-                        let mut more = Vec::new();
-                        self.mark_backup_lost(&reason, &mut more);
-                        queue.extend(more);
-                    } else if self.fires_at(CrashPoint::AfterForward) && self.forwarded(req) {
-                        // The forward is on the wire; the backup's ack will find us gone.
-                        let dying_ms = self.armed.and_then(|a| a.dying_ms);
-                        self.fire(CrashPoint::AfterForward, req, dying_ms).await;
-                        continue;
+                    match self.backup.as_mut() {
+                        None => {
+                            let mut more = Vec::new();
+                            self.mark_backup_lost("no backup configured", &mut more);
+                            queue.extend(more);
+                        }
+                        // A primary serving alone forwards nothing.
+                        Some(link) if link.lost => {}
+                        Some(link) => link.queue.push(ForwardOp { req, op, lock }),
                     }
                 }
             }
         }
-        Ok(())
     }
 
-    /// Whether the forward of `req` has left (it waits for its ack).
-    fn forwarded(&self, req: RequestId) -> bool {
-        self.backup
-            .as_ref()
-            .is_some_and(|l| l.unacked.iter().any(|(r, _)| *r == req))
+    /// The acks owed for one forward message leave as one message (`forward_ack` for one, else
+    /// `forward_ack_batch`), or, with a crash armed at `before_ack`, never.
+    fn emit_acks(&mut self) {
+        let Some((conn, peer, acks)) = self.acks.take() else {
+            return;
+        };
+        if self.silent || acks.is_empty() {
+            return;
+        }
+        if self.fires_at(CrashPoint::BeforeAck) {
+            // The backup applied the forwards; their ack never leaves.
+            let dying_ms = self.armed.and_then(|a| a.dying_ms);
+            self.reach(CrashPoint::BeforeAck, acks[0].req, dying_ms);
+            return;
+        }
+        self.send_to_client(conn, &peer, group_commit::ack_msg(acks));
     }
 
-    /// Sends on a connection someone opened to us (a clerk, or the primary for acks).
-    async fn send_to_client(&mut self, conn: ConnId, to: &str, msg: Msg) -> anyhow::Result<()> {
-        if !self.clients.contains_key(&conn) {
-            // That peer hung up; a real server's reply would go nowhere too.
+    /// How forwards leave now: one message in flight at a time (group commit), or, under slow
+    /// motion or step mode, each round's at once (so a lecture's messages look as they always
+    /// did, and a held forward holds back nothing else).
+    fn pacing(&self) -> Pacing {
+        if self.slow_motion.current().is_zero() && !self.inbox.plan().step {
+            Pacing::OneInFlight
+        } else {
+            Pacing::Eager
+        }
+    }
+
+    /// Sends the forwards that may leave now, connecting to the backup first if needed. A
+    /// crash armed at `after_forward` fires once the first of them is written.
+    async fn emit_forwards(&mut self) -> anyhow::Result<()> {
+        loop {
+            let Some(link) = self.backup.as_ref() else {
+                return Ok(());
+            };
+            if self.silent || link.lost || !link.queue.has_waiting() {
+                return Ok(());
+            }
+            if matches!(
+                self.to_fire,
+                Some(Fire {
+                    point: CrashPoint::AfterForward,
+                    ..
+                })
+            ) {
+                return Ok(());
+            }
+            if link.sink.is_none() {
+                let addr = link.addr.clone();
+                match tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&addr)).await
+                {
+                    Ok(Ok(stream)) => {
+                        let (sink, stream) = framing::framed(stream).split();
+                        tokio::spawn(read_frames(BACKUP_LINK, stream, self.tx.clone()));
+                        if let Some(link) = self.backup.as_mut() {
+                            link.sink = Some(sink);
+                        }
+                    }
+                    Ok(Err(e)) if oserror::is_local_resource_error(&e) => {
+                        tracing::debug!(
+                            "{}: no connection to the backup yet, local: {e}",
+                            self.cfg.id
+                        );
+                        return Ok(());
+                    }
+                    Ok(Err(e)) => {
+                        self.backup_lost(&format!("backup unreachable ({e})"));
+                        return Ok(());
+                    }
+                    Err(_) => {
+                        self.backup_lost("backup connect timed out");
+                        return Ok(());
+                    }
+                }
+            }
+            let pacing = self.pacing();
+            let Some(link) = self.backup.as_mut() else {
+                return Ok(());
+            };
+            let Some(ops) = link.queue.take_batch(pacing, Instant::now()) else {
+                return Ok(());
+            };
+            let first = ops[0].req;
+            let to = link.id.clone();
+            let msg_id = self.next_msg_id();
+            let env = Envelope {
+                msg_id,
+                from: self.cfg.id.clone(),
+                msg: group_commit::forward_msg(ops),
+            };
+            let frame = framing::encode(&env);
+            self.reporter.event(EventKind::MsgSent {
+                msg_id,
+                from: env.from,
+                to,
+                msg: env.msg,
+            });
+            self.outgoing.push(Outgoing::Backup(frame));
+            if self.fires_at(CrashPoint::AfterForward) {
+                // The forward is on the wire (once written); the backup's ack will find us gone.
+                let dying_ms = self.armed.and_then(|a| a.dying_ms);
+                self.reach(CrashPoint::AfterForward, first, dying_ms);
+                return Ok(());
+            }
+        }
+    }
+
+    /// Ends a round: the acks and forwards it owes become messages, its events are written
+    /// (one frame) and only then its messages, each connection flushed once. A broken backup
+    /// connection found on the way is handled in another pass; a crash point reached fires last.
+    async fn end_round(&mut self) -> anyhow::Result<()> {
+        loop {
+            self.emit_acks();
+            self.emit_forwards().await?;
+            self.reporter.flush().await?;
+            if let Some(reason) = self.write_outgoing().await {
+                self.backup_lost(reason);
+                continue;
+            }
+            if let Some(f) = self.to_fire.take() {
+                self.fire(f).await?;
+            }
             return Ok(());
         }
-        let msg_id = self.next_msg_id();
-        let env = Envelope {
-            msg_id,
-            from: self.cfg.id.clone(),
-            msg,
-        };
-        let sent = match self.clients.get_mut(&conn) {
-            Some(sink) => framing::send_recorded(&mut self.reporter, sink, &env, to).await?,
-            None => false,
-        };
-        if !sent {
-            self.clients.remove(&conn);
-        }
-        Ok(())
     }
 
-    /// Sends a forward to the backup, connecting first if needed. Returns why the backup is
-    /// lost, if this showed it is.
-    async fn forward(&mut self, msg: Msg) -> anyhow::Result<Option<String>> {
-        let Some(link) = self.backup.as_mut() else {
-            return Ok(Some("no backup configured".into()));
-        };
-        if link.lost {
-            return Ok(None);
+    /// Writes the round's frames and closes in order, then flushes each connection once.
+    /// Returns why the backup is lost, if writing to it failed.
+    async fn write_outgoing(&mut self) -> Option<&'static str> {
+        if self.outgoing.is_empty() {
+            return None;
         }
-        if link.sink.is_none() || !link.waiting.is_empty() {
-            // Behind the forwards already waiting for a connection, never ahead of them.
-            link.waiting.push_back(msg);
-            return self.retry_waiting_forwards().await;
+        let outgoing = std::mem::take(&mut self.outgoing);
+        if self.silent {
+            return None;
         }
-        self.send_forward(msg).await
-    }
-
-    /// Opens the backup connection if it is not open, then sends the forwards waiting for it.
-    /// Returns why the backup is lost, if this showed it is; a shortage on our side leaves the
-    /// forwards waiting for the next try.
-    async fn retry_waiting_forwards(&mut self) -> anyhow::Result<Option<String>> {
-        let Some(link) = self.backup.as_ref() else {
-            return Ok(None);
-        };
-        if link.lost || link.waiting.is_empty() {
-            return Ok(None);
-        }
-        if link.sink.is_none() {
-            let addr = link.addr.clone();
-            match tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&addr)).await {
-                Ok(Ok(stream)) => {
-                    let (sink, stream) = framing::framed(stream).split();
-                    tokio::spawn(read_frames(BACKUP_LINK, stream, self.tx.clone()));
-                    if let Some(link) = self.backup.as_mut() {
-                        link.sink = Some(sink);
+        let mut touched: Vec<ConnId> = Vec::new();
+        let mut broken: Vec<ConnId> = Vec::new();
+        let mut backup_written = false;
+        let mut backup_broken = false;
+        for o in outgoing {
+            match o {
+                Outgoing::Client(conn, frame) => {
+                    if broken.contains(&conn) {
+                        continue;
+                    }
+                    let sink = match self.clients.get_mut(&conn) {
+                        Some(s) => s,
+                        None => match self.closing.get_mut(&conn) {
+                            Some(s) => s,
+                            // That peer hung up; a real server's reply would go nowhere too.
+                            None => continue,
+                        },
+                    };
+                    if sink.feed(frame).await.is_err() {
+                        broken.push(conn);
+                    } else if !touched.contains(&conn) {
+                        touched.push(conn);
                     }
                 }
-                Ok(Err(e)) if oserror::is_local_resource_error(&e) => {
-                    tracing::debug!(
-                        "{}: no connection to the backup yet, local: {e}",
-                        self.cfg.id
-                    );
-                    return Ok(None);
+                Outgoing::Close(conn) => {
+                    if let Some(mut sink) = self.closing.remove(&conn) {
+                        // The peer sees the connection end, as when a server goes away.
+                        let _ = sink.close().await;
+                    }
                 }
-                Ok(Err(e)) => return Ok(Some(format!("backup unreachable ({e})"))),
-                Err(_) => return Ok(Some("backup connect timed out".into())),
+                Outgoing::Backup(frame) => {
+                    if let Some(sink) = self.backup.as_mut().and_then(|l| l.sink.as_mut()) {
+                        if backup_broken || sink.feed(frame).await.is_err() {
+                            backup_broken = true;
+                        } else {
+                            backup_written = true;
+                        }
+                    }
+                }
             }
         }
-        while let Some(msg) = self.backup.as_mut().and_then(|l| l.waiting.pop_front()) {
-            if let Some(reason) = self.send_forward(msg).await? {
-                return Ok(Some(reason));
+        for conn in touched {
+            if let Some(sink) = self.clients.get_mut(&conn) {
+                if sink.flush().await.is_err() {
+                    broken.push(conn);
+                }
             }
         }
-        Ok(None)
+        for conn in broken {
+            self.clients.remove(&conn);
+        }
+        if backup_written && !backup_broken {
+            if let Some(sink) = self.backup.as_mut().and_then(|l| l.sink.as_mut()) {
+                backup_broken = sink.flush().await.is_err();
+            }
+        }
+        backup_broken.then_some("backup connection broken")
     }
 
-    /// Writes one forward on the open backup connection.
-    async fn send_forward(&mut self, msg: Msg) -> anyhow::Result<Option<String>> {
+    /// Closes a connection someone opened to us, after its frames of this round.
+    fn close_client(&mut self, conn: ConnId) {
+        if let Some(sink) = self.clients.remove(&conn) {
+            self.closing.insert(conn, sink);
+            self.outgoing.push(Outgoing::Close(conn));
+        }
+    }
+
+    /// Sends on a connection someone opened to us (a clerk, or the primary for acks): recorded
+    /// now, written at the round's end.
+    fn send_to_client(&mut self, conn: ConnId, to: &str, msg: Msg) {
+        if !self.clients.contains_key(&conn) {
+            // That peer hung up; a real server's reply would go nowhere too.
+            return;
+        }
         let msg_id = self.next_msg_id();
-        let req = match &msg {
-            Msg::Forward { req, .. } => *req,
-            _ => bail!("only forwards go to the backup"),
-        };
         let env = Envelope {
             msg_id,
             from: self.cfg.id.clone(),
             msg,
         };
-        let Some(link) = self.backup.as_mut() else {
-            bail!("checked above");
-        };
-        link.unacked.push_back((req, Instant::now()));
-        let sent = match link.sink.as_mut() {
-            Some(sink) => framing::send_recorded(&mut self.reporter, sink, &env, &link.id).await?,
-            None => false,
-        };
-        Ok((!sent).then(|| "backup connection broken".to_owned()))
+        let frame = framing::encode(&env);
+        self.reporter.event(EventKind::MsgSent {
+            msg_id,
+            from: env.from,
+            to: to.into(),
+            msg: env.msg,
+        });
+        self.outgoing.push(Outgoing::Client(conn, frame));
     }
 
     /// Declares the backup lost when the oldest forward's ack is overdue. The allowance is
     /// re-read every time: a slow-motion rise while the forward travels extends it.
-    async fn check_ack_deadline(&mut self) -> anyhow::Result<()> {
+    fn check_ack_deadline(&mut self) {
         let now = Instant::now();
         let overdue = self
             .backup
             .as_ref()
-            .and_then(|l| l.unacked.front())
-            .is_some_and(|(_, sent)| {
-                self.slow_motion.deadline(*sent, ACK_TIMEOUT, ACK_HOPS) <= now
-            });
+            .and_then(|l| l.queue.oldest_sent())
+            .is_some_and(|sent| self.slow_motion.deadline(sent, ACK_TIMEOUT, ACK_HOPS) <= now);
         if overdue {
-            self.backup_lost("backup did not acknowledge in time")
-                .await?;
+            self.backup_lost("backup did not acknowledge in time");
         }
-        Ok(())
     }
 
-    async fn backup_lost(&mut self, reason: &str) -> anyhow::Result<()> {
+    fn backup_lost(&mut self, reason: &str) {
         let mut out = Vec::new();
         self.mark_backup_lost(reason, &mut out);
-        self.carry_out(out, BACKUP_LINK, "").await
+        self.carry_out(out, BACKUP_LINK, "");
     }
 
     fn mark_backup_lost(&mut self, reason: &str, out: &mut Vec<Output>) {
@@ -741,8 +918,7 @@ impl Node {
             }
             link.lost = true;
             link.sink = None;
-            link.unacked.clear();
-            link.waiting.clear();
+            link.queue.clear();
         }
         self.server.on_backup_lost(reason, out);
     }
@@ -750,14 +926,12 @@ impl Node {
     /// An armed crash fires at its point of `req`'s operation: record why we die, then die the
     /// way a crash does (SIGKILL), with whatever came next unsent.
     async fn die(&mut self, cause: CrashCause, req: RequestId) -> ! {
-        let _ = self
-            .reporter
-            .event(EventKind::Crashed {
-                pid: std::process::id(),
-                cause,
-                req: Some(req),
-            })
-            .await;
+        self.reporter.event(EventKind::Crashed {
+            pid: std::process::id(),
+            cause,
+            req: Some(req),
+        });
+        let _ = self.reporter.flush().await;
         let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
         // SIGKILL cannot be caught; this is never reached.
         std::process::abort()

@@ -313,6 +313,55 @@ async fn serve_with_a_variant_says_so_in_hello_and_runs_it() {
     );
 }
 
+/// `pbscope serve --variant X | head -1`: the variant's warning, the server's second line, met
+/// the closed pipe and killed the server (`println!` panics on it). Found when the test above
+/// failed in CI with "connection reset": its harness stops reading after the address line.
+#[tokio::test]
+async fn serve_keeps_serving_when_nobody_reads_its_stdout() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut child = tokio::process::Command::new(exe())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--variant", "backup-reexecutes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn pbscope serve");
+    drop(child.stdout.take()); // nobody reads: every line meets a closed pipe
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let deadline = tokio::time::Instant::now() + support::WAIT;
+    let ws = loop {
+        match tokio_tungstenite::connect_async(url.as_str()).await {
+            Ok((ws, _)) => break ws,
+            Err(e) => {
+                let exited = child.try_wait().expect("wait");
+                assert!(exited.is_none(), "pbscope serve exited ({exited:?}): {e}");
+                assert!(tokio::time::Instant::now() < deadline, "no server: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let v = support::Viewer::from_ws(ws).await;
+    assert_eq!(v.hello.variant.as_deref(), Some("backup-reexecutes"));
+    assert!(child.try_wait().expect("wait").is_none(), "still serving");
+    drop(v);
+    // A clean stop: SIGTERM, then the cluster is stopped and the server exits.
+    let pid = child.id().expect("running");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let status = tokio::time::timeout(support::WAIT, child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("wait");
+    assert!(status.success(), "{status:?}");
+}
+
 #[test]
 fn a_check_whose_reader_went_away_still_exits_with_its_verdict() {
     // `pbscope check | head -1`: stdout closes early; the campaign's exit status (0: no

@@ -18,7 +18,6 @@ fn config(node_exe: PathBuf) -> ClusterConfig {
         clerk_timing: ClerkTiming::default(),
         max_client: 100,
         max_locks: 100,
-        clerks_in_process: false,
         variant: None,
     }
 }

@@ -313,6 +313,15 @@ async fn recv_frame<T: serde::de::DeserializeOwned>(conn: &mut TcpStream) -> T {
     serde_json::from_slice(&body).expect("a well-formed frame")
 }
 
+/// A report frame from a node, read as the supervisor reads it (`events` in compact form).
+async fn recv_report(conn: &mut TcpStream) -> NodeReport {
+    let mut len = [0u8; 4];
+    conn.read_exact(&mut len).await.expect("a frame");
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    conn.read_exact(&mut body).await.expect("a frame");
+    server::framing::decode_report(&body).expect("a well-formed report")
+}
+
 /// The forward path can't be reached through `serve`: a primary opens its backup connection on
 /// its first forward, and a clerk's first call is that forward. So this test is the
 /// supervisor, the clerk and the backup of one real `pbscope node` process itself (and no event
@@ -346,7 +355,13 @@ async fn a_primary_out_of_descriptors_waits_for_one_instead_of_losing_its_backup
     let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
-            if let NodeReport::Event { kind, .. } = recv_frame::<NodeReport>(&mut ctl).await {
+            // A node reports a round's events in one `events` frame (compact form).
+            let kinds = match recv_report(&mut ctl).await {
+                NodeReport::Event { kind, .. } => vec![kind],
+                NodeReport::Events { events } => events.into_iter().map(|e| e.kind).collect(),
+                _ => continue,
+            };
+            for kind in kinds {
                 if events_tx.send(kind).is_err() {
                     return;
                 }

@@ -89,12 +89,21 @@ fn field_text(key: &str) -> BoxedStrategy<String> {
         ])
         .prop_map(Value::from)
         .boxed(),
-        "drop" | "duplicate" => prop_oneof![
+        "drop" | "duplicate" | "unlock_share" => prop_oneof![
             4 => (0.0f64..=1.0).prop_map(Value::from),
             1 => (-2.0f64..3.0).prop_map(Value::from),
             1 => any::<f64>().prop_map(Value::from),
         ]
         .boxed(),
+        "clients" | "rate" | "locks" | "load_sample" => prop_oneof![
+            4 => (0u64..=300).prop_map(Value::from),
+            1 => (0u64..=2_000_000).prop_map(Value::from),
+            1 => any::<i64>().prop_map(Value::from),
+        ]
+        .boxed(),
+        "distribution" => prop::sample::select(vec!["uniform", "hot", "", "Hot", "zipf"])
+            .prop_map(Value::from)
+            .boxed(),
         "on" => any::<bool>().prop_map(Value::from).boxed(),
         "point" => prop::sample::select(vec![
             "before_forward",
@@ -146,6 +155,8 @@ fn fields_of(ty: &str) -> &'static [&'static str] {
         "crash_client" => &["client"],
         "step" => &["on"],
         "deliver" | "drop" | "duplicate" => &["msg_id"],
+        "load" => &["clients", "rate", "locks", "distribution", "unlock_share"],
+        "detail" => &["load_sample"],
         _ => &[],
     }
 }
@@ -171,6 +182,12 @@ fn command_text() -> impl Strategy<Value = String> {
         "duplicate",
         "jitter_ms",
         "dying_ms",
+        "clients",
+        "rate",
+        "locks",
+        "distribution",
+        "unlock_share",
+        "load_sample",
     ];
     let known = prop::sample::select(COMMAND_TYPES.to_vec()).prop_map(|t| {
         (

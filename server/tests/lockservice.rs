@@ -22,6 +22,8 @@ fn msg_kinds(events: &[&Event]) -> Vec<(String, String, &'static str)> {
                     Msg::ForwardAck { .. } => "forward_ack",
                     Msg::ForwardRefused { .. } => "forward_refused",
                     Msg::Reply { .. } => "reply",
+                    Msg::ForwardBatch { .. } => "forward_batch",
+                    Msg::ForwardAckBatch { .. } => "forward_ack_batch",
                 },
             )),
             _ => None,

@@ -88,6 +88,27 @@ async fn slow_motion_is_in_force_when_acknowledged() {
     }
 }
 
+/// `detail` (a viewer's own setting) waits its turn like every command: sent after a `reset`, it
+/// is answered after the reset's answer. Found by review: it was answered at once, ahead of the
+/// commands queued before it.
+#[tokio::test]
+async fn detail_is_answered_in_the_order_sent() {
+    let server = Server::start().await;
+    let mut v = server.viewer().await;
+    v.send(json!({"type":"reset","tag":"first"})).await;
+    v.send(json!({"type":"detail","load_sample":5,"tag":"second"}))
+        .await;
+    let mut answers = Vec::new();
+    while answers.len() < 2 {
+        match v.recv().await {
+            ServerMsg::Ack { tag: Some(t), .. } => answers.push(t),
+            ServerMsg::Error { tag, message, .. } => panic!("{tag:?} refused: {message}"),
+            _ => {}
+        }
+    }
+    assert_eq!(answers, ["first", "second"], "answered in the order sent");
+}
+
 /// A viewer's commands run in the order sent. Before the fix each command ran in a task of its
 /// own, and two sent back to back ran in reverse order most of the time.
 #[tokio::test]

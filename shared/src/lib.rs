@@ -8,6 +8,9 @@
 //!
 //! All messages are JSON objects tagged by `"type"` in `snake_case`.
 
+pub mod compact;
+mod decode;
+
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any change a client of an older version could misread.
@@ -91,6 +94,33 @@ impl PartialEq<&str> for NodeId {
 
 /// The name of the supervisor in events it reports itself (resets, slow motion).
 pub const SUPERVISOR: &str = "supervisor";
+
+/// The node name of the load generator's own events (`load_changed`, `load_stats`).
+pub const LOAD_NODE: &str = "load";
+
+/// The first client id of the load generator's clerks (`c1001`, `c1002`, ...). Manual clients
+/// (a person's, a test's) are numbered below it; a command naming a client from here on is
+/// refused, so a person's call never collides with the load's.
+pub const LOAD_FIRST_CLIENT: u32 = 1001;
+
+/// Most clerks the load generator runs at once.
+pub const MAX_LOAD_CLIENTS: u32 = 256;
+
+/// Most distinct lock names the load spreads its calls over (`load-0` .. `load-{N-1}`). The
+/// load's names are reserved (`load-` and a number, or `load-hot`) and do not count against a
+/// generation's budget of lock names (`max_locks`), which stays whole for people.
+pub const MAX_LOAD_LOCKS: u32 = 10_000;
+
+/// Highest total call rate (calls per second) the load may target; 0 is closed loop.
+pub const MAX_LOAD_RATE: u64 = 1_000_000;
+
+/// Largest `load_sample` a `detail` command may ask for.
+pub const MAX_LOAD_SAMPLE: u32 = 1_000_000;
+
+/// Whether client `id` is one of the load generator's clerks.
+pub fn is_load_client(id: u32) -> bool {
+    id >= LOAD_FIRST_CLIENT
+}
 
 /// The node name under which client `id` appears in events and on the diagram.
 pub fn client_node(id: u32) -> NodeId {
@@ -408,7 +438,8 @@ pub enum Role {
 }
 
 /// What travels between processes of the lock service. Shown on the diagram as one arrow each.
-#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+/// Read in one pass by a reader of our own (`decode.rs`), the wire unchanged.
+#[derive(Serialize, Clone, PartialEq, Eq, Debug)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Msg {
     /// Clerk -> server: please execute `op` on `lock`. Retries carry the same `req`.
@@ -430,6 +461,61 @@ pub enum Msg {
     /// Backup -> primary: not applied, because this server already serves clients on its own
     /// (a client failed over to it). The primary must not answer `req`: it steps down.
     ForwardRefused { req: RequestId },
+    /// Primary -> backup: group commit, several operations in one message, applied in order
+    /// (a batch of one is always sent as [`Msg::Forward`]).
+    ForwardBatch { ops: Vec<ForwardOp> },
+    /// Backup -> primary: the answers to a batch (or to several forwards), one per operation
+    /// applied, in order (a batch of one is always sent as [`Msg::ForwardAck`]).
+    ForwardAckBatch { acks: Vec<ForwardAckItem> },
+}
+
+/// One operation of a [`Msg::ForwardBatch`]: the fields of a [`Msg::Forward`].
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+pub struct ForwardOp {
+    pub req: RequestId,
+    pub op: Op,
+    pub lock: String,
+}
+
+/// One answer of a [`Msg::ForwardAckBatch`]: the fields of a [`Msg::ForwardAck`].
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ForwardAckItem {
+    pub req: RequestId,
+    pub ok: bool,
+}
+
+impl Msg {
+    /// The request a message is about: the first operation's for a batch (`None` for an empty
+    /// batch, which nothing sends).
+    pub fn first_req(&self) -> Option<RequestId> {
+        match self {
+            Msg::Request { req, .. }
+            | Msg::Reply { req, .. }
+            | Msg::Forward { req, .. }
+            | Msg::ForwardAck { req, .. }
+            | Msg::ForwardRefused { req } => Some(*req),
+            Msg::ForwardBatch { ops } => ops.first().map(|o| o.req),
+            Msg::ForwardAckBatch { acks } => acks.first().map(|a| a.req),
+        }
+    }
+
+    /// Every request the message is about, in order (one but for a batch).
+    pub fn reqs(&self) -> Vec<RequestId> {
+        match self {
+            Msg::ForwardBatch { ops } => ops.iter().map(|o| o.req).collect(),
+            Msg::ForwardAckBatch { acks } => acks.iter().map(|a| a.req).collect(),
+            other => other.first_req().into_iter().collect(),
+        }
+    }
+
+    /// How many operations the message carries (1 but for a batch).
+    pub fn op_count(&self) -> usize {
+        match self {
+            Msg::ForwardBatch { ops } => ops.len(),
+            Msg::ForwardAckBatch { acks } => acks.len(),
+            _ => 1,
+        }
+    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -593,6 +679,140 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tag: Option<String>,
     },
+    /// Start the load generator, or change it while it runs (`clients: 0` stops it).
+    Load {
+        #[serde(flatten)]
+        settings: LoadSettings,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+    /// Stop the load generator.
+    LoadStop {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+    /// How much of the load this viewer wants to see: the events of one load call in
+    /// `load_sample` (its request's `seq % load_sample == 0`); 1 (the default) is every event.
+    Detail {
+        load_sample: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+}
+
+/// How the load generator's calls pick their lock.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadDistribution {
+    /// Uniformly over `locks` names, `load-0` .. `load-{locks-1}`.
+    #[default]
+    Uniform,
+    /// Every call on one lock, `load-hot`.
+    Hot,
+}
+
+/// What the load generator does: the fields of the `load` command, of `load_changed`, and of
+/// the snapshot's `load`.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Debug)]
+pub struct LoadSettings {
+    /// Clerks calling at once (`c1001` ..); 0 = stopped. At most [`MAX_LOAD_CLIENTS`].
+    pub clients: u32,
+    /// Target of all the clerks together, in calls per second; 0 = closed loop (each clerk
+    /// starts its next call when the last one ends). Each clerk still has one call at a time.
+    #[serde(default)]
+    pub rate: u64,
+    /// Lock names for `uniform` (1..=[`MAX_LOAD_LOCKS`]).
+    #[serde(default = "default_load_locks")]
+    pub locks: u32,
+    #[serde(default)]
+    pub distribution: LoadDistribution,
+    /// Fraction of the calls that are `Unlock`, in [0, 1].
+    #[serde(default = "half")]
+    pub unlock_share: f64,
+}
+
+fn default_load_locks() -> u32 {
+    16
+}
+
+fn half() -> f64 {
+    0.5
+}
+
+// Settings are compared only once checked ([`LoadSettings::invalid`] refuses NaN), so
+// equality is an equivalence, as the events' `Eq` needs.
+impl Eq for LoadSettings {}
+
+impl LoadSettings {
+    /// The load generator at rest.
+    pub const STOPPED: LoadSettings = LoadSettings {
+        clients: 0,
+        rate: 0,
+        locks: 16,
+        distribution: LoadDistribution::Uniform,
+        unlock_share: 0.5,
+    };
+
+    /// Why these settings can't be run, in words (`None`: they can).
+    pub fn invalid(&self) -> Option<String> {
+        if self.clients > MAX_LOAD_CLIENTS {
+            return Some(format!(
+                "clients must be 0..={MAX_LOAD_CLIENTS}, got {}",
+                self.clients
+            ));
+        }
+        if self.rate > MAX_LOAD_RATE {
+            return Some(format!(
+                "rate is calls per second for all the clerks together: 0 (closed loop) to {MAX_LOAD_RATE}, got {}",
+                self.rate
+            ));
+        }
+        if self.locks == 0 || self.locks > MAX_LOAD_LOCKS {
+            return Some(format!(
+                "locks must be 1..={MAX_LOAD_LOCKS}, got {}",
+                self.locks
+            ));
+        }
+        if !self.unlock_share.is_finite() || !(0.0..=1.0).contains(&self.unlock_share) {
+            return Some(format!(
+                "unlock_share is a fraction of the calls: 0 to 1, got {}",
+                self.unlock_share
+            ));
+        }
+        None
+    }
+}
+
+/// Messages sent on one link during a `load_stats` window (the load's clerks count as one
+/// sender and receiver, `"load"`).
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+pub struct LinkCount {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub msgs: u64,
+}
+
+/// The load generator's numbers over one window (a `load_stats` event).
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+pub struct LoadStats {
+    /// Length of the window, in ms (250 while the load runs; the last window may be shorter).
+    pub window_ms: u64,
+    /// Calls of the load's clerks that ended in the window.
+    pub calls: u64,
+    /// Of those, answered by a server (`op_completed`, `ok` true or false alike).
+    pub ok: u64,
+    /// Of those, given up (`op_failed`: no server answered, the cluster was reset, ...).
+    pub failed: u64,
+    /// Answered calls per second over the window.
+    pub ops_per_s: u64,
+    /// Latency of the answered calls, 50th and 99th percentile, in µs (0 with none).
+    pub p50_us: u64,
+    pub p99_us: u64,
+    /// The `load_sample` the page is advised to use (1 = every event is cheap enough).
+    pub sample_every: u32,
+    /// Messages sent per link in the window.
+    #[serde(default)]
+    pub links: Vec<LinkCount>,
 }
 
 /// Every command's `tag` field: `$cmd` is a `&Command` (a shared reference to the tag) or a
@@ -620,7 +840,10 @@ macro_rules! tag_field {
             | Command::Step { tag, .. }
             | Command::Deliver { tag, .. }
             | Command::DropMsg { tag, .. }
-            | Command::Duplicate { tag, .. } => tag,
+            | Command::Duplicate { tag, .. }
+            | Command::Load { tag, .. }
+            | Command::LoadStop { tag }
+            | Command::Detail { tag, .. } => tag,
         }
     };
 }
@@ -650,6 +873,9 @@ impl Command {
             Command::Deliver { .. } => "deliver",
             Command::DropMsg { .. } => "drop",
             Command::Duplicate { .. } => "duplicate",
+            Command::Load { .. } => "load",
+            Command::LoadStop { .. } => "load_stop",
+            Command::Detail { .. } => "detail",
         }
     }
 
@@ -687,6 +913,9 @@ pub const COMMAND_TYPES: &[&str] = &[
     "deliver",
     "drop",
     "duplicate",
+    "load",
+    "load_stop",
+    "detail",
 ];
 
 // ------------------------------------------------------------------------------------------
@@ -696,7 +925,7 @@ pub const COMMAND_TYPES: &[&str] = &[
 /// Everything the gateway sends. A connection sees `hello`, then `snapshot`, then `events`
 /// batches, interleaved with `ack`/`error` answers to its own commands. A later `snapshot`
 /// (after `missed` events, a `snapshot` command, or a reconnect) replaces the viewer's state.
-#[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
+#[derive(Serialize, Clone, PartialEq, Debug)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMsg {
     Hello(Hello),
@@ -854,7 +1083,7 @@ pub struct RunEnd {
 }
 
 /// The first and last lines of a run file, tagged by `"type"`.
-#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+#[derive(Serialize, Clone, PartialEq, Eq, Debug)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RunLine {
     Run(RunHeader),
@@ -891,7 +1120,19 @@ pub struct Snapshot {
     /// The checker's verdict on every lock of this generation that clients called, by lock name.
     #[serde(default)]
     pub verdicts: Vec<LockVerdict>,
+    /// The load generator's settings while it runs (absent when it is stopped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadSettings>,
+    /// What the load charts draw from the last minute before `events` (load reports; servers'
+    /// crashes and role changes, fault-plan changes, resets), oldest first, at most
+    /// [`SNAPSHOT_MARKS`]: a viewer that falls behind, or opens mid-load, still sees the crash
+    /// that happened in the events it did not get.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<Event>,
 }
+
+/// Most events in a snapshot's `marks`: a minute of `load_stats` (240) and room for markers.
+pub const SNAPSHOT_MARKS: usize = 320;
 
 /// How one lock's history stands against the sequential lock model (held or free; `Lock` is
 /// true iff it was free, `Unlock` true iff it was held).
@@ -997,7 +1238,7 @@ pub struct PendingCall {
 }
 
 /// One entry of the event log. The diagram is a pure function of these.
-#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+#[derive(Serialize, Clone, PartialEq, Eq, Debug)]
 pub struct Event {
     /// Position in the bus's total order; consecutive. Causal: a message's delivery always
     /// comes after its send.
@@ -1009,6 +1250,24 @@ pub struct Event {
     pub node: NodeId,
     #[serde(flatten)]
     pub kind: EventKind,
+}
+
+impl Event {
+    /// Whether the load charts draw this event (a snapshot's `marks`): a load report, a
+    /// server's crash (not a reset's: the reset is marked once), a server's new role, a change
+    /// of the fault plan, a reset.
+    pub fn is_chart_mark(&self) -> bool {
+        match &self.kind {
+            EventKind::LoadStats(_)
+            | EventKind::RoleChanged { .. }
+            | EventKind::FaultsChanged { .. }
+            | EventKind::ClusterReset { .. } => true,
+            EventKind::Crashed { cause, .. } => {
+                *cause != CrashCause::Reset && self.node.client_id().is_none()
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Why a server process died, as far as pbscope caused it.
@@ -1032,7 +1291,7 @@ pub enum CrashCause {
 }
 
 /// Everything a person can see happen. One variant per kind of thing.
-#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+#[derive(Serialize, Clone, PartialEq, Eq, Debug)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
     /// A server process is up and listening. `node` is the server id.
@@ -1173,6 +1432,11 @@ pub enum EventKind {
     SlowMotionSet { delay_ms: u64 },
     /// The checker's verdict on one lock's history changed (node `"checker"`).
     Verdict(LockVerdict),
+    /// The load generator's settings changed (node `"load"`); `clients` 0 = stopped.
+    LoadChanged(LoadSettings),
+    /// The load generator's numbers over the last window (node `"load"`), every 250 ms while
+    /// it runs.
+    LoadStats(LoadStats),
 }
 
 impl EventKind {
@@ -1201,6 +1465,8 @@ impl EventKind {
             EventKind::ClusterReset { .. } => "cluster_reset",
             EventKind::SlowMotionSet { .. } => "slow_motion_set",
             EventKind::Verdict(_) => "verdict",
+            EventKind::LoadChanged(_) => "load_changed",
+            EventKind::LoadStats(_) => "load_stats",
         }
     }
 }
@@ -1273,11 +1539,22 @@ pub enum NodeReport {
     },
     /// Something happened at the node (written before the action it describes).
     Event { t_us: u64, kind: EventKind },
+    /// Several events of one round of the node's work, in order, in one frame (written and
+    /// flushed before any message of that round leaves).
+    Events { events: Vec<TimedEvent> },
     /// The control command with this `ticket` has taken effect.
     Applied { ticket: u64 },
     /// The control command with this `ticket` could not be done (say, `deliver` of a message
     /// this inbox does not hold).
     Failed { ticket: u64, message: String },
+}
+
+/// One event of a [`NodeReport::Events`] batch: when it happened and what. On the wire
+/// `[t_us, kind]`, in the compact form of [`compact`].
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct TimedEvent {
+    pub t_us: u64,
+    pub kind: EventKind,
 }
 
 /// Supervisor -> node process, on the control connection.

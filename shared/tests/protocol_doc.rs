@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
-use shared::{Command, ErrorCode, Event, EventKind, RunLine, ServerMsg, COMMAND_TYPES};
+use shared::{Command, ErrorCode, Event, EventKind, NodeReport, RunLine, ServerMsg, COMMAND_TYPES};
 
 fn examples(kind: &str) -> Vec<String> {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md"))
@@ -90,7 +90,9 @@ fn all_event_names() -> Vec<&'static str> {
         | EventKind::RpcFailed { .. }
         | EventKind::ClusterReset { .. }
         | EventKind::SlowMotionSet { .. }
-        | EventKind::Verdict(_) => k.name(),
+        | EventKind::Verdict(_)
+        | EventKind::LoadChanged(_)
+        | EventKind::LoadStats(_) => k.name(),
     };
     let _ = witness;
     vec![
@@ -116,6 +118,8 @@ fn all_event_names() -> Vec<&'static str> {
         "faults_changed",
         "msg_held",
         "verdict",
+        "load_changed",
+        "load_stats",
     ]
 }
 
@@ -196,5 +200,18 @@ fn run_file_lines_are_documented_exactly() {
     assert_eq!(
         names, all,
         "the header and the end line each need an example"
+    );
+}
+
+#[test]
+fn node_reports_of_a_round_are_documented() {
+    let names: BTreeSet<String> = examples("node_report")
+        .iter()
+        .map(|d| type_of(&round_trip::<NodeReport>(d)))
+        .collect();
+    let want: BTreeSet<String> = ["event", "events"].iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        names, want,
+        "the single report and the round's batch each need an example"
     );
 }

@@ -137,6 +137,9 @@ pub enum Kind {
     SlowMotion {
         delay_ms: u64,
     },
+    /// A report of the load generator (`load_changed`, `load_stats`): never placed in a
+    /// history (the charts fold them, `load.rs`).
+    LoadReport,
     /// The checker's verdict on `lock` changed (node `checker`: it has no lane). Only a
     /// violation takes a row on the time axis (it is drawn as a red line across the diagram);
     /// an `ok` or `unknown` sits on the previous event's row, so a checker that reports often
@@ -225,6 +228,9 @@ pub struct MsgRec {
     pub generation: u64,
     /// The network delivered it a second time (a duplicate): that delivery's event and `y`.
     pub dup: Option<(usize, f64)>,
+    /// Operations it carries: 1, or more for a group commit's `forward_batch` /
+    /// `forward_ack_batch` (then `req` is the first one's and `op`, `lock`, `ok` are empty).
+    pub batch: u32,
 }
 
 /// What a lane's process was doing during a [`DeadSpan`].

@@ -117,6 +117,19 @@ pub fn msg_text(m: &shared::Msg) -> String {
         Msg::ForwardAck { req, ok } => format!("ack ok={ok} #{}", crate::format::req(*req)),
         Msg::ForwardRefused { req } => format!("refusal #{}", crate::format::req(*req)),
         Msg::Reply { req, ok } => format!("reply ok={ok} #{}", crate::format::req(*req)),
+        Msg::ForwardBatch { ops } => match ops.first() {
+            Some(first) => format!(
+                "forward ×{} {} #{}…",
+                ops.len(),
+                op(first.op, &first.lock),
+                crate::format::req(first.req)
+            ),
+            None => "forward ×0".into(),
+        },
+        Msg::ForwardAckBatch { acks } => match acks.first() {
+            Some(first) => format!("ack ×{} #{}…", acks.len(), crate::format::req(first.req)),
+            None => "ack ×0".into(),
+        },
     }
 }
 
@@ -432,6 +445,24 @@ mod tests {
         assert_eq!(
             msg_text(&shared::Msg::ForwardAck { req, ok: false }),
             "ack ok=false #c1.2"
+        );
+        // A held group commit names its size and its first operation.
+        let op = |seq| shared::ForwardOp {
+            req: shared::RequestId::new(1, seq),
+            op: shared::Op::Lock,
+            lock: "a".into(),
+        };
+        assert_eq!(
+            msg_text(&shared::Msg::ForwardBatch {
+                ops: vec![op(2), op(3)]
+            }),
+            "forward ×2 Lock(a) #c1.2…"
+        );
+        assert_eq!(
+            msg_text(&shared::Msg::ForwardAckBatch {
+                acks: vec![shared::ForwardAckItem { req, ok: true }; 3]
+            }),
+            "ack ×3 #c1.2…"
         );
     }
 

@@ -49,6 +49,8 @@ pub struct History {
     gen_start: usize,
     /// Clients that appear in this history (they get a lane).
     clients_seen: Rc<std::collections::BTreeSet<u32>>,
+    /// Events of the load generator's clerks are in this history (they share one lane).
+    load_seen: bool,
     cap: usize,
 }
 
@@ -69,6 +71,7 @@ impl History {
             generation: 0,
             gen_start: 0,
             clients_seen: Rc::default(),
+            load_seen: false,
             cap: cap.max(1),
         }
     }
@@ -115,7 +118,12 @@ impl History {
         Rc::make_mut(&mut self.failover).seed(server, state, t_us);
     }
 
-    /// Clients whose events are in this history, in id order.
+    /// Whether events of the load generator's clerks are in this history.
+    pub fn load_seen(&self) -> bool {
+        self.load_seen
+    }
+
+    /// Clients whose events are in this history (the load's clerks aside), in id order.
     pub fn clients_seen(&self) -> impl Iterator<Item = u32> + '_ {
         self.clients_seen.iter().copied()
     }
@@ -183,6 +191,10 @@ impl History {
 
     /// Appends one event (the caller has checked `seq` order) and drops the oldest beyond the cap.
     pub fn push(&mut self, e: &Event) {
+        // The load generator's settings and numbers are drawn by the charts, not the diagram.
+        if matches!(e.kind, EventKind::LoadChanged(_) | EventKind::LoadStats(_)) {
+            return;
+        }
         let index = self.events.end_index();
         let y = match self.events.last() {
             None => 0.0,
@@ -194,7 +206,10 @@ impl History {
         };
         let node = self.syms.intern(&e.node);
         if let Some(id) = e.node.client_id() {
-            if !self.clients_seen.contains(&id) {
+            if shared::is_load_client(id) {
+                // The load's clerks share one lane.
+                self.load_seen = true;
+            } else if !self.clients_seen.contains(&id) {
                 Rc::make_mut(&mut self.clients_seen).insert(id);
             }
         }
@@ -275,6 +290,15 @@ impl History {
                     Msg::ForwardRefused { req } => {
                         (MsgKind::ForwardRefused, *req, None, None, None)
                     }
+                    // A group commit: drawn as one forward (ack) arrow labelled with its size.
+                    Msg::ForwardBatch { .. } | Msg::ForwardAckBatch { .. } => {
+                        let kind = match msg {
+                            Msg::ForwardBatch { .. } => MsgKind::Forward,
+                            _ => MsgKind::ForwardAck,
+                        };
+                        let req = msg.first_req().unwrap_or(RequestId::new(0, 0));
+                        (kind, req, None, None, None)
+                    }
                 };
                 let attempt = if kind == MsgKind::Request {
                     let map = Rc::make_mut(&mut self.attempts);
@@ -303,6 +327,7 @@ impl History {
                     attempt,
                     generation: self.generation,
                     dup: None,
+                    batch: msg.op_count() as u32,
                 };
                 let m = self.msgs.push(rec);
                 Rc::make_mut(&mut self.open).insert(*msg_id, m);
@@ -465,6 +490,7 @@ impl History {
             EventKind::FaultsChanged { change, .. } => Kind::Faults {
                 change: s.intern(change),
             },
+            EventKind::LoadChanged(_) | EventKind::LoadStats(_) => Kind::LoadReport,
             EventKind::Verdict(v) => Kind::Verdict {
                 lock: s.intern(&v.lock),
                 status: v.status,

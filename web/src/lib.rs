@@ -4,7 +4,8 @@
 //! Pure modules (tested natively with `cargo test -p web`): `chunked`, `symbols`, `timeaxis`,
 //! `events`, `faults`, `history`, `failover`, `diagram::layout`, `store` (the state in slices), `demo`,
 //! `lecture` (the lecture's presets and their runner), `grants` (the double-grant detector),
-//! `verdict` (the checker's verdicts as the badge tells them),
+//! `verdict` (the checker's verdicts as the badge tells them), `load` (the load's chart data, sampling
+//! and chart geometry),
 //! `call`, `keys`, `format`. Browser-only code: `ws` (all network I/O) and `components`. Unit
 //! tests share their fixtures through `testkit`.
 //!
@@ -13,7 +14,7 @@
 //! against it.
 //!
 //! 1. `symbols`, `chunked`, `timeaxis`, `format`, `keys`, `call`, `grants`, `verdict`
-//! 2. `events`, `demo`, `faults`, `lecture`
+//! 2. `events`, `demo`, `faults`, `lecture`, `load`
 //! 3. `failover`
 //! 4. `history`
 //! 5. `diagram::layout`
@@ -37,6 +38,7 @@ mod grants;
 mod history;
 mod keys;
 mod lecture;
+mod load;
 mod store;
 mod symbols;
 #[cfg(test)]

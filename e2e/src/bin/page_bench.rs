@@ -12,6 +12,9 @@
 //! `--view scrolling` scrolls through the history by 60 px every frame while measuring, as a
 //! person reading back.
 //!
+//! `--generator RATE` runs the server's load generator (16 clerks, RATE calls/s) instead: the
+//! page then draws a sample of the load's calls and says so.
+//!
 //!   cargo build --release -p server && trunk build --release &&
 //!   PBSCOPE_BIN=target/release/pbscope cargo run --release -p e2e --bin page_bench
 
@@ -26,6 +29,9 @@ use tokio_tungstenite::tungstenite::Message;
 struct Args {
     view: String,
     ops_per_sec: u64,
+    /// When not 0: the server's load generator at this many calls/s (16 clerks) instead of 16
+    /// client processes driven from here; the page then asks for a sample of it (`detail`).
+    generator: u64,
     fill: u64,
     seconds: u64,
 }
@@ -34,6 +40,7 @@ fn args() -> anyhow::Result<Args> {
     let mut a = Args {
         view: "live".into(),
         ops_per_sec: 400,
+        generator: 0,
         fill: 100_000,
         seconds: 10,
     };
@@ -51,6 +58,7 @@ fn args() -> anyhow::Result<Args> {
         let v: u64 = v.parse()?;
         match flag.as_str() {
             "--ops-per-sec" => a.ops_per_sec = v,
+            "--generator" => a.generator = v,
             "--fill" => a.fill = v,
             "--seconds" => a.seconds = v,
             other => anyhow::bail!("unknown flag {other}"),
@@ -106,6 +114,44 @@ async fn load(
             }
         }
     }
+}
+
+/// Runs the server's load generator (16 clerks, `rate` calls/s) until `stop`; returns the calls
+/// answered per second, averaged over the `load_stats` seen meanwhile.
+async fn generator(
+    ws_url: String,
+    rate: u64,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<u64> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await?;
+    // This connection only counts: it asks for one load call in 1,000,000.
+    ws.send(Message::text(
+        json!({"type":"detail","load_sample":1_000_000}).to_string(),
+    ))
+    .await?;
+    ws.send(Message::text(
+        json!({"type":"load","clients":16,"rate":rate}).to_string(),
+    ))
+    .await?;
+    let (mut sum, mut n) = (0u64, 0u64);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            msg = ws.next() => {
+                let Some(Ok(Message::Text(t))) = msg else { continue };
+                let v: Value = serde_json::from_str(t.as_str())?;
+                for e in v["events"].as_array().into_iter().flatten() {
+                    if e["type"] == "load_stats" {
+                        sum += e["ops_per_s"].as_u64().unwrap_or(0);
+                        n += 1;
+                    }
+                }
+            }
+        }
+    }
+    ws.send(Message::text(json!({"type":"load_stop"}).to_string()))
+        .await?;
+    Ok(sum / n.max(1))
 }
 
 /// Records frame intervals; with `arguments[0]` (the view) `back` or `scrolling` it first
@@ -176,7 +222,11 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let loader = tokio::spawn(load(s.ws_url.clone(), a.ops_per_sec, stop_rx));
+    let loader = if a.generator > 0 {
+        tokio::spawn(generator(s.ws_url.clone(), a.generator, stop_rx))
+    } else {
+        tokio::spawn(load(s.ws_url.clone(), a.ops_per_sec, stop_rx))
+    };
 
     let fill_start = Instant::now();
     while ingested(&s).await? < a.fill as f64 {
@@ -228,13 +278,31 @@ async fn main() -> anyhow::Result<()> {
     iv.remove(0);
     iv.sort_by(f64::total_cmp);
     let long = iv.iter().filter(|x| **x > 50.0).count();
-    println!("page bench: view {}, load {} ops/s requested (12 events each), history filled to {} events in {:.1} s", a.view, a.ops_per_sec, before as u64, fill_secs);
-    println!(
-        "  events ingested: {:.0}/s over {:.1} s ({} calls completed in all)",
-        (after - before) / secs,
-        secs,
-        ops
-    );
+    if a.generator > 0 {
+        let note = s
+            .browser
+            .find(fantoccini::Locator::Css("[data-testid=aggregate-note]"))
+            .await;
+        let note = match note {
+            Ok(n) => n.text().await.unwrap_or_default(),
+            Err(_) => "no aggregate note".into(),
+        };
+        println!("page bench: view {}, the server's load generator at {} calls/s requested (16 clerks), history filled to {} events in {:.1} s", a.view, a.generator, before as u64, fill_secs);
+        println!(
+            "  events ingested: {:.0}/s over {:.1} s; the load answered {} calls/s; the page: {note}",
+            (after - before) / secs,
+            secs,
+            ops
+        );
+    } else {
+        println!("page bench: view {}, load {} ops/s requested (12 events each), history filled to {} events in {:.1} s", a.view, a.ops_per_sec, before as u64, fill_secs);
+        println!(
+            "  events ingested: {:.0}/s over {:.1} s ({} calls completed in all)",
+            (after - before) / secs,
+            secs,
+            ops
+        );
+    }
     println!(
         "  frames: {} in {:.1} s = {:.1} fps; interval p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} frames over 50 ms",
         iv.len(), secs, iv.len() as f64 / secs, pct(&iv, 0.5), pct(&iv, 0.95), pct(&iv, 0.99), iv.last().copied().unwrap_or(0.0), long

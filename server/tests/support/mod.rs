@@ -308,13 +308,11 @@ pub fn events_of(events: &[Event], client: u32, seq: u64) -> Vec<&Event> {
     events
         .iter()
         .filter(|e| match &e.kind {
-            EventKind::MsgSent { msg, .. } => match msg {
-                shared::Msg::Request { req, .. }
-                | shared::Msg::Reply { req, .. }
-                | shared::Msg::Forward { req, .. }
-                | shared::Msg::ForwardAck { req, .. }
-                | shared::Msg::ForwardRefused { req } => req.client == client && req.seq == seq,
-            },
+            // A batch belongs to every call it carries.
+            EventKind::MsgSent { msg, .. } => msg
+                .reqs()
+                .iter()
+                .any(|req| req.client == client && req.seq == seq),
             EventKind::Executed { req, .. } => req.client == client && req.seq == seq,
             _ => false,
         })

@@ -20,6 +20,9 @@ use super::grant_alarm::GrantAlarm;
 use super::help::Help;
 use super::lecture_driver::LectureDriver;
 use super::lecture_panel::LecturePanel;
+use super::load_card::LoadCard;
+use super::load_charts::LoadCharts;
+use super::load_panel::LoadPanel;
 use super::replay_bar::{replay_key, ReplayBar};
 use super::server_card::ServerCard;
 use super::space_time::SpaceTime;
@@ -27,7 +30,7 @@ use super::toasts::Toasts;
 use super::toolbar::Toolbar;
 use super::verdict_badge::VerdictBadge;
 use super::{
-    ClusterCtx, Dispatch, FeedCtx, ReplayCtx, SessionCtx, Slice, ToastsCtx, ViewCtx,
+    ClusterCtx, Dispatch, FeedCtx, LoadCtx, ReplayCtx, SessionCtx, Slice, ToastsCtx, ViewCtx,
     REPLAY_DISABLED,
 };
 use crate::faults;
@@ -177,6 +180,7 @@ pub fn app() -> Html {
         <ContextProvider<ViewCtx> context={Slice(state.view().clone())}>
         <ContextProvider<ToastsCtx> context={Slice(state.toasts().clone())}>
         <ContextProvider<ReplayCtx> context={Slice(state.replay().clone())}>
+        <ContextProvider<LoadCtx> context={Slice(state.load().clone())}>
             <div class={classes!("app", state.view().large_text.then_some("large"), state.replaying().then_some("replaying"))}>
                 <header class="topbar">
                     <div class="brand">
@@ -188,9 +192,10 @@ pub fn app() -> Html {
                     <ConnStatus />
                 </header>
                 <main class="layout">
-                    <section class="side" aria-label="Lecture, faults, servers and clients">
+                    <section class="side" aria-label="Lecture, faults, load, servers and clients">
                         <LecturePanel />
                         <FaultPanel />
+                        <LoadPanel />
                         <section class="panel">
                             <h2 class="panel-title">
                                 {"Servers"}
@@ -210,6 +215,7 @@ pub fn app() -> Html {
                                     disabled={replaying}
                                     title={if replaying { REPLAY_DISABLED } else { "Add a client (n)" }}>{"+ Add client"}</button>
                             </h2>
+                            <LoadCard />
                             { for clients.iter().map(|c| html! { <ClientCard key={*c} id={*c} /> }) }
                         </section>
                     </section>
@@ -217,6 +223,7 @@ pub fn app() -> Html {
                         <ReplayBar />
                         <GrantAlarm />
                         <FailoverTimeline />
+                        <LoadCharts />
                         <SpaceTime />
                     </section>
                 </main>
@@ -225,6 +232,7 @@ pub fn app() -> Html {
                 <DemoDriver />
                 <LectureDriver />
             </div>
+        </ContextProvider<LoadCtx>>
         </ContextProvider<ReplayCtx>>
         </ContextProvider<ToastsCtx>>
         </ContextProvider<ViewCtx>>

@@ -287,6 +287,7 @@ fn event_rows(h: &History, i: usize) -> Option<(String, Vec<Html>)> {
             rows.push(row("delay", format!("{delay_ms} ms")));
             "slow motion changed"
         }
+        Kind::LoadReport => "the load generator's report",
     };
     Some((title.to_string(), rows))
 }
@@ -303,6 +304,18 @@ fn msg_rows(h: &History, i: usize) -> Option<(String, String, Vec<Html>)> {
         row("content", layout::arrow_label(h, m)),
         row("sent", format::clock(m.sent_t)),
     ];
+    if m.batch > 1 {
+        rows.insert(
+            2,
+            row(
+                "group commit",
+                format!(
+                    "{} operations in one message, applied in order; the request id is the first one's",
+                    m.batch
+                ),
+            ),
+        );
+    }
     match m.end {
         MsgEnd::InFlight => rows.push(row("status", "in flight")),
         MsgEnd::Held { t_us, .. } => {

@@ -4,7 +4,7 @@
 
 use yew::prelude::*;
 
-use super::{use_cluster, use_dispatch, use_feed, use_session};
+use super::{use_cluster, use_dispatch, use_feed, use_load, use_session};
 use crate::failover::{Serving, Window};
 use crate::store::{self, Action, Conn, Selection};
 use crate::{format, ws};
@@ -18,6 +18,7 @@ pub fn failover_timeline() -> Html {
     let feed = use_feed();
     let session = use_session();
     let cluster = use_cluster();
+    let sample_every = use_load().sample_every();
     let zoom = use_state(|| true);
     let h = feed.shown();
     let f = &h.failover;
@@ -37,8 +38,13 @@ pub fn failover_timeline() -> Html {
     };
     // By default: the current cluster (since the latest reset), zoomed on its latest failover.
     let since = f.cluster_since_us.unwrap_or(0).max(t0);
-    let mut all: Vec<&Window> = f.all_windows().collect();
-    all.sort_by_key(|w| std::cmp::Reverse(w.start_seq));
+    // Latest first (by `start_seq`, descending; ties in their order).
+    let unsorted: Vec<&Window> = f.all_windows().collect();
+    let all: Vec<&Window> =
+        store::stable_order(unsorted.iter().map(|w| (u64::MAX - w.start_seq, 0)))
+            .into_iter()
+            .map(|i| unsorted[i as usize])
+            .collect();
     let current: Vec<&Window> = all
         .iter()
         .copied()
@@ -154,7 +160,14 @@ pub fn failover_timeline() -> Html {
                 }
                 <div class="chips">
                     if windows.is_empty() {
-                        if session.conn == Conn::Replay {
+                        if let Some(c) = f.crashes.last().filter(|_| sample_every > 1) {
+                            // A failover whose waiting calls were not drawn: the windows come
+                            // from the clients' retries, and the sample left them out.
+                            <span class="muted small" data-testid="timeline-sampled">{format!(
+                                "{} crashed at {}; no drawn call waited for an answer (1 load call in {} is drawn)",
+                                c.server, format::clock(c.t_us), format::count(sample_every.into())
+                            )}</span>
+                        } else if session.conn == Conn::Replay {
                             <span class="muted small">{"No failover up to this time in the run."}</span>
                         } else {
                             <span class="muted small">{"No failover yet — crash the primary (k), or arm “crash before next reply” (b) and lock."}</span>

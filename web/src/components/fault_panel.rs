@@ -293,7 +293,7 @@ fn partition(
             ctx.to(move |_: MouseEvent| Action::CycleGroup(n.clone()))
         };
         html! {
-            <button class={classes!("chip", "group-chip", g.map(|g| format!("group-{}", g.as_str().to_lowercase())))}
+            <button class={classes!("chip", "group-chip", g.map(|g| format!("group-{}", g.as_str().to_ascii_lowercase())))}
                 data-testid={format!("group-{n}")} data-group={g.map(Group::as_str)} {onclick}
                 aria-label={format!("{n}: {now}; click for {next}")}>
                 {n}<span class="g">{g.map_or("–", Group::as_str)}</span>

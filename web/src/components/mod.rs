@@ -20,6 +20,9 @@ pub mod help;
 pub mod lecture_driver;
 pub mod lecture_panel;
 pub mod legend;
+pub mod load_card;
+pub mod load_charts;
+pub mod load_panel;
 pub mod replay_bar;
 pub mod run_files;
 pub mod server_card;
@@ -35,7 +38,9 @@ use std::rc::Rc;
 use shared::Command;
 use yew::prelude::*;
 
-use crate::store::{Action, ClusterState, Feed, ReplayState, Session, State, ToastList, ViewState};
+use crate::store::{
+    Action, ClusterState, Feed, LoadState, ReplayState, Session, State, ToastList, ViewState,
+};
 
 /// One slice of the store as a context value: equal to another while it is the same
 /// allocation (the reducer gives a slice a new one exactly when it changes it).
@@ -68,6 +73,7 @@ pub type FeedCtx = Slice<Feed>;
 pub type ViewCtx = Slice<ViewState>;
 pub type ToastsCtx = Slice<ToastList>;
 pub type ReplayCtx = Slice<ReplayState>;
+pub type LoadCtx = Slice<LoadState>;
 
 /// What changes the store and the world: the same for the page's whole life, so reading it
 /// never re-renders anyone.
@@ -141,6 +147,12 @@ pub fn use_toasts() -> ToastsCtx {
 #[hook]
 pub fn use_replay() -> ReplayCtx {
     use_slice::<ReplayState>()
+}
+
+/// The load generator: its settings, the panel's draft, the charts' rings, the sampling.
+#[hook]
+pub fn use_load() -> LoadCtx {
+    use_slice::<LoadState>()
 }
 
 /// Dispatch actions and send commands (never re-renders the caller).

@@ -14,6 +14,17 @@ use crate::store::{Action, Replay, SPEEDS};
 
 /// What a key does to the replay (the slider's own keys, and the page's while replaying):
 /// ←/→ 1 % of the run (Shift: one event), Page Up/Down 10 %, Home/End, Space play/pause.
+/// The speed of the menu's option `index` (its options are [`SPEEDS`] in order; -1 when none is
+/// selected gives 1×). Read by index rather than by parsing the option's value: `str::parse::<f64>`
+/// would bring 10 KB of decimal tables into the wasm for this alone.
+pub fn speed_at(index: i32) -> f64 {
+    usize::try_from(index)
+        .ok()
+        .and_then(|i| SPEEDS.get(i))
+        .copied()
+        .unwrap_or(1.0)
+}
+
 pub fn replay_key(r: &Replay, e: &KeyboardEvent) -> Option<Action> {
     let span = (r.end_us() - r.start_us()) as f64;
     let by = |f: f64| {
@@ -118,7 +129,7 @@ fn bar(r: &Replay, ctx: &Dispatch) -> Html {
     };
     let on_speed = ctx.to(|e: Event| {
         let sel: HtmlSelectElement = e.target_unchecked_into();
-        Action::ReplaySpeed(sel.value().parse().unwrap_or(1.0))
+        Action::ReplaySpeed(speed_at(sel.selected_index()))
     });
     let play = if r.playing {
         html! { <button class="btn small" data-testid="replay-play" aria-pressed="true"
@@ -183,5 +194,24 @@ fn bar(r: &Replay, ctx: &Dispatch) -> Html {
                 </label>
             </div>
         </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_speed_option_is_read_by_its_place_in_the_menu() {
+        // The menu lists SPEEDS in order, so option i is SPEEDS[i]: 0.25× first, 64× last.
+        assert_eq!(speed_at(0), 0.25);
+        assert_eq!(speed_at(1), 1.0);
+        assert_eq!(speed_at(SPEEDS.len() as i32 - 1), 64.0);
+        for (i, &s) in SPEEDS.iter().enumerate() {
+            assert_eq!(speed_at(i as i32), s);
+        }
+        // No option selected, or one past the list: 1×, as an unreadable value was before.
+        assert_eq!(speed_at(-1), 1.0);
+        assert_eq!(speed_at(SPEEDS.len() as i32), 1.0);
     }
 }

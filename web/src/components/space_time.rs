@@ -17,7 +17,7 @@ use yew::prelude::*;
 use super::details::Details;
 use super::legend::Legend;
 use super::run_files::RunFiles;
-use super::{use_cluster, use_dispatch, use_feed, use_session, use_view, Dispatch};
+use super::{use_cluster, use_dispatch, use_feed, use_load, use_session, use_view, Dispatch};
 use crate::diagram::layout::{self, ArrowEnd, ArrowGeom, Glyph, MarkGeom, Viewport, GUTTER};
 use crate::events::{MsgKind, SpanKind};
 use crate::history::History;
@@ -41,6 +41,7 @@ pub fn space_time() -> Html {
     let view_slice = use_view();
     let cluster = use_cluster();
     let session = use_session();
+    let load = use_load();
     let scroll = use_node_ref();
     // The latest measurement, shared with the scroll and resize callbacks (never stale).
     let view_cell = use_mut_ref(|| View {
@@ -140,7 +141,26 @@ pub fn space_time() -> Html {
 
     let servers: Vec<Rc<str>> = cluster.nodes().map(|n| Rc::from(n.id.as_str())).collect();
     let clients = store::lane_clients(&feed, &cluster);
-    let (lanes, width) = layout::lanes(&clients, &servers, view.width);
+    let load_lane = shown.load_seen() || load.running();
+    let (lanes, width) = layout::lanes_with_load(&clients, load_lane, &servers, view.width);
+    // Under a heavy load the gateway sends a sample of the load's calls: say so, with the
+    // counts per lane and link of the newest window.
+    let sample_every = load.sample_every();
+    let aggregated = load
+        .charts
+        .latest
+        .as_ref()
+        .filter(|_| load.running() && sample_every > 1);
+    let lane_rate = |name: &str| -> Option<u64> {
+        let s = aggregated?;
+        let msgs: u64 = s
+            .links
+            .iter()
+            .filter(|l| l.from == name || l.to == name)
+            .map(|l| l.msgs)
+            .sum();
+        Some(crate::load::per_second(msgs, s.window_ms))
+    };
     let canvas_h = layout::total_height(shown, now_us).max(view.height - 1.0);
     // Following: draw the bottom now, not after the scroll event the effect below causes.
     let top = if view_slice.follow {
@@ -266,14 +286,18 @@ pub fn space_time() -> Html {
     let lane_bottom = scene.live_y.max(svg_top);
 
     let plan = cluster.faults();
-    let faults_shown = faults::any_in_force(plan) || view_slice.faults_open;
+    let faults_shown = faults::any_in_force(plan) || view_slice.faults_open || aggregated.is_some();
     let lane_head_h = if faults_shown {
         LANE_HEAD + 14.0
     } else {
         LANE_HEAD
     };
     let lane_heads = lanes.iter().map(|l| {
-        let (class, sub) = if l.server {
+        let is_load = &*l.name == layout::LOAD_LANE;
+        let (class, sub) = if is_load {
+            let k = load.clerks();
+            ("load", if k > 0 { format!("{} clerks", format::count(k.into())) } else { "clerks".to_owned() })
+        } else if l.server {
             match cluster.node(&l.name) {
                 Some(n) if !n.alive => ("dead", "dead".to_string()),
                 Some(n) if n.paused => ("paused", "paused".to_string()),
@@ -299,12 +323,15 @@ pub fn space_time() -> Html {
             .faults_open
             .then(|| view_slice.draft.get(&name).copied())
             .flatten();
-        let note = faults::lane_note(plan, &name);
+        let note = match lane_rate(&name) {
+            Some(r) if r > 0 => format!("{} msg/s", crate::load::rate_label(r as f64)),
+            _ => faults::lane_note(plan, &name),
+        };
         let classes = classes!(
             "lane-tag",
             class,
             in_force,
-            draft.map(|g| format!("draft-{}", g.as_str().to_lowercase()))
+            draft.map(|g| format!("draft-{}", g.as_str().to_ascii_lowercase()))
         );
         let style = format!("left:{}px", l.x);
         let body = html! {
@@ -380,6 +407,17 @@ pub fn space_time() -> Html {
                 </span>
                 <RunFiles />
             </div>
+            if let Some(s) = aggregated {
+                <div class="aggregate-note" data-testid="aggregate-note" role="status"
+                    title="Under a heavy load the page asks the server for a sample of the load's calls (detail): the others are counted, not drawn">
+                    <b>{crate::load::aggregate_note(sample_every, s.ops_per_s, load.catching_up())}</b>
+                    <span class="links">
+                        { for s.links.iter().map(|l| html! {
+                            <span class="link mono">{format!("{}→{} {}/s", l.from, l.to, crate::load::rate_label(crate::load::per_second(l.msgs, s.window_ms) as f64))}</span>
+                        }) }
+                    </span>
+                </div>
+            }
             <div class="st-wrap">
             <div class="st-scroll" ref={scroll} {onscroll} data-testid="diagram" tabindex="0" role="region"
                 aria-label="Space-time diagram: one lane per process, time flowing down (arrow keys scroll)">

@@ -51,7 +51,25 @@ pub struct Lane {
 /// Lanes for `clients` (left, in id order) and `servers` (right, in the order given), spread over
 /// `width` pixels; returns them and the width the diagram needs (wider than `width` when many
 /// lanes do not fit: then the servers come first and the clients scroll sideways).
+#[cfg(test)]
 pub fn lanes(clients: &[u32], servers: &[Rc<str>], width: f64) -> (Vec<Lane>, f64) {
+    lanes_with_load(clients, false, servers, width)
+}
+
+/// The name of the one lane every load clerk (client >= 1001) is drawn on.
+pub const LOAD_LANE: &str = "load";
+
+/// [`lanes`], with one lane for the load generator's clerks (`load`: leftmost, as wide as a
+/// server's, since it is as busy) when `load` is set.
+pub fn lanes_with_load(
+    clients: &[u32],
+    load: bool,
+    servers: &[Rc<str>],
+    width: f64,
+) -> (Vec<Lane>, f64) {
+    let load_lane: Option<Rc<str>> = load.then(|| Rc::from(LOAD_LANE));
+    let servers: Vec<Rc<str>> = load_lane.iter().chain(servers).cloned().collect();
+    let servers = &servers[..];
     let (nc, ns) = (clients.len() as f64, servers.len() as f64);
     if nc + ns == 0.0 {
         return (Vec::new(), width);
@@ -75,17 +93,22 @@ pub fn lanes(clients: &[u32], servers: &[Rc<str>], width: f64) -> (Vec<Lane>, f6
         .map(|c| (Rc::<str>::from(shared::client_node(*c).as_str()), false));
     let server_lanes = servers.iter().map(|s| (s.clone(), true));
     // Still too many: servers go first, so they are in view and the clients scroll.
-    let names: Vec<(Rc<str>, bool)> = if used > avail {
+    let mut names: Vec<(Rc<str>, bool)> = if used > avail {
         server_lanes.chain(client_lanes).collect()
     } else {
         client_lanes.chain(server_lanes).collect()
     };
-    for (name, server) in names {
-        let w = if server { server_w } else { client_w };
+    if let Some(i) = names.iter().position(|(n, _)| &**n == LOAD_LANE) {
+        // The load lane is wide like a server's, drawn like a client's, and leftmost.
+        let load = names.remove(i);
+        names.insert(0, load);
+    }
+    for (name, wide) in names {
+        let w = if wide { server_w } else { client_w };
         out.push(Lane {
+            server: wide && &*name != LOAD_LANE,
             name,
             x: x + w / 2.0,
-            server,
         });
         x += w;
     }
@@ -295,6 +318,14 @@ pub fn visible_events(h: &History, vp: Viewport) -> Range<usize> {
 
 /// The label an arrow carries: `Lock(a) #c1.7`, `↻ Lock(a) #c1.7` for a retry, `ok=true`.
 pub fn arrow_label(h: &History, m: &MsgRec) -> String {
+    if m.batch > 1 {
+        // A group commit: `forward ×12`, `ack ×12`.
+        let what = match m.kind {
+            MsgKind::ForwardAck => "ack",
+            _ => "forward",
+        };
+        return format!("{what} ×{}", m.batch);
+    }
     match (m.op, m.lock, m.ok) {
         (Some(op), Some(lock), _) => {
             let retry = if m.kind == MsgKind::Request && m.attempt > 1 {
@@ -323,6 +354,17 @@ pub fn scene(h: &History, lanes: &[Lane], vp: Viewport, now_us: f64, slow_ms: u6
         return sc;
     }
     let x_of: HashMap<&str, f64> = lanes.iter().map(|l| (&*l.name, l.x)).collect();
+    let load_x = x_of.get(LOAD_LANE).copied();
+    // A load clerk (`c1001`...) is drawn on the load lane.
+    let x_at = |name: &str| {
+        x_of.get(name).copied().or_else(|| {
+            load_x.filter(|_| {
+                name.strip_prefix('c')
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .is_some_and(shared::is_load_client)
+            })
+        })
+    };
     let rightmost = lanes.iter().map(|l| l.x).reduce(f64::max);
     let live_abs = h.live_y(now_us);
     sc.live_y = screen_y(h, live_abs);
@@ -403,7 +445,7 @@ pub fn scene(h: &History, lanes: &[Lane], vp: Viewport, now_us: f64, slow_ms: u6
             }),
             _ => {
                 let node = h.name(e.node);
-                let Some(&x) = x_of.get(&*node) else {
+                let Some(x) = x_at(&node) else {
                     continue;
                 };
                 if let Some((glyph, label)) = mark(h, e) {
@@ -449,7 +491,7 @@ pub fn scene(h: &History, lanes: &[Lane], vp: Viewport, now_us: f64, slow_ms: u6
         let Some(m) = msgs.get(i) else { continue };
         let from = h.name(m.from);
         let to = h.name(m.to);
-        let (Some(&x1), Some(&xt)) = (x_of.get(&*from), x_of.get(&*to)) else {
+        let (Some(x1), Some(xt)) = (x_at(&from), x_at(&to)) else {
             continue;
         };
         let y1 = screen_y(h, m.sent_y);
@@ -723,6 +765,7 @@ fn mark(h: &History, e: &Ev) -> Option<(Glyph, String)> {
         | Kind::Lost { .. }
         | Kind::Reset { .. }
         | Kind::SlowMotion { .. }
+        | Kind::LoadReport
         | Kind::Faults { .. }
         | Kind::Verdict { .. } => return None,
     })
@@ -744,6 +787,55 @@ mod tests {
         let m = h.msg(0).expect("the refusal");
         assert_eq!(m.kind, MsgKind::ForwardRefused);
         assert_eq!(arrow_label(&h, m), "refused #c2.1");
+    }
+
+    #[test]
+    fn a_group_commit_is_one_arrow_each_way_labelled_with_its_size() {
+        let mut s = Script::default();
+        let reqs = [
+            RequestId::new(3, 7),
+            RequestId::new(4, 2),
+            RequestId::new(1, 9),
+        ];
+        let ops = reqs
+            .iter()
+            .map(|&req| shared::ForwardOp {
+                req,
+                op: shared::Op::Lock,
+                lock: "a".into(),
+            })
+            .collect();
+        s.sent(8, "s1", "s2", Msg::ForwardBatch { ops });
+        let acks = reqs
+            .iter()
+            .map(|&req| shared::ForwardAckItem { req, ok: true })
+            .collect();
+        s.sent(9, "s2", "s1", Msg::ForwardAckBatch { acks });
+        let h = history_of(&s);
+        let fwd = h.msg(0).expect("the batch");
+        assert_eq!(
+            (fwd.kind, fwd.req, fwd.batch),
+            (MsgKind::Forward, reqs[0], 3)
+        );
+        assert_eq!(arrow_label(&h, fwd), "forward ×3");
+        let ack = h.msg(1).expect("its ack");
+        assert_eq!((ack.kind, ack.batch), (MsgKind::ForwardAck, 3));
+        assert_eq!(arrow_label(&h, ack), "ack ×3");
+        // A lone forward keeps its old label.
+        let mut s = Script::default();
+        s.sent(
+            8,
+            "s1",
+            "s2",
+            Msg::Forward {
+                req: reqs[0],
+                op: shared::Op::Lock,
+                lock: "a".into(),
+            },
+        );
+        let h = history_of(&s);
+        assert_eq!(h.msg(0).unwrap().batch, 1);
+        assert_eq!(arrow_label(&h, h.msg(0).unwrap()), "Lock(a) #c3.7");
     }
 
     fn servers() -> Vec<Rc<str>> {

@@ -41,12 +41,27 @@ use crate::history::History;
 use crate::symbols::Symbols;
 use crate::{faults, format};
 
+/// The positions of `keys` in ascending order, equal keys in the order given: the order a
+/// stable `sort_by_key` gives. The page's sorts by time or sequence go through here, so its
+/// wasm holds one copy of the standard library's sort (for `(u64, u64, u32)`) instead of one
+/// per element type and key.
+pub fn stable_order(keys: impl Iterator<Item = (u64, u64)>) -> Vec<u32> {
+    let mut keyed: Vec<(u64, u64, u32)> = keys
+        .enumerate()
+        .map(|(i, (a, b))| (a, b, i as u32))
+        .collect();
+    keyed.sort_unstable();
+    keyed.into_iter().map(|(_, _, i)| i).collect()
+}
+
 mod lecture;
+mod load;
 mod replay;
 mod slices;
 #[cfg(test)]
 mod tests;
 
+pub use load::LoadState;
 pub use replay::{Replay, ReplayState, MAX_RUN_BYTES, SPEEDS};
 pub use slices::{
     lane_clients, server_now_us, CallRecord, ClientView, ClusterState, Conn, Feed, Level, Outcome,
@@ -151,6 +166,10 @@ pub enum Action {
     ReplaySpeed(f64),
     /// Back to the live run.
     LeaveReplay,
+    /// Open or close the load panel.
+    ToggleLoadPanel,
+    /// The load panel's settings changed (what *Start* sends).
+    LoadDraft(shared::LoadSettings),
 }
 
 /// See the module documentation.
@@ -162,6 +181,7 @@ pub struct State {
     view: Rc<ViewState>,
     toasts: Rc<ToastList>,
     replay: Rc<ReplayState>,
+    load: Rc<LoadState>,
 }
 
 /// The same slices (pointers), so the same page.
@@ -173,6 +193,7 @@ impl PartialEq for State {
             && Rc::ptr_eq(&self.view, &other.view)
             && Rc::ptr_eq(&self.toasts, &other.toasts)
             && Rc::ptr_eq(&self.replay, &other.replay)
+            && Rc::ptr_eq(&self.load, &other.load)
     }
 }
 
@@ -215,6 +236,10 @@ impl State {
 
     pub fn replay(&self) -> &Rc<ReplayState> {
         &self.replay
+    }
+
+    pub fn load(&self) -> &Rc<LoadState> {
+        &self.load
     }
 
     fn session_mut(&mut self) -> &mut Session {
@@ -269,11 +294,15 @@ impl State {
                     self.session_mut().conn = Conn::Connecting;
                 }
             }
-            Action::Connected => self.set_conn(Conn::Connected),
+            Action::Connected => {
+                self.set_conn(Conn::Connected);
+                self.load_reconnected();
+            }
             Action::Disconnected {
                 attempt,
                 retry_in_ms,
             } => {
+                self.load_reconnected();
                 self.set_conn(Conn::Reconnecting {
                     attempt,
                     retry_in_ms,
@@ -292,6 +321,7 @@ impl State {
             Action::Tick { local_ms } => self.release(local_ms, false),
             Action::Sent { cmd } => {
                 self.on_sent(&cmd);
+                self.load_sent(&cmd);
                 self.lecture_sent(&cmd);
             }
             Action::NotSent { cmd } => {
@@ -438,6 +468,8 @@ impl State {
             Action::ReplaySpeed(speed) => self.replay_speed(speed),
             Action::LeaveReplay => self.leave_replay(),
             Action::JumpToCalls(calls) => self.jump_to_calls(&calls),
+            Action::ToggleLoadPanel => self.toggle_load_panel(),
+            Action::LoadDraft(draft) => self.load_draft(draft),
             Action::CycleGroup(node) => {
                 let draft = &mut self.view_mut().draft;
                 match faults::Group::cycle(draft.get(&node).copied()) {
@@ -583,7 +615,17 @@ impl State {
             return;
         }
         let feed = self.feed_mut();
-        feed.pending.sort_by_key(|(e, _)| (e.t_us, e.seq));
+        if !feed.pending.is_sorted_by_key(|(e, _)| (e.t_us, e.seq)) {
+            let order = stable_order(feed.pending.iter().map(|(e, _)| (e.t_us, e.seq)));
+            let mut old: Vec<Option<(Event, f64)>> = std::mem::take(&mut feed.pending)
+                .into_iter()
+                .map(Some)
+                .collect();
+            feed.pending = order
+                .iter()
+                .filter_map(|&i| old[i as usize].take())
+                .collect();
+        }
         let hold = feed.reorder_hold_ms;
         let n = if all {
             feed.pending.len()
@@ -707,6 +749,8 @@ impl State {
                     self.start_new_history();
                     self.clear_client_histories();
                     self.forget_old_server();
+                    self.forget_load();
+                    self.session_mut().clock_offset_us = None;
                     self.toast(
                         Level::Info,
                         "New server",
@@ -739,6 +783,10 @@ impl State {
                     self.apply_event(e, true, local_ms);
                 }
                 let off = last.t_us as f64 - local_ms * 1000.0;
+                // How far behind the server's clock the newest event is, as best the page
+                // knows (the offset is the smallest delay seen).
+                let lag_us = self.session.clock_offset_us.map_or(0.0, |o| o - off);
+                self.load_lag(lag_us, local_ms);
                 let offset = self.session.clock_offset_us.map_or(off, |o| o.max(off));
                 if self.session.clock_offset_us != Some(offset) {
                     self.session_mut().clock_offset_us = Some(offset);
@@ -749,6 +797,9 @@ impl State {
                 detail,
                 tag,
             } => {
+                if let Some(t) = tag.as_deref() {
+                    self.load_answered(t, true);
+                }
                 // A lecture's preset tells its own story in its panel.
                 let lecture = tag.as_deref().is_some_and(|t| self.lecture_owns(t));
                 // Process faults are told (what was killed, stopped, started); the network's
@@ -771,6 +822,7 @@ impl State {
             }
             ServerMsg::Error { code, message, tag } => {
                 if let Some(tag) = tag.as_deref() {
+                    self.load_answered(tag, false);
                     self.clear_sending(|sending| sending == tag);
                     self.demo_update(tag, |demo| demo.on_answer(tag, local_ms));
                     self.finish_demo_if_done();
@@ -799,7 +851,7 @@ impl State {
             .count() as u64;
         cluster.call_generation = s.generation.saturating_sub(resets);
         cluster.board = Rc::new(crate::verdict::Board::of(cluster.model.verdicts()));
-        for info in &s.clients {
+        for info in s.clients.iter().filter(|c| !shared::is_load_client(c.id)) {
             cluster
                 .clients
                 .entry(info.id)
@@ -809,7 +861,11 @@ impl State {
         for c in cluster.clients.values_mut() {
             c.sending = None;
         }
-        let offset = Some(s.now_us as f64 - local_ms * 1000.0);
+        // The smallest delay seen stays the estimate (a resync's snapshot waited behind the
+        // backlog that caused it: taken alone, it would make a page still behind look on
+        // time); a new server process clears it (its clock starts over).
+        let off = s.now_us as f64 - local_ms * 1000.0;
+        let offset = Some(self.session.clock_offset_us.map_or(off, |o| o.max(off)));
         if self.session.clock_offset_us != offset {
             self.session_mut().clock_offset_us = offset;
         }
@@ -823,6 +879,14 @@ impl State {
                     format::count(s.missed)
                 ),
             );
+        }
+        self.set_load(s.load);
+        // What the charts draw from the events this page did not get (a crash while it had
+        // fallen behind, the load's reports before it opened).
+        for e in &s.marks {
+            if self.feed.last_seq.is_none_or(|last| e.seq > last) {
+                self.load_mark(e);
+            }
         }
         self.release(local_ms, true);
         let snap_last = s.next_seq.checked_sub(1);
@@ -878,6 +942,7 @@ impl State {
         feed.last_seq = Some(e.seq);
         feed.pending.push((e.clone(), local_ms));
         let syms = feed.history.syms.clone();
+        self.load_observe(e);
         self.fold_cluster(e, live, local_ms, &syms);
     }
 
@@ -896,6 +961,10 @@ impl State {
             }
         }
         let name = |s: &str| syms.name(syms.intern(s));
+        if e.node.client_id().is_some_and(shared::is_load_client) {
+            // The load's clerks get no card each: their calls are counted in the load's card.
+            return;
+        }
         match &e.kind {
             EventKind::OpInvoked { client, .. } => self.client(*client).sending = None,
             EventKind::RpcFailed { client, .. } if live => {

@@ -426,8 +426,7 @@ fn feed_of(history: History) -> Feed {
 
 /// Folds the whole run once, keeping the checkpoints.
 fn build(name: &str, header: RunHeader, events: Vec<Event>, live: Live) -> ReplayData {
-    let mut order: Vec<u32> = (0..events.len() as u32).collect();
-    order.sort_by_key(|&i| (events[i as usize].t_us, events[i as usize].seq));
+    let order = super::stable_order(events.iter().map(|e| (e.t_us, e.seq)));
     let order_t: Vec<u64> = order.iter().map(|&i| events[i as usize].t_us).collect();
     let mut reach = 0;
     let reach_t: Vec<u64> = events

@@ -1,0 +1,674 @@
+//! The load generator through a real `pbscope serve` and a real WebSocket: start, retune, stop,
+//! bad values, a reset under load, per-viewer detail sampling, the `pbscope load` command line
+//! and `pbscope bench --json`.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use shared::{
+    is_load_client, ErrorCode, Event, EventKind, LoadSettings, LoadStats, Msg, MsgId, RequestId,
+    LOAD_FIRST_CLIENT,
+};
+use support::{Server, Viewer};
+
+fn load_changed(e: &Event) -> Option<LoadSettings> {
+    match &e.kind {
+        EventKind::LoadChanged(s) => Some(*s),
+        _ => None,
+    }
+}
+
+fn load_stats(e: &Event) -> Option<&LoadStats> {
+    match &e.kind {
+        EventKind::LoadStats(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The requests an event belongs to, if it names them itself.
+fn reqs_of(e: &Event) -> Vec<RequestId> {
+    match &e.kind {
+        EventKind::OpInvoked { req, .. }
+        | EventKind::OpCompleted { req, .. }
+        | EventKind::OpFailed { req, .. }
+        | EventKind::RpcFailed { req, .. }
+        | EventKind::Executed { req, .. } => vec![*req],
+        EventKind::MsgSent { msg, .. } | EventKind::MsgHeld { msg, .. } => msg_reqs(msg),
+        _ => vec![],
+    }
+}
+
+/// The requests a message carries: one, or every operation of a batch (read from its JSON, so
+/// that any message kind is covered).
+fn msg_reqs(msg: &Msg) -> Vec<RequestId> {
+    let v = serde_json::to_value(msg).unwrap();
+    let one = |v: &Value| serde_json::from_value::<RequestId>(v["req"].clone()).ok();
+    match (v.get("ops"), v.get("acks")) {
+        (Some(Value::Array(items)), _) | (_, Some(Value::Array(items))) => {
+            items.iter().filter_map(one).collect()
+        }
+        _ => one(&v).into_iter().collect(),
+    }
+}
+
+async fn wait_stats_with_calls(v: &mut Viewer, from: usize) -> LoadStats {
+    v.wait_event_from(from, |e| load_stats(e).is_some_and(|s| s.ok > 0))
+        .await
+        .kind
+        .clone()
+        .pipe_stats()
+}
+
+trait PipeStats {
+    fn pipe_stats(self) -> LoadStats;
+}
+
+impl PipeStats for EventKind {
+    fn pipe_stats(self) -> LoadStats {
+        match self {
+            EventKind::LoadStats(s) => s,
+            other => panic!("not load_stats: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_starts_retunes_and_stops() {
+    let server = Server::start().await;
+    let mut v = server.viewer().await;
+    let from = v.events.len();
+    let ack = v
+        .command(json!({"type":"load","clients":2,"rate":200,"locks":8,"distribution":"uniform","unlock_share":0.5}))
+        .await
+        .expect("load accepted");
+    assert!(ack.contains("load started"), "{ack}");
+    let changed = v.wait_event_from(from, |e| load_changed(e).is_some()).await;
+    assert_eq!(changed.node.as_str(), "load");
+    assert_eq!(load_changed(&changed).unwrap().clients, 2);
+    let stats = wait_stats_with_calls(&mut v, from).await;
+    assert!(stats.calls > 0);
+    assert_eq!(stats.calls, stats.ok + stats.failed);
+    assert!(
+        stats.p50_us > 0 && stats.p50_us <= stats.p99_us,
+        "{stats:?}"
+    );
+    assert!(stats.sample_every >= 1);
+    // The load's clerks counted as one sender, "load", and the primary's forwards.
+    let links: HashMap<(String, String), u64> = stats
+        .links
+        .iter()
+        .map(|l| ((l.from.to_string(), l.to.to_string()), l.msgs))
+        .collect();
+    assert!(
+        links.contains_key(&("load".into(), "s1".into())),
+        "{links:?}"
+    );
+    assert!(links.contains_key(&("s1".into(), "s2".into())), "{links:?}");
+    assert!(!links
+        .keys()
+        .any(|(f, t)| f.starts_with("c10") || t.starts_with("c10")));
+    // Only the load's clerks called: clients 1001 and 1002.
+    let callers: HashSet<u32> = v.events[from..]
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::OpInvoked { client, .. } => Some(*client),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        callers.iter().all(|c| *c == 1001 || *c == 1002),
+        "{callers:?}"
+    );
+    assert_eq!(v.fresh_snapshot().await.load.map(|l| l.clients), Some(2));
+
+    // More clerks: the sixth one (c1006) calls.
+    let from = v.events.len();
+    v.command(json!({"type":"load","clients":6,"rate":300,"locks":8,"distribution":"hot","unlock_share":0.2}))
+        .await
+        .expect("retune accepted");
+    let changed = v.wait_event_from(from, |e| load_changed(e).is_some()).await;
+    let s = load_changed(&changed).unwrap();
+    assert_eq!((s.clients, s.rate), (6, 300));
+    let call = v
+        .wait_event_from(from, |e| {
+            matches!(&e.kind, EventKind::OpInvoked { client: 1006, .. })
+        })
+        .await;
+    match &call.kind {
+        EventKind::OpInvoked { lock, .. } => assert_eq!(lock, "load-hot"),
+        _ => unreachable!(),
+    }
+    // The same settings again: acknowledged, nothing published.
+    let same = v
+        .command(json!({"type":"load","clients":6,"rate":300,"locks":8,"distribution":"hot","unlock_share":0.2}))
+        .await
+        .expect("same settings accepted");
+    assert!(same.contains("already"), "{same}");
+
+    // Stop: one last window at most, and no new load calls beyond the ones in progress.
+    let from = v.events.len();
+    let ack = v
+        .command(json!({"type":"load_stop"}))
+        .await
+        .expect("stop accepted");
+    assert!(ack.contains("stopped"), "{ack}");
+    let stop = v
+        .wait_event_from(from, |e| load_changed(e).is_some_and(|s| s.clients == 0))
+        .await;
+    // A manual call afterwards, and a wait well past several stats windows.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(v.call_ok(1, shared::Op::Lock, "m").await);
+    let after: Vec<&Event> = v.events.iter().filter(|e| e.seq > stop.seq).collect();
+    let windows = after.iter().filter(|e| load_stats(e).is_some()).count();
+    assert!(windows <= 1, "{windows} load_stats after the stop");
+    let new_calls = after
+        .iter()
+        .filter(
+            |e| matches!(&e.kind, EventKind::OpInvoked { client, .. } if is_load_client(*client)),
+        )
+        .count();
+    assert!(
+        new_calls <= 6,
+        "{new_calls} load calls started after the stop"
+    );
+    assert_eq!(v.fresh_snapshot().await.load, None);
+    let again = v.command(json!({"type":"load_stop"})).await.expect("ack");
+    assert!(again.contains("not running"), "{again}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_load_values_are_refused_and_harm_nothing() {
+    let server = Server::start().await;
+    let mut v = server.viewer().await;
+    let refused: Vec<Value> = vec![
+        json!({"type":"load","clients":257}),
+        json!({"type":"load","clients":-1}),
+        json!({"type":"load","clients":4,"rate":-5}),
+        json!({"type":"load","clients":4,"rate":1_000_001}),
+        json!({"type":"load","clients":4,"rate":1e300}),
+        json!({"type":"load","clients":4,"locks":0}),
+        json!({"type":"load","clients":4,"locks":10_001}),
+        json!({"type":"load","clients":4,"unlock_share":1.5}),
+        json!({"type":"load","clients":4,"unlock_share":-0.1}),
+        json!({"type":"load","clients":4,"distribution":"zipf"}),
+        json!({"type":"load"}),
+        json!({"type":"detail","load_sample":0}),
+        json!({"type":"detail","load_sample":1_000_001}),
+        json!({"type":"detail"}),
+        // The load's client ids are not a person's.
+        json!({"type":"lock","client":LOAD_FIRST_CLIENT,"lock":"a"}),
+        json!({"type":"crash_client","client":LOAD_FIRST_CLIENT}),
+    ];
+    for cmd in refused {
+        match v.command(cmd.clone()).await {
+            Err((code, msg)) => {
+                assert_eq!(code, ErrorCode::BadField, "{cmd}: {msg}");
+                assert!(!msg.is_empty());
+            }
+            Ok(d) => panic!("{cmd} was accepted: {d}"),
+        }
+    }
+    assert!(v.events.iter().all(|e| load_changed(e).is_none()));
+    assert_eq!(v.fresh_snapshot().await.load, None);
+    assert!(v.call_ok(1, shared::Op::Lock, "a").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_under_load_does_not_wedge_it() {
+    let server = Server::start().await;
+    let mut v = server.viewer().await;
+    let mut other = server.viewer().await;
+    v.command(json!({"type":"load","clients":3,"rate":300}))
+        .await
+        .expect("load accepted");
+    wait_stats_with_calls(&mut v, 0).await;
+    // The primary dies: the load's clerks fail over to the backup like any clerk.
+    let crash_from = v.events.len();
+    v.command(json!({"type":"crash","node":"primary"}))
+        .await
+        .expect("crash");
+    let crashed = v
+        .wait_event_from(crash_from, |e| matches!(e.kind, EventKind::Crashed { .. }))
+        .await;
+    v.wait_event_from(crash_from, |e| {
+        e.seq > crashed.seq
+            && matches!(&e.kind, EventKind::OpCompleted { client, server, .. } if is_load_client(*client) && server.as_str() == "s2")
+    })
+    .await;
+    // A reset from another viewer, and a retune sent while it runs: acknowledged, or refused
+    // because of the reset, never hung.
+    other.send(json!({"type":"reset","tag":"r"})).await;
+    match v
+        .command(json!({"type":"load","clients":4,"rate":300}))
+        .await
+    {
+        Ok(_) => {}
+        Err((code, msg)) => assert_eq!(code, ErrorCode::Unavailable, "{msg}"),
+    }
+    let reset = v
+        .wait_event(|e| matches!(e.kind, EventKind::ClusterReset { .. }))
+        .await;
+    // The load goes on in the fresh cluster: answered calls after the reset.
+    let done = v
+        .wait_event_from(0, |e| {
+            e.seq > reset.seq
+                && matches!(&e.kind, EventKind::OpCompleted { client, .. } if is_load_client(*client))
+        })
+        .await;
+    assert!(done.seq > reset.seq);
+    let stats = v
+        .wait_event_from(0, |e| {
+            e.seq > done.seq && load_stats(e).is_some_and(|s| s.ok > 0)
+        })
+        .await;
+    assert!(load_stats(&stats).unwrap().ok > 0);
+    // Calls the reset cut short ended in op_failed, and were counted as failed.
+    let cut: Vec<&Event> = v
+        .events
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::OpFailed { client, reason, .. } if is_load_client(*client) && reason.contains("reset")))
+        .collect();
+    if !cut.is_empty() {
+        let failed: u64 = v
+            .events
+            .iter()
+            .filter_map(load_stats)
+            .map(|s| s.failed)
+            .sum();
+        assert!(
+            failed >= 1,
+            "{} calls cut by the reset, none counted",
+            cut.len()
+        );
+    }
+    v.command(json!({"type":"load_stop"})).await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detail_sampling_leaves_out_unsampled_load_calls_only() {
+    const N: u64 = 4;
+    let server = Server::start().await;
+    let mut full = server.viewer().await;
+    let mut sampled = server.viewer().await;
+    let ack = sampled
+        .command(json!({"type":"detail","load_sample":N}))
+        .await
+        .expect("detail accepted");
+    assert!(ack.contains('4'), "{ack}");
+    let start_full = full.events.len();
+    let start_sampled = sampled.events.len();
+    full.command(json!({"type":"load","clients":2,"rate":200,"locks":4}))
+        .await
+        .expect("load accepted");
+    // A person's call and a crash of the backup while the load runs.
+    assert!(full.call_ok(1, shared::Op::Lock, "mine").await);
+    wait_stats_with_calls(&mut full, start_full).await;
+    full.command(json!({"type":"crash","node":"backup"}))
+        .await
+        .expect("crash");
+    assert!(full.call_ok(2, shared::Op::Lock, "after").await);
+    let marker = full.events.last().unwrap().seq;
+    full.command(json!({"type":"load_stop"}))
+        .await
+        .expect("stop");
+    let last = full
+        .wait_event(|e| e.seq > marker && load_changed(e).is_some_and(|s| s.clients == 0))
+        .await;
+    sampled.wait_event(|e| e.seq == last.seq).await;
+
+    let full_ev = &full.events[start_full..];
+    let got = &sampled.events[start_sampled..];
+    // The message ids of every load call's messages, from the full log.
+    let msg_calls: HashMap<MsgId, Vec<RequestId>> = full_ev
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::MsgSent { msg_id, msg, .. } => Some((*msg_id, msg_reqs(msg))),
+            _ => None,
+        })
+        .collect();
+    let calls_of = |e: &Event| -> Vec<RequestId> {
+        match &e.kind {
+            EventKind::MsgDelivered { msg_id, .. } | EventKind::MsgLost { msg_id, .. } => {
+                msg_calls.get(msg_id).cloned().unwrap_or_default()
+            }
+            _ => reqs_of(e),
+        }
+    };
+    let got_seqs: HashSet<u64> = got.iter().map(|e| e.seq).collect();
+    let mut left_out = 0;
+    for e in full_ev.iter().filter(|e| e.seq <= last.seq) {
+        let calls = calls_of(e);
+        // Sampled when it is no load call's, or when one of its load calls is sampled.
+        let keep = calls.is_empty()
+            || calls
+                .iter()
+                .any(|r| !is_load_client(r.client) || (r.seq + u64::from(r.client)) % N == 0);
+        if keep {
+            assert!(got_seqs.contains(&e.seq), "the sampled viewer lacks {e:?}");
+        } else {
+            left_out += 1;
+            assert!(!got_seqs.contains(&e.seq), "the sampled viewer got {e:?}");
+        }
+    }
+    assert!(left_out > 0, "nothing was left out");
+    // What it kept: sampled load calls in full, the person's calls, the crash, the stats.
+    assert!(got.iter().any(
+        |e| matches!(&e.kind, EventKind::OpCompleted { client, .. } if is_load_client(*client))
+    ));
+    assert!(got
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::OpCompleted { client: 1, .. })));
+    assert!(got
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::Crashed { .. })));
+    assert!(got.iter().any(|e| load_stats(e).is_some()));
+    // A snapshot is sampled the same way: it lists no event the viewer's batches leave out
+    // (a page that fell behind would otherwise get the whole flood back in one frame).
+    let snap = sampled.fresh_snapshot().await;
+    let listed: Vec<&Event> = snap.events.iter().filter(|e| e.seq <= last.seq).collect();
+    assert!(!listed.is_empty());
+    let mut kept = 0;
+    for e in &listed {
+        let calls = calls_of(e);
+        let keep = calls.is_empty()
+            || calls
+                .iter()
+                .any(|r| !is_load_client(r.client) || (r.seq + u64::from(r.client)) % N == 0);
+        assert!(keep, "the sampled viewer's snapshot lists {e:?}");
+        kept += calls.iter().filter(|r| is_load_client(r.client)).count();
+    }
+    assert!(kept > 0, "the snapshot lists no sampled load call");
+    // Back to every event.
+    sampled
+        .command(json!({"type":"detail","load_sample":1}))
+        .await
+        .expect("detail 1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loads_lock_names_leave_the_budget_of_lock_names_whole() {
+    let server = Server::start_with(&["--max-locks", "2"]).await;
+    let mut v = server.viewer().await;
+    v.command(json!({"type":"load","clients":2,"rate":200,"locks":8}))
+        .await
+        .expect("load accepted");
+    // Calls on more than two load names go through.
+    let names: HashSet<String> = {
+        let mut names = HashSet::new();
+        while names.len() < 3 {
+            let e = v
+                .wait_event_from(v.events.len(), |e| {
+                    matches!(&e.kind, EventKind::OpCompleted { client, .. } if is_load_client(*client))
+                })
+                .await;
+            if let EventKind::OpCompleted { lock, .. } = e.kind {
+                names.insert(lock);
+            }
+        }
+        names
+    };
+    assert!(names.iter().all(|n| n.starts_with("load-")), "{names:?}");
+    // A person still has both names of the budget, and no third.
+    assert!(v.call_ok(1, shared::Op::Lock, "a").await);
+    assert!(v.call_ok(1, shared::Op::Lock, "b").await);
+    let third = v
+        .command(json!({"type":"lock","client":1,"lock":"c"}))
+        .await
+        .expect_err("a third name is over the budget");
+    assert_eq!(third.0, ErrorCode::TooManyLocks, "{}", third.1);
+    v.command(json!({"type":"load_stop"})).await.expect("stop");
+}
+
+fn pbscope() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pbscope"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_command_line_drives_a_running_server() {
+    let server = Server::start().await;
+    let mut v = server.viewer().await;
+    let addr = server.addr.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        pbscope()
+            .args([
+                "load",
+                "--server",
+                &addr,
+                "--clients",
+                "3",
+                "--rate",
+                "150",
+                "--hot",
+            ])
+            .output()
+            .expect("run pbscope load")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("load started"), "{stdout}");
+    let changed = v.wait_event(|e| load_changed(e).is_some()).await;
+    let s = load_changed(&changed).unwrap();
+    assert_eq!(
+        (s.clients, s.rate, s.distribution),
+        (3, 150, shared::LoadDistribution::Hot)
+    );
+
+    let addr = server.addr.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        pbscope()
+            .args(["load", "--server", &addr, "--stop"])
+            .output()
+            .expect("run pbscope load --stop")
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stopped"));
+    v.wait_event(|e| load_changed(e).is_some_and(|s| s.clients == 0))
+        .await;
+
+    // Out of range: refused before anything is sent (status 2, clap's), and a server that is
+    // not there: status 1 with the reason.
+    let out = pbscope()
+        .args(["load", "--server", &server.addr, "--clients", "300"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let out = pbscope()
+        .args(["load", "--server", "127.0.0.1:1", "--clients", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!out.stderr.is_empty());
+}
+
+#[test]
+fn bench_prints_json_lines_with_the_fields() {
+    let out = pbscope()
+        .args([
+            "bench",
+            "--clients",
+            "2",
+            "--seconds",
+            "1",
+            "--json",
+            "--viewer",
+            "--failover",
+            "2",
+        ])
+        .output()
+        .expect("run pbscope bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let load = lines
+        .iter()
+        .find(|l| l.get("ops_per_s").is_some())
+        .expect("a throughput line");
+    for field in [
+        "clients",
+        "ops_per_s",
+        "p50_us",
+        "p99_us",
+        "viewer",
+        "system",
+    ] {
+        assert!(load.get(field).is_some(), "{field} missing in {load}");
+    }
+    assert_eq!(load["clients"], 2);
+    assert_eq!(load["system"], "pbscope");
+    assert_eq!(load["viewer"], false);
+    // The viewer decoded every frame into the wire types and read events.
+    let viewer = lines
+        .iter()
+        .find(|l| l["viewer"] == true)
+        .expect("a viewer line");
+    assert_eq!(viewer["viewer_undecodable"], 0, "{viewer}");
+    assert!(
+        viewer["viewer_events"].as_u64().unwrap_or(0) > 0,
+        "{viewer}"
+    );
+    let failover = lines
+        .iter()
+        .find(|l| l.get("failover_p50_ms").is_some())
+        .expect("a failover line");
+    assert_eq!(failover["kills"], 2);
+    assert!(failover["failover_p99_ms"].is_number());
+    // Progress went to stderr, not into the JSON.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("failover 2/2"));
+}
+
+/// A paced clerk waiting for its turn hears a stop: no load call starts after the stop's
+/// `load_changed`. Found by review: at 4 clerks and 2 calls/s each clerk slept its 2 s interval
+/// through the stop and then called once more, counted by no `load_stats`. A paced start is no
+/// burst either: the clerks' first calls are spread over one interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_load_stops_at_once_and_starts_without_a_burst() {
+    let server = Server::start().await;
+    let mut v = server.viewer().await;
+    let from = v.events.len();
+    v.command(json!({"type":"load","clients":4,"rate":2}))
+        .await
+        .expect("load accepted");
+    let started = v
+        .wait_event_from(from, |e| load_changed(e).is_some_and(|s| s.clients == 4))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    v.command(json!({"type":"load_stop"})).await.expect("stop");
+    let stopped = v
+        .wait_event_from(from, |e| load_changed(e).is_some_and(|s| s.clients == 0))
+        .await;
+    // Longer than one interval (2 s), then a person's call marks the end of what we look at.
+    tokio::time::sleep(Duration::from_millis(2_600)).await;
+    assert!(v.call_ok(1, shared::Op::Lock, "mark").await);
+    let invoked = |e: &&Event| matches!(&e.kind, EventKind::OpInvoked { client, .. } if is_load_client(*client));
+    let after: Vec<&Event> = v.events[from..]
+        .iter()
+        .filter(|e| e.seq > stopped.seq)
+        .filter(invoked)
+        .collect();
+    assert!(
+        after.is_empty(),
+        "load calls started after the stop: {after:?}"
+    );
+    // In the 300 ms after the start, with one call per clerk every 2 s spread over the
+    // interval, one clerk's first call is due (two at most, should the clock tick just so).
+    let first: Vec<&Event> = v.events[from..]
+        .iter()
+        .filter(|e| e.seq > started.seq && e.t_us < started.t_us + 300_000)
+        .filter(invoked)
+        .collect();
+    assert!(first.len() <= 2, "a burst at the start: {first:?}");
+}
+
+/// `load` with `clients: 0` while no load runs is a stop of nothing: answered as such, with no
+/// `load_changed`. Found by review: it said "load stopped" and published one when another field
+/// differed from the last settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_zero_while_idle_changes_nothing() {
+    let server = Server::start().await;
+    let mut v = server.viewer().await;
+    let from = v.events.len();
+    let ack = v
+        .command(json!({"type":"load","clients":0,"locks":7}))
+        .await
+        .expect("accepted");
+    assert!(ack.contains("not running"), "{ack}");
+    assert!(v.call_ok(1, shared::Op::Lock, "mark").await);
+    assert!(
+        !v.events[from..].iter().any(|e| load_changed(e).is_some()),
+        "a load_changed for a load that never ran"
+    );
+}
+
+/// The first `load_stats` after a start covers only the time the load ran. Found by review: it
+/// was measured from the ticker's tick before the start (`window_ms` 249 for a load 22 ms old),
+/// understating the first throughput point.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_window_starts_with_the_load() {
+    let server = Server::start().await;
+    let mut v = server.viewer().await;
+    for round in 0..3 {
+        let from = v.events.len();
+        v.command(json!({"type":"load","clients":2,"rate":100}))
+            .await
+            .expect("load accepted");
+        let started = v
+            .wait_event_from(from, |e| load_changed(e).is_some_and(|s| s.clients == 2))
+            .await;
+        // After the start in the log (the stopped round's last window may come between the
+        // stop and it).
+        let first = v
+            .wait_event_from(from, |e| load_stats(e).is_some() && e.seq > started.seq)
+            .await;
+        let window_us = load_stats(&first).unwrap().window_ms * 1000;
+        assert!(
+            first.t_us >= started.t_us,
+            "round {round}: a report stamped before its load's load_changed"
+        );
+        // The stats event is published right after its window ends; 20 ms of slack for the
+        // time between taking the settings and publishing.
+        assert!(
+            window_us <= first.t_us - started.t_us + 20_000,
+            "round {round}: a window of {window_us} µs for a load {} µs old",
+            first.t_us - started.t_us
+        );
+        v.command(json!({"type":"load_stop"})).await.expect("stop");
+        tokio::time::sleep(Duration::from_millis(137)).await;
+    }
+}
+
+/// `pbscope bench 2>&1 | head -1`: a reader that goes away ends the table and the progress,
+/// not the run: exit 0, no panic. Found by review: the next progress line after the pipe closed
+/// panicked (exit 101).
+#[test]
+fn bench_into_a_closed_pipe_ends_cleanly() {
+    let mut child = pbscope()
+        .args(["bench", "--clients", "1", "--seconds", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run pbscope bench");
+    // Both readers go away at once: every line of the progress and of the table meets a closed
+    // pipe. A panic would show in the exit status (101).
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let status = child.wait().expect("bench ends");
+    assert!(status.success(), "{status:?}");
+}
