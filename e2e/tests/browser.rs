@@ -2004,7 +2004,7 @@ async fn the_replay_bar_fits_and_its_controls_behave() -> anyhow::Result<()> {
     s.close().await
 }
 
-/// The load from the page: the panel starts it (1,000 calls/s: heavy enough for the page to ask
+/// The load from the page: the panel starts it (500 calls/s: heavy enough for the page to ask
 /// for a sample, light enough for the debug server, the nodes and Chromium on two cores), the
 /// charts draw points, a crash of the primary draws a marker on them, the
 /// diagram has one lane for every load clerk and says that it aggregates, the Clients panel one
@@ -2019,13 +2019,13 @@ async fn the_load_panel_starts_a_load_that_the_charts_and_the_diagram_show() -> 
         .browser
         .find(fantoccini::Locator::Css("[data-testid=load-rate]"))
         .await?;
-    for _ in 0..7 {
+    // 500 calls/s: more than the page draws in full (200/s), so it samples; more only starves
+    // the browser when the test shares two cores with other work.
+    for _ in 0..6 {
         rate.send_keys("\u{E014}").await?; // ArrowRight: the slider's stops
     }
-    s.wait_text("[data-testid=load-rate] + output", |t| {
-        t.contains("1\u{2009}000")
-    })
-    .await?;
+    s.wait_text("[data-testid=load-rate] + output", |t| t.contains("500"))
+        .await?;
     s.click("[data-testid=load-start]").await?;
     s.wait_text("[data-testid=load-summary]", |t| {
         t.contains("running: 16 clerks")
@@ -2080,7 +2080,7 @@ async fn the_load_panel_starts_a_load_that_the_charts_and_the_diagram_show() -> 
     })
     .await?;
     let serious = axe_serious(&s, "1600x1000, load running, panel open").await?;
-    s.screenshot("load-e2e").await?;
+    s.screenshot_if_it_can("load-e2e").await;
     assert!(serious.is_empty(), "axe: {}", serious.join(""));
     s.click("[data-testid=load-stop]").await?;
     s.wait_text("[data-testid=load-summary]", |t| t == "idle")
