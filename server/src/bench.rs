@@ -116,6 +116,9 @@ pub struct FailoverReport {
     pub windows_us: Vec<u64>,
     /// Kills after which the backup answered nothing within [`FAILOVER_GIVE_UP`].
     pub not_recovered: u32,
+    /// The load's own calls over the kills (resets and waits included): what clients lived
+    /// through, next to the windows.
+    pub load: Row,
 }
 
 impl FailoverReport {
@@ -128,6 +131,15 @@ impl FailoverReport {
         // Nearest rank: the smallest window with at least q of all at or below it.
         let rank = ((q * w.len() as f64).ceil() as usize).clamp(1, w.len());
         w[rank - 1] as f64 / 1000.0
+    }
+}
+
+/// "1 client", "16 clients".
+fn clients_text(n: u32) -> String {
+    if n == 1 {
+        "1 client".into()
+    } else {
+        format!("{n} clients")
     }
 }
 
@@ -299,6 +311,9 @@ async fn failover_kills(cluster: &Arc<Cluster>, kills: u32) -> anyhow::Result<Fa
     load.set(bench_settings(FAILOVER_CLIENTS))
         .await
         .map_err(|e| anyhow::anyhow!("starting the load: {e}"))?;
+    load.take_totals();
+    let first_seq = bus.last_seq();
+    let started = Instant::now();
     for k in 1..=kills {
         if k > 1 {
             cluster
@@ -339,6 +354,15 @@ async fn failover_kills(cluster: &Arc<Cluster>, kills: u32) -> anyhow::Result<Fa
             }
         }
     }
+    let tally = load.take_totals();
+    let events = bus.last_seq() - first_seq;
+    report.load = Row::from_tally(
+        FAILOVER_CLIENTS,
+        false,
+        &tally,
+        started.elapsed().as_secs_f64(),
+        events,
+    );
     load.stop().await.ok();
     Ok(report)
 }
@@ -479,13 +503,15 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
     for &clients in &cfg.clients {
         done += 1;
         progress(format!(
-            "[{done}/{phases}] pbscope, {clients} clients, viewer off"
+            "[{done}/{phases}] pbscope, {}, viewer off",
+            clients_text(clients)
         ));
         let off = run_pbscope(&cfg.cluster, clients, cfg.seconds, false).await?;
         let on = if cfg.viewer {
             done += 1;
             progress(format!(
-                "[{done}/{phases}] pbscope, {clients} clients, viewer on"
+                "[{done}/{phases}] pbscope, {}, viewer on",
+                clients_text(clients)
             ));
             Some(run_pbscope(&cfg.cluster, clients, cfg.seconds, true).await?)
         } else {
@@ -494,7 +520,10 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
         let red = match &redis {
             Some(pair) => {
                 done += 1;
-                progress(format!("[{done}/{phases}] redis, {clients} clients"));
+                progress(format!(
+                    "[{done}/{phases}] redis, {}",
+                    clients_text(clients)
+                ));
                 Some(run_redis(pair, clients, cfg.seconds).await?)
             }
             None => None,
@@ -529,6 +558,13 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
                     "failover_p50_ms": f.quantile_ms(0.5),
                     "failover_p99_ms": f.quantile_ms(0.99),
                     "failover_max_ms": f.quantile_ms(1.0),
+                    "ops_per_s": f.load.ops_per_s.round() as u64,
+                    "p50_us": f.load.p50_us,
+                    "p99_us": f.load.p99_us,
+                    "max_us": f.load.max_us,
+                    "ops": f.load.ops,
+                    "failed": f.load.failed,
+                    "seconds": (f.load.seconds * 100.0).round() / 100.0,
                 })
             );
         }
@@ -618,12 +654,16 @@ fn print_table(rows: &[(Row, Option<Row>, Option<Row>)], failover: Option<&Failo
     }
     if let Some(f) = failover {
         crate::say!(
-            "failover ({} clerks, {} kills of the primary, a fresh pair each): SIGKILL -> first answer from the backup p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms{}",
+            "failover ({} clerks, {} kills of the primary, a fresh pair each): SIGKILL -> first answer from the backup p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; the load over the kills {:.0} ops/s, p50 {} us, p99 {} us, {} failed{}",
             f.clients,
             f.kills,
             f.quantile_ms(0.5),
             f.quantile_ms(0.99),
             f.quantile_ms(1.0),
+            f.load.ops_per_s,
+            f.load.p50_us,
+            f.load.p99_us,
+            f.load.failed,
             if f.not_recovered > 0 {
                 format!("; {} kills not recovered within {} s", f.not_recovered, FAILOVER_GIVE_UP.as_secs())
             } else {

@@ -1308,6 +1308,8 @@ mod tests {
                 p99_us: 20,
                 sample_every: 1,
                 links: vec![],
+                total_ok: 1,
+                total_failed: 0,
             })
         };
         b.publish_at("load", 1_000, stats()); // seq 1: over a minute before the rest

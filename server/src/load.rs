@@ -184,6 +184,10 @@ struct Counts {
     /// When the load last started: the first window is measured from here, not from the
     /// ticker's tick before the load existed.
     started: Option<Instant>,
+    /// Answered and given-up calls since the load last started (from stopped): `load_stats`'s
+    /// `total_ok` and `total_failed`.
+    run_ok: u64,
+    run_failed: u64,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -281,6 +285,8 @@ impl LoadEngine {
                 let mut counts = self.counts();
                 counts.window.clear();
                 counts.started = Some(Instant::now());
+                counts.run_ok = 0;
+                counts.run_failed = 0;
             }
             // Told first: the ticker (another thread) reads the settings, and a report of a
             // load no viewer has heard of yet came before its `load_changed` (the first-window
@@ -464,12 +470,14 @@ async fn clerk(
                     Ok(Some(_)) => {
                         counts.window.latency.record(us);
                         counts.total.latency.record(us);
+                        counts.run_ok += 1;
                         answered.fetch_add(1, Ordering::Relaxed);
                     }
                     // Given up, or ended by a reset or a shutdown: `op_failed`.
                     Ok(None) | Err(_) => {
                         counts.window.failed += 1;
                         counts.total.failed += 1;
+                        counts.run_failed += 1;
                     }
                 }
             }
@@ -518,7 +526,7 @@ async fn ticker(
             continue;
         }
         was_running = running;
-        let (tally, window) = {
+        let (tally, window, run_ok, run_failed) = {
             let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
             let t = c.window.clone();
             c.window.clear();
@@ -527,7 +535,7 @@ async fn ticker(
                 Some(at) if now > at && now - at < window => now - at,
                 _ => window,
             };
-            (t, window)
+            (t, window, c.run_ok, c.run_failed)
         };
         let links = bus.take_link_counts();
         if !running {
@@ -547,6 +555,8 @@ async fn ticker(
                 p99_us: tally.latency.quantile(0.99),
                 sample_every: sample_every((tally.ok() + tally.failed) * 1000 / ms),
                 links,
+                total_ok: run_ok,
+                total_failed: run_failed,
             }),
         );
     }

@@ -550,6 +550,19 @@ fn bench_prints_json_lines_with_the_fields() {
         .expect("a failover line");
     assert_eq!(failover["kills"], 2);
     assert!(failover["failover_p99_ms"].is_number());
+    // Every line carries the contract's fields (ARCHITECTURE.md): the failover line's are the
+    // load's own throughput and latency over the kills. Found by review: a reader of
+    // `ops_per_s` on every line broke on this one.
+    for line in &lines {
+        for field in ["clients", "ops_per_s", "p50_us", "p99_us", "viewer"] {
+            assert!(line.get(field).is_some(), "{field} missing in {line}");
+        }
+    }
+    assert!(
+        failover["ops_per_s"].as_f64().unwrap_or(0.0) > 0.0,
+        "{failover}"
+    );
+    assert!(failover["p99_us"].as_u64().unwrap_or(0) >= failover["p50_us"].as_u64().unwrap_or(0));
     // Progress went to stderr, not into the JSON.
     assert!(String::from_utf8_lossy(&out.stderr).contains("failover 2/2"));
 }
@@ -671,4 +684,53 @@ fn bench_into_a_closed_pipe_ends_cleanly() {
     drop(child.stderr.take());
     let status = child.wait().expect("bench ends");
     assert!(status.success(), "{status:?}");
+}
+
+/// `load_stats` counts every call of the load since it started, whatever sample a viewer asked
+/// for: the page's load card shows these. Found by review: the card counted only the calls a
+/// sampled page drew. The totals are the windows' sum, and a new start counts from zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_stats_total_every_call_since_the_load_started() {
+    let server = Server::start().await;
+    let mut v = server.viewer().await;
+    // This viewer draws 1 call in 10: the totals must not follow it.
+    v.command(json!({"type":"detail","load_sample":10}))
+        .await
+        .expect("detail accepted");
+    for round in 0..2 {
+        let from = v.events.len();
+        v.command(json!({"type":"load","clients":2,"rate":400}))
+            .await
+            .expect("load accepted");
+        // Several windows with calls.
+        let mut windows = 0;
+        while windows < 4 {
+            let at = v.events.len();
+            wait_stats_with_calls(&mut v, at).await;
+            windows += 1;
+        }
+        v.command(json!({"type":"load_stop"})).await.expect("stop");
+        let stopped = v
+            .wait_event_from(from, |e| load_changed(e).is_some_and(|s| s.clients == 0))
+            .await
+            .seq;
+        // The last window comes after the stop's load_changed.
+        let last = v
+            .wait_event_from(from, |e| e.seq > stopped && load_stats(e).is_some())
+            .await
+            .seq;
+        let (mut ok, mut failed) = (0, 0);
+        for e in v.events[from..].iter().filter(|e| e.seq <= last) {
+            if let Some(s) = load_stats(e) {
+                ok += s.ok;
+                failed += s.failed;
+                assert_eq!(
+                    (s.total_ok, s.total_failed),
+                    (ok, failed),
+                    "round {round}: totals are the sum of the windows so far"
+                );
+            }
+        }
+        assert!(ok > 100, "round {round}: only {ok} calls answered");
+    }
 }

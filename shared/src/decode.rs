@@ -310,6 +310,8 @@ const EVENT_KEYS: &[&str] = &[
     "p99_us",
     "sample_every",
     "links",
+    "total_ok",
+    "total_failed",
 ];
 
 /// The keys each variant reads, in [`EVENT_TYPES`]' order (with `type`'s own bit: it is read
@@ -363,6 +365,8 @@ const EVENT_MEMBERS: [u64; 24] = {
             "p99_us",
             "sample_every",
             "links",
+            "total_ok",
+            "total_failed",
         ]),
     ]
 };
@@ -423,6 +427,8 @@ struct EventFields {
     p99_us: Option<u64>,
     sample_every: Option<u32>,
     links: Option<Vec<LinkCount>>,
+    total_ok: Option<u64>,
+    total_failed: Option<u64>,
 }
 
 impl EventFields {
@@ -491,7 +497,9 @@ impl EventFields {
                     49 => f.p50_us = val(m)?,
                     50 => f.p99_us = val(m)?,
                     51 => f.sample_every = val(m)?,
-                    _ => f.links = val(m)?,
+                    52 => f.links = val(m)?,
+                    53 => f.total_ok = val(m)?,
+                    _ => f.total_failed = val(m)?,
                 }
                 Ok(())
             },
@@ -653,6 +661,8 @@ impl EventFields {
                 p99_us: need(f.p99_us, "p99_us")?,
                 sample_every: need(f.sample_every, "sample_every")?,
                 links: f.links.unwrap_or_default(),
+                total_ok: f.total_ok.unwrap_or_default(),
+                total_failed: f.total_failed.unwrap_or_default(),
             }),
         })
     }
@@ -1322,6 +1332,8 @@ mod tests {
                     to: "s1".into(),
                     msgs: 100,
                 }],
+                total_ok: 5_000,
+                total_failed: 7,
             }),
         ];
         for (i, msg) in every_msg().into_iter().enumerate() {

@@ -813,6 +813,13 @@ pub struct LoadStats {
     /// Messages sent per link in the window.
     #[serde(default)]
     pub links: Vec<LinkCount>,
+    /// Calls answered since the load started (from stopped): every call, whatever sample a
+    /// viewer asked for, so a page opened late or drawing one call in 20 still counts them all.
+    #[serde(default)]
+    pub total_ok: u64,
+    /// Calls given up since the load started.
+    #[serde(default)]
+    pub total_failed: u64,
 }
 
 /// Every command's `tag` field: `$cmd` is a `&Command` (a shared reference to the tag) or a

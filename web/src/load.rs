@@ -473,6 +473,8 @@ mod tests {
             p99_us: 1200,
             sample_every: 1,
             links: vec![],
+            total_ok: ops / 4,
+            total_failed: 0,
         }
     }
 

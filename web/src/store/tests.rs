@@ -1549,6 +1549,8 @@ fn load_stats(ops: u64, sample_every: u32) -> K {
             to: "s1".into(),
             msgs: 1000,
         }],
+        total_ok: ops,
+        total_failed: 0,
     })
 }
 
