@@ -18,7 +18,8 @@ pub fn failover_timeline() -> Html {
     let feed = use_feed();
     let session = use_session();
     let cluster = use_cluster();
-    let sample_every = use_load().sample_every();
+    let load = use_load();
+    let sample_every = load.sample_every();
     let zoom = use_state(|| true);
     let h = feed.shown();
     let f = &h.failover;
@@ -169,6 +170,8 @@ pub fn failover_timeline() -> Html {
                             )}</span>
                         } else if session.conn == Conn::Replay {
                             <span class="muted small">{"No failover up to this time in the run."}</span>
+                        } else if let Some(text) = dead_before_history(&cluster.model, &load.charts.markers) {
+                            <span class="muted small" data-testid="timeline-before-history">{text}</span>
                         } else {
                             <span class="muted small">{"No failover yet — crash the primary (k), or arm “crash before next reply” (b) and lock."}</span>
                         }
@@ -204,5 +207,97 @@ pub fn failover_timeline() -> Html {
                 </span>
             </div>
         </section>
+    }
+}
+
+/// For a page that holds no crash while a server is dead (opened, or caught up by a snapshot,
+/// after the crash: under a load the page holds only the last seconds), what to say instead of
+/// "No failover yet": which servers are dead, and when the newest crash was if the load charts
+/// marked one (the snapshot's `marks` carry it).
+fn dead_before_history(
+    model: &model::Cluster,
+    markers: &std::collections::VecDeque<crate::load::Marker>,
+) -> Option<String> {
+    let dead: Vec<String> = model
+        .servers()
+        .filter(|n| !n.alive)
+        .map(|n| n.id.to_string())
+        .collect();
+    if dead.is_empty() {
+        return None;
+    }
+    let when = markers
+        .iter()
+        .rev()
+        .find(|m| m.kind == crate::load::MarkKind::Crash)
+        .map(|m| {
+            format!(
+                " (the newest at {}, marked on the load charts)",
+                format::clock(m.t_us)
+            )
+        })
+        .unwrap_or_default();
+    Some(format!(
+        "{} dead: the crash came before the events this page holds{when}, so its failover window is not drawn here.",
+        if dead.len() == 1 {
+            format!("{} is", dead[0])
+        } else {
+            format!("{} are", dead.join(", "))
+        }
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::{Event, EventKind, Role};
+
+    fn ev(seq: u64, node: &str, kind: EventKind) -> Event {
+        Event {
+            seq,
+            t_us: seq * 1000,
+            node: node.into(),
+            kind,
+        }
+    }
+
+    /// Found by review: a page opened a few seconds after the primary died under a load said
+    /// "No failover yet" beside a DEAD s1 card (its history held no crash).
+    #[test]
+    fn a_page_that_holds_no_crash_still_says_a_server_is_dead() {
+        let mut model = model::Cluster::default();
+        for (seq, id, role) in [(1, "s1", Role::Primary), (2, "s2", Role::Backup)] {
+            model.apply(&ev(
+                seq,
+                id,
+                EventKind::ProcessStarted {
+                    pid: 100 + seq as u32,
+                    role,
+                    port: 4000 + seq as u16,
+                },
+            ));
+        }
+        let none = std::collections::VecDeque::new();
+        assert_eq!(dead_before_history(&model, &none), None, "both alive");
+        model.apply(&ev(
+            3,
+            "s1",
+            EventKind::ProcessExited {
+                pid: 101,
+                signal: Some(9),
+                code: None,
+            },
+        ));
+        let text = dead_before_history(&model, &none).expect("s1 is dead");
+        assert!(text.starts_with("s1 is dead"), "{text}");
+        let mut markers = std::collections::VecDeque::new();
+        markers.push_back(crate::load::Marker {
+            t_us: 8_019_000,
+            kind: crate::load::MarkKind::Crash,
+            label: "s1 crashed".into(),
+            detail: "s1 crashed".into(),
+        });
+        let text = dead_before_history(&model, &markers).expect("s1 is dead");
+        assert!(text.contains(&format::clock(8_019_000)), "{text}");
     }
 }
