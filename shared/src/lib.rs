@@ -775,7 +775,8 @@ impl LoadSettings {
         }
         if !self.unlock_share.is_finite() || !(0.0..=1.0).contains(&self.unlock_share) {
             return Some(format!(
-                "unlock_share is a fraction of the calls: 0 to 1, got {}",
+                // `{:?}`: 1e308 as "1e308", not as its 309 digits.
+                "unlock_share is a fraction of the calls: 0 to 1, got {:?}",
                 self.unlock_share
             ));
         }
@@ -1605,6 +1606,24 @@ pub enum NodeControl {
 
 #[cfg(test)]
 mod tests {
+    /// Found by review: an unlock share of 1e308 was echoed as a number of 309 digits.
+    #[test]
+    fn a_huge_unlock_share_is_refused_in_few_words() {
+        let bad = LoadSettings {
+            clients: 4,
+            unlock_share: 1e308,
+            ..LoadSettings::STOPPED
+        };
+        let why = bad.invalid().expect("refused");
+        assert!(why.ends_with("got 1e308"), "{why}");
+        assert!(why.len() < 80, "{why}");
+        let nan = LoadSettings {
+            unlock_share: f64::NAN,
+            ..bad
+        };
+        assert!(nan.invalid().expect("refused").ends_with("got NaN"));
+    }
+
     use super::*;
 
     #[test]
