@@ -250,44 +250,46 @@ fn dead_before_history(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::{Event, EventKind, Role};
-
-    fn ev(seq: u64, node: &str, kind: EventKind) -> Event {
-        Event {
-            seq,
-            t_us: seq * 1000,
-            node: node.into(),
-            kind,
-        }
-    }
+    use crate::testkit::Script;
+    use shared::{EventKind, Role};
 
     /// Found by review: a page opened a few seconds after the primary died under a load said
     /// "No failover yet" beside a DEAD s1 card (its history held no crash).
     #[test]
     fn a_page_that_holds_no_crash_still_says_a_server_is_dead() {
-        let mut model = model::Cluster::default();
-        for (seq, id, role) in [(1, "s1", Role::Primary), (2, "s2", Role::Backup)] {
-            model.apply(&ev(
-                seq,
+        let mut script = Script::default();
+        for (pid, id, role) in [(101, "s1", Role::Primary), (102, "s2", Role::Backup)] {
+            script.ev(
                 id,
                 EventKind::ProcessStarted {
-                    pid: 100 + seq as u32,
+                    pid,
                     role,
-                    port: 4000 + seq as u16,
+                    port: 4000,
                 },
-            ));
+            );
         }
+        let fold = |script: &Script| {
+            let mut model = model::Cluster::default();
+            for e in &script.events {
+                model.apply(e);
+            }
+            model
+        };
         let none = std::collections::VecDeque::new();
-        assert_eq!(dead_before_history(&model, &none), None, "both alive");
-        model.apply(&ev(
-            3,
+        assert_eq!(
+            dead_before_history(&fold(&script), &none),
+            None,
+            "both alive"
+        );
+        script.ev(
             "s1",
             EventKind::ProcessExited {
                 pid: 101,
                 signal: Some(9),
                 code: None,
             },
-        ));
+        );
+        let model = fold(&script);
         let text = dead_before_history(&model, &none).expect("s1 is dead");
         assert!(text.starts_with("s1 is dead"), "{text}");
         let mut markers = std::collections::VecDeque::new();
