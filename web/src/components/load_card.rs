@@ -43,7 +43,8 @@ pub fn load_card() -> Html {
             </div>
             <dl class="load-figures">
                 <div><dt>{"throughput"}</dt><dd data-testid="load-card-ops">{latest.map_or("–".to_owned(), |s| format!("{} ops/s", format::count(s.ops_per_s)))}</dd></div>
-                <div><dt>{"p50 · p99"}</dt><dd>{latest.map_or("–".to_owned(), |s| format!("{} · {}", format::duration(s.p50_us), format::duration(s.p99_us)))}</dd></div>
+                <div><dt>{"p50"}</dt><dd>{latest.map_or("–".to_owned(), |s| format::duration(s.p50_us))}</dd></div>
+                <div><dt>{"p99"}</dt><dd>{latest.map_or("–".to_owned(), |s| format::duration(s.p99_us))}</dd></div>
                 <div><dt>{"in progress"}</dt>
                     if sampled {
                         <dd title="not counted while the diagram draws a sample of the calls">{"–"}</dd>
