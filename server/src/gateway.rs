@@ -1,7 +1,9 @@
 //! The WebSocket gateway: one listener, one handler task per browser.
 //!
-//! A handler sends `hello` and a `snapshot`, then `select!`s over three things: the viewer's
-//! commands, the bus's events (sent in batches), and shutdown. A viewer's commands run one after
+//! A handler sends `hello` and a `snapshot`, then `select!`s over three things: the answers to
+//! the viewer's commands, the bus's events (sent in batches), and shutdown. The viewer's frames
+//! are read by a task of their own (`Reader`), so a viewer that reads slowly still has its
+//! commands run at once. A viewer's commands run one after
 //! the other, in the order sent, in a task of the viewer's own (its "command line"); answers
 //! (`ack` or `error`) come back to the handler, so a slow command (a reset) never stalls that
 //! viewer's events. A viewer that falls behind the bus gets a fresh snapshot.
@@ -369,6 +371,9 @@ impl Connection {
 }
 
 type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+/// The viewer's socket, halved: the handler writes, the viewer's reader ([`Reader`]) reads.
+type WsSink = futures_util::stream::SplitSink<Ws, Message>;
+type WsStream = futures_util::stream::SplitStream<Ws>;
 
 /// Token bucket for one viewer's commands.
 #[derive(Debug)]
@@ -414,6 +419,8 @@ enum Answer {
     Snapshot,
     /// The viewer's `detail` setting, in its turn: set it, then send the ack.
     Detail { load_sample: u32, ack: ServerMsg },
+    /// From the reader: close the connection with this frame (a flood, an oversized frame).
+    Close(CloseFrame),
 }
 
 /// One browser's session.
@@ -422,11 +429,13 @@ struct Viewer {
     cfg: Arc<GatewayConfig>,
     /// The viewer's command line: commands run one at a time, in the order sent.
     commands: mpsc::Sender<Command>,
+    answers_tx: mpsc::UnboundedSender<Answer>,
     answers: mpsc::UnboundedReceiver<Answer>,
     line: tokio::task::JoinHandle<()>,
+    /// The task reading the viewer's frames, once the session runs.
+    reader: Option<tokio::task::AbortHandle>,
     /// Last event seq this viewer was sent.
     seen: u64,
-    rate: RateLimit,
     /// This viewer gets the events of one load call in this many (`detail`; 1: every event).
     load_sample: u32,
     /// When the last events frame left.
@@ -438,6 +447,102 @@ impl Drop for Viewer {
         // Commands still waiting die with their viewer; the one running finishes on its own
         // (a reset half done would harm the cluster).
         self.line.abort();
+        if let Some(r) = &self.reader {
+            r.abort();
+        }
+    }
+}
+
+/// Reads a viewer's frames in a task of its own, and queues its commands on its command line.
+/// The handler writes while this reads: when a viewer reads slowly (a page catching up on a
+/// busy machine, a script that never reads), the handler waits for its socket, and a command
+/// read only between two writes waited with it. Found by review (a `crash` never ran) and by a
+/// browser test under load (a click on Crash that did not crash). Errors and the end of the
+/// connection go to the handler as [`Answer`]s, in the order they happen.
+struct Reader {
+    cluster: Arc<Cluster>,
+    cfg: Arc<GatewayConfig>,
+    commands: mpsc::Sender<Command>,
+    answers: mpsc::UnboundedSender<Answer>,
+    rate: RateLimit,
+}
+
+impl Reader {
+    async fn run(mut self, mut stream: WsStream) {
+        while let Some(frame) = stream.next().await {
+            let text = match frame {
+                Ok(Message::Text(text)) => Some(text),
+                Ok(Message::Binary(_)) => None,
+                Ok(Message::Close(_)) => return,
+                Ok(_) => continue,
+                Err(tungstenite::Error::Capacity(e)) => {
+                    let msg = format!(
+                        "frame too large ({e}); the limit is {} bytes",
+                        self.cfg.max_message_bytes
+                    );
+                    self.say(error(ErrorCode::TooLarge, msg, None));
+                    let _ = self.answers.send(Answer::Close(CloseFrame {
+                        code: CloseCode::Size,
+                        reason: "frame too large".into(),
+                    }));
+                    return;
+                }
+                Err(_) => return,
+            };
+            if !self.on_frame(text.as_ref().map(|t| t.as_str())) {
+                return;
+            }
+        }
+    }
+
+    fn say(&self, msg: ServerMsg) {
+        let _ = self.answers.send(Answer::Msg(msg));
+    }
+
+    /// Handles one data frame (`None`: a binary one). Every frame counts against the viewer's
+    /// rate, whatever it holds. Returns false when the viewer must be cut off.
+    fn on_frame(&mut self, text: Option<&str>) -> bool {
+        if !self.rate.allow() {
+            if self.rate.refused_in_a_row >= FLOOD_CUTOFF {
+                let _ = self.answers.send(Answer::Close(CloseFrame {
+                    code: CloseCode::Policy,
+                    reason: "too many commands".into(),
+                }));
+                return false;
+            }
+            let msg = format!(
+                "more than {} commands per second; this one was not run",
+                self.cfg.commands_per_sec
+            );
+            let tag = text.and_then(|t| tag_of(t, &self.cfg));
+            self.say(error(ErrorCode::RateLimited, msg, tag));
+            return true;
+        }
+        let Some(text) = text else {
+            self.say(error(
+                ErrorCode::BadJson,
+                "binary frames are not accepted; send JSON text".into(),
+                None,
+            ));
+            return true;
+        };
+        let cmd = match parse_command(text, &self.cfg, self.cluster.max_client()) {
+            Ok(c) => c,
+            Err(e) => {
+                self.say(e);
+                return true;
+            }
+        };
+        let tag = cmd.tag().map(str::to_owned);
+        // Every command, `detail` too, waits its turn (answered in the order sent).
+        if self.commands.try_send(cmd).is_err() {
+            let msg = format!(
+                "{} commands are waiting for the ones before them to finish; this one was not run",
+                self.cfg.max_queued_commands
+            );
+            self.say(error(ErrorCode::QueueFull, msg, tag));
+        }
+        true
     }
 }
 
@@ -481,16 +586,20 @@ impl Viewer {
     fn new(cluster: Arc<Cluster>, cfg: Arc<GatewayConfig>) -> Self {
         let (answers_tx, answers) = mpsc::unbounded_channel();
         let (commands, commands_rx) = mpsc::channel(cfg.max_queued_commands.max(1));
-        let line = tokio::spawn(command_line(cluster.clone(), commands_rx, answers_tx));
-        let rate = RateLimit::new(cfg.commands_per_sec);
+        let line = tokio::spawn(command_line(
+            cluster.clone(),
+            commands_rx,
+            answers_tx.clone(),
+        ));
         Self {
             cluster,
             cfg,
             commands,
+            answers_tx,
             answers,
             line,
+            reader: None,
             seen: 0,
-            rate,
             load_sample: 1,
             last_frame: Instant::now(),
         }
@@ -520,7 +629,7 @@ impl Viewer {
 
     async fn send_snapshot(
         &mut self,
-        ws: &mut Ws,
+        ws: &mut WsSink,
     ) -> anyhow::Result<broadcast::Receiver<Arc<crate::bus::Logged>>> {
         let sub = self
             .cluster
@@ -549,28 +658,32 @@ impl Viewer {
                 .await;
             return Ok(());
         };
+        let (mut ws, stream) = ws.split();
         ws.send(json_msg(&self.hello())).await?;
         let mut rx = self.send_snapshot(&mut ws).await?;
+        let reader = Reader {
+            cluster: self.cluster.clone(),
+            cfg: self.cfg.clone(),
+            commands: self.commands.clone(),
+            answers: self.answers_tx.clone(),
+            rate: RateLimit::new(self.cfg.commands_per_sec),
+        };
+        let mut reading = tokio::spawn(reader.run(stream));
+        self.reader = Some(reading.abort_handle());
         loop {
             tokio::select! {
-                frame = ws.next() => {
-                    let Some(frame) = frame else { return Ok(()) };
-                    let text = match frame {
-                        Ok(Message::Text(text)) => Some(text),
-                        Ok(Message::Binary(_)) => None,
-                        Ok(Message::Close(_)) => return Ok(()),
-                        Ok(_) => continue,
-                        Err(tungstenite::Error::Capacity(e)) => {
-                            let msg = format!("frame too large ({e}); the limit is {} bytes", self.cfg.max_message_bytes);
-                            let _ = ws.send(json_msg(&error(ErrorCode::TooLarge, msg, None))).await;
-                            let _ = ws.close(Some(CloseFrame { code: CloseCode::Size, reason: "frame too large".into() })).await;
+                _ = &mut reading => {
+                    // The viewer closed, or was cut off: what the reader left to say goes first.
+                    while let Ok(answer) = self.answers.try_recv() {
+                        if let Answer::Close(frame) = answer {
+                            let _ = ws.send(Message::Close(Some(frame))).await;
                             return Ok(());
                         }
-                        Err(e) => return Err(e.into()),
-                    };
-                    if !self.on_frame(text.as_ref().map(|t| t.as_str()), &mut ws).await? {
-                        return Ok(());
+                        if let Answer::Msg(m) = answer {
+                            let _ = ws.send(json_msg(&m)).await;
+                        }
                     }
+                    return Ok(());
                 }
                 ev = rx.recv() => match ev {
                     Ok(first) => {
@@ -613,64 +726,17 @@ impl Viewer {
                         self.load_sample = load_sample;
                         ws.send(json_msg(&ack)).await?;
                     }
+                    Answer::Close(frame) => {
+                        let _ = ws.send(Message::Close(Some(frame))).await;
+                        return Ok(());
+                    }
                 },
                 _ = shutdown.cancelled() => {
-                    let _ = ws.close(Some(CloseFrame { code: CloseCode::Away, reason: "pbscope is shutting down".into() })).await;
+                    let _ = ws.send(Message::Close(Some(CloseFrame { code: CloseCode::Away, reason: "pbscope is shutting down".into() }))).await;
                     return Ok(());
                 }
             }
         }
-    }
-
-    /// Handles one data frame (`None`: a binary one). Every frame counts against the viewer's
-    /// rate, whatever it holds. Returns false when the viewer must be cut off.
-    async fn on_frame(&mut self, text: Option<&str>, ws: &mut Ws) -> anyhow::Result<bool> {
-        if !self.rate.allow() {
-            if self.rate.refused_in_a_row >= FLOOD_CUTOFF {
-                let _ = ws
-                    .close(Some(CloseFrame {
-                        code: CloseCode::Policy,
-                        reason: "too many commands".into(),
-                    }))
-                    .await;
-                return Ok(false);
-            }
-            let msg = format!(
-                "more than {} commands per second; this one was not run",
-                self.cfg.commands_per_sec
-            );
-            let tag = text.and_then(|t| tag_of(t, &self.cfg));
-            ws.send(json_msg(&error(ErrorCode::RateLimited, msg, tag)))
-                .await?;
-            return Ok(true);
-        }
-        let Some(text) = text else {
-            let e = error(
-                ErrorCode::BadJson,
-                "binary frames are not accepted; send JSON text".into(),
-                None,
-            );
-            ws.send(json_msg(&e)).await?;
-            return Ok(true);
-        };
-        let cmd = match parse_command(text, &self.cfg, self.cluster.max_client()) {
-            Ok(c) => c,
-            Err(e) => {
-                ws.send(json_msg(&e)).await?;
-                return Ok(true);
-            }
-        };
-        let tag = cmd.tag().map(str::to_owned);
-        // Every command, `detail` too, waits its turn (answered in the order sent).
-        if self.commands.try_send(cmd).is_err() {
-            let msg = format!(
-                "{} commands are waiting for the ones before them to finish; this one was not run",
-                self.cfg.max_queued_commands
-            );
-            ws.send(json_msg(&error(ErrorCode::QueueFull, msg, tag)))
-                .await?;
-        }
-        Ok(true)
     }
 }
 

@@ -538,3 +538,49 @@ async fn a_strangers_forged_frames_harm_nothing() {
     assert_no_failover(&v.events[from..]);
     assert_eq!(v.nodes().await["s1"].role, shared::Role::Primary);
 }
+
+/// A viewer that reads nothing (its receive window shut, the gateway's writes to it waiting)
+/// still has its commands read and run. Found by review (a `crash` sent by a script that did not
+/// read never ran) and by the browser load test (a click on Crash on a page catching up under a
+/// load did not crash s1): the gateway used to read a viewer's commands only between its writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_that_does_not_read_still_has_its_commands_run() {
+    let server = Server::start().await;
+    let mut watcher = server.viewer().await;
+    let s1 = watcher.nodes().await["s1"].pid.expect("s1 runs");
+    // The silent viewer: a tiny receive buffer, and it never reads after the handshake.
+    let url = server.ws_url();
+    let addr: std::net::SocketAddr = url
+        .trim_start_matches("ws://")
+        .trim_end_matches("/ws")
+        .parse()
+        .expect("host:port");
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.set_recv_buffer_size(2048).expect("SO_RCVBUF");
+    let stream = sock.connect(addr).await.expect("connect");
+    let (mut silent, _) = tokio_tungstenite::client_async(url.as_str(), stream)
+        .await
+        .expect("handshake");
+    // A load fills the silent viewer's socket with events.
+    watcher
+        .command(json!({"type":"load","clients":4,"rate":400}))
+        .await
+        .expect("load accepted");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    use futures_util::SinkExt;
+    silent
+        .send(Message::text(r#"{"type":"crash","node":"s1"}"#))
+        .await
+        .expect("the crash is written");
+    assert!(
+        wait_gone(s1).await,
+        "s1 (pid {s1}) still runs: the silent viewer's crash was never read"
+    );
+    let from = 0;
+    watcher
+        .wait_event_from(from, |e| {
+            e.node.as_str() == "s1" && matches!(e.kind, EventKind::ProcessExited { .. })
+        })
+        .await;
+    drop(silent);
+}
