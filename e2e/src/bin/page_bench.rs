@@ -15,6 +15,10 @@
 //! `--generator RATE` runs the server's load generator (16 clerks, RATE calls/s) instead: the
 //! page then draws a sample of the load's calls and says so.
 //!
+//! It also sums the long animation frames (over 50 ms) by phase, and `--cpu-profile PATH` writes
+//! Chromium's CPU profile of the measured window (a `.cpuprofile`; build the page with names
+//! kept to read the wasm frames, see docs/page.md).
+//!
 //!   cargo build --release -p server && trunk build --release &&
 //!   PBSCOPE_BIN=target/release/pbscope cargo run --release -p e2e --bin page_bench
 
@@ -34,6 +38,8 @@ struct Args {
     generator: u64,
     fill: u64,
     seconds: u64,
+    /// Where to write Chromium's JavaScript/wasm CPU profile of the measured window, if asked.
+    cpu_profile: Option<String>,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -43,6 +49,7 @@ fn args() -> anyhow::Result<Args> {
         generator: 0,
         fill: 100_000,
         seconds: 10,
+        cpu_profile: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -53,6 +60,10 @@ fn args() -> anyhow::Result<Args> {
                 "--view is live, back or scrolling"
             );
             a.view = v;
+            continue;
+        }
+        if flag == "--cpu-profile" {
+            a.cpu_profile = Some(v);
             continue;
         }
         let v: u64 = v.parse()?;
@@ -238,8 +249,28 @@ async fn main() -> anyhow::Result<()> {
     let fill_secs = fill_start.elapsed().as_secs_f64();
     let before = ingested(&s).await?;
     s.browser.execute(FRAME_PROBE, vec![json!(a.view)]).await?;
+    s.browser.execute(LONG_FRAME_PROBE, vec![]).await?;
+    if a.cpu_profile.is_some() {
+        cdp(&s, "Profiler.enable", json!({})).await?;
+        cdp(
+            &s,
+            "Profiler.setSamplingInterval",
+            json!({ "interval": 200 }),
+        )
+        .await?;
+        cdp(&s, "Profiler.start", json!({})).await?;
+    }
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(a.seconds)).await;
+    if let Some(path) = &a.cpu_profile {
+        let answer = cdp(&s, "Profiler.stop", json!({})).await?;
+        std::fs::write(path, serde_json::to_vec(&answer["profile"])?)
+            .with_context(|| format!("writing {path}"))?;
+    }
+    let long_frames = s
+        .browser
+        .execute("return window.__longFrames;", vec![])
+        .await?;
     let frames = s
         .browser
         .execute(
@@ -307,6 +338,14 @@ async fn main() -> anyhow::Result<()> {
         "  frames: {} in {:.1} s = {:.1} fps; interval p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} frames over 50 ms",
         iv.len(), secs, iv.len() as f64 / secs, pct(&iv, 0.5), pct(&iv, 0.95), pct(&iv, 0.99), iv.last().copied().unwrap_or(0.0), long
     );
+    let lf = |k: &str| long_frames[k].as_f64().unwrap_or(0.0);
+    println!(
+        "  long frames (> 50 ms, Long Animation Frames API): {:.0}, {:.0} ms in all: {:.0} ms before the frame's rendering (tasks: socket messages, timers), {:.0} ms in animation-frame callbacks (the store and Yew's render), {:.0} ms in style, layout and paint",
+        lf("n"), lf("total"), lf("tasks"), lf("callbacks"), lf("style")
+    );
+    if let Some(path) = &a.cpu_profile {
+        println!("  CPU profile of the measured window: {path} (open it in Chromium's DevTools, Performance panel)");
+    }
     match anchor {
         Some(Value::Number(px)) => println!(
             "  view held: the event at the top of the view moved {:.0} px in 2 s while the cap dropped old events",
@@ -334,4 +373,54 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     s.close().await
+}
+
+/// Sums the long animation frames (> 50 ms) seen from here on by phase: the tasks before the
+/// frame's rendering began, the animation-frame callbacks, and style, layout and paint.
+const LONG_FRAME_PROBE: &str = r#"
+window.__longFrames = { n: 0, total: 0, tasks: 0, callbacks: 0, style: 0 };
+if (PerformanceObserver.supportedEntryTypes.includes('long-animation-frame')) {
+  new PerformanceObserver((list) => {
+    const f = window.__longFrames;
+    for (const e of list.getEntries()) {
+      const end = e.startTime + e.duration;
+      const render = e.renderStart || end;
+      const style = e.styleAndLayoutStart || end;
+      f.n += 1;
+      f.total += e.duration;
+      f.tasks += render - e.startTime;
+      f.callbacks += style - render;
+      f.style += end - style;
+    }
+  }).observe({ type: 'long-animation-frame' });
+}
+"#;
+
+/// A Chrome DevTools Protocol command through chromedriver's `goog/cdp/execute` endpoint.
+#[derive(Debug)]
+struct Cdp {
+    cmd: &'static str,
+    params: Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({ "cmd": self.cmd, "params": self.params }).to_string();
+        (http::Method::POST, Some(body))
+    }
+}
+
+async fn cdp(s: &Session, cmd: &'static str, params: Value) -> anyhow::Result<Value> {
+    Ok(s.browser.issue_cmd(Cdp { cmd, params }).await?)
 }

@@ -460,6 +460,10 @@ pub fn space_time() -> Html {
                                   x1={l.x.to_string()} x2={l.x.to_string()}
                                   y1={svg_top.to_string()} y2={lane_bottom.to_string()} />
                         }) }
+                        // Each variable-length group sits in a <g> of its own: Yew matches unkeyed
+                        // siblings from the end, so a flat list whose length changes would make every
+                        // element before it (the defs, the lanes) be rebuilt on each render.
+                        <g class="spans">
                         { for scene.dead.iter().map(|d| {
                             let kind = d.kind.as_str();
                             let fill = format!("url(#{kind}-hatch)");
@@ -473,6 +477,8 @@ pub fn space_time() -> Html {
                                 </g>
                             }
                         }) }
+                        </g>
+                        <g class="ticks">
                         { for scene.ticks.iter().map(|t| html! {
                             <g class="tick">
                                 <text class="tick-label" x={(GUTTER - 12.0).to_string()} y={(t.y + 4.0).to_string()}>{&t.label}</text>
@@ -481,6 +487,8 @@ pub fn space_time() -> Html {
                                 }
                             </g>
                         }) }
+                        </g>
+                        <g class="dividers">
                         { for scene.dividers.iter().map(|d| {
                             let onclick = d.verdict.map(|i| {
                                 let ctx = ctx.clone();
@@ -502,6 +510,7 @@ pub fn space_time() -> Html {
                                 </g>
                             }
                         }) }
+                        </g>
                         if !shown.is_empty() {
                             <g class="live-edge">
                                 <line x1={GUTTER.to_string()} x2={width.to_string()}
@@ -511,8 +520,8 @@ pub fn space_time() -> Html {
                                 </text>
                             </g>
                         }
-                        { for arrows }
-                        { for marks }
+                        <g class="arrows">{ for arrows }</g>
+                        <g class="marks">{ for marks }</g>
                     </svg>
                     if empty && !connected {
                         <div class="empty-state" data-testid="diagram-empty" style={empty_style.clone()}>
