@@ -486,7 +486,7 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
         if cfg.failover > 0 {
             format!(", then {} primary kills", cfg.failover)
         } else {
-            String::new()
+            ", no failover phase (--failover N kills the primary N times)".to_owned()
         },
         std::thread::available_parallelism().map_or(0, |n| n.get())
     ));
@@ -652,23 +652,25 @@ fn print_table(rows: &[(Row, Option<Row>, Option<Row>)], failover: Option<&Failo
             line(red, "redis+WAIT", String::new());
         }
     }
-    if let Some(f) = failover {
-        crate::say!(
-            "failover ({} clerks, {} kills of the primary, a fresh pair each): SIGKILL -> first answer from the backup p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; the load over the kills {:.0} ops/s, p50 {} us, p99 {} us, {} failed{}",
-            f.clients,
-            f.kills,
-            f.quantile_ms(0.5),
-            f.quantile_ms(0.99),
-            f.quantile_ms(1.0),
-            f.load.ops_per_s,
-            f.load.p50_us,
-            f.load.p99_us,
-            f.load.failed,
-            if f.not_recovered > 0 {
-                format!("; {} kills not recovered within {} s", f.not_recovered, FAILOVER_GIVE_UP.as_secs())
-            } else {
-                String::new()
-            }
-        );
-    }
+    let Some(f) = failover else {
+        crate::say!("failover: not measured (--failover N kills the primary N times under load)");
+        return;
+    };
+    crate::say!(
+        "failover ({} clerks, {} kills of the primary, a fresh pair each): SIGKILL -> first answer from the backup p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; the load over the kills {:.0} ops/s, p50 {} us, p99 {} us, {} failed{}",
+        f.clients,
+        f.kills,
+        f.quantile_ms(0.5),
+        f.quantile_ms(0.99),
+        f.quantile_ms(1.0),
+        f.load.ops_per_s,
+        f.load.p50_us,
+        f.load.p99_us,
+        f.load.failed,
+        if f.not_recovered > 0 {
+            format!("; {} kills not recovered within {} s", f.not_recovered, FAILOVER_GIVE_UP.as_secs())
+        } else {
+            String::new()
+        }
+    );
 }

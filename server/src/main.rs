@@ -334,7 +334,7 @@ fn parse_backup(s: &str) -> Result<(String, String), String> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
@@ -363,6 +363,30 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Parses the command line. Every option that takes a value accepts one that looks like a
+/// negative number, so `--clients -3` is refused by the option's own range check ("-3 is not in
+/// 1..=256") instead of clap's "unexpected argument '-3'".
+fn parse_cli() -> Cli {
+    fn negatives_are_values(cmd: clap::Command) -> clap::Command {
+        let valued: Vec<clap::Id> = cmd
+            .get_arguments()
+            .filter(|a| a.get_action().takes_values())
+            .map(|a| a.get_id().clone())
+            .collect();
+        let cmd = valued.into_iter().fold(cmd, |c, id| {
+            c.mut_arg(id, |a| a.allow_negative_numbers(true))
+        });
+        let subs: Vec<String> = cmd
+            .get_subcommands()
+            .map(|s| s.get_name().to_owned())
+            .collect();
+        subs.into_iter()
+            .fold(cmd, |c, name| c.mut_subcommand(name, negatives_are_values))
+    }
+    let matches = negatives_are_values(<Cli as clap::CommandFactory>::command()).get_matches();
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -623,7 +647,7 @@ async fn check(args: CheckArgs) -> anyhow::Result<bool> {
 }
 
 async fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    server::bench::run(server::bench::BenchConfig {
+    let run = Box::pin(server::bench::run(server::bench::BenchConfig {
         cluster: cluster_config(0, 1000, DEFAULT_MAX_LOCKS, None)?,
         clients: args.clients,
         seconds: args.seconds,
@@ -631,8 +655,17 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         failover: args.failover,
         redis: args.redis,
         json: args.json,
-    })
-    .await
+    }));
+    // Ctrl-C or SIGTERM: the run is dropped first, which kills and reaps the Redis pair and
+    // removes its directory, and stops the clusters; then the exit status says which signal.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let code = tokio::select! {
+        done = run => return done,
+        _ = tokio::signal::ctrl_c() => 130,
+        _ = term.recv() => 143,
+    };
+    eprintln!("pbscope bench: interrupted; the servers it started are stopped");
+    std::process::exit(code)
 }
 
 /// `pbscope load`: sends the command, prints the answer; false on an error.

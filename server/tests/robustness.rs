@@ -325,6 +325,11 @@ async fn out_of_range_command_line_values_are_refused() {
         ("serve", ["--commands-per-sec", "0"]),
         ("bench", ["--seconds", "nan"]),
         ("bench", ["--seconds", "1e300"]),
+        // A negative number is a value out of range, not an unknown flag.
+        ("bench", ["--clients", "-3"]),
+        ("bench", ["--failover", "-1"]),
+        ("serve", ["--history", "-5"]),
+        ("load", ["--clients", "-1"]),
     ] {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pbscope"));
         command.arg(cmd);
@@ -339,6 +344,12 @@ async fn out_of_range_command_line_values_are_refused() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(args[0]), "{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
+        if args[1].starts_with('-') {
+            assert!(
+                stderr.contains(&format!("invalid value '{}'", args[1])),
+                "{args:?} is refused as a value: {stderr}"
+            );
+        }
     }
 }
 
