@@ -63,13 +63,13 @@ enum Cmd {
 #[derive(clap::Args, Debug)]
 struct CheckArgs {
     /// Schedules to run (each a fresh cluster, 1.5 s of calls by default).
-    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    #[arg(long, default_value_t = 40, value_parser = u64_in(1, 100_000))]
     schedules: u64,
     /// Seeds every schedule (schedule I's seed is derived from it and I). Random if absent.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=(1u64 << 53) - 1))]
+    #[arg(long, value_parser = u64_in(0, (1u64 << 53) - 1))]
     seed: Option<u64>,
     /// Index of the first schedule: `--first I --schedules 1` reruns schedule I alone.
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=(1u64 << 53) - 1))]
+    #[arg(long, default_value_t = 0, value_parser = u64_in(0, (1u64 << 53) - 1))]
     first: u64,
     /// Run a deliberately broken protocol (the campaign must find its violations).
     #[arg(long, value_parser = variant_parser())]
@@ -86,10 +86,10 @@ struct CheckArgs {
     locks: u32,
     /// How long the clients call in each schedule, in ms (faults that act through timeouts
     /// get 3 s more).
-    #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    #[arg(long, default_value_t = 1500, value_parser = u64_in(100, 60_000))]
     ops_ms: u64,
     /// Each client waits a random 0 to this many ms before each call (0: back to back).
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    #[arg(long, default_value_t = 0, value_parser = u64_in(0, 10_000))]
     think_ms: u64,
     /// Write the first failing schedule's run (its events and the checker's verdicts) to this
     /// file, which the page's Open run shows.
@@ -130,7 +130,7 @@ struct ServeArgs {
     #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     viewer_buffer: u32,
     /// Initial slow-motion delay of every message, in ms (0 = real speed).
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=MAX_DELAY_MS))]
+    #[arg(long, default_value_t = 0, value_parser = u64_in(0, MAX_DELAY_MS))]
     slow_motion_ms: u64,
     /// Sustained commands per second per viewer.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -140,7 +140,7 @@ struct ServeArgs {
     max_client: u32,
     /// An HTTP request head must arrive within this many ms (slow clients are cut off; idle
     /// keep-alive connections close after it too).
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    #[arg(long, default_value_t = 10_000, value_parser = u64_in(100, 600_000))]
     header_timeout_ms: u64,
     /// Most distinct lock names one cluster generation takes.
     #[arg(long, default_value_t = DEFAULT_MAX_LOCKS as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -192,7 +192,7 @@ struct NodeArgs {
     role: Role,
     #[command(flatten)]
     process: ProcessArgs,
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=MAX_DELAY_MS))]
+    #[arg(long, default_value_t = 0, value_parser = u64_in(0, MAX_DELAY_MS))]
     slow_motion_ms: u64,
     /// The backup to forward to, as ID=ADDR (for a primary).
     #[arg(long, value_parser = parse_backup)]
@@ -282,7 +282,7 @@ struct LoadArgs {
           value_parser = clap::value_parser!(u32).range(0..=shared::MAX_LOAD_CLIENTS as i64))]
     clients: Option<u32>,
     /// Target calls per second for all the clerks together (0: closed loop).
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=shared::MAX_LOAD_RATE))]
+    #[arg(long, default_value_t = 0, value_parser = u64_in(0, shared::MAX_LOAD_RATE))]
     rate: u64,
     /// Lock names to spread the calls over (load-0 ..).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=shared::MAX_LOAD_LOCKS as i64))]
@@ -307,6 +307,19 @@ fn parse_share(s: &str) -> Result<f64, String> {
     } else {
         Err(format!("must be from 0 to 1, not {s}"))
     }
+}
+
+/// A whole number option from `lo` to `hi` (at most 2^53). Read as a signed number first, so a
+/// negative value gets the range in its message ("-1 is not in 0..=10000") rather than
+/// "invalid digit found in string".
+fn u64_in(lo: u64, hi: u64) -> impl clap::builder::TypedValueParser<Value = u64> {
+    let (lo, hi) = (
+        i64::try_from(lo).unwrap_or(i64::MAX),
+        i64::try_from(hi).unwrap_or(i64::MAX),
+    );
+    clap::value_parser!(i64)
+        .range(lo..=hi)
+        .map(|v| u64::try_from(v).unwrap_or_default())
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {
@@ -365,9 +378,10 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Parses the command line. Every option that takes a value accepts one that looks like a
-/// negative number, so `--clients -3` is refused by the option's own range check ("-3 is not in
-/// 1..=256") instead of clap's "unexpected argument '-3'".
+/// Parses the command line. Every option that takes a value accepts one that starts with a
+/// hyphen, so `--clients -3` (or `-3,5`, or `--seconds -inf`) is refused by the option's own
+/// check ("-3 is not in 1..=256") instead of clap's "unexpected argument '-3'". (An option
+/// followed by another, `--clients --viewer`, is then told that `--viewer` is not a valid value.)
 fn parse_cli() -> Cli {
     fn negatives_are_values(cmd: clap::Command) -> clap::Command {
         let valued: Vec<clap::Id> = cmd
@@ -375,9 +389,9 @@ fn parse_cli() -> Cli {
             .filter(|a| a.get_action().takes_values())
             .map(|a| a.get_id().clone())
             .collect();
-        let cmd = valued.into_iter().fold(cmd, |c, id| {
-            c.mut_arg(id, |a| a.allow_negative_numbers(true))
-        });
+        let cmd = valued
+            .into_iter()
+            .fold(cmd, |c, id| c.mut_arg(id, |a| a.allow_hyphen_values(true)));
         let subs: Vec<String> = cmd
             .get_subcommands()
             .map(|s| s.get_name().to_owned())
@@ -656,13 +670,16 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         redis: args.redis,
         json: args.json,
     }));
-    // Ctrl-C or SIGTERM: the run is dropped first, which kills and reaps the Redis pair and
+    // Ctrl-C, SIGTERM or SIGHUP (the terminal closed): the run is dropped first, which kills and reaps the Redis pair and
     // removes its directory, and stops the clusters; then the exit status says which signal.
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
     let code = tokio::select! {
         done = run => return done,
         _ = tokio::signal::ctrl_c() => 130,
         _ = term.recv() => 143,
+        _ = hangup.recv() => 129,
     };
     eprintln!("pbscope bench: interrupted; the servers it started are stopped");
     std::process::exit(code)

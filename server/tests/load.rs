@@ -691,11 +691,22 @@ fn bench_says_when_it_measured_no_failover() {
     );
 }
 
-/// Ctrl-C during `bench --redis` stops the Redis pair and removes its directory. Found by
-/// review: `/tmp/pbscope-redis-<pid>-N` stayed until the next bench. Needs redis-server
+/// Ctrl-C, SIGTERM or SIGHUP during `bench --redis` stops the Redis pair and removes its
+/// directory. Found by review: `/tmp/pbscope-redis-<pid>-N` stayed until the next bench. Needs redis-server
 /// (`scripts/setup` installs it), as the Redis anchor's own tests do.
 #[test]
 fn an_interrupted_redis_bench_leaves_no_directory_and_no_redis() {
+    // SIGHUP: the terminal it ran in closed (found by review: it left the directory).
+    for (signal, code) in [
+        (nix::sys::signal::Signal::SIGINT, 130),
+        (nix::sys::signal::Signal::SIGTERM, 143),
+        (nix::sys::signal::Signal::SIGHUP, 129),
+    ] {
+        interrupt_a_redis_bench(signal, code);
+    }
+}
+
+fn interrupt_a_redis_bench(signal: nix::sys::signal::Signal, code: i32) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pbscope"))
         .args(["bench", "--clients", "1", "--seconds", "60", "--redis"])
@@ -732,16 +743,13 @@ fn an_interrupted_redis_bench_leaves_no_directory_and_no_redis() {
         1,
         "the Redis pair's directory exists while it runs"
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .expect("SIGINT");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)
+        .expect("signal the bench");
     let mut rest = String::new();
     let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
     let status = child.wait().expect("bench ends");
-    assert_eq!(status.code(), Some(130), "{rest}");
-    assert!(dirs().is_empty(), "left behind: {:?}", dirs());
+    assert_eq!(status.code(), Some(code), "{signal}: {rest}");
+    assert!(dirs().is_empty(), "{signal}: left behind: {:?}", dirs());
     assert!(
         rest.contains("interrupted"),
         "the bench says it was interrupted: {rest}"

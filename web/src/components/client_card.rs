@@ -260,17 +260,7 @@ impl ListThrottle {
     ) -> Rc<[Entry]> {
         let shown = self.shown.as_deref();
         let changed = shown != Some(&fresh[..]);
-        // The same calls, marked differently (the checker's verdict): never held back, so a
-        // call at fault is marked on its card as the banner naming it appears.
-        let same_calls = shown.is_some_and(|s| {
-            s.len() == fresh.len() && s.iter().zip(&fresh).all(|(a, b)| a.call == b.call)
-        });
-        match pace(
-            self.shown.is_some() && !same_calls,
-            changed,
-            self.since_ms,
-            now_ms,
-        ) {
+        match pace(may_wait(shown, &fresh), changed, self.since_ms, now_ms) {
             Pace::Keep => {}
             Pace::Now => {
                 self.shown = Some(fresh.into());
@@ -291,6 +281,15 @@ impl ListThrottle {
         }
         self.shown.clone().unwrap_or_else(|| Rc::from(Vec::new()))
     }
+}
+
+/// Whether new lines may be held back: not the first ones, and not the same calls marked
+/// differently (the checker's verdict), so a call at fault is marked on its card as the banner
+/// naming it appears. New calls may wait.
+fn may_wait(shown: Option<&[Entry]>, fresh: &[Entry]) -> bool {
+    shown.is_some_and(|s| {
+        s.len() != fresh.len() || s.iter().zip(fresh).any(|(a, b)| a.call != b.call)
+    })
 }
 
 /// What a card does with its list of answers at a render.
@@ -343,6 +342,39 @@ mod tests {
         assert_eq!(pace(true, true, 1_000.0, 1_100.5), Pace::Later(25));
         // Never a zero wait: the render it asks for must come after this one.
         assert_eq!(pace(true, true, 1_000.0, 1_124.9), Pace::Later(1));
+    }
+
+    fn entry(seq: u64, at_fault: bool) -> Entry {
+        Entry {
+            call: CallRecord {
+                seq,
+                req: shared::RequestId::new(1, seq),
+                op: Op::Lock,
+                lock: "a".into(),
+                outcome: Outcome::Answer(true),
+                latency_us: Some(120),
+                attempts: 1,
+                server: Some("s1".into()),
+                t_us: seq * 1_000,
+                generation: 0,
+            },
+            at_fault,
+        }
+    }
+
+    #[test]
+    fn new_calls_may_wait_but_a_verdict_on_the_same_calls_may_not() {
+        let before = [entry(2, false), entry(1, false)];
+        assert!(!may_wait(None, &before), "the first lines");
+        assert!(may_wait(
+            Some(&before),
+            &[entry(3, false), entry(2, false), entry(1, false)]
+        ));
+        assert!(may_wait(Some(&before), &[entry(3, false), entry(2, false)]));
+        assert!(
+            !may_wait(Some(&before), &[entry(2, true), entry(1, false)]),
+            "call 2 marked at fault shows with the banner"
+        );
     }
 
     #[test]
