@@ -544,10 +544,9 @@ impl Bus {
         // allocation per event, never regrown or shrunk (that was 3% of all CPU under load).
         let mut buf = std::mem::take(&mut inner.scratch);
         buf.clear();
-        serde_json::to_writer(&mut buf, &event).expect("events always serialize");
-        // serde_json writes UTF-8 only.
+        crate::event_json::write_event(&mut buf, &event);
         let json: Box<str> = std::str::from_utf8(&buf)
-            .expect("serde_json writes UTF-8")
+            .expect("event_json writes UTF-8 (str slices and ASCII only)")
             .into();
         if buf.capacity() <= 1 << 16 {
             inner.scratch = buf;
