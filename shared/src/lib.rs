@@ -18,13 +18,17 @@ pub const PROTOCOL_VERSION: u32 = 1;
 
 /// A process of the run: a server's stable id (`"s1"`, `"s2"`), a clerk's name (`"c1"`), or
 /// `"supervisor"`. On the wire it is that plain string.
+///
+/// Kept inline (no allocation) up to 23 bytes, which every name pbscope gives is: events carry
+/// two or three of them each, and allocating them was a measurable share of the supervisor's
+/// time under load. A longer one (only a stranger's report could hold it) is shared, not copied.
 #[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
 #[serde(transparent)]
-pub struct NodeId(String);
+pub struct NodeId(smol_str::SmolStr);
 
 impl NodeId {
-    pub fn new(name: impl Into<String>) -> Self {
-        Self(name.into())
+    pub fn new(name: impl AsRef<str>) -> Self {
+        Self(smol_str::SmolStr::new(name))
     }
 
     pub fn as_str(&self) -> &str {
@@ -64,19 +68,19 @@ impl std::fmt::Display for NodeId {
 
 impl From<&str> for NodeId {
     fn from(s: &str) -> Self {
-        Self(s.to_owned())
+        Self(smol_str::SmolStr::new(s))
     }
 }
 
 impl From<String> for NodeId {
     fn from(s: String) -> Self {
-        Self(s)
+        Self(smol_str::SmolStr::from(s))
     }
 }
 
 impl From<NodeId> for String {
     fn from(n: NodeId) -> Self {
-        n.0
+        n.0.into()
     }
 }
 
@@ -124,7 +128,7 @@ pub fn is_load_client(id: u32) -> bool {
 
 /// The node name under which client `id` appears in events and on the diagram.
 pub fn client_node(id: u32) -> NodeId {
-    NodeId(format!("c{id}"))
+    NodeId(smol_str::format_smolstr!("c{id}"))
 }
 
 /// One message of the run: pairs its `msg_sent` with its `msg_delivered` or `msg_lost`. The high
@@ -173,7 +177,7 @@ impl From<String> for NodeRef {
             "primary" => NodeRef::Role(Role::Primary),
             "backup" => NodeRef::Role(Role::Backup),
             "*" => NodeRef::All,
-            _ => NodeRef::Server(NodeId(s)),
+            _ => NodeRef::Server(NodeId::from(s)),
         }
     }
 }
@@ -216,7 +220,7 @@ pub enum Endpoint {
 
 impl From<String> for Endpoint {
     fn from(s: String) -> Self {
-        let id = NodeId(s);
+        let id = NodeId::from(s);
         match (id.as_str(), id.client_id()) {
             ("*", _) => Endpoint::Any,
             ("primary", _) => Endpoint::Role(Role::Primary),
@@ -1606,6 +1610,23 @@ pub enum NodeControl {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn node_names_pbscope_gives_are_kept_inline_and_any_name_round_trips() {
+        let ours = ["s1", "s2", SUPERVISOR, LOAD_NODE, "checker"]
+            .map(super::NodeId::from)
+            .into_iter()
+            .chain([super::client_node(1), super::client_node(u32::MAX)]);
+        for id in ours {
+            assert!(!id.0.is_heap_allocated(), "{id} is allocated");
+        }
+        let long = "a-stranger's-very-long-node-name-\"-é".repeat(3);
+        let id = super::NodeId::from(long.as_str());
+        let json = serde_json::to_string(&id).unwrap();
+        let back: super::NodeId = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.as_str(), long);
+        assert_eq!(String::from(back), long);
+    }
+
     /// Found by review: an unlock share of 1e308 was echoed as a number of 309 digits.
     #[test]
     fn a_huge_unlock_share_is_refused_in_few_words() {
