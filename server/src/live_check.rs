@@ -375,7 +375,7 @@ mod tests {
     fn the_tap_passes_wanted_events_only_and_says_where_it_dropped_some() {
         let (mut tap, rx) = tap(2);
         let mut offer = |e: Event| {
-            let json = serde_json::to_string(&e).unwrap().into_boxed_str();
+            let json = serde_json::to_string(&e).unwrap().into();
             tap.offer(
                 &e.kind,
                 &Arc::new(Logged {
