@@ -187,10 +187,16 @@ fn write_msg(out: &mut Vec<u8>, msg: &Msg) {
 }
 
 fn request_id(out: &mut Vec<u8>, req: &RequestId) {
-    number(out, b"{\"client\":", u64::from(req.client));
-    number(out, b",\"seq\":", req.seq);
-    if req.incarnation != 0 {
-        number(out, b",\"incarnation\":", u64::from(req.incarnation));
+    // Destructured: a new field breaks the build here rather than going missing.
+    let RequestId {
+        client,
+        seq,
+        incarnation,
+    } = *req;
+    number(out, b"{\"client\":", u64::from(client));
+    number(out, b",\"seq\":", seq);
+    if incarnation != 0 {
+        number(out, b",\"incarnation\":", u64::from(incarnation));
     }
     out.push(b'}');
 }

@@ -21,7 +21,6 @@ pub mod clerk;
 pub(crate) mod clerk_runtime;
 pub mod client;
 pub mod clock;
-
 pub mod cluster;
 pub(crate) mod event_json;
 pub mod framing;

@@ -42,7 +42,8 @@ pub const DEBOUNCE: Duration = Duration::from_millis(75);
 /// A verdict whose count of calls alone changed is published again at most this often.
 pub const COUNT_REFRESH: Duration = Duration::from_secs(1);
 
-/// Events waiting for the checker at most (about 200 bytes each); beyond it they are missed,
+/// Events waiting for the checker at most (each keeps the 64 KiB chunk its text was cut from,
+/// so a checker far behind can hold a few times more memory than its events); beyond it they are missed,
 /// and said to be.
 pub const MAX_QUEUED: usize = 200_000;
 
