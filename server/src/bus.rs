@@ -201,9 +201,9 @@ struct BusInner {
     scratch: Vec<u8>,
     /// The rest of the chunk the events' JSON is cut from: each event's text is a slice of a
     /// shared chunk, so publishing allocates no text (the `Arc<Logged>` remains) and the ring's
-    /// oldest event frees no text, only a count. A chunk is freed once every event cut from it is gone (the ring drops
-    /// them in order). Allocating each event's text, and freeing it, cold, 100,000 events
-    /// later, was a tenth of the supervisor's time under load.
+    /// oldest event frees no text, only a count. A chunk is freed once every event cut from it
+    /// is gone (the ring drops them in order). Allocating each event's text, and freeing it,
+    /// cold, 100,000 events later, was a tenth of the supervisor's time under load.
     chunk: BytesMut,
     /// The events of the last minute the load charts draw ([`Event::is_chart_mark`]), with
     /// their time, at most [`shared::SNAPSHOT_MARKS`]: a snapshot's `marks`.

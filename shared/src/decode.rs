@@ -58,8 +58,9 @@ const SLOTS: usize = 128;
 const EMPTY: u8 = u8::MAX;
 
 /// A list of names (keys, or a tag's values) with an open-addressing table, built by the
-/// compiler, that finds a name's index in a comparison or a few (1.4 on average for the event keys, at most 4). Comparing a key with each
-/// name in turn, through `memcmp`, was a seventh of reading a batch of events.
+/// compiler, that finds a name's index in a comparison or a few (1.4 on average for the event
+/// keys, at most 4). Comparing a key with each name in turn, through `memcmp`, was a seventh of
+/// reading a batch of events.
 #[derive(Debug)]
 struct Names {
     list: &'static [&'static str],
