@@ -27,6 +27,8 @@ async fn page_shows_both_servers_with_their_pids() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_lock_from_the_ui_shows_the_four_arrows_and_both_tables() -> anyhow::Result<()> {
     let s = Session::open_page().await?;
+    // The server acknowledged the page's `compact`: the arrows below are drawn from rows.
+    wait_compact(&s).await?;
     s.click("[data-testid=lock-c1]").await?;
     for (kind, from, to) in [
         ("request", "c1", "s1"),
@@ -204,6 +206,22 @@ fn number_in(text: &str) -> u64 {
 }
 
 /// Reads the PID a server card shows.
+/// Waits until the page's connection gets the calls' events as compact rows.
+async fn wait_compact(s: &Session) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + e2e::WAIT;
+    loop {
+        let stream = s.attr("[data-testid=conn-status]", "data-stream").await?;
+        if stream == "compact" {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the connection stayed on {stream:?}, never compact"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 async fn pid_shown(s: &Session, id: &str) -> anyhow::Result<u32> {
     let t = s
         .wait_text(&format!("[data-testid=pid-{id}]"), |t| {
@@ -234,6 +252,8 @@ async fn the_page_reconnects_to_a_restarted_server_and_resyncs() -> anyhow::Resu
         t.to_lowercase() == "connected"
     })
     .await?;
+    // The new socket asked for rows again.
+    wait_compact(&s).await?;
 
     let deadline = tokio::time::Instant::now() + e2e::WAIT;
     let new = loop {

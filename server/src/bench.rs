@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use shared::{EventKind, LoadDistribution, LoadSettings, NodeRef, Role, ServerMsg};
 use tokio_util::sync::CancellationToken;
@@ -226,6 +226,11 @@ struct Viewer {
 impl Viewer {
     async fn attach(url: &str) -> anyhow::Result<Self> {
         let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+        // As the page does: the events every call makes come as compact rows.
+        ws.send(tokio_tungstenite::tungstenite::Message::text(
+            r#"{"type":"compact","on":true}"#,
+        ))
+        .await?;
         let last = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let stop = CancellationToken::new();
         let (seen, stopped) = (last.clone(), stop.clone());

@@ -15,6 +15,7 @@
 //! a `msg_lost` says so.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::BytesMut;
@@ -42,6 +43,10 @@ pub struct Logged {
     /// The event's JSON: a slice of one of the bus's shared chunks ([`JSON_CHUNK`]), or text of
     /// its own for the few kept longer than the ring keeps its events (a snapshot's `marks`).
     pub json: Utf8Bytes,
+    /// The event as a compact row (`event_json::write_row`), for viewers that sent `compact`:
+    /// written only while such a viewer is connected ([`Bus::compact_viewer`]), and only for
+    /// the kinds that have a row. Such a viewer gets `json` for an event without one.
+    pub row: Option<Utf8Bytes>,
     /// The load call this event belongs to, if any, so a viewer's `detail` filter is cheap.
     pub load: LoadTag,
 }
@@ -253,6 +258,19 @@ pub struct Bus {
     tx: broadcast::Sender<Arc<Logged>>,
     clock: RunClock,
     cfg: BusConfig,
+    /// Viewers that asked for compact rows: while there is one, events get a row too.
+    compact_viewers: AtomicUsize,
+}
+
+/// A viewer's wish for compact rows ([`Bus::compact_viewer`]): the bus writes them while one
+/// of these is held.
+#[derive(Debug)]
+pub struct CompactViewer(Arc<Bus>);
+
+impl Drop for CompactViewer {
+    fn drop(&mut self) {
+        self.0.compact_viewers.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A viewer's starting point: the snapshot (JSON text) and the stream that continues it exactly.
@@ -310,7 +328,15 @@ impl Bus {
             tx,
             clock,
             cfg,
+            compact_viewers: AtomicUsize::new(0),
         })
+    }
+
+    /// From now until the handle is dropped, events that have a compact row get one
+    /// ([`Logged::row`]). Events already published have none; a viewer gets their object.
+    pub fn compact_viewer(self: &Arc<Self>) -> CompactViewer {
+        self.compact_viewers.fetch_add(1, Ordering::Relaxed);
+        CompactViewer(self.clone())
     }
 
     pub fn clock(&self) -> RunClock {
@@ -558,16 +584,29 @@ impl Bus {
         let mut buf = std::mem::take(&mut inner.scratch);
         buf.clear();
         crate::event_json::write_event(&mut buf, &event);
+        let json_len = buf.len();
+        let with_row = self.compact_viewers.load(Ordering::Relaxed) > 0
+            && crate::event_json::write_row(&mut buf, &event);
         if inner.chunk.capacity() < buf.len() {
             inner.chunk = BytesMut::with_capacity(JSON_CHUNK.max(buf.len()));
         }
         inner.chunk.extend_from_slice(&buf);
-        let json = Utf8Bytes::try_from(inner.chunk.split().freeze())
-            .expect("event_json writes UTF-8 (str slices and ASCII only)");
+        let mut text = inner.chunk.split().freeze();
+        let row = with_row.then(|| {
+            Utf8Bytes::try_from(text.split_off(json_len))
+                .expect("event_json writes UTF-8 (str slices and ASCII only)")
+        });
+        let json =
+            Utf8Bytes::try_from(text).expect("event_json writes UTF-8 (str slices and ASCII only)");
         if buf.capacity() <= 1 << 16 {
             inner.scratch = buf;
         }
-        let logged = Arc::new(Logged { seq, json, load });
+        let logged = Arc::new(Logged {
+            seq,
+            json,
+            row,
+            load,
+        });
         if let Some(tap) = inner.tap.as_mut() {
             tap.offer(&event.kind, &logged);
         }
@@ -583,6 +622,7 @@ impl Bus {
             let own = Logged {
                 seq,
                 json: Utf8Bytes::from(logged.json.as_str()),
+                row: None,
                 load: logged.load.clone(),
             };
             marks.push_back((t_us, Arc::new(own)));
@@ -859,11 +899,23 @@ pub struct RunLog {
 
 /// Appends events as a JSON array body (no brackets).
 pub fn join_events<'a>(out: &mut String, events: impl Iterator<Item = &'a Arc<Logged>>) {
+    join(out, events, false);
+}
+
+/// [`join_events`] for a viewer that sent `compact`: an event's row where it has one.
+pub fn join_rows<'a>(out: &mut String, events: impl Iterator<Item = &'a Arc<Logged>>) {
+    join(out, events, true);
+}
+
+fn join<'a>(out: &mut String, events: impl Iterator<Item = &'a Arc<Logged>>, rows: bool) {
     for (i, e) in events.enumerate() {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&e.json);
+        match &e.row {
+            Some(row) if rows => out.push_str(row),
+            _ => out.push_str(&e.json),
+        }
     }
 }
 

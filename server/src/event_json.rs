@@ -115,6 +115,208 @@ pub fn write_event(out: &mut Vec<u8>, event: &Event) {
     out.push(b'}');
 }
 
+/// Appends `event` as a compact row (`shared::decode`'s `read_row`, docs/protocol.md
+/// "compact"), the form a viewer that sent `compact` gets; false, with nothing written, for a
+/// kind that has no row (it goes to such a viewer as its object).
+pub fn write_row(out: &mut Vec<u8>, event: &Event) -> bool {
+    let code: &[u8] = match &event.kind {
+        EventKind::MsgSent { .. } => b"S",
+        EventKind::MsgDelivered { .. } => b"D",
+        EventKind::MsgLost { .. } => b"L",
+        EventKind::Executed { .. } => b"X",
+        EventKind::OpInvoked { .. } => b"I",
+        EventKind::OpCompleted { .. } => b"C",
+        _ => return false,
+    };
+    out.push(b'[');
+    item(out, event.seq);
+    item(out, event.t_us);
+    string(out, &event.node);
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(code);
+    out.extend_from_slice(b"\",");
+    match &event.kind {
+        EventKind::MsgSent {
+            msg_id,
+            from,
+            to,
+            msg,
+        } => {
+            row_link(out, msg_id.0, from, to);
+            msg_row(out, msg);
+        }
+        EventKind::MsgDelivered {
+            msg_id,
+            from,
+            to,
+            duplicate,
+        } => {
+            row_link(out, msg_id.0, from, to);
+            bit(out, *duplicate);
+        }
+        EventKind::MsgLost {
+            msg_id,
+            from,
+            to,
+            reason,
+        } => {
+            row_link(out, msg_id.0, from, to);
+            string(out, reason);
+        }
+        EventKind::Executed {
+            req,
+            op,
+            lock,
+            ok,
+            held,
+            duplicate,
+            forwarded,
+        } => {
+            row_req(out, req);
+            row_op_lock(out, *op, lock);
+            out.push(b',');
+            let f = u8::from(*ok)
+                | u8::from(*held) << 1
+                | u8::from(*duplicate) << 2
+                | u8::from(*forwarded) << 3;
+            out.extend_from_slice(itoa::Buffer::new().format(f).as_bytes());
+        }
+        EventKind::OpInvoked {
+            client,
+            req,
+            op,
+            lock,
+            tag,
+            server,
+        } => {
+            item(out, u64::from(*client));
+            row_req(out, req);
+            row_op_lock(out, *op, lock);
+            out.push(b',');
+            string(out, server);
+            out.push(b',');
+            row_tag(out, tag.as_deref());
+        }
+        EventKind::OpCompleted {
+            client,
+            op,
+            lock,
+            tag,
+            ok,
+            req,
+            server,
+            latency_us,
+            attempts,
+        } => {
+            item(out, u64::from(*client));
+            row_req(out, req);
+            row_op_lock(out, *op, lock);
+            out.push(b',');
+            string(out, server);
+            out.push(b',');
+            bit(out, *ok);
+            out.push(b',');
+            item(out, *latency_us);
+            item(out, u64::from(*attempts));
+            row_tag(out, tag.as_deref());
+        }
+        _ => unreachable!("the kinds without a row returned above"),
+    }
+    out.push(b']');
+    true
+}
+
+/// A number and the comma after it.
+fn item(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    out.push(b',');
+}
+
+fn bit(out: &mut Vec<u8>, b: bool) {
+    out.push(if b { b'1' } else { b'0' });
+}
+
+/// `msg_id,from,to,` of a message row.
+fn row_link(out: &mut Vec<u8>, msg_id: u64, from: &str, to: &str) {
+    item(out, msg_id);
+    string(out, from);
+    out.push(b',');
+    string(out, to);
+    out.push(b',');
+}
+
+/// `client,seq,incarnation` of a request id.
+fn row_req(out: &mut Vec<u8>, req: &RequestId) {
+    let RequestId {
+        client,
+        seq,
+        incarnation,
+    } = *req;
+    item(out, u64::from(client));
+    item(out, seq);
+    out.extend_from_slice(itoa::Buffer::new().format(incarnation).as_bytes());
+}
+
+/// `,op,lock` (`op` 0 lock, 1 unlock).
+fn row_op_lock(out: &mut Vec<u8>, op: Op, lock: &str) {
+    out.extend_from_slice(match op {
+        Op::Lock => b",0,",
+        Op::Unlock => b",1,",
+    });
+    string(out, lock);
+}
+
+fn row_tag(out: &mut Vec<u8>, tag: Option<&str>) {
+    match tag {
+        Some(t) => string(out, t),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn msg_row(out: &mut Vec<u8>, msg: &Msg) {
+    match msg {
+        Msg::Request { req, op, lock } | Msg::Forward { req, op, lock } => {
+            out.extend_from_slice(match msg {
+                Msg::Request { .. } => b"[\"Q\",",
+                _ => b"[\"F\",",
+            });
+            row_req(out, req);
+            row_op_lock(out, *op, lock);
+        }
+        Msg::Reply { req, ok } | Msg::ForwardAck { req, ok } => {
+            out.extend_from_slice(match msg {
+                Msg::Reply { .. } => b"[\"P\",",
+                _ => b"[\"A\",",
+            });
+            row_req(out, req);
+            out.push(b',');
+            bit(out, *ok);
+        }
+        Msg::ForwardRefused { req } => {
+            out.extend_from_slice(b"[\"R\",");
+            row_req(out, req);
+        }
+        Msg::ForwardBatch { ops } => {
+            out.extend_from_slice(b"[\"FB\"");
+            for o in ops {
+                out.push(b',');
+                row_req(out, &o.req);
+                row_op_lock(out, o.op, &o.lock);
+            }
+        }
+        Msg::ForwardAckBatch { acks } => {
+            out.extend_from_slice(b"[\"AB\"");
+            for a in acks {
+                out.push(b',');
+                row_req(out, &a.req);
+                out.push(b',');
+                bit(out, a.ok);
+            }
+        }
+    }
+    out.push(b']');
+}
+
 /// `{"seq":..,"t_us":..,"node":"..","type":"<name>"`: the object is left open.
 fn head(out: &mut Vec<u8>, event: &Event, name: &str) {
     number(out, b"{\"seq\":", event.seq);
@@ -436,6 +638,115 @@ mod tests {
             serving_alone: true,
             reason: "s2 \"died\"".into(),
         }));
+    }
+
+    /// A row read back by the page's decoder is the event it was written from.
+    fn row_round_trips(event: &Event) {
+        let mut row = Vec::new();
+        assert!(write_row(&mut row, event), "{event:?} has a row");
+        let text = std::str::from_utf8(&row).unwrap();
+        let back: Event = serde_json::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(&back, event, "{text}");
+    }
+
+    #[test]
+    fn every_hot_kind_has_a_row_that_reads_back_as_the_same_event() {
+        for tag in [None, Some(String::new()), Some("t-1".to_string())] {
+            for kind in every_hot_kind("lock-a", tag) {
+                row_round_trips(&ev(kind));
+            }
+        }
+        let all: String = (0u8..128).map(char::from).collect();
+        for kind in every_hot_kind(&all, Some(all.clone())) {
+            row_round_trips(&ev(kind));
+        }
+    }
+
+    #[test]
+    fn a_row_is_less_than_half_the_object() {
+        let kinds = every_hot_kind("load-3", None);
+        let (mut rows, mut objects) = (0, 0);
+        for kind in kinds.into_iter().filter(|k| {
+            !matches!(
+                k,
+                EventKind::MsgSent {
+                    msg: Msg::ForwardBatch { .. } | Msg::ForwardAckBatch { .. },
+                    ..
+                }
+            )
+        }) {
+            let event = ev(kind);
+            let mut row = Vec::new();
+            write_row(&mut row, &event);
+            rows += row.len();
+            objects += serde_json::to_vec(&event).unwrap().len();
+        }
+        assert!(
+            rows * 2 < objects,
+            "rows {rows} bytes, objects {objects} bytes"
+        );
+    }
+
+    /// What a compact viewer reads: rows and objects mixed in one `events` frame, decoded by
+    /// the page's decoder into the events an object-only viewer gets.
+    #[test]
+    fn a_frame_of_rows_and_objects_reads_as_the_frame_of_objects() {
+        let mut events: Vec<Event> = every_hot_kind("load-7", Some("x1".into()))
+            .into_iter()
+            .map(ev)
+            .collect();
+        events.push(ev(EventKind::ClusterReset { generation: 4 }));
+        events.rotate_right(3);
+        let (mut rows, mut objects) = (Vec::new(), Vec::new());
+        for (i, e) in events.iter().enumerate() {
+            for out in [&mut rows, &mut objects] {
+                if i > 0 {
+                    out.push(b',');
+                }
+            }
+            if !write_row(&mut rows, e) {
+                write_event(&mut rows, e);
+            }
+            write_event(&mut objects, e);
+        }
+        let frame = |list: &[u8]| {
+            let text = format!(
+                r#"{{"type":"events","events":[{}]}}"#,
+                std::str::from_utf8(list).unwrap()
+            );
+            serde_json::from_str::<shared::ServerMsg>(&text).unwrap()
+        };
+        assert_eq!(frame(&rows), frame(&objects));
+        assert_eq!(frame(&objects), shared::ServerMsg::Events { events });
+    }
+
+    #[test]
+    fn other_kinds_have_no_row() {
+        let mut out = Vec::new();
+        assert!(!write_row(
+            &mut out,
+            &ev(EventKind::ClusterReset { generation: 4 })
+        ));
+        assert!(out.is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn any_strings_and_numbers_read_back_from_a_row(
+            text in any::<String>(),
+            tag in proptest::option::of(any::<String>()),
+            seq in any::<u64>(),
+            t_us in any::<u64>(),
+            node in any::<String>(),
+        ) {
+            for kind in every_hot_kind(&text, tag.clone()) {
+                let event = Event { seq, t_us, node: NodeId::from(node.as_str()), kind };
+                let mut row = Vec::new();
+                prop_assert!(write_row(&mut row, &event));
+                let back: Event = serde_json::from_slice(&row).unwrap();
+                prop_assert_eq!(back, event);
+            }
+        }
     }
 
     proptest! {

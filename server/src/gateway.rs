@@ -36,7 +36,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::join_events;
+use crate::bus::{join_events, join_rows};
 use crate::cluster::Cluster;
 use crate::http::{self, AccessPolicy, Site};
 use crate::oserror::AcceptPause;
@@ -419,6 +419,8 @@ enum Answer {
     Snapshot,
     /// The viewer's `detail` setting, in its turn: set it, then send the ack.
     Detail { load_sample: u32, ack: ServerMsg },
+    /// The viewer's `compact` setting, in its turn: set it, then send the ack.
+    Compact { on: bool, ack: ServerMsg },
     /// From the reader: close the connection with this frame (a flood, an oversized frame).
     Close(CloseFrame),
 }
@@ -440,6 +442,8 @@ struct Viewer {
     load_sample: u32,
     /// When the last events frame left.
     last_frame: Instant,
+    /// Held while this viewer wants compact rows (`compact`): the bus writes them meanwhile.
+    compact: Option<crate::bus::CompactViewer>,
 }
 
 impl Drop for Viewer {
@@ -564,6 +568,15 @@ async fn command_line(
                     detail: detail_words(load_sample),
                 },
             }
+        } else if let Command::Compact { on, tag } = cmd {
+            Answer::Compact {
+                on,
+                ack: ServerMsg::Ack {
+                    command: "compact".into(),
+                    tag,
+                    detail: compact_words(on),
+                },
+            }
         } else {
             // In a task of its own so that a viewer leaving mid-command does not cut it short.
             let cluster = cluster.clone();
@@ -602,6 +615,7 @@ impl Viewer {
             seen: 0,
             load_sample: 1,
             last_frame: Instant::now(),
+            compact: None,
         }
     }
 
@@ -708,7 +722,11 @@ impl Viewer {
                         if !batch.is_empty() {
                             let mut body = String::with_capacity(batch[0].json.len() * batch.len() + 32);
                             body.push_str("{\"type\":\"events\",\"events\":[");
-                            join_events(&mut body, batch.iter());
+                            if self.compact.is_some() {
+                                join_rows(&mut body, batch.iter());
+                            } else {
+                                join_events(&mut body, batch.iter());
+                            }
                             body.push_str("]}");
                             ws.send(Message::text(body)).await?;
                         }
@@ -724,6 +742,12 @@ impl Viewer {
                     Answer::Detail { load_sample, ack } => {
                         // In force from the next batch of events.
                         self.load_sample = load_sample;
+                        ws.send(json_msg(&ack)).await?;
+                    }
+                    Answer::Compact { on, ack } => {
+                        // Rows from the next event published; those already queued for this
+                        // viewer have none and go as objects.
+                        self.compact = on.then(|| self.cluster.bus().compact_viewer());
                         ws.send(json_msg(&ack)).await?;
                     }
                     Answer::Close(frame) => {
@@ -746,6 +770,15 @@ fn detail_words(load_sample: u32) -> String {
         "every event is sent to this viewer".into()
     } else {
         format!("this viewer gets the events of one load call in {load_sample} ((client + seq) % {load_sample} == 0); everything else in full")
+    }
+}
+
+/// The answer to `compact`.
+fn compact_words(on: bool) -> String {
+    if on {
+        "this viewer gets the events every call makes as compact rows, every other event as an object".into()
+    } else {
+        "this viewer gets every event as an object".into()
     }
 }
 
@@ -1073,6 +1106,7 @@ pub async fn execute(cluster: &Arc<Cluster>, cmd: Command) -> ServerMsg {
         Command::LoadStop { .. } => cluster.load().stop().await,
         // A viewer's own setting: `command_line` hands it to the viewer (`Answer::Detail`).
         Command::Detail { load_sample, .. } => Ok(detail_words(load_sample)),
+        Command::Compact { on, .. } => Ok(compact_words(on)),
     };
     match result {
         Ok(detail) => ServerMsg::Ack {

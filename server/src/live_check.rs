@@ -382,6 +382,7 @@ mod tests {
                 &Arc::new(Logged {
                     seq: e.seq,
                     json,
+                    row: None,
                     load: crate::bus::LoadTag::Always,
                 }),
             );

@@ -153,7 +153,7 @@ fn fields_of(ty: &str) -> &'static [&'static str] {
         "set_seed" => &["seed"],
         "crash_at" => &["node", "point", "dying_ms"],
         "crash_client" => &["client"],
-        "step" => &["on"],
+        "step" | "compact" => &["on"],
         "deliver" | "drop" | "duplicate" => &["msg_id"],
         "load" => &["clients", "rate", "locks", "distribution", "unlock_share"],
         "detail" => &["load_sample"],

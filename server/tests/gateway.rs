@@ -207,6 +207,11 @@ async fn bad_input_gets_an_error_and_harms_nothing() {
             Message::text(r#"{"type":"set_slow_motion","delay_ms":-5}"#),
             ErrorCode::BadField,
         ),
+        (Message::text(r#"{"type":"compact"}"#), ErrorCode::BadField),
+        (
+            Message::text(r#"{"type":"compact","on":"yes"}"#),
+            ErrorCode::BadField,
+        ),
         (
             Message::text(format!(
                 r#"{{"type":"lock","client":1,"lock":"{}"}}"#,
@@ -378,6 +383,125 @@ async fn several_viewers_see_the_same_run() {
         .map(|e| serde_json::to_string(e).unwrap())
         .collect();
     assert_eq!(sa, sb);
+}
+
+/// Reads raw `events` frames until the event `last` has come, and returns their events as JSON
+/// values, each as the frame had it (an object, or a compact row).
+async fn raw_events_until(v: &mut Viewer, last: u64) -> Vec<serde_json::Value> {
+    let mut out: Vec<serde_json::Value> = v
+        .events
+        .iter()
+        .map(|e| serde_json::to_value(e).unwrap())
+        .collect();
+    v.events.clear();
+    let seq_of = |e: &serde_json::Value| e.get("seq").or_else(|| e.get(0)).and_then(|s| s.as_u64());
+    while !out.iter().any(|e| seq_of(e) == Some(last)) {
+        let frame = tokio::time::timeout(WAIT, v.ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("open")
+            .expect("valid");
+        let Message::Text(text) = frame else { continue };
+        let mut msg: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+        if msg["type"] == "events" {
+            out.append(msg["events"].as_array_mut().unwrap());
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_compact_viewer_gets_rows_that_read_as_the_same_events() {
+    let server = Server::start().await;
+    let mut plain = server.viewer().await;
+    let mut compact = server.viewer().await;
+    let said = compact
+        .command(json!({"type":"compact","on":true}))
+        .await
+        .unwrap();
+    assert!(said.contains("compact rows"), "{said}");
+    let first = plain
+        .events
+        .last()
+        .map_or(plain.snapshot.next_seq, |e| e.seq + 1);
+    plain.call_ok(1, Op::Lock, "shared").await;
+    plain.call_ok(1, Op::Unlock, "shared").await;
+    let last = plain.events.last().unwrap().seq;
+    let rows = raw_events_until(&mut compact, last).await;
+    let objects = raw_events_until(&mut plain, last).await;
+    let pick = |list: &[serde_json::Value]| -> Vec<serde_json::Value> {
+        list.iter()
+            .filter(|e| {
+                let seq = e.get("seq").or_else(|| e.get(0)).and_then(|s| s.as_u64());
+                seq.is_some_and(|s| s >= first && s <= last)
+            })
+            .cloned()
+            .collect()
+    };
+    let (rows, objects) = (pick(&rows), pick(&objects));
+    assert_eq!(rows.len(), objects.len());
+    // The plain viewer got objects only; the compact one a row for each of the calls' own
+    // events (their invocation, messages, executions, answers).
+    assert!(objects.iter().all(|e| e.is_object()));
+    let arrays = rows.iter().filter(|e| e.is_array()).count();
+    assert!(arrays >= 2 * 8, "{arrays} rows in {rows:?}");
+    for (r, o) in rows.iter().zip(&objects) {
+        let hot = [
+            "msg_sent",
+            "msg_delivered",
+            "executed",
+            "op_invoked",
+            "op_completed",
+        ];
+        assert_eq!(
+            r.is_array(),
+            hot.contains(&o["type"].as_str().unwrap()),
+            "{r} for {o}"
+        );
+        let (r, o): (shared::Event, shared::Event) = (
+            serde_json::from_value(r.clone()).unwrap(),
+            serde_json::from_value(o.clone()).unwrap(),
+        );
+        assert_eq!(r, o);
+    }
+    let row_bytes: usize = rows
+        .iter()
+        .filter(|e| e.is_array())
+        .map(|e| e.to_string().len())
+        .sum();
+    let object_bytes: usize = rows
+        .iter()
+        .zip(&objects)
+        .filter(|(r, _)| r.is_array())
+        .map(|(_, o)| o.to_string().len())
+        .sum();
+    assert!(
+        row_bytes * 2 < object_bytes,
+        "{row_bytes} vs {object_bytes} bytes"
+    );
+
+    // Off again: objects from then on.
+    compact
+        .command(json!({"type":"compact","on":false}))
+        .await
+        .unwrap();
+    let from = last + 1;
+    plain.call_ok(2, Op::Lock, "other").await;
+    let last = plain.events.last().unwrap().seq;
+    let again = raw_events_until(&mut compact, last).await;
+    let after: Vec<_> = again
+        .iter()
+        .filter(|e| {
+            e.get("seq")
+                .and_then(|s| s.as_u64())
+                .is_some_and(|s| s > from)
+        })
+        .collect();
+    assert!(!after.is_empty());
+    assert!(again
+        .iter()
+        .filter(|e| e.is_array())
+        .all(|e| e[0].as_u64().unwrap() <= from));
 }
 
 async fn upgrade_status(server: &Server, headers: &[(&'static str, &str)]) -> u16 {

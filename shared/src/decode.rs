@@ -20,7 +20,7 @@
 
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use crate::{
@@ -737,7 +737,10 @@ struct EventVisitor<const HEADER: bool>;
 impl<'de> Visitor<'de> for EventVisitor<true> {
     type Value = Event;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an event object")
+        f.write_str("an event object or a compact event row")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut row: A) -> Result<Event, A::Error> {
+        read_row(&mut row)
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Event, A::Error> {
         let mut f = EventFields::read(map, true)?;
@@ -765,7 +768,8 @@ impl<'de> Visitor<'de> for EventVisitor<false> {
 
 impl<'de> Deserialize<'de> for Event {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(EventVisitor::<true>)
+        // An object, or (for a viewer that sent `compact`) a compact row: see [`read_row`].
+        d.deserialize_any(EventVisitor::<true>)
     }
 }
 
@@ -815,7 +819,12 @@ impl<'de> Deserialize<'de> for Msg {
         impl<'de> Visitor<'de> for V {
             type Value = Msg;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a message object")
+                f.write_str("a message object or a compact message row")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut row: A) -> Result<Msg, A::Error> {
+                let msg = read_msg_row(&mut row)?;
+                end_of_row(&mut row)?;
+                Ok(msg)
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Msg, A::Error> {
                 let mut req: Option<RequestId> = None;
@@ -874,8 +883,209 @@ impl<'de> Deserialize<'de> for Msg {
                 })
             }
         }
-        d.deserialize_map(V)
+        d.deserialize_any(V)
     }
+}
+
+// ------------------------------------------------------------------------------------------
+// Compact rows (the `compact` command: docs/protocol.md, "compact")
+// ------------------------------------------------------------------------------------------
+
+/// The codes of the event rows, in the order [`read_row`] matches them.
+const ROW_KINDS: &[&str] = &["S", "D", "L", "X", "I", "C"];
+static ROW_KIND_NAMES: Names = Names::new(ROW_KINDS);
+
+/// The codes of the message rows, in the order [`read_msg_row`] matches them.
+const MSG_ROW_KINDS: &[&str] = &["Q", "P", "F", "A", "R", "FB", "AB"];
+static MSG_ROW_KIND_NAMES: Names = Names::new(MSG_ROW_KINDS);
+
+/// The next element of a row, which must be there: `what` names it in the error.
+fn el<'de, T: Deserialize<'de>, A: SeqAccess<'de>>(row: &mut A, what: &str) -> Result<T, A::Error> {
+    row.next_element()?
+        .ok_or_else(|| de::Error::custom(format_args!("compact row ends before its {what}")))
+}
+
+/// A row has no element past its last field.
+fn end_of_row<'de, A: SeqAccess<'de>>(row: &mut A) -> Result<(), A::Error> {
+    match row.next_element::<IgnoredAny>()? {
+        None => Ok(()),
+        Some(_) => Err(de::Error::custom(
+            "compact row has elements past its last field",
+        )),
+    }
+}
+
+/// A row's code, as its index in `names`.
+fn code<'de, A: SeqAccess<'de>>(row: &mut A, names: &'static Names) -> Result<usize, A::Error> {
+    match row.next_element_seed(Tag(names))? {
+        Some(Ok(i)) => Ok(i),
+        Some(Err(name)) => Err(de::Error::unknown_variant(&name, names.list)),
+        None => Err(de::Error::custom("compact row ends before its code")),
+    }
+}
+
+/// A flag (`0` or `1`), or a set of them in one number: `bits` is how many there may be.
+fn flags<'de, A: SeqAccess<'de>>(row: &mut A, bits: u32, what: &str) -> Result<u8, A::Error> {
+    let v: u8 = el(row, what)?;
+    if u32::from(v) >> bits != 0 {
+        return Err(de::Error::custom(format_args!(
+            "compact row's {what} is {v}, more than {bits} flag bit(s)"
+        )));
+    }
+    Ok(v)
+}
+
+/// An operation: `0` lock, `1` unlock.
+fn op<'de, A: SeqAccess<'de>>(row: &mut A) -> Result<Op, A::Error> {
+    Ok(if flags(row, 1, "op")? == 0 {
+        Op::Lock
+    } else {
+        Op::Unlock
+    })
+}
+
+/// A request id: `client, seq, incarnation`.
+fn req<'de, A: SeqAccess<'de>>(row: &mut A) -> Result<RequestId, A::Error> {
+    Ok(RequestId {
+        client: el(row, "request's client")?,
+        seq: el(row, "request's seq")?,
+        incarnation: el(row, "request's incarnation")?,
+    })
+}
+
+/// Reads a compact event row: `[seq, t_us, node, code, fields...]`, the form a viewer that sent
+/// `{"type":"compact","on":true}` gets for the events every call makes. A row decodes to the
+/// same [`Event`] as the object it stands for; any other event comes to such a viewer as an
+/// object. Booleans are `0`/`1`, an [`Op`] is `0` (lock) or `1` (unlock), a request id is
+/// three numbers (`client, seq, incarnation`), a tag absent is `null`:
+///
+/// - `"S"` msg_sent: `msg_id, from, to, msg` (`msg` a message row, or a message object)
+/// - `"D"` msg_delivered: `msg_id, from, to, duplicate`
+/// - `"L"` msg_lost: `msg_id, from, to, reason`
+/// - `"X"` executed: `req (3), op, lock, flags` (`ok` 1, `held` 2, `duplicate` 4, `forwarded` 8)
+/// - `"I"` op_invoked: `client, req (3), op, lock, server, tag`
+/// - `"C"` op_completed: `client, req (3), op, lock, server, ok, latency_us, attempts, tag`
+///
+/// A message row: `["Q", req (3), op, lock]` request, `["P", req (3), ok]` reply, `["F", ...]`
+/// forward and `["A", ...]` forward_ack as those, `["R", req (3)]` forward_refused,
+/// `["FB", (req (3), op, lock)...]` forward_batch, `["AB", (req (3), ok)...]` forward_ack_batch.
+fn read_row<'de, A: SeqAccess<'de>>(row: &mut A) -> Result<Event, A::Error> {
+    let seq = el(row, "seq")?;
+    let t_us = el(row, "t_us")?;
+    let node: NodeId = el(row, "node")?;
+    let kind = match code(row, &ROW_KIND_NAMES)? {
+        0 => EventKind::MsgSent {
+            msg_id: el(row, "msg_id")?,
+            from: el(row, "from")?,
+            to: el(row, "to")?,
+            msg: el(row, "msg")?,
+        },
+        1 => EventKind::MsgDelivered {
+            msg_id: el(row, "msg_id")?,
+            from: el(row, "from")?,
+            to: el(row, "to")?,
+            duplicate: flags(row, 1, "duplicate")? == 1,
+        },
+        2 => EventKind::MsgLost {
+            msg_id: el(row, "msg_id")?,
+            from: el(row, "from")?,
+            to: el(row, "to")?,
+            reason: el(row, "reason")?,
+        },
+        3 => {
+            let (req, op, lock) = (req(row)?, op(row)?, el(row, "lock")?);
+            let f = flags(row, 4, "flags")?;
+            EventKind::Executed {
+                req,
+                op,
+                lock,
+                ok: f & 1 != 0,
+                held: f & 2 != 0,
+                duplicate: f & 4 != 0,
+                forwarded: f & 8 != 0,
+            }
+        }
+        4 => EventKind::OpInvoked {
+            client: el(row, "client")?,
+            req: req(row)?,
+            op: op(row)?,
+            lock: el(row, "lock")?,
+            server: el(row, "server")?,
+            tag: el(row, "tag")?,
+        },
+        _ => EventKind::OpCompleted {
+            client: el(row, "client")?,
+            req: req(row)?,
+            op: op(row)?,
+            lock: el(row, "lock")?,
+            server: el(row, "server")?,
+            ok: flags(row, 1, "ok")? == 1,
+            latency_us: el(row, "latency_us")?,
+            attempts: el(row, "attempts")?,
+            tag: el(row, "tag")?,
+        },
+    };
+    end_of_row(row)?;
+    Ok(Event {
+        seq,
+        t_us,
+        node,
+        kind,
+    })
+}
+
+/// Reads a compact message row (see [`read_row`]), up to its last field.
+fn read_msg_row<'de, A: SeqAccess<'de>>(row: &mut A) -> Result<Msg, A::Error> {
+    Ok(match code(row, &MSG_ROW_KIND_NAMES)? {
+        0 => Msg::Request {
+            req: req(row)?,
+            op: op(row)?,
+            lock: el(row, "lock")?,
+        },
+        1 => Msg::Reply {
+            req: req(row)?,
+            ok: flags(row, 1, "ok")? == 1,
+        },
+        2 => Msg::Forward {
+            req: req(row)?,
+            op: op(row)?,
+            lock: el(row, "lock")?,
+        },
+        3 => Msg::ForwardAck {
+            req: req(row)?,
+            ok: flags(row, 1, "ok")? == 1,
+        },
+        4 => Msg::ForwardRefused { req: req(row)? },
+        5 => {
+            let mut ops = Vec::new();
+            while let Some(client) = row.next_element()? {
+                ops.push(ForwardOp {
+                    req: RequestId {
+                        client,
+                        seq: el(row, "request's seq")?,
+                        incarnation: el(row, "request's incarnation")?,
+                    },
+                    op: op(row)?,
+                    lock: el(row, "lock")?,
+                });
+            }
+            return Ok(Msg::ForwardBatch { ops });
+        }
+        _ => {
+            let mut acks = Vec::new();
+            while let Some(client) = row.next_element()? {
+                acks.push(ForwardAckItem {
+                    req: RequestId {
+                        client,
+                        seq: el(row, "request's seq")?,
+                        incarnation: el(row, "request's incarnation")?,
+                    },
+                    ok: flags(row, 1, "ok")? == 1,
+                });
+            }
+            return Ok(Msg::ForwardAckBatch { acks });
+        }
+    })
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1885,7 +2095,11 @@ mod tests {
                 format!(
                     r#"{{{head},"type":"msg_sent","msg_id":1,"from":"c1","to":"s1","msg":[]}}"#
                 ),
-                "invalid type",
+                "compact row ends before its code",
+            ),
+            (
+                format!(r#"{{{head},"type":"msg_sent","msg_id":1,"from":"c1","to":"s1","msg":7}}"#),
+                "invalid type: integer",
             ),
             (format!(r#"{{{head},"type":"paused","pid":1"#), "EOF"),
             // An unknown type in a line cut short: the cut is what is reported.
@@ -1894,7 +2108,45 @@ mod tests {
                 format!(r#"{{{head},"type":"run_end","pid":"x"}}"#),
                 "unknown variant `run_end`",
             ),
-            ("[1,2,3]".into(), "invalid type: sequence"),
+            // Compact rows (the `compact` command): cut short, too long, unknown codes,
+            // values out of range.
+            ("[]".into(), "compact row ends before its seq"),
+            (
+                "[1,2,3]".into(),
+                "invalid type: integer `3`, expected a string",
+            ),
+            (r#"[1,2,"s1"]"#.into(), "compact row ends before its code"),
+            (r#"[1,2,"s1","Z"]"#.into(), "unknown variant `Z`"),
+            (r#"[1,2,"s1","D",5,"c1"]"#.into(), "ends before its to"),
+            (
+                r#"[1,2,"s1","D",5,"c1","s1",0,0]"#.into(),
+                "past its last field",
+            ),
+            (r#"[1,2,"s1","D",5,"c1","s1",2]"#.into(), "duplicate is 2"),
+            (r#"[1,2,"s1","X",1,1,0,0,"a",16]"#.into(), "flags is 16"),
+            (r#"[1,2,"s1","X",1,1,0,2,"a",1]"#.into(), "op is 2"),
+            (
+                r#"[1,2,"s1","S",5,"c1","s1",["Q",1,1,0,0]]"#.into(),
+                "ends before its lock",
+            ),
+            (
+                r#"[1,2,"s1","S",5,"c1","s1",["Q",1,1,0,0,"a",9]]"#.into(),
+                "past its last field",
+            ),
+            (
+                r#"[1,2,"s1","S",5,"c1","s1",["FB",1,1,0,0]]"#.into(),
+                "ends before its lock",
+            ),
+            (
+                r#"[1,2,"s1","S",5,"c1","s1",["ZZ"]]"#.into(),
+                "unknown variant `ZZ`",
+            ),
+            (r#"[-1,2,"s1","D",5,"c1","s1",0]"#.into(), "invalid value"),
+            (
+                r#"[1,2,"s1","I",1,1,1,0,0,"a","s1",5]"#.into(),
+                "invalid type: integer `5`",
+            ),
+            (r#"[1,2,"s1","D",5,"c1","s1",0"#.into(), "EOF"),
             ("null".into(), "invalid type: null"),
             ("\"paused\"".into(), "invalid type: string"),
         ];

@@ -711,6 +711,15 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tag: Option<String>,
     },
+    /// How this viewer wants the events every call makes: with `on`, `events` frames hold
+    /// them as compact rows (arrays: `shared::decode`'s `read_row`, docs/protocol.md) and every
+    /// other event as its object; off (the default on every connection), every event is an
+    /// object.
+    Compact {
+        on: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
 }
 
 /// How the load generator's calls pick their lock.
@@ -864,7 +873,8 @@ macro_rules! tag_field {
             | Command::Duplicate { tag, .. }
             | Command::Load { tag, .. }
             | Command::LoadStop { tag }
-            | Command::Detail { tag, .. } => tag,
+            | Command::Detail { tag, .. }
+            | Command::Compact { tag, .. } => tag,
         }
     };
 }
@@ -897,6 +907,7 @@ impl Command {
             Command::Load { .. } => "load",
             Command::LoadStop { .. } => "load_stop",
             Command::Detail { .. } => "detail",
+            Command::Compact { .. } => "compact",
         }
     }
 
@@ -937,6 +948,7 @@ pub const COMMAND_TYPES: &[&str] = &[
     "load",
     "load_stop",
     "detail",
+    "compact",
 ];
 
 // ------------------------------------------------------------------------------------------

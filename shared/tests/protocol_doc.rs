@@ -66,6 +66,26 @@ fn server_messages_are_documented_exactly() {
     assert_eq!(names, all);
 }
 
+/// Every compact frame in the docs reads as one of the object frames documented beside it.
+#[test]
+fn compact_rows_are_documented_exactly() {
+    let objects: Vec<ServerMsg> = examples("server")
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let compact = examples("compact");
+    assert!(!compact.is_empty(), "the compact rows need an example");
+    for d in compact {
+        let msg: ServerMsg = serde_json::from_str(&d)
+            .unwrap_or_else(|e| panic!("does not match the type ({e}): {d}"));
+        assert!(d.contains("[17,"), "the example holds rows: {d}");
+        assert!(
+            objects.contains(&msg),
+            "no object frame holds the events of {d}"
+        );
+    }
+}
+
 /// Fails to compile when an event kind is added, so the list below stays complete.
 fn all_event_names() -> Vec<&'static str> {
     let witness = |k: &EventKind| match k {

@@ -192,6 +192,17 @@ fn open(inner: &Rc<Inner>) {
         Closure::<dyn FnMut()>::new(move || {
             if let Some(inner) = weak.upgrade() {
                 inner.attempt.set(0);
+                // The events every call makes as compact rows: a third of the bytes, and
+                // quicker to read (docs/protocol.md, "compact").
+                if let (Some(ws), Ok(text)) = (
+                    inner.socket.borrow().as_ref(),
+                    serde_json::to_string(&Command::Compact {
+                        on: true,
+                        tag: None,
+                    }),
+                ) {
+                    let _ = ws.send_with_str(&text);
+                }
                 inner.dispatch.emit(Action::Connected);
             }
         })

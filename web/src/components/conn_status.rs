@@ -14,7 +14,15 @@ pub fn conn_status() -> Html {
         Conn::Connected => (
             "ok",
             "connected".to_string(),
-            st.server_version.clone().unwrap_or_default(),
+            format!(
+                "{}{}",
+                st.server_version.as_deref().unwrap_or_default(),
+                if st.compact {
+                    " · the calls' events arrive as compact rows"
+                } else {
+                    ""
+                }
+            ),
         ),
         Conn::Connecting => ("wait", "connecting…".to_string(), String::new()),
         Conn::Replay => (
@@ -50,7 +58,7 @@ pub fn conn_status() -> Html {
     html! {
         <>
             <button class={classes!("conn", class)} data-testid="conn-status" {title} {onclick}
-                    disabled={!reconnecting}>
+                    disabled={!reconnecting} data-stream={if st.compact { "compact" } else { "objects" }}>
                 <span class="dot"></span>{text}
             </button>
             {variant}

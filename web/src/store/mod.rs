@@ -295,6 +295,10 @@ impl State {
                 }
             }
             Action::Connected => {
+                // A new socket: objects until the server acknowledges its `compact`.
+                if self.session.compact {
+                    self.session_mut().compact = false;
+                }
                 self.set_conn(Conn::Connected);
                 self.load_reconnected();
             }
@@ -799,6 +803,9 @@ impl State {
             } => {
                 if let Some(t) = tag.as_deref() {
                     self.load_answered(t, true);
+                }
+                if command == "compact" && tag.is_none() && !self.session.compact {
+                    self.session_mut().compact = true;
                 }
                 // A lecture's preset tells its own story in its panel.
                 let lecture = tag.as_deref().is_some_and(|t| self.lecture_owns(t));

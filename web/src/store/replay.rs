@@ -280,6 +280,7 @@ impl State {
             limits: None,
             clock_offset_us: None,
             variant: replay.data.header.variant.clone(),
+            compact: false,
         });
         self.view = Rc::new(ViewState {
             large_text: self.view.large_text,

@@ -124,6 +124,8 @@ pub struct Session {
     pub variant: Option<String>,
     /// Server clock minus page clock (µs), for the live edge and in-flight animation.
     pub clock_offset_us: Option<f64>,
+    /// The server acknowledged this connection's `compact`: the calls' events come as rows.
+    pub compact: bool,
 }
 
 impl Session {

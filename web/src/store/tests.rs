@@ -497,6 +497,34 @@ fn disconnect_shows_reconnecting_and_the_reducer_replaces_the_session() {
 }
 
 #[test]
+fn the_compact_ack_marks_the_connection_until_the_next_socket() {
+    let mut st = state();
+    st.apply(Action::Connected);
+    assert!(
+        !st.session().compact,
+        "objects until the server says otherwise"
+    );
+    let ack = |command: &str, tag: Option<&str>| ServerMsg::Ack {
+        command: command.into(),
+        tag: tag.map(Into::into),
+        detail: "ok".into(),
+    };
+    receive(
+        &mut st,
+        vec![ack("detail", None), ack("compact", Some("x"))],
+    );
+    assert!(!st.session().compact, "only the page's own compact counts");
+    receive(&mut st, vec![ack("compact", None)]);
+    assert!(st.session().compact);
+    st.apply(Action::Disconnected {
+        attempt: 1,
+        retry_in_ms: 500,
+    });
+    st.apply(Action::Connected);
+    assert!(!st.session().compact, "a new socket starts with objects");
+}
+
+#[test]
 fn the_demo_advances_on_tagged_answers_and_finishes() {
     let mut st = state();
     st.apply(Action::Connected);
