@@ -181,12 +181,13 @@ pub async fn run_pbscope(
     if viewer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        tokio::spawn(gateway::run(
+        // As `pbscope serve` runs it: on its own thread, at the gateway's lower priority.
+        gateway::spawn(
             listener,
             cluster.clone(),
             GatewayConfig::default(),
             shutdown.clone(),
-        ));
+        )?;
         watcher = Some(Viewer::attach(&format!("ws://{addr}/ws")).await?);
     }
     let result = async {
@@ -215,9 +216,10 @@ pub async fn run_pbscope(
     result
 }
 
-/// The bench's viewer: a WebSocket client of the real gateway that reads every frame.
+/// The bench's viewer: a WebSocket client of the real gateway that reads every frame, on a
+/// thread and a runtime of its own at the normal priority, as a browser is a process of its own.
 struct Viewer {
-    task: tokio::task::JoinHandle<ViewerReport>,
+    report: tokio::sync::oneshot::Receiver<ViewerReport>,
     /// The last seq it read.
     last: Arc<std::sync::atomic::AtomicU64>,
     stop: CancellationToken,
@@ -225,59 +227,33 @@ struct Viewer {
 
 impl Viewer {
     async fn attach(url: &str) -> anyhow::Result<Self> {
-        let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
-        // As the page does: the events every call makes come as compact rows.
-        ws.send(tokio_tungstenite::tungstenite::Message::text(
-            r#"{"type":"compact","on":true}"#,
-        ))
-        .await?;
         let last = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let stop = CancellationToken::new();
-        let (seen, stopped) = (last.clone(), stop.clone());
-        let task = tokio::spawn(async move {
-            let mut r = ViewerReport::default();
-            let mut snapshots = 0u64;
-            let mut last = 0u64;
-            loop {
-                let frame = tokio::select! {
-                    f = ws.next() => f,
-                    _ = stopped.cancelled() => break,
-                };
-                let Some(Ok(msg)) = frame else { break };
-                let text = match msg.into_text() {
-                    Ok(t) => t,
-                    Err(_) => continue,
-                };
-                r.bytes += text.len() as u64;
-                // Decoded as the page decodes it: into the wire types, every field of every
-                // event (`shared::ServerMsg`).
-                let Ok(msg) = serde_json::from_str::<ServerMsg>(text.as_str()) else {
-                    r.undecodable += 1;
-                    continue;
-                };
-                match msg {
-                    ServerMsg::Snapshot(snap) => {
-                        snapshots += 1;
-                        r.missed += snap.missed;
-                        last = snap.next_seq.saturating_sub(1);
-                    }
-                    ServerMsg::Events { events } => {
-                        for e in &events {
-                            if last != 0 && e.seq > last + 1 {
-                                r.missed += e.seq - last - 1;
-                            }
-                            last = e.seq;
-                            r.events += 1;
+        let (seen, stopped, url) = (last.clone(), stop.clone(), url.to_owned());
+        let (connected_tx, connected) = tokio::sync::oneshot::channel();
+        let (report_tx, report) = tokio::sync::oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("bench-viewer".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match connect(&url).await {
+                        Ok(ws) => {
+                            let _ = connected_tx.send(Ok(()));
+                            let _ = report_tx.send(read_all(ws, seen, stopped).await);
+                        }
+                        Err(e) => {
+                            let _ = connected_tx.send(Err(e));
                         }
                     }
-                    _ => {}
-                }
-                seen.store(last, std::sync::atomic::Ordering::Relaxed);
-            }
-            r.resyncs = snapshots.saturating_sub(1);
-            r
-        });
-        Ok(Self { task, last, stop })
+                })
+            })?;
+        connected
+            .await
+            .map_err(|_| anyhow::anyhow!("the bench's viewer thread ended"))??;
+        Ok(Self { report, last, stop })
     }
 
     /// Waits (a while) for the viewer to read everything the bus published, then ends it.
@@ -291,10 +267,71 @@ impl Viewer {
         }
         let behind = target.saturating_sub(self.last.load(std::sync::atomic::Ordering::Relaxed));
         self.stop.cancel();
-        let mut r = self.task.await.unwrap_or_default();
+        let mut r = self.report.await.unwrap_or_default();
         r.behind = behind;
         r
     }
+}
+
+type BenchWs =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects, and asks for compact rows as the page does.
+async fn connect(url: &str) -> anyhow::Result<BenchWs> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        r#"{"type":"compact","on":true}"#,
+    ))
+    .await?;
+    Ok(ws)
+}
+
+/// Reads every frame until `stopped`, decoding each as the page does: into the wire types,
+/// every field of every event (`shared::ServerMsg`).
+async fn read_all(
+    mut ws: BenchWs,
+    seen: Arc<std::sync::atomic::AtomicU64>,
+    stopped: CancellationToken,
+) -> ViewerReport {
+    let mut r = ViewerReport::default();
+    let mut snapshots = 0u64;
+    let mut last = 0u64;
+    loop {
+        let frame = tokio::select! {
+            f = ws.next() => f,
+            _ = stopped.cancelled() => break,
+        };
+        let Some(Ok(msg)) = frame else { break };
+        let text = match msg.into_text() {
+            Ok(t) => t,
+            Err(_) => continue,
+        };
+        r.bytes += text.len() as u64;
+        let Ok(msg) = serde_json::from_str::<ServerMsg>(text.as_str()) else {
+            r.undecodable += 1;
+            continue;
+        };
+        match msg {
+            ServerMsg::Snapshot(snap) => {
+                snapshots += 1;
+                r.missed += snap.missed;
+                last = snap.next_seq.saturating_sub(1);
+            }
+            ServerMsg::Events { events } => {
+                for e in &events {
+                    if last != 0 && e.seq > last + 1 {
+                        r.missed += e.seq - last - 1;
+                    }
+                    last = e.seq;
+                    r.events += 1;
+                }
+            }
+            _ => {}
+        }
+        seen.store(last, std::sync::atomic::Ordering::Relaxed);
+    }
+    r.resyncs = snapshots.saturating_sub(1);
+    r
 }
 
 /// `--failover N`: N kills of the primary under a closed-loop load, a fresh pair for each.
