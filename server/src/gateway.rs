@@ -784,7 +784,13 @@ impl Viewer {
                             batch.retain(|l| l.load.sampled(every));
                         }
                         if !batch.is_empty() {
-                            let mut body = String::with_capacity(batch[0].json.len() * batch.len() + 32);
+                            // Sized from the first event as this viewer gets it (a row is a
+                            // third of the object).
+                            let first = match (&self.compact, &batch[0].row) {
+                                (Some(_), Some(row)) => row.len(),
+                                _ => batch[0].json.len(),
+                            };
+                            let mut body = String::with_capacity(first * batch.len() + 32);
                             body.push_str("{\"type\":\"events\",\"events\":[");
                             if self.compact.is_some() {
                                 join_rows(&mut body, batch.iter());
