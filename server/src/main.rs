@@ -127,7 +127,7 @@ struct ServeArgs {
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     snapshot_events: u32,
     /// Events a viewer may fall behind before it is resynchronised by a snapshot.
-    #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     viewer_buffer: u32,
     /// Initial slow-motion delay of every message, in ms (0 = real speed).
     #[arg(long, default_value_t = 0, value_parser = u64_in(0, MAX_DELAY_MS))]
@@ -556,7 +556,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         say!("pbscope: running the deliberately BROKEN protocol variant {v}");
         tracing::warn!("protocol variant {v}: broken on purpose, not Lab 1's design");
     }
-    let gw = gateway::spawn(listener, cluster.clone(), gateway_cfg, shutdown.clone())?;
+    let gw = tokio::spawn(gateway::run(
+        listener,
+        cluster.clone(),
+        gateway_cfg,
+        shutdown.clone(),
+    ));
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -566,7 +571,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     eprintln!("pbscope: shutting down, stopping the cluster");
     shutdown.cancel();
     cluster.shutdown().await;
-    gw.join(Duration::from_secs(2)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), gw).await;
     Ok(())
 }
 
