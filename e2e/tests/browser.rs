@@ -205,7 +205,6 @@ fn number_in(text: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Reads the PID a server card shows.
 /// Waits until the page's connection gets the calls' events as compact rows.
 async fn wait_compact(s: &Session) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + e2e::WAIT;
@@ -222,6 +221,7 @@ async fn wait_compact(s: &Session) -> anyhow::Result<()> {
     }
 }
 
+/// Reads the PID a server card shows.
 async fn pid_shown(s: &Session, id: &str) -> anyhow::Result<u32> {
     let t = s
         .wait_text(&format!("[data-testid=pid-{id}]"), |t| {

@@ -306,6 +306,10 @@ impl State {
                 attempt,
                 retry_in_ms,
             } => {
+                // Found by review: the pill said "compact" while reconnecting.
+                if self.session.compact {
+                    self.session_mut().compact = false;
+                }
                 self.load_reconnected();
                 self.set_conn(Conn::Reconnecting {
                     attempt,

@@ -520,6 +520,8 @@ fn the_compact_ack_marks_the_connection_until_the_next_socket() {
         attempt: 1,
         retry_in_ms: 500,
     });
+    assert!(!st.session().compact, "no socket, no rows");
+    receive(&mut st, vec![ack("compact", None)]);
     st.apply(Action::Connected);
     assert!(!st.session().compact, "a new socket starts with objects");
 }
