@@ -119,22 +119,6 @@ pub fn write_event(out: &mut Vec<u8>, event: &Event) {
 /// "compact"), the form a viewer that sent `compact` gets; false, with nothing written, for a
 /// kind that has no row (it goes to such a viewer as its object).
 pub fn write_row(out: &mut Vec<u8>, event: &Event) -> bool {
-    let code: &[u8] = match &event.kind {
-        EventKind::MsgSent { .. } => b"S",
-        EventKind::MsgDelivered { .. } => b"D",
-        EventKind::MsgLost { .. } => b"L",
-        EventKind::Executed { .. } => b"X",
-        EventKind::OpInvoked { .. } => b"I",
-        EventKind::OpCompleted { .. } => b"C",
-        _ => return false,
-    };
-    out.push(b'[');
-    item(out, event.seq);
-    item(out, event.t_us);
-    string(out, &event.node);
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(code);
-    out.extend_from_slice(b"\",");
     match &event.kind {
         EventKind::MsgSent {
             msg_id,
@@ -142,6 +126,7 @@ pub fn write_row(out: &mut Vec<u8>, event: &Event) -> bool {
             to,
             msg,
         } => {
+            row_head(out, event, "S");
             row_link(out, msg_id.0, from, to);
             msg_row(out, msg);
         }
@@ -151,6 +136,7 @@ pub fn write_row(out: &mut Vec<u8>, event: &Event) -> bool {
             to,
             duplicate,
         } => {
+            row_head(out, event, "D");
             row_link(out, msg_id.0, from, to);
             bit(out, *duplicate);
         }
@@ -160,6 +146,7 @@ pub fn write_row(out: &mut Vec<u8>, event: &Event) -> bool {
             to,
             reason,
         } => {
+            row_head(out, event, "L");
             row_link(out, msg_id.0, from, to);
             string(out, reason);
         }
@@ -172,6 +159,7 @@ pub fn write_row(out: &mut Vec<u8>, event: &Event) -> bool {
             duplicate,
             forwarded,
         } => {
+            row_head(out, event, "X");
             row_req(out, req);
             row_op_lock(out, *op, lock);
             out.push(b',');
@@ -189,6 +177,7 @@ pub fn write_row(out: &mut Vec<u8>, event: &Event) -> bool {
             tag,
             server,
         } => {
+            row_head(out, event, "I");
             item(out, u64::from(*client));
             row_req(out, req);
             row_op_lock(out, *op, lock);
@@ -208,6 +197,7 @@ pub fn write_row(out: &mut Vec<u8>, event: &Event) -> bool {
             latency_us,
             attempts,
         } => {
+            row_head(out, event, "C");
             item(out, u64::from(*client));
             row_req(out, req);
             row_op_lock(out, *op, lock);
@@ -220,10 +210,21 @@ pub fn write_row(out: &mut Vec<u8>, event: &Event) -> bool {
             item(out, u64::from(*attempts));
             row_tag(out, tag.as_deref());
         }
-        _ => unreachable!("the kinds without a row returned above"),
+        _ => return false,
     }
     out.push(b']');
     true
+}
+
+/// `[seq,t_us,"node","<code>",`: the row is left open.
+fn row_head(out: &mut Vec<u8>, event: &Event, code: &str) {
+    out.push(b'[');
+    item(out, event.seq);
+    item(out, event.t_us);
+    string(out, &event.node);
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(code.as_bytes());
+    out.extend_from_slice(b"\",");
 }
 
 /// A number and the comma after it.

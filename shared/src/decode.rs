@@ -935,19 +935,30 @@ fn flags<'de, A: SeqAccess<'de>>(row: &mut A, bits: u32, what: &str) -> Result<u
     Ok(v)
 }
 
+/// A boolean: `0` or `1`.
+fn bit<'de, A: SeqAccess<'de>>(row: &mut A, what: &str) -> Result<bool, A::Error> {
+    Ok(flags(row, 1, what)? == 1)
+}
+
 /// An operation: `0` lock, `1` unlock.
 fn op<'de, A: SeqAccess<'de>>(row: &mut A) -> Result<Op, A::Error> {
-    Ok(if flags(row, 1, "op")? == 0 {
-        Op::Lock
-    } else {
+    Ok(if bit(row, "op")? {
         Op::Unlock
+    } else {
+        Op::Lock
     })
 }
 
 /// A request id: `client, seq, incarnation`.
 fn req<'de, A: SeqAccess<'de>>(row: &mut A) -> Result<RequestId, A::Error> {
+    let client = el(row, "request's client")?;
+    req_of(client, row)
+}
+
+/// The rest of a request id whose `client` was read (a batch's next entry, if there is one).
+fn req_of<'de, A: SeqAccess<'de>>(client: u32, row: &mut A) -> Result<RequestId, A::Error> {
     Ok(RequestId {
-        client: el(row, "request's client")?,
+        client,
         seq: el(row, "request's seq")?,
         incarnation: el(row, "request's incarnation")?,
     })
@@ -984,7 +995,7 @@ fn read_row<'de, A: SeqAccess<'de>>(row: &mut A) -> Result<Event, A::Error> {
             msg_id: el(row, "msg_id")?,
             from: el(row, "from")?,
             to: el(row, "to")?,
-            duplicate: flags(row, 1, "duplicate")? == 1,
+            duplicate: bit(row, "duplicate")?,
         },
         2 => EventKind::MsgLost {
             msg_id: el(row, "msg_id")?,
@@ -1019,7 +1030,7 @@ fn read_row<'de, A: SeqAccess<'de>>(row: &mut A) -> Result<Event, A::Error> {
             op: op(row)?,
             lock: el(row, "lock")?,
             server: el(row, "server")?,
-            ok: flags(row, 1, "ok")? == 1,
+            ok: bit(row, "ok")?,
             latency_us: el(row, "latency_us")?,
             attempts: el(row, "attempts")?,
             tag: el(row, "tag")?,
@@ -1044,7 +1055,7 @@ fn read_msg_row<'de, A: SeqAccess<'de>>(row: &mut A) -> Result<Msg, A::Error> {
         },
         1 => Msg::Reply {
             req: req(row)?,
-            ok: flags(row, 1, "ok")? == 1,
+            ok: bit(row, "ok")?,
         },
         2 => Msg::Forward {
             req: req(row)?,
@@ -1053,18 +1064,14 @@ fn read_msg_row<'de, A: SeqAccess<'de>>(row: &mut A) -> Result<Msg, A::Error> {
         },
         3 => Msg::ForwardAck {
             req: req(row)?,
-            ok: flags(row, 1, "ok")? == 1,
+            ok: bit(row, "ok")?,
         },
         4 => Msg::ForwardRefused { req: req(row)? },
         5 => {
             let mut ops = Vec::new();
             while let Some(client) = row.next_element()? {
                 ops.push(ForwardOp {
-                    req: RequestId {
-                        client,
-                        seq: el(row, "request's seq")?,
-                        incarnation: el(row, "request's incarnation")?,
-                    },
+                    req: req_of(client, row)?,
                     op: op(row)?,
                     lock: el(row, "lock")?,
                 });
@@ -1075,12 +1082,8 @@ fn read_msg_row<'de, A: SeqAccess<'de>>(row: &mut A) -> Result<Msg, A::Error> {
             let mut acks = Vec::new();
             while let Some(client) = row.next_element()? {
                 acks.push(ForwardAckItem {
-                    req: RequestId {
-                        client,
-                        seq: el(row, "request's seq")?,
-                        incarnation: el(row, "request's incarnation")?,
-                    },
-                    ok: flags(row, 1, "ok")? == 1,
+                    req: req_of(client, row)?,
+                    ok: bit(row, "ok")?,
                 });
             }
             return Ok(Msg::ForwardAckBatch { acks });
