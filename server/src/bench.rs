@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{Bus, BusConfig};
 use crate::clock::RunClock;
 use crate::cluster::{Cluster, ClusterConfig};
+use crate::cpu::{CpuReading, CpuSplit, Party};
 use crate::gateway::{self, GatewayConfig};
 use crate::load::Tally;
 
@@ -65,6 +66,11 @@ pub struct Row {
     pub events: u64,
     /// What the viewer saw (viewer on only).
     pub viewer_report: Option<ViewerReport>,
+    /// CPU µs per operation by process over the measurement (see [`crate::cpu`]): for
+    /// pbscope the supervisor (with the load's clerks), each server, and the viewer's thread
+    /// (taken out of the supervisor's: it stands for a browser); for Redis the bench's clients
+    /// and the two servers.
+    pub cpu: Option<CpuSplit>,
 }
 
 impl Row {
@@ -82,6 +88,7 @@ impl Row {
             max_us: t.latency.max(),
             events,
             viewer_report: None,
+            cpu: None,
         }
     }
 }
@@ -197,13 +204,21 @@ pub async fn run_pbscope(
         tokio::time::sleep(WARM_UP).await;
         load.take_totals();
         let first_seq = cluster.bus().last_seq();
+        let parties = pbscope_parties(&cluster, watcher.as_ref().map(|w| w.tid));
+        let cpu_before = CpuReading::take(&parties);
         let started = Instant::now();
         tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
         let tally = load.take_totals();
+        let cpu_after = CpuReading::take(&parties);
         let secs = started.elapsed().as_secs_f64();
         let events = cluster.bus().last_seq() - first_seq;
         load.stop().await.ok();
         let mut row = Row::from_tally(clients, viewer, &tally, secs, events);
+        row.cpu = Some(cpu_before.per_op(
+            &cpu_after,
+            tally.ok(),
+            Some((VIEWER_PARTY, SUPERVISOR_PARTY)),
+        ));
         if let Some(w) = watcher.take() {
             row.viewer_report = Some(w.finish(cluster.bus()).await);
         }
@@ -215,6 +230,28 @@ pub async fn run_pbscope(
     result
 }
 
+const SUPERVISOR_PARTY: &str = "supervisor";
+const VIEWER_PARTY: &str = "viewer";
+
+/// Whose CPU a pbscope phase reports: this process (the supervisor, the bus and the load's
+/// clerks), each server process, and the viewer's thread.
+fn pbscope_parties(cluster: &Cluster, viewer_tid: Option<u32>) -> Vec<(String, Party)> {
+    let mut parties = vec![(
+        SUPERVISOR_PARTY.to_owned(),
+        Party::Process(std::process::id()),
+    )];
+    let nodes = cluster.bus().view(|c| c.nodes());
+    for n in nodes {
+        if let Some(pid) = n.pid {
+            parties.push((n.id.to_string(), Party::Process(pid)));
+        }
+    }
+    if let Some(tid) = viewer_tid {
+        parties.push((VIEWER_PARTY.to_owned(), Party::OwnThread(tid)));
+    }
+    parties
+}
+
 /// The bench's viewer: a WebSocket client of the real gateway that reads every frame, on a
 /// thread and a runtime of its own at the normal priority, as a browser is a process of its own.
 struct Viewer {
@@ -222,6 +259,8 @@ struct Viewer {
     /// The last seq it read.
     last: Arc<std::sync::atomic::AtomicU64>,
     stop: CancellationToken,
+    /// Its thread's id, for its CPU time.
+    tid: u32,
 }
 
 impl Viewer {
@@ -237,10 +276,11 @@ impl Viewer {
         std::thread::Builder::new()
             .name("bench-viewer".into())
             .spawn(move || {
+                let tid = crate::cpu::current_tid();
                 runtime.block_on(async move {
                     match connect(&url).await {
                         Ok(ws) => {
-                            let _ = connected_tx.send(Ok(()));
+                            let _ = connected_tx.send(Ok(tid));
                             let _ = report_tx.send(read_all(ws, seen, stopped).await);
                         }
                         Err(e) => {
@@ -249,10 +289,15 @@ impl Viewer {
                     }
                 })
             })?;
-        connected
+        let tid = connected
             .await
             .map_err(|_| anyhow::anyhow!("the bench's viewer thread ended"))??;
-        Ok(Self { report, last, stop })
+        Ok(Self {
+            report,
+            last,
+            stop,
+            tid,
+        })
     }
 
     /// Waits (a while) for the viewer to read everything the bus published, then ends it.
@@ -413,15 +458,10 @@ async fn failover_kills(cluster: &Arc<Cluster>, kills: u32) -> anyhow::Result<Fa
 async fn first_answer_from(bus: &Bus, from_seq: u64, t_kill: u64, server: &str) -> Option<u64> {
     let deadline = Instant::now() + FAILOVER_GIVE_UP;
     let mut next = from_seq;
-    let needle = format!("\"server\":\"{server}\"");
     while Instant::now() < deadline {
         for logged in bus.since(next) {
             next = logged.seq;
-            if !logged.json.contains("\"type\":\"op_completed\"") || !logged.json.contains(&needle)
-            {
-                continue;
-            }
-            let Ok(e) = serde_json::from_str::<shared::Event>(&logged.json) else {
+            let Ok(e) = serde_json::from_str::<shared::Event>(logged.text()) else {
                 continue;
             };
             if let EventKind::OpCompleted { server: s, .. } = &e.kind {
@@ -443,6 +483,13 @@ async fn run_redis(
 ) -> anyhow::Result<Row> {
     // Its own warm-up, like pbscope's.
     crate::redis_anchor::closed_loop(pair, clients, clients.max(1), WARM_UP).await?;
+    let [primary, replica] = pair.pids();
+    let parties = [
+        ("bench".to_owned(), Party::Process(std::process::id())),
+        ("primary".to_owned(), Party::Process(primary)),
+        ("replica".to_owned(), Party::Process(replica)),
+    ];
+    let cpu_before = CpuReading::take(&parties);
     let r = crate::redis_anchor::closed_loop(
         pair,
         clients,
@@ -450,6 +497,7 @@ async fn run_redis(
         Duration::from_secs_f64(seconds),
     )
     .await?;
+    let cpu_after = CpuReading::take(&parties);
     Ok(Row {
         system: "redis",
         clients,
@@ -463,6 +511,7 @@ async fn run_redis(
         max_us: r.max_us,
         events: 0,
         viewer_report: None,
+        cpu: Some(cpu_before.per_op(&cpu_after, r.ops, None)),
     })
 }
 
@@ -479,6 +528,15 @@ fn row_json(row: &Row, redis: Option<&Row>, off: Option<&Row>) -> serde_json::Va
         "failed": row.failed,
         "seconds": (row.seconds * 1000.0).round() / 1000.0,
     });
+    if let Some(cpu) = &row.cpu {
+        v["cpu_us_per_op"] = json!(round1(cpu.total()));
+        let split: serde_json::Map<String, serde_json::Value> = cpu
+            .parts
+            .iter()
+            .map(|(n, us)| (n.clone(), json!(round1(*us))))
+            .collect();
+        v["cpu_split_us"] = serde_json::Value::Object(split);
+    }
     if row.system == "pbscope" {
         v["events"] = json!(row.events);
         v["events_per_s"] = json!((row.events as f64 / row.seconds).round() as u64);
@@ -499,6 +557,10 @@ fn row_json(row: &Row, redis: Option<&Row>, off: Option<&Row>) -> serde_json::Va
         }
     }
     v
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
 }
 
 fn ratio(a: f64, b: f64) -> f64 {
@@ -624,19 +686,28 @@ fn print_table(rows: &[(Row, Option<Row>, Option<Row>)], failover: Option<&Failo
         "pbscope bench: closed loop, K clerks, Lock or Unlock on K locks, every call through primary and backup, every event on the bus"
     );
     crate::say!(
-        "{:>7}  {:<16} {:>9} {:>8} {:>8} {:>8} {:>9}  notes",
+        "{:>7}  {:<16} {:>9} {:>8} {:>8} {:>8} {:>9} {:>8}  notes",
         "clients",
         "system",
         "ops/s",
         "p50 us",
         "p99 us",
         "max us",
-        "events/s"
+        "events/s",
+        "cpu us"
     );
     for (off, on, red) in rows {
         let line = |r: &Row, name: &str, notes: String| {
+            let (cpu, split) = match &r.cpu {
+                Some(c) => (
+                    format!("{:.1}", c.total()),
+                    format!("; cpu/call: {}", c.words()),
+                ),
+                None => ("-".to_owned(), String::new()),
+            };
+            let notes = format!("{notes}{split}");
             crate::say!(
-                "{:>7}  {:<16} {:>9.0} {:>8} {:>8} {:>8} {:>9}  {}",
+                "{:>7}  {:<16} {:>9.0} {:>8} {:>8} {:>8} {:>9} {:>8}  {}",
                 r.clients,
                 name,
                 r.ops_per_s,
@@ -648,7 +719,8 @@ fn print_table(rows: &[(Row, Option<Row>, Option<Row>)], failover: Option<&Failo
                 } else {
                     "-".into()
                 },
-                notes
+                cpu,
+                notes.trim_start_matches("; ")
             )
         };
         let vs = |r: &Row| match red {

@@ -14,6 +14,7 @@
 //! receiver's inbox), which the receiver reports itself; viewers draw a loss when, and only when,
 //! a `msg_lost` says so.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -36,19 +37,83 @@ use crate::live_check::{Tap, CHECKER};
 /// are reported before they are written, so a real one arrives within milliseconds).
 const MAX_HOLD_US: u64 = 2_000_000;
 
-/// One published event, serialised once for every viewer.
+/// One published event, serialised once, in the form its readers want.
+///
+/// The kinds every call makes (those with a compact row, `event_json::write_row`) are written
+/// as their row, a third of the object's bytes and quicker to write; their object is written
+/// too only while a viewer that reads objects is connected ([`Bus::viewer_form`]), and is
+/// otherwise made from the row when something asks for it ([`Logged::json`]: a snapshot, a run
+/// file, a viewer that connected since). Every other kind is written as its object only. The
+/// text is a slice of one of the bus's shared chunks ([`JSON_CHUNK`]), or text of its own for
+/// the few kept longer than the ring keeps its events (a snapshot's `marks`).
 #[derive(Debug)]
 pub struct Logged {
     pub seq: u64,
-    /// The event's JSON: a slice of one of the bus's shared chunks ([`JSON_CHUNK`]), or text of
-    /// its own for the few kept longer than the ring keeps its events (a snapshot's `marks`).
-    pub json: Utf8Bytes,
-    /// The event as a compact row (`event_json::write_row`), for viewers that sent `compact`:
-    /// written only while such a viewer is connected ([`Bus::compact_viewer`]), and only for
-    /// the kinds that have a row. Such a viewer gets `json` for an event without one.
-    pub row: Option<Utf8Bytes>,
+    /// The event's JSON object, when it was written (always, for a kind without a row).
+    json: Option<Utf8Bytes>,
+    /// The event as a compact row, for a kind that has one.
+    row: Option<Utf8Bytes>,
     /// The load call this event belongs to, if any, so a viewer's `detail` filter is cheap.
     pub load: LoadTag,
+}
+
+impl Logged {
+    /// An event written as its object only (tests, and the checker's replays).
+    pub fn object(seq: u64, json: Utf8Bytes, load: LoadTag) -> Self {
+        Self {
+            seq,
+            json: Some(json),
+            row: None,
+            load,
+        }
+    }
+
+    /// The event as a JSON object, as a viewer without `compact` gets it: the text written,
+    /// or made now from the row (decoded and written again, ~1 µs).
+    pub fn json(&self) -> Cow<'_, str> {
+        if let Some(json) = &self.json {
+            return Cow::Borrowed(json.as_str());
+        }
+        let row = self.row.as_ref().map_or("", |r| r.as_str());
+        match serde_json::from_str::<Event>(row) {
+            Ok(event) => {
+                let mut out = Vec::with_capacity(row.len() * 3);
+                crate::event_json::write_event(&mut out, &event);
+                Cow::Owned(String::from_utf8(out).expect("event_json writes UTF-8"))
+            }
+            Err(e) => {
+                // Only a bug in the row writer or reader could get here (their round trip is
+                // tested): the row itself is still the event, for a reader of both forms.
+                tracing::error!("event {} has a row that does not read back: {e}", self.seq);
+                Cow::Borrowed(row)
+            }
+        }
+    }
+
+    /// The event as a viewer that sent `compact` gets it: its row, or its object.
+    pub fn compact(&self) -> &str {
+        match (&self.row, &self.json) {
+            (Some(row), _) => row.as_str(),
+            (None, Some(json)) => json.as_str(),
+            (None, None) => "",
+        }
+    }
+
+    /// The event as written, in either form (`shared::Event` reads both): the cheapest text
+    /// to read it back from.
+    pub fn text(&self) -> &str {
+        self.compact()
+    }
+
+    /// Bytes of [`Logged::json`] if it was written, else of the row (for sizing buffers).
+    pub fn len_hint(&self, compact: bool) -> usize {
+        match (compact, &self.row, &self.json) {
+            (true, Some(row), _) => row.len(),
+            (_, _, Some(json)) => json.len(),
+            (false, Some(row), None) => row.len() * 3,
+            (_, None, None) => 0,
+        }
+    }
 }
 
 /// Which load calls an event belongs to (see the `detail` command): a viewer that samples one
@@ -258,18 +323,32 @@ pub struct Bus {
     tx: broadcast::Sender<Arc<Logged>>,
     clock: RunClock,
     cfg: BusConfig,
-    /// Viewers that asked for compact rows: while there is one, events get a row too.
-    compact_viewers: AtomicUsize,
+    /// Viewers that read objects (no `compact`): while there is one, events that have a row
+    /// get their object written too.
+    object_viewers: AtomicUsize,
 }
 
-/// A viewer's wish for compact rows ([`Bus::compact_viewer`]): the bus writes them while one
-/// of these is held.
+/// The form a connected viewer reads events in ([`Bus::viewer_form`]): while a viewer that
+/// reads objects holds one, the bus writes every event's object as it publishes it (rather
+/// than making it from the row for each such viewer).
 #[derive(Debug)]
-pub struct CompactViewer(Arc<Bus>);
+pub struct ViewerForm {
+    bus: Arc<Bus>,
+    compact: bool,
+}
 
-impl Drop for CompactViewer {
+impl ViewerForm {
+    /// True for a viewer that sent `compact`.
+    pub fn compact(&self) -> bool {
+        self.compact
+    }
+}
+
+impl Drop for ViewerForm {
     fn drop(&mut self) {
-        self.0.compact_viewers.fetch_sub(1, Ordering::Relaxed);
+        if !self.compact {
+            self.bus.object_viewers.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -328,15 +407,21 @@ impl Bus {
             tx,
             clock,
             cfg,
-            compact_viewers: AtomicUsize::new(0),
+            object_viewers: AtomicUsize::new(0),
         })
     }
 
-    /// From now until the handle is dropped, events that have a compact row get one
-    /// ([`Logged::row`]). Events already published have none; a viewer gets their object.
-    pub fn compact_viewer(self: &Arc<Self>) -> CompactViewer {
-        self.compact_viewers.fetch_add(1, Ordering::Relaxed);
-        CompactViewer(self.clone())
+    /// A viewer reads events as objects (`compact` false) or rows: from now until the handle
+    /// is dropped, a viewer of objects has every event's object written as it is published.
+    /// Events published before have their object made when it is asked for.
+    pub fn viewer_form(self: &Arc<Self>, compact: bool) -> ViewerForm {
+        if !compact {
+            self.object_viewers.fetch_add(1, Ordering::Relaxed);
+        }
+        ViewerForm {
+            bus: self.clone(),
+            compact,
+        }
     }
 
     pub fn clock(&self) -> RunClock {
@@ -580,24 +665,26 @@ impl Bus {
             kind,
         };
         inner.cluster.apply(&event);
-        // Written into the bus's one scratch buffer, then copied into the current chunk.
+        // Written into the bus's one scratch buffer, then copied into the current chunk: the
+        // row if the kind has one, the object if it has none or a viewer reads objects.
         let mut buf = std::mem::take(&mut inner.scratch);
         buf.clear();
-        crate::event_json::write_event(&mut buf, &event);
-        let json_len = buf.len();
-        let with_row = self.compact_viewers.load(Ordering::Relaxed) > 0
-            && crate::event_json::write_row(&mut buf, &event);
+        let with_row = crate::event_json::write_row(&mut buf, &event);
+        let row_len = buf.len();
+        let with_json = !with_row || self.object_viewers.load(Ordering::Relaxed) > 0;
+        if with_json {
+            crate::event_json::write_event(&mut buf, &event);
+        }
         if inner.chunk.capacity() < buf.len() {
             inner.chunk = BytesMut::with_capacity(JSON_CHUNK.max(buf.len()));
         }
         inner.chunk.extend_from_slice(&buf);
         let mut text = inner.chunk.split().freeze();
-        let row = with_row.then(|| {
-            Utf8Bytes::try_from(text.split_off(json_len))
-                .expect("event_json writes UTF-8 (str slices and ASCII only)")
-        });
-        let json =
-            Utf8Bytes::try_from(text).expect("event_json writes UTF-8 (str slices and ASCII only)");
+        let utf8 = |b| {
+            Utf8Bytes::try_from(b).expect("event_json writes UTF-8 (str slices and ASCII only)")
+        };
+        let json = with_json.then(|| utf8(text.split_off(row_len)));
+        let row = with_row.then(|| utf8(text));
         if buf.capacity() <= 1 << 16 {
             inner.scratch = buf;
         }
@@ -619,12 +706,7 @@ impl Bus {
             }
             // A text of its own: a mark outlives the ring's events by far, and a slice
             // would keep its whole chunk.
-            let own = Logged {
-                seq,
-                json: Utf8Bytes::from(logged.json.as_str()),
-                row: None,
-                load: logged.load.clone(),
-            };
+            let own = Logged::object(seq, Utf8Bytes::from(&*logged.json()), logged.load.clone());
             marks.push_back((t_us, Arc::new(own)));
         }
         if inner.ring.len() >= self.cfg.history {
@@ -912,9 +994,10 @@ fn join<'a>(out: &mut String, events: impl Iterator<Item = &'a Arc<Logged>>, row
         if i > 0 {
             out.push(',');
         }
-        match &e.row {
-            Some(row) if rows => out.push_str(row),
-            _ => out.push_str(&e.json),
+        if rows {
+            out.push_str(e.compact());
+        } else {
+            out.push_str(&e.json());
         }
     }
 }
@@ -952,7 +1035,7 @@ mod tests {
     fn events(bus: &Bus) -> Vec<Event> {
         bus.recent(usize::MAX)
             .iter()
-            .map(|l| serde_json::from_str(&l.json).unwrap())
+            .map(|l| serde_json::from_str(&l.json()).unwrap())
             .collect()
     }
 
@@ -973,7 +1056,7 @@ mod tests {
         bus.recent(usize::MAX)
             .iter()
             .map(|l| {
-                let e: Event = serde_json::from_str(&l.json).unwrap();
+                let e: Event = serde_json::from_str(&l.json()).unwrap();
                 (e.kind.name().to_owned(), l.load.clone())
             })
             .collect()
@@ -1325,6 +1408,49 @@ mod tests {
         }
     }
 
+    /// A call's events are kept as their compact row, and their object is written too only
+    /// while a viewer that reads objects is connected; made from the row, it is the same text
+    /// the bus writes. An event without a row is always its object.
+    #[test]
+    fn a_calls_events_are_rows_and_objects_only_while_a_viewer_reads_objects() {
+        let b = bus(BusConfig::default());
+        b.publish_at("c1", 1, invoked(1));
+        b.publish_at("supervisor", 2, EventKind::ClusterReset { generation: 1 });
+        let objects = b.viewer_form(false);
+        b.publish_at("c1", 3, invoked(1));
+        drop(objects);
+        let rows_only = b.viewer_form(true);
+        b.publish_at("c1", 4, invoked(1));
+        drop(rows_only);
+        let log = b.since(0);
+        let (before, reset, during, after) = (&log[0], &log[1], &log[2], &log[3]);
+        // Rows where the kind has one, whoever watches.
+        for l in [before, during, after] {
+            assert!(l.compact().starts_with('['), "{}", l.compact());
+            assert!(l.text().starts_with('['));
+        }
+        assert!(before.json.is_none() && after.json.is_none());
+        assert!(during.json.is_some(), "written while a viewer read objects");
+        // The object made from the row is the one the bus writes, but for seq and time.
+        let made = before.json().replace("\"seq\":1,\"t_us\":1,", "");
+        let written = during.json().replace("\"seq\":3,\"t_us\":3,", "");
+        assert_eq!(made, written);
+        assert!(matches!(before.json(), Cow::Owned(_)));
+        assert!(matches!(during.json(), Cow::Borrowed(_)));
+        // An event without a row: its object, in both forms.
+        assert!(reset.row.is_none());
+        assert_eq!(reset.compact(), &*reset.json());
+        assert!(reset.json().contains("\"type\":\"cluster_reset\""));
+        // Each reads back as the event it was.
+        for l in &log {
+            let from_text: Event = serde_json::from_str(l.text()).unwrap();
+            let from_json: Event = serde_json::from_str(&l.json()).unwrap();
+            assert_eq!(from_text, from_json);
+            assert_eq!(from_text.seq, l.seq);
+        }
+        assert_eq!(b.object_viewers.load(Ordering::Relaxed), 0);
+    }
+
     #[test]
     fn history_is_bounded_and_snapshot_parses_as_the_shared_type() {
         let b = bus(BusConfig {
@@ -1366,7 +1492,7 @@ mod tests {
         b.publish_at("c1", 2, invoked(2));
         b.publish_at("supervisor", 3, EventKind::ClusterReset { generation: 1 });
         let log = b.since(0);
-        let (first, second) = (&log[0].json, &log[1].json);
+        let (first, second) = (log[0].text(), log[1].text());
         assert_eq!(
             second.as_ptr() as usize,
             first.as_ptr() as usize + first.len(),
@@ -1374,10 +1500,10 @@ mod tests {
         );
         let inner = b.lock();
         let (_, mark) = inner.marks.back().expect("a reset is a chart mark");
-        assert_eq!(mark.json.as_str(), log[2].json.as_str());
+        assert_eq!(mark.text(), log[2].text());
         assert_ne!(
-            mark.json.as_ptr(),
-            log[2].json.as_ptr(),
+            mark.text().as_ptr(),
+            log[2].text().as_ptr(),
             "the mark's text is a copy"
         );
     }

@@ -403,7 +403,7 @@ pub struct ScheduleOutcome {
 fn parse_events(bus: &Bus) -> Vec<Event> {
     bus.recent(usize::MAX)
         .iter()
-        .filter_map(|l| serde_json::from_str(&l.json).ok())
+        .filter_map(|l| serde_json::from_str(l.text()).ok())
         .collect()
 }
 

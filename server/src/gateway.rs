@@ -442,8 +442,9 @@ struct Viewer {
     load_sample: u32,
     /// When the last events frame left.
     last_frame: Instant,
-    /// Held while this viewer wants compact rows (`compact`): the bus writes them meanwhile.
-    compact: Option<crate::bus::CompactViewer>,
+    /// The form this viewer reads events in (objects until it sends `compact`): while it reads
+    /// objects the bus writes every event's object as it publishes it.
+    form: crate::bus::ViewerForm,
 }
 
 impl Drop for Viewer {
@@ -604,6 +605,7 @@ impl Viewer {
             commands_rx,
             answers_tx.clone(),
         ));
+        let form = cluster.bus().viewer_form(false);
         Self {
             cluster,
             cfg,
@@ -615,7 +617,7 @@ impl Viewer {
             seen: 0,
             load_sample: 1,
             last_frame: Instant::now(),
-            compact: None,
+            form,
         }
     }
 
@@ -722,13 +724,11 @@ impl Viewer {
                         if !batch.is_empty() {
                             // Sized from the first event as this viewer gets it (a row is a
                             // third of the object).
-                            let first = match (&self.compact, &batch[0].row) {
-                                (Some(_), Some(row)) => row.len(),
-                                _ => batch[0].json.len(),
-                            };
+                            let compact = self.form.compact();
+                            let first = batch[0].len_hint(compact);
                             let mut body = String::with_capacity(first * batch.len() + 32);
                             body.push_str("{\"type\":\"events\",\"events\":[");
-                            if self.compact.is_some() {
+                            if compact {
                                 join_rows(&mut body, batch.iter());
                             } else {
                                 join_events(&mut body, batch.iter());
@@ -753,7 +753,7 @@ impl Viewer {
                     Answer::Compact { on, ack } => {
                         // Rows from the next event published; those already queued for this
                         // viewer have none and go as objects.
-                        self.compact = on.then(|| self.cluster.bus().compact_viewer());
+                        self.form = self.cluster.bus().viewer_form(on);
                         ws.send(json_msg(&ack)).await?;
                     }
                     Answer::Close(frame) => {

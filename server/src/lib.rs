@@ -22,6 +22,7 @@ pub(crate) mod clerk_runtime;
 pub mod client;
 pub mod clock;
 pub mod cluster;
+pub mod cpu;
 pub(crate) mod event_json;
 pub mod framing;
 pub mod gateway;

@@ -99,7 +99,7 @@ impl Tap {
 fn read_back(fed: Fed) -> Tapped {
     match fed {
         Fed::Missed(n) => Tapped::Missed(n),
-        Fed::Event(logged) => match serde_json::from_str::<Event>(&logged.json) {
+        Fed::Event(logged) => match serde_json::from_str::<Event>(logged.text()) {
             Ok(e) => Tapped::Event(Box::new(e)),
             Err(e) => {
                 tracing::error!("event #{} does not read back: {e}", logged.seq);
@@ -379,12 +379,7 @@ mod tests {
             let json = serde_json::to_string(&e).unwrap().into();
             tap.offer(
                 &e.kind,
-                &Arc::new(Logged {
-                    seq: e.seq,
-                    json,
-                    row: None,
-                    load: crate::bus::LoadTag::Always,
-                }),
+                &Arc::new(Logged::object(e.seq, json, crate::bus::LoadTag::Always)),
             );
         };
         offer(ev(1, "s1", EventKind::SlowMotionSet { delay_ms: 1 }));

@@ -72,12 +72,12 @@ pub fn jsonl(run: u64, variant: Option<&str>, log: &RunLog) -> String {
         source: SOURCE.into(),
         variant: variant.map(str::to_owned),
     };
-    let size: usize = log.events.iter().map(|e| e.json.len() + 1).sum();
+    let size: usize = log.events.iter().map(|e| e.len_hint(false) + 1).sum();
     let mut out = String::with_capacity(size + 512);
     out.push_str(&serde_json::to_string(&RunLine::Run(header)).expect("header serializes"));
     out.push('\n');
     for e in &log.events {
-        out.push_str(&e.json);
+        out.push_str(&e.json());
         out.push('\n');
     }
     let count = log.events.len() as u64;
@@ -95,7 +95,7 @@ pub fn shiviz(log: &RunLog) -> String {
     let events: Vec<Event> = log
         .events
         .iter()
-        .filter_map(|l| match serde_json::from_str(&l.json) {
+        .filter_map(|l| match serde_json::from_str(l.text()) {
             Ok(e) => Some(e),
             Err(e) => {
                 // The bus wrote it from an `Event`: this would be a bug in shared's serde.

@@ -25,7 +25,7 @@ fn config(node_exe: PathBuf) -> ClusterConfig {
 fn log(bus: &Bus) -> Vec<Event> {
     bus.recent(usize::MAX)
         .iter()
-        .map(|l| serde_json::from_str(&l.json).expect("events parse"))
+        .map(|l| serde_json::from_str(&l.json()).expect("events parse"))
         .collect()
 }
 

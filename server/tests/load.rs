@@ -544,6 +544,28 @@ fn bench_prints_json_lines_with_the_fields() {
         viewer["viewer_events"].as_u64().unwrap_or(0) > 0,
         "{viewer}"
     );
+    // CPU per call, by process: the supervisor, both servers and (on the viewer's line) the
+    // viewer's thread, each a positive number, adding up to the total.
+    for (line, parties) in [
+        (load, &["supervisor", "s1", "s2"][..]),
+        (viewer, &["supervisor", "s1", "s2", "viewer"][..]),
+    ] {
+        let split = line["cpu_split_us"].as_object().expect("cpu_split_us");
+        let names: Vec<&str> = split.keys().map(|k| k.as_str()).collect();
+        let mut want = parties.to_vec();
+        want.sort_unstable();
+        assert_eq!(names, want, "{line}");
+        let sum: f64 = split.values().map(|v| v.as_f64().unwrap_or(-1.0)).sum();
+        assert!(
+            split.values().all(|v| v.as_f64().unwrap_or(0.0) > 0.0),
+            "{line}"
+        );
+        let total = line["cpu_us_per_op"].as_f64().expect("cpu_us_per_op");
+        assert!(
+            (total - sum).abs() < 0.5,
+            "{total} is not the sum {sum}: {line}"
+        );
+    }
     let failover = lines
         .iter()
         .find(|l| l.get("failover_p50_ms").is_some())
