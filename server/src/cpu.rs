@@ -5,23 +5,24 @@
 //! each process moves far less, and says where the time goes (the supervisor, the primary, the
 //! backup, the viewer; Redis's two servers and its clients) without a profiler.
 //!
-//! A process's time is the kernel's user + system time of all its threads, those that ended
-//! included (`/proc/<pid>/stat`, in clock ticks: 10 ms, a fraction of a percent of a phase); a
-//! thread's is the scheduler's own account of it (`/proc/<pid>/task/<tid>/schedstat`,
-//! nanoseconds on a CPU).
-
-use std::path::Path;
-
-/// Nanoseconds on a CPU of one thread, from its `schedstat` (first field).
-fn schedstat_ns(path: &Path) -> Option<u64> {
-    let text = std::fs::read_to_string(path).ok()?;
-    text.split_ascii_whitespace().next()?.parse().ok()
-}
+//! The time is the kernel's user + system time: of all a process's threads, those that ended
+//! included (`/proc/<pid>/stat`), or of one thread (`/proc/<pid>/task/<tid>/stat`), in clock
+//! ticks (10 ms: a fraction of a percent of a phase). Every Linux kernel has both files.
 
 /// User + system time of process `pid`, every thread it ever had, in ns (`None`: no such
 /// process, or no `/proc` here).
 pub fn process_ns(pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_ns(&format!("/proc/{pid}/stat"))
+}
+
+/// User + system time of thread `tid` of this process, in ns.
+pub fn own_thread_ns(tid: u32) -> Option<u64> {
+    stat_ns(&format!("/proc/{}/task/{tid}/stat", std::process::id()))
+}
+
+/// The user + system time a `stat` file gives, in ns.
+fn stat_ns(path: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
     let ticks = stat_ticks(&text)?;
     let per_s = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
@@ -38,14 +39,6 @@ fn stat_ticks(text: &str) -> Option<u64> {
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
     Some(utime + stime)
-}
-
-/// Nanoseconds on a CPU of one thread `tid` of this process.
-pub fn own_thread_ns(tid: u32) -> Option<u64> {
-    schedstat_ns(Path::new(&format!(
-        "/proc/{}/task/{tid}/schedstat",
-        std::process::id()
-    )))
 }
 
 /// The calling thread's id (for [`own_thread_ns`]).

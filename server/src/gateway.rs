@@ -647,10 +647,12 @@ impl Viewer {
         &mut self,
         ws: &mut WsSink,
     ) -> anyhow::Result<broadcast::Receiver<Arc<crate::bus::Logged>>> {
-        let sub = self
-            .cluster
-            .bus()
-            .subscribe_sampled(self.seen, self.load_sample);
+        // Writing up to `snapshot_events` objects (made from their rows, for the events the bus
+        // kept as rows only) takes milliseconds: on a blocking thread, not on a worker whose
+        // other tasks (the clerks, the nodes' reports) would wait meanwhile.
+        let bus = self.cluster.bus().clone();
+        let (seen, sample) = (self.seen, self.load_sample);
+        let sub = tokio::task::spawn_blocking(move || bus.subscribe_sampled(seen, sample)).await?;
         self.seen = sub.last_seq;
         ws.send(Message::text(sub.snapshot)).await?;
         Ok(sub.rx)
@@ -751,8 +753,8 @@ impl Viewer {
                         ws.send(json_msg(&ack)).await?;
                     }
                     Answer::Compact { on, ack } => {
-                        // Rows from the next event published; those already queued for this
-                        // viewer have none and go as objects.
+                        // In force from the next frame, for the events already queued for this
+                        // viewer too (the bus keeps a call's events as rows).
                         self.form = self.cluster.bus().viewer_form(on);
                         ws.send(json_msg(&ack)).await?;
                     }
