@@ -90,19 +90,15 @@ impl Logged {
         }
     }
 
-    /// The event as a viewer that sent `compact` gets it: its row, or its object.
-    pub fn compact(&self) -> &str {
+    /// The event as written, in either form (`shared::Event` reads both): its row, or its
+    /// object for a kind without one. What a viewer that sent `compact` gets, and the
+    /// cheapest text to read the event back from.
+    pub fn text(&self) -> &str {
         match (&self.row, &self.json) {
             (Some(row), _) => row.as_str(),
             (None, Some(json)) => json.as_str(),
             (None, None) => "",
         }
-    }
-
-    /// The event as written, in either form (`shared::Event` reads both): the cheapest text
-    /// to read it back from.
-    pub fn text(&self) -> &str {
-        self.compact()
     }
 
     /// Bytes of [`Logged::json`] if it was written, else of the row (for sizing buffers).
@@ -995,7 +991,7 @@ fn join<'a>(out: &mut String, events: impl Iterator<Item = &'a Arc<Logged>>, row
             out.push(',');
         }
         if rows {
-            out.push_str(e.compact());
+            out.push_str(e.text());
         } else {
             out.push_str(&e.json());
         }
@@ -1426,8 +1422,7 @@ mod tests {
         let (before, reset, during, after) = (&log[0], &log[1], &log[2], &log[3]);
         // Rows where the kind has one, whoever watches.
         for l in [before, during, after] {
-            assert!(l.compact().starts_with('['), "{}", l.compact());
-            assert!(l.text().starts_with('['));
+            assert!(l.text().starts_with('['), "{}", l.text());
         }
         assert!(before.json.is_none() && after.json.is_none());
         assert!(during.json.is_some(), "written while a viewer read objects");
@@ -1439,7 +1434,7 @@ mod tests {
         assert!(matches!(during.json(), Cow::Borrowed(_)));
         // An event without a row: its object, in both forms.
         assert!(reset.row.is_none());
-        assert_eq!(reset.compact(), &*reset.json());
+        assert_eq!(reset.text(), &*reset.json());
         assert!(reset.json().contains("\"type\":\"cluster_reset\""));
         // Each reads back as the event it was.
         for l in &log {

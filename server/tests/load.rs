@@ -571,6 +571,8 @@ fn bench_prints_json_lines_with_the_fields() {
         .find(|l| l.get("failover_p50_ms").is_some())
         .expect("a failover line");
     assert_eq!(failover["kills"], 2);
+    // Each window ended at the backup's first answer, found in the bus's events as written.
+    assert_eq!(failover["recovered"], 2, "{failover}");
     assert!(failover["failover_p99_ms"].is_number());
     // Every line carries the contract's fields (ARCHITECTURE.md): the failover line's are the
     // load's own throughput and latency over the kills. Found by review: a reader of
