@@ -77,6 +77,23 @@ impl Outlet {
         }
     }
 
+    /// Publishes events stamped by the clerk, in order: on the bus under one take of its lock
+    /// (a call's events came four takes apart, and the load's clerks were most of the waits
+    /// on that lock); for a process, queued for the socket one by one.
+    pub(crate) fn publish_many(&self, node: &str, events: Vec<(u64, EventKind)>) {
+        if events.is_empty() {
+            return;
+        }
+        match self {
+            Outlet::Bus(bus) => bus.publish_many(node, events),
+            Outlet::Control { .. } => {
+                for (t_us, kind) in events {
+                    self.publish_at(node, t_us, kind);
+                }
+            }
+        }
+    }
+
     /// Records an event and returns once it is in the log's hands (for a process: written to
     /// the control socket, behind everything recorded before it).
     async fn record(&self, node: &str, kind: EventKind) -> anyhow::Result<()> {
@@ -142,12 +159,20 @@ fn now(bus: &Outlet) -> Now {
     }
 }
 
-/// Publishes the machine's events at once, in order, and queues the rest for the task.
-fn carry(core: &mut Core, bus: &Outlet, t_us: u64, out: Vec<Output>) {
+/// Publishes `events` and then the machine's, at once, in order, and queues the rest for the
+/// task. A call's outcome goes to its caller only once its events are on the bus.
+fn carry(
+    core: &mut Core,
+    bus: &Outlet,
+    t_us: u64,
+    out: Vec<Output>,
+    mut events: Vec<(u64, EventKind)>,
+) {
     for o in out {
         match o {
-            Output::Event(kind) => bus.publish_at(core.clerk.name(), t_us, kind),
+            Output::Event(kind) => events.push((t_us, kind)),
             Output::Done(outcome) => {
+                bus.publish_many(core.clerk.name(), std::mem::take(&mut events));
                 if let Some(done) = core.done.take() {
                     let _ = done.send(match outcome {
                         Outcome::Answered(ok) => Some(ok),
@@ -158,6 +183,7 @@ fn carry(core: &mut Core, bus: &Outlet, t_us: u64, out: Vec<Output>) {
             io @ (Output::Send { .. } | Output::Disconnect { .. }) => core.io.push_back(io),
         }
     }
+    bus.publish_many(core.clerk.name(), events);
 }
 
 impl ClerkHandle {
@@ -169,7 +195,7 @@ impl ClerkHandle {
         core.clerk
             .invoke(call.op, &call.lock, call.tag, now, &mut out)?;
         core.done = call.done;
-        carry(&mut core, &self.bus, now.us, out);
+        carry(&mut core, &self.bus, now.us, out, Vec::new());
         drop(core);
         self.wake.notify_one();
         Ok(())
@@ -195,7 +221,7 @@ impl ClerkHandle {
         let mut out = Vec::new();
         core.clerk.abandon(reason, &mut out);
         let t = self.bus.clock().now_us();
-        carry(&mut core, &self.bus, t, out);
+        carry(&mut core, &self.bus, t, out, Vec::new());
     }
 }
 
@@ -339,11 +365,21 @@ impl Recorder for BusRecorder<'_> {
 impl Runtime {
     /// Runs the machine's inputs through it and carries out what it asks.
     fn step(&self, f: impl FnOnce(&mut Clerk, Now, &mut Vec<Output>)) {
+        self.step_after(Vec::new(), f);
+    }
+
+    /// [`Runtime::step`], with `events` (the wire's, about this input) published first and
+    /// together with the machine's.
+    fn step_after(
+        &self,
+        events: Vec<(u64, EventKind)>,
+        f: impl FnOnce(&mut Clerk, Now, &mut Vec<Output>),
+    ) {
         let mut core = lock(&self.core);
         let now = now(&self.bus);
         let mut out = Vec::new();
         f(&mut core.clerk, now, &mut out);
-        carry(&mut core, &self.bus, now.us, out);
+        carry(&mut core, &self.bus, now.us, out, events);
     }
 
     async fn run(mut self) {
@@ -460,17 +496,19 @@ impl Runtime {
                     continue;
                 }
             };
-            self.bus.publish(
-                &self.name,
-                EventKind::MsgDelivered {
-                    msg_id: env.msg_id,
-                    from: env.from.clone(),
-                    to: self.name.clone(),
-                    duplicate,
-                },
-            );
+            let delivered = EventKind::MsgDelivered {
+                msg_id: env.msg_id,
+                from: env.from.clone(),
+                to: self.name.clone(),
+                duplicate,
+            };
+            let delivered = vec![(self.bus.clock().now_us(), delivered)];
             if let Msg::Reply { req, ok } = env.msg {
-                self.step(|c, now, out| c.on_reply(server, req, ok, now, out));
+                self.step_after(delivered, |c, now, out| {
+                    c.on_reply(server, req, ok, now, out)
+                });
+            } else {
+                self.bus.publish_many(&self.name, delivered);
             }
         }
     }

@@ -237,3 +237,59 @@ async fn a_node_that_reads_no_control_cannot_stop_its_reports() {
     cluster.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A clerk publishes a reply's delivery and the call's completion together, under one take of
+/// the bus's lock: its caller still hears the answer only once all the call's events are on the
+/// bus, in the order they happened. Both kinds of clerk: a client process (`c1`, reporting over
+/// its control connection) and one of the load's, inside the supervisor.
+#[tokio::test]
+async fn a_calls_answer_comes_after_its_clerks_events_in_order() {
+    let bus = Bus::new(RunClock::start(), BusConfig::default());
+    let cluster = Cluster::start(bus.clone(), config(env!("CARGO_BIN_EXE_pbscope").into()))
+        .await
+        .expect("cluster starts");
+    let load = shared::LOAD_FIRST_CLIENT;
+    for client in [1, load] {
+        let node = shared::client_node(client);
+        for (i, op) in [Op::Lock, Op::Unlock, Op::Lock, Op::Lock]
+            .into_iter()
+            .enumerate()
+        {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if client == load {
+                cluster
+                    .submit_load(client, op, "load-0".into(), tx)
+                    .await
+                    .expect("submitted");
+            } else {
+                cluster
+                    .submit(client, op, "a".into(), None, Some(tx))
+                    .await
+                    .expect("submitted");
+            }
+            let expected = i != 3; // the last Lock finds the lock held
+            let answer = tokio::time::timeout(Duration::from_secs(10), rx)
+                .await
+                .unwrap_or_else(|_| panic!("{node} call {i}: no answer in 10 s"));
+            assert_eq!(answer.expect("answered"), Some(expected), "{node} call {i}");
+            let kinds: Vec<&'static str> = log(&bus)
+                .iter()
+                .filter(|e| e.node == node)
+                .filter_map(|e| match &e.kind {
+                    EventKind::OpInvoked { .. } => Some("invoked"),
+                    EventKind::MsgSent { .. } => Some("sent"),
+                    EventKind::MsgDelivered { .. } => Some("delivered"),
+                    EventKind::OpCompleted { .. } => Some("completed"),
+                    _ => None,
+                })
+                .collect();
+            let one = ["invoked", "sent", "delivered", "completed"];
+            assert_eq!(
+                kinds,
+                one.repeat(i + 1),
+                "{node} call {i}: its events so far"
+            );
+        }
+    }
+    cluster.shutdown().await;
+}
