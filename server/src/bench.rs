@@ -47,6 +47,9 @@ pub struct BenchConfig {
     pub failover: u32,
     pub redis: bool,
     pub json: bool,
+    /// Times each client count's phases run, interleaved (1 to 20): the table gives each
+    /// system's middle round, so a few seconds of a busy machine move one round, not the ratio.
+    pub rounds: u32,
 }
 
 /// One measured phase.
@@ -586,12 +589,19 @@ fn cost_pct(off: &Row, on: &Row) -> f64 {
 
 /// Runs every phase asked for and prints the table (or JSON lines) on stdout.
 pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
-    let phases = cfg.clients.len() as u32 * (1 + cfg.viewer as u32 + cfg.redis as u32);
+    let per_round = 1 + cfg.viewer as u32 + cfg.redis as u32;
+    let rounds = cfg.rounds.max(1);
+    let phases = cfg.clients.len() as u32 * per_round * rounds;
     progress(format!(
-        "{} phase(s) of {} s (+{} ms warm-up each){}; the machine: {} cores",
+        "{} phase(s) of {} s (+{} ms warm-up each){}{}; the machine: {} cores",
         phases,
         cfg.seconds,
         WARM_UP.as_millis(),
+        if rounds > 1 {
+            format!(", {rounds} interleaved rounds per client count")
+        } else {
+            String::new()
+        },
         if cfg.failover > 0 {
             format!(", then {} primary kills", cfg.failover)
         } else {
@@ -608,45 +618,61 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
         None
     };
     let mut done = 0;
-    let mut rows: Vec<(Row, Option<Row>, Option<Row>)> = Vec::new();
+    let mut rows: Vec<Measured> = Vec::new();
     for &clients in &cfg.clients {
-        done += 1;
-        progress(format!(
-            "[{done}/{phases}] pbscope, {}, viewer off",
-            clients_text(clients)
-        ));
-        let off = run_pbscope(&cfg.cluster, clients, cfg.seconds, false).await?;
-        let on = if cfg.viewer {
-            done += 1;
-            progress(format!(
-                "[{done}/{phases}] pbscope, {}, viewer on",
-                clients_text(clients)
-            ));
-            Some(run_pbscope(&cfg.cluster, clients, cfg.seconds, true).await?)
-        } else {
-            None
-        };
-        let red = match &redis {
-            Some(pair) => {
+        let mut measured: Vec<Measured> = Vec::new();
+        for round in 0..rounds {
+            let mut order = vec![Phase::Off];
+            if cfg.viewer {
+                order.push(Phase::On);
+            }
+            if redis.is_some() {
+                order.push(Phase::Redis);
+            }
+            // Each round starts with another system: none always runs first, or always last.
+            let len = order.len();
+            order.rotate_left(round as usize % len);
+            let mut m = Measured::default();
+            for phase in order {
                 done += 1;
+                let of_round = if rounds > 1 {
+                    format!(", round {}/{rounds}", round + 1)
+                } else {
+                    String::new()
+                };
+                let what = match phase {
+                    Phase::Off => "pbscope, {}, viewer off",
+                    Phase::On => "pbscope, {}, viewer on",
+                    Phase::Redis => "redis, {}",
+                };
                 progress(format!(
-                    "[{done}/{phases}] redis, {}",
-                    clients_text(clients)
+                    "[{done}/{phases}] {}{of_round}",
+                    what.replace("{}", &clients_text(clients))
                 ));
-                Some(run_redis(pair, clients, cfg.seconds).await?)
+                match phase {
+                    Phase::Off => {
+                        m.off = run_pbscope(&cfg.cluster, clients, cfg.seconds, false).await?
+                    }
+                    Phase::On => {
+                        m.on = Some(run_pbscope(&cfg.cluster, clients, cfg.seconds, true).await?)
+                    }
+                    Phase::Redis => {
+                        if let Some(pair) = &redis {
+                            m.redis = Some(run_redis(pair, clients, cfg.seconds).await?);
+                        }
+                    }
+                }
             }
-            None => None,
-        };
-        if cfg.json {
-            crate::say!("{}", row_json(&off, red.as_ref(), None));
-            if let Some(on) = &on {
-                crate::say!("{}", row_json(on, red.as_ref(), Some(&off)));
+            if cfg.json && rounds > 1 {
+                m.say_json(Some(json!(round + 1)));
             }
-            if let Some(r) = &red {
-                crate::say!("{}", row_json(r, None, None));
-            }
+            measured.push(m);
         }
-        rows.push((off, on, red));
+        let m = Measured::middle(measured);
+        if cfg.json {
+            m.say_json((rounds > 1).then(|| json!("middle")));
+        }
+        rows.push(m);
     }
     drop(redis);
     let failover = if cfg.failover > 0 {
@@ -687,7 +713,97 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_table(rows: &[(Row, Option<Row>, Option<Row>)], failover: Option<&FailoverReport>) {
+/// The phases of one round for one client count.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    Off,
+    On,
+    Redis,
+}
+
+/// One client count's rows: pbscope without and with the viewer, Redis; and, when there were
+/// several rounds, each system's throughput in every round (in the order they ran).
+#[derive(Debug, Default)]
+struct Measured {
+    off: Row,
+    on: Option<Row>,
+    redis: Option<Row>,
+    rounds: Vec<[Option<f64>; 3]>,
+}
+
+impl Measured {
+    /// The JSON lines of these rows; `round` is added to each when there were several.
+    fn say_json(&self, round: Option<serde_json::Value>) {
+        let red = self.redis.as_ref();
+        let mut lines = vec![(&self.off, row_json(&self.off, red, None))];
+        if let Some(on) = &self.on {
+            lines.push((on, row_json(on, red, Some(&self.off))));
+        }
+        if let Some(r) = red {
+            lines.push((r, row_json(r, None, None)));
+        }
+        for (row, mut line) in lines {
+            if let Some(round) = &round {
+                line["round"] = round.clone();
+                if round.is_string() {
+                    line["rounds"] = json!(self.rounds.len());
+                    line["ops_per_s_by_round"] = json!(self
+                        .by_round(row)
+                        .iter()
+                        .map(|x| x.round() as u64)
+                        .collect::<Vec<_>>());
+                }
+            }
+            crate::say!("{line}");
+        }
+    }
+
+    /// The throughput, round by round, of the system `row` is about.
+    fn by_round(&self, row: &Row) -> Vec<f64> {
+        let i = match (row.system, row.viewer) {
+            ("pbscope", false) => 0,
+            ("pbscope", true) => 1,
+            _ => 2,
+        };
+        self.rounds.iter().filter_map(|r| r[i]).collect()
+    }
+
+    /// Each system's middle round by throughput (the upper middle of an even count), and
+    /// every round's throughput. Ratios and the viewer's cost are then taken between middles.
+    fn middle(all: Vec<Measured>) -> Measured {
+        let rounds: Vec<[Option<f64>; 3]> = all
+            .iter()
+            .map(|m| {
+                [
+                    Some(m.off.ops_per_s),
+                    m.on.as_ref().map(|r| r.ops_per_s),
+                    m.redis.as_ref().map(|r| r.ops_per_s),
+                ]
+            })
+            .collect();
+        let pick = |mut rows: Vec<Row>| -> Option<Row> {
+            rows.sort_by(|a, b| a.ops_per_s.total_cmp(&b.ops_per_s));
+            let mid = rows.len() / 2;
+            rows.into_iter().nth(mid)
+        };
+        let mut offs = Vec::new();
+        let mut ons = Vec::new();
+        let mut reds = Vec::new();
+        for m in all {
+            offs.push(m.off);
+            ons.extend(m.on);
+            reds.extend(m.redis);
+        }
+        Measured {
+            off: pick(offs).unwrap_or_default(),
+            on: pick(ons),
+            redis: pick(reds),
+            rounds,
+        }
+    }
+}
+
+fn print_table(rows: &[Measured], failover: Option<&FailoverReport>) {
     crate::say!(
         "pbscope bench: closed loop, K clerks, Lock or Unlock on K locks, every call through primary and backup, every event on the bus"
     );
@@ -702,8 +818,24 @@ fn print_table(rows: &[(Row, Option<Row>, Option<Row>)], failover: Option<&Failo
         "events/s",
         "cpu us"
     );
-    for (off, on, red) in rows {
+    for m in rows {
+        let (off, on, red) = (&m.off, &m.on, &m.redis);
         let line = |r: &Row, name: &str, notes: String| {
+            let notes = if m.rounds.len() > 1 {
+                let each: Vec<String> = m.by_round(r).iter().map(|v| format!("{v:.0}")).collect();
+                let rounds = format!(
+                    "middle of {} rounds (ops/s {})",
+                    m.rounds.len(),
+                    each.join(" ")
+                );
+                [rounds, notes]
+                    .into_iter()
+                    .filter(|n| !n.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            } else {
+                notes
+            };
             let (cpu, split) = match &r.cpu {
                 Some(c) => (
                     format!("{:.1}", c.total()),

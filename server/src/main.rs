@@ -270,6 +270,10 @@ struct BenchArgs {
     /// (needs redis-server: scripts/bench installs it).
     #[arg(long)]
     redis: bool,
+    /// Run each client count's phases this many times, interleaved (1 to 20), and report each
+    /// system's middle round: on a shared machine one round can be slowed by its neighbours.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: u32,
 }
 
 #[derive(clap::Args, Debug)]
@@ -669,6 +673,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         failover: args.failover,
         redis: args.redis,
         json: args.json,
+        rounds: args.rounds,
     }));
     // Ctrl-C, SIGTERM or SIGHUP (the terminal closed): the run is dropped first, which kills and reaps the Redis pair and
     // removes its directory, and stops the clusters; then the exit status says which signal.

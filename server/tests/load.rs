@@ -491,32 +491,34 @@ async fn the_load_command_line_drives_a_running_server() {
     assert!(!out.stderr.is_empty());
 }
 
-#[test]
-fn bench_prints_json_lines_with_the_fields() {
+/// Runs `pbscope bench --json` with `args`: its lines, parsed, and its stderr.
+fn bench_json(args: &[&str]) -> (Vec<Value>, String) {
     let out = pbscope()
-        .args([
-            "bench",
-            "--clients",
-            "2",
-            "--seconds",
-            "1",
-            "--json",
-            "--viewer",
-            "--failover",
-            "2",
-        ])
+        .args(["bench", "--json"])
+        .args(args)
         .output()
         .expect("run pbscope bench");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<Value> = stdout
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let lines = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
+    (lines, stderr)
+}
+
+#[test]
+fn bench_prints_json_lines_with_the_fields() {
+    let (lines, stderr) = bench_json(&[
+        "--clients",
+        "2",
+        "--seconds",
+        "1",
+        "--viewer",
+        "--failover",
+        "2",
+    ]);
     let load = lines
         .iter()
         .find(|l| l.get("ops_per_s").is_some())
@@ -588,7 +590,72 @@ fn bench_prints_json_lines_with_the_fields() {
     );
     assert!(failover["p99_us"].as_u64().unwrap_or(0) >= failover["p50_us"].as_u64().unwrap_or(0));
     // Progress went to stderr, not into the JSON.
-    assert!(String::from_utf8_lossy(&out.stderr).contains("failover 2/2"));
+    assert!(stderr.contains("failover 2/2"));
+}
+
+/// `--rounds 3` runs each phase three times, interleaved, prints every round's line and then
+/// each system's middle round, whose numbers (and the viewer's cost) are those of that round.
+/// Without `--rounds` the lines are as before: no `round` field.
+#[test]
+fn bench_rounds_report_each_round_and_the_middle_one() {
+    let run = |extra: &[&str]| -> Vec<Value> {
+        let args = [
+            &["--clients", "2", "--seconds", "0.3", "--viewer"][..],
+            extra,
+        ]
+        .concat();
+        bench_json(&args).0
+    };
+    let lines = run(&["--rounds", "3"]);
+    assert_eq!(
+        lines.len(),
+        8,
+        "3 rounds x 2 systems + 2 middle lines: {lines:?}"
+    );
+    let mut middles = Vec::new();
+    for viewer in [false, true] {
+        let of: Vec<&Value> = lines.iter().filter(|l| l["viewer"] == viewer).collect();
+        let rounds: Vec<u64> = of.iter().filter_map(|l| l["round"].as_u64()).collect();
+        assert_eq!(rounds, [1, 2, 3], "viewer {viewer}: {of:?}");
+        let each: Vec<u64> = of[..3]
+            .iter()
+            .map(|l| l["ops_per_s"].as_u64().expect("ops_per_s"))
+            .collect();
+        let middle = of[3];
+        assert_eq!(middle["round"], "middle", "{middle}");
+        assert_eq!(middle["rounds"], 3);
+        assert_eq!(middle["ops_per_s_by_round"], json!(each), "{middle}");
+        let mut sorted = each.clone();
+        sorted.sort_unstable();
+        assert_eq!(middle["ops_per_s"].as_u64(), Some(sorted[1]), "{middle}");
+        // The middle line is one round's line, whole: its latency and CPU come with it.
+        let same = of[..3]
+            .iter()
+            .find(|l| l["ops_per_s"] == middle["ops_per_s"])
+            .expect("the middle round");
+        for field in ["p50_us", "p99_us", "ops", "cpu_us_per_op", "events"] {
+            assert_eq!(same[field], middle[field], "{field}: {middle}");
+        }
+        middles.push(middle);
+    }
+    let (off, on) = (
+        middles[0]["ops_per_s"].as_f64(),
+        middles[1]["ops_per_s"].as_f64(),
+    );
+    let (off, on) = (off.expect("off"), on.expect("on"));
+    let cost = middles[1]["viewer_cost_pct"]
+        .as_f64()
+        .expect("viewer_cost_pct");
+    assert!(
+        (cost - (off - on) / off * 100.0).abs() < 0.2,
+        "the viewer's cost {cost} is between the middles {off} and {on}"
+    );
+    let single = run(&[]);
+    assert_eq!(single.len(), 2, "{single:?}");
+    assert!(
+        single.iter().all(|l| l.get("round").is_none()),
+        "{single:?}"
+    );
 }
 
 /// A paced clerk waiting for its turn hears a stop: no load call starts after the stop's

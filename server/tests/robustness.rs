@@ -336,6 +336,9 @@ async fn out_of_range_command_line_values_are_refused() {
         ("serve", ["--slow-motion-ms", "-1"]),
         ("bench", ["--clients", "-3,5"]),
         ("bench", ["--seconds", "-inf"]),
+        ("bench", ["--rounds", "0"]),
+        ("bench", ["--rounds", "21"]),
+        ("bench", ["--rounds", "-2"]),
     ] {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pbscope"));
         command.arg(cmd);
