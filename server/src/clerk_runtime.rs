@@ -160,7 +160,9 @@ fn now(bus: &Outlet) -> Now {
 }
 
 /// Publishes `events` and then the machine's, at once, in order, and queues the rest for the
-/// task. A call's outcome goes to its caller only once its events are on the bus.
+/// task. A call's events are handed to the bus before its outcome goes to its caller; they are
+/// in the log by then unless the bus holds the reply's delivery until the server's report of
+/// its send is read (`Bus::publish_locked`), and the completion with it.
 fn carry(
     core: &mut Core,
     bus: &Outlet,

@@ -239,9 +239,13 @@ async fn a_node_that_reads_no_control_cannot_stop_its_reports() {
 }
 
 /// A clerk publishes a reply's delivery and the call's completion together, under one take of
-/// the bus's lock: its caller still hears the answer only once all the call's events are on the
-/// bus, in the order they happened. Both kinds of clerk: a client process (`c1`, reporting over
-/// its control connection) and one of the load's, inside the supervisor.
+/// the bus's lock: all the call's events are handed to the bus, in the order they happened,
+/// before its caller hears the answer. Both kinds of clerk: a client process (`c1`, reporting
+/// over its control connection) and one of the load's, inside the supervisor. The runtime has
+/// one thread, so the server's report of its reply is always read before the reply: the bus
+/// holds no delivery back, and the events are in the log when the answer comes. (With more
+/// threads the bus may hold the delivery, and the completion behind it, until that report is
+/// read: its rule that a delivery follows its send.)
 #[tokio::test]
 async fn a_calls_answer_comes_after_its_clerks_events_in_order() {
     let bus = Bus::new(RunClock::start(), BusConfig::default());
