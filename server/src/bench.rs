@@ -640,15 +640,13 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
                 } else {
                     String::new()
                 };
+                let who = clients_text(clients);
                 let what = match phase {
-                    Phase::Off => "pbscope, {}, viewer off",
-                    Phase::On => "pbscope, {}, viewer on",
-                    Phase::Redis => "redis, {}",
+                    Phase::Off => format!("pbscope, {who}, viewer off"),
+                    Phase::On => format!("pbscope, {who}, viewer on"),
+                    Phase::Redis => format!("redis, {who}"),
                 };
-                progress(format!(
-                    "[{done}/{phases}] {}{of_round}",
-                    what.replace("{}", &clients_text(clients))
-                ));
+                progress(format!("[{done}/{phases}] {what}{of_round}"));
                 match phase {
                     Phase::Off => {
                         m.off = run_pbscope(&cfg.cluster, clients, cfg.seconds, false).await?
