@@ -2152,6 +2152,72 @@ async fn the_load_panel_starts_a_load_that_the_charts_and_the_diagram_show() -> 
     s.close().await
 }
 
+/// Where the servers' buttons sit: each crash button's offset inside its card, and s2's card's
+/// offset below s1's, in CSS pixels.
+const BUTTON_PLACES: &str = "const top = (css) => { const el = document.querySelector(css); \
+    return el ? el.getBoundingClientRect().top : null; }; \
+    return [top('[data-testid=crash-s1]') - top('[data-testid=card-s1]'), \
+            top('[data-testid=crash-s2]') - top('[data-testid=card-s2]'), \
+            top('[data-testid=card-s2]') - top('[data-testid=card-s1]')];";
+
+/// Under a load the lock tables change many times a second. The servers' buttons must not move
+/// with them: a click (a teacher's, or WebDriver's) aimed at *Crash* would land on whatever
+/// took its place. Before the fix the lock table sat above the buttons and wrapped its chips to
+/// one, two, three lines as locks came and went.
+#[tokio::test]
+async fn the_servers_buttons_hold_still_while_a_load_fills_the_lock_tables() -> anyhow::Result<()> {
+    let s = Session::open_page().await?;
+    let places = |v: serde_json::Value| -> anyhow::Result<Vec<f64>> {
+        let v: Vec<f64> = serde_json::from_value(v)?;
+        anyhow::ensure!(v.len() == 3, "three offsets, got {v:?}");
+        Ok(v)
+    };
+    s.wait_count("[data-testid=crash-s2]", 1).await?;
+    let idle = places(s.browser.execute(BUTTON_PLACES, vec![]).await?)?;
+    s.click("[data-testid=load-toggle]").await?;
+    s.wait_count("[data-testid=load-rate]", 1).await?;
+    let rate = s
+        .browser
+        .find(fantoccini::Locator::Css("[data-testid=load-rate]"))
+        .await?;
+    for _ in 0..6 {
+        rate.send_keys("\u{E014}").await?; // ArrowRight to 500 calls/s, as above
+    }
+    s.wait_text("[data-testid=load-rate] + output", |t| t.contains("500"))
+        .await?;
+    s.click("[data-testid=load-start]").await?;
+    s.wait_text("[data-testid=load-summary]", |t| t.contains("running"))
+        .await?;
+    // Enough locks held that the chips would need more than one line.
+    let deadline = tokio::time::Instant::now() + e2e::WAIT;
+    while s.count("[data-testid=locks-s1] .chip.lock").await? < 6 {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the load never held six locks at s1"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut chips = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let now = places(s.browser.execute(BUTTON_PLACES, vec![]).await?)?;
+        chips.insert(s.count("[data-testid=locks-s1] .chip.lock").await?);
+        assert_eq!(
+            now, idle,
+            "the crash buttons moved (offsets in s1's card, in s2's card, s2's card below s1's) while the load took and released locks"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    s.screenshot_if_it_can("servers-under-load").await;
+    s.click("[data-testid=load-stop]").await?;
+    s.wait_text("[data-testid=load-summary]", |t| t == "idle")
+        .await?;
+    assert!(
+        chips.iter().any(|&n| n >= 6),
+        "the lock table showed few locks ({chips:?}): the test saw no wrapping to resist"
+    );
+    s.close().await
+}
+
 /// The processes descended from `root` (children, their children, ...), from /proc, with their
 /// state letter; zombies count as gone.
 fn live_descendants(root: u32) -> Vec<u32> {

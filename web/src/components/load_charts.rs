@@ -20,6 +20,9 @@ const LEFT: f64 = 50.0;
 const RIGHT: f64 = 14.0;
 /// Below this window height the charts are shorter, so the diagram keeps its room.
 const SHORT_WINDOW: f64 = 900.0;
+/// The strip at the top of each plot that holds its title: the data stay below it, so no line
+/// ever runs through a title (a halo could not keep a busy line legible).
+const TITLE_BAND: f64 = 11.0;
 
 /// The charts' vertical sizes: the band above the plots where marker labels go (three rows,
 /// two when short), each plot, the gap between them; and the whole SVG.
@@ -35,14 +38,14 @@ impl Dims {
         if short {
             Dims {
                 labels: 24.0,
-                plot_h: 38.0,
+                plot_h: 44.0,
                 gap: 12.0,
                 rows: 2,
             }
         } else {
             Dims {
                 labels: 34.0,
-                plot_h: 56.0,
+                plot_h: 62.0,
                 gap: 14.0,
                 rows: 3,
             }
@@ -140,7 +143,8 @@ pub fn load_charts() -> Html {
     // Throughput: linear from 0.
     let max_ops = in_window().map(|p| p.ops_per_s).max().unwrap_or(0) as f64;
     let (top_ops, ops_ticks) = load::linear_ticks(max_ops * 1.05);
-    let y_ops = |v: f64| top1 + plot_h - v / top_ops * plot_h;
+    let data_h = plot_h - TITLE_BAND;
+    let y_ops = |v: f64| top1 + plot_h - v / top_ops * data_h;
     let ops_lines = load::polylines(&charts.points, &f1, |p| Some(y_ops(p.ops_per_s as f64)));
     // The area under the throughput line, for weight.
     let ops_area: Vec<String> = ops_lines
@@ -168,9 +172,9 @@ pub fn load_charts() -> Html {
     let (d_lo, d_hi) = load::log_decades(lo, hi);
     let y_lat = |us: u64| {
         let v = (us.max(1) as f64).log10().clamp(d_lo as f64, d_hi as f64);
-        top2 + plot_h - (v - d_lo as f64) / (d_hi - d_lo) as f64 * plot_h
+        top2 + plot_h - (v - d_lo as f64) / (d_hi - d_lo) as f64 * data_h
     };
-    let lat_every = if plot_h / f64::from((d_hi - d_lo).max(1)) < 13.0 {
+    let lat_every = if data_h / f64::from((d_hi - d_lo).max(1)) < 13.0 {
         2
     } else {
         1
@@ -310,9 +314,9 @@ pub fn load_charts() -> Html {
                     { for ops_lines.iter().map(|l| html! { <polyline class="line ops" points={l.clone()} /> }) }
                     { for p99_lines.iter().map(|l| html! { <polyline class="line p99" points={l.clone()} /> }) }
                     { for p50_lines.iter().map(|l| html! { <polyline class="line p50" points={l.clone()} /> }) }
-                    // The plots' titles over their lines (with a halo), so a line never strikes them out.
-                    <text class="axis-title" x={(LEFT + 5.0).to_string()} y={(top1 + 10.0).to_string()}>{"throughput · calls/s"}</text>
-                    <text class="axis-title" x={(LEFT + 5.0).to_string()} y={(top2 + 10.0).to_string()}>{"latency · p50, p99"}</text>
+                    // The plots' titles, each in the band above its data.
+                    <text class="axis-title" x={(LEFT + 5.0).to_string()} y={(top1 + 8.0).to_string()}>{"throughput · calls/s"}</text>
+                    <text class="axis-title" x={(LEFT + 5.0).to_string()} y={(top2 + 8.0).to_string()}>{"latency · p50, p99"}</text>
                     // Markers across both plots.
                     { for markers.iter().zip(xs.iter().zip(rows.iter())).map(|(m, (x, row))| {
                         // A label without a free row is left out; the line and its tooltip stay.

@@ -1,6 +1,8 @@
-//! A server's card: role, process (PID, port, alive / paused / dying), lock table, counters,
-//! and the buttons that break it: crash, pause / resume, restart (when dead), and a crash at a
-//! chosen point of the next operation (optionally "dying": silent first).
+//! A server's card: role, process (PID, port, alive / paused / dying), the buttons that break
+//! it (crash, pause / resume, restart when dead, and a crash at a chosen point of the next
+//! operation, optionally "dying": silent first), then its lock table and counters. The buttons
+//! come first and the lock table keeps one height, so a click aimed at *Crash* lands there even
+//! while a load changes the locks many times a second.
 
 use shared::{Command, CrashPoint, Role};
 use web_sys::{HtmlInputElement, HtmlSelectElement};
@@ -120,6 +122,20 @@ pub fn server_card(props: &ServerCardProps) -> Html {
         Some(p) => html! { <span class="mono" data-testid={format!("pid-{id}")}>{p}</span> },
         None => html! { <span class="muted" data-testid={format!("pid-{id}")}>{"—"}</span> },
     };
+    // Two lines at most, always two lines tall: under a load the locks come and go many times a
+    // second, and nothing above the card's buttons or below them may move with them. The count
+    // and the tooltip tell what the clip hides.
+    let locks_title = (!n.locks.is_empty()).then(|| {
+        format!(
+            "{} held: {}",
+            format::counted(n.locks.len() as u64, "lock"),
+            n.locks
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(" ")
+        )
+    });
     let locks = if n.locks.is_empty() {
         html! { <span class="muted">{"no locks held"}</span> }
     } else {
@@ -144,33 +160,6 @@ pub fn server_card(props: &ServerCardProps) -> Html {
                     <span class="muted">{format!("127.0.0.1:{port}")}</span>
                 }
             </div>
-            <div class="locks" data-testid={format!("locks-{id}")}>
-                <span class="facts-label">{"Lock table"}</span>{locks}
-            </div>
-            <div class="counters">
-                <span data-testid={format!("served-{id}")} title="Client requests this server answered (retries from its record too)">
-                    <b>{format::count(n.served)}</b>{" served"}
-                </span>
-                <span data-testid={format!("applied-{id}")} title="Operations forwarded by the primary that this server applied">
-                    <b>{format::count(n.applied_forwards)}</b>{" applied from primary"}
-                </span>
-            </div>
-            if n.armed {
-                <div class="armed-note" data-testid={format!("armed-{id}")}
-                    data-point={n.crash_point.map(CrashPoint::name)}>
-                    {format!("⚠ armed: will crash {}", n.crash_point.map_or("before its next reply", format::crash_point))}
-                </div>
-            }
-            if n.paused {
-                <div class="paused-note" data-testid={format!("paused-note-{id}")}>
-                    {"❚❚ paused (SIGSTOP): alive, runs nothing; peers get no answer and no closed connection"}
-                </div>
-            }
-            if n.dying {
-                <div class="dying-note" data-testid={format!("dying-note-{id}")}>
-                    {"⚠ dying: silent now, SIGKILL follows"}
-                </div>
-            }
             <div class="buttons">
                 <button class="btn danger" data-testid={format!("crash-{id}")} onclick={crash}
                     disabled={replay || !n.alive} title={tip("SIGKILL this server's process now")}>{"✕ Crash"}</button>
@@ -204,6 +193,35 @@ pub fn server_card(props: &ServerCardProps) -> Html {
                         title="dying: go silent at that point, die this much later (empty: die at once)" />
                     <button class="btn danger-outline small" data-testid={format!("crash-at-{id}")} onclick={arm}
                         disabled={replay || n.paused} title={tip("crash_at: arm it to die at that point of the next operation")}>{"Arm"}</button>
+                </div>
+            }
+            <div class="locks" data-testid={format!("locks-{id}")} title={locks_title}>
+                <span class="facts-label">{"Lock table"}
+                    if n.locks.len() > 1 { <span class="lock-count">{format!(" · {}", n.locks.len())}</span> }
+                </span>{locks}
+            </div>
+            <div class="counters">
+                <span data-testid={format!("served-{id}")} title="Client requests this server answered (retries from its record too)">
+                    <b>{format::count(n.served)}</b>{" served"}
+                </span>
+                <span data-testid={format!("applied-{id}")} title="Operations forwarded by the primary that this server applied">
+                    <b>{format::count(n.applied_forwards)}</b>{" applied from primary"}
+                </span>
+            </div>
+            if n.armed {
+                <div class="armed-note" data-testid={format!("armed-{id}")}
+                    data-point={n.crash_point.map(CrashPoint::name)}>
+                    {format!("⚠ armed: will crash {}", n.crash_point.map_or("before its next reply", format::crash_point))}
+                </div>
+            }
+            if n.paused {
+                <div class="paused-note" data-testid={format!("paused-note-{id}")}>
+                    {"❚❚ paused (SIGSTOP): alive, runs nothing; peers get no answer and no closed connection"}
+                </div>
+            }
+            if n.dying {
+                <div class="dying-note" data-testid={format!("dying-note-{id}")}>
+                    {"⚠ dying: silent now, SIGKILL follows"}
                 </div>
             }
         </div>
