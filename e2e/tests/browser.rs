@@ -2077,20 +2077,7 @@ async fn the_replay_bar_fits_and_its_controls_behave() -> anyhow::Result<()> {
 #[tokio::test]
 async fn the_load_panel_starts_a_load_that_the_charts_and_the_diagram_show() -> anyhow::Result<()> {
     let s = Session::open_page().await?;
-    s.click("[data-testid=load-toggle]").await?;
-    s.wait_count("[data-testid=load-clients]", 1).await?;
-    let rate = s
-        .browser
-        .find(fantoccini::Locator::Css("[data-testid=load-rate]"))
-        .await?;
-    // 500 calls/s: more than the page draws in full (200/s), so it samples; more only starves
-    // the browser when the test shares two cores with other work.
-    for _ in 0..6 {
-        rate.send_keys("\u{E014}").await?; // ArrowRight: the slider's stops
-    }
-    s.wait_text("[data-testid=load-rate] + output", |t| t.contains("500"))
-        .await?;
-    s.click("[data-testid=load-start]").await?;
+    start_load_at_500(&s).await?;
     s.wait_text("[data-testid=load-summary]", |t| {
         t.contains("running: 16 clerks")
     })
@@ -2152,6 +2139,24 @@ async fn the_load_panel_starts_a_load_that_the_charts_and_the_diagram_show() -> 
     s.close().await
 }
 
+/// Opens the load panel and starts the default load (16 clerks, 16 locks) at 500 calls/s: more
+/// than the page draws in full (200/s), so it samples; more only starves the browser when the
+/// test shares two cores with other work.
+async fn start_load_at_500(s: &Session) -> anyhow::Result<()> {
+    s.click("[data-testid=load-toggle]").await?;
+    s.wait_count("[data-testid=load-clients]", 1).await?;
+    let rate = s
+        .browser
+        .find(fantoccini::Locator::Css("[data-testid=load-rate]"))
+        .await?;
+    for _ in 0..6 {
+        rate.send_keys("\u{E014}").await?; // ArrowRight: the slider's stops
+    }
+    s.wait_text("[data-testid=load-rate] + output", |t| t.contains("500"))
+        .await?;
+    s.click("[data-testid=load-start]").await
+}
+
 /// Where the servers' buttons sit: each crash button's offset inside its card, and s2's card's
 /// offset below s1's, in CSS pixels.
 const BUTTON_PLACES: &str = "const top = (css) => { const el = document.querySelector(css); \
@@ -2174,18 +2179,7 @@ async fn the_servers_buttons_hold_still_while_a_load_fills_the_lock_tables() -> 
     };
     s.wait_count("[data-testid=crash-s2]", 1).await?;
     let idle = places(s.browser.execute(BUTTON_PLACES, vec![]).await?)?;
-    s.click("[data-testid=load-toggle]").await?;
-    s.wait_count("[data-testid=load-rate]", 1).await?;
-    let rate = s
-        .browser
-        .find(fantoccini::Locator::Css("[data-testid=load-rate]"))
-        .await?;
-    for _ in 0..6 {
-        rate.send_keys("\u{E014}").await?; // ArrowRight to 500 calls/s, as above
-    }
-    s.wait_text("[data-testid=load-rate] + output", |t| t.contains("500"))
-        .await?;
-    s.click("[data-testid=load-start]").await?;
+    start_load_at_500(&s).await?;
     s.wait_text("[data-testid=load-summary]", |t| t.contains("running"))
         .await?;
     // Enough locks held that the chips would need more than one line.
