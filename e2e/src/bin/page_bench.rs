@@ -260,8 +260,11 @@ async fn main() -> anyhow::Result<()> {
         .await?;
         cdp(&s, "Profiler.start", json!({})).await?;
     }
+    cdp(&s, "Performance.enable", json!({})).await?;
+    let metrics0 = metrics(&s).await?;
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(a.seconds)).await;
+    let metrics1 = metrics(&s).await?;
     if let Some(path) = &a.cpu_profile {
         let answer = cdp(&s, "Profiler.stop", json!({})).await?;
         std::fs::write(path, serde_json::to_vec(&answer["profile"])?)
@@ -289,6 +292,13 @@ async fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    let drawn = s
+        .browser
+        .execute(
+            "return [document.querySelectorAll('.st-svg g.arrow').length, document.querySelectorAll('.st-svg g.mark').length, document.querySelectorAll('*').length];",
+            vec![],
+        )
+        .await?;
     let memory = s
         .browser
         .execute(
@@ -342,6 +352,24 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "  long frames (> 50 ms, Long Animation Frames API): {:.0}, {:.0} ms in all: {:.0} ms before the frame's rendering (tasks: socket messages, timers), {:.0} ms in animation-frame callbacks (the store and Yew's render), {:.0} ms in style, layout and paint",
         lf("n"), lf("total"), lf("tasks"), lf("callbacks"), lf("style")
+    );
+    // The renderer's own counters over the window: how often style and layout ran, and for how
+    // long (a forced layout, read in the middle of a frame, counts as one more).
+    let d =
+        |k: &str| metrics1.get(k).copied().unwrap_or(0.0) - metrics0.get(k).copied().unwrap_or(0.0);
+    let n = iv.len().max(1) as f64;
+    println!(
+        "  renderer per frame (CDP Performance.getMetrics): {:.2} layouts, {:.2} ms; {:.2} style recalcs, {:.2} ms; script {:.2} ms; all tasks {:.2} ms",
+        d("LayoutCount") / n,
+        d("LayoutDuration") * 1000.0 / n,
+        d("RecalcStyleCount") / n,
+        d("RecalcStyleDuration") * 1000.0 / n,
+        d("ScriptDuration") * 1000.0 / n,
+        d("TaskDuration") * 1000.0 / n,
+    );
+    println!(
+        "  drawn at the end: {} arrows and {} marks in the diagram, {} elements on the page",
+        drawn[0], drawn[1], drawn[2]
     );
     if let Some(path) = &a.cpu_profile {
         println!("  CPU profile of the measured window: {path} (open it in Chromium's DevTools, Performance panel)");
@@ -423,4 +451,16 @@ impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
 
 async fn cdp(s: &Session, cmd: &'static str, params: Value) -> anyhow::Result<Value> {
     Ok(s.browser.issue_cmd(Cdp { cmd, params }).await?)
+}
+
+/// The renderer's counters (`Performance.getMetrics`: `LayoutCount`, `LayoutDuration` in
+/// seconds, ...) by name.
+async fn metrics(s: &Session) -> anyhow::Result<std::collections::HashMap<String, f64>> {
+    let answer = cdp(s, "Performance.getMetrics", json!({})).await?;
+    Ok(answer["metrics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| Some((m["name"].as_str()?.to_owned(), m["value"].as_f64()?)))
+        .collect())
 }
