@@ -727,6 +727,63 @@ struct Measured {
     on: Option<Row>,
     redis: Option<Row>,
     rounds: Vec<[Option<f64>; 3]>,
+    /// What went wrong in each system's rounds other than its middle one (which the table's
+    /// row shows in full): a failed call or a missed event there must not hide behind it.
+    others: [Trouble; 3],
+}
+
+/// Failed calls, and what a viewer missed, over some rounds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Trouble {
+    failed: u64,
+    missed: u64,
+    behind: u64,
+    undecodable: u64,
+}
+
+impl Trouble {
+    fn of(row: &Row) -> Trouble {
+        let w = row.viewer_report.clone().unwrap_or_default();
+        Trouble {
+            failed: row.failed,
+            missed: w.missed,
+            behind: w.behind,
+            undecodable: w.undecodable,
+        }
+    }
+
+    fn add(self, o: Trouble) -> Trouble {
+        Trouble {
+            failed: self.failed + o.failed,
+            missed: self.missed + o.missed,
+            behind: self.behind + o.behind,
+            undecodable: self.undecodable + o.undecodable,
+        }
+    }
+
+    /// "3 failed, 120 missed" (only what is not 0), or nothing.
+    fn words(&self) -> String {
+        [
+            (self.failed, "failed"),
+            (self.missed, "missed"),
+            (self.behind, "behind"),
+            (self.undecodable, "frames undecodable"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+    }
+}
+
+/// The index of `row`'s system in [`Measured::rounds`] and [`Measured::others`].
+fn system_index(row: &Row) -> usize {
+    match (row.system, row.viewer) {
+        ("pbscope", false) => 0,
+        ("pbscope", true) => 1,
+        _ => 2,
+    }
 }
 
 impl Measured {
@@ -750,6 +807,13 @@ impl Measured {
                         .iter()
                         .map(|x| x.round() as u64)
                         .collect::<Vec<_>>());
+                    let o = self.others[system_index(row)];
+                    line["other_rounds_failed"] = json!(o.failed);
+                    if row.viewer {
+                        line["other_rounds_viewer_missed"] = json!(o.missed);
+                        line["other_rounds_viewer_behind"] = json!(o.behind);
+                        line["other_rounds_viewer_undecodable"] = json!(o.undecodable);
+                    }
                 }
             }
             crate::say!("{line}");
@@ -758,11 +822,7 @@ impl Measured {
 
     /// The throughput, round by round, of the system `row` is about.
     fn by_round(&self, row: &Row) -> Vec<f64> {
-        let i = match (row.system, row.viewer) {
-            ("pbscope", false) => 0,
-            ("pbscope", true) => 1,
-            _ => 2,
-        };
+        let i = system_index(row);
         self.rounds.iter().filter_map(|r| r[i]).collect()
     }
 
@@ -779,10 +839,16 @@ impl Measured {
                 ]
             })
             .collect();
-        let pick = |mut rows: Vec<Row>| -> Option<Row> {
+        // The middle row, and the trouble of the others.
+        let pick = |mut rows: Vec<Row>| -> (Option<Row>, Trouble) {
             rows.sort_by(|a, b| a.ops_per_s.total_cmp(&b.ops_per_s));
             let mid = rows.len() / 2;
-            rows.into_iter().nth(mid)
+            let others = rows
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != mid)
+                .fold(Trouble::default(), |t, (_, r)| t.add(Trouble::of(r)));
+            (rows.into_iter().nth(mid), others)
         };
         let mut offs = Vec::new();
         let mut ons = Vec::new();
@@ -792,11 +858,15 @@ impl Measured {
             ons.extend(m.on);
             reds.extend(m.redis);
         }
+        let (off, off_others) = pick(offs);
+        let (on, on_others) = pick(ons);
+        let (redis, redis_others) = pick(reds);
         Measured {
-            off: pick(offs).unwrap_or_default(),
-            on: pick(ons),
-            redis: pick(reds),
+            off: off.unwrap_or_default(),
+            on,
+            redis,
             rounds,
+            others: [off_others, on_others, redis_others],
         }
     }
 }
@@ -821,10 +891,16 @@ fn print_table(rows: &[Measured], failover: Option<&FailoverReport>) {
         let line = |r: &Row, name: &str, notes: String| {
             let notes = if m.rounds.len() > 1 {
                 let each: Vec<String> = m.by_round(r).iter().map(|v| format!("{v:.0}")).collect();
+                let trouble = m.others[system_index(r)].words();
                 let rounds = format!(
-                    "middle of {} rounds (ops/s {})",
+                    "middle of {} rounds (ops/s {}{})",
                     m.rounds.len(),
-                    each.join(" ")
+                    each.join(" "),
+                    if trouble.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; the other rounds: {trouble}")
+                    }
                 );
                 [rounds, notes]
                     .into_iter()
@@ -922,4 +998,66 @@ fn print_table(rows: &[Measured], failover: Option<&FailoverReport>) {
             String::new()
         }
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(viewer: bool, ops_per_s: f64, failed: u64, missed: u64) -> Row {
+        Row {
+            system: "pbscope",
+            clients: 16,
+            viewer,
+            ops_per_s,
+            failed,
+            viewer_report: viewer.then(|| ViewerReport {
+                missed,
+                ..ViewerReport::default()
+            }),
+            ..Row::default()
+        }
+    }
+
+    fn round(off: Row, on: Row) -> Measured {
+        Measured {
+            off,
+            on: Some(on),
+            ..Measured::default()
+        }
+    }
+
+    /// The middle round is shown in full; what failed in the others is summed beside it, not
+    /// dropped with their latencies.
+    #[test]
+    fn the_middle_round_carries_the_trouble_of_the_others() {
+        let m = Measured::middle(vec![
+            round(row(false, 300.0, 0, 0), row(true, 250.0, 0, 7)),
+            round(row(false, 100.0, 3, 0), row(true, 260.0, 1, 0)),
+            round(row(false, 200.0, 0, 0), row(true, 150.0, 2, 40)),
+        ]);
+        assert_eq!(m.off.ops_per_s, 200.0);
+        assert_eq!(m.off.failed, 0);
+        assert_eq!(
+            m.others[0],
+            Trouble {
+                failed: 3,
+                ..Trouble::default()
+            }
+        );
+        let on = m.on.as_ref().expect("the viewer's middle round");
+        assert_eq!(on.ops_per_s, 250.0);
+        assert_eq!(
+            m.others[1],
+            Trouble {
+                failed: 3,
+                missed: 40,
+                ..Trouble::default()
+            }
+        );
+        assert_eq!(m.others[1].words(), "3 failed, 40 missed");
+        assert_eq!(m.others[2], Trouble::default());
+        assert_eq!(m.others[2].words(), "");
+        assert_eq!(m.by_round(on), vec![250.0, 260.0, 150.0]);
+    }
 }

@@ -637,12 +637,33 @@ fn bench_rounds_report_each_round_and_the_middle_one() {
             "cpu_us_per_op",
             "events",
         ];
-        assert!(
-            of[..3]
-                .iter()
-                .any(|l| fields.iter().all(|f| l[*f] == middle[*f])),
-            "the middle line is no round's: {middle} of {of:?}"
+        let at = of[..3]
+            .iter()
+            .position(|l| fields.iter().all(|f| l[*f] == middle[*f]))
+            .unwrap_or_else(|| panic!("the middle line is no round's: {middle} of {of:?}"));
+        // What failed or was missed in the other rounds is on the middle line too.
+        let others = |field: &str| -> u64 {
+            (0..3)
+                .filter(|i| *i != at)
+                .map(|i| {
+                    of[i][field]
+                        .as_u64()
+                        .unwrap_or_else(|| panic!("{field}: {}", of[i]))
+                })
+                .sum()
+        };
+        assert_eq!(
+            middle["other_rounds_failed"].as_u64(),
+            Some(others("failed")),
+            "{middle}"
         );
+        if viewer {
+            assert_eq!(
+                middle["other_rounds_viewer_missed"].as_u64(),
+                Some(others("viewer_missed")),
+                "{middle}"
+            );
+        }
         middles.push(middle);
     }
     let (off, on) = (
