@@ -334,7 +334,8 @@ async fn connect(url: &str) -> anyhow::Result<BenchWs> {
 }
 
 /// Reads every frame until `stopped`, decoding each as the page does: into the wire types,
-/// every field of every event (`shared::ServerMsg`).
+/// every field of every event (`shared::ServerMsg`, through the page's reader,
+/// `shared::read_server_msg`).
 async fn read_all(
     mut ws: BenchWs,
     seen: Arc<std::sync::atomic::AtomicU64>,
@@ -354,7 +355,7 @@ async fn read_all(
             Err(_) => continue,
         };
         r.bytes += text.len() as u64;
-        let Ok(msg) = serde_json::from_str::<ServerMsg>(text.as_str()) else {
+        let Ok(msg) = shared::read_server_msg(text.as_str()) else {
             r.undecodable += 1;
             continue;
         };

@@ -570,15 +570,17 @@ mod tests {
                 duplicate,
             });
         }
-        for (ok, held) in [(true, false), (false, true)] {
+        // Every combination of the four flags, so no two can be swapped unseen.
+        for f in 0u8..16 {
+            let ok = f & 1 != 0;
             kinds.push(EventKind::Executed {
-                req: req(u32::from(ok)),
+                req: req(u32::from(f)),
                 op: if ok { Op::Lock } else { Op::Unlock },
                 lock: text.into(),
                 ok,
-                held,
-                duplicate: held,
-                forwarded: ok,
+                held: f & 2 != 0,
+                duplicate: f & 4 != 0,
+                forwarded: f & 8 != 0,
             });
         }
         kinds.extend([
@@ -718,7 +720,22 @@ mod tests {
             serde_json::from_str::<shared::ServerMsg>(&text).unwrap()
         };
         assert_eq!(frame(&rows), frame(&objects));
-        assert_eq!(frame(&objects), shared::ServerMsg::Events { events });
+        assert_eq!(
+            frame(&objects),
+            shared::ServerMsg::Events {
+                events: events.clone()
+            }
+        );
+        // The quick reader reads the gateway's frame itself, to the same events.
+        let text = format!(
+            r#"{{"type":"events","events":[{}]}}"#,
+            std::str::from_utf8(&rows).unwrap()
+        );
+        assert_eq!(shared::read_events_frame(&text), Some(events.clone()));
+        assert_eq!(
+            shared::read_server_msg(&text).unwrap(),
+            shared::ServerMsg::Events { events }
+        );
     }
 
     #[test]
@@ -747,6 +764,39 @@ mod tests {
                 let back: Event = serde_json::from_slice(&row).unwrap();
                 prop_assert_eq!(back, event);
             }
+        }
+    }
+
+    proptest! {
+        /// The quick reader and serde agree on every frame of rows the gateway can write,
+        /// whatever its strings hold (those with escapes go to serde) and its numbers are.
+        #[test]
+        fn the_quick_reader_reads_any_frame_of_rows_as_serde_does(
+            text in any::<String>(),
+            tag in proptest::option::of(any::<String>()),
+            seq in any::<u64>(),
+            t_us in any::<u64>(),
+            node in any::<String>(),
+        ) {
+            let mut body = Vec::new();
+            let mut events = Vec::new();
+            for kind in every_hot_kind(&text, tag.clone()) {
+                let event = Event { seq, t_us, node: NodeId::from(node.as_str()), kind };
+                if !body.is_empty() {
+                    body.push(b',');
+                }
+                prop_assert!(write_row(&mut body, &event));
+                events.push(event);
+            }
+            let frame = format!(r#"{{"type":"events","events":[{}]}}"#, std::str::from_utf8(&body).unwrap());
+            let plain = |s: &str| !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20);
+            let quick = shared::read_events_frame(&frame);
+            prop_assert_eq!(quick.is_some(), plain(&text) && plain(&node) && tag.as_deref().is_none_or(plain));
+            prop_assert_eq!(
+                shared::read_server_msg(&frame).unwrap(),
+                serde_json::from_str::<shared::ServerMsg>(&frame).unwrap()
+            );
+            prop_assert_eq!(shared::read_server_msg(&frame).unwrap(), shared::ServerMsg::Events { events });
         }
     }
 

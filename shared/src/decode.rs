@@ -1005,16 +1005,7 @@ fn read_row<'de, A: SeqAccess<'de>>(row: &mut A) -> Result<Event, A::Error> {
         },
         3 => {
             let (req, op, lock) = (req(row)?, op(row)?, el(row, "lock")?);
-            let f = flags(row, 4, "flags")?;
-            EventKind::Executed {
-                req,
-                op,
-                lock,
-                ok: f & 1 != 0,
-                held: f & 2 != 0,
-                duplicate: f & 4 != 0,
-                forwarded: f & 8 != 0,
-            }
+            executed(req, op, lock, flags(row, 4, "flags")?)
         }
         4 => EventKind::OpInvoked {
             client: el(row, "client")?,
@@ -1043,6 +1034,19 @@ fn read_row<'de, A: SeqAccess<'de>>(row: &mut A) -> Result<Event, A::Error> {
         node,
         kind,
     })
+}
+
+/// An `executed` row's event: its flags are `ok` 1, `held` 2, `duplicate` 4, `forwarded` 8.
+pub(crate) fn executed(req: RequestId, op: Op, lock: String, f: u8) -> EventKind {
+    EventKind::Executed {
+        req,
+        op,
+        lock,
+        ok: f & 1 != 0,
+        held: f & 2 != 0,
+        duplicate: f & 4 != 0,
+        forwarded: f & 8 != 0,
+    }
 }
 
 /// Reads a compact message row (see [`read_row`]), up to its last field.

@@ -2,14 +2,18 @@
 //!
 //! Three parties speak it: the page (browser) and the gateway of `pbscope serve` over a WebSocket,
 //! and the node processes among themselves and with their supervisor over TCP. This crate holds
-//! only serde types and their meaning; it has no logic, no tokio and no clock, so that it builds
-//! for `wasm32-unknown-unknown` unchanged. `docs/protocol.md` shows every message as JSON; a golden
+//! the serde types and their meaning, their decoders (`decode`, and `rows`: a quick reader for
+//! the events frames of a compact viewer); it has no tokio and no clock, so that it builds for
+//! `wasm32-unknown-unknown` unchanged. `docs/protocol.md` shows every message as JSON; a golden
 //! test in the server keeps the two in step.
 //!
 //! All messages are JSON objects tagged by `"type"` in `snake_case`.
 
 pub mod compact;
 mod decode;
+mod rows;
+
+pub use rows::{read_events_frame, read_server_msg};
 
 use serde::{Deserialize, Serialize};
 

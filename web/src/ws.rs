@@ -258,7 +258,8 @@ fn on_frame(inner: &Rc<Inner>, e: MessageEvent) {
     let Some(text) = e.data().as_string() else {
         return; // binary frames are not part of the protocol
     };
-    match serde_json::from_str::<ServerMsg>(&text) {
+    // Quick for the events frames of a compact viewer; anything else through serde, as before.
+    match shared::read_server_msg(&text) {
         Ok(msg) => {
             let len = {
                 let mut q = inner.queue.borrow_mut();
