@@ -263,7 +263,23 @@ impl Session {
         self.browser
             .set_window_size(width + extra(0), height + extra(1))
             .await?;
-        Ok(())
+        // The window may take a moment to reach its size: until it has, the page is still
+        // laid out for the old one.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let now = self
+                .browser
+                .execute("return [window.innerWidth, window.innerHeight];", vec![])
+                .await?;
+            if now[0].as_u64() == Some(width.into()) && now[1].as_u64() == Some(height.into()) {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "the viewport stayed {now} instead of {width}x{height}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Kills `pbscope serve` (SIGKILL: its nodes die with it) and starts a new one on the same

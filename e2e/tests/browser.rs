@@ -1271,6 +1271,16 @@ async fn pausing_the_primary_from_its_card_really_stops_its_process() -> anyhow:
         Some('T'),
         "the page says s1 is paused: its pid {pid} must be stopped"
     );
+    // A paused process runs nothing, so nothing can be armed on it: the server would refuse
+    // (`node_paused`). Found by review: "Crash before next reply" stayed enabled (Arm did not).
+    for button in ["crash-before-reply-s1", "crash-at-s1"] {
+        assert_eq!(
+            s.attr(&format!("[data-testid={button}]"), "disabled")
+                .await?,
+            "true",
+            "{button} is disabled while s1 is paused"
+        );
+    }
     s.screenshot("fault-pause").await?;
     s.click("[data-testid=resume-s1]").await?;
     s.wait_text("[data-testid=alive-s1]", |t| t.contains("alive"))
@@ -2178,7 +2188,14 @@ async fn the_servers_buttons_hold_still_while_a_load_fills_the_lock_tables() -> 
         Ok(v)
     };
     s.wait_count("[data-testid=crash-s2]", 1).await?;
-    let idle = places(s.browser.execute(BUTTON_PLACES, vec![]).await?)?;
+    // At the widest and the narrowest layout: a line that fits at one may wrap at the other.
+    const SIZES: [(u32, u32); 2] = [(1600, 1000), (1024, 768)];
+    let mut idle = Vec::new();
+    for (w, h) in SIZES {
+        s.set_viewport(w, h).await?;
+        idle.push(places(s.browser.execute(BUTTON_PLACES, vec![]).await?)?);
+    }
+    s.set_viewport(1600, 1000).await?;
     start_load_at_500(&s).await?;
     s.wait_text("[data-testid=load-summary]", |t| t.contains("running"))
         .await?;
@@ -2192,15 +2209,25 @@ async fn the_servers_buttons_hold_still_while_a_load_fills_the_lock_tables() -> 
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let mut chips = std::collections::BTreeSet::new();
-    for _ in 0..20 {
-        let now = places(s.browser.execute(BUTTON_PLACES, vec![]).await?)?;
-        chips.insert(s.count("[data-testid=locks-s1] .chip.lock").await?);
-        assert_eq!(
-            now, idle,
-            "the crash buttons moved (offsets in s1's card, in s2's card, s2's card below s1's) while the load took and released locks"
-        );
+    for _ in 0..12 {
+        for ((w, h), idle) in SIZES.iter().zip(&idle) {
+            s.set_viewport(*w, *h).await?;
+            let now = places(s.browser.execute(BUTTON_PLACES, vec![]).await?)?;
+            chips.insert(s.count("[data-testid=locks-s1] .chip.lock").await?);
+            let served = s.text_of("[data-testid=served-s1]").await?;
+            assert_eq!(
+                &now, idle,
+                "at {w}x{h}, with s1 {served}, the crash buttons moved (offsets in s1's card, in s2's card, s2's card below s1's) while the load took and released locks"
+            );
+        }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    let served = s.text_of("[data-testid=served-s1]").await?;
+    assert!(
+        served.chars().filter(char::is_ascii_digit).count() >= 3,
+        "s1 served few calls ({served}): the test saw no counter grow past two digits"
+    );
+    s.set_viewport(1600, 1000).await?;
     s.screenshot_if_it_can("servers-under-load").await;
     s.click("[data-testid=load-stop]").await?;
     s.wait_text("[data-testid=load-summary]", |t| t == "idle")

@@ -314,9 +314,6 @@ pub fn load_charts() -> Html {
                     { for ops_lines.iter().map(|l| html! { <polyline class="line ops" points={l.clone()} /> }) }
                     { for p99_lines.iter().map(|l| html! { <polyline class="line p99" points={l.clone()} /> }) }
                     { for p50_lines.iter().map(|l| html! { <polyline class="line p50" points={l.clone()} /> }) }
-                    // The plots' titles, each in the band above its data.
-                    <text class="axis-title" x={(LEFT + 5.0).to_string()} y={(top1 + 8.0).to_string()}>{"throughput · calls/s"}</text>
-                    <text class="axis-title" x={(LEFT + 5.0).to_string()} y={(top2 + 8.0).to_string()}>{"latency · p50, p99"}</text>
                     // Markers across both plots.
                     { for markers.iter().zip(xs.iter().zip(rows.iter())).map(|(m, (x, row))| {
                         // A label without a free row is left out; the line and its tooltip stay.
@@ -333,6 +330,10 @@ pub fn load_charts() -> Html {
                             </g>
                         }
                     }) }
+                    // The plots' titles, each in the band above its data, drawn after the
+                    // markers so their halo keeps a marker line from striking them out.
+                    <text class="axis-title" x={(LEFT + 5.0).to_string()} y={(top1 + 8.0).to_string()}>{"throughput · calls/s"}</text>
+                    <text class="axis-title" x={(LEFT + 5.0).to_string()} y={(top2 + 8.0).to_string()}>{"latency · p50, p99"}</text>
                     if let Some(p) = readout {
                         <line class="hover-line" x1={f1.x(p.t_us).to_string()} x2={f1.x(p.t_us).to_string()}
                             y1={top1.to_string()} y2={bottom.to_string()} />

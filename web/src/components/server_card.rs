@@ -174,8 +174,9 @@ pub fn server_card(props: &ServerCardProps) -> Html {
                         title={tip("Start a fresh process: empty lock table, nothing copied to it (r)")}>{"↺ Restart"}</button>
                 }
                 <button class="btn danger-outline" data-testid={format!("crash-before-reply-{id}")} onclick={crash_before}
-                    disabled={replay || !n.alive || n.armed}
-                    title={tip("Execute the next client request fully (apply, forward, backup ack), then die before the reply leaves")}>
+                    disabled={replay || !n.alive || n.armed || n.paused}
+                    title={tip(if n.paused { "Paused: it runs nothing, so nothing can be armed (Resume first)" }
+                               else { "Execute the next client request fully (apply, forward, backup ack), then die before the reply leaves" })}>
                     {"Crash before next reply"}
                 </button>
             </div>
