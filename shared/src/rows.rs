@@ -4,10 +4,11 @@
 //! Through serde a row costs 310-450 ns natively (on the 2-core test machine): every element goes
 //! through a `SeqAccess`, every number through serde_json's generic integer parser; this reader
 //! takes 2.3-2.6 times less (`cargo run --release -p shared --example read_rows`). Here a row
-//! is read straight off the bytes. It reads only what it is sure of: a string with an escape or a control character, a
-//! number with a sign, a fraction or an exponent (or too large for its field), whitespace, a
-//! message object inside a row, an unknown code, anything out of place: the whole frame goes
-//! to serde instead, which decodes it (or names what is wrong with it) exactly as before. So for
+//! is read straight off the bytes, and only what the reader is sure of. For anything else (a
+//! string with an escape or a control character, a number with a sign, a fraction or an
+//! exponent or too large for its field, whitespace, a message object inside a row, an unknown
+//! code, anything out of place) the whole frame goes to serde instead, which decodes it (or
+//! names what is wrong with it) exactly as before. So for
 //! every text, [`read_server_msg`] gives what `serde_json::from_str::<ServerMsg>` gives; the
 //! tests hold the two to that over every kind of row and over broken frames.
 //!
@@ -227,47 +228,50 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// `, req, op, lock`: a request's, a forward's, a batch entry's.
+    fn op_on_lock(&mut self) -> Option<(RequestId, Op, String)> {
+        Some((self.req()?, self.next()?.op()?, self.next()?.string()?))
+    }
+
+    /// `, req, ok`: a reply's, an ack's, a batch ack's entry.
+    fn answer(&mut self) -> Option<(RequestId, bool)> {
+        Some((self.req()?, self.next()?.bit()?))
+    }
+
     /// A message row: `["Q", req, op, lock]`, `["P", req, ok]`, ... (a message object: `None`).
     fn msg(&mut self) -> Option<Msg> {
         self.byte(b'[')?;
         let msg = match self.str()? {
-            "Q" => Msg::Request {
-                req: self.req()?,
-                op: self.next()?.op()?,
-                lock: self.next()?.string()?,
-            },
-            "P" => Msg::Reply {
-                req: self.req()?,
-                ok: self.next()?.bit()?,
-            },
-            "F" => Msg::Forward {
-                req: self.req()?,
-                op: self.next()?.op()?,
-                lock: self.next()?.string()?,
-            },
-            "A" => Msg::ForwardAck {
-                req: self.req()?,
-                ok: self.next()?.bit()?,
-            },
+            "Q" => {
+                let (req, op, lock) = self.op_on_lock()?;
+                Msg::Request { req, op, lock }
+            }
+            "F" => {
+                let (req, op, lock) = self.op_on_lock()?;
+                Msg::Forward { req, op, lock }
+            }
+            "P" => {
+                let (req, ok) = self.answer()?;
+                Msg::Reply { req, ok }
+            }
+            "A" => {
+                let (req, ok) = self.answer()?;
+                Msg::ForwardAck { req, ok }
+            }
             "R" => Msg::ForwardRefused { req: self.req()? },
             "FB" => {
                 let mut ops = Vec::new();
                 while self.peek()? == b',' {
-                    ops.push(ForwardOp {
-                        req: self.req()?,
-                        op: self.next()?.op()?,
-                        lock: self.next()?.string()?,
-                    });
+                    let (req, op, lock) = self.op_on_lock()?;
+                    ops.push(ForwardOp { req, op, lock });
                 }
                 Msg::ForwardBatch { ops }
             }
             "AB" => {
                 let mut acks = Vec::new();
                 while self.peek()? == b',' {
-                    acks.push(ForwardAckItem {
-                        req: self.req()?,
-                        ok: self.next()?.bit()?,
-                    });
+                    let (req, ok) = self.answer()?;
+                    acks.push(ForwardAckItem { req, ok });
                 }
                 Msg::ForwardAckBatch { acks }
             }
