@@ -14,7 +14,7 @@ use shared::Op;
 
 use crate::context::{secs, Context};
 use crate::frontier::{Config, Ev, Frontier, Stop};
-use crate::monitor::{Budget, End, LockLog, FRONTIER_CAP};
+use crate::monitor::{Budget, End, LockLog, Snap, FRONTIER_CAP};
 
 /// Quiescent points to try going back from the failing answer.
 const MAX_BACK: usize = 8;
@@ -71,11 +71,16 @@ fn any_state(configs: &[Config]) -> Vec<Config> {
 /// The calls at fault for the violation shown by event `fail` of `log`.
 pub(crate) fn core(log: &LockLog, fail: usize, budget: Budget) -> Core {
     let failing = log.events[fail].call;
-    let windows: Vec<&(usize, Vec<Config>)> = log
+    // Windows start at quiet points only: there a call can be deleted from the window whole.
+    let windows: Vec<(usize, &Vec<Config>)> = log
         .checkpoints
         .iter()
         .rev()
-        .filter(|(p, _)| *p <= fail)
+        .filter(|c| c.at <= fail)
+        .filter_map(|c| match &c.snap {
+            Snap::Quiet(configs) => Some((c.at, configs)),
+            Snap::Busy(_) => None,
+        })
         .take(MAX_BACK)
         .collect();
     let calls_in = |from: usize| -> HashSet<usize> {
@@ -115,7 +120,7 @@ pub(crate) fn core(log: &LockLog, fail: usize, budget: Budget) -> Core {
             if keep.len() <= MAX_WINDOW {
                 chosen = Some(Window {
                     from: *p,
-                    start: configs.clone(),
+                    start: configs.to_vec(),
                     keep,
                     any_state: false,
                     start_held: held,

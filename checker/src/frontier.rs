@@ -222,6 +222,22 @@ impl Frontier {
         self.used.count_ones() as usize
     }
 
+    /// The calls in flight now (as the caller numbered them).
+    pub fn calls_in_flight(&self) -> impl Iterator<Item = usize> + '_ {
+        self.slots.iter().flatten().copied()
+    }
+
+    /// Numbers the calls in flight anew: call `c` becomes `remap[c]`.
+    pub fn renumber(&mut self, remap: &[usize]) {
+        self.slot_of.clear();
+        for (s, slot) in self.slots.iter_mut().enumerate() {
+            if let Some(c) = slot {
+                *c = remap[*c];
+                self.slot_of.insert(*c, s);
+            }
+        }
+    }
+
     /// The calls in flight, not yet taken effect, that a no-op suits in state `held`.
     fn noop_suits(&self, held: bool, done: u128) -> u128 {
         let of_op = if held {

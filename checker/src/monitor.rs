@@ -6,7 +6,7 @@ use shared::{Event, EventKind, LockVerdict, NodeId, Op, RequestId, VerdictStatus
 
 use crate::context::{secs, Context, What};
 use crate::explain;
-use crate::frontier::{Config, Ev, Frontier, FxMap, Stop, MAX_IN_FLIGHT};
+use crate::frontier::{reduce, Config, Ev, Frontier, FxMap, Stop, MAX_IN_FLIGHT};
 
 /// How much search the checker may spend.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -16,12 +16,19 @@ pub struct Budget {
     /// of the history). A search that needs more gives that lock the verdict `unknown` ("too
     /// large to decide within budget"), never `ok`.
     pub max_steps: u64,
+    /// How much of each lock's history is kept, back from the latest event seen: older calls
+    /// are let go once they are finished and nothing still in flight began before them, so a
+    /// long load checks in bounded memory. An event that arrives later than this (on the
+    /// run's clock) is still taken into account, more loosely: the lock's verdict is then
+    /// `unknown` (see docs/checker.md).
+    pub keep_us: u64,
 }
 
 impl Default for Budget {
     fn default() -> Self {
         Self {
             max_steps: 1_000_000,
+            keep_us: 3_000_000,
         }
     }
 }
@@ -33,6 +40,14 @@ pub const FRONTIER_CAP: usize = 100_000;
 /// the answer that showed it. Events of different processes reach the bus a little out of time
 /// order; an invocation that arrives late may still explain an answer.
 pub const SETTLE_US: u64 = 1_000_000;
+
+/// A lock never without calls in flight has no quiet point to cut its history at: the whole
+/// frontier is saved this often (on the run's clock) so that it can be cut there.
+const SNAP_US: u64 = 500_000;
+
+/// History is let go in steps of at least this many events, and only when at least as many are
+/// let go as are kept: the copying this takes costs O(1) a call.
+const MIN_CUT: usize = if cfg!(test) { 16 } else { 1_024 };
 
 /// Counters of what the monitor has seen and done.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -60,6 +75,13 @@ pub struct MonitorStats {
     pub rewinds: u64,
     /// The cluster generation (`cluster_reset`) the history belongs to.
     pub generation: u64,
+    /// Calls held in memory now (all locks): those of the part of each history still kept.
+    pub kept_calls: u64,
+    /// Events held in memory now (all locks).
+    pub kept_events: u64,
+    /// Calls let go: finished, older than [`Budget::keep_us`], and no longer needed to check
+    /// what comes next.
+    pub forgotten_calls: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -111,6 +133,67 @@ struct GaveUp {
     skipping: Option<HashSet<usize>>,
 }
 
+/// What the check had reached at one point of a lock's history.
+#[derive(Clone, Debug)]
+pub(crate) enum Snap {
+    /// Nothing in flight: the lock's possible configurations.
+    Quiet(Vec<Config>),
+    /// Calls in flight: the whole frontier (taken every [`SNAP_US`] while the lock is never
+    /// quiet, so that its history can still be cut).
+    Busy(Box<Frontier>),
+}
+
+/// A point the check can start again from: after `at` events, the last of them at `t_us`.
+#[derive(Clone, Debug)]
+pub(crate) struct Checkpoint {
+    pub at: usize,
+    pub t_us: u64,
+    pub snap: Snap,
+}
+
+impl Checkpoint {
+    fn frontier(&self) -> Frontier {
+        match &self.snap {
+            Snap::Quiet(configs) => Frontier::quiescent(configs.clone(), FRONTIER_CAP),
+            Snap::Busy(f) => (**f).clone(),
+        }
+    }
+
+    /// Opens the point up to what history before it, no longer kept, might have done: the lock
+    /// in either state, and `nl` / `nu` more calls that may take effect later or never. Only
+    /// ever adds configurations, so what fails from here is still a real violation.
+    fn widen(&mut self, nl: u32, nu: u32) {
+        let configs = match &mut self.snap {
+            Snap::Quiet(configs) => configs,
+            Snap::Busy(f) => &mut f.configs,
+        };
+        let flipped: Vec<Config> = configs
+            .iter()
+            .map(|c| Config {
+                held: !c.held,
+                ..*c
+            })
+            .collect();
+        configs.extend(flipped);
+        for c in configs.iter_mut() {
+            c.nl += nl;
+            c.nu += nu;
+        }
+        reduce(configs);
+    }
+}
+
+/// How an event went into a lock's history.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Inserted {
+    /// After (or among) what was checked so far without changing it.
+    InOrder,
+    /// Before what was checked: the check goes back to an earlier point.
+    Rewound,
+    /// An invocation older than the history kept: its call counts as one of unknown outcome.
+    TooLate,
+}
+
 #[derive(Debug)]
 pub(crate) struct LockLog {
     pub name: String,
@@ -118,11 +201,23 @@ pub(crate) struct LockLog {
     pub events: Vec<EvRec>,
     processed: usize,
     frontier: Frontier,
-    /// (events processed, frontier) at quiescent points: nothing in flight.
-    pub checkpoints: Vec<(usize, Vec<Config>)>,
+    /// Points to start again from, in order: at least one, the first at the start of what is
+    /// kept. Quiet ones at every point with nothing in flight, busy ones now and then.
+    pub checkpoints: Vec<Checkpoint>,
     status: Status,
     /// Set once a search gave up: the verdict is never `ok` again (until a rewind before it).
     gave_up: Option<GaveUp>,
+    /// Why the verdict can no longer be `ok` in this generation, whatever comes (a give-up in
+    /// history since let go, an event that arrived after its part of history was let go).
+    blind: Option<String>,
+    /// The time of the last event let go; `None` while the whole history is kept.
+    horizon_us: Option<u64>,
+    /// Calls of unknown outcome let go (Lock, Unlock): they may still take effect.
+    forgot_unknown: (u32, u32),
+    /// Calls let go.
+    forgotten: u64,
+    /// Calls kept by the last cut.
+    kept_after_cut: usize,
     /// Calls answered or given up.
     finished: u64,
     verdict: LockVerdict,
@@ -137,10 +232,19 @@ impl LockLog {
             calls: Vec::new(),
             events: Vec::new(),
             processed: 0,
-            checkpoints: vec![(0, frontier.configs.clone())],
+            checkpoints: vec![Checkpoint {
+                at: 0,
+                t_us: 0,
+                snap: Snap::Quiet(frontier.configs.clone()),
+            }],
             frontier,
             status: Status::Checking,
             gave_up: None,
+            blind: None,
+            horizon_us: None,
+            forgot_unknown: (0, 0),
+            forgotten: 0,
+            kept_after_cut: 0,
             finished: 0,
             verdict: LockVerdict {
                 lock: name.to_owned(),
@@ -153,27 +257,85 @@ impl LockLog {
         }
     }
 
+    /// Whether a violation was found long enough ago that nothing can change it any more.
+    fn is_final(&self, now_us: u64) -> bool {
+        matches!(&self.status, Status::Violation { t_fail, .. } if now_us >= t_fail.saturating_add(SETTLE_US))
+    }
+
     /// Inserts an event in time order; rewinds the check if it lands before what was checked.
-    /// Returns true if it rewound.
-    fn insert(&mut self, e: EvRec, now_us: u64) -> bool {
+    fn insert(&mut self, mut e: EvRec, now_us: u64, keep_us: u64) -> Inserted {
+        if self.is_final(now_us) {
+            // Nothing is checked any more: the event need not be kept.
+            return Inserted::InOrder;
+        }
+        if let Some(h) = self.horizon_us.filter(|&h| e.t_us <= h) {
+            let late = format!(
+                "{} ({} on the run's clock) was reported after the history before {} had been let go (the checker keeps the last {} of each lock)",
+                self.calls[e.call].req,
+                secs(e.t_us),
+                secs(h),
+                secs(keep_us),
+            );
+            match e.ev {
+                Ev::Invoke => {
+                    self.too_late(e.call, late);
+                    return Inserted::TooLate;
+                }
+                Ev::Answer(_) => {
+                    // Its call was in flight where history was cut: the answer counts from
+                    // just after the cut, which only lengthens the call (never a false
+                    // violation, maybe a missed one).
+                    self.blind.get_or_insert_with(|| {
+                        format!("not decided: the answer to {late}; it is counted from there")
+                    });
+                    e.t_us = h + 1;
+                    if let End::Answered { t_us, .. } = &mut self.calls[e.call].end {
+                        *t_us = h + 1;
+                    }
+                }
+                // When an unknown call ends does not matter.
+                Ev::GiveUp => e.t_us = h + 1,
+            }
+        }
         let pos = self.events.partition_point(|x| x.key() <= e.key());
         self.events.insert(pos, e);
         // A violation stopped at the event that showed it, which was checked too.
         let checked = self.processed + usize::from(matches!(self.status, Status::Violation { .. }));
         if pos >= checked {
-            return false;
+            return Inserted::InOrder;
         }
-        if let Status::Violation { t_fail, .. } = &self.status {
-            if now_us >= t_fail.saturating_add(SETTLE_US) {
-                // Final: the event only shifts what comes after it.
-                self.processed += 1;
-                return false;
-            }
-        }
-        let keep = self.checkpoints.partition_point(|(p, _)| *p <= pos);
+        self.rewind(pos);
+        Inserted::Rewound
+    }
+
+    /// An invocation older than the history kept: the call may have taken effect before the
+    /// cut, after it, or never, like a call of unknown outcome. The check goes back to the
+    /// cut, opened up to either state of the lock with one more unknown call; its answer, if
+    /// it comes, is not checked, and the verdict can no longer be `ok`.
+    fn too_late(&mut self, call: usize, late: String) {
+        let c = &mut self.calls[call];
+        c.end = End::Unknown;
+        self.finished += 1;
+        let (nl, nu) = match c.op {
+            Op::Lock => (1, 0),
+            Op::Unlock => (0, 1),
+        };
+        self.forgot_unknown.0 += nl;
+        self.forgot_unknown.1 += nu;
+        self.blind.get_or_insert_with(|| {
+            format!("not decided: the call {late}; it is counted as one that may have taken effect at any time, or never, and the lock is checked on from either state")
+        });
+        self.checkpoints[0].widen(nl, nu);
+        self.rewind(0);
+    }
+
+    /// Goes back to the last checkpoint at or before event `pos`.
+    fn rewind(&mut self, pos: usize) {
+        let keep = self.checkpoints.partition_point(|c| c.at <= pos);
         self.checkpoints.truncate(keep.max(1));
-        let (p, configs) = self.checkpoints.last().cloned().unwrap_or_default();
-        self.frontier = Frontier::quiescent(configs, FRONTIER_CAP);
+        let cp = &self.checkpoints[self.checkpoints.len() - 1];
+        let p = cp.at;
+        self.frontier = cp.frontier();
         self.processed = p;
         self.status = Status::Checking;
         match &mut self.gave_up {
@@ -187,7 +349,6 @@ impl LockLog {
             }
             None => {}
         }
-        true
     }
 
     /// Checks what arrived since the last check. Returns the steps spent.
@@ -216,11 +377,22 @@ impl LockLog {
                 match r {
                     Ok(()) => {
                         self.processed += 1;
-                        if self.frontier.is_quiescent()
-                            && self.checkpoints.last().map(|c| c.0) != Some(self.processed)
-                        {
-                            self.checkpoints
-                                .push((self.processed, self.frontier.configs.clone()));
+                        let last = &self.checkpoints[self.checkpoints.len() - 1];
+                        let snap = if last.at == self.processed {
+                            None
+                        } else if self.frontier.is_quiescent() {
+                            Some(Snap::Quiet(self.frontier.configs.clone()))
+                        } else if e.t_us >= last.t_us.saturating_add(SNAP_US) {
+                            Some(Snap::Busy(Box::new(self.frontier.clone())))
+                        } else {
+                            None
+                        };
+                        if let Some(snap) = snap {
+                            self.checkpoints.push(Checkpoint {
+                                at: self.processed,
+                                t_us: e.t_us,
+                                snap,
+                            });
                         }
                     }
                     Err(Stop::Violation) => {
@@ -254,13 +426,7 @@ impl LockLog {
                         };
                         // Skip to the next point with nothing in flight, then look on for
                         // violations from any state (see `restart`).
-                        let mut in_flight = HashSet::new();
-                        for x in &self.events[..self.processed] {
-                            match x.ev {
-                                Ev::Invoke => in_flight.insert(x.call),
-                                Ev::Answer(_) | Ev::GiveUp => in_flight.remove(&x.call),
-                            };
-                        }
+                        let in_flight: HashSet<usize> = self.frontier.calls_in_flight().collect();
                         let at = self.processed;
                         let first = self.gave_up.as_ref().map_or(at, |g| g.at.min(at));
                         let why = match &self.gave_up {
@@ -284,6 +450,11 @@ impl LockLog {
                 _,
             ) => (VerdictStatus::Violation, ops.clone(), explanation.clone()),
             (Status::Checking, Some(g)) => (VerdictStatus::Unknown, Vec::new(), g.why.clone()),
+            (Status::Checking, None) if self.blind.is_some() => (
+                VerdictStatus::Unknown,
+                Vec::new(),
+                self.blind.clone().unwrap_or_default(),
+            ),
             // Nothing answered yet: nothing decided ("unknown while undecided").
             (Status::Checking, None) if self.finished == 0 => (
                 VerdictStatus::Unknown,
@@ -307,7 +478,7 @@ impl LockLog {
     /// effect: more than it can really be, so what fails from here is a real violation, and what
     /// passes proves nothing (the verdict stays `unknown`).
     fn restart(&mut self) {
-        let (mut nl, mut nu) = (0u32, 0u32);
+        let (mut nl, mut nu) = self.forgot_unknown;
         for e in &self.events[..self.processed] {
             if e.ev == Ev::GiveUp {
                 match self.calls[e.call].op {
@@ -323,8 +494,134 @@ impl LockLog {
         if let Some(g) = &mut self.gave_up {
             g.skipping = None;
         }
-        self.checkpoints
-            .push((self.processed, self.frontier.configs.clone()));
+        let t_us = self
+            .processed
+            .checked_sub(1)
+            .map_or(0, |i| self.events[i].t_us);
+        if self.checkpoints.len() > 1
+            && self.checkpoints[self.checkpoints.len() - 1].at == self.processed
+        {
+            self.checkpoints.pop();
+        }
+        self.checkpoints.push(Checkpoint {
+            at: self.processed,
+            t_us,
+            snap: Snap::Quiet(self.frontier.configs.clone()),
+        });
+    }
+
+    /// Lets go of history older than `keep_us` before `now_us` that the check no longer needs:
+    /// everything before the last checkpoint that old, but for the calls still in flight there.
+    /// After a final violation, every event and every finished call. Returns the request ids
+    /// let go and the new index of every call kept (for the monitor's index), or `None` if
+    /// nothing was let go (it waits until there is as much to let go as to keep).
+    #[allow(clippy::type_complexity)]
+    fn forget(
+        &mut self,
+        now_us: u64,
+        keep_us: u64,
+    ) -> Option<(Vec<RequestId>, Vec<(RequestId, usize)>)> {
+        let (cut, k) = if self.is_final(now_us) {
+            // Calls still open stay: wait until there is as much again to let go.
+            if self.events.len() + self.calls.len() < MIN_CUT.max(2 * self.kept_after_cut) {
+                return None;
+            }
+            (self.events.len(), None)
+        } else {
+            if matches!(self.status, Status::Violation { .. }) {
+                return None;
+            }
+            let limit = now_us.saturating_sub(keep_us);
+            let k = self
+                .checkpoints
+                .partition_point(|c| c.t_us <= limit)
+                .checked_sub(1)?;
+            let cut = self.checkpoints[k].at;
+            if cut < MIN_CUT || cut < self.events.len() - cut {
+                return None;
+            }
+            (cut, Some(k))
+        };
+        // The calls kept: those with an event after the cut, and those not finished (in
+        // flight at the cut).
+        let mut keep = vec![false; self.calls.len()];
+        for e in &self.events[cut..] {
+            keep[e.call] = true;
+        }
+        for (i, c) in self.calls.iter().enumerate() {
+            if matches!(c.end, End::Pending) {
+                keep[i] = true;
+            }
+        }
+        for e in &self.events[..cut] {
+            if e.ev == Ev::GiveUp && !keep[e.call] {
+                match self.calls[e.call].op {
+                    Op::Lock => self.forgot_unknown.0 += 1,
+                    Op::Unlock => self.forgot_unknown.1 += 1,
+                }
+            }
+        }
+        let mut remap = vec![usize::MAX; self.calls.len()];
+        let mut gone = Vec::new();
+        let mut kept = Vec::new();
+        let old = std::mem::take(&mut self.calls);
+        for (i, c) in old.into_iter().enumerate() {
+            if keep[i] {
+                remap[i] = self.calls.len();
+                kept.push((c.req, self.calls.len()));
+                self.calls.push(c);
+            } else {
+                gone.push(c.req);
+            }
+        }
+        self.forgotten += gone.len() as u64;
+        self.kept_after_cut = self.calls.len();
+        if cut > 0 {
+            let h = self.events[cut - 1].t_us;
+            self.horizon_us = Some(self.horizon_us.map_or(h, |x| x.max(h)));
+        }
+        self.events.drain(..cut);
+        for e in &mut self.events {
+            e.call = remap[e.call];
+        }
+        match k {
+            None => {
+                // A final violation: nothing is checked again.
+                self.processed = 0;
+                self.frontier = Frontier::initial(FRONTIER_CAP);
+                self.checkpoints.truncate(1);
+                self.checkpoints[0] = Checkpoint {
+                    at: 0,
+                    t_us: 0,
+                    snap: Snap::Quiet(Vec::new()),
+                };
+                self.gave_up = None;
+            }
+            Some(k) => {
+                self.frontier.renumber(&remap);
+                self.processed -= cut;
+                self.checkpoints.drain(..k);
+                for c in &mut self.checkpoints {
+                    c.at -= cut;
+                    if let Snap::Busy(f) = &mut c.snap {
+                        f.renumber(&remap);
+                    }
+                }
+                if let Some(g) = &mut self.gave_up {
+                    if g.at < cut {
+                        // Gave up in history now let go: no rewind can go back before it.
+                        self.blind.get_or_insert_with(|| g.why.clone());
+                        self.gave_up = None;
+                    } else {
+                        g.at -= cut;
+                        if let Some(s) = &mut g.skipping {
+                            *s = s.iter().map(|&c| remap[c]).collect();
+                        }
+                    }
+                }
+            }
+        }
+        Some((gone, kept))
     }
 
     fn changed(&mut self) -> Option<LockVerdict> {
@@ -593,8 +890,13 @@ impl Monitor {
 
     fn push(&mut self, at: usize, e: EvRec) {
         let now = self.now_us;
-        if self.locks[at].insert(e, now) {
-            self.stats.rewinds += 1;
+        match self.locks[at].insert(e, now, self.budget.keep_us) {
+            Inserted::InOrder => {}
+            Inserted::Rewound => self.stats.rewinds += 1,
+            Inserted::TooLate => {
+                self.stats.unknown += 1;
+                self.stats.rewinds += 1;
+            }
         }
         if !self.dirty.contains(&at) {
             self.dirty.push(at);
@@ -613,6 +915,14 @@ impl Monitor {
             if let Some(v) = log.changed() {
                 out.push(v);
             }
+            if let Some((gone, kept)) = log.forget(self.now_us, self.budget.keep_us) {
+                for r in gone {
+                    self.by_req.remove(&r);
+                }
+                for (r, i) in kept {
+                    self.by_req.insert(r, (at, i));
+                }
+            }
         }
         out
     }
@@ -626,6 +936,9 @@ impl Monitor {
     pub fn stats(&self) -> MonitorStats {
         let mut s = self.stats;
         s.locks = self.locks.len() as u64;
+        s.kept_calls = self.locks.iter().map(|l| l.calls.len() as u64).sum();
+        s.kept_events = self.locks.iter().map(|l| l.events.len() as u64).sum();
+        s.forgotten_calls = self.locks.iter().map(|l| l.forgotten).sum();
         s.in_flight = s.calls - s.answered - s.unknown;
         s.violations = self
             .locks
@@ -635,7 +948,10 @@ impl Monitor {
         s.undecided = self
             .locks
             .iter()
-            .filter(|l| l.gave_up.is_some() && l.verdict.status == VerdictStatus::Unknown)
+            .filter(|l| {
+                (l.gave_up.is_some() || l.blind.is_some())
+                    && l.verdict.status == VerdictStatus::Unknown
+            })
             .count() as u64;
         s
     }

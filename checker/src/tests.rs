@@ -591,7 +591,10 @@ fn a_search_past_its_budget_is_unknown_never_ok() {
     assert!(h.len() == 20);
     assert_eq!(check_calls(&all, 5), Decision::Undecided);
     assert_eq!(check_calls(&all, 10_000_000), Decision::Linearizable);
-    let mut m = Monitor::new(Budget { max_steps: 1_000 });
+    let mut m = Monitor::new(Budget {
+        max_steps: 1_000,
+        ..Budget::default()
+    });
     for e in events("z", &h) {
         m.observe(&e);
     }
@@ -662,7 +665,10 @@ fn many_refused_locks_in_flight_are_cheap() {
             "s1",
         ));
     }
-    let mut m = Monitor::new(Budget { max_steps: 1_000 });
+    let mut m = Monitor::new(Budget {
+        max_steps: 1_000,
+        ..Budget::default()
+    });
     for e in events("z", &h) {
         m.observe(&e);
     }
@@ -1026,7 +1032,7 @@ proptest! {
     fn with_a_tiny_budget_a_verdict_is_unknown_or_right(seed in any::<u64>(), clients in 3u32..7, n in 20usize..150, flips in 0usize..3, max_steps in 2u64..12) {
         let h = realistic_history(seed, clients, n, flips);
         let scratch = check_calls(&calls(&h), 50_000_000);
-        let mut m = Monitor::new(Budget { max_steps });
+        let mut m = Monitor::new(Budget { max_steps, ..Budget::default() });
         for e in events("z", &h) {
             m.observe(&e);
         }
@@ -1130,4 +1136,300 @@ fn a_lock_with_no_answer_yet_is_unknown_not_ok() {
     assert_eq!(changed.len(), 1);
     assert_eq!(changed[0].status, VerdictStatus::Ok);
     assert_eq!(changed[0].calls, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory: a long load keeps a bounded history
+
+/// `rounds` rounds of one call by each of `clients` clients on lock `lock`, each client calling
+/// back to back (closed loop), `len_us` a call, answered as a correct lock would (the clients'
+/// calls are staggered and overlap; they take effect in invocation order). Every `quiet` rounds
+/// all clients pause together, so the lock has points with nothing in flight; with `quiet == 0`
+/// it never has one.
+fn long_load(lock: &str, clients: u32, rounds: u64, len_us: u64, quiet: u64) -> Vec<Event> {
+    let mut specs = Vec::new();
+    let mut held_by: Option<u32> = None;
+    let mut t = 1_000;
+    for r in 0..rounds {
+        for c in 1..=clients {
+            // Staggered: client c's call starts a little after c-1's and ends after the next
+            // round's first one has started, so calls always overlap when quiet == 0.
+            let t0 = t + u64::from(c) * len_us / u64::from(clients);
+            let t1 = t0 + len_us - 1;
+            let (op, ok) = match held_by {
+                Some(h) if h == c => {
+                    held_by = None;
+                    (Op::Unlock, true)
+                }
+                Some(_) => (Op::Lock, false),
+                None => {
+                    held_by = Some(c);
+                    (Op::Lock, true)
+                }
+            };
+            specs.push(ans(c, r + 1, op, t0, t1, ok, "s1"));
+        }
+        t += len_us;
+        if quiet > 0 && r % quiet == quiet - 1 {
+            t += 3 * len_us;
+        }
+    }
+    events(lock, &specs)
+}
+
+/// Feeds `evs` as the live checker does (a check every `every` events); returns the most calls
+/// and events held at any check, and the verdicts.
+fn feed(m: &mut Monitor, evs: &[Event], every: usize) -> (u64, u64) {
+    let (mut calls, mut events) = (0, 0);
+    for (i, e) in evs.iter().enumerate() {
+        m.observe(e);
+        if i % every == every - 1 {
+            m.check();
+            let s = m.stats();
+            calls = calls.max(s.kept_calls);
+            events = events.max(s.kept_events);
+        }
+    }
+    m.check();
+    (calls, events)
+}
+
+/// 4 clients, 400 us a round, 15 s of load: 150,000 calls on one lock. The checker keeps about
+/// the last Budget::keep_us of it (2 s here: ~20,000 calls, up to twice that before a cut),
+/// never the whole run (before the cut it held all 150,000).
+fn a_long_load_is_checked_in_bounded_memory(quiet: u64) {
+    let evs = long_load("z", 4, 37_500, 400, quiet);
+    let calls = evs.len() as u64 / 2;
+    assert_eq!(calls, 150_000);
+    let mut m = Monitor::new(Budget {
+        keep_us: 2_000_000,
+        ..Budget::default()
+    });
+    let (most_calls, most_events) = feed(&mut m, &evs, 64);
+    let v = only_verdict(&m);
+    assert_eq!(v.status, VerdictStatus::Ok, "{}", v.explanation);
+    assert_eq!(v.calls, calls);
+    let s = m.stats();
+    assert!(most_calls < 60_000, "held {most_calls} calls at once");
+    assert!(most_events < 120_000, "held {most_events} events at once");
+    assert!(s.forgotten_calls > 90_000, "{s:?}");
+    assert_eq!((s.calls, s.answered), (calls, calls));
+}
+
+#[test]
+fn a_long_load_keeps_a_bounded_history() {
+    a_long_load_is_checked_in_bounded_memory(5);
+}
+
+#[test]
+fn a_lock_never_free_of_calls_in_flight_still_keeps_a_bounded_history() {
+    // The calls always overlap: no point with nothing in flight to cut at.
+    a_long_load_is_checked_in_bounded_memory(0);
+}
+
+/// The one verdict of `m` (one lock).
+fn only_verdict(m: &Monitor) -> LockVerdict {
+    let v = m.verdicts().next().cloned();
+    v.expect("a verdict")
+}
+
+#[test]
+fn an_invocation_older_than_the_history_kept_gives_unknown_never_a_false_violation() {
+    let mut evs = long_load("z", 4, 10_000, 400, 5);
+    let end = evs.last().unwrap().t_us;
+    // c9's Lock, invoked at the very start and granted after the load, reported only now.
+    let late = events("z", &[ans(9, 1, Op::Lock, 500, end + 1_000, true, "s1")]);
+    // Kept whole, the history is fine: c9's Lock took effect once the lock was free.
+    let mut whole = Monitor::new(Budget {
+        keep_us: 3_600_000_000,
+        ..Budget::default()
+    });
+    feed(&mut whole, &evs, 64);
+    for e in &late {
+        whole.observe(e);
+    }
+    whole.check();
+    assert_eq!(only_verdict(&whole).status, VerdictStatus::Ok);
+    assert_eq!(whole.stats().forgotten_calls, 0);
+
+    let mut m = Monitor::new(Budget {
+        keep_us: 1_000_000,
+        ..Budget::default()
+    });
+    feed(&mut m, &evs, 64);
+    assert!(m.stats().forgotten_calls > 0);
+    let before = m.stats();
+    for e in &late {
+        m.observe(e);
+    }
+    let v = m.check();
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0].status, VerdictStatus::Unknown);
+    assert!(
+        v[0].explanation.starts_with(
+            "not decided: the call c9.1 (0.000 s on the run's clock) was reported after the history before"
+        ),
+        "{}",
+        v[0].explanation
+    );
+    assert!(
+        v[0].explanation
+            .contains("the checker keeps the last 1.000 s of each lock"),
+        "{}",
+        v[0].explanation
+    );
+    let after = m.stats();
+    assert_eq!(after.unknown, before.unknown + 1);
+    assert_eq!(after.in_flight, 0);
+    assert_eq!(after.undecided, 1);
+    // A real violation after it is still found: two grants with no Unlock between, whatever
+    // state the lock was in and whenever c9's Lock took effect.
+    evs.clear();
+    evs.extend(events(
+        "z",
+        &[
+            ans(7, 1, Op::Lock, end + 2_000, end + 2_010, true, "s1"),
+            ans(8, 1, Op::Lock, end + 3_000, end + 3_010, true, "s2"),
+        ],
+    ));
+    for e in &evs {
+        m.observe(e);
+    }
+    let v = m.check();
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0].status, VerdictStatus::Violation);
+    assert_eq!(v[0].ops, vec![req(7, 1), req(8, 1)]);
+}
+
+#[test]
+fn an_answer_older_than_the_history_kept_gives_unknown() {
+    // c9's Unlock is in flight through the whole load (the lock is never quiet); its answer,
+    // false at 2 ms, is reported after the history before it was let go.
+    let mut evs = events("z", &[ans(9, 1, Op::Unlock, 500, 2_000, false, "s1")]);
+    let answer = evs.pop().unwrap();
+    evs.extend(long_load("z", 4, 10_000, 400, 0));
+    let mut m = Monitor::new(Budget {
+        keep_us: 1_000_000,
+        ..Budget::default()
+    });
+    feed(&mut m, &evs, 64);
+    assert!(m.stats().forgotten_calls > 0);
+    assert_eq!(only_verdict(&m).status, VerdictStatus::Ok);
+    m.observe(&answer);
+    let v = m.check();
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0].status, VerdictStatus::Unknown);
+    assert!(
+        v[0].explanation.starts_with("not decided: the answer to c9.1 (0.002 s on the run's clock) was reported after the history before"),
+        "{}",
+        v[0].explanation
+    );
+    assert_eq!(m.stats().in_flight, 0);
+}
+
+#[test]
+fn a_violation_under_a_long_load_stays_told_and_its_history_is_let_go() {
+    // A double grant at the start, then a long load on the same lock.
+    let mut evs = events(
+        "z",
+        &[
+            ans(7, 1, Op::Lock, 100, 110, true, "s1"),
+            ans(8, 1, Op::Lock, 200, 210, true, "s2"),
+        ],
+    );
+    evs.extend(long_load("z", 4, 10_000, 400, 5));
+    let mut m = Monitor::new(Budget {
+        keep_us: 1_000_000,
+        ..Budget::default()
+    });
+    let (most_calls, _) = feed(&mut m, &evs, 64);
+    let v = only_verdict(&m);
+    assert_eq!(v.status, VerdictStatus::Violation);
+    assert_eq!(v.ops, vec![req(7, 1), req(8, 1)]);
+    assert_eq!(v.calls, 40_002);
+    // Until it is final (SETTLE_US after it) the history is kept; then it is let go.
+    assert!(most_calls < 15_000, "held {most_calls} calls at once");
+    let s = m.stats();
+    assert!(s.kept_calls < 100, "{s:?}");
+    assert!(s.forgotten_calls > 39_900, "{s:?}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn letting_history_go_changes_no_verdict(seed in any::<u64>(), clients in 2u32..6, n in 100usize..400, flips in 0usize..3, keep_us in 1u64..300) {
+        // Events in time order: what the checker lets go is never needed again. Times are
+        // stretched so that calls take 10 ms to 1 s, as under a slow network or a step mode.
+        let mut h = realistic_history(seed, clients, n, flips);
+        for s in &mut h {
+            s.call.invoke_us *= 10_000;
+            s.fail_us *= 10_000;
+            if let Outcome::Answered { complete_us, .. } = &mut s.call.outcome {
+                *complete_us *= 10_000;
+            }
+        }
+        let keep_us = keep_us * 10_000;
+        let want = status_of(check_calls(&calls(&h), 50_000_000));
+        let mut m = Monitor::new(Budget { keep_us, ..Budget::default() });
+        for e in events("z", &h) {
+            m.observe(&e);
+            m.check();
+        }
+        prop_assert_eq!(only_verdict(&m).status, want);
+        if want == VerdictStatus::Ok {
+            prop_assert!(m.stats().forgotten_calls > 0);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn events_reported_after_their_history_was_let_go_never_give_a_wrong_verdict(
+        seed in any::<u64>(),
+        clients in 2u32..6,
+        n in 60usize..250,
+        flips in 0usize..3,
+        keep_us in 1u64..100,
+        delays in prop::collection::vec((0usize..500, 1usize..200), 1..6),
+    ) {
+        let mut h = realistic_history(seed, clients, n, flips);
+        for s in &mut h {
+            s.call.invoke_us *= 10_000;
+            s.fail_us *= 10_000;
+            if let Outcome::Answered { complete_us, .. } = &mut s.call.outcome {
+                *complete_us *= 10_000;
+            }
+        }
+        let want = status_of(check_calls(&calls(&h), 50_000_000));
+        let mut evs = events("z", &h);
+        // Some events are reported late: moved up to 200 places later (an answer never ahead
+        // of its own invocation, as one process reports them in order).
+        for (at, by) in delays {
+            let at = at % evs.len();
+            let e = evs.remove(at);
+            let mut to = (at + by).min(evs.len());
+            if let EventKind::OpInvoked { req, .. } = &e.kind {
+                if let Some(end) = evs.iter().position(|x| match &x.kind {
+                    EventKind::OpCompleted { req: r, .. } | EventKind::OpFailed { req: r, .. } => r == req,
+                    _ => false,
+                }) {
+                    to = to.min(end);
+                }
+            }
+            evs.insert(to, e);
+        }
+        let mut m = Monitor::new(Budget { keep_us: keep_us * 10_000, ..Budget::default() });
+        for e in &evs {
+            m.observe(e);
+            m.check();
+        }
+        let v = only_verdict(&m);
+        if v.status != want {
+            prop_assert_eq!(v.status, VerdictStatus::Unknown, "{:?}", v);
+            prop_assert!(v.explanation.starts_with("not decided: "), "{}", v.explanation);
+        }
+    }
 }
