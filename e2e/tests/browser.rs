@@ -685,12 +685,23 @@ for (const row of document.querySelectorAll('.crash-at')) {
     if (r.right > card.right + 0.5) cut.push(`${el.dataset.testid || el.tagName} ends past its card`);
   }
 }
+// A box that scrolls sideways inside the page (the side column in projector mode at 1280 px,
+// found by review): its content is wider than the box.
+const sideways = [];
+for (const el of document.querySelectorAll('body *')) {
+  const st = getComputedStyle(el);
+  if (!['auto', 'scroll'].includes(st.overflowX) || el.clientWidth === 0) continue;
+  if (el.scrollWidth > el.clientWidth + 1) {
+    sideways.push(`${el.dataset.testid || el.className || el.tagName}: ${el.scrollWidth} px of content in ${el.clientWidth}`);
+  }
+}
 return {
   scroll_width: document.documentElement.scrollWidth,
   inner_width: window.innerWidth,
   toolbar_rows: tops.size,
   clipped,
   cut,
+  sideways,
 };
 "#;
 
@@ -757,6 +768,9 @@ async fn the_page_fits_from_1600_down_to_1024_wide() -> anyhow::Result<()> {
             }
             if let Some(c) = fit["cut"].as_array().filter(|c| !c.is_empty()) {
                 problems.push(format!("{w}x{h}{mode}: crash point controls cut: {c:?}"));
+            }
+            if let Some(c) = fit["sideways"].as_array().filter(|c| !c.is_empty()) {
+                problems.push(format!("{w}x{h}{mode}: scrolls sideways: {c:?}"));
             }
             let rows = fit["toolbar_rows"].as_u64().unwrap_or(0);
             if rows > if large || paused { 2 } else { 1 } {
@@ -2334,4 +2348,78 @@ async fn a_session_dropped_without_close_leaves_no_browser_running() -> anyhow::
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// The page at 1600, 1280 and 1024 px wide, in normal and then in projector mode.
+const MODES_AND_SIZES: [(bool, u32, u32); 6] = [
+    (false, 1600, 1000),
+    (false, 1280, 800),
+    (false, 1024, 768),
+    (true, 1600, 1000),
+    (true, 1280, 800),
+    (true, 1024, 768),
+];
+
+/// s2's Crash button's offset inside its card in each of [`MODES_AND_SIZES`]; leaves the page
+/// in normal mode at 1600x1000.
+async fn s2_button_offsets(s: &Session) -> anyhow::Result<Vec<f64>> {
+    let mut out = Vec::new();
+    for (large, w, h) in MODES_AND_SIZES {
+        let pressed = s
+            .count("[data-testid=large-text][aria-pressed=true]")
+            .await?
+            == 1;
+        if pressed != large {
+            s.click("[data-testid=large-text]").await?;
+            s.wait_count(
+                &format!("[data-testid=large-text][aria-pressed={large}]"),
+                1,
+            )
+            .await?;
+        }
+        s.set_viewport(w, h).await?;
+        let v: Vec<f64> = serde_json::from_value(s.browser.execute(BUTTON_PLACES, vec![]).await?)?;
+        anyhow::ensure!(v.len() == 3, "three offsets, got {v:?}");
+        out.push(v[1]);
+    }
+    s.click("[data-testid=large-text]").await?;
+    s.wait_count("[data-testid=large-text][aria-pressed=false]", 1)
+        .await?;
+    s.set_viewport(1600, 1000).await?;
+    Ok(out)
+}
+
+/// When the backup takes over, its badge grows from "backup" to "primary · serving alone". Its
+/// card's head must not wrap onto a second line then, or the buttons under it move at the very
+/// moment a teacher reaches for them (seen in projector mode, where the page is laid out 25 %
+/// larger).
+#[tokio::test]
+async fn the_backups_buttons_hold_still_when_it_takes_over() -> anyhow::Result<()> {
+    let s = Session::open_page().await?;
+    s.wait_count("[data-testid=crash-s2]", 1).await?;
+    let before = s2_button_offsets(&s).await?;
+    make_a_failover(&s).await?;
+    let badge = s.text_of("[data-testid=role-s2]").await?;
+    let after = s2_button_offsets(&s).await?;
+    let problems: Vec<String> = MODES_AND_SIZES
+        .iter()
+        .zip(before.iter().zip(&after))
+        .filter(|(_, (b, a))| b != a)
+        .map(|((large, w, h), (b, a))| {
+            let mode = if *large { " (projector mode)" } else { "" };
+            format!("{w}x{h}{mode}: s2's Crash button sat {b} px into its card, {a} px once its badge read {badge:?}")
+        })
+        .collect();
+    // For a person to judge: both cards after the takeover, in projector mode.
+    s.click("[data-testid=large-text]").await?;
+    s.set_viewport(1280, 800).await?;
+    s.browser
+        .execute(
+            "document.querySelector('[data-testid=card-s2]').scrollIntoView({block: 'end'});",
+            vec![],
+        )
+        .await?;
+    s.screenshot_if_it_can("takeover-large-1280x800").await;
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    s.close().await
 }

@@ -147,17 +147,19 @@ pub fn server_card(props: &ServerCardProps) -> Html {
                              n.dying.then_some("is-dying"))}
              data-testid={format!("card-{id}")} data-role={role_class} data-alive={n.alive.to_string()}
              data-paused={n.paused.to_string()}>
+            // One line each whatever the role's words: the buttons below must not move when
+            // the backup takes over.
             <div class="card-head">
                 <h3 class="node-name">{&id}</h3>
                 <span class={classes!("badge", role_class)} data-testid={format!("role-{id}")} title={explain}>{role_text}</span>
+            </div>
+            <div class="facts">
                 <span class={classes!("alive", state.0)} data-testid={format!("alive-{id}")}>
                     <span class="dot"></span>{state.1}
                 </span>
-            </div>
-            <div class="facts">
                 <span>{"PID "}{pid}</span>
                 if let Some(port) = n.port {
-                    <span class="muted">{format!("127.0.0.1:{port}")}</span>
+                    <span class="muted addr"><span class="host">{"127.0.0.1"}</span>{format!(":{port}")}</span>
                 }
             </div>
             <div class="buttons">
