@@ -79,7 +79,7 @@ pub(crate) fn core(log: &LockLog, fail: usize, budget: Budget) -> Core {
         .filter(|c| c.at <= fail)
         .filter_map(|c| match &c.snap {
             Snap::Quiet(configs) => Some((c.at, configs)),
-            Snap::Busy(_) => None,
+            Snap::Busy(_) | Snap::Skip(_) => None,
         })
         .take(MAX_BACK)
         .collect();

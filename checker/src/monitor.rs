@@ -141,6 +141,10 @@ pub(crate) enum Snap {
     /// Calls in flight: the whole frontier (taken every [`SNAP_US`] while the lock is never
     /// quiet, so that its history can still be cut).
     Busy(Box<Frontier>),
+    /// The check is skipping to the next point with nothing in flight, where it starts again
+    /// from either state (after a search gave up, or when what came before is no longer
+    /// known): the calls in flight here. Taken every [`SNAP_US`] while skipping.
+    Skip(HashSet<usize>),
 }
 
 /// A point the check can start again from: after `at` events, the last of them at `t_us`.
@@ -156,16 +160,25 @@ impl Checkpoint {
         match &self.snap {
             Snap::Quiet(configs) => Frontier::quiescent(configs.clone(), FRONTIER_CAP),
             Snap::Busy(f) => (**f).clone(),
+            // Not used while skipping: the check starts again from either state.
+            Snap::Skip(_) => Frontier::initial(FRONTIER_CAP),
         }
     }
 
-    /// Opens the point up to what history before it, no longer kept, might have done: the lock
-    /// in either state, and `nl` / `nu` more calls that may take effect later or never. Only
-    /// ever adds configurations, so what fails from here is still a real violation.
+    /// Opens the point up to what history before it, no longer kept, might have done, with
+    /// `nl` / `nu` more calls that may take effect later or never. At a quiet point: the lock
+    /// in either state with them (only adds configurations, so what fails from here is still a
+    /// real violation). At a busy one that is not enough (a call that took effect before it
+    /// changes what the calls in flight there may have done): the check skips from there to
+    /// the next quiet point, and starts again from either state (see `restart`).
     fn widen(&mut self, nl: u32, nu: u32) {
         let configs = match &mut self.snap {
             Snap::Quiet(configs) => configs,
-            Snap::Busy(f) => &mut f.configs,
+            Snap::Busy(f) => {
+                self.snap = Snap::Skip(f.calls_in_flight().collect());
+                return;
+            }
+            Snap::Skip(_) => return,
         };
         let flipped: Vec<Config> = configs
             .iter()
@@ -349,6 +362,23 @@ impl LockLog {
             }
             None => {}
         }
+        if let Snap::Skip(in_flight) = &self.checkpoints[self.checkpoints.len() - 1].snap {
+            let in_flight = in_flight.clone();
+            let empty = in_flight.is_empty();
+            match &mut self.gave_up {
+                Some(g) => g.skipping = Some(in_flight),
+                None => {
+                    self.gave_up = Some(GaveUp {
+                        at: p,
+                        why: self.blind.clone().unwrap_or_default(),
+                        skipping: Some(in_flight),
+                    })
+                }
+            }
+            if empty {
+                self.restart();
+            }
+        }
     }
 
     /// Checks what arrived since the last check. Returns the steps spent.
@@ -365,6 +395,18 @@ impl LockLog {
                     self.processed += 1;
                     if in_flight.is_empty() {
                         self.restart();
+                    } else if e.t_us
+                        >= self.checkpoints[self.checkpoints.len() - 1]
+                            .t_us
+                            .saturating_add(SNAP_US)
+                    {
+                        // A lock never quiet again still gets points to cut at.
+                        let snap = Snap::Skip(in_flight.clone());
+                        self.checkpoints.push(Checkpoint {
+                            at: self.processed,
+                            t_us: e.t_us,
+                            snap,
+                        });
                     }
                     continue;
                 }
@@ -598,20 +640,36 @@ impl LockLog {
                 self.gave_up = None;
             }
             Some(k) => {
-                self.frontier.renumber(&remap);
+                if self.gave_up.as_ref().is_some_and(|g| g.skipping.is_some()) {
+                    // Not used while skipping (and its calls may be gone): `restart` makes anew.
+                    self.frontier = Frontier::initial(FRONTIER_CAP);
+                } else {
+                    self.frontier.renumber(&remap);
+                }
                 self.processed -= cut;
                 self.checkpoints.drain(..k);
                 for c in &mut self.checkpoints {
                     c.at -= cut;
-                    if let Snap::Busy(f) = &mut c.snap {
-                        f.renumber(&remap);
+                    match &mut c.snap {
+                        Snap::Busy(f) => f.renumber(&remap),
+                        Snap::Skip(in_flight) => {
+                            *in_flight = in_flight.iter().map(|&c| remap[c]).collect();
+                        }
+                        Snap::Quiet(_) => {}
                     }
                 }
                 if let Some(g) = &mut self.gave_up {
                     if g.at < cut {
                         // Gave up in history now let go: no rewind can go back before it.
                         self.blind.get_or_insert_with(|| g.why.clone());
-                        self.gave_up = None;
+                        match &mut g.skipping {
+                            // Still skipping (a later give-up): it goes on.
+                            Some(in_flight) => {
+                                *in_flight = in_flight.iter().map(|&c| remap[c]).collect();
+                                g.at = 0;
+                            }
+                            None => self.gave_up = None,
+                        }
                     } else {
                         g.at -= cut;
                         if let Some(s) = &mut g.skipping {
@@ -704,6 +762,9 @@ pub struct Monitor {
     names: BTreeMap<String, usize>,
     /// Request id -> (lock position, call index).
     by_req: FxMap<RequestId, (usize, usize)>,
+    /// (client, incarnation) -> the highest `seq` of its calls let go: a client calls one
+    /// after another, so an invocation or answer at or below it repeats one already seen.
+    forgotten_upto: FxMap<(u32, u32), u64>,
     /// Locks with events not checked yet.
     dirty: Vec<usize>,
     ctx: Context,
@@ -724,6 +785,7 @@ impl Monitor {
             locks: Vec::new(),
             names: BTreeMap::new(),
             by_req: FxMap::default(),
+            forgotten_upto: FxMap::default(),
             dirty: Vec::new(),
             ctx: Context::default(),
             now_us: 0,
@@ -758,7 +820,7 @@ impl Monitor {
         self.now_us = self.now_us.max(t);
         match &event.kind {
             EventKind::OpInvoked { req, op, lock, .. } => {
-                if self.by_req.contains_key(req) {
+                if self.by_req.contains_key(req) || self.forgotten(req) {
                     return;
                 }
                 let at = match self.names.get(lock) {
@@ -840,9 +902,18 @@ impl Monitor {
         }
     }
 
+    /// Whether `req` is a call already let go (so an event of it is a repeat).
+    fn forgotten(&self, req: &RequestId) -> bool {
+        self.forgotten_upto
+            .get(&(req.client, req.incarnation))
+            .is_some_and(|&upto| req.seq <= upto)
+    }
+
     fn end(&mut self, req: &RequestId, t: u64, end: End) {
         let Some(&(at, idx)) = self.by_req.get(req) else {
-            self.stats.orphans += 1;
+            if !self.forgotten(req) {
+                self.stats.orphans += 1;
+            }
             return;
         };
         let log = &mut self.locks[at];
@@ -918,6 +989,11 @@ impl Monitor {
             if let Some((gone, kept)) = log.forget(self.now_us, self.budget.keep_us) {
                 for r in gone {
                     self.by_req.remove(&r);
+                    let upto = self
+                        .forgotten_upto
+                        .entry((r.client, r.incarnation))
+                        .or_insert(0);
+                    *upto = (*upto).max(r.seq);
                 }
                 for (r, i) in kept {
                     self.by_req.insert(r, (at, i));
