@@ -126,10 +126,12 @@ pub(crate) fn core(log: &LockLog, fail: usize, budget: Budget) -> Core {
                     start_held: held,
                 });
             } else {
+                // The state at the window's start says nothing of the state at the failing
+                // answer, this far from it: claim none.
                 return Core {
                     calls: vec![failing],
                     any_state: false,
-                    start_held: held,
+                    start_held: vec![false, true],
                 };
             }
         }
@@ -142,10 +144,11 @@ pub(crate) fn core(log: &LockLog, fail: usize, budget: Budget) -> Core {
         start_held,
     }) = chosen
     else {
+        // No quiet point to start a window at (a lock never quiet): claim no state.
         return Core {
             calls: vec![failing],
             any_state: false,
-            start_held: vec![false],
+            start_held: vec![false, true],
         };
     };
     // Delete what is not needed: calls without an answer by then first, then from the earliest.

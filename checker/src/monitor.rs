@@ -368,6 +368,8 @@ impl LockLog {
             match &mut self.gave_up {
                 Some(g) => g.skipping = Some(in_flight),
                 None => {
+                    // Only a call reported too late makes a skip checkpoint with no give-up.
+                    debug_assert!(self.blind.is_some());
                     self.gave_up = Some(GaveUp {
                         at: p,
                         why: self.blind.clone().unwrap_or_default(),
@@ -540,9 +542,9 @@ impl LockLog {
             .processed
             .checked_sub(1)
             .map_or(0, |i| self.events[i].t_us);
-        if self.checkpoints.len() > 1
-            && self.checkpoints[self.checkpoints.len() - 1].at == self.processed
-        {
+        // It replaces a checkpoint at the same point (whatever it is: a rewind there must start
+        // from this one).
+        if self.checkpoints[self.checkpoints.len() - 1].at == self.processed {
             self.checkpoints.pop();
         }
         self.checkpoints.push(Checkpoint {

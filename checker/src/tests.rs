@@ -1595,3 +1595,43 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_violation_with_no_quiet_point_to_explain_from_claims_no_state() {
+    // A lock never quiet: the explanation has no quiet checkpoint to start a window at. It
+    // used to say "The lock was free and ..." of an Unlock refused while the lock was held.
+    let mut evs = long_load("z", 4, 10_000, 400, 0);
+    let flip = evs
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| {
+            matches!(
+                e.kind,
+                EventKind::OpCompleted {
+                    op: Op::Unlock,
+                    ok: true,
+                    ..
+                }
+            )
+        })
+        .nth(5_000)
+        .map(|(i, _)| i)
+        .unwrap();
+    if let EventKind::OpCompleted { ok, .. } = &mut evs[flip].kind {
+        *ok = false;
+    }
+    for keep_us in [3_600_000_000, 1_000_000] {
+        let mut m = Monitor::new(Budget {
+            keep_us,
+            ..Budget::default()
+        });
+        feed(&mut m, &evs, 64);
+        let v = only_verdict(&m);
+        assert_eq!(v.status, VerdictStatus::Violation, "{v:?}");
+        assert!(
+            !v.explanation.to_lowercase().contains("the lock was free"),
+            "keep_us {keep_us}: {}",
+            v.explanation
+        );
+    }
+}
