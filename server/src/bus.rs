@@ -913,10 +913,12 @@ impl Bus {
     }
 
     /// Feeds the live checker from now on; returns the generation it starts in.
-    pub fn attach_checker(&self, tap: Tap) -> u64 {
+    pub fn attach_checker(&self, mut tap: Tap) -> u64 {
         let mut inner = self.lock();
+        let generation = inner.cluster.generation();
+        tap.begin(generation);
         inner.tap = Some(tap);
-        inner.cluster.generation()
+        generation
     }
 
     /// Publishes the checker's verdict on a lock of `generation`, at node `"checker"`, unless

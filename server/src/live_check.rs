@@ -23,7 +23,7 @@
 //!   reset never lands in the new generation.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -71,17 +71,31 @@ pub struct Tap {
     max_queued: usize,
     /// Dropped since the last event passed.
     missed: u64,
+    /// The generation the bus is in (the last `cluster_reset` offered).
+    generation: u64,
+    /// 1 + the last generation in which an event was dropped (0: none): the checker reads it at
+    /// once, without waiting to reach the gap's marker in its queue.
+    dropping: Arc<AtomicU64>,
 }
 
 impl Tap {
+    /// The bus's generation when the tap is attached.
+    pub fn begin(&mut self, generation: u64) {
+        self.generation = generation;
+    }
+
     /// `kind` is the event `logged` holds.
     pub fn offer(&mut self, kind: &EventKind, logged: &Arc<Logged>) {
         let reset = matches!(kind, EventKind::ClusterReset { .. });
         if !reset && !Monitor::wants(kind) {
             return;
         }
+        if let EventKind::ClusterReset { generation } = kind {
+            self.generation = *generation;
+        }
         if !reset && self.queued.load(Ordering::Relaxed) >= self.max_queued {
             self.missed += 1;
+            self.dropping.store(self.generation + 1, Ordering::Relaxed);
             return;
         }
         if self.missed > 0 {
@@ -169,16 +183,32 @@ impl Live {
             }
             Tapped::Missed(n) => {
                 self.missed += n;
-                self.blind = Some(format!(
+                self.go_blind(format!(
                     "the checker fell behind the cluster and missed {} events of this generation's history, so it cannot judge it; verdicts start again after a reset",
                     self.missed
                 ));
-                self.blind_locks
-                    .extend(self.monitor.verdicts().map(|v| v.lock.clone()));
-                self.blind_locks.extend(self.published.keys().cloned());
-                self.dirty = true;
             }
         }
+    }
+
+    /// The tap has begun dropping events of this generation (`dropping` as [`Tap`] keeps it):
+    /// its history has a gap, so nothing of it can be judged any more, whatever the checker,
+    /// still working through the events queued before the gap, has found so far. Without this
+    /// the verdicts stayed `ok` until the checker reached the gap, minutes later on a hot lock.
+    pub fn note_dropping(&mut self, dropping: &AtomicU64) {
+        if self.blind.is_none() && dropping.load(Ordering::Relaxed) == self.generation + 1 {
+            self.go_blind(format!(
+                "the checker fell behind the cluster (more than {MAX_QUEUED} events waiting) and drops events of this generation's history, so it cannot judge it; verdicts start again after a reset"
+            ));
+        }
+    }
+
+    fn go_blind(&mut self, why: String) {
+        self.blind = Some(why);
+        self.blind_locks
+            .extend(self.monitor.verdicts().map(|v| v.lock.clone()));
+        self.blind_locks.extend(self.published.keys().cloned());
+        self.dirty = true;
     }
 
     /// A lock's count of calls is newer than the one last published for it.
@@ -239,24 +269,33 @@ impl Live {
 pub fn spawn(bus: &Arc<Bus>, budget: Budget) -> std::io::Result<std::thread::JoinHandle<()>> {
     let (tx, rx) = mpsc::channel();
     let queued = Arc::new(AtomicUsize::new(0));
+    let dropping = Arc::new(AtomicU64::new(0));
     let tap = Tap {
         tx,
         queued: queued.clone(),
         max_queued: MAX_QUEUED,
         missed: 0,
+        generation: 0,
+        dropping: dropping.clone(),
     };
     let generation = bus.attach_checker(tap);
     let bus = Arc::downgrade(bus);
     std::thread::Builder::new()
         .name("checker".into())
-        .spawn(move || run(bus, rx, queued, Live::new(budget, generation)))
+        .spawn(move || run(bus, rx, queued, dropping, Live::new(budget, generation)))
 }
 
 /// Messages taken from the tap between two looks at the clock, so a steady stream of events
 /// cannot put a check off.
 const DRAIN: usize = 10_000;
 
-fn run(bus: Weak<Bus>, rx: mpsc::Receiver<Fed>, queued: Arc<AtomicUsize>, mut live: Live) {
+fn run(
+    bus: Weak<Bus>,
+    rx: mpsc::Receiver<Fed>,
+    queued: Arc<AtomicUsize>,
+    dropping: Arc<AtomicU64>,
+    mut live: Live,
+) {
     let mut next_check = Instant::now();
     let mut next_refresh = Instant::now();
     // A count changed but was not published yet (no refresh was due at the last check).
@@ -288,6 +327,7 @@ fn run(bus: Weak<Bus>, rx: mpsc::Receiver<Fed>, queued: Arc<AtomicUsize>, mut li
             }
             live.handle(read_back(fed));
         }
+        live.note_dropping(&dropping);
         let now = Instant::now();
         let refresh_due = now >= next_refresh;
         let due = now >= next_check && (live.dirty() || (counts_pending && refresh_due));
@@ -367,6 +407,8 @@ mod tests {
                 queued: Arc::new(AtomicUsize::new(0)),
                 max_queued,
                 missed: 0,
+                generation: 0,
+                dropping: Arc::new(AtomicU64::new(0)),
             },
             rx,
         )
@@ -401,6 +443,62 @@ mod tests {
             })
             .collect();
         assert_eq!(got, ["#2", "#3", "missed 2", "#6"]);
+    }
+
+    /// Found with a hot lock under the load generator at full speed: the checker fell ever
+    /// further behind, the tap dropped events, and the verdict stayed `ok` for about 100 s,
+    /// until the checker worked through the 200,000 events queued before the gap.
+    #[test]
+    fn verdicts_turn_unknown_when_the_tap_drops_not_when_the_checker_reaches_the_gap() {
+        let (mut tap, rx) = tap(2);
+        let (queued, dropping) = (tap.queued.clone(), tap.dropping.clone());
+        let mut offer = |e: Event| {
+            let json = serde_json::to_string(&e).unwrap().into();
+            tap.offer(
+                &e.kind,
+                &Arc::new(Logged::object(e.seq, json, crate::bus::LoadTag::Always)),
+            );
+        };
+        let mut live = Live::new(Budget::default(), 0);
+        let take = |live: &mut Live, n: usize| {
+            for m in rx.try_iter().take(n) {
+                if matches!(m, Fed::Event(_)) {
+                    queued.fetch_sub(1, Ordering::Relaxed);
+                }
+                live.handle(read_back(m));
+            }
+        };
+        offer(invoked(1, 1, 1, "a"));
+        offer(completed(2, 1, 1, "a", true, "s1"));
+        // The checker is two behind: the next two are dropped.
+        offer(invoked(3, 2, 1, "a"));
+        offer(completed(4, 2, 1, "a", true, "s2"));
+        take(&mut live, 2);
+        live.note_dropping(&dropping);
+        let v = live.check(true);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].status, VerdictStatus::Unknown, "{v:?}");
+        assert!(
+            v[0].explanation
+                .contains("drops events of this generation's history"),
+            "{}",
+            v[0].explanation
+        );
+        // A reset starts over: the drop of the old generation does not blind the new one.
+        offer(ev(
+            5,
+            "supervisor",
+            EventKind::ClusterReset { generation: 1 },
+        ));
+        take(&mut live, 2);
+        assert_eq!(live.generation(), 1);
+        offer(invoked(6, 1, 2, "b"));
+        offer(completed(7, 1, 2, "b", true, "s1"));
+        take(&mut live, 2);
+        live.note_dropping(&dropping);
+        let v = live.check(true);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!((v[0].lock.as_str(), v[0].status), ("b", VerdictStatus::Ok));
     }
 
     #[test]
@@ -526,6 +624,8 @@ mod tests {
                     queued: q.clone(),
                     max_queued: usize::MAX,
                     missed: 0,
+                    generation: 0,
+                    dropping: Arc::new(AtomicU64::new(0)),
                 };
                 let generation = bus.attach_checker(tap);
                 let weak = Arc::downgrade(&bus);
@@ -533,7 +633,14 @@ mod tests {
                     unread = Some(rx);
                 } else {
                     handle = Some(std::thread::spawn(move || {
-                        run(weak, rx, q, Live::new(Budget::default(), generation))
+                        let dropping = Arc::new(AtomicU64::new(0));
+                        run(
+                            weak,
+                            rx,
+                            q,
+                            dropping,
+                            Live::new(Budget::default(), generation),
+                        )
                     }));
                 }
             }
