@@ -198,7 +198,7 @@ impl Live {
     pub fn note_dropping(&mut self, dropping: &AtomicU64) {
         if self.blind.is_none() && dropping.load(Ordering::Relaxed) == self.generation + 1 {
             self.go_blind(format!(
-                "the checker fell behind the cluster (more than {MAX_QUEUED} events waiting) and drops events of this generation's history, so it cannot judge it; verdicts start again after a reset"
+                "the checker fell behind the cluster and missed events of this generation's history (more than {MAX_QUEUED} were waiting), so it cannot judge it; verdicts start again after a reset"
             ));
         }
     }
@@ -479,8 +479,9 @@ mod tests {
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(v[0].status, VerdictStatus::Unknown, "{v:?}");
         assert!(
-            v[0].explanation
-                .contains("drops events of this generation's history"),
+            v[0].explanation.starts_with(
+                "the checker fell behind the cluster and missed events of this generation's history (more than"
+            ),
             "{}",
             v[0].explanation
         );
