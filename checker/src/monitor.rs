@@ -270,6 +270,13 @@ impl LockLog {
         }
     }
 
+    /// Whether a lock with calls in flight is due a checkpoint at `t_us` (see [`SNAP_US`]).
+    fn snap_due(&self, t_us: u64) -> bool {
+        t_us >= self.checkpoints[self.checkpoints.len() - 1]
+            .t_us
+            .saturating_add(SNAP_US)
+    }
+
     /// Whether a violation was found long enough ago that nothing can change it any more.
     fn is_final(&self, now_us: u64) -> bool {
         matches!(&self.status, Status::Violation { t_fail, .. } if now_us >= t_fail.saturating_add(SETTLE_US))
@@ -389,6 +396,7 @@ impl LockLog {
         if matches!(self.status, Status::Checking) {
             while self.processed < self.events.len() {
                 let e = self.events[self.processed];
+                let due = self.snap_due(e.t_us);
                 if let Some(in_flight) = self.gave_up.as_mut().and_then(|g| g.skipping.as_mut()) {
                     match e.ev {
                         Ev::Invoke => in_flight.insert(e.call),
@@ -397,11 +405,7 @@ impl LockLog {
                     self.processed += 1;
                     if in_flight.is_empty() {
                         self.restart();
-                    } else if e.t_us
-                        >= self.checkpoints[self.checkpoints.len() - 1]
-                            .t_us
-                            .saturating_add(SNAP_US)
-                    {
+                    } else if due {
                         // A lock never quiet again still gets points to cut at.
                         let snap = Snap::Skip(in_flight.clone());
                         self.checkpoints.push(Checkpoint {
@@ -421,16 +425,16 @@ impl LockLog {
                 match r {
                     Ok(()) => {
                         self.processed += 1;
-                        let last = &self.checkpoints[self.checkpoints.len() - 1];
-                        let snap = if last.at == self.processed {
-                            None
-                        } else if self.frontier.is_quiescent() {
-                            Some(Snap::Quiet(self.frontier.configs.clone()))
-                        } else if e.t_us >= last.t_us.saturating_add(SNAP_US) {
-                            Some(Snap::Busy(Box::new(self.frontier.clone())))
-                        } else {
-                            None
-                        };
+                        let snap =
+                            if self.checkpoints[self.checkpoints.len() - 1].at == self.processed {
+                                None
+                            } else if self.frontier.is_quiescent() {
+                                Some(Snap::Quiet(self.frontier.configs.clone()))
+                            } else if due {
+                                Some(Snap::Busy(Box::new(self.frontier.clone())))
+                            } else {
+                                None
+                            };
                         if let Some(snap) = snap {
                             self.checkpoints.push(Checkpoint {
                                 at: self.processed,
@@ -650,32 +654,30 @@ impl LockLog {
                 }
                 self.processed -= cut;
                 self.checkpoints.drain(..k);
+                let renumber = |calls: &mut HashSet<usize>| {
+                    *calls = calls.iter().map(|&c| remap[c]).collect();
+                };
                 for c in &mut self.checkpoints {
                     c.at -= cut;
                     match &mut c.snap {
                         Snap::Busy(f) => f.renumber(&remap),
-                        Snap::Skip(in_flight) => {
-                            *in_flight = in_flight.iter().map(|&c| remap[c]).collect();
-                        }
+                        Snap::Skip(in_flight) => renumber(in_flight),
                         Snap::Quiet(_) => {}
                     }
                 }
                 if let Some(g) = &mut self.gave_up {
-                    if g.at < cut {
-                        // Gave up in history now let go: no rewind can go back before it.
-                        self.blind.get_or_insert_with(|| g.why.clone());
-                        match &mut g.skipping {
-                            // Still skipping (a later give-up): it goes on.
-                            Some(in_flight) => {
-                                *in_flight = in_flight.iter().map(|&c| remap[c]).collect();
-                                g.at = 0;
-                            }
-                            None => self.gave_up = None,
-                        }
-                    } else {
+                    if let Some(in_flight) = &mut g.skipping {
+                        renumber(in_flight);
+                    }
+                    if g.at >= cut {
                         g.at -= cut;
-                        if let Some(s) = &mut g.skipping {
-                            *s = s.iter().map(|&c| remap[c]).collect();
+                    } else {
+                        // Gave up in history now let go: no rewind can go back before it. A
+                        // skip still under way (a later give-up) goes on.
+                        self.blind.get_or_insert_with(|| g.why.clone());
+                        g.at = 0;
+                        if g.skipping.is_none() {
+                            self.gave_up = None;
                         }
                     }
                 }

@@ -1201,10 +1201,7 @@ fn a_long_load_is_checked_in_bounded_memory(quiet: u64) {
     let evs = long_load("z", 4, 37_500, 400, quiet);
     let calls = evs.len() as u64 / 2;
     assert_eq!(calls, 150_000);
-    let mut m = Monitor::new(Budget {
-        keep_us: 2_000_000,
-        ..Budget::default()
-    });
+    let mut m = keeping(2_000_000);
     let (most_calls, most_events) = feed(&mut m, &evs, 64);
     let v = only_verdict(&m);
     assert_eq!(v.status, VerdictStatus::Ok, "{}", v.explanation);
@@ -1239,6 +1236,14 @@ fn stretch(h: &mut [Spec]) {
     }
 }
 
+/// A monitor that keeps `keep_us` of each lock's history, the default budget otherwise.
+fn keeping(keep_us: u64) -> Monitor {
+    Monitor::new(Budget {
+        keep_us,
+        ..Budget::default()
+    })
+}
+
 /// The one verdict of `m` (one lock).
 fn only_verdict(m: &Monitor) -> LockVerdict {
     let v = m.verdicts().next().cloned();
@@ -1252,10 +1257,7 @@ fn an_invocation_older_than_the_history_kept_gives_unknown_never_a_false_violati
     // c9's Lock, invoked at the very start and granted after the load, reported only now.
     let late = events("z", &[ans(9, 1, Op::Lock, 500, end + 1_000, true, "s1")]);
     // Kept whole, the history is fine: c9's Lock took effect once the lock was free.
-    let mut whole = Monitor::new(Budget {
-        keep_us: 3_600_000_000,
-        ..Budget::default()
-    });
+    let mut whole = keeping(3_600_000_000);
     feed(&mut whole, &evs, 64);
     for e in &late {
         whole.observe(e);
@@ -1264,10 +1266,7 @@ fn an_invocation_older_than_the_history_kept_gives_unknown_never_a_false_violati
     assert_eq!(only_verdict(&whole).status, VerdictStatus::Ok);
     assert_eq!(whole.stats().forgotten_calls, 0);
 
-    let mut m = Monitor::new(Budget {
-        keep_us: 1_000_000,
-        ..Budget::default()
-    });
+    let mut m = keeping(1_000_000);
     feed(&mut m, &evs, 64);
     assert!(m.stats().forgotten_calls > 0);
     let before = m.stats();
@@ -1320,10 +1319,7 @@ fn an_answer_older_than_the_history_kept_gives_unknown() {
     let mut evs = events("z", &[ans(9, 1, Op::Unlock, 500, 2_000, false, "s1")]);
     let answer = evs.pop().unwrap();
     evs.extend(long_load("z", 4, 10_000, 400, 0));
-    let mut m = Monitor::new(Budget {
-        keep_us: 1_000_000,
-        ..Budget::default()
-    });
+    let mut m = keeping(1_000_000);
     feed(&mut m, &evs, 64);
     assert!(m.stats().forgotten_calls > 0);
     assert_eq!(only_verdict(&m).status, VerdictStatus::Ok);
@@ -1350,10 +1346,7 @@ fn a_violation_under_a_long_load_stays_told_and_its_history_is_let_go() {
         ],
     );
     evs.extend(long_load("z", 4, 10_000, 400, 5));
-    let mut m = Monitor::new(Budget {
-        keep_us: 1_000_000,
-        ..Budget::default()
-    });
+    let mut m = keeping(1_000_000);
     let (most_calls, _) = feed(&mut m, &evs, 64);
     let v = only_verdict(&m);
     assert_eq!(v.status, VerdictStatus::Violation);
@@ -1462,10 +1455,7 @@ fn a_late_call_before_a_busy_cut_is_no_false_violation() {
     ));
     evs.extend(c3);
     evs.push(last);
-    let mut m = Monitor::new(Budget {
-        keep_us: 1_000_000,
-        ..Budget::default()
-    });
+    let mut m = keeping(1_000_000);
     for e in &evs {
         m.observe(e);
         m.check();
@@ -1512,10 +1502,7 @@ fn a_cut_while_skipping_after_a_second_give_up_is_no_false_violation() {
         check_calls(&calls(&specs), 50_000_000),
         Decision::Linearizable
     );
-    let mut m = Monitor::new(Budget {
-        keep_us: 1_000_000,
-        ..Budget::default()
-    });
+    let mut m = keeping(1_000_000);
     for e in events("z", &specs) {
         m.observe(&e);
         m.check();
@@ -1538,10 +1525,7 @@ fn a_lock_that_gave_up_and_is_never_quiet_again_keeps_a_bounded_history() {
     specs.push(ans(1, 2, Op::Unlock, 6_000, 6_100, true, "s1"));
     evs.extend(events("z", &specs));
     evs.extend(long_load("z", 4, 37_500, 400, 0));
-    let mut m = Monitor::new(Budget {
-        keep_us: 2_000_000,
-        ..Budget::default()
-    });
+    let mut m = keeping(2_000_000);
     let (most_calls, _) = feed(&mut m, &evs, 64);
     let v = only_verdict(&m);
     assert_eq!(v.status, VerdictStatus::Unknown, "{v:?}");
@@ -1557,10 +1541,7 @@ fn a_lock_that_gave_up_and_is_never_quiet_again_keeps_a_bounded_history() {
 #[test]
 fn a_repeated_event_of_a_call_let_go_changes_nothing() {
     let evs = long_load("z", 4, 10_000, 400, 5);
-    let mut m = Monitor::new(Budget {
-        keep_us: 1_000_000,
-        ..Budget::default()
-    });
+    let mut m = keeping(1_000_000);
     feed(&mut m, &evs, 64);
     let before = m.stats();
     assert!(before.forgotten_calls > 1_000);

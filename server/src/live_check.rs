@@ -399,6 +399,15 @@ mod tests {
         )
     }
 
+    /// Offers `e` to `tap` as the bus would, written as an object.
+    fn offer_to(tap: &mut Tap, e: Event) {
+        let json = serde_json::to_string(&e).unwrap().into();
+        tap.offer(
+            &e.kind,
+            &Arc::new(Logged::object(e.seq, json, crate::bus::LoadTag::Always)),
+        );
+    }
+
     fn tap(max_queued: usize) -> (Tap, mpsc::Receiver<Fed>) {
         let (tx, rx) = mpsc::channel();
         (
@@ -417,13 +426,7 @@ mod tests {
     #[test]
     fn the_tap_passes_wanted_events_only_and_says_where_it_dropped_some() {
         let (mut tap, rx) = tap(2);
-        let mut offer = |e: Event| {
-            let json = serde_json::to_string(&e).unwrap().into();
-            tap.offer(
-                &e.kind,
-                &Arc::new(Logged::object(e.seq, json, crate::bus::LoadTag::Always)),
-            );
-        };
+        let mut offer = |e: Event| offer_to(&mut tap, e);
         offer(ev(1, "s1", EventKind::SlowMotionSet { delay_ms: 1 }));
         offer(invoked(2, 1, 1, "a"));
         offer(invoked(3, 2, 1, "a"));
@@ -452,13 +455,7 @@ mod tests {
     fn verdicts_turn_unknown_when_the_tap_drops_not_when_the_checker_reaches_the_gap() {
         let (mut tap, rx) = tap(2);
         let (queued, dropping) = (tap.queued.clone(), tap.dropping.clone());
-        let mut offer = |e: Event| {
-            let json = serde_json::to_string(&e).unwrap().into();
-            tap.offer(
-                &e.kind,
-                &Arc::new(Logged::object(e.seq, json, crate::bus::LoadTag::Always)),
-            );
-        };
+        let mut offer = |e: Event| offer_to(&mut tap, e);
         let mut live = Live::new(Budget::default(), 0);
         let take = |live: &mut Live, n: usize| {
             for m in rx.try_iter().take(n) {
