@@ -282,6 +282,31 @@ const JSON_CHUNK: usize = 64 * 1024;
 /// How far back a snapshot's `marks` reach: the load charts' window.
 const MARKS_WINDOW_US: u64 = 60_000_000;
 
+/// How many appends ahead the ring's oldest events are fetched into the cache before they are
+/// let go ([`prefetch`]).
+const DROP_AHEAD: usize = 8;
+
+/// Asks the CPU to bring an `Arc`'s value, and the counts stored just before it, into the
+/// cache. Only a hint: no memory is read, and an address that is not what it seems costs a
+/// wasted fetch, never a fault (elsewhere than on x86-64 it does nothing).
+#[inline]
+fn prefetch<T>(value: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let at = value.cast::<i8>();
+        // SAFETY: SSE is part of every x86-64 CPU, and a prefetch reads nothing: any address,
+        // valid or not, is allowed.
+        #[allow(unsafe_code)]
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(at.wrapping_sub(2 * std::mem::size_of::<usize>()));
+            _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(48));
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
 /// Load messages whose tag a late duplicate delivery can still find.
 const REMEMBERED_DELIVERIES: usize = 4096;
 
@@ -706,6 +731,12 @@ impl Bus {
             marks.push_back((t_us, Arc::new(own)));
         }
         if inner.ring.len() >= self.cfg.history {
+            // The event let go now was published 100,000 events ago: its count and fields are
+            // long out of the cache, and the miss on dropping it was most of `append`'s time
+            // under load. The event let go a few appends from now is fetched ahead.
+            if let Some(soon) = inner.ring.get(DROP_AHEAD) {
+                prefetch(Arc::as_ptr(soon));
+            }
             inner.ring.pop_front();
         }
         inner.ring.push_back(logged.clone());
