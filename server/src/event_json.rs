@@ -468,7 +468,7 @@ fn string(out: &mut Vec<u8>, s: &str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
     use shared::{ForwardAckItem, ForwardOp, MsgId, NodeId};
@@ -552,7 +552,7 @@ mod tests {
         ]
     }
 
-    fn every_hot_kind(text: &str, tag: Option<String>) -> Vec<EventKind> {
+    pub(crate) fn every_hot_kind(text: &str, tag: Option<String>) -> Vec<EventKind> {
         let mut kinds: Vec<EventKind> = every_msg(text)
             .into_iter()
             .map(|msg| EventKind::MsgSent {

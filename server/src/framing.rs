@@ -41,13 +41,15 @@ pub fn encode<T: Serialize>(msg: &T) -> Bytes {
     Bytes::from(serde_json::to_vec(msg).expect("wire types always serialize"))
 }
 
-/// The frames that report `events` (one round of a node's work), in order: `events` reports,
-/// each event serialised once, straight into its frame, cut before a frame passes half of
-/// [`MAX_FRAME`].
-pub fn encode_events(events: &[shared::TimedEvent]) -> Vec<Bytes> {
+/// The frames that report a round of a node's work, in order: `events` reports, each event
+/// written once, straight into its frame, cut before a frame passes half of [`MAX_FRAME`].
+/// The events are written as a viewer reads them (`Event`, with its `seq` left at 0): the
+/// events every call makes as compact rows, the rest as objects, so [`decode_report`] reads
+/// them with the viewers' quick reader.
+pub fn encode_events(events: &[shared::Event]) -> Vec<Bytes> {
     const PREFIX: &[u8] = br#"{"type":"events","events":["#;
     let mut frames = Vec::new();
-    let mut buf = Vec::with_capacity(128 * events.len().min(4096) + PREFIX.len());
+    let mut buf = Vec::with_capacity(96 * events.len().min(4096) + PREFIX.len());
     buf.extend_from_slice(PREFIX);
     let mut in_frame = 0;
     for ev in events {
@@ -60,7 +62,9 @@ pub fn encode_events(events: &[shared::TimedEvent]) -> Vec<Bytes> {
         if in_frame > 0 {
             buf.push(b',');
         }
-        serde_json::to_writer(&mut buf, ev).expect("wire types always serialize");
+        if !crate::event_json::write_row(&mut buf, ev) {
+            crate::event_json::write_event(&mut buf, ev);
+        }
         in_frame += 1;
     }
     if in_frame > 0 {
@@ -103,11 +107,23 @@ where
 }
 
 /// See [`recv_report`].
+///
+/// A round's `events` go through the viewers' quick reader (`shared::read_events_frame`); a
+/// frame it is not sure of (a string with an escape, anything unusual) goes to serde whole,
+/// which reads it the same way or says what is wrong with it.
 pub fn decode_report(buf: &[u8]) -> Result<shared::NodeReport, serde_json::Error> {
-    if buf.starts_with(br#"{"type":"events","#) {
-        let body: shared::compact::EventsBody = serde_json::from_slice(buf)?;
+    if let Some(events) = std::str::from_utf8(buf)
+        .ok()
+        .and_then(shared::read_events_frame)
+    {
         return Ok(shared::NodeReport::Events {
-            events: body.events,
+            events: events
+                .into_iter()
+                .map(|e| shared::TimedEvent {
+                    t_us: e.t_us,
+                    kind: e.kind,
+                })
+                .collect(),
         });
     }
     serde_json::from_slice(buf)
@@ -149,12 +165,22 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::{EventKind, NodeReport, TimedEvent};
+    use proptest::prelude::*;
+    use shared::{Event, EventKind, NodeId, NodeReport, TimedEvent};
 
-    fn armed(t_us: u64, lock_len: usize) -> TimedEvent {
-        TimedEvent {
+    fn at(t_us: u64, kind: EventKind) -> Event {
+        Event {
+            seq: 0,
             t_us,
-            kind: EventKind::Executed {
+            node: NodeId::from("s1"),
+            kind,
+        }
+    }
+
+    fn armed(t_us: u64, lock_len: usize) -> Event {
+        at(
+            t_us,
+            EventKind::Executed {
                 req: shared::RequestId::new(1, t_us),
                 op: shared::Op::Lock,
                 lock: "l".repeat(lock_len),
@@ -163,7 +189,18 @@ mod tests {
                 duplicate: false,
                 forwarded: false,
             },
-        }
+        )
+    }
+
+    /// What the supervisor should read back: the events' times and kinds.
+    fn timed(events: &[Event]) -> Vec<TimedEvent> {
+        events
+            .iter()
+            .map(|e| TimedEvent {
+                t_us: e.t_us,
+                kind: e.kind.clone(),
+            })
+            .collect()
     }
 
     fn decode_all(frames: &[Bytes]) -> Vec<TimedEvent> {
@@ -179,15 +216,28 @@ mod tests {
             .collect()
     }
 
+    /// Serde's own reading of a frame (the quick reader's fallback).
+    fn slow(frame: &[u8]) -> Vec<TimedEvent> {
+        match serde_json::from_slice::<NodeReport>(frame).unwrap() {
+            NodeReport::Events { events } => events,
+            other => panic!("not an events report: {other:?}"),
+        }
+    }
+
     #[test]
-    fn a_round_is_one_frame_and_reads_back_in_order() {
-        let events: Vec<TimedEvent> = (1..=50).map(|t| armed(t, 3)).collect();
+    fn a_round_is_one_frame_of_rows_and_reads_back_in_order() {
+        let events: Vec<Event> = (1..=50).map(|t| armed(t, 3)).collect();
         let frames = encode_events(&events);
         assert_eq!(frames.len(), 1);
-        assert_eq!(decode_all(&frames), events);
-        // The fast path and serde's own reading of the report agree.
-        let slow: NodeReport = serde_json::from_slice(&frames[0]).unwrap();
-        assert_eq!(slow, NodeReport::Events { events });
+        let text = std::str::from_utf8(&frames[0]).unwrap();
+        assert!(
+            text.starts_with(r#"{"type":"events","events":[[0,1,"s1","X","#),
+            "{text}"
+        );
+        // The quick reader takes it, and reads what serde reads.
+        assert!(shared::read_events_frame(text).is_some());
+        assert_eq!(decode_all(&frames), timed(&events));
+        assert_eq!(slow(&frames[0]), timed(&events));
         assert!(
             encode_events(&[]).is_empty(),
             "an empty round writes nothing"
@@ -196,10 +246,46 @@ mod tests {
 
     #[test]
     fn a_huge_round_is_cut_into_frames_under_the_limit_keeping_the_order() {
-        let events: Vec<TimedEvent> = (1..=40).map(|t| armed(t, 60_000)).collect();
+        let events: Vec<Event> = (1..=40).map(|t| armed(t, 60_000)).collect();
         let frames = encode_events(&events);
         assert!(frames.len() > 1, "{} frames", frames.len());
-        assert_eq!(decode_all(&frames), events);
+        assert_eq!(decode_all(&frames), timed(&events));
+    }
+
+    #[test]
+    fn events_without_a_row_go_as_objects_and_odd_names_through_serde() {
+        let events = vec![
+            armed(1, 2),
+            at(
+                2,
+                EventKind::CrashArmed {
+                    point: Some(shared::CrashPoint::AfterForward),
+                    dying_ms: None,
+                },
+            ),
+            at(
+                3,
+                EventKind::Executed {
+                    req: shared::RequestId::new(2, 9),
+                    op: shared::Op::Unlock,
+                    lock: "a \"quoted\" \\ lock, ü\n".into(),
+                    ok: false,
+                    held: false,
+                    duplicate: true,
+                    forwarded: true,
+                },
+            ),
+        ];
+        let frames = encode_events(&events);
+        let text = std::str::from_utf8(&frames[0]).unwrap();
+        assert!(text.contains(r#"{"seq":0,"t_us":2,"node":"s1","type":"crash_armed""#));
+        // The escaped name sends the whole frame to serde, which reads it all the same.
+        assert!(shared::read_events_frame(text).is_none());
+        assert_eq!(decode_all(&frames), timed(&events));
+        // Without it, the quick reader reads the object too.
+        let plain = encode_events(&events[..2]);
+        assert!(shared::read_events_frame(std::str::from_utf8(&plain[0]).unwrap()).is_some());
+        assert_eq!(decode_all(&plain), timed(&events[..2]));
     }
 
     #[test]
@@ -213,10 +299,81 @@ mod tests {
         ));
         for bad in [
             &br#"{"type":"events","events":[[1,{"X":[]}]]}"#[..],
+            br#"{"type":"events","events":[[0,1,"s1","X",1]]}"#,
+            br#"{"type":"events","events":[[0,1,"s1","Z",1,2,0,0,"a",0]]}"#,
+            br#"{"type":"events","events":[{"seq":0,"t_us":1,"node":"s1"}]}"#,
             br#"{"type":"events","#,
             b"\xff\xfe",
         ] {
-            assert!(decode_report(bad).is_err());
+            assert!(
+                decode_report(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
+    }
+
+    proptest! {
+        /// Whatever a node's events hold (any lock name, tag or time), the supervisor reads
+        /// back the same times and kinds, by the quick reader or by serde.
+        #[test]
+        fn any_round_of_hot_events_reads_back_the_same(
+            text in any::<String>(),
+            tag in proptest::option::of(any::<String>()),
+            t_us in any::<u64>(),
+        ) {
+            let events: Vec<Event> = crate::event_json::tests::every_hot_kind(&text, tag)
+                .into_iter()
+                .map(|kind| at(t_us, kind))
+                .collect();
+            let frames = encode_events(&events);
+            prop_assert_eq!(frames.len(), 1);
+            prop_assert_eq!(decode_all(&frames), timed(&events));
+            prop_assert_eq!(slow(&frames[0]), timed(&events));
+        }
+    }
+}
+
+#[cfg(test)]
+mod doc_tests {
+    use super::*;
+    use shared::{Event, NodeId, NodeReport};
+
+    /// docs/protocol.md shows a round's `events` report exactly as a node (s1) writes it.
+    #[test]
+    fn the_documented_round_is_what_a_node_writes() {
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md"))
+                .expect("docs/protocol.md is readable");
+        let mut lines = doc.lines();
+        let mut rounds = Vec::new();
+        while let Some(line) = lines.next() {
+            if line.trim() == "```json node_report" {
+                let body: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
+                let body = body.join("\n");
+                if body.starts_with(r#"{"type":"events""#) {
+                    rounds.push(body);
+                }
+            }
+        }
+        assert_eq!(rounds.len(), 1, "one example of a round");
+        let NodeReport::Events { events } = decode_report(rounds[0].as_bytes()).unwrap() else {
+            panic!("not an events report");
+        };
+        assert!(
+            events.len() >= 4,
+            "the example shows a round, not one event"
+        );
+        let events: Vec<Event> = events
+            .into_iter()
+            .map(|e| Event {
+                seq: 0,
+                t_us: e.t_us,
+                node: NodeId::from("s1"),
+                kind: e.kind,
+            })
+            .collect();
+        let frames = encode_events(&events);
+        assert_eq!(std::str::from_utf8(&frames[0]).unwrap(), rounds[0]);
     }
 }

@@ -20,8 +20,8 @@ use anyhow::{bail, Context};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use shared::{
-    CrashCause, CrashPoint, Envelope, EventKind, FaultPlan, ForwardAckItem, ForwardOp, Msg, MsgId,
-    NodeControl, NodeId, NodeReport, RequestId, Role, TimedEvent,
+    CrashCause, CrashPoint, Envelope, Event, EventKind, FaultPlan, ForwardAckItem, ForwardOp, Msg,
+    MsgId, NodeControl, NodeId, NodeReport, RequestId, Role,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -101,14 +101,18 @@ enum Inbound {
 struct Reporter {
     sink: SplitSink<FramedConn, bytes::Bytes>,
     clock: RunClock,
-    pending: Vec<TimedEvent>,
+    /// This node's name, written into its events (the supervisor goes by the connection).
+    node: NodeId,
+    pending: Vec<Event>,
 }
 
 impl Reporter {
     /// Records an event of this round (written by the next [`Reporter::flush`]).
     fn event(&mut self, kind: EventKind) {
-        self.pending.push(TimedEvent {
+        self.pending.push(Event {
+            seq: 0,
             t_us: self.clock.now_us(),
+            node: self.node.clone(),
             kind,
         });
     }
@@ -232,6 +236,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         reporter: Reporter {
             sink: ctl_sink,
             clock,
+            node: cfg.id.clone(),
             pending: Vec::new(),
         },
         clients: HashMap::new(),

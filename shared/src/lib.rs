@@ -3,13 +3,12 @@
 //! Three parties speak it: the page (browser) and the gateway of `pbscope serve` over a WebSocket,
 //! and the node processes among themselves and with their supervisor over TCP. This crate holds
 //! the serde types and their meaning, their decoders (`decode`, and `rows`: a quick reader for
-//! the events frames of a compact viewer); it has no tokio and no clock, so that it builds for
+//! the events frames of a compact viewer, and of a node's reports); it has no tokio and no clock, so that it builds for
 //! `wasm32-unknown-unknown` unchanged. `docs/protocol.md` shows every message as JSON; a golden
 //! test in the server keeps the two in step.
 //!
 //! All messages are JSON objects tagged by `"type"` in `snake_case`.
 
-pub mod compact;
 mod decode;
 mod rows;
 
@@ -1586,12 +1585,48 @@ pub enum NodeReport {
     Failed { ticket: u64, message: String },
 }
 
-/// One event of a [`NodeReport::Events`] batch: when it happened and what. On the wire
-/// `[t_us, kind]`, in the compact form of [`compact`].
+/// One event of a [`NodeReport::Events`] batch: when it happened and what. On the wire it is
+/// an event as a viewer reads it ([`Event`]: a compact row for the events every call makes, an
+/// object for the rest), so the supervisor reads a node's rounds with the viewers' quick reader
+/// ([`read_events_frame`]). Its `seq` and `node` are not the event's: the bus numbers events
+/// itself and knows the sender by its connection. Nodes write `seq` 0 and their own name.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct TimedEvent {
     pub t_us: u64,
     pub kind: EventKind,
+}
+
+/// [`TimedEvent`] written as an [`Event`] object without copying its kind (serde's slow path;
+/// nodes write rows: `framing::encode_events` in the server).
+#[derive(Serialize)]
+struct TimedEventOut<'a> {
+    seq: u64,
+    t_us: u64,
+    node: &'a str,
+    #[serde(flatten)]
+    kind: &'a EventKind,
+}
+
+impl Serialize for TimedEvent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        TimedEventOut {
+            seq: 0,
+            t_us: self.t_us,
+            node: "",
+            kind: &self.kind,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for TimedEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let event = Event::deserialize(d)?;
+        Ok(TimedEvent {
+            t_us: event.t_us,
+            kind: event.kind,
+        })
+    }
 }
 
 /// Supervisor -> node process, on the control connection.
