@@ -1589,7 +1589,9 @@ pub enum NodeReport {
 /// an event as a viewer reads it ([`Event`]: a compact row for the events every call makes, an
 /// object for the rest), so the supervisor reads a node's rounds with the viewers' quick reader
 /// ([`read_events_frame`]). Its `seq` and `node` are not the event's: the bus numbers events
-/// itself and knows the sender by its connection. Nodes write `seq` 0 and their own name.
+/// itself and knows the sender by its connection. Nodes write rounds as rows, with `seq` 0 and
+/// their own name (the server's `framing::encode_events`); this type's own `Serialize` writes
+/// the object form, with `node` empty.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct TimedEvent {
     pub t_us: u64,

@@ -225,12 +225,15 @@ fn run_file_lines_are_documented_exactly() {
 
 #[test]
 fn node_reports_of_a_round_are_documented() {
-    // A round's events are written as rows where serde writes objects (the server's
-    // `framing` tests hold the example to what a node writes): what they mean must survive
-    // serde's writing and reading them again.
     let names: BTreeSet<String> = examples("node_report")
         .iter()
         .map(|d| {
+            if !d.starts_with(r#"{"type":"events""#) {
+                return type_of(&round_trip::<NodeReport>(d));
+            }
+            // A round's events are written as rows where serde writes objects (the server's
+            // `framing` tests hold this example to exactly what a node writes): what they
+            // mean must survive serde's writing and reading them again.
             let report: NodeReport = serde_json::from_str(d)
                 .unwrap_or_else(|e| panic!("does not match the type ({e}): {d}"));
             let again = serde_json::to_string(&report).unwrap();
