@@ -553,6 +553,9 @@ fn row_json(row: &Row, redis: Option<&Row>, off: Option<&Row>) -> serde_json::Va
         if let Some(r) = redis {
             v["ratio_ops_vs_redis"] = json!(ratio(row.ops_per_s, r.ops_per_s));
             v["ratio_p50_vs_redis"] = json!(ratio(row.p50_us as f64, r.p50_us as f64));
+            if let Some(cpu) = cpu_ratio(row, r) {
+                v["ratio_cpu_vs_redis"] = json!(cpu);
+            }
         }
     }
     if let Some(w) = &row.viewer_report {
@@ -567,6 +570,27 @@ fn row_json(row: &Row, redis: Option<&Row>, off: Option<&Row>) -> serde_json::Va
         }
     }
     v
+}
+
+/// A pbscope row against Redis's at the same client count, for the table: throughput, p50,
+/// and CPU per call (the steadier measure on a shared machine: one system's throughput moves
+/// between rounds minutes apart, its cost per call much less).
+fn vs_redis(r: &Row, red: &Row) -> String {
+    let mut words = format!(
+        "{:.2}x redis ops/s, p50 {:.2}x",
+        ratio(r.ops_per_s, red.ops_per_s),
+        ratio(r.p50_us as f64, red.p50_us as f64)
+    );
+    if let Some(cpu) = cpu_ratio(r, red) {
+        words.push_str(&format!(", cpu/call {cpu:.2}x"));
+    }
+    words
+}
+
+/// pbscope's CPU per call over Redis's, when both were measured.
+fn cpu_ratio(r: &Row, red: &Row) -> Option<f64> {
+    let (ours, theirs) = (r.cpu.as_ref()?.total(), red.cpu.as_ref()?.total());
+    (theirs > 0.0).then(|| ratio(ours, theirs))
 }
 
 fn round1(x: f64) -> f64 {
@@ -937,11 +961,7 @@ fn print_table(rows: &[Measured], failover: Option<&FailoverReport>) {
             )
         };
         let vs = |r: &Row| match red {
-            Some(red) => format!(
-                "{:.2}x redis ops/s, p50 {:.2}x; ",
-                ratio(r.ops_per_s, red.ops_per_s),
-                ratio(r.p50_us as f64, red.p50_us as f64)
-            ),
+            Some(red) => format!("{}; ", vs_redis(r, red)),
             None => String::new(),
         };
         let failed = |r: &Row| {
@@ -1026,6 +1046,45 @@ mod tests {
             on: Some(on),
             ..Measured::default()
         }
+    }
+
+    fn with_cpu(mut r: Row, parts: &[(&str, f64)]) -> Row {
+        r.cpu = Some(CpuSplit {
+            parts: parts.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+        });
+        r
+    }
+
+    /// Against Redis the table and the JSON give CPU per call too, when both were measured.
+    #[test]
+    fn a_row_against_redis_gives_its_cpu_per_call_ratio() {
+        let mut ours = with_cpu(
+            row(false, 600.0, 0, 0),
+            &[("supervisor", 15.0), ("s1", 11.0), ("s2", 4.0)],
+        );
+        ours.p50_us = 210;
+        let mut redis = with_cpu(
+            Row {
+                system: "redis",
+                ops_per_s: 500.0,
+                ..Row::default()
+            },
+            &[("bench", 13.0), ("primary", 9.0), ("replica", 2.0)],
+        );
+        redis.p50_us = 300;
+        assert_eq!(
+            vs_redis(&ours, &redis),
+            "1.20x redis ops/s, p50 0.70x, cpu/call 1.25x"
+        );
+        let v = row_json(&ours, Some(&redis), None);
+        assert_eq!(v["ratio_cpu_vs_redis"], json!(1.25));
+        assert_eq!(v["ratio_ops_vs_redis"], json!(1.2));
+        // Without a CPU reading on either side there is no CPU ratio.
+        ours.cpu = None;
+        assert_eq!(vs_redis(&ours, &redis), "1.20x redis ops/s, p50 0.70x");
+        assert!(row_json(&ours, Some(&redis), None)
+            .get("ratio_cpu_vs_redis")
+            .is_none());
     }
 
     /// The middle round is shown in full; what failed in the others is summed beside it, not
