@@ -47,16 +47,15 @@ pub fn encode<T: Serialize>(msg: &T) -> Bytes {
 /// events every call makes as compact rows, the rest as objects, so [`decode_report`] reads
 /// them with the viewers' quick reader.
 pub fn encode_events(events: &[shared::Event]) -> Vec<Bytes> {
-    const PREFIX: &[u8] = EVENTS_HEAD;
     let mut frames = Vec::new();
-    let mut buf = Vec::with_capacity(96 * events.len().min(4096) + PREFIX.len());
-    buf.extend_from_slice(PREFIX);
+    let mut buf = Vec::with_capacity(96 * events.len().min(4096) + EVENTS_HEAD.len());
+    buf.extend_from_slice(EVENTS_HEAD);
     let mut in_frame = 0;
     for ev in events {
         if in_frame > 0 && buf.len() >= MAX_FRAME / 2 {
             buf.extend_from_slice(b"]}");
             frames.push(Bytes::from(std::mem::take(&mut buf)));
-            buf.extend_from_slice(PREFIX);
+            buf.extend_from_slice(EVENTS_HEAD);
             in_frame = 0;
         }
         if in_frame > 0 {
@@ -123,13 +122,7 @@ pub fn decode_report(buf: &[u8]) -> Result<shared::NodeReport, serde_json::Error
         .ok()
         .and_then(shared::read_events_frame)
     {
-        Some(events) => events
-            .into_iter()
-            .map(|e| shared::TimedEvent {
-                t_us: e.t_us,
-                kind: e.kind,
-            })
-            .collect(),
+        Some(events) => events,
         None => serde_json::from_slice::<EventsBody>(buf)?.events,
     };
     Ok(shared::NodeReport::Events { events })
@@ -141,7 +134,7 @@ const EVENTS_HEAD: &[u8] = br#"{"type":"events","events":["#;
 /// An `events` report read by serde (its `type` is known from [`EVENTS_HEAD`]).
 #[derive(serde::Deserialize)]
 struct EventsBody {
-    events: Vec<shared::TimedEvent>,
+    events: Vec<shared::Event>,
 }
 
 /// Where a process records what it does, before doing it: the node's control connection to
@@ -181,7 +174,7 @@ where
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use shared::{Event, EventKind, NodeId, NodeReport, TimedEvent};
+    use shared::{Event, EventKind, NodeId, NodeReport};
 
     fn at(t_us: u64, kind: EventKind) -> Event {
         Event {
@@ -207,18 +200,7 @@ mod tests {
         )
     }
 
-    /// What the supervisor should read back: the events' times and kinds.
-    fn timed(events: &[Event]) -> Vec<TimedEvent> {
-        events
-            .iter()
-            .map(|e| TimedEvent {
-                t_us: e.t_us,
-                kind: e.kind.clone(),
-            })
-            .collect()
-    }
-
-    fn decode_all(frames: &[Bytes]) -> Vec<TimedEvent> {
+    fn decode_all(frames: &[Bytes]) -> Vec<Event> {
         frames
             .iter()
             .flat_map(|f| {
@@ -232,7 +214,7 @@ mod tests {
     }
 
     /// Serde's own reading of a frame (the quick reader's fallback).
-    fn slow(frame: &[u8]) -> Vec<TimedEvent> {
+    fn slow(frame: &[u8]) -> Vec<Event> {
         match serde_json::from_slice::<NodeReport>(frame).unwrap() {
             NodeReport::Events { events } => events,
             other => panic!("not an events report: {other:?}"),
@@ -251,8 +233,8 @@ mod tests {
         );
         // The quick reader takes it, and reads what serde reads.
         assert!(shared::read_events_frame(text).is_some());
-        assert_eq!(decode_all(&frames), timed(&events));
-        assert_eq!(slow(&frames[0]), timed(&events));
+        assert_eq!(decode_all(&frames), events);
+        assert_eq!(slow(&frames[0]), events);
         assert!(
             encode_events(&[]).is_empty(),
             "an empty round writes nothing"
@@ -264,7 +246,7 @@ mod tests {
         let events: Vec<Event> = (1..=40).map(|t| armed(t, 60_000)).collect();
         let frames = encode_events(&events);
         assert!(frames.len() > 1, "{} frames", frames.len());
-        assert_eq!(decode_all(&frames), timed(&events));
+        assert_eq!(decode_all(&frames), events);
     }
 
     #[test]
@@ -296,11 +278,11 @@ mod tests {
         assert!(text.contains(r#"{"seq":0,"t_us":2,"node":"s1","type":"crash_armed""#));
         // The escaped name sends the whole frame to serde, which reads it all the same.
         assert!(shared::read_events_frame(text).is_none());
-        assert_eq!(decode_all(&frames), timed(&events));
+        assert_eq!(decode_all(&frames), events);
         // Without it, the quick reader reads the object too.
         let plain = encode_events(&events[..2]);
         assert!(shared::read_events_frame(std::str::from_utf8(&plain[0]).unwrap()).is_some());
-        assert_eq!(decode_all(&plain), timed(&events[..2]));
+        assert_eq!(decode_all(&plain), events[..2]);
     }
 
     #[test]
@@ -355,8 +337,8 @@ mod tests {
                 .collect();
             let frames = encode_events(&events);
             prop_assert_eq!(frames.len(), 1);
-            prop_assert_eq!(decode_all(&frames), timed(&events));
-            prop_assert_eq!(slow(&frames[0]), timed(&events));
+            prop_assert_eq!(&decode_all(&frames), &events);
+            prop_assert_eq!(slow(&frames[0]), events);
         }
     }
 }
@@ -364,7 +346,7 @@ mod tests {
 #[cfg(test)]
 mod doc_tests {
     use super::*;
-    use shared::{Event, NodeId, NodeReport};
+    use shared::NodeReport;
 
     /// docs/protocol.md shows a round's `events` report exactly as a node (s1) writes it.
     #[test]
@@ -391,15 +373,6 @@ mod doc_tests {
             events.len() >= 4,
             "the example shows a round, not one event"
         );
-        let events: Vec<Event> = events
-            .into_iter()
-            .map(|e| Event {
-                seq: 0,
-                t_us: e.t_us,
-                node: NodeId::from("s1"),
-                kind: e.kind,
-            })
-            .collect();
         let frames = encode_events(&events);
         assert_eq!(std::str::from_utf8(&frames[0]).unwrap(), rounds[0]);
     }

@@ -1576,59 +1576,18 @@ pub enum NodeReport {
     /// Something happened at the node (written before the action it describes).
     Event { t_us: u64, kind: EventKind },
     /// Several events of one round of the node's work, in order, in one frame (written and
-    /// flushed before any message of that round leaves).
-    Events { events: Vec<TimedEvent> },
+    /// flushed before any message of that round leaves). Each as a viewer reads it (a compact
+    /// row for the events every call makes, an object for the rest), so the supervisor reads a
+    /// round with the viewers' quick reader ([`read_events_frame`]). Their `seq` and `node` are
+    /// not taken from here: the bus numbers events itself and knows the sender by its
+    /// connection. Nodes write `seq` 0 and their own name (the server's
+    /// `framing::encode_events`).
+    Events { events: Vec<Event> },
     /// The control command with this `ticket` has taken effect.
     Applied { ticket: u64 },
     /// The control command with this `ticket` could not be done (say, `deliver` of a message
     /// this inbox does not hold).
     Failed { ticket: u64, message: String },
-}
-
-/// One event of a [`NodeReport::Events`] batch: when it happened and what. On the wire it is
-/// an event as a viewer reads it ([`Event`]: a compact row for the events every call makes, an
-/// object for the rest), so the supervisor reads a node's rounds with the viewers' quick reader
-/// ([`read_events_frame`]). Its `seq` and `node` are not the event's: the bus numbers events
-/// itself and knows the sender by its connection. Nodes write rounds as rows, with `seq` 0 and
-/// their own name (the server's `framing::encode_events`); this type's own `Serialize` writes
-/// the object form, with `node` empty.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub struct TimedEvent {
-    pub t_us: u64,
-    pub kind: EventKind,
-}
-
-/// [`TimedEvent`] written as an [`Event`] object without copying its kind (serde's slow path;
-/// nodes write rows: `framing::encode_events` in the server).
-#[derive(Serialize)]
-struct TimedEventOut<'a> {
-    seq: u64,
-    t_us: u64,
-    node: &'a str,
-    #[serde(flatten)]
-    kind: &'a EventKind,
-}
-
-impl Serialize for TimedEvent {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        TimedEventOut {
-            seq: 0,
-            t_us: self.t_us,
-            node: "",
-            kind: &self.kind,
-        }
-        .serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for TimedEvent {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let event = Event::deserialize(d)?;
-        Ok(TimedEvent {
-            t_us: event.t_us,
-            kind: event.kind,
-        })
-    }
 }
 
 /// Supervisor -> node process, on the control connection.
