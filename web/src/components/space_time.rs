@@ -34,6 +34,22 @@ struct View {
     width: f64,
 }
 
+/// The person's last input on the diagram (see `input` in [`space_time`]).
+struct PersonInput {
+    at_ms: f64,
+    held: bool,
+}
+
+/// A scroll event this long after the person's wheel, key or finger is theirs (a smooth scroll
+/// by wheel or Page Down goes on for a few hundred ms after the input).
+const PERSON_SCROLL_MS: f64 = 1_000.0;
+
+impl PersonInput {
+    fn is_recent(&self, now_ms: f64) -> bool {
+        self.held || now_ms - self.at_ms <= PERSON_SCROLL_MS
+    }
+}
+
 #[function_component(SpaceTime)]
 pub fn space_time() -> Html {
     let ctx = use_dispatch();
@@ -52,6 +68,15 @@ pub fn space_time() -> Html {
     let redraw = use_force_update();
     // The scroll offset this component set itself: its scroll event is not the person's.
     let ours = use_mut_ref(|| None::<i32>);
+    // When the person last used the wheel, a key, a finger or the pointer on the diagram, and
+    // whether a pointer is held down on it (dragging the scroll bar): only a scroll that comes
+    // with such input is theirs. Any other (the browser clamping the offset when the history
+    // was replaced by a snapshot, a render racing a scroll event under a heavy load, a
+    // screenshot tool resizing the page) must never stop the view following live.
+    let input = use_mut_ref(|| PersonInput {
+        at_ms: f64::NEG_INFINITY,
+        held: false,
+    });
     let hovered = use_state(|| None::<RequestId>);
     let pointer = use_mut_ref(|| (i32::MIN, i32::MIN));
     let hover = Hover {
@@ -237,7 +262,48 @@ pub fn space_time() -> Html {
         });
     }
 
+    // A pointer let go anywhere (the scroll bar's drag can end outside the diagram).
+    {
+        let input = input.clone();
+        use_effect_with((), move |_| {
+            let release = web_sys::window().map(|w| {
+                let input = input.clone();
+                gloo_events::EventListener::new(&w, "pointerup", move |_| {
+                    input.borrow_mut().held = false;
+                })
+            });
+            move || drop(release)
+        });
+    }
+    let mark_input = {
+        let input = input.clone();
+        move |held: Option<bool>| {
+            let mut i = input.borrow_mut();
+            i.at_ms = ws::now_ms();
+            if let Some(h) = held {
+                i.held = h;
+            }
+        }
+    };
+    let onwheel = {
+        let mark = mark_input.clone();
+        Callback::from(move |_: WheelEvent| mark(None))
+    };
+    let onkeydown = {
+        let mark = mark_input.clone();
+        Callback::from(move |_: KeyboardEvent| mark(None))
+    };
+    let ontouchmove = {
+        let mark = mark_input.clone();
+        Callback::from(move |_: TouchEvent| mark(None))
+    };
+    let onpointerdown = {
+        let mark = mark_input.clone();
+        Callback::from(move |_: PointerEvent| mark(Some(true)))
+    };
+
     let onscroll = {
+        let input = input.clone();
         let view_cell = view_cell.clone();
         let redraw = redraw.clone();
         let scroll = scroll.clone();
@@ -260,12 +326,21 @@ pub fn space_time() -> Html {
                     redraw.force_update();
                 }
             }
-            if !programmatic {
+            if programmatic {
+                return;
+            }
+            let at_bottom = el.scroll_top() + el.client_height() >= el.scroll_height() - 40;
+            if input.borrow().is_recent(ws::now_ms()) {
                 // The person scrolled: follow the live edge only if they went to the bottom.
-                let at_bottom = el.scroll_top() + el.client_height() >= el.scroll_height() - 40;
                 if at_bottom != following {
                     ctx.dispatch(Action::SetFollow(at_bottom));
                 }
+            } else if following && !at_bottom {
+                // Not the person: back to the live edge at once (with no new event there
+                // would be no render to put it back).
+                let bottom = el.scroll_height() - el.client_height();
+                el.set_scroll_top(bottom);
+                *ours.borrow_mut() = Some(el.scroll_top());
             }
         })
     };
@@ -419,7 +494,8 @@ pub fn space_time() -> Html {
                 </div>
             }
             <div class="st-wrap">
-            <div class="st-scroll" ref={scroll} {onscroll} data-testid="diagram" tabindex="0" role="region"
+            <div class="st-scroll" ref={scroll} {onscroll} {onwheel} {onkeydown} {ontouchmove} {onpointerdown}
+                data-testid="diagram" tabindex="0" role="region"
                 aria-label="Space-time diagram: one lane per process, time flowing down (arrow keys scroll)">
                 <div class={classes!("lane-head", layout::is_compact(&lanes).then_some("compact"))} style={format!("width:{width}px;height:{lane_head_h}px")}>
                     <div class="gutter-head" style={format!("width:{GUTTER}px")}>{"time"}</div>
