@@ -120,18 +120,11 @@ pub enum LoadTag {
     /// every viewer gets it.
     #[default]
     Always,
-    /// An event of the load call with this [`sample_key`] (its clerk-side events, its request
+    /// An event of the load call with this [`shared::load_sample_key`] (its clerk-side events, its request
     /// and reply, the servers' executing and forwarding of it, and their delivery or loss).
     Call(u64),
     /// An event about several load calls at once (a batch): sampled if any of them is.
     Calls(Arc<[u64]>),
-}
-
-/// What a viewer's `detail` sample is taken on: a load call is sampled in one of `n` iff
-/// `(client + seq) % n == 0`. The client spreads the sample over the clerks: closed-loop clerks
-/// advance their `seq` together, so `seq` alone drew every clerk's calls at once, in bursts.
-pub fn sample_key(req: &RequestId) -> u64 {
-    req.seq + u64::from(req.client)
 }
 
 impl LoadTag {
@@ -147,7 +140,7 @@ impl LoadTag {
 
     fn of_req(req: &RequestId) -> Self {
         if is_load_client(req.client) {
-            LoadTag::Call(sample_key(req))
+            LoadTag::Call(shared::load_sample_key(req))
         } else {
             LoadTag::Always
         }
@@ -168,7 +161,7 @@ impl LoadTag {
                 if reqs.is_empty() || reqs.iter().any(|r| !is_load_client(r.client)) {
                     LoadTag::Always
                 } else {
-                    LoadTag::Calls(reqs.iter().map(sample_key).collect())
+                    LoadTag::Calls(reqs.iter().map(shared::load_sample_key).collect())
                 }
             }
         }

@@ -138,6 +138,15 @@ pub fn is_load_client(id: u32) -> bool {
     id >= LOAD_FIRST_CLIENT
 }
 
+/// What a viewer's `detail` sample is taken on: a load call is sampled in one of `n` iff
+/// `load_sample_key(req) % n == 0`. The client spreads the sample over the clerks: closed-loop
+/// clerks advance their `seq` together, so `seq` alone drew every clerk's calls at once, in
+/// bursts. The gateway samples its frames by it, and the page the first snapshot it gets
+/// (sent before it could ask for a sample).
+pub fn load_sample_key(req: &RequestId) -> u64 {
+    req.seq + u64::from(req.client)
+}
+
 /// The node name under which client `id` appears in events and on the diagram.
 pub fn client_node(id: u32) -> NodeId {
     NodeId(NodeName::from(format!("c{id}")))

@@ -74,11 +74,14 @@ pub fn clock(t_us: u64) -> String {
     }
 }
 
-/// A point on the run's clock to the microsecond, for rows less than 1 ms apart: `27.233 412`.
+/// A point on the run's clock to the microsecond, for rows less than 1 ms apart: `27.233 412`,
+/// `2:30.069 777` (the minutes were left out once, and 2:08.804 read as 8.8 s).
 pub fn clock_us(t_us: u64) -> String {
-    let s = t_us / 1_000_000;
     let rest = t_us % 1_000_000;
-    format!("{}.{:03} {:03}", s % 60, rest / 1000, rest % 1000)
+    let whole = clock(t_us - rest);
+    let whole = whole.trim_end_matches(" s");
+    let whole = whole.strip_suffix(".000").unwrap_or(whole);
+    format!("{whole}.{:03} {:03}", rest / 1000, rest % 1000)
 }
 
 /// The wire name of an error code (`client_busy`).
@@ -165,7 +168,10 @@ mod tests {
     fn clock_and_ids() {
         assert_eq!(clock(12_345_678), "12.345 s");
         assert_eq!(clock(75_001_000), "1:15.001");
-        assert_eq!(clock_us(75_001_042), "15.001 042");
+        assert_eq!(clock_us(27_233_412), "27.233 412");
+        assert_eq!(clock_us(75_001_042), "1:15.001 042");
+        assert_eq!(clock_us(128_804_626), "2:08.804 626");
+        assert_eq!(clock_us(3_725_000_001), "1:02:05.000 001");
         assert_eq!(req(RequestId::new(1, 7)), "c1.7");
         assert_eq!(count(100_000), "100\u{2009}000");
         assert_eq!(count(999), "999");

@@ -20,7 +20,7 @@ use crate::history::History;
 use crate::timeaxis::ROW;
 
 /// Left margin holding the time labels.
-pub const GUTTER: f64 = 78.0;
+pub const GUTTER: f64 = 100.0;
 pub const RIGHT_PAD: f64 = 24.0;
 /// Space above the first event and below the live edge.
 pub const TOP_PAD: f64 = 18.0;

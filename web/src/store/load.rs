@@ -113,6 +113,33 @@ impl State {
         }
     }
 
+    /// The sample this page takes of a snapshot's load calls itself (1: all of them), and asks
+    /// the gateway for from then on. Only a snapshot the gateway sent whole needs it: the first
+    /// on a connection, sent before the page could ask for anything, or a resync's that came
+    /// before the gateway acknowledged the page's `detail` (one after the ack comes sampled as
+    /// asked, and is not sampled twice). Chosen from the load's newest report when it is
+    /// recent, as a live report would choose.
+    pub(super) fn unsampled_snapshot_sample(&mut self, s: &shared::Snapshot) -> u32 {
+        if !self.load.running() || self.load.applied_sample > 1 {
+            return 1;
+        }
+        let recent = s
+            .marks
+            .iter()
+            .chain(&s.events)
+            .filter(|e| e.t_us + load::LAG_COARSEN_US as u64 >= s.now_us)
+            .filter_map(|e| match &e.kind {
+                EventKind::LoadStats(l) => Some((e.t_us, l.ops_per_s)),
+                _ => None,
+            })
+            .max_by_key(|(t, _)| *t);
+        let load = self.load_mut();
+        if let Some((_, ops)) = recent {
+            load.want_sample = load::choose_sample(load.want_sample, ops).max(load.lag_floor);
+        }
+        load.want_sample
+    }
+
     /// A point or a marker on the charts, if the event makes one (the slice is left alone
     /// otherwise). Alone, for a snapshot's marks (see [`shared::Snapshot::marks`]), from before
     /// the events the page holds, it chooses no sample: the load of a minute ago is not the

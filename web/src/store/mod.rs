@@ -724,6 +724,37 @@ impl State {
         }
     }
 
+    /// Says that the page fell behind and resynchronised. While the last such toast is still on
+    /// screen it is replaced by one with the sums (and its few seconds start again): a page
+    /// that cannot keep up resyncs again and again, and one toast each stacked four high over
+    /// the servers' buttons (found by a review).
+    fn toast_fell_behind(&mut self, missed: u64) {
+        const TITLE: &str = "Fell behind";
+        let shown = self.toasts.list.iter().position(|t| t.title == TITLE);
+        let toasts = Rc::make_mut(&mut self.toasts);
+        let (events, times) = match shown {
+            Some(i) => {
+                toasts.list.remove(i);
+                (toasts.behind.0 + missed, toasts.behind.1 + 1)
+            }
+            None => (missed, 1),
+        };
+        toasts.behind = (events, times);
+        let text = if times == 1 {
+            format!(
+                "{} events were not received live; the page resynchronised from a snapshot",
+                format::count(events)
+            )
+        } else {
+            format!(
+                "{} events were not received live; the page resynchronised from a snapshot {} times",
+                format::count(events),
+                times
+            )
+        };
+        self.toast(Level::Warn, TITLE, &text);
+    }
+
     /// Client card `id`, made if missing (changes the cluster slice).
     fn client(&mut self, id: u32) -> &mut ClientView {
         self.cluster_mut()
@@ -882,14 +913,7 @@ impl State {
         }
         if s.missed > 0 {
             self.feed_mut().missed += s.missed;
-            self.toast(
-                Level::Warn,
-                "Fell behind",
-                &format!(
-                    "{} events were not received live; the page resynchronised from a snapshot",
-                    format::count(s.missed)
-                ),
-            );
+            self.toast_fell_behind(s.missed);
         }
         self.set_load(s.load);
         // What the charts draw from the events this page did not get (a crash while it had
@@ -933,8 +957,9 @@ impl State {
             // from what the snapshot says they are doing.
             self.seed_timeline(s.events.first().map_or(s.now_us, |e| e.t_us));
         }
-        for e in &s.events {
-            if self.feed.last_seq.is_some_and(|last| e.seq <= last) {
+        let keep = crate::load::sampled_events(&s.events, self.unsampled_snapshot_sample(&s));
+        for (e, keep) in s.events.iter().zip(keep) {
+            if !keep || self.feed.last_seq.is_some_and(|last| e.seq <= last) {
                 continue;
             }
             self.apply_event(e, false, local_ms);

@@ -363,6 +363,9 @@ impl Default for ViewState {
 pub struct ToastList {
     pub list: Vec<Toast>,
     pub(super) next_id: u64,
+    /// Events missed and resyncs counted in the "Fell behind" toast on screen (see
+    /// `State::toast_fell_behind`).
+    pub(super) behind: (u64, u64),
 }
 
 impl Default for ToastList {
@@ -370,6 +373,7 @@ impl Default for ToastList {
         ToastList {
             list: Vec::new(),
             next_id: 1,
+            behind: (0, 0),
         }
     }
 }

@@ -1557,9 +1557,11 @@ fn a_hole_in_the_log_pairs_no_grants_across_it_and_a_reset_in_it_clears_the_bann
 
 // ---- The load generator ----------------------------------------------------------------
 
+/// A closed loop of `clients` clerks (the panel's other defaults).
 fn load_settings(clients: u32) -> shared::LoadSettings {
     shared::LoadSettings {
         clients,
+        rate: 0,
         ..crate::load::default_settings()
     }
 }
@@ -2046,4 +2048,154 @@ fn stable_order_is_a_stable_sort_by_key() {
     assert_eq!(stable_order(keys.iter().copied()), want);
     assert_eq!(want, vec![4, 1, 3, 2, 0, 5, 6]);
     assert!(stable_order(std::iter::empty()).is_empty());
+}
+
+/// A page's first snapshot comes before it could ask for a sample. Under a heavy load it held
+/// every call of its last fraction of a second, and the diagram drew them all, a tangle of
+/// arrows under a bar that said "1 call in 100 drawn in full" (found by a review). The page
+/// now samples that snapshot itself by the gateway's rule, and asks the gateway for the same
+/// sample; a resync's snapshot, sampled by the gateway as asked, is not sampled again.
+#[test]
+fn the_first_snapshot_under_a_heavy_load_is_sampled_as_the_stream_will_be() {
+    // (client, seq): the keys client + seq of the first two are 1 100, a multiple of 100.
+    let calls = [
+        (1001, 99),
+        (1002, 98),
+        (1001, 100),
+        (1003, 5),
+        (1004, 7),
+        (1, 1),
+    ];
+    let heavy = |events: Vec<Event>| {
+        let ServerMsg::Snapshot(mut snap) = snapshot(events, 0) else {
+            unreachable!()
+        };
+        snap.load = Some(load_settings(16));
+        let mut report = Script::default();
+        report
+            .at(snap.now_us - 200_000)
+            .ev("load", load_stats(20_000, 100));
+        snap.marks = report.events;
+        ServerMsg::Snapshot(snap)
+    };
+    let mut s = Script::default();
+    for (i, (c, seq)) in calls.iter().enumerate() {
+        s.call(*c, *seq, "s1", "s2", 1 + 10 * i as u64);
+    }
+    let mut st = state();
+    receive(&mut st, vec![heavy(s.events.clone())]);
+    let shown = st.feed().shown();
+    let drawn: Vec<(u32, u64)> = calls
+        .iter()
+        .copied()
+        .filter(|(c, seq)| {
+            shown
+                .first_event_of_call(RequestId::new(*c, *seq))
+                .is_some()
+        })
+        .collect();
+    assert_eq!(
+        drawn,
+        [(1001, 99), (1002, 98), (1, 1)],
+        "the load's calls in the sample, and a person's call, drawn"
+    );
+    assert_eq!(
+        shown.len(),
+        3 * 10,
+        "every event of the three calls drawn, nothing of the others"
+    );
+    assert_eq!(
+        st.load().want_sample,
+        100,
+        "and the page asks for that sample"
+    );
+
+    // A resync after `n` more events (a page that fell behind): the gateway samples it as it
+    // last acknowledged.
+    let resync = |n: u64| {
+        let ServerMsg::Snapshot(mut snap) = heavy(s.events.clone()) else {
+            unreachable!()
+        };
+        snap.missed = 5;
+        for e in &mut snap.events {
+            e.seq += n;
+        }
+        snap.next_seq += n;
+        ServerMsg::Snapshot(snap)
+    };
+    // Asked, not acknowledged yet: the gateway sent it whole, so the page samples it.
+    st.apply(Action::Sent {
+        cmd: Command::Detail {
+            load_sample: 100,
+            tag: Some("detail-1".into()),
+        },
+    });
+    receive(&mut st, vec![resync(1_000)]);
+    assert_eq!(st.feed().shown().len(), 3 * 10);
+    // Acknowledged: a resync's snapshot comes sampled, and is drawn as it comes.
+    receive(
+        &mut st,
+        vec![ServerMsg::Ack {
+            command: "detail".into(),
+            detail: String::new(),
+            tag: Some("detail-1".into()),
+        }],
+    );
+    receive(&mut st, vec![resync(2_000)]);
+    assert_eq!(
+        st.feed().shown().len(),
+        calls.len() * 10,
+        "a snapshot the gateway sampled is not sampled again"
+    );
+}
+
+/// A page that cannot keep up resyncs again and again. Each resync made a toast of its own, and
+/// four of them stacked over the servers' buttons (found by a review): while the last one is on
+/// screen, the next replaces it with the sums.
+#[test]
+fn repeated_resyncs_make_one_toast_with_the_sums() {
+    let mut st = state();
+    let mut s = Script::default();
+    s.call(1, 1, "s1", "s2", 1);
+    receive(&mut st, vec![snapshot(s.events.clone(), 0)]);
+    let resync = |n: u64, missed: u64| {
+        let ServerMsg::Snapshot(mut snap) = snapshot(s.events.clone(), missed) else {
+            unreachable!()
+        };
+        for e in &mut snap.events {
+            e.seq += n;
+        }
+        snap.next_seq += n;
+        ServerMsg::Snapshot(snap)
+    };
+    receive(&mut st, vec![resync(100, 3_352)]);
+    receive(&mut st, vec![resync(200, 1_608)]);
+    receive(&mut st, vec![resync(300, 145_911)]);
+    let behind: Vec<&str> = st
+        .toasts()
+        .list
+        .iter()
+        .filter(|t| t.title == "Fell behind")
+        .map(|t| t.text.as_str())
+        .collect();
+    assert_eq!(
+        behind,
+        ["150\u{2009}871 events were not received live; the page resynchronised from a snapshot 3 times"]
+    );
+    // Once it is gone, the next one counts from zero.
+    let id = st
+        .toasts()
+        .list
+        .iter()
+        .find(|t| t.title == "Fell behind")
+        .unwrap()
+        .id;
+    st.apply(Action::DismissToast(id));
+    receive(&mut st, vec![resync(400, 10)]);
+    assert!(st
+        .toasts()
+        .list
+        .iter()
+        .any(|t| t.text
+            == "10 events were not received live; the page resynchronised from a snapshot"));
 }
