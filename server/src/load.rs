@@ -567,6 +567,23 @@ const CLI_WAIT: Duration = Duration::from_secs(30);
 
 /// `pbscope load`: sends `cmd` to the gateway at `server` (`HOST:PORT`) over its WebSocket and
 /// returns the answer (`ack` or `error`). The events the gateway streams meanwhile are skipped.
+/// The gateway's WebSocket for `--server`: an address (`127.0.0.1:9000`), or the URL
+/// `pbscope serve` prints (`http://127.0.0.1:9000/`), which people paste.
+fn ws_url(server: &str) -> String {
+    let bare = ["http://", "https://", "ws://", "wss://"]
+        .iter()
+        .find_map(|p| server.strip_prefix(p))
+        .unwrap_or(server);
+    let scheme = if server.starts_with("https://") || server.starts_with("wss://") {
+        "wss"
+    } else {
+        "ws"
+    };
+    let host = bare.trim_end_matches('/');
+    let host = host.strip_suffix("/ws").unwrap_or(host);
+    format!("{scheme}://{host}/ws")
+}
+
 pub async fn send_command(
     server: &str,
     mut cmd: shared::Command,
@@ -581,11 +598,21 @@ pub async fn send_command(
         #[serde(default)]
         tag: Option<String>,
     }
-    let url = format!("ws://{server}/ws");
+    let url = ws_url(server);
     let (mut ws, _) = tokio::time::timeout(CLI_WAIT, tokio_tungstenite::connect_async(&url))
         .await
         .map_err(|_| anyhow::anyhow!("{url} did not answer within {} s", CLI_WAIT.as_secs()))?
-        .map_err(|e| anyhow::anyhow!("connecting to {url}: {e}"))?;
+        .map_err(|e| {
+            let hint = match &e {
+                tokio_tungstenite::tungstenite::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::ConnectionRefused =>
+                {
+                    " (is `pbscope serve` running there? --server takes the address it prints)"
+                }
+                _ => "",
+            };
+            anyhow::anyhow!("connecting to {url}: {e}{hint}")
+        })?;
     let tag = format!("pbscope-load-{}", std::process::id());
     *cmd.tag_mut() = Some(tag.clone());
     ws.send(Message::text(serde_json::to_string(&cmd)?)).await?;
@@ -680,5 +707,33 @@ mod tests {
         let s = sample_every(20_000);
         assert!([50, 100].contains(&s), "{s}");
         assert!(sample_every(1_000_000) >= 2000);
+    }
+
+    /// `--server` takes the URL `pbscope serve` prints as well as a bare address: the URL,
+    /// pasted, made `ws://http://127.0.0.1:9000//ws`, "failed to lookup address" (review).
+    #[test]
+    fn the_server_may_be_given_as_the_url_serve_prints() {
+        for given in [
+            "127.0.0.1:9000",
+            "http://127.0.0.1:9000/",
+            "http://127.0.0.1:9000",
+            "ws://127.0.0.1:9000/ws",
+        ] {
+            assert_eq!(ws_url(given), "ws://127.0.0.1:9000/ws", "{given}");
+        }
+        assert_eq!(ws_url("https://lab.example"), "wss://lab.example/ws");
+    }
+
+    /// Nothing listening: the error says what to check.
+    #[tokio::test]
+    async fn a_refused_connection_says_serve_may_not_be_running() {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = free.local_addr().unwrap().to_string();
+        drop(free);
+        let err = send_command(&addr, shared::Command::LoadStop { tag: None })
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is `pbscope serve` running there?"), "{err}");
     }
 }
