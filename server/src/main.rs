@@ -157,6 +157,10 @@ struct ServeArgs {
     /// Run a deliberately broken protocol, to see the checker catch it (never the default).
     #[arg(long, value_parser = variant_parser())]
     variant: Option<Variant>,
+    /// Threads running the supervisor's tasks (the bus, the gateway, the load's clerks). One
+    /// did 5-30% more calls/s than two on 2 cores (docs/performance.md).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    workers: u32,
 }
 
 /// `--variant NAME`: one of [`Variant::ALL`]'s names, or clap refuses it and lists them.
@@ -274,6 +278,9 @@ struct BenchArgs {
     /// system's middle round: on a shared machine one round can be slowed by its neighbours.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
     rounds: u32,
+    /// Threads running the supervisor's tasks, as `pbscope serve --workers`.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    workers: u32,
 }
 
 #[derive(clap::Args, Debug)]
@@ -363,8 +370,8 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Cmd::Node(args) => run_node(args),
         Cmd::Client(args) => run_client(args),
-        Cmd::Serve(args) => runtime()?.block_on(serve(args)),
-        Cmd::Bench(args) => runtime()?.block_on(bench(args)),
+        Cmd::Serve(args) => runtime_of(args.workers)?.block_on(serve(args)),
+        Cmd::Bench(args) => runtime_of(args.workers)?.block_on(bench(args)),
         Cmd::Load(args) => {
             let ok = runtime()?.block_on(load(args))?;
             if !ok {
@@ -409,6 +416,18 @@ fn parse_cli() -> Cli {
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// The supervisor's runtime: `workers` threads for its tasks (blocking work, the snapshots and
+/// run files, goes to tokio's blocking threads; the live checker has a thread of its own). On 2
+/// cores one worker beat two: the bus's lock, its chunks and the tasks' wake-ups stay on one
+/// core, and the servers' processes get the other (docs/performance.md, "One worker").
+fn runtime_of(workers: u32) -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.max(1) as usize)
         .enable_all()
         .build()
         .context("starting the async runtime")

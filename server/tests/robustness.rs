@@ -339,6 +339,9 @@ async fn out_of_range_command_line_values_are_refused() {
         ("bench", ["--rounds", "0"]),
         ("bench", ["--rounds", "21"]),
         ("bench", ["--rounds", "-2"]),
+        ("serve", ["--workers", "0"]),
+        ("bench", ["--workers", "65"]),
+        ("bench", ["--workers", "-1"]),
     ] {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pbscope"));
         command.arg(cmd);
