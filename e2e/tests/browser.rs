@@ -2235,6 +2235,30 @@ async fn only_the_person_stops_the_view_following_live() -> anyhow::Result<()> {
         g[1],
         g[2]
     );
+    // A touch the browser took over for a pan ends in `pointercancel`, not `pointerup`: the
+    // pointer is no longer held, and a later scroll with no input is still not the person's
+    // (found by review: only `pointerup` let go of it).
+    s.browser
+        .execute(
+            "const d = document.querySelector('[data-testid=diagram]'); \
+             d.dispatchEvent(new PointerEvent('pointerdown', {bubbles: true})); \
+             window.dispatchEvent(new PointerEvent('pointercancel', {bubbles: true}));",
+            vec![],
+        )
+        .await?;
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    s.browser
+        .execute(
+            "const d = document.querySelector('[data-testid=diagram]'); d.scrollTop = 0;",
+            vec![],
+        )
+        .await?;
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert_eq!(
+        s.attr("[data-testid=follow]", "aria-pressed").await?,
+        "true",
+        "a cancelled pointer still counted as held"
+    );
     // The person: the wheel, and up.
     s.browser.execute(PERSON_SCROLLS_TO_TOP, vec![]).await?;
     s.wait_count("[data-testid=follow][aria-pressed=false]", 1)

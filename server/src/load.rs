@@ -567,21 +567,27 @@ const CLI_WAIT: Duration = Duration::from_secs(30);
 
 /// `pbscope load`: sends `cmd` to the gateway at `server` (`HOST:PORT`) over its WebSocket and
 /// returns the answer (`ack` or `error`). The events the gateway streams meanwhile are skipped.
-/// The gateway's WebSocket for `--server`: an address (`127.0.0.1:9000`), or the URL
-/// `pbscope serve` prints (`http://127.0.0.1:9000/`), which people paste.
-fn ws_url(server: &str) -> String {
-    let bare = ["http://", "https://", "ws://", "wss://"]
+/// The gateway's WebSocket for `--server`: an address (`127.0.0.1:9000`), or a URL of the page
+/// as `pbscope serve` prints it or a browser's address bar shows it (`http://127.0.0.1:9000/`,
+/// with any path, query or fragment), which people paste. `pbscope serve` speaks plain HTTP.
+fn ws_url(server: &str) -> anyhow::Result<String> {
+    let given = server.trim();
+    let lower = given.to_ascii_lowercase();
+    if lower.starts_with("https://") || lower.starts_with("wss://") {
+        anyhow::bail!(
+            "{given:?}: pbscope serve speaks plain HTTP and WebSocket (http://, ws://), not TLS"
+        );
+    }
+    let rest = ["http://", "ws://"]
         .iter()
-        .find_map(|p| server.strip_prefix(p))
-        .unwrap_or(server);
-    let scheme = if server.starts_with("https://") || server.starts_with("wss://") {
-        "wss"
-    } else {
-        "ws"
-    };
-    let host = bare.trim_end_matches('/');
-    let host = host.strip_suffix("/ws").unwrap_or(host);
-    format!("{scheme}://{host}/ws")
+        .find_map(|p| lower.starts_with(p).then(|| &given[p.len()..]))
+        .unwrap_or(given);
+    // The host and port only: a path, query or fragment is the page's, not the gateway's.
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() {
+        anyhow::bail!("--server needs the gateway's address, as 127.0.0.1:9000, or the URL pbscope serve prints");
+    }
+    Ok(format!("ws://{host}/ws"))
 }
 
 pub async fn send_command(
@@ -598,7 +604,7 @@ pub async fn send_command(
         #[serde(default)]
         tag: Option<String>,
     }
-    let url = ws_url(server);
+    let url = ws_url(server)?;
     let (mut ws, _) = tokio::time::timeout(CLI_WAIT, tokio_tungstenite::connect_async(&url))
         .await
         .map_err(|_| anyhow::anyhow!("{url} did not answer within {} s", CLI_WAIT.as_secs()))?
@@ -710,7 +716,9 @@ mod tests {
     }
 
     /// `--server` takes the URL `pbscope serve` prints as well as a bare address: the URL,
-    /// pasted, made `ws://http://127.0.0.1:9000//ws`, "failed to lookup address" (review).
+    /// pasted, made `ws://http://127.0.0.1:9000//ws`, "failed to lookup address" (review); a
+    /// second review found a query, a path, spaces and capitals passed on, and https:// sent to
+    /// TLS the build does not have.
     #[test]
     fn the_server_may_be_given_as_the_url_serve_prints() {
         for given in [
@@ -718,10 +726,26 @@ mod tests {
             "http://127.0.0.1:9000/",
             "http://127.0.0.1:9000",
             "ws://127.0.0.1:9000/ws",
+            " http://127.0.0.1:9000/ ",
+            "HTTP://127.0.0.1:9000/",
+            "http://127.0.0.1:9000/?x=1",
+            "http://127.0.0.1:9000#",
+            "http://127.0.0.1:9000/index.html",
         ] {
-            assert_eq!(ws_url(given), "ws://127.0.0.1:9000/ws", "{given}");
+            assert_eq!(
+                ws_url(given).unwrap(),
+                "ws://127.0.0.1:9000/ws",
+                "{given:?}"
+            );
         }
-        assert_eq!(ws_url("https://lab.example"), "wss://lab.example/ws");
+        assert_eq!(ws_url("[::1]:9000").unwrap(), "ws://[::1]:9000/ws");
+        for refused in ["https://lab.example", "", "  ", "http://"] {
+            let err = ws_url(refused).unwrap_err().to_string();
+            assert!(
+                err.contains("TLS") || err.contains("needs the gateway's address"),
+                "{refused:?}: {err}"
+            );
+        }
     }
 
     /// Nothing listening: the error says what to check.

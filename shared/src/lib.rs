@@ -717,7 +717,8 @@ pub enum Command {
         tag: Option<String>,
     },
     /// How much of the load this viewer wants to see: the events of one load call in
-    /// `load_sample` (its request's `seq % load_sample == 0`); 1 (the default) is every event.
+    /// `load_sample` (its request's `(client + seq) % load_sample == 0`, [`load_sample_key`]); 1 (the
+    /// default) is every event.
     Detail {
         load_sample: u32,
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -230,8 +230,9 @@ pub fn choose_sample(current: u32, ops_per_s: u64) -> u32 {
 /// keeps, by the rule the gateway samples its frames by: an event of a load call is kept iff
 /// [`shared::load_sample_key`] of its call is a multiple of `every`; a batch of forwards is
 /// kept if any of its calls is, and whole when a person's call is among them; a delivery or a
-/// loss goes with its send (one whose send is not among `events` and that a load clerk sent or
-/// was sent is dropped: the diagram could not pair it anyway); everything else is kept.
+/// loss goes with its send; everything else is kept. A delivery or loss whose send is older
+/// than `events` is dropped: the gateway would follow that send's call, which the page cannot
+/// know, and the diagram could not pair it with an arrow anyway.
 ///
 /// A page gets its first snapshot before it can ask for a sample: under a heavy load that
 /// snapshot holds every call of the last fraction of a second, and drawn in full it was the
@@ -250,7 +251,6 @@ pub fn sampled_events(events: &[Event], every: u32) -> Vec<bool> {
             || reqs.iter().any(|r| !shared::is_load_client(r.client))
             || reqs.iter().any(&call)
     };
-    let by_load = |n: &shared::NodeId| n.client_id().is_some_and(shared::is_load_client);
     let mut sends: std::collections::HashMap<shared::MsgId, bool> = Default::default();
     events
         .iter()
@@ -266,15 +266,9 @@ pub fn sampled_events(events: &[Event], every: u32) -> Vec<bool> {
                 keep
             }
             EventKind::MsgHeld { msg: m, .. } => msg(m),
-            EventKind::MsgDelivered {
-                msg_id, from, to, ..
+            EventKind::MsgDelivered { msg_id, .. } | EventKind::MsgLost { msg_id, .. } => {
+                sends.get(msg_id).copied().unwrap_or(false)
             }
-            | EventKind::MsgLost {
-                msg_id, from, to, ..
-            } => sends
-                .get(msg_id)
-                .copied()
-                .unwrap_or(!(by_load(from) || by_load(to))),
             _ => true,
         })
         .collect()
@@ -842,13 +836,13 @@ mod tests {
             .sent(4, "s1", "s2", batch(vec![op(1001, 1), op(1002, 2)])) // none sampled
             .delivered(4, "s1", "s2")
             .delivered(1, "s1", "s2")
-            .delivered(90, "c1001", "s1") // its send is older than the snapshot: a load clerk's
-            .delivered(91, "s1", "s2") // the same between the servers: kept
+            .delivered(90, "c1001", "s1") // sends older than the snapshot: dropped
+            .delivered(91, "s1", "s2")
             .lost(92, "s1", "c1001");
         let keep = sampled_events(&s.events, 5);
         assert_eq!(
             keep,
-            [true, true, true, false, false, true, false, true, false],
+            [true, true, true, false, false, true, false, false, false],
             "{:?}",
             s.events.iter().map(|e| e.kind.name()).collect::<Vec<_>>()
         );

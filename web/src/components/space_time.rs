@@ -262,16 +262,24 @@ pub fn space_time() -> Html {
         });
     }
 
-    // A pointer let go anywhere (the scroll bar's drag can end outside the diagram).
+    // A pointer let go anywhere (the scroll bar's drag can end outside the diagram), or taken
+    // over by the browser (a touch that becomes a pan ends in `pointercancel`, not `pointerup`).
     {
         let input = input.clone();
         use_effect_with((), move |_| {
-            let release = web_sys::window().map(|w| {
-                let input = input.clone();
-                gloo_events::EventListener::new(&w, "pointerup", move |_| {
-                    input.borrow_mut().held = false;
+            let release: Vec<gloo_events::EventListener> = web_sys::window()
+                .map(|w| {
+                    ["pointerup", "pointercancel"]
+                        .into_iter()
+                        .map(|kind| {
+                            let input = input.clone();
+                            gloo_events::EventListener::new(&w, kind, move |_| {
+                                input.borrow_mut().held = false;
+                            })
+                        })
+                        .collect()
                 })
-            });
+                .unwrap_or_default();
             move || drop(release)
         });
     }
