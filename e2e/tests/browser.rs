@@ -2188,6 +2188,36 @@ async fn the_load_panel_starts_a_load_that_the_charts_and_the_diagram_show() -> 
 const PERSON_SCROLLS_TO_TOP: &str = "const d = document.querySelector('[data-testid=diagram]'); \
     d.dispatchEvent(new WheelEvent('wheel', {deltaY: -120, bubbles: true})); d.scrollTop = 0;";
 
+/// The diagram's scroll offset, view height and content height.
+const GEOMETRY: &str = "const d = document.querySelector('[data-testid=diagram]'); \
+    return [d.scrollTop, d.clientHeight, d.scrollHeight];";
+
+/// Scrolls the diagram to its top with no input, as a layout change does: the view must go on
+/// following, at the newest events (`why` names the case in a failure).
+async fn scroll_by_nobody_keeps_following(s: &Session, why: &str) -> anyhow::Result<()> {
+    s.browser
+        .execute(
+            "const d = document.querySelector('[data-testid=diagram]'); d.scrollTop = 0;",
+            vec![],
+        )
+        .await?;
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    assert_eq!(
+        s.attr("[data-testid=follow]", "aria-pressed").await?,
+        "true",
+        "{why}"
+    );
+    let g: Vec<f64> = serde_json::from_value(s.browser.execute(GEOMETRY, vec![]).await?)?;
+    assert!(
+        g[0] + g[1] >= g[2] - 40.0,
+        "{why}: still following, yet not at the newest events: top {}, view {}, height {}",
+        g[0],
+        g[1],
+        g[2]
+    );
+    Ok(())
+}
+
 /// Only the person stops the view following live. A scroll the page did not make, with no
 /// input on the diagram (the browser clamping the offset when a snapshot replaced the history,
 /// a render racing a scroll event under a heavy load, a screenshot tool resizing the page),
@@ -2199,8 +2229,6 @@ const PERSON_SCROLLS_TO_TOP: &str = "const d = document.querySelector('[data-tes
 async fn only_the_person_stops_the_view_following_live() -> anyhow::Result<()> {
     let s = Session::open_page().await?;
     start_load_at_500(&s).await?;
-    const GEOMETRY: &str = "const d = document.querySelector('[data-testid=diagram]'); \
-        return [d.scrollTop, d.clientHeight, d.scrollHeight];";
     let deadline = tokio::time::Instant::now() + e2e::WAIT;
     loop {
         let g: Vec<f64> = serde_json::from_value(s.browser.execute(GEOMETRY, vec![]).await?)?;
@@ -2216,25 +2244,7 @@ async fn only_the_person_stops_the_view_following_live() -> anyhow::Result<()> {
     s.wait_count("[data-testid=follow][aria-pressed=true]", 1)
         .await?;
     // A scroll with no input, as a layout change makes one.
-    s.browser
-        .execute(
-            "const d = document.querySelector('[data-testid=diagram]'); d.scrollTop = 0;",
-            vec![],
-        )
-        .await?;
-    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
-    assert_eq!(
-        s.attr("[data-testid=follow]", "aria-pressed").await?,
-        "true"
-    );
-    let g: Vec<f64> = serde_json::from_value(s.browser.execute(GEOMETRY, vec![]).await?)?;
-    assert!(
-        g[0] + g[1] >= g[2] - 40.0,
-        "still following, yet not at the newest events: top {}, view {}, height {}",
-        g[0],
-        g[1],
-        g[2]
-    );
+    scroll_by_nobody_keeps_following(&s, "a scroll with no input").await?;
     // A touch the browser took over for a pan ends in `pointercancel`, not `pointerup`: the
     // pointer is no longer held, and a later scroll with no input is still not the person's
     // (found by review: only `pointerup` let go of it).
@@ -2247,18 +2257,7 @@ async fn only_the_person_stops_the_view_following_live() -> anyhow::Result<()> {
         )
         .await?;
     tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
-    s.browser
-        .execute(
-            "const d = document.querySelector('[data-testid=diagram]'); d.scrollTop = 0;",
-            vec![],
-        )
-        .await?;
-    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
-    assert_eq!(
-        s.attr("[data-testid=follow]", "aria-pressed").await?,
-        "true",
-        "a cancelled pointer still counted as held"
-    );
+    scroll_by_nobody_keeps_following(&s, "a cancelled pointer still counted as held").await?;
     // The person: the wheel, and up.
     s.browser.execute(PERSON_SCROLLS_TO_TOP, vec![]).await?;
     s.wait_count("[data-testid=follow][aria-pressed=false]", 1)

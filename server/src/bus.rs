@@ -120,8 +120,9 @@ pub enum LoadTag {
     /// every viewer gets it.
     #[default]
     Always,
-    /// An event of the load call with this [`shared::load_sample_key`] (its clerk-side events, its request
-    /// and reply, the servers' executing and forwarding of it, and their delivery or loss).
+    /// An event of the load call with this [`shared::load_sample_key`] (its clerk-side events,
+    /// its request and reply, the servers' executing and forwarding of it, and their delivery or
+    /// loss).
     Call(u64),
     /// An event about several load calls at once (a batch): sampled if any of them is.
     Calls(Arc<[u64]>),

@@ -565,8 +565,6 @@ async fn ticker(
 /// How long `pbscope load` waits for the server's answer.
 const CLI_WAIT: Duration = Duration::from_secs(30);
 
-/// `pbscope load`: sends `cmd` to the gateway at `server` (`HOST:PORT`) over its WebSocket and
-/// returns the answer (`ack` or `error`). The events the gateway streams meanwhile are skipped.
 /// The gateway's WebSocket for `--server`: an address (`127.0.0.1:9000`), or a URL of the page
 /// as `pbscope serve` prints it or a browser's address bar shows it (`http://127.0.0.1:9000/`,
 /// with any path, query or fragment), which people paste. `pbscope serve` speaks plain HTTP.
@@ -590,6 +588,8 @@ fn ws_url(server: &str) -> anyhow::Result<String> {
     Ok(format!("ws://{host}/ws"))
 }
 
+/// `pbscope load`: sends `cmd` to the gateway at `server` (see [`ws_url`]) over its WebSocket and
+/// returns the answer (`ack` or `error`). The events the gateway streams meanwhile are skipped.
 pub async fn send_command(
     server: &str,
     mut cmd: shared::Command,

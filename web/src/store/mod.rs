@@ -740,18 +740,15 @@ impl State {
             None => (missed, 1),
         };
         toasts.behind = (events, times);
-        let text = if times == 1 {
-            format!(
-                "{} events were not received live; the page resynchronised from a snapshot",
-                format::count(events)
-            )
+        let again = if times > 1 {
+            format!(" {times} times")
         } else {
-            format!(
-                "{} events were not received live; the page resynchronised from a snapshot {} times",
-                format::count(events),
-                times
-            )
+            String::new()
         };
+        let text = format!(
+            "{} events were not received live; the page resynchronised from a snapshot{again}",
+            format::count(events)
+        );
         self.toast(Level::Warn, TITLE, &text);
     }
 

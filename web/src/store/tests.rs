@@ -2050,6 +2050,19 @@ fn stable_order_is_a_stable_sort_by_key() {
     assert!(stable_order(std::iter::empty()).is_empty());
 }
 
+/// `snap` as a resync's snapshot `n` events later, after `missed` events the page did not get.
+fn resync_after(snap: ServerMsg, n: u64, missed: u64) -> ServerMsg {
+    let ServerMsg::Snapshot(mut snap) = snap else {
+        unreachable!()
+    };
+    snap.missed = missed;
+    for e in &mut snap.events {
+        e.seq += n;
+    }
+    snap.next_seq += n;
+    ServerMsg::Snapshot(snap)
+}
+
 /// A page's first snapshot comes before it could ask for a sample. Under a heavy load it held
 /// every call of its last fraction of a second, and the diagram drew them all, a tangle of
 /// arrows under a bar that said "1 call in 100 drawn in full" (found by a review). The page
@@ -2112,17 +2125,7 @@ fn the_first_snapshot_under_a_heavy_load_is_sampled_as_the_stream_will_be() {
 
     // A resync after `n` more events (a page that fell behind): the gateway samples it as it
     // last acknowledged.
-    let resync = |n: u64| {
-        let ServerMsg::Snapshot(mut snap) = heavy(s.events.clone()) else {
-            unreachable!()
-        };
-        snap.missed = 5;
-        for e in &mut snap.events {
-            e.seq += n;
-        }
-        snap.next_seq += n;
-        ServerMsg::Snapshot(snap)
-    };
+    let resync = |n: u64| resync_after(heavy(s.events.clone()), n, 5);
     // Asked, not acknowledged yet: the gateway sent it whole, so the page samples it.
     st.apply(Action::Sent {
         cmd: Command::Detail {
@@ -2158,16 +2161,7 @@ fn repeated_resyncs_make_one_toast_with_the_sums() {
     let mut s = Script::default();
     s.call(1, 1, "s1", "s2", 1);
     receive(&mut st, vec![snapshot(s.events.clone(), 0)]);
-    let resync = |n: u64, missed: u64| {
-        let ServerMsg::Snapshot(mut snap) = snapshot(s.events.clone(), missed) else {
-            unreachable!()
-        };
-        for e in &mut snap.events {
-            e.seq += n;
-        }
-        snap.next_seq += n;
-        ServerMsg::Snapshot(snap)
-    };
+    let resync = |n: u64, missed: u64| resync_after(snapshot(s.events.clone(), 0), n, missed);
     receive(&mut st, vec![resync(100, 3_352)]);
     receive(&mut st, vec![resync(200, 1_608)]);
     receive(&mut st, vec![resync(300, 145_911)]);
