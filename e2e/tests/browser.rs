@@ -98,6 +98,20 @@ async fn the_diagrams_fixed_parts_are_not_rebuilt_when_arrows_arrive() -> anyhow
         Some(before),
         "the second call's arrows rebuilt the diagram's defs or lane lines"
     );
+    // The lane headers stay over the arrows' labels as the diagram scrolls under them: an
+    // opaque background (found by review: labels showed through the 96% white).
+    let head = s
+        .browser
+        .execute(
+            "return getComputedStyle(document.querySelector('.lane-head')).backgroundColor;",
+            vec![],
+        )
+        .await?;
+    assert_eq!(
+        head.as_str(),
+        Some("rgb(255, 255, 255)"),
+        "lane header background"
+    );
     s.close().await
 }
 

@@ -612,6 +612,19 @@ fn cost_pct(off: &Row, on: &Row) -> f64 {
     ((off.ops_per_s - on.ops_per_s) / off.ops_per_s * 1000.0).round() / 10.0
 }
 
+/// The viewer's cost for the table. A negative one is a round with the viewer that ran faster
+/// than the one without: the machine's noise, not a viewer that speeds pbscope up.
+fn cost_words(pct: f64) -> String {
+    if pct < 0.0 {
+        format!(
+            "viewer cost none measured (the run with it was {:.1}% faster: noise)",
+            -pct
+        )
+    } else {
+        format!("viewer cost {pct:.1}%")
+    }
+}
+
 /// Runs every phase asked for and prints the table (or JSON lines) on stdout.
 pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
     let per_round = 1 + cfg.viewer as u32 + cfg.redis as u32;
@@ -979,10 +992,10 @@ fn print_table(rows: &[Measured], failover: Option<&FailoverReport>) {
                 on,
                 "pbscope+viewer",
                 format!(
-                    "{}{}viewer cost {:.1}%, read {} events, missed {}, behind {}{}",
+                    "{}{}{}, read {} events, missed {}, behind {}{}",
                     vs(on),
                     failed(on),
-                    cost_pct(off, on),
+                    cost_words(cost_pct(off, on)),
                     w.events,
                     w.missed,
                     w.behind,
@@ -1085,6 +1098,23 @@ mod tests {
         assert!(row_json(&ours, Some(&redis), None)
             .get("ratio_cpu_vs_redis")
             .is_none());
+    }
+
+    /// Found by review: a viewer round faster than the round without printed "viewer cost
+    /// -9.8%", as if the viewer sped pbscope up.
+    #[test]
+    fn a_negative_viewer_cost_is_called_noise() {
+        let off = row(false, 100.0, 0, 0);
+        assert_eq!(
+            cost_words(cost_pct(&off, &row(true, 80.0, 0, 0))),
+            "viewer cost 20.0%"
+        );
+        let faster = cost_words(cost_pct(&off, &row(true, 109.8, 0, 0)));
+        assert_eq!(
+            faster,
+            "viewer cost none measured (the run with it was 9.8% faster: noise)"
+        );
+        assert!(!faster.contains('-'));
     }
 
     /// The middle round is shown in full; what failed in the others is summed beside it, not

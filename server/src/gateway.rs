@@ -814,6 +814,17 @@ fn tag_of(text: &str, cfg: &GatewayConfig) -> Option<String> {
         .filter(|t| t.len() <= cfg.max_tag_bytes)
 }
 
+/// The keys a `load` command may have: `type`, then the settings and the tag.
+const LOAD_FIELDS: [&str; 7] = [
+    "type",
+    "clients",
+    "rate",
+    "locks",
+    "distribution",
+    "unlock_share",
+    "tag",
+];
+
 /// Turns a text frame into a command, or into the `error` that explains why not.
 pub fn parse_command(
     text: &str,
@@ -872,6 +883,20 @@ pub fn parse_command(
             ),
             tag,
         ));
+    }
+    if ty == "load" {
+        // The load's fields all have defaults, so a misspelt one would start a load other than
+        // the one asked for without a word: name it instead.
+        if let Some(unknown) = obj.keys().find(|k| !LOAD_FIELDS.contains(&k.as_str())) {
+            return Err(error(
+                ErrorCode::BadField,
+                format!(
+                    "load has no field {unknown:?}; its fields: {}",
+                    LOAD_FIELDS[1..].join(", ")
+                ),
+                tag,
+            ));
+        }
     }
     let cmd: Command = serde_json::from_value(value.clone()).map_err(|e| {
         error(
@@ -1202,6 +1227,48 @@ mod tests {
         for text in accepted {
             assert!(parse_command(text, &cfg, 100).is_ok(), "{text}");
         }
+    }
+
+    #[test]
+    fn a_load_with_a_field_it_does_not_have_is_refused_by_name() {
+        for text in [
+            r#"{"type":"load","clients":4,"distrib":"hot"}"#,
+            r#"{"type":"load","clients":4,"unlock-share":0.9,"tag":"t"}"#,
+            r#"{"type":"load","client":4,"clients":4}"#,
+        ] {
+            match parse_command(text, &GatewayConfig::default(), 100) {
+                Err(ServerMsg::Error {
+                    code: ErrorCode::BadField,
+                    message,
+                    ..
+                }) => assert!(
+                    message.contains("has no field") && message.contains("unlock_share"),
+                    "{text}: {message}"
+                ),
+                other => panic!("{text}: expected bad_field, got {other:?}"),
+            }
+        }
+        // Every field the load has is accepted: the list is the serialized command's keys.
+        let full = Command::Load {
+            settings: shared::LoadSettings::STOPPED,
+            tag: Some("t".into()),
+        };
+        let wire = serde_json::to_value(&full).unwrap();
+        let mut keys: Vec<&str> = wire
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut known = LOAD_FIELDS.to_vec();
+        keys.sort_unstable();
+        known.sort_unstable();
+        assert_eq!(keys, known);
+        let text = wire.to_string();
+        assert_eq!(
+            parse_command(&text, &GatewayConfig::default(), 100),
+            Ok(full)
+        );
     }
 
     #[test]

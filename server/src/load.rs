@@ -188,6 +188,43 @@ struct Counts {
     /// `total_ok` and `total_failed`.
     run_ok: u64,
     run_failed: u64,
+    /// Which start of the load from stopped this is (1 for the first). A call counts in the
+    /// window and the run's totals only if it started in the run that is on: a clerk finishes
+    /// its call in progress after a stop, which with both servers dead takes seconds, and a
+    /// load started meanwhile must not count that call as one of its own failures.
+    run: u64,
+}
+
+impl Counts {
+    /// The load starts from stopped: a new window, a new run.
+    fn begin_run(&mut self, now: Instant) {
+        self.window.clear();
+        self.started = Some(now);
+        self.run_ok = 0;
+        self.run_failed = 0;
+        self.run += 1;
+    }
+
+    /// A call that started in run `run` ended: answered after `latency_us`, or failed (`None`).
+    fn record(&mut self, run: u64, latency_us: Option<u64>) {
+        let this_run = run == self.run;
+        match latency_us {
+            Some(us) => {
+                self.total.latency.record(us);
+                if this_run {
+                    self.window.latency.record(us);
+                    self.run_ok += 1;
+                }
+            }
+            None => {
+                self.total.failed += 1;
+                if this_run {
+                    self.window.failed += 1;
+                    self.run_failed += 1;
+                }
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -262,9 +299,9 @@ impl LoadEngine {
             .ok_or_else(|| ClusterError::Unavailable("the cluster is shutting down".into()))?;
         if new.clients > 0 {
             if cluster.is_resetting() {
-                return Err(ClusterError::Unavailable(
-                    "the cluster is being reset; start the load once it is up".into(),
-                ));
+                return Err(ClusterError::Unavailable(refused_during_reset(
+                    self.settings(),
+                )));
             }
             if !cluster.is_running().await {
                 return Err(ClusterError::Unavailable(
@@ -282,11 +319,7 @@ impl LoadEngine {
         if changed {
             if old.clients == 0 && new.clients > 0 {
                 self.bus.count_links(true);
-                let mut counts = self.counts();
-                counts.window.clear();
-                counts.started = Some(Instant::now());
-                counts.run_ok = 0;
-                counts.run_failed = 0;
+                self.counts().begin_run(Instant::now());
             }
             // Told first: the ticker (another thread) reads the settings, and a report of a
             // load no viewer has heard of yet came before its `load_changed` (the first-window
@@ -344,6 +377,16 @@ impl LoadEngine {
                 self.answered.clone(),
             )));
         }
+    }
+}
+
+/// Why a load command waits for a reset to end: a load that runs goes on in the new cluster,
+/// and is changed, not started, once it is up.
+fn refused_during_reset(now: LoadSettings) -> String {
+    if now.clients == 0 {
+        "the cluster is being reset; start the load once it is up".into()
+    } else {
+        "the cluster is being reset (the load goes on in the new cluster); change the load once it is up".into()
     }
 }
 
@@ -458,6 +501,7 @@ async fn clerk(
         let lock = lock_name(&s, &mut rng);
         let Some(c) = cluster.upgrade() else { return };
         let (tx, rx) = oneshot::channel();
+        let run = counts.lock().unwrap_or_else(|p| p.into_inner()).run;
         let started = Instant::now();
         let submitted = c.submit_load(client, op, lock, tx).await;
         drop(c);
@@ -468,17 +512,11 @@ async fn clerk(
                 let mut counts = counts.lock().unwrap_or_else(|p| p.into_inner());
                 match answer {
                     Ok(Some(_)) => {
-                        counts.window.latency.record(us);
-                        counts.total.latency.record(us);
-                        counts.run_ok += 1;
+                        counts.record(run, Some(us));
                         answered.fetch_add(1, Ordering::Relaxed);
                     }
                     // Given up, or ended by a reset or a shutdown: `op_failed`.
-                    Ok(None) | Err(_) => {
-                        counts.window.failed += 1;
-                        counts.total.failed += 1;
-                        counts.run_failed += 1;
-                    }
+                    Ok(None) | Err(_) => counts.record(run, None),
                 }
             }
             // Not started: the cluster is being reset or is not running. Try again shortly.
@@ -648,6 +686,43 @@ pub async fn send_command(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by review: a retune during a reset was told to "start the load", which ran.
+    #[test]
+    fn a_load_that_runs_is_told_to_change_after_a_reset_not_to_start() {
+        assert!(refused_during_reset(LoadSettings::STOPPED).contains("start the load"));
+        let running = LoadSettings {
+            clients: 4,
+            ..LoadSettings::STOPPED
+        };
+        let words = refused_during_reset(running);
+        assert!(
+            words.contains("change the load") && !words.contains("start"),
+            "{words}"
+        );
+    }
+
+    /// Found by review: a load started while the last one's clerks still finished their calls
+    /// (seconds, with both servers dead) counted those calls' failures as its own
+    /// `total_failed`, and their answers in its first windows.
+    #[test]
+    fn a_call_of_the_last_run_is_not_counted_in_the_next() {
+        let mut c = Counts::default();
+        c.begin_run(Instant::now());
+        let first = c.run;
+        c.record(first, Some(100));
+        c.record(first, None);
+        assert_eq!((c.run_ok, c.run_failed), (1, 1));
+        c.begin_run(Instant::now());
+        // Calls the first run started end now: the bench's totals see them, the new run not.
+        c.record(first, None);
+        c.record(first, Some(200));
+        assert_eq!((c.run_ok, c.run_failed), (0, 0));
+        assert_eq!((c.window.ok(), c.window.failed), (0, 0));
+        assert_eq!((c.total.ok(), c.total.failed), (2, 2));
+        c.record(c.run, None);
+        assert_eq!((c.run_ok, c.run_failed, c.window.failed), (0, 1, 1));
+    }
 
     #[test]
     fn buckets_are_ordered_and_close() {

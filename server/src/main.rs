@@ -255,8 +255,7 @@ fn parse_age(s: &str) -> Result<(Duration, Duration), String> {
 #[derive(clap::Args, Debug)]
 struct BenchArgs {
     /// Client counts to measure, one run each (1 to 256 clerks).
-    #[arg(long, value_delimiter = ',', default_value = "1,16,64",
-          value_parser = clap::value_parser!(u32).range(1..=shared::MAX_LOAD_CLIENTS as i64))]
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64", value_parser = parse_client_count)]
     clients: Vec<u32>,
     /// Length of each run, in seconds (0.1 to 3600).
     #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
@@ -331,6 +330,32 @@ fn u64_in(lo: u64, hi: u64) -> impl clap::builder::TypedValueParser<Value = u64>
     clap::value_parser!(i64)
         .range(lo..=hi)
         .map(|v| u64::try_from(v).unwrap_or_default())
+}
+
+/// One of `bench --clients`' counts. An empty one is a comma too many (`1,,16`), not a number
+/// that failed to parse.
+fn parse_client_count(s: &str) -> Result<u32, String> {
+    let max = shared::MAX_LOAD_CLIENTS;
+    if s.trim().is_empty() {
+        return Err(format!(
+            "a client count is missing: give counts from 1 to {max} with one comma between them (1,16,64)"
+        ));
+    }
+    match s.trim().parse::<i64>() {
+        Ok(n) if (1..=i64::from(max)).contains(&n) => Ok(n as u32),
+        Ok(n) => Err(format!("{n} is not in 1..={max}")),
+        Err(e) => Err(format!("{s:?} is not a whole number: {e}")),
+    }
+}
+
+/// A count named twice in `bench --clients` would run its phases twice and print two rows
+/// that look like one measured twice: refused, naming it.
+fn repeated_client_count(counts: &[u32]) -> Option<u32> {
+    counts
+        .iter()
+        .enumerate()
+        .find(|(i, c)| counts[..*i].contains(c))
+        .map(|(_, c)| *c)
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {
@@ -684,6 +709,14 @@ async fn check(args: CheckArgs) -> anyhow::Result<bool> {
 }
 
 async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(twice) = repeated_client_count(&args.clients) {
+        let list: Vec<String> = args.clients.iter().map(u32::to_string).collect();
+        eprintln!(
+            "error: invalid value '{}' for '--clients <CLIENTS>': {twice} is given more than once (each count is one row of the table)",
+            list.join(",")
+        );
+        std::process::exit(2);
+    }
     let run = Box::pin(server::bench::run(server::bench::BenchConfig {
         cluster: cluster_config(0, 1000, DEFAULT_MAX_LOCKS, None)?,
         clients: args.clients,

@@ -342,6 +342,11 @@ async fn out_of_range_command_line_values_are_refused() {
         ("serve", ["--workers", "0"]),
         ("bench", ["--workers", "65"]),
         ("bench", ["--workers", "-1"]),
+        // Found by review: a repeated count ran twice and printed two rows; an empty one said
+        // "cannot parse integer from empty string".
+        ("bench", ["--clients", "1,16,1"]),
+        ("bench", ["--clients", "1,,16"]),
+        ("bench", ["--clients", "16,"]),
     ] {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pbscope"));
         command.arg(cmd);
@@ -356,6 +361,12 @@ async fn out_of_range_command_line_values_are_refused() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(args[0]), "{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
+        if args[1] == "1,16,1" {
+            assert!(stderr.contains("1 is given more than once"), "{stderr}");
+        }
+        if args[1].contains(",,") || args[1].ends_with(',') {
+            assert!(stderr.contains("a client count is missing"), "{stderr}");
+        }
         if args[1].starts_with('-') {
             assert!(
                 stderr.contains("invalid value '-") && !stderr.contains("unexpected argument"),
