@@ -2183,6 +2183,29 @@ async fn the_load_panel_starts_a_load_that_the_charts_and_the_diagram_show() -> 
             "no crash marker; chart readout {readout:?}, aggregate note {note:?}"
         )));
     }
+    // The supervisor's own timing of the failover is a marker with its length, whatever
+    // calls the page's sample drew.
+    let deadline = tokio::time::Instant::now() + e2e::WAIT;
+    loop {
+        let timed = s
+            .browser
+            .execute(
+                "return [...document.querySelectorAll('[data-testid=chart-marker][data-kind=failover]')] \
+                   .map(m => m.textContent).filter(t => t.includes('failover in')) \
+                   .join('|');",
+                vec![],
+            )
+            .await?;
+        let timed = timed.as_str().unwrap_or_default().to_owned();
+        if timed.contains("s1 crashed, then s2 answered c10") && timed.contains(" ms") {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no timed failover on the charts: {timed:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     // The failover timeline tells of the crash even when no drawn call waited through it.
     s.wait_text("[data-testid=failover-timeline]", |t| {
         t.contains("s1") && !t.contains("No failover yet")

@@ -39,6 +39,7 @@
 //!   is delivered or lost. No other message is kept.
 //! - **Faults.** `faults_changed` carries the whole plan in force; the last one wins.
 
+pub mod failover;
 pub mod runfile;
 pub mod shiviz;
 
@@ -279,7 +280,7 @@ impl Cluster {
             EventKind::LoadChanged(settings) => {
                 self.load = Some(*settings).filter(|s| s.clients > 0);
             }
-            EventKind::LoadStats(_) => {}
+            EventKind::LoadStats(_) | EventKind::Failover { .. } => {}
             EventKind::MsgDelivered { msg_id, .. } | EventKind::MsgLost { msg_id, .. } => {
                 self.unhold(*msg_id)
             }
@@ -329,6 +330,13 @@ impl Cluster {
     /// Every clerk, in id order (as a snapshot lists them).
     pub fn clients(&self) -> Vec<ClientInfo> {
         self.clients.values().cloned().collect()
+    }
+
+    /// The clerks with a call in progress, in id order, with when they invoked it.
+    pub fn pending_calls(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.clients
+            .values()
+            .filter_map(|c| c.pending.as_ref().map(|p| (c.id, p.since_us)))
     }
 
     pub fn client(&self, id: u32) -> Option<&ClientInfo> {

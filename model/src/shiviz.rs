@@ -367,6 +367,14 @@ pub fn describe(e: &Event) -> String {
             "{} calls ({} ok, {} failed) in {} ms, p50 {} us, p99 {} us",
             st.calls, st.ok, st.failed, st.window_ms, st.p50_us, st.p99_us
         ),
+        EventKind::Failover {
+            from,
+            to,
+            reason,
+            window_us,
+            client,
+            ..
+        } => format!("{from} {reason}, {to} answered c{client} {window_us} us later"),
     };
     format!("{name} {rest} @{}us", e.t_us)
 }

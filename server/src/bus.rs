@@ -268,6 +268,8 @@ struct BusInner {
     /// The events of the last minute the load charts draw ([`Event::is_chart_mark`]), with
     /// their time, at most [`shared::SNAPSHOT_MARKS`]: a snapshot's `marks`.
     marks: VecDeque<(u64, Arc<Logged>)>,
+    /// Times the failovers a load goes through (`failover` events), from every call.
+    failover: model::failover::Watch,
 }
 
 /// Bytes of the chunks events' JSON is cut from (a few hundred events each).
@@ -418,6 +420,7 @@ impl Bus {
                 scratch: Vec::with_capacity(1024),
                 chunk: BytesMut::new(),
                 marks: VecDeque::new(),
+                failover: model::failover::Watch::default(),
             }),
             tx,
             clock,
@@ -679,6 +682,7 @@ impl Bus {
             node: node.into(),
             kind,
         };
+        let failover = inner.failover.observe(&inner.cluster, &event);
         inner.cluster.apply(&event);
         // Written into the bus's one scratch buffer, then copied into the current chunk: the
         // row if the kind has one, the object if it has none or a viewer reads objects.
@@ -736,6 +740,10 @@ impl Bus {
         inner.ring.push_back(logged.clone());
         // No receivers is fine: nobody is watching.
         let _ = self.tx.send(logged);
+        if let Some(kind) = failover {
+            // Right after the answer that ended the window, at its time.
+            self.append(inner, SUPERVISOR, t_us, kind, LoadTag::Always);
+        }
     }
 
     /// A process (server or client) is gone and its event stream fully read: publish its

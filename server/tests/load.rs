@@ -942,3 +942,95 @@ async fn load_stats_total_every_call_since_the_load_started() {
         assert!(ok > 100, "round {round}: only {ok} calls answered");
     }
 }
+
+/// The supervisor times a failover under load from every call, and every viewer gets the
+/// figure, also one that draws one load call in 1,000: the window runs from the primary's
+/// `crashed` to the first answer from the backup, published right after that answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_under_load_is_timed_for_every_viewer() {
+    let server = Server::start().await;
+    let mut v = server.viewer().await;
+    let mut sparse = server.viewer().await;
+    sparse
+        .command(json!({"type":"detail","load_sample":1000}))
+        .await
+        .expect("detail");
+    v.command(json!({"type":"load","clients":4}))
+        .await
+        .expect("load accepted");
+    wait_stats_with_calls(&mut v, 0).await;
+    let from = v.events.len();
+    v.command(json!({"type":"crash","node":"primary"}))
+        .await
+        .expect("crash");
+    let measured = v
+        .wait_event_from(from, |e| matches!(e.kind, EventKind::Failover { .. }))
+        .await;
+    let EventKind::Failover {
+        from: dead,
+        to,
+        reason,
+        since_us,
+        window_us,
+        client,
+    } = measured.kind.clone()
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (dead.as_str(), to.as_str(), reason.as_str()),
+        ("s1", "s2", "crashed")
+    );
+    assert_eq!(measured.node.as_str(), "supervisor");
+    let crashed = v.events[from..]
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::Crashed { .. }))
+        .expect("the crash came before the failover");
+    // The answer that ended it: client `client`'s, from s2, at the window's end. (The event
+    // may come before the `crashed` in the log: the supervisor publishes that once it has read
+    // everything the dead process reported, and the clerks may have moved on by then.)
+    let answer = v
+        .events
+        .iter()
+        .find(|e| matches!(&e.kind, EventKind::OpCompleted { client: c, server, .. } if *c == client && server.as_str() == "s2") && e.t_us == since_us + window_us);
+    assert!(
+        answer.is_some(),
+        "no answer from s2 to c{client} at the window's end"
+    );
+    // The window opens at the crash when a call that was in progress then waited through it
+    // (with four closed-loop clerks there nearly always is one), else at the first call that
+    // ran into the dead primary.
+    let invoked: HashMap<RequestId, u64> = v
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::OpInvoked { req, .. } => Some((*req, e.t_us)),
+            _ => None,
+        })
+        .collect();
+    let waited = v.events.iter().any(|e| {
+        matches!(&e.kind, EventKind::OpCompleted { req, server, .. }
+            if server.as_str() == "s2" && invoked.get(req).is_some_and(|t| *t <= crashed.t_us))
+    });
+    if waited {
+        assert_eq!(since_us, crashed.t_us, "the window opens at the crash");
+    } else {
+        assert!(since_us > crashed.t_us, "{since_us} {}", crashed.t_us);
+    }
+    assert!(window_us > 0 && window_us < 10_000_000, "{window_us} us");
+    // The sparse viewer gets the same event, whatever calls its sample drew.
+    let seen = sparse
+        .wait_event(|e| matches!(e.kind, EventKind::Failover { .. }))
+        .await;
+    assert_eq!(seen, measured);
+    // Once per failover: calls keep being answered by s2, and no second one comes.
+    let later = v.events.len();
+    wait_stats_with_calls(&mut v, later).await;
+    let count = v
+        .events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Failover { .. }))
+        .count();
+    assert_eq!(count, 1);
+    v.command(json!({"type":"load_stop"})).await.expect("stop");
+}

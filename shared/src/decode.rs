@@ -307,6 +307,7 @@ const EVENT_TYPES: &[&str] = &[
     "verdict",
     "load_changed",
     "load_stats",
+    "failover",
 ];
 static EVENT_TYPE_NAMES: Names = Names::new(EVENT_TYPES);
 
@@ -368,12 +369,14 @@ const EVENT_KEYS: &[&str] = &[
     "links",
     "total_ok",
     "total_failed",
+    "since_us",
+    "window_us",
 ];
 static EVENT_KEY_NAMES: Names = Names::new(EVENT_KEYS);
 
 /// The keys each variant reads, in [`EVENT_TYPES`]' order (with `type`'s own bit: it is read
 /// anyway).
-const EVENT_MEMBERS: [u64; 24] = {
+const EVENT_MEMBERS: [u64; 25] = {
     const fn m(names: &[&str]) -> u64 {
         mask(EVENT_KEYS, names)
     }
@@ -425,6 +428,7 @@ const EVENT_MEMBERS: [u64; 24] = {
             "total_ok",
             "total_failed",
         ]),
+        m(&["from", "to", "reason", "since_us", "window_us", "client"]),
     ]
 };
 
@@ -486,6 +490,8 @@ struct EventFields {
     links: Option<Vec<LinkCount>>,
     total_ok: Option<u64>,
     total_failed: Option<u64>,
+    since_us: Option<u64>,
+    window_us: Option<u64>,
 }
 
 impl EventFields {
@@ -556,7 +562,9 @@ impl EventFields {
                     51 => f.sample_every = val(m)?,
                     52 => f.links = val(m)?,
                     53 => f.total_ok = val(m)?,
-                    _ => f.total_failed = val(m)?,
+                    54 => f.total_failed = val(m)?,
+                    55 => f.since_us = val(m)?,
+                    _ => f.window_us = val(m)?,
                 }
                 Ok(())
             },
@@ -711,6 +719,14 @@ impl EventFields {
                     .take()
                     .unwrap_or(LoadSettings::STOPPED.unlock_share),
             }),
+            24 => EventKind::Failover {
+                from: need(f.from.take(), "from")?,
+                to: need(f.to.take(), "to")?,
+                reason: need(f.reason.take(), "reason")?,
+                since_us: need(f.since_us.take(), "since_us")?,
+                window_us: need(f.window_us.take(), "window_us")?,
+                client: need(f.client.take(), "client")?,
+            },
             _ => EventKind::LoadStats(LoadStats {
                 window_ms: need(f.window_ms.take(), "window_ms")?,
                 calls: need(f.calls.take(), "calls")?,
@@ -1677,6 +1693,14 @@ mod tests {
                 total_ok: 5_000,
                 total_failed: 7,
             }),
+            EventKind::Failover {
+                from: "s1".into(),
+                to: "s2".into(),
+                reason: "crashed".into(),
+                since_us: 2_000_000,
+                window_us: 1_250,
+                client: 1_003,
+            },
         ];
         for (i, msg) in every_msg().into_iter().enumerate() {
             let (msg_id, from, to) = (MsgId::new(1, i as u64), NodeId::from("c1"), "s1".into());
@@ -1751,6 +1775,7 @@ mod tests {
             EventKind::Verdict(_) => 21,
             EventKind::LoadChanged(_) => 22,
             EventKind::LoadStats(_) => 23,
+            EventKind::Failover { .. } => 24,
         }
     }
 
@@ -1767,7 +1792,7 @@ mod tests {
     #[test]
     fn the_member_tables_are_the_variants_fields() {
         let type_bit = 1u64 << 3;
-        let mut union = [0u64; 24];
+        let mut union = [0u64; 25];
         for k in every_kind() {
             let t = EVENT_TYPES.iter().position(|x| *x == k.name()).unwrap();
             union[t] |= bits(&k, EVENT_KEYS) & !type_bit;

@@ -1300,11 +1300,12 @@ pub struct Event {
 
 impl Event {
     /// Whether the load charts draw this event (a snapshot's `marks`): a load report, a
-    /// server's crash (not a reset's: the reset is marked once), a server's new role, a change
+    /// measured failover, a server's crash (not a reset's: the reset is marked once), a server's new role, a change
     /// of the fault plan, a reset.
     pub fn is_chart_mark(&self) -> bool {
         match &self.kind {
             EventKind::LoadStats(_)
+            | EventKind::Failover { .. }
             | EventKind::RoleChanged { .. }
             | EventKind::FaultsChanged { .. }
             | EventKind::ClusterReset { .. } => true,
@@ -1483,6 +1484,19 @@ pub enum EventKind {
     /// The load generator's numbers over the last window (node `"load"`), every 250 ms while
     /// it runs.
     LoadStats(LoadStats),
+    /// A failover the load went through, measured by the supervisor over every call (node
+    /// `"supervisor"`): primary `from` stopped serving at `since_us` (`reason`: it crashed, was
+    /// paused, went silent, or exited), and `to` answered the first call after it, client
+    /// `client`'s, `window_us` later. Published with that answer, once per failover, while the
+    /// load runs.
+    Failover {
+        from: NodeId,
+        to: NodeId,
+        reason: String,
+        since_us: u64,
+        window_us: u64,
+        client: u32,
+    },
 }
 
 impl EventKind {
@@ -1513,6 +1527,7 @@ impl EventKind {
             EventKind::Verdict(_) => "verdict",
             EventKind::LoadChanged(_) => "load_changed",
             EventKind::LoadStats(_) => "load_stats",
+            EventKind::Failover { .. } => "failover",
         }
     }
 }

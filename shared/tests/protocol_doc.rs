@@ -112,7 +112,8 @@ fn all_event_names() -> Vec<&'static str> {
         | EventKind::SlowMotionSet { .. }
         | EventKind::Verdict(_)
         | EventKind::LoadChanged(_)
-        | EventKind::LoadStats(_) => k.name(),
+        | EventKind::LoadStats(_)
+        | EventKind::Failover { .. } => k.name(),
     };
     let _ = witness;
     vec![
@@ -140,6 +141,7 @@ fn all_event_names() -> Vec<&'static str> {
         "verdict",
         "load_changed",
         "load_stats",
+        "failover",
     ]
 }
 

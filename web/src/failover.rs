@@ -110,12 +110,37 @@ pub struct Window {
     pub clients: Vec<u32>,
     /// Who answered at the end (`None`: still open, or the call gave up).
     pub answered_by: Option<Rc<str>>,
+    /// The supervisor's own timing of this failover over every call (a `failover` event),
+    /// which the chip shows: the page may draw only a sample of a load's calls.
+    pub timed: Option<Timed>,
+}
+
+/// A `failover` event: the supervisor's timing of a primary's failover over every call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timed {
+    pub since_us: u64,
+    pub window_us: u64,
+    pub to: Rc<str>,
+    pub client: u32,
 }
 
 impl Window {
-    /// How long clients got no answer; an open window counts up to `now_us`.
+    /// How long clients got no answer; an open window counts up to `now_us`. The server's
+    /// timing, when it sent one, over what the page saw.
     pub fn duration_us(&self, now_us: u64) -> u64 {
+        if let Some(t) = &self.timed {
+            return t.window_us;
+        }
         self.end_us.unwrap_or(now_us).saturating_sub(self.start_us)
+    }
+
+    /// Where the timeline shades it: the server's timing when it sent one (the chip tells
+    /// that figure), else what the page saw; an open window runs to `now_us`.
+    pub fn band(&self, now_us: u64) -> (u64, u64) {
+        match &self.timed {
+            Some(t) => (t.since_us, t.since_us + t.window_us),
+            None => (self.start_us, self.end_us.unwrap_or(now_us)),
+        }
     }
 
     pub fn is_open(&self) -> bool {
@@ -137,6 +162,16 @@ impl Window {
             Some(_) => format!("{} crashed · {clients}", self.server),
             None => format!("{} did not crash, but {clients}", self.server),
         };
+        if let Some(t) = &self.timed {
+            let cause = match self.crash_us {
+                Some(_) => format!("{} crashed", self.server),
+                None => format!("{} stopped answering", self.server),
+            };
+            return format!(
+                "{cause} · then {} answered c{} (every call timed by the server)",
+                t.to, t.client
+            );
+        }
         match (&self.answered_by, self.is_open()) {
             (_, true) => format!("{cause} still waiting…"),
             (Some(by), false) => format!("{cause} got no answer · then {by} answered"),
@@ -173,6 +208,26 @@ pub struct Failover {
     /// When the current cluster started (the latest `cluster_reset`), if seen.
     pub cluster_since_us: Option<u64>,
 }
+
+/// A window the page opens now for `server` from `start_us` is the failure the supervisor may
+/// have timed already (its `failover` can come first: it is published when the first client
+/// anywhere is answered, before the sampled call the page follows). That timing, taken out of
+/// the window made for it alone (see [`Failover::timed`]), goes to the page's window.
+fn take_timed_only(windows: &mut Vec<Window>, server: &Rc<str>, start_us: u64) -> Option<Timed> {
+    let i = windows.iter().rposition(|w| {
+        w.server == *server
+            && w.end_seq.is_none()
+            && w.timed
+                .as_ref()
+                .is_some_and(|t| t.since_us <= start_us + NO_STOP_US)
+            && w.end_us.is_some_and(|end| end + NO_STOP_US >= start_us)
+    })?;
+    windows.remove(i).timed
+}
+
+/// How far apart a timing of the supervisor and a window of the page can start and still be the
+/// same failure (the model's wait for a stop that follows the clients' failures).
+const NO_STOP_US: u64 = model::failover::NO_STOP_US;
 
 fn push_capped<T>(v: &mut Vec<T>, item: T, cap: usize) {
     v.push(item);
@@ -267,6 +322,7 @@ impl Failover {
                         end_seq: None,
                         clients: affected.clone(),
                         answered_by: None,
+                        timed: take_timed_only(&mut self.windows, &node, ev.t_us),
                     });
                     push_capped(
                         &mut self.candidates,
@@ -362,6 +418,7 @@ impl Failover {
                     }
                     None => {
                         let start = invoked.max(cand.crash_us.unwrap_or(0));
+                        let timed = take_timed_only(&mut self.windows, &failed, start);
                         cand.window = Some(Window {
                             server: failed,
                             crash_us: cand.crash_us,
@@ -372,6 +429,7 @@ impl Failover {
                             end_seq: None,
                             clients: vec![req.client],
                             answered_by: None,
+                            timed,
                         });
                     }
                 }
@@ -398,6 +456,60 @@ impl Failover {
             }
         }
         self.candidates.retain(|c| !c.retired || c.window.is_some());
+    }
+
+    /// The supervisor timed a failover of `from` (a `failover` event; `index`: where the
+    /// history stands). It goes to the window of the same failure the page saw, the latest of
+    /// `from`'s that overlaps it, or, when the page's sample drew no call that waited (yet), to
+    /// a window of its own (`end_seq: None`, which no window the page closed has), so the chip
+    /// tells the figure either way; a window the page opens later for the same failure takes it
+    /// over ([`take_timed_only`]).
+    pub fn timed(&mut self, from: &Rc<str>, timed: Timed, index: usize) {
+        let end = timed.since_us + timed.window_us;
+        let overlaps = |w: &Window| {
+            w.server == *from && w.start_us <= end && w.end_us.is_none_or(|e| e >= timed.since_us)
+        };
+        if let Some(w) = self
+            .candidates
+            .iter_mut()
+            .rev()
+            .filter_map(|c| c.window.as_mut())
+            .find(|w| overlaps(w))
+        {
+            w.timed = Some(timed);
+            return;
+        }
+        if let Some(w) = self.windows.iter_mut().rev().find(|w| overlaps(w)) {
+            w.timed = Some(timed);
+            return;
+        }
+        // The page saw no call wait: the crash it saw, if any, is where the window starts.
+        let crash = self
+            .crashes
+            .iter()
+            .rev()
+            .find(|c| c.server == *from && c.t_us <= timed.since_us);
+        let window = Window {
+            server: from.clone(),
+            crash_us: crash.map(|c| c.t_us),
+            start_us: timed.since_us,
+            start_seq: crash.map_or(0, |c| c.seq),
+            start_index: crash.map_or(index, |c| c.index),
+            end_us: Some(end),
+            end_seq: None,
+            clients: vec![timed.client],
+            answered_by: Some(timed.to.clone()),
+            timed: Some(timed),
+        };
+        let at = self
+            .windows
+            .iter()
+            .rposition(|w| w.start_us <= window.start_us)
+            .map_or(0, |i| i + 1);
+        self.windows.insert(at, window);
+        if self.windows.len() > WINDOWS_CAP {
+            self.windows.remove(0);
+        }
     }
 
     fn state_of(&self, server: &str) -> Option<Serving> {
@@ -691,6 +803,108 @@ mod tests {
         assert!(latest_window(&f).is_some_and(|w| !w.is_open()));
     }
 
+    fn timed(s: &mut Script, since_us: u64, window_us: u64, client: u32) {
+        s.ev(
+            "supervisor",
+            K::Failover {
+                from: "s1".into(),
+                to: "s2".into(),
+                reason: "crashed".into(),
+                since_us,
+                window_us,
+                client,
+            },
+        );
+    }
+
+    /// The pair starts, and s1 is killed by a crash command at 0.5 s, returned.
+    fn s1_crashes_at_half_a_second(s: &mut Script) -> u64 {
+        started(s);
+        s.at(500_000).ev(
+            "s1",
+            K::Crashed {
+                pid: 1,
+                cause: CrashCause::Command,
+                req: None,
+            },
+        );
+        s.t_us
+    }
+
+    /// Under a sampled load the page may see the crash and no call that waited through it: the
+    /// supervisor's timing gives the window and its figure all the same.
+    #[test]
+    fn the_servers_timing_makes_the_window_the_sample_missed() {
+        let mut s = Script::default();
+        let crash_at = s1_crashes_at_half_a_second(&mut s);
+        assert!(
+            latest_window(&fold(&s)).is_none(),
+            "nobody the page saw waited"
+        );
+        s.at(crash_at + 5_000);
+        timed(&mut s, crash_at, 1_340, 1003);
+        let f = fold(&s);
+        let w = latest_window(&f).expect("the timed window");
+        assert_eq!(
+            (w.crash_us, w.start_us, w.end_us, w.duration_us(u64::MAX)),
+            (Some(crash_at), crash_at, Some(crash_at + 1_340), 1_340)
+        );
+        assert_eq!(
+            w.summary(),
+            "s1 crashed · then s2 answered c1003 (every call timed by the server)"
+        );
+    }
+
+    /// The page saw a sampled call wait longer than the first answer the supervisor saw: the
+    /// window is the page's (its clients, its place in the diagram), the figure the server's.
+    #[test]
+    fn the_servers_timing_gives_the_figure_of_the_window_the_page_saw() {
+        let mut s = Script::default();
+        started(&mut s);
+        invoke(&mut s, 1, 1, "s1");
+        s.at(500_000).ev(
+            "s1",
+            K::Crashed {
+                pid: 1,
+                cause: CrashCause::Command,
+                req: None,
+            },
+        );
+        let crash_at = s.t_us;
+        rpc_failed(&mut s, 1, 1);
+        s.at(crash_at + 9_000);
+        completed(&mut s, 1, 1, "s2");
+        timed(&mut s, crash_at, 2_000, 1004);
+        let f = fold(&s);
+        assert_eq!(f.windows.len(), 1, "one window, not two");
+        let w = &f.windows[0];
+        assert_eq!(w.clients, vec![1]);
+        assert_eq!(w.duration_us(u64::MAX), 2_000);
+        assert!(w.summary().contains("every call timed"), "{}", w.summary());
+    }
+
+    /// The supervisor's timing can come before the sampled call the page follows has run into
+    /// the dead server (found on the load's screenshots: two chips, 2.2 ms and 4.7 ms, for one
+    /// failover). The page's window, opened later, takes the timing over: one chip.
+    #[test]
+    fn a_timing_that_came_first_goes_to_the_window_the_page_opens_after_it() {
+        let mut s = Script::default();
+        let crash_at = s1_crashes_at_half_a_second(&mut s);
+        s.at(crash_at + 4_700);
+        timed(&mut s, crash_at, 4_700, 1003);
+        s.at(crash_at + 4_800);
+        invoke(&mut s, 1, 1, "s1");
+        rpc_failed(&mut s, 1, 1);
+        s.at(crash_at + 5_000);
+        completed(&mut s, 1, 1, "s2");
+        let f = fold(&s);
+        let all: Vec<&Window> = f.all_windows().collect();
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert_eq!(all[0].clients, vec![1]);
+        assert_eq!(all[0].duration_us(u64::MAX), 4_700);
+        assert_eq!(all[0].band(u64::MAX), (crash_at, crash_at + 4_700));
+    }
+
     #[test]
     fn the_timeline_zooms_on_the_windows_of_the_latest_crash() {
         let w = |crash: u64, start: u64, end: u64, seq: u64| Window {
@@ -703,6 +917,7 @@ mod tests {
             end_seq: Some(seq + 1),
             clients: vec![1],
             answered_by: Some(Rc::from("s2")),
+            timed: None,
         };
         let old = w(1_000, 1_000, 2_000, 1);
         let a = w(5_000_000, 5_000_000, 5_003_000, 10);

@@ -191,7 +191,29 @@ impl History {
 
     /// Appends one event (the caller has checked `seq` order) and drops the oldest beyond the cap.
     pub fn push(&mut self, e: &Event) {
-        // The load generator's settings and numbers are drawn by the charts, not the diagram.
+        // The load generator's settings and numbers, and the failovers the supervisor timed,
+        // are drawn by the charts, not the diagram.
+        if let EventKind::Failover {
+            from,
+            to,
+            since_us,
+            window_us,
+            client,
+            ..
+        } = &e.kind
+        {
+            // Its figure goes to the failover timeline, its line to the charts.
+            let timed = crate::failover::Timed {
+                since_us: *since_us,
+                window_us: *window_us,
+                to: self.syms.name(self.syms.intern(to)),
+                client: *client,
+            };
+            let from = self.syms.name(self.syms.intern(from));
+            let index = self.events.end_index();
+            Rc::make_mut(&mut self.failover).timed(&from, timed, index);
+            return;
+        }
         if matches!(e.kind, EventKind::LoadChanged(_) | EventKind::LoadStats(_)) {
             return;
         }
@@ -490,7 +512,9 @@ impl History {
             EventKind::FaultsChanged { change, .. } => Kind::Faults {
                 change: s.intern(change),
             },
-            EventKind::LoadChanged(_) | EventKind::LoadStats(_) => Kind::LoadReport,
+            EventKind::LoadChanged(_) | EventKind::LoadStats(_) | EventKind::Failover { .. } => {
+                Kind::LoadReport
+            }
             EventKind::Verdict(v) => Kind::Verdict {
                 lock: s.intern(&v.lock),
                 status: v.status,

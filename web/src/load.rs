@@ -141,6 +141,26 @@ pub fn marker_of(e: &Event) -> Option<Marker> {
         EventKind::ClusterReset { generation } => {
             (MarkKind::Reset, format!("reset · gen {generation}"))
         }
+        EventKind::Failover {
+            from,
+            to,
+            reason,
+            since_us,
+            window_us,
+            client,
+        } => {
+            // The figure in the label, the story in the tooltip; the line where it ended (the
+            // event itself can come later: see docs/protocol.md).
+            let ms = format::millis(*window_us);
+            return Some(Marker {
+                t_us: since_us + window_us,
+                kind: MarkKind::Failover,
+                label: short_label(&format!("failover {ms}")),
+                detail: format!(
+                    "failover in {ms}: {from} {reason}, then {to} answered c{client} (timed by the server over every load call)"
+                ),
+            });
+        }
         _ => return None,
     };
     Some(Marker {
@@ -185,8 +205,16 @@ impl Charts {
         self.latest = Some(s.clone());
     }
 
+    /// Keeps the markers in time order, which the label rows need: the log's order is not
+    /// always time's (a `crashed` comes with the kill's time once the process's last reports
+    /// are read; a `failover` is drawn where the window ended).
     pub fn push_marker(&mut self, m: Marker) {
-        self.markers.push_back(m);
+        let at = self
+            .markers
+            .iter()
+            .rposition(|o| o.t_us <= m.t_us)
+            .map_or(0, |i| i + 1);
+        self.markers.insert(at, m);
         if self.markers.len() > MARKERS_CAP {
             self.markers.pop_front();
         }
@@ -572,6 +600,23 @@ mod tests {
         assert_eq!(c.markers.front().unwrap().t_us, 5);
     }
 
+    /// Found with the timed failover: a marker drawn earlier than the one before it got no
+    /// label row (the rows are handed out left to right).
+    #[test]
+    fn markers_pushed_out_of_time_order_are_kept_in_it() {
+        let mut c = Charts::default();
+        for t_us in [10, 30, 20, 5, 30] {
+            c.push_marker(Marker {
+                t_us,
+                kind: MarkKind::Crash,
+                label: t_us.to_string(),
+                detail: String::new(),
+            });
+        }
+        let order: Vec<u64> = c.markers.iter().map(|m| m.t_us).collect();
+        assert_eq!(order, vec![5, 10, 20, 30, 30]);
+    }
+
     #[test]
     fn crashes_faults_failovers_and_resets_are_markers() {
         let crash = ev(
@@ -619,6 +664,29 @@ mod tests {
         assert_eq!(marker_of(&fault).unwrap().kind, MarkKind::Fault);
         let reset = ev(8, "supervisor", EventKind::ClusterReset { generation: 2 });
         assert_eq!(marker_of(&reset).unwrap().label, "reset · gen 2");
+        // The server's own timing of a failover: the figure, whatever calls the page drew.
+        let timed = ev(
+            9,
+            "supervisor",
+            EventKind::Failover {
+                from: "s1".into(),
+                to: "s2".into(),
+                reason: "crashed".into(),
+                since_us: 4,
+                window_us: 1_340,
+                client: 1003,
+            },
+        );
+        let m = marker_of(&timed).unwrap();
+        assert_eq!(
+            (m.kind, m.label.as_str(), m.t_us),
+            (MarkKind::Failover, "failover 1.3 ms", 1_344)
+        );
+        assert!(
+            m.detail.contains("s1 crashed, then s2 answered c1003"),
+            "{}",
+            m.detail
+        );
         let stats_ev = ev(9, "load", EventKind::LoadStats(stats(10)));
         assert_eq!(marker_of(&stats_ev), None);
     }

@@ -135,9 +135,10 @@ pub fn failover_timeline() -> Html {
             </g>
         }
     });
-    let bands = windows.iter().filter(|w| w.end_us.unwrap_or(now) >= t0 && w.start_us <= t1).map(|w| {
-        let x = pct(w.start_us);
-        let wd = (pct(w.end_us.unwrap_or(now)) - x).max(0.5);
+    let bands = windows.iter().filter(|w| { let (a, b) = w.band(now); b >= t0 && a <= t1 }).map(|w| {
+        let (a, b) = w.band(now);
+        let x = pct(a);
+        let wd = (pct(b) - x).max(0.5);
         html! {
             <rect class={classes!("tl-window", w.is_open().then_some("open"))} x={format!("{x}%")} width={format!("{wd}%")} y="0" height="100%">
                 <title>{format!("no answer for {}", format::millis(w.duration_us(now)))}</title>
