@@ -2542,3 +2542,41 @@ async fn the_backups_buttons_hold_still_when_it_takes_over() -> anyhow::Result<(
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     s.close().await
 }
+
+/// A page opened while a paced load runs (a second viewer, a reload, a teacher's projector
+/// joining late) draws the load's sampled calls and keeps drawing them.
+#[tokio::test]
+async fn a_page_opened_during_a_load_draws_it() -> anyhow::Result<()> {
+    let s = Session::open_page().await?;
+    s.click("[data-testid=load-toggle]").await?;
+    s.click("[data-testid=load-start]").await?;
+    s.wait_count("[data-testid=load-card]", 1).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    s.browser.goto(&s.url).await?;
+    s.wait_text("[data-testid=conn-status]", |t| {
+        t.to_lowercase().contains("connected")
+    })
+    .await?;
+    // Arrows of load calls in the diagram, and more of them a little later.
+    let arrows = "[data-testid=diagram] [data-kind=request]";
+    let deadline = tokio::time::Instant::now() + e2e::WAIT;
+    let first = loop {
+        let n = s.count(arrows).await?;
+        if n > 0 {
+            break n;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "a page opened during the load drew none of its calls: {:?}",
+            s.text_of("[data-testid=aggregate-note]").await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(first > 0);
+    s.wait_text("[data-testid=failover-timeline]", |t| {
+        !t.contains("Waiting for events")
+    })
+    .await?;
+    s.click("[data-testid=load-stop]").await.ok();
+    s.close().await
+}

@@ -77,6 +77,16 @@ pub enum MarkKind {
 }
 
 impl MarkKind {
+    /// Whose label the charts keep when labels crowd ([`label_rows`]): what happened to the
+    /// servers before what was done to them.
+    pub fn priority(self) -> u8 {
+        match self {
+            MarkKind::Crash | MarkKind::Failover => 2,
+            MarkKind::Fault => 1,
+            MarkKind::Reset => 0,
+        }
+    }
+
     pub fn class(self) -> &'static str {
         match self {
             MarkKind::Crash => "crash",
@@ -96,6 +106,10 @@ pub struct Marker {
     /// The whole text, for the line's tooltip.
     pub detail: String,
 }
+
+/// How soon after a reset its `faults_changed` comes (the supervisor publishes it within the
+/// same command, microseconds later).
+const RESET_FAULT_US: u64 = 50_000;
 
 /// The longest marker label, in characters (about 110 px at the charts' 10 px font): a fault
 /// plan's change can be a sentence, which printed whole ran over its neighbours.
@@ -209,6 +223,17 @@ impl Charts {
     /// always time's (a `crashed` comes with the kill's time once the process's last reports
     /// are read; a `failover` is drawn where the window ended).
     pub fn push_marker(&mut self, m: Marker) {
+        // A reset heals the network and publishes the plan it leaves: that is the reset's own
+        // doing, told in its tooltip, not a line of its own (two lines a reset crowded out the
+        // crash's label after a few resets).
+        if m.kind == MarkKind::Fault {
+            if let Some(reset) = self.markers.iter_mut().rev().find(|o| {
+                o.kind == MarkKind::Reset && o.t_us <= m.t_us && m.t_us - o.t_us <= RESET_FAULT_US
+            }) {
+                reset.detail = format!("{}; {}", reset.detail, m.detail);
+                return;
+            }
+        }
         let at = self
             .markers
             .iter()
@@ -487,17 +512,27 @@ pub fn step_point(points: &VecDeque<Point>, at: Option<u64>, back: bool) -> Opti
 }
 
 /// Rows for marker labels so two labels closer than `min_px` never sit on each other: each
-/// label takes the first of `rows` rows whose previous label is far enough left; when none is,
-/// it gets no row (its line is drawn without a label; the tooltip still tells).
-pub fn label_rows(xs: &[f64], min_px: f64, rows: usize) -> Vec<Option<usize>> {
-    let mut last = vec![f64::NEG_INFINITY; rows.max(1)];
-    xs.iter()
-        .map(|x| {
-            let r = last.iter().position(|l| x - l >= min_px)?;
-            last[r] = *x;
-            Some(r)
-        })
-        .collect()
+/// label takes the first of `rows` rows with no label within `min_px` of it; when none is free,
+/// it gets no row (its line is drawn without a label; the tooltip still tells). Labels are
+/// placed by `priority` first (higher first), then left to right: a crash or a failover keeps
+/// its label when a run of resets took the rows before it.
+pub fn label_rows(xs: &[f64], priority: &[u8], min_px: f64, rows: usize) -> Vec<Option<usize>> {
+    let mut placed: Vec<Vec<f64>> = vec![Vec::new(); rows.max(1)];
+    let mut order: Vec<usize> = (0..xs.len()).collect();
+    // Stable: equal priorities keep their left-to-right order.
+    order.sort_by_key(|i| std::cmp::Reverse(priority.get(*i).copied().unwrap_or(0)));
+    let mut out = vec![None; xs.len()];
+    for i in order {
+        let x = xs[i];
+        if let Some(r) = placed
+            .iter()
+            .position(|row| row.iter().all(|p| (x - p).abs() >= min_px))
+        {
+            placed[r].push(x);
+            out[i] = Some(r);
+        }
+    }
+    out
 }
 
 /// The settings in words: `16 clerks · closed loop · 16 locks · 50% unlock`.
@@ -819,15 +854,59 @@ mod tests {
     #[test]
     fn marker_labels_close_together_take_other_rows() {
         assert_eq!(
-            label_rows(&[10.0, 30.0, 200.0, 215.0, 230.0], 90.0, 3),
+            label_rows(&[10.0, 30.0, 200.0, 215.0, 230.0], &[0; 5], 90.0, 3),
             [Some(0), Some(1), Some(0), Some(1), Some(2)]
         );
         // Rows full: no label rather than two on top of each other (the review found fault
         // labels printed over a crash's at 1280 px).
         assert_eq!(
-            label_rows(&[0.0, 1.0, 2.0, 3.0, 95.0], 90.0, 2),
+            label_rows(&[0.0, 1.0, 2.0, 3.0, 95.0], &[0; 5], 90.0, 2),
             [Some(0), Some(1), None, None, Some(0)]
         );
+    }
+
+    /// Found by review: after a few resets under load the crash, the new primary and the timed
+    /// failover came right after the resets' labels, found every row taken, and lost theirs.
+    #[test]
+    fn a_crash_keeps_its_label_after_a_run_of_resets() {
+        let kinds = [
+            MarkKind::Reset,
+            MarkKind::Reset,
+            MarkKind::Reset,
+            MarkKind::Crash,
+            MarkKind::Failover,
+            MarkKind::Failover,
+        ];
+        let xs = [0.0, 40.0, 80.0, 100.0, 100.5, 101.0];
+        let prio: Vec<u8> = kinds.iter().map(|k| k.priority()).collect();
+        let rows = label_rows(&xs, &prio, 120.0, 3);
+        assert_eq!(&rows[3..], [Some(0), Some(1), Some(2)], "{rows:?}");
+        assert_eq!(&rows[..3], [None, None, None], "{rows:?}");
+    }
+
+    #[test]
+    fn the_plan_a_reset_leaves_is_told_by_the_reset_marker() {
+        let mark = |t_us, kind, detail: &str| Marker {
+            t_us,
+            kind,
+            label: detail.into(),
+            detail: detail.into(),
+        };
+        let mut c = Charts::default();
+        c.push_marker(mark(1_000, MarkKind::Reset, "reset · gen 2"));
+        c.push_marker(mark(
+            1_010,
+            MarkKind::Fault,
+            "⚡ reset: the network is healed",
+        ));
+        assert_eq!(c.markers.len(), 1);
+        assert_eq!(
+            c.markers[0].detail,
+            "reset · gen 2; ⚡ reset: the network is healed"
+        );
+        // A change of the plan a person makes later is a marker of its own.
+        c.push_marker(mark(900_000, MarkKind::Fault, "⚡ cut s1 → s2"));
+        assert_eq!(c.markers.len(), 2);
     }
 
     #[test]

@@ -193,7 +193,8 @@ pub fn load_charts() -> Html {
         .filter(|m| m.t_us >= t0 && m.t_us <= t1)
         .collect();
     let xs: Vec<f64> = markers.iter().map(|m| f1.x(m.t_us)).collect();
-    let rows = load::label_rows(&xs, 120.0, d.rows);
+    let priority: Vec<u8> = markers.iter().map(|m| m.kind.priority()).collect();
+    let rows = load::label_rows(&xs, &priority, 120.0, d.rows);
     let bottom = top2 + plot_h;
 
     let readout: Option<Point> = hover.and_then(|t| load::nearest(&charts.points, t).copied());
