@@ -124,6 +124,9 @@ pub struct FailoverReport {
     pub kills: u32,
     /// Windows in µs, one per kill that recovered.
     pub windows_us: Vec<u64>,
+    /// The supervisor's own timing of the same failovers (its `failover` events, over every
+    /// call, by the failover timeline's rule), in µs: a second measure beside the bench's.
+    pub timed_us: Vec<u64>,
     /// Kills after which the backup answered nothing within [`FAILOVER_GIVE_UP`].
     pub not_recovered: u32,
     /// The load's own calls over the kills (resets and waits included): what clients lived
@@ -133,15 +136,20 @@ pub struct FailoverReport {
 
 impl FailoverReport {
     fn quantile_ms(&self, q: f64) -> f64 {
-        let mut w = self.windows_us.clone();
-        w.sort_unstable();
-        if w.is_empty() {
-            return 0.0;
-        }
-        // Nearest rank: the smallest window with at least q of all at or below it.
-        let rank = ((q * w.len() as f64).ceil() as usize).clamp(1, w.len());
-        w[rank - 1] as f64 / 1000.0
+        quantile_ms(&self.windows_us, q)
     }
+}
+
+/// The `q` quantile of `windows_us`, in ms (0 for none).
+fn quantile_ms(windows_us: &[u64], q: f64) -> f64 {
+    let mut w = windows_us.to_vec();
+    w.sort_unstable();
+    if w.is_empty() {
+        return 0.0;
+    }
+    // Nearest rank: the smallest window with at least q of all at or below it.
+    let rank = ((q * w.len() as f64).ceil() as usize).clamp(1, w.len());
+    w[rank - 1] as f64 / 1000.0
 }
 
 /// "1 client", "16 clients".
@@ -430,9 +438,15 @@ async fn failover_kills(cluster: &Arc<Cluster>, kills: u32) -> anyhow::Result<Fa
             Some(t) => {
                 let w = t.saturating_sub(t_kill);
                 report.windows_us.push(w);
+                let timed = timed_failover(&bus, from_seq).await;
+                report.timed_us.extend(timed);
                 progress(format!(
-                    "failover {k}/{kills}: {:.2} ms to the first answer from {backup}",
-                    w as f64 / 1000.0
+                    "failover {k}/{kills}: {:.2} ms to the first answer from {backup}{}",
+                    w as f64 / 1000.0,
+                    match timed {
+                        Some(t) => format!(" (the supervisor timed {:.2} ms)", t as f64 / 1000.0),
+                        None => " (the supervisor timed none)".into(),
+                    }
                 ));
             }
             None => {
@@ -478,6 +492,31 @@ async fn first_answer_from(bus: &Bus, from_seq: u64, t_kill: u64, server: &str) 
                 if s.as_str() == server && e.t_us >= t_kill {
                     return Some(e.t_us);
                 }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    None
+}
+
+/// The `window_us` of the first `failover` event after `from_seq`, waiting a little for it
+/// (it follows the answer that ended the window, or the `crashed` when that came later).
+async fn timed_failover(bus: &Bus, from_seq: u64) -> Option<u64> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut next = from_seq;
+    while Instant::now() < deadline {
+        for logged in bus.since(next) {
+            next = logged.seq;
+            let text = logged.text();
+            if !text.contains("\"failover\"") {
+                continue;
+            }
+            if let Ok(shared::Event {
+                kind: EventKind::Failover { window_us, .. },
+                ..
+            }) = serde_json::from_str::<shared::Event>(text)
+            {
+                return Some(window_us);
             }
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -729,6 +768,9 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
                     "failover_p50_ms": f.quantile_ms(0.5),
                     "failover_p99_ms": f.quantile_ms(0.99),
                     "failover_max_ms": f.quantile_ms(1.0),
+                    "timed": f.timed_us.len(),
+                    "timed_p50_ms": quantile_ms(&f.timed_us, 0.5),
+                    "timed_p99_ms": quantile_ms(&f.timed_us, 0.99),
                     "ops_per_s": f.load.ops_per_s.round() as u64,
                     "p50_us": f.load.p50_us,
                     "p99_us": f.load.p99_us,
@@ -1016,12 +1058,15 @@ fn print_table(rows: &[Measured], failover: Option<&FailoverReport>) {
         return;
     };
     crate::say!(
-        "failover ({} clerks, {} kills of the primary, a fresh pair each): SIGKILL -> first answer from the backup p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; the load over the kills {:.0} ops/s, p50 {} us, p99 {} us, {} failed{}",
+        "failover ({} clerks, {} kills of the primary, a fresh pair each): SIGKILL -> first answer from the backup p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; timed by the supervisor (failover events, {} of them) p50 {:.2} ms, p99 {:.2} ms; the load over the kills {:.0} ops/s, p50 {} us, p99 {} us, {} failed{}",
         f.clients,
         f.kills,
         f.quantile_ms(0.5),
         f.quantile_ms(0.99),
         f.quantile_ms(1.0),
+        f.timed_us.len(),
+        quantile_ms(&f.timed_us, 0.5),
+        quantile_ms(&f.timed_us, 0.99),
         f.load.ops_per_s,
         f.load.p50_us,
         f.load.p99_us,

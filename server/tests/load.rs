@@ -576,6 +576,11 @@ fn bench_prints_json_lines_with_the_fields() {
     // Each window ended at the backup's first answer, found in the bus's events as written.
     assert_eq!(failover["recovered"], 2, "{failover}");
     assert!(failover["failover_p99_ms"].is_number());
+    // The supervisor timed each of them too (its `failover` events), a window from the kill
+    // to an answer from the backup like the bench's.
+    assert_eq!(failover["timed"], 2, "{failover}");
+    let timed = failover["timed_p99_ms"].as_f64().unwrap_or(-1.0);
+    assert!(timed > 0.0 && timed < 10_000.0, "{failover}");
     // Every line carries the contract's fields (ARCHITECTURE.md): the failover line's are the
     // load's own throughput and latency over the kills. Found by review: a reader of
     // `ops_per_s` on every line broke on this one.
