@@ -519,8 +519,14 @@ pub fn step_point(points: &VecDeque<Point>, at: Option<u64>, back: bool) -> Opti
 pub fn label_rows(xs: &[f64], priority: &[u8], min_px: f64, rows: usize) -> Vec<Option<usize>> {
     let mut placed: Vec<Vec<f64>> = vec![Vec::new(); rows.max(1)];
     let mut order: Vec<usize> = (0..xs.len()).collect();
-    // Stable: equal priorities keep their left-to-right order.
-    order.sort_by_key(|i| std::cmp::Reverse(priority.get(*i).copied().unwrap_or(0)));
+    // Equal priorities keep their left-to-right order (by index: no stable sort, whose own
+    // copy in the wasm costs kilobytes).
+    order.sort_unstable_by_key(|i| {
+        (
+            std::cmp::Reverse(priority.get(*i).copied().unwrap_or(0)),
+            *i,
+        )
+    });
     let mut out = vec![None; xs.len()];
     for i in order {
         let x = xs[i];
