@@ -80,6 +80,9 @@ impl Down {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Watch {
     down: Option<Down>,
+    /// The last failover published: whose, and when its window ended. A stop or a failed
+    /// call of that server from before then, reaching the log late, was part of it.
+    last: Option<(NodeId, u64)>,
 }
 
 impl Watch {
@@ -116,7 +119,10 @@ impl Watch {
                 }
                 Some(_) => {}
                 None => {
-                    if serving_primary(before, server) && before.load().is_some() {
+                    if serving_primary(before, server)
+                        && before.load().is_some()
+                        && !self.already_measured(server, event)
+                    {
                         self.down = Some(Down::new(server, before));
                     }
                 }
@@ -137,8 +143,25 @@ impl Watch {
             _ => {}
         }
         let done = self.down.as_ref()?.measured(event.t_us)?;
+        if let EventKind::Failover {
+            from,
+            since_us,
+            window_us,
+            ..
+        } = &done
+        {
+            self.last = Some((from.clone(), since_us + window_us));
+        }
         self.down = None;
         Some(done)
+    }
+
+    /// Whether `event`, about `server`, belongs to the failover published last (it happened
+    /// before that one's window ended, and reached the log after it).
+    fn already_measured(&self, server: &str, event: &Event) -> bool {
+        self.last
+            .as_ref()
+            .is_some_and(|(s, end)| s == server && event.t_us <= *end)
     }
 
     /// `client` no longer waits (X answered it after all, or it gave up). A watch that only
@@ -167,7 +190,10 @@ impl Watch {
             }
             Some(_) => {}
             None => {
-                if serving_primary(before, &event.node) && before.load().is_some() {
+                if serving_primary(before, &event.node)
+                    && before.load().is_some()
+                    && !self.already_measured(&event.node, event)
+                {
                     let mut down = Down::new(&event.node, before);
                     down.stopped = Some((event.t_us, reason));
                     self.down = Some(down);
@@ -458,6 +484,13 @@ mod tests {
             window(&run(&log)),
             Some((400, 4_700, 1001, "did not answer"))
         );
+        // A crash from before that answer, reaching the log only now (a supervisor more than
+        // a second behind), was that failover: it opens no second one.
+        log.extend([
+            (4_900, "s1".into(), crash(11)),
+            (5_200 + NO_STOP_US, client(1001), answered(1001, "s2")),
+        ]);
+        assert_eq!(run(&log).len(), 1, "{:?}", run(&log));
     }
 
     /// A call that failed at s1 once (a lost reply) and was then answered by s1 again opened
