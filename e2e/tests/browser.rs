@@ -2184,20 +2184,26 @@ async fn the_load_panel_starts_a_load_that_the_charts_and_the_diagram_show() -> 
         )));
     }
     // The supervisor's own timing of the failover is a marker with its length, whatever
-    // calls the page's sample drew.
+    // calls the page's sample drew, and its label is shown (found by review: at this window's
+    // two label rows the crash and the role change took both, and only the tooltip said it).
     let deadline = tokio::time::Instant::now() + e2e::WAIT;
     loop {
         let timed = s
             .browser
             .execute(
                 "return [...document.querySelectorAll('[data-testid=chart-marker][data-kind=failover]')] \
-                   .map(m => m.textContent).filter(t => t.includes('failover in')) \
+                   .filter(m => m.querySelector('title').textContent.includes('failover in')) \
+                   .map(m => (m.querySelector('text') || {textContent: '(no label)'}).textContent \
+                             + ' / ' + m.querySelector('title').textContent) \
                    .join('|');",
                 vec![],
             )
             .await?;
         let timed = timed.as_str().unwrap_or_default().to_owned();
-        if timed.contains("s1 crashed, then s2 answered c10") && timed.contains(" ms") {
+        if timed.starts_with("failover ")
+            && timed.contains(" / failover in")
+            && timed.contains("s1 crashed, then s2 answered c10")
+        {
             break;
         }
         anyhow::ensure!(

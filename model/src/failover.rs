@@ -46,7 +46,10 @@ impl Down {
         Down {
             server: server.clone(),
             stopped: None,
-            affected: before.pending_calls().collect(),
+            affected: before
+                .clients_of(server)
+                .filter_map(|c| c.pending.as_ref().map(|p| (c.id, p.since_us)))
+                .collect(),
             answer: None,
         }
     }
@@ -204,10 +207,13 @@ impl Watch {
 }
 
 /// Whether `server` was the primary, alive, running and answering.
+/// Whether `server` was the primary the clients use: the cluster's primary (a server serving
+/// alone before one that still counts on a backup: a primary restarted after its backup took
+/// over serves no one), running and answering, with a client sending to it.
 fn serving_primary(before: &Cluster, server: &str) -> bool {
-    before
-        .node(server)
-        .is_some_and(|s| s.alive && !s.paused && !s.dying && s.role == Role::Primary)
+    before.holder_of(Role::Primary).as_deref() == Some(server)
+        && before.node(server).is_some_and(|s| !s.paused && !s.dying)
+        && before.clients_of(server).next().is_some()
 }
 
 #[cfg(test)]
@@ -232,13 +238,17 @@ mod tests {
     }
 
     fn invoked(client: u32) -> EventKind {
+        invoked_at(client, "s1")
+    }
+
+    fn invoked_at(client: u32, server: &str) -> EventKind {
         EventKind::OpInvoked {
             client,
             req: req(client),
             op: Op::Lock,
             lock: "load-1".into(),
             tag: None,
-            server: "s1".into(),
+            server: server.into(),
         }
     }
 
@@ -528,6 +538,55 @@ mod tests {
             (2_500, client(1002), answered(1002, "s2")),
         ]);
         assert_eq!(window(&run(&log)), Some((2_000, 500, 1002, "crashed")));
+    }
+
+    fn role(role: Role, serving_alone: bool) -> EventKind {
+        EventKind::RoleChanged {
+            role,
+            serving_alone,
+            reason: "a client failed over to it".into(),
+        }
+    }
+
+    /// Found by review: s1 crashed, came back as primary (empty) while the clerks stayed with
+    /// s2, and its second crash was reported as a failover though it served no one.
+    #[test]
+    fn a_restarted_primary_that_serves_no_one_has_no_failover() {
+        let mut log = pair();
+        log.extend([
+            (1_000, "s1".into(), crash(11)),
+            (1_100, client(1001), failed_at_s1(1001)),
+            (1_200, "s2".into(), role(Role::Primary, true)),
+            (1_300, client(1001), answered(1001, "s2")),
+            (2_000, "s1".into(), started(21, Role::Primary)),
+            (3_000, client(1001), invoked_at(1001, "s2")),
+            (3_100, "s1".into(), crash(21)),
+            (3_200, client(1001), answered(1001, "s2")),
+        ]);
+        let out = run(&log);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(window(&out), Some((1_000, 300, 1001, "crashed")));
+    }
+
+    /// Found by review: every link to s1 dropping everything, the clerks left s1 one by one as
+    /// their calls timed out, and a second "did not answer" came for the clerks that timed out
+    /// more than a second after the first answer from s2.
+    #[test]
+    fn clients_leaving_a_primary_one_by_one_are_one_failover() {
+        let mut log = pair();
+        log.extend([
+            (500, client(1002), invoked(1002)),
+            (5_000, client(1001), failed_at_s1(1001)),
+            (5_050, "s2".into(), role(Role::Primary, true)),
+            (5_100, client(1001), answered(1001, "s2")),
+            (5_200 + NO_STOP_US, client(1001), invoked_at(1001, "s2")),
+            (2_600_000, client(1002), failed_at_s1(1002)),
+            (2_600_100, client(1002), answered(1002, "s2")),
+            (3_700_000, client(1001), invoked_at(1001, "s2")),
+        ]);
+        let out = run(&log);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(window(&out), Some((400, 4_700, 1001, "did not answer")));
     }
 
     #[test]

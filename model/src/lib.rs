@@ -332,11 +332,9 @@ impl Cluster {
         self.clients.values().cloned().collect()
     }
 
-    /// The clerks with a call in progress, in id order, with when they invoked it.
-    pub fn pending_calls(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
-        self.clients
-            .values()
-            .filter_map(|c| c.pending.as_ref().map(|p| (c.id, p.since_us)))
+    /// The clerks that send to `server` now, in id order.
+    pub fn clients_of<'a>(&'a self, server: &'a str) -> impl Iterator<Item = &'a ClientInfo> + 'a {
+        self.clients.values().filter(move |c| c.server == server)
     }
 
     pub fn client(&self, id: u32) -> Option<&ClientInfo> {

@@ -654,6 +654,8 @@ fn cost_pct(off: &Row, on: &Row) -> f64 {
 /// The viewer's cost for the table. A negative one is a round with the viewer that ran faster
 /// than the one without: the machine's noise, not a viewer that speeds pbscope up.
 fn cost_words(pct: f64) -> String {
+    // -0.0 (a cost that rounds to nothing from below) reads "0.0%".
+    let pct = pct + 0.0;
     if pct < 0.0 {
         format!(
             "viewer cost none measured (the run with it was {:.1}% faster: noise)",
@@ -1160,6 +1162,7 @@ mod tests {
             "viewer cost none measured (the run with it was 9.8% faster: noise)"
         );
         assert!(!faster.contains('-'));
+        assert_eq!(cost_words(-0.0), "viewer cost 0.0%");
     }
 
     /// The middle round is shown in full; what failed in the others is summed beside it, not

@@ -888,10 +888,17 @@ pub fn parse_command(
         // The load's fields all have defaults, so a misspelt one would start a load other than
         // the one asked for without a word: name it instead.
         if let Some(unknown) = obj.keys().find(|k| !LOAD_FIELDS.contains(&k.as_str())) {
+            // Named, but not echoed whole: a key can be as long as the frame.
+            let name: String = unknown.chars().take(40).collect();
+            let cut = if name.len() < unknown.len() {
+                "…"
+            } else {
+                ""
+            };
             return Err(error(
                 ErrorCode::BadField,
                 format!(
-                    "load has no field {unknown:?}; its fields: {}",
+                    "load has no field \"{name}{cut}\"; its fields: {}",
                     LOAD_FIELDS[1..].join(", ")
                 ),
                 tag,
@@ -1247,6 +1254,21 @@ mod tests {
                 ),
                 other => panic!("{text}: expected bad_field, got {other:?}"),
             }
+        }
+        // A long key is named by its start (found by review: a 60 KB key made a 60 KB error).
+        let long = format!(
+            r#"{{"type":"load","clients":1,"{}":1}}"#,
+            "k".repeat(60_000)
+        );
+        match parse_command(&long, &GatewayConfig::default(), 100) {
+            Err(ServerMsg::Error { message, .. }) => {
+                assert!(
+                    message.len() < 300 && message.contains("kkkk…"),
+                    "{}",
+                    message.len()
+                )
+            }
+            other => panic!("expected bad_field, got {other:?}"),
         }
         // Every field the load has is accepted: the list is the serialized command's keys.
         let full = Command::Load {

@@ -412,7 +412,8 @@ fn describe(old: &LoadSettings, new: &LoadSettings, changed: bool) -> String {
             LoadDistribution::Uniform => format!("uniform over {} locks load-0..", new.locks),
             LoadDistribution::Hot => "one hot lock load-hot".to_owned(),
         },
-        (new.unlock_share * 100.0).round()
+        // `+ 0.0`: -0.0 (accepted, it is 0) reads "0%", not "-0%".
+        (new.unlock_share * 100.0).round() + 0.0
     );
     if old.clients == 0 {
         format!("load started: {what}")
@@ -686,6 +687,18 @@ pub async fn send_command(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by review: an `unlock_share` of -0.0 (it is 0, and accepted) read "-0% unlock".
+    #[test]
+    fn a_negative_zero_unlock_share_reads_zero() {
+        let new = LoadSettings {
+            clients: 2,
+            unlock_share: -0.0,
+            ..LoadSettings::STOPPED
+        };
+        let words = describe(&LoadSettings::STOPPED, &new, true);
+        assert!(words.ends_with(", 0% unlock"), "{words}");
+    }
 
     /// Found by review: a retune during a reset was told to "start the load", which ran.
     #[test]

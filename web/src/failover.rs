@@ -122,6 +122,8 @@ pub struct Timed {
     pub window_us: u64,
     pub to: Rc<str>,
     pub client: u32,
+    /// How the primary stopped: `crashed`, `went silent`, `paused`, `exited`, `did not answer`.
+    pub reason: Rc<str>,
 }
 
 impl Window {
@@ -163,13 +165,9 @@ impl Window {
             None => format!("{} did not crash, but {clients}", self.server),
         };
         if let Some(t) = &self.timed {
-            let cause = match self.crash_us {
-                Some(_) => format!("{} crashed", self.server),
-                None => format!("{} stopped answering", self.server),
-            };
             return format!(
-                "{cause} · then {} answered c{} (every call timed by the server)",
-                t.to, t.client
+                "{} {} · then {} answered c{} (every call timed by the server)",
+                self.server, t.reason, t.to, t.client
             );
         }
         match (&self.answered_by, self.is_open()) {
@@ -207,6 +205,20 @@ pub struct Failover {
     pending: BTreeMap<u32, (RequestId, u64)>,
     /// When the current cluster started (the latest `cluster_reset`), if seen.
     pub cluster_since_us: Option<u64>,
+}
+
+/// The chips' order, as a key to sort by (ascending): the latest failure first (its crash, or
+/// the window's start without one); within one crash, the window with the server's timing first
+/// (it tells the failover; a later client that ran into the dead server made another window of
+/// the same crash, which came first before: review), then the latest.
+pub fn chip_order(w: &Window) -> (u64, u64) {
+    let failure = w.crash_us.unwrap_or(w.start_us);
+    let within = if w.timed.is_some() {
+        0
+    } else {
+        u64::MAX - w.start_seq
+    };
+    (u64::MAX - failure, within)
 }
 
 /// A window the page opens now for `server` from `start_us` is the failure the supervisor may
@@ -484,11 +496,15 @@ impl Failover {
             return;
         }
         // The page saw no call wait: the crash it saw, if any, is where the window starts.
-        let crash = self
-            .crashes
-            .iter()
-            .rev()
-            .find(|c| c.server == *from && c.t_us <= timed.since_us);
+        // The crash it was, if the page saw it: not a reset's kill, nor an earlier crash (found
+        // by review: a pause was told as "crashed", and zoomed back to the last reset).
+        let crash = self.crashes.iter().rev().find(|c| {
+            &*timed.reason == "crashed"
+                && c.server == *from
+                && c.cause != CrashCause::Reset
+                && c.t_us <= timed.since_us
+                && timed.since_us - c.t_us <= NO_STOP_US
+        });
         let window = Window {
             server: from.clone(),
             crash_us: crash.map(|c| c.t_us),
@@ -804,12 +820,16 @@ mod tests {
     }
 
     fn timed(s: &mut Script, since_us: u64, window_us: u64, client: u32) {
+        timed_for(s, "crashed", since_us, window_us, client);
+    }
+
+    fn timed_for(s: &mut Script, reason: &str, since_us: u64, window_us: u64, client: u32) {
         s.ev(
             "supervisor",
             K::Failover {
                 from: "s1".into(),
                 to: "s2".into(),
-                reason: "crashed".into(),
+                reason: reason.into(),
                 since_us,
                 window_us,
                 client,
@@ -829,6 +849,23 @@ mod tests {
             },
         );
         s.t_us
+    }
+
+    /// The pair starts, c1 calls s1, s1 is killed at 0.5 s (returned), and c1's call fails.
+    fn c1_runs_into_a_crash_at_half_a_second(s: &mut Script) -> u64 {
+        started(s);
+        invoke(s, 1, 1, "s1");
+        s.at(500_000).ev(
+            "s1",
+            K::Crashed {
+                pid: 1,
+                cause: CrashCause::Command,
+                req: None,
+            },
+        );
+        let crash_at = s.t_us;
+        rpc_failed(s, 1, 1);
+        crash_at
     }
 
     /// Under a sampled load the page may see the crash and no call that waited through it: the
@@ -860,18 +897,7 @@ mod tests {
     #[test]
     fn the_servers_timing_gives_the_figure_of_the_window_the_page_saw() {
         let mut s = Script::default();
-        started(&mut s);
-        invoke(&mut s, 1, 1, "s1");
-        s.at(500_000).ev(
-            "s1",
-            K::Crashed {
-                pid: 1,
-                cause: CrashCause::Command,
-                req: None,
-            },
-        );
-        let crash_at = s.t_us;
-        rpc_failed(&mut s, 1, 1);
+        let crash_at = c1_runs_into_a_crash_at_half_a_second(&mut s);
         s.at(crash_at + 9_000);
         completed(&mut s, 1, 1, "s2");
         timed(&mut s, crash_at, 2_000, 1004);
@@ -881,6 +907,58 @@ mod tests {
         assert_eq!(w.clients, vec![1]);
         assert_eq!(w.duration_us(u64::MAX), 2_000);
         assert!(w.summary().contains("every call timed"), "{}", w.summary());
+    }
+
+    /// Found by review: a pause timed by the server was told as "s1 crashed", taking the
+    /// reset's kill a minute earlier as its crash, and the timeline zoomed back to it.
+    #[test]
+    fn a_timed_pause_is_no_crash() {
+        let mut s = Script::default();
+        started(&mut s);
+        s.at(1_000_000).ev(
+            "s1",
+            K::Crashed {
+                pid: 1,
+                cause: CrashCause::Reset,
+                req: None,
+            },
+        );
+        s.at(60_000_000);
+        timed_for(&mut s, "paused", 60_000_000, 2_500_000, 1005);
+        let f = fold(&s);
+        let w = latest_window(&f).expect("the timed window");
+        assert_eq!(w.crash_us, None);
+        assert_eq!(
+            w.summary(),
+            "s1 paused · then s2 answered c1005 (every call timed by the server)"
+        );
+        let all: Vec<&Window> = f.all_windows().collect();
+        assert_eq!(
+            around_latest_failover(&all, 63_000_000).map(|(a, _)| a > 50_000_000),
+            Some(true)
+        );
+    }
+
+    /// Found by review: the first chip was a later client's 0.5 ms run into the dead server,
+    /// and the timed failover's chip came second, cut off at the panel's edge.
+    #[test]
+    fn the_timed_window_of_a_crash_is_the_first_chip() {
+        let mut s = Script::default();
+        let crash_at = c1_runs_into_a_crash_at_half_a_second(&mut s);
+        s.at(crash_at + 1_300);
+        completed(&mut s, 1, 1, "s2");
+        timed(&mut s, crash_at, 1_300, 1);
+        s.at(crash_at + 4_000);
+        invoke(&mut s, 2, 1, "s1");
+        rpc_failed(&mut s, 2, 1);
+        s.at(crash_at + 4_500);
+        completed(&mut s, 2, 1, "s2");
+        let f = fold(&s);
+        let all: Vec<&Window> = f.all_windows().collect();
+        assert_eq!(all.len(), 2);
+        let first = all.iter().min_by_key(|w| chip_order(w)).unwrap();
+        assert_eq!(first.duration_us(u64::MAX), 1_300);
+        assert!(first.timed.is_some());
     }
 
     /// The supervisor's timing can come before the sampled call the page follows has run into

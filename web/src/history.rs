@@ -196,10 +196,10 @@ impl History {
         if let EventKind::Failover {
             from,
             to,
+            reason,
             since_us,
             window_us,
             client,
-            ..
         } = &e.kind
         {
             // Its figure goes to the failover timeline, its line to the charts.
@@ -208,6 +208,7 @@ impl History {
                 window_us: *window_us,
                 to: self.syms.name(self.syms.intern(to)),
                 client: *client,
+                reason: self.syms.name(self.syms.intern(reason)),
             };
             let from = self.syms.name(self.syms.intern(from));
             let index = self.events.end_index();

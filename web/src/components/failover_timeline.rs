@@ -39,10 +39,9 @@ pub fn failover_timeline() -> Html {
     };
     // By default: the current cluster (since the latest reset), zoomed on its latest failover.
     let since = f.cluster_since_us.unwrap_or(0).max(t0);
-    // Latest first (by `start_seq`, descending; ties in their order).
     let unsorted: Vec<&Window> = f.all_windows().collect();
     let all: Vec<&Window> =
-        store::stable_order(unsorted.iter().map(|w| (u64::MAX - w.start_seq, 0)))
+        store::stable_order(unsorted.iter().map(|w| crate::failover::chip_order(w)))
             .into_iter()
             .map(|i| unsorted[i as usize])
             .collect();

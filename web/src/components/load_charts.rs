@@ -20,6 +20,8 @@ const LEFT: f64 = 50.0;
 const RIGHT: f64 = 14.0;
 /// Below this window height the charts are shorter, so the diagram keeps its room.
 const SHORT_WINDOW: f64 = 900.0;
+/// The room a marker's label takes, in px: [`load::LABEL_CHARS`] characters of the 10 px font.
+const LABEL_PX: f64 = 115.0;
 /// The strip at the top of each plot that holds its title: the data stay below it, so no line
 /// ever runs through a title (a halo could not keep a busy line legible).
 const TITLE_BAND: f64 = 11.0;
@@ -194,7 +196,18 @@ pub fn load_charts() -> Html {
         .collect();
     let xs: Vec<f64> = markers.iter().map(|m| f1.x(m.t_us)).collect();
     let priority: Vec<u8> = markers.iter().map(|m| m.kind.priority()).collect();
-    let rows = load::label_rows(&xs, &priority, 120.0, d.rows);
+    // A label runs right of its line, or left of it near the right edge (as drawn below).
+    let spans: Vec<(f64, f64)> = xs
+        .iter()
+        .map(|x| {
+            if *x > LEFT + plot_w - 110.0 {
+                (x - LABEL_PX, *x)
+            } else {
+                (*x, x + LABEL_PX)
+            }
+        })
+        .collect();
+    let rows = load::label_rows(&spans, &priority, d.rows);
     let bottom = top2 + plot_h;
 
     let readout: Option<Point> = hover.and_then(|t| load::nearest(&charts.points, t).copied());
