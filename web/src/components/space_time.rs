@@ -210,12 +210,17 @@ pub fn space_time() -> Html {
         let ours = ours.clone();
         let owed = owed.clone();
         let hovered = hovered.clone();
+        let input = input.clone();
         use_effect(move || {
             if let Some(el) = scroll.cast::<Element>() {
                 if follow {
                     *owed.borrow_mut() = 0.0;
                     let bottom = el.scroll_height() - el.client_height();
-                    if el.scroll_top() < bottom {
+                    // Not while the person scrolls: their scroll event is on its way and
+                    // decides (a render between their scroll and its event put the view back
+                    // at the bottom, and the event then looked like ours: CI saw the person's
+                    // scroll to the top lost).
+                    if el.scroll_top() < bottom && !input.borrow().is_recent(ws::now_ms()) {
                         el.set_scroll_top(bottom);
                         *ours.borrow_mut() = Some(el.scroll_top());
                         // The call under a resting pointer just scrolled away from it.
