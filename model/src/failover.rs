@@ -56,7 +56,10 @@ impl Down {
 
     /// The `failover` event, once the answer is known and the stop is known or overdue.
     fn measured(&self, now_us: u64) -> Option<EventKind> {
-        let (to, client, t_us) = self.answer.clone()?;
+        // Asked at every event while a watch is open (the bus's hot path): nothing is copied
+        // until the window is known.
+        let (to, client, t_us) = self.answer.as_ref()?;
+        let (client, t_us) = (*client, *t_us);
         if self.stopped.is_none() && now_us < t_us.saturating_add(NO_STOP_US) {
             return None;
         }
@@ -70,7 +73,7 @@ impl Down {
         };
         Some(EventKind::Failover {
             from: self.server.clone(),
-            to,
+            to: to.clone(),
             reason: reason.to_owned(),
             since_us,
             window_us: t_us.saturating_sub(since_us),

@@ -474,49 +474,55 @@ async fn failover_kills(cluster: &Arc<Cluster>, kills: u32) -> anyhow::Result<Fa
 /// The time (run clock, µs) of the first `op_completed` answered by `server` at or after
 /// `t_kill`, looking at the events after `from_seq` as they are published.
 async fn first_answer_from(bus: &Bus, from_seq: u64, t_kill: u64, server: &str) -> Option<u64> {
-    let deadline = Instant::now() + FAILOVER_GIVE_UP;
-    let mut next = from_seq;
-    while Instant::now() < deadline {
-        for logged in bus.since(next) {
-            next = logged.seq;
-            // Only an `op_completed` is read in full: its row's code `"C"` follows the node's
-            // name, its object says its type (a lock named "C" only costs a read).
-            let text = logged.text();
-            if !text.contains(",\"C\",") && !text.contains("\"op_completed\"") {
-                continue;
-            }
-            let Ok(e) = serde_json::from_str::<shared::Event>(text) else {
-                continue;
-            };
-            if let EventKind::OpCompleted { server: s, .. } = &e.kind {
-                if s.as_str() == server && e.t_us >= t_kill {
-                    return Some(e.t_us);
-                }
-            }
+    // Only an `op_completed` is read in full: its row's code `"C"` follows the node's name, its
+    // object says its type (a lock named "C" only costs a read).
+    let wanted = |text: &str| text.contains(",\"C\",") || text.contains("\"op_completed\"");
+    first_event(bus, from_seq, FAILOVER_GIVE_UP, wanted, |e| match &e.kind {
+        EventKind::OpCompleted { server: s, .. } if s.as_str() == server && e.t_us >= t_kill => {
+            Some(e.t_us)
         }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    None
+        _ => None,
+    })
+    .await
 }
 
 /// The `window_us` of the first `failover` event after `from_seq`, waiting a little for it
 /// (it follows the answer that ended the window, or the `crashed` when that came later).
 async fn timed_failover(bus: &Bus, from_seq: u64) -> Option<u64> {
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let wanted = |text: &str| text.contains("\"failover\"");
+    first_event(bus, from_seq, Duration::from_secs(2), wanted, |e| {
+        match e.kind {
+            EventKind::Failover { window_us, .. } => Some(window_us),
+            _ => None,
+        }
+    })
+    .await
+}
+
+/// Reads the events after `from_seq` as they are published, for up to `wait`: the first one
+/// `pick` takes. Only the texts `wanted` lets through are parsed.
+async fn first_event<T>(
+    bus: &Bus,
+    from_seq: u64,
+    wait: Duration,
+    wanted: impl Fn(&str) -> bool,
+    pick: impl Fn(&shared::Event) -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + wait;
     let mut next = from_seq;
     while Instant::now() < deadline {
         for logged in bus.since(next) {
             next = logged.seq;
             let text = logged.text();
-            if !text.contains("\"failover\"") {
+            if !wanted(text) {
                 continue;
             }
-            if let Ok(shared::Event {
-                kind: EventKind::Failover { window_us, .. },
-                ..
-            }) = serde_json::from_str::<shared::Event>(text)
+            if let Some(found) = serde_json::from_str::<shared::Event>(text)
+                .ok()
+                .as_ref()
+                .and_then(&pick)
             {
-                return Some(window_us);
+                return Some(found);
             }
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
