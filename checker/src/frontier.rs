@@ -1,6 +1,8 @@
 //! The incremental search: one lock's history is read as a stream of invocations, answers and
-//! give-ups in time order, and the checker carries the set of every configuration the lock can
-//! be in at the current point (a "frontier").
+//! give-ups in time order, and the checker carries a set of configurations (a "frontier") that
+//! stands for every configuration the lock can be in at the current point: those in the set and
+//! every one they reach by firing calls still in flight or of unknown outcome (any of them may
+//! take effect at any moment before its own answer).
 //!
 //! A configuration is
 //! - the lock's state (held or free);
@@ -10,15 +12,19 @@
 //!   interchangeable: an unknown `Lock` can only ever leave the lock held and an unknown `Unlock`
 //!   free, and either may do so at any later moment, or never. So they are counted, not named,
 //!   and a configuration with more of them left can do all that one with fewer can (it
-//!   "dominates" it): the frontier keeps only configurations no other dominates.
+//!   "dominates" it).
 //!
-//! An invocation adds a call in flight. An answer to call `c` runs the Wing & Gong / Lowe search
-//! over the calls in flight and the unknown ones, from every configuration of the frontier, with
-//! a cache of visited (configuration) to never explore one twice (the cache is the (set of
-//! linearized calls, state) of WGL, restricted to the calls that can still move). Each path
-//! ends at the first moment `c` has taken effect with the answer the client saw; what is fired
-//! after `c` can equally be fired later. If no path gets there, no order explains the history:
-//! a violation at this answer. A give-up turns a call in flight into an unknown one.
+//! An invocation adds a call in flight. An answer to call `c` keeps, from every configuration of
+//! the frontier, the shortest ways to explain it: `c` at once if the state suits it, else after
+//! one call that changes the state, one way for each such call. A longer way (other calls fired
+//! before `c`) reaches nothing the shortest ones do not, since the calls it fired before `c` can
+//! as well be fired after it (see `Frontier::search`). Then every configuration another one
+//! reaches by firing is dropped. If no way is left, no order explains the history: a violation
+//! at this answer. A give-up turns a call in flight into an unknown one.
+//!
+//! Wing & Gong's search (with Lowe's cache, as Porcupine runs it) searched every order of the
+//! calls in flight before `c`: with 16 clients on one lock, thousands of steps an answer. This
+//! takes a few: the state is one bit, so which calls fired matters and their order does not.
 //!
 //! When no call is in flight the frontier is small (state and unknown counts only): these are the
 //! quiescent points where a history can be cut and a search restarted.
@@ -141,31 +147,6 @@ pub(crate) struct Frontier {
     slot_of: FxMap<usize, usize>,
     /// Most configurations kept.
     pub cap: usize,
-}
-
-/// Per (state, done, flags): the unknown counts of the configuration explored with it (one pair
-/// kept: a pair it dominates is skipped; one that dominates it replaces it; one incomparable is
-/// explored without being kept, which costs time, never a wrong answer).
-type Seen = FxMap<(bool, u128, u128), (u32, u32)>;
-
-/// Marks (nl, nu) seen for the key; false if something seen already dominates it.
-fn visit(seen: &mut Seen, c: &Config) -> bool {
-    match seen.entry((c.held, c.done, c.flags)) {
-        std::collections::hash_map::Entry::Vacant(v) => {
-            v.insert((c.nl, c.nu));
-            true
-        }
-        std::collections::hash_map::Entry::Occupied(mut o) => {
-            let (l, u) = *o.get();
-            if l >= c.nl && u >= c.nu {
-                return false;
-            }
-            if c.nl >= l && c.nu >= u {
-                o.insert((c.nl, c.nu));
-            }
-            true
-        }
-    }
 }
 
 /// Keeps only configurations no other dominates (same state and calls, more unknown calls
@@ -323,9 +304,17 @@ impl Frontier {
         Some(s)
     }
 
-    /// Every configuration reachable from the frontier at the first moment slot `s` has taken
-    /// effect answering `ok`, with slot `s` then cleared. Only calls that change the state are
-    /// fired one by one; a no-op is a flag set whenever the state suits it.
+    /// The configurations that explain slot `s` answering `ok`, from every configuration of the
+    /// frontier, with slot `s` then cleared.
+    ///
+    /// The frontier stands for everything its configurations can reach by firing calls in
+    /// flight (and unknown ones): any of those may take effect at any moment before its own
+    /// answer. So only the shortest ways to explain the answer are kept, and a longer one is
+    /// never searched. The state is one bit and firing alternates it, so a set of state-changing
+    /// calls can be fired in some order exactly when its Locks and Unlocks balance; a way that
+    /// fires other calls before `s` reaches nothing that `s` first and the same calls after it
+    /// does not. What is left to choose is which call freed (or took) the lock when `s` needed
+    /// the other state first: one configuration for each.
     fn search(
         &self,
         s: usize,
@@ -334,84 +323,164 @@ impl Frontier {
         max_steps: u64,
     ) -> Result<Vec<Config>, Stop> {
         let bit = 1u128 << s;
-        let mut seen: Seen = FxMap::with_capacity_and_hasher(16, Default::default());
-        let mut stack: Vec<Config> = Vec::new();
-        for c in &self.configs {
-            if visit(&mut seen, c) {
-                stack.push(*c);
-            }
-        }
+        // The state `s` needs: a Lock takes a free lock or sees it held; an Unlock the reverse.
+        let needs_held = (self.locks & bit != 0) != ok;
         let mut out = Vec::new();
-        while let Some(x) = stack.pop() {
+        let mut step = |out: &mut Vec<Config>, y: Config| -> Result<(), Stop> {
             *steps += 1;
             if *steps > max_steps {
                 return Err(Stop::Budget);
             }
-            if ok && x.done & bit != 0 {
-                let mut y = x;
-                y.done &= !bit;
-                out.push(y);
-                continue;
-            }
-            if !ok && x.done & bit != 0 {
-                // It took effect answering true: this path cannot give false.
+            out.push(Config {
+                done: y.done & !bit,
+                flags: y.flags & !bit,
+                ..y
+            });
+            Ok(())
+        };
+        for x in &self.configs {
+            if x.done & bit != 0 {
+                // It took effect changing the state: that explains true, never false.
+                if ok {
+                    step(&mut out, *x)?;
+                }
                 continue;
             }
             if !ok && x.flags & bit != 0 {
-                let mut y = x;
-                y.flags &= !bit;
-                out.push(y);
+                step(&mut out, *x)?;
                 continue;
             }
-            // Fire one call that changes the state: a Lock when free, an Unlock when held.
+            // `s` has not taken effect: in the state it needs, now; in the other, after one call
+            // that changes the state.
+            let mut explain = |y: Config, out: &mut Vec<Config>| -> Result<(), Stop> {
+                if ok {
+                    let held = !y.held;
+                    let fired = Config {
+                        held,
+                        flags: y.flags | self.noop_suits(held, y.done),
+                        ..y
+                    };
+                    step(out, fired)
+                } else {
+                    // The state suits the no-op: it took effect in it.
+                    step(out, y)
+                }
+            };
+            if x.held == needs_held {
+                explain(*x, &mut out)?;
+                continue;
+            }
+            let held = !x.held;
             let movers = if x.held {
                 self.used & !self.locks
             } else {
                 self.locks
-            } & !x.done;
-            let mut next = |y: Config, stack: &mut Vec<Config>| {
-                let mut y = y;
-                y.flags |= self.noop_suits(y.held, y.done);
-                if visit(&mut seen, &y) {
-                    stack.push(y);
-                }
+            } & !x.done
+                & !bit;
+            let after = |y: Config| Config {
+                flags: y.flags | self.noop_suits(y.held, y.done),
+                ..y
             };
             let mut m = movers;
             while m != 0 {
                 let t = m.trailing_zeros() as usize;
                 m &= m - 1;
-                if t == s && !ok {
-                    continue;
-                }
-                let mut y = x;
-                y.held = !x.held;
-                y.done |= 1 << t;
-                y.flags &= !(1 << t);
-                next(y, &mut stack);
+                let y = after(Config {
+                    held,
+                    done: x.done | 1 << t,
+                    flags: x.flags & !(1 << t),
+                    ..*x
+                });
+                explain(y, &mut out)?;
             }
-            // An unknown call that changes nothing is never worth firing.
-            if x.nl > 0 && !x.held {
-                next(
-                    Config {
-                        held: true,
-                        nl: x.nl - 1,
-                        ..x
-                    },
-                    &mut stack,
-                );
-            }
-            if x.nu > 0 && x.held {
-                next(
-                    Config {
-                        held: false,
+            // An unknown call of the kind that changes this state.
+            if x.held && x.nu > 0 {
+                explain(
+                    after(Config {
+                        held,
                         nu: x.nu - 1,
-                        ..x
-                    },
-                    &mut stack,
-                );
+                        ..*x
+                    }),
+                    &mut out,
+                )?;
+            }
+            if !x.held && x.nl > 0 {
+                explain(
+                    after(Config {
+                        held,
+                        nl: x.nl - 1,
+                        ..*x
+                    }),
+                    &mut out,
+                )?;
             }
         }
         reduce(&mut out);
+        self.prune(&mut out);
         Ok(out)
+    }
+
+    /// Drops every configuration another one can reach by firing calls (the same calls done,
+    /// and more; Locks and Unlocks in the balance that leads from the one state to the other;
+    /// unknown calls from those it has to spare). A configuration is only reached from one with
+    /// fewer calls done (or as many), so those go first and each is compared with the ones kept
+    /// so far, up to `KEPT_COMPARED` of them; one left in costs time, never a wrong answer.
+    fn prune(&self, configs: &mut Vec<Config>) {
+        const KEPT_COMPARED: usize = 256;
+        if configs.len() < 2 {
+            return;
+        }
+        configs.sort_unstable_by_key(|c| {
+            (
+                c.done.count_ones(),
+                std::cmp::Reverse(c.nl + c.nu),
+                std::cmp::Reverse(c.flags.count_ones()),
+            )
+        });
+        let mut kept: Vec<Config> = Vec::with_capacity(configs.len().min(KEPT_COMPARED));
+        for y in configs.drain(..) {
+            let reached = kept.iter().take(KEPT_COMPARED).any(|x| self.reaches(x, &y));
+            if !reached {
+                kept.push(y);
+            }
+        }
+        *configs = kept;
+    }
+
+    /// Whether firing calls in flight and unknown ones from `x` leads to `y` or to a
+    /// configuration that can do all `y` can (more unknown calls left).
+    fn reaches(&self, x: &Config, y: &Config) -> bool {
+        if x.done & !y.done != 0 || x == y {
+            return false;
+        }
+        let fired = y.done & !x.done;
+        let locks = i64::from((fired & self.locks).count_ones());
+        let unlocks = i64::from((fired & !self.locks).count_ones());
+        let (spare_l, spare_u) = (
+            i64::from(x.nl) - i64::from(y.nl),
+            i64::from(x.nu) - i64::from(y.nu),
+        );
+        if spare_l < 0 || spare_u < 0 {
+            return false;
+        }
+        // Firing alternates the state: from free, as many Locks as Unlocks back to free, one
+        // more Lock to held; from held the reverse.
+        let target = match (x.held, y.held) {
+            (false, true) => 1,
+            (true, false) => -1,
+            _ => 0,
+        };
+        // Unknown Locks fired minus unknown Unlocks fired.
+        let need = target - (locks - unlocks);
+        if need > spare_l || -need > spare_u {
+            return false;
+        }
+        if fired == 0 && need == 0 {
+            // Nothing has to fire: `x` must already hold every flag `y` does, or spare an
+            // unknown Lock and an unknown Unlock to visit both states.
+            return y.flags & !x.flags == 0 || (spare_l > 0 && spare_u > 0);
+        }
+        // Firing anything visits both states, so every call in flight not done is flagged.
+        true
     }
 }
