@@ -923,8 +923,8 @@ fn small_history() -> impl Strategy<Value = Vec<Spec>> {
     )
 }
 
-/// Up to 8 calls that nearly all overlap one another (they start within 4 µs and last up to
-/// 12): the histories where the most orders are possible, so the search's shortcuts (only the
+/// Up to 8 calls that nearly all overlap one another (they start 0-3 µs in and last 0-11 µs):
+/// the histories where the most orders are possible, so the search's shortcuts (only the
 /// shortest ways to explain an answer kept, configurations another reaches dropped) have the
 /// most to get wrong. About one call in four ends unknown.
 fn wide_history() -> impl Strategy<Value = Vec<Spec>> {
