@@ -1035,9 +1035,22 @@ fn status_of(d: Decision) -> VerdictStatus {
     }
 }
 
+/// The verdict brute force gives (no history here is too large for it).
+fn brute_force_status(h: &[Spec]) -> VerdictStatus {
+    if brute_force(&calls(h)) {
+        VerdictStatus::Ok
+    } else {
+        VerdictStatus::Violation
+    }
+}
+
 /// Feeds `evs` checking after every event; returns the final verdict of lock "z".
 fn incremental(evs: &[Event]) -> LockVerdict {
-    let mut m = Monitor::default();
+    incremental_with(Monitor::default(), evs)
+}
+
+/// [`incremental`] on a monitor of the caller's (its budget, say).
+fn incremental_with(mut m: Monitor, evs: &[Event]) -> LockVerdict {
     for e in evs {
         m.observe(e);
         m.check();
@@ -1074,7 +1087,7 @@ proptest! {
 
     #[test]
     fn wide_overlaps_agree_with_brute_force(h in wide_history()) {
-        let want = if brute_force(&calls(&h)) { VerdictStatus::Ok } else { VerdictStatus::Violation };
+        let want = brute_force_status(&h);
         prop_assert_eq!(status_of(check_calls(&calls(&h), 1_000_000)), want);
         prop_assert_eq!(monitor_verdict("z", &h, &[]).status, want);
         prop_assert_eq!(incremental(&events("z", &h)).status, want);
@@ -1082,14 +1095,9 @@ proptest! {
 
     #[test]
     fn wide_overlaps_with_a_tiny_budget_are_unknown_or_right(h in wide_history(), max_steps in 1u64..9) {
-        let want = if brute_force(&calls(&h)) { VerdictStatus::Ok } else { VerdictStatus::Violation };
-        let mut m = Monitor::new(Budget { max_steps, ..Budget::default() });
-        for e in events("z", &h) {
-            m.observe(&e);
-            m.check();
-        }
-        m.check();
-        let v = m.verdicts().next().cloned().expect("a verdict");
+        let want = brute_force_status(&h);
+        let m = Monitor::new(Budget { max_steps, ..Budget::default() });
+        let v = incremental_with(m, &events("z", &h));
         if v.status != VerdictStatus::Unknown {
             prop_assert_eq!(v.status, want, "{:?}", v);
         }
