@@ -27,8 +27,9 @@ async fn page_shows_both_servers_with_their_pids() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_lock_from_the_ui_shows_the_four_arrows_and_both_tables() -> anyhow::Result<()> {
     let s = Session::open_page().await?;
-    // The server acknowledged the page's `compact`: the arrows below are drawn from rows.
-    wait_compact(&s).await?;
+    // The server acknowledged the page's `compact`: the arrows below are drawn from binary
+    // events frames.
+    wait_binary(&s).await?;
     s.click("[data-testid=lock-c1]").await?;
     for (kind, from, to) in [
         ("request", "c1", "s1"),
@@ -45,6 +46,21 @@ async fn a_lock_from_the_ui_shows_the_four_arrows_and_both_tables() -> anyhow::R
     }
     s.wait_text("[data-testid=history-c1]", |t| t.contains("true"))
         .await?;
+    let read = s
+        .browser
+        .execute(
+            "const p = window.__pbscope || {}; return [p.binary_frames || 0, p.binary_bytes || 0];",
+            vec![],
+        )
+        .await?;
+    let (frames, bytes) = (
+        read[0].as_f64().unwrap_or(0.0),
+        read[1].as_f64().unwrap_or(0.0),
+    );
+    assert!(
+        frames >= 1.0 && bytes > frames,
+        "{frames} binary frames, {bytes} bytes"
+    );
     // Clicking the forward opens its details: the request, both ends, the whole call.
     s.click("[data-kind=forward][data-req='c1.1']").await?;
     let details = s
@@ -219,17 +235,17 @@ fn number_in(text: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Waits until the page's connection gets the calls' events as compact rows.
-async fn wait_compact(s: &Session) -> anyhow::Result<()> {
+/// Waits until the server acknowledged the page's `compact` (events frames in binary).
+async fn wait_binary(s: &Session) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + e2e::WAIT;
     loop {
         let stream = s.attr("[data-testid=conn-status]", "data-stream").await?;
-        if stream == "compact" {
+        if stream == "binary" {
             return Ok(());
         }
         anyhow::ensure!(
             tokio::time::Instant::now() < deadline,
-            "the connection stayed on {stream:?}, never compact"
+            "the connection stayed on {stream:?}, never binary"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
@@ -267,7 +283,7 @@ async fn the_page_reconnects_to_a_restarted_server_and_resyncs() -> anyhow::Resu
     })
     .await?;
     // The new socket asked for rows again.
-    wait_compact(&s).await?;
+    wait_binary(&s).await?;
 
     let deadline = tokio::time::Instant::now() + e2e::WAIT;
     let new = loop {

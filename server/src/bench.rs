@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use shared::{EventKind, LoadDistribution, LoadSettings, NodeRef, Role, ServerMsg};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Bus, BusConfig};
@@ -331,25 +332,26 @@ impl Viewer {
 type BenchWs =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Connects, and asks for compact rows as the page does.
+/// Connects, and asks for events in binary frames as the page does.
 async fn connect(url: &str) -> anyhow::Result<BenchWs> {
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
     ws.send(tokio_tungstenite::tungstenite::Message::text(
-        r#"{"type":"compact","on":true}"#,
+        r#"{"type":"compact","on":true,"binary":true}"#,
     ))
     .await?;
     Ok(ws)
 }
 
 /// Reads every frame until `stopped`, decoding each as the page does: into the wire types,
-/// every field of every event (`shared::ServerMsg`, through the page's reader,
-/// `shared::read_server_msg`).
+/// every field of every event (`shared::ServerMsg`, through the page's readers:
+/// `shared::binary::read_frame` for events frames, `shared::read_server_msg` for the rest).
 async fn read_all(
     mut ws: BenchWs,
     seen: Arc<std::sync::atomic::AtomicU64>,
     stopped: CancellationToken,
 ) -> ViewerReport {
     let mut r = ViewerReport::default();
+    let mut names = shared::binary::Names::default();
     let mut snapshots = 0u64;
     let mut last = 0u64;
     loop {
@@ -358,12 +360,20 @@ async fn read_all(
             _ = stopped.cancelled() => break,
         };
         let Some(Ok(msg)) = frame else { break };
-        let text = match msg.into_text() {
-            Ok(t) => t,
-            Err(_) => continue,
+        let decoded = match msg {
+            Message::Binary(bytes) => {
+                r.bytes += bytes.len() as u64;
+                shared::binary::read_frame(&bytes, &mut names)
+                    .map(|events| ServerMsg::Events { events })
+                    .ok()
+            }
+            Message::Text(text) => {
+                r.bytes += text.len() as u64;
+                shared::read_server_msg(text.as_str()).ok()
+            }
+            _ => continue,
         };
-        r.bytes += text.len() as u64;
-        let Ok(msg) = shared::read_server_msg(text.as_str()) else {
+        let Some(msg) = decoded else {
             r.undecodable += 1;
             continue;
         };

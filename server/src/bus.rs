@@ -19,8 +19,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use serde::Serialize;
+use shared::binary::{NameTable, MAX_NAMES};
 use shared::{
     is_load_client, ClientInfo, Event, EventKind, LinkCount, Msg, MsgId, NodeId, NodeInfo,
     RequestId, LOAD_NODE, SUPERVISOR,
@@ -46,9 +47,15 @@ const MAX_HOLD_US: u64 = 2_000_000;
 /// file, a viewer that connected since). Every other kind is written as its object only. The
 /// text is a slice of one of the bus's shared chunks ([`JSON_CHUNK`]), or text of its own for
 /// the few kept longer than the ring keeps its events (a snapshot's `marks`).
+///
+/// While a viewer of binary frames is connected ([`Bus::viewer_form`]), an event with a row
+/// has its binary row written too (`shared::binary::write_row`, names numbered by the bus's
+/// table), cut from the same chunk.
 #[derive(Debug)]
 pub struct Logged {
     pub seq: u64,
+    /// The binary row, for a kind with a row, while a viewer reads binary frames.
+    bin: Option<Bytes>,
     /// The event's JSON object, when it was written (always, for a kind without a row).
     json: Option<Utf8Bytes>,
     /// The event as a compact row, for a kind that has one.
@@ -62,9 +69,19 @@ impl Logged {
     pub fn object(seq: u64, json: Utf8Bytes, load: LoadTag) -> Self {
         Self {
             seq,
+            bin: None,
             json: Some(json),
             row: None,
             load,
+        }
+    }
+
+    /// Adds the event to a binary frame: its binary row, or its object (a kind without a row,
+    /// or an event published before a viewer of binary frames connected).
+    pub fn write_binary(&self, frame: &mut shared::binary::FrameWriter) {
+        match &self.bin {
+            Some(bin) => frame.row(self.seq, bin),
+            None => frame.object(self.seq, &self.json()),
         }
     }
 
@@ -270,6 +287,9 @@ struct BusInner {
     marks: VecDeque<(u64, Arc<Logged>)>,
     /// Times the failovers a load goes through (`failover` events), from every call.
     failover: model::failover::Watch,
+    /// The numbering of names in binary rows, for the bus's life (every viewer of binary
+    /// frames is sent the names its rows use: [`Bus::names_since`]).
+    names: NameTable,
 }
 
 /// Bytes of the chunks events' JSON is cut from (a few hundred events each).
@@ -343,6 +363,11 @@ pub struct Bus {
     /// Viewers that read objects (no `compact`): while there is one, events that have a row
     /// get their object written too.
     object_viewers: AtomicUsize,
+    /// Viewers of binary frames: while there is one, events that have a row get their binary
+    /// row written too.
+    binary_viewers: AtomicUsize,
+    /// How many names the binary rows' table numbers (`BusInner::names`), read without the lock.
+    names_len: AtomicUsize,
 }
 
 /// The form a connected viewer reads events in ([`Bus::viewer_form`]): while a viewer that
@@ -351,20 +376,35 @@ pub struct Bus {
 #[derive(Debug)]
 pub struct ViewerForm {
     bus: Arc<Bus>,
-    compact: bool,
+    form: Form,
+}
+
+/// How a viewer reads events: the `compact` command's `on` and `binary`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    Objects,
+    Rows,
+    Binary,
 }
 
 impl ViewerForm {
-    /// True for a viewer that sent `compact`.
-    pub fn compact(&self) -> bool {
-        self.compact
+    pub fn form(&self) -> Form {
+        self.form
+    }
+
+    fn count(&self) -> Option<&AtomicUsize> {
+        match self.form {
+            Form::Objects => Some(&self.bus.object_viewers),
+            Form::Rows => None,
+            Form::Binary => Some(&self.bus.binary_viewers),
+        }
     }
 }
 
 impl Drop for ViewerForm {
     fn drop(&mut self) {
-        if !self.compact {
-            self.bus.object_viewers.fetch_sub(1, Ordering::Relaxed);
+        if let Some(n) = self.count() {
+            n.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -421,25 +461,39 @@ impl Bus {
                 chunk: BytesMut::new(),
                 marks: VecDeque::new(),
                 failover: model::failover::Watch::default(),
+                names: NameTable::new(MAX_NAMES),
             }),
             tx,
             clock,
             cfg,
             object_viewers: AtomicUsize::new(0),
+            binary_viewers: AtomicUsize::new(0),
+            names_len: AtomicUsize::new(0),
         })
     }
 
-    /// A viewer reads events as objects (`compact` false) or rows: from now until the handle
-    /// is dropped, a viewer of objects has every event's object written as it is published.
-    /// Events published before have their object made when it is asked for.
-    pub fn viewer_form(self: &Arc<Self>, compact: bool) -> ViewerForm {
-        if !compact {
-            self.object_viewers.fetch_add(1, Ordering::Relaxed);
-        }
-        ViewerForm {
+    /// A viewer reads events as objects (`compact` false), rows, or binary frames: from now
+    /// until the handle is dropped, a viewer of objects has every event's object written as it
+    /// is published, and a viewer of binary frames has every event with a row kept. Events
+    /// published before have their object, or their event, made when it is asked for.
+    pub fn viewer_form(self: &Arc<Self>, form: Form) -> ViewerForm {
+        let v = ViewerForm {
             bus: self.clone(),
-            compact,
+            form,
+        };
+        if let Some(n) = v.count() {
+            n.fetch_add(1, Ordering::Relaxed);
         }
+        v
+    }
+
+    /// The names of binary rows numbered `known + 1` onwards (none without taking the lock
+    /// when there are no more).
+    pub fn names_since(&self, known: usize) -> Vec<Box<str>> {
+        if self.names_len.load(Ordering::Relaxed) <= known {
+            return Vec::new();
+        }
+        self.lock().names.since(known).to_vec()
     }
 
     pub fn clock(&self) -> RunClock {
@@ -694,6 +748,12 @@ impl Bus {
         if with_json {
             crate::event_json::write_event(&mut buf, &event);
         }
+        let json_end = buf.len();
+        let with_bin = with_row && self.binary_viewers.load(Ordering::Relaxed) > 0;
+        if with_bin {
+            shared::binary::write_row(&mut buf, &event, &mut inner.names);
+            self.names_len.store(inner.names.len(), Ordering::Relaxed);
+        }
         if inner.chunk.capacity() < buf.len() {
             inner.chunk = BytesMut::with_capacity(JSON_CHUNK.max(buf.len()));
         }
@@ -702,6 +762,7 @@ impl Bus {
         let utf8 = |b| {
             Utf8Bytes::try_from(b).expect("event_json writes UTF-8 (str slices and ASCII only)")
         };
+        let bin = with_bin.then(|| text.split_off(json_end));
         let json = with_json.then(|| utf8(text.split_off(row_len)));
         let row = with_row.then(|| utf8(text));
         if buf.capacity() <= 1 << 16 {
@@ -709,6 +770,7 @@ impl Bus {
         }
         let logged = Arc::new(Logged {
             seq,
+            bin,
             json,
             row,
             load,
@@ -1443,20 +1505,49 @@ mod tests {
     /// while a viewer that reads objects is connected; made from the row, it is the same text
     /// the bus writes. An event without a row is always its object.
     #[test]
-    fn a_calls_events_are_rows_and_objects_only_while_a_viewer_reads_objects() {
+    fn a_calls_events_are_rows_with_objects_or_the_event_kept_only_for_viewers_that_read_them() {
         let b = bus(BusConfig::default());
         b.publish_at("c1", 1, invoked(1));
         b.publish_at("supervisor", 2, EventKind::ClusterReset { generation: 1 });
-        let objects = b.viewer_form(false);
+        let objects = b.viewer_form(Form::Objects);
         b.publish_at("c1", 3, invoked(1));
         drop(objects);
-        let rows_only = b.viewer_form(true);
+        let rows_only = b.viewer_form(Form::Rows);
         b.publish_at("c1", 4, invoked(1));
         drop(rows_only);
+        let binary = b.viewer_form(Form::Binary);
+        b.publish_at("c1", 5, invoked(2));
+        b.publish_at("supervisor", 6, EventKind::ClusterReset { generation: 2 });
+        drop(binary);
+        b.publish_at("c1", 7, invoked(3));
         let log = b.since(0);
         let (before, reset, during, after) = (&log[0], &log[1], &log[2], &log[3]);
+        // A binary row is written only while a binary viewer is connected, and only where
+        // the kind has a row; its names are numbered by the bus.
+        let binary: Vec<bool> = log.iter().map(|l| l.bin.is_some()).collect();
+        assert_eq!(binary, [false, false, false, false, true, false, false]);
+        let names = b.names_since(0);
+        assert_eq!(
+            names,
+            ["c1".into(), "a".into(), "s1".into()] as [Box<str>; 3]
+        );
+        assert!(b.names_since(3).is_empty());
+        // A binary frame reads back as the same events, with a binary row or not.
+        let mut frame = shared::binary::FrameWriter::new(0, &names, 256);
+        for l in &log {
+            l.write_binary(&mut frame);
+        }
+        let mut read_names = shared::binary::Names::default();
+        let read = shared::binary::read_frame(&frame.finish(), &mut read_names).unwrap();
+        assert_eq!(read_names.len(), 3);
+        let from_text: Vec<Event> = log
+            .iter()
+            .map(|l| serde_json::from_str(l.text()).unwrap())
+            .collect();
+        assert_eq!(read, from_text);
+        assert_eq!(b.binary_viewers.load(Ordering::Relaxed), 0);
         // Rows where the kind has one, whoever watches.
-        for l in [before, during, after] {
+        for l in [before, during, after, &log[4], &log[6]] {
             assert!(l.text().starts_with('['), "{}", l.text());
         }
         assert!(before.json.is_none() && after.json.is_none());

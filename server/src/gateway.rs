@@ -23,6 +23,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::Value;
+use shared::binary::FrameWriter;
 use shared::{
     Command, Endpoint, ErrorCode, Hello, Limits, Probability, ServerMsg, COMMAND_TYPES,
     PROTOCOL_VERSION,
@@ -36,7 +37,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{join_events, join_rows};
+use crate::bus::{join_events, join_rows, Form};
 use crate::cluster::Cluster;
 use crate::http::{self, AccessPolicy, Site};
 use crate::oserror::AcceptPause;
@@ -420,7 +421,7 @@ enum Answer {
     /// The viewer's `detail` setting, in its turn: set it, then send the ack.
     Detail { load_sample: u32, ack: ServerMsg },
     /// The viewer's `compact` setting, in its turn: set it, then send the ack.
-    Compact { on: bool, ack: ServerMsg },
+    Compact { form: Form, ack: ServerMsg },
     /// From the reader: close the connection with this frame (a flood, an oversized frame).
     Close(CloseFrame),
 }
@@ -442,6 +443,8 @@ struct Viewer {
     load_sample: u32,
     /// When the last events frame left.
     last_frame: Instant,
+    /// Names of binary rows this connection has been sent (`shared::binary`).
+    names_sent: usize,
     /// The form this viewer reads events in (objects until it sends `compact`): while it reads
     /// objects the bus writes every event's object as it publishes it.
     form: crate::bus::ViewerForm,
@@ -569,13 +572,13 @@ async fn command_line(
                     detail: detail_words(load_sample),
                 },
             }
-        } else if let Command::Compact { on, tag } = cmd {
+        } else if let Command::Compact { on, binary, tag } = cmd {
             Answer::Compact {
-                on,
+                form: form_of(on, binary),
                 ack: ServerMsg::Ack {
                     command: "compact".into(),
                     tag,
-                    detail: compact_words(on),
+                    detail: compact_words(on, binary),
                 },
             }
         } else {
@@ -605,7 +608,7 @@ impl Viewer {
             commands_rx,
             answers_tx.clone(),
         ));
-        let form = cluster.bus().viewer_form(false);
+        let form = cluster.bus().viewer_form(Form::Objects);
         Self {
             cluster,
             cfg,
@@ -617,6 +620,7 @@ impl Viewer {
             seen: 0,
             load_sample: 1,
             last_frame: Instant::now(),
+            names_sent: 0,
             form,
         }
     }
@@ -723,10 +727,20 @@ impl Viewer {
                             let every = self.load_sample;
                             batch.retain(|l| l.load.sampled(every));
                         }
-                        if !batch.is_empty() {
+                        if !batch.is_empty() && self.form.form() == Form::Binary {
+                            // About 16 bytes a row (docs/protocol.md, "Events in binary").
+                            let new = self.cluster.bus().names_since(self.names_sent);
+                            let mut frame =
+                                FrameWriter::new(self.names_sent, &new, 16 * batch.len());
+                            self.names_sent += new.len();
+                            for l in &batch {
+                                l.write_binary(&mut frame);
+                            }
+                            ws.send(Message::binary(frame.finish())).await?;
+                        } else if !batch.is_empty() {
                             // Sized from the first event as this viewer gets it (a row is a
                             // third of the object).
-                            let compact = self.form.compact();
+                            let compact = self.form.form() == Form::Rows;
                             let first = batch[0].len_hint(compact);
                             let mut body = String::with_capacity(first * batch.len() + 32);
                             body.push_str("{\"type\":\"events\",\"events\":[");
@@ -752,10 +766,10 @@ impl Viewer {
                         self.load_sample = load_sample;
                         ws.send(json_msg(&ack)).await?;
                     }
-                    Answer::Compact { on, ack } => {
+                    Answer::Compact { form, ack } => {
                         // In force from the next frame, for the events already queued for this
                         // viewer too (the bus keeps a call's events as rows).
-                        self.form = self.cluster.bus().viewer_form(on);
+                        self.form = self.cluster.bus().viewer_form(form);
                         ws.send(json_msg(&ack)).await?;
                     }
                     Answer::Close(frame) => {
@@ -781,12 +795,21 @@ fn detail_words(load_sample: u32) -> String {
     }
 }
 
+/// The form `compact` asks for.
+fn form_of(on: bool, binary: bool) -> Form {
+    match (on, binary) {
+        (false, _) => Form::Objects,
+        (true, false) => Form::Rows,
+        (true, true) => Form::Binary,
+    }
+}
+
 /// The answer to `compact`.
-fn compact_words(on: bool) -> String {
-    if on {
-        "this viewer gets the events every call makes as compact rows, every other event as an object".into()
-    } else {
-        "this viewer gets every event as an object".into()
+fn compact_words(on: bool, binary: bool) -> String {
+    match form_of(on, binary) {
+        Form::Binary => "this viewer gets events frames as binary messages: the events every call makes as binary rows, every other event as an object (docs/protocol.md, \"Events in binary\")".into(),
+        Form::Rows => "this viewer gets the events every call makes as compact rows, every other event as an object".into(),
+        Form::Objects => "this viewer gets every event as an object".into(),
     }
 }
 
@@ -963,6 +986,17 @@ pub fn parse_command(
                     "load_sample must be 1..={} (1: every event), got {load_sample}",
                     shared::MAX_LOAD_SAMPLE
                 ),
+                tag,
+            ));
+        }
+        Command::Compact {
+            on: false,
+            binary: true,
+            ..
+        } => {
+            return Err(error(
+                ErrorCode::BadField,
+                "binary needs on: true (binary frames carry compact rows)".into(),
                 tag,
             ));
         }
@@ -1146,7 +1180,7 @@ pub async fn execute(cluster: &Arc<Cluster>, cmd: Command) -> ServerMsg {
         Command::LoadStop { .. } => cluster.load().stop().await,
         // A viewer's own setting: `command_line` hands it to the viewer (`Answer::Detail`).
         Command::Detail { load_sample, .. } => Ok(detail_words(load_sample)),
-        Command::Compact { on, .. } => Ok(compact_words(on)),
+        Command::Compact { on, binary, .. } => Ok(compact_words(on, binary)),
     };
     match result {
         Ok(detail) => ServerMsg::Ack {

@@ -213,6 +213,14 @@ async fn bad_input_gets_an_error_and_harms_nothing() {
             ErrorCode::BadField,
         ),
         (
+            Message::text(r#"{"type":"compact","on":false,"binary":true}"#),
+            ErrorCode::BadField,
+        ),
+        (
+            Message::text(r#"{"type":"compact","on":true,"binary":1}"#),
+            ErrorCode::BadField,
+        ),
+        (
             Message::text(format!(
                 r#"{{"type":"lock","client":1,"lock":"{}"}}"#,
                 "x".repeat(100_000)
@@ -502,6 +510,127 @@ async fn a_compact_viewer_gets_rows_that_read_as_the_same_events() {
         .iter()
         .filter(|e| e.is_array())
         .all(|e| e[0].as_u64().unwrap() <= from));
+}
+
+/// Reads raw frames until the event `last` has come: the events of binary `events` frames (a
+/// text `events` frame fails the test), and the bytes of those frames.
+async fn binary_events_until(
+    v: &mut Viewer,
+    names: &mut shared::binary::Names,
+    last: u64,
+) -> (Vec<shared::Event>, usize) {
+    let (mut out, mut bytes) = (Vec::new(), 0);
+    while !out.iter().any(|e: &shared::Event| e.seq == last) {
+        let frame = tokio::time::timeout(WAIT, v.ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("open")
+            .expect("valid");
+        match frame {
+            Message::Binary(b) => {
+                bytes += b.len();
+                out.extend(shared::binary::read_frame(&b, names).expect("a binary frame reads"));
+            }
+            Message::Text(t) => {
+                let msg: ServerMsg = serde_json::from_str(t.as_str()).unwrap();
+                assert!(
+                    !matches!(msg, ServerMsg::Events { .. }),
+                    "a text events frame: {t}"
+                );
+            }
+            _ => {}
+        }
+    }
+    (out, bytes)
+}
+
+#[tokio::test]
+async fn a_binary_viewer_gets_the_same_events_in_a_fraction_of_the_bytes() {
+    let server = Server::start().await;
+    let mut rows_viewer = server.viewer().await;
+    let mut bin = server.viewer().await;
+    rows_viewer
+        .command(json!({"type":"compact","on":true}))
+        .await
+        .unwrap();
+    let said = bin
+        .command(json!({"type":"compact","on":true,"binary":true}))
+        .await
+        .unwrap();
+    assert!(said.contains("binary"), "{said}");
+    let first = rows_viewer
+        .events
+        .last()
+        .map_or(rows_viewer.snapshot.next_seq, |e| e.seq + 1);
+    // Calls (events with rows) and a slow-motion change (an object), on two locks.
+    for lock in ["shared", "other"] {
+        rows_viewer.call_ok(1, Op::Lock, lock).await;
+        rows_viewer.call_ok(1, Op::Unlock, lock).await;
+    }
+    rows_viewer
+        .command(json!({"type":"set_slow_motion","delay_ms":0}))
+        .await
+        .unwrap();
+    rows_viewer.call_ok(2, Op::Lock, "shared").await;
+    let last = rows_viewer.events.last().unwrap().seq;
+    let mut names = shared::binary::Names::default();
+    let (binary, bin_bytes) = binary_events_until(&mut bin, &mut names, last).await;
+    let rows = raw_events_until(&mut rows_viewer, last).await;
+    let in_range = |seq: u64| seq >= first && seq <= last;
+    let binary: Vec<shared::Event> = binary.into_iter().filter(|e| in_range(e.seq)).collect();
+    let rows: Vec<serde_json::Value> = rows
+        .into_iter()
+        .filter(|e| {
+            in_range(
+                e.get("seq")
+                    .or_else(|| e.get(0))
+                    .and_then(|s| s.as_u64())
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let from_rows: Vec<shared::Event> = rows
+        .iter()
+        .map(|r| serde_json::from_value(r.clone()).unwrap())
+        .collect();
+    assert_eq!(binary, from_rows);
+    assert!(binary.len() >= 3 * 12, "{} events", binary.len());
+    assert!(binary
+        .iter()
+        .any(|e| matches!(e.kind, EventKind::SlowMotionSet { .. })));
+    // Each name is sent once: nodes and locks.
+    assert!(names.len() >= 5 && names.len() <= 8, "{names:?}");
+    let row_bytes: usize = rows.iter().map(|r| r.to_string().len() + 1).sum();
+    assert!(
+        bin_bytes * 3 < row_bytes,
+        "{bin_bytes} binary bytes against {row_bytes}"
+    );
+
+    // A viewer that asks later numbers its names from 1 on its own connection.
+    let mut late = server.viewer().await;
+    late.command(json!({"type":"compact","on":true,"binary":true}))
+        .await
+        .unwrap();
+    rows_viewer.call_ok(3, Op::Lock, "late").await;
+    let last = rows_viewer.events.last().unwrap().seq;
+    let mut late_names = shared::binary::Names::default();
+    let (events, _) = binary_events_until(&mut late, &mut late_names, last).await;
+    assert!(events
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::OpCompleted { lock, .. } if lock == "late")));
+    let (events, _) = binary_events_until(&mut bin, &mut names, last).await;
+    assert!(events
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::OpCompleted { lock, .. } if lock == "late")));
+
+    // Off again: JSON text from then on.
+    bin.command(json!({"type":"compact","on":false}))
+        .await
+        .unwrap();
+    rows_viewer.call_ok(1, Op::Unlock, "shared").await;
+    let last = rows_viewer.events.last().unwrap().seq;
+    let again = raw_events_until(&mut bin, last).await;
+    assert!(again.iter().any(|e| e["seq"].as_u64() == Some(last)));
 }
 
 /// Every thread of `pbscope serve` runs at the priority the process was started with. Found by

@@ -1,6 +1,8 @@
 //! How long a compact viewer takes to read an events frame, per event: through serde
-//! (`serde_json::from_str::<ServerMsg>`) and through the quick reader (`shared::read_server_msg`).
-//! Prints numbers; asserts only that both read the same events.
+//! (`serde_json::from_str::<ServerMsg>`) and through the quick reader (`shared::read_server_msg`);
+//! and the same events in binary (`shared::binary`): the server's writing of each row, its
+//! joining of a frame, a viewer's reading, and the bytes. Prints numbers; asserts only that
+//! every reader reads the same events.
 //!
 //! The frames are what a load of 16 clerks makes: each call's twelve events as rows (invoked;
 //! request sent, delivered, executed; forward sent, delivered, executed; ack sent, delivered;
@@ -10,7 +12,8 @@
 
 use std::time::Instant;
 
-use shared::ServerMsg;
+use shared::binary::{FrameWriter, NameTable, Names};
+use shared::{Event, ServerMsg};
 
 /// One call's twelve rows, as the gateway writes them.
 fn call_rows(out: &mut Vec<String>, seq: &mut u64, call: u64) {
@@ -133,5 +136,90 @@ fn main() {
             line.push_str(&format!(" {name} {ns:.0} ns/event"));
         }
         println!("{line}");
+    }
+    binary(
+        &frames
+            .iter()
+            .map(|f| events(shared::read_server_msg(f).expect("read")))
+            .collect::<Vec<_>>(),
+        bytes,
+    );
+}
+
+/// An event as the bus keeps it for a binary viewer: its seq, and its binary row or its object.
+type Stored = (u64, Option<Vec<u8>>, String);
+
+/// The same frames in binary, as the bus writes rows and the gateway joins them.
+fn binary(frames: &[Vec<Event>], json_bytes: usize) {
+    let n: usize = frames.iter().map(Vec::len).sum();
+    let encode = |table: &mut NameTable| -> Vec<Vec<Stored>> {
+        frames
+            .iter()
+            .map(|f| {
+                f.iter()
+                    .map(|e| {
+                        let mut row = Vec::with_capacity(32);
+                        if shared::binary::write_row(&mut row, e, table) {
+                            (e.seq, Some(row), String::new())
+                        } else {
+                            (
+                                e.seq,
+                                None,
+                                serde_json::to_string(e).expect("events serialize"),
+                            )
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    let join = |stored: &[Vec<Stored>], table: &NameTable| {
+        let mut sent = 0;
+        stored
+            .iter()
+            .map(|f| {
+                let mut w = FrameWriter::new(sent, table.since(sent), 16 * f.len());
+                sent = table.len();
+                for (seq, row, json) in f {
+                    match row {
+                        Some(row) => w.row(*seq, row),
+                        None => w.object(*seq, json),
+                    }
+                }
+                w.finish()
+            })
+            .collect::<Vec<Vec<u8>>>()
+    };
+    let mut table = NameTable::new(shared::binary::MAX_NAMES);
+    let stored = encode(&mut table);
+    let bin = join(&stored, &table);
+    let mut names = Names::default();
+    for (b, f) in bin.iter().zip(frames) {
+        assert_eq!(&shared::binary::read_frame(b, &mut names).expect("read"), f);
+    }
+    let bytes: usize = bin.iter().map(Vec::len).sum();
+    println!(
+        "binary: {:.1} bytes an event ({:.1}x fewer than the JSON frames)",
+        bytes as f64 / n as f64,
+        json_bytes as f64 / bytes as f64
+    );
+    for round in 1..=3 {
+        let t = Instant::now();
+        let mut table = NameTable::new(shared::binary::MAX_NAMES);
+        let stored = encode(&mut table);
+        let write = t.elapsed().as_nanos() as f64 / n as f64;
+        let t = Instant::now();
+        let bin = join(&stored, &table);
+        let joined = t.elapsed().as_nanos() as f64 / n as f64;
+        let t = Instant::now();
+        let mut names = Names::default();
+        let mut read = 0;
+        for b in &bin {
+            read += shared::binary::read_frame(b, &mut names)
+                .expect("read")
+                .len();
+        }
+        let ns = t.elapsed().as_nanos() as f64 / read as f64;
+        println!("round {round}: binary write {write:.0} ns/event, join {joined:.0}, read {ns:.0}");
     }
 }

@@ -1395,7 +1395,7 @@ impl<'de> Deserialize<'de> for RunLine {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #[test]
     fn every_names_table_finds_each_name_at_its_index_and_nothing_else() {
         let tables = [
@@ -1440,7 +1440,7 @@ mod tests {
         RequestId::new(client, seq)
     }
 
-    fn every_msg() -> Vec<Msg> {
+    pub(crate) fn every_msg() -> Vec<Msg> {
         vec![
             Msg::Request {
                 req: req(1, 1),
@@ -1720,7 +1720,7 @@ mod tests {
         kinds
     }
 
-    fn every_event() -> Vec<Event> {
+    pub(crate) fn every_event() -> Vec<Event> {
         every_kind()
             .into_iter()
             .enumerate()

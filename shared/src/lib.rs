@@ -9,6 +9,7 @@
 //!
 //! All messages are JSON objects tagged by `"type"` in `snake_case`.
 
+pub mod binary;
 mod decode;
 mod rows;
 
@@ -730,6 +731,10 @@ pub enum Command {
     /// object.
     Compact {
         on: bool,
+        /// With `on`: `events` frames come as WebSocket binary messages ([`binary`]: the
+        /// same events, rows in a quarter of the bytes). Every other message stays JSON.
+        #[serde(default, skip_serializing_if = "is_false")]
+        binary: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tag: Option<String>,
     },

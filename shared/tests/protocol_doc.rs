@@ -249,3 +249,24 @@ fn node_reports_of_a_round_are_documented() {
         "the single report and the round's batch each need an example"
     );
 }
+
+/// The binary frame in the docs, byte for byte, reads as the compact example's events.
+#[test]
+fn the_binary_frame_is_documented_exactly() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md"))
+        .expect("docs/protocol.md is readable");
+    let start = doc
+        .find("```text binary-hex")
+        .expect("the binary frame needs an example");
+    let body = doc[start..].lines().skip(1).take_while(|l| l.trim() != "```");
+    let bytes: Vec<u8> = body
+        .flat_map(|l| l.split('#').next().unwrap_or("").split_whitespace())
+        .map(|h| u8::from_str_radix(h, 16).unwrap_or_else(|e| panic!("{h}: {e}")))
+        .collect();
+    let mut names = shared::binary::Names::default();
+    let events = shared::binary::read_frame(&bytes, &mut names).expect("the example reads");
+    assert_eq!(names.len(), 3);
+    let compact = examples("compact");
+    let rows: ServerMsg = serde_json::from_str(&compact[0]).unwrap();
+    assert_eq!(rows, ServerMsg::Events { events });
+}

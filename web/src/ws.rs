@@ -5,8 +5,10 @@
 //! reducer pass and one render, not one per frame. A closed socket is reopened with exponential
 //! backoff (250 ms doubling to 5 s, with jitter; a click on the status retries at once); the
 //! server then sends a fresh snapshot, which the store merges or resyncs from. Commands go out
-//! as JSON text. Nothing the server sends is trusted to be well-formed: undecodable frames are
-//! reported, never unwrapped.
+//! as JSON text. The page asks for `events` frames in binary (`compact` with `binary`: a
+//! quarter of the bytes of JSON rows, docs/protocol.md "Events in binary"); everything else
+//! arrives as JSON text. Nothing the server sends is trusted to be well-formed: undecodable
+//! frames are reported, never unwrapped.
 //!
 //! The perf counters for benchmarks live on `window.__pbscope` (see docs/page.md).
 
@@ -18,7 +20,7 @@ use gloo_timers::callback::Timeout;
 use shared::{Command, ServerMsg};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{CloseEvent, MessageEvent, WebSocket};
+use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 use yew::Callback;
 
 use crate::store::{Action, Level};
@@ -85,6 +87,8 @@ struct Inner {
     attempt: Cell<u32>,
     /// Closed on purpose (a replay): no reconnecting.
     suspended: Cell<bool>,
+    /// The names this socket's binary frames have defined (a new socket starts empty).
+    names: RefCell<shared::binary::Names>,
     perf: Perf,
 }
 
@@ -116,6 +120,7 @@ impl Connection {
             retry: RefCell::new(None),
             attempt: Cell::new(0),
             suspended: Cell::new(false),
+            names: RefCell::new(shared::binary::Names::default()),
             perf: Perf::install(),
         }));
         open(&conn.0);
@@ -192,12 +197,13 @@ fn open(inner: &Rc<Inner>) {
         Closure::<dyn FnMut()>::new(move || {
             if let Some(inner) = weak.upgrade() {
                 inner.attempt.set(0);
-                // The events every call makes as compact rows: a third of the bytes, and
-                // quicker to read (docs/protocol.md, "compact").
+                // Events frames in binary: the events every call makes as rows of about a
+                // twelfth of their JSON objects' bytes (docs/protocol.md, "compact").
                 if let (Some(ws), Ok(text)) = (
                     inner.socket.borrow().as_ref(),
                     serde_json::to_string(&Command::Compact {
                         on: true,
+                        binary: true,
                         tag: None,
                     }),
                 ) {
@@ -221,6 +227,8 @@ fn open(inner: &Rc<Inner>) {
             schedule_reconnect(&inner);
         }
     });
+    ws.set_binary_type(BinaryType::Arraybuffer);
+    inner.names.replace(shared::binary::Names::default());
     ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
     ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
@@ -254,12 +262,29 @@ fn schedule_reconnect(inner: &Rc<Inner>) {
     inner.retry.replace(Some(timeout));
 }
 
-fn on_frame(inner: &Rc<Inner>, e: MessageEvent) {
-    let Some(text) = e.data().as_string() else {
-        return; // binary frames are not part of the protocol
+/// Reads one message: an events frame in binary, or JSON text.
+fn decode(inner: &Inner, data: JsValue) -> Result<ServerMsg, (String, String)> {
+    if let Some(text) = data.as_string() {
+        // Events frames come in binary once `compact` is in force; the few before it, the
+        // snapshots and the answers are read through serde.
+        return serde_json::from_str::<ServerMsg>(&text).map_err(|err| {
+            let head: String = text.chars().take(120).collect();
+            (err.to_string(), head)
+        });
+    }
+    let Ok(buffer) = data.dyn_into::<js_sys::ArrayBuffer>() else {
+        return Err(("neither text nor binary".into(), String::new()));
     };
-    // Quick for the events frames of a compact viewer; anything else through serde, as before.
-    match shared::read_server_msg(&text) {
+    let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
+    inner.perf.binary(bytes.len());
+    let mut names = inner.names.borrow_mut();
+    shared::binary::read_frame(&bytes, &mut names)
+        .map(|events| ServerMsg::Events { events })
+        .map_err(|err| (err.to_string(), format!("{} bytes", bytes.len())))
+}
+
+fn on_frame(inner: &Rc<Inner>, e: MessageEvent) {
+    match decode(inner, e.data()) {
         Ok(msg) => {
             let len = {
                 let mut q = inner.queue.borrow_mut();
@@ -278,8 +303,7 @@ fn on_frame(inner: &Rc<Inner>, e: MessageEvent) {
                 inner.frame.replace(Some(frame));
             }
         }
-        Err(err) => {
-            let head: String = text.chars().take(120).collect();
+        Err((err, head)) => {
             web_sys::console::warn_1(&format!("pbscope: undecodable frame ({err}): {head}").into());
             inner.dispatch.emit(Action::Toast {
                 level: Level::Warn,
@@ -328,6 +352,9 @@ struct Perf {
     obj: Option<js_sys::Object>,
     events: Cell<f64>,
     frames: Cell<f64>,
+    /// Binary events frames read, and their bytes.
+    binary_frames: Cell<f64>,
+    binary_bytes: Cell<f64>,
 }
 
 impl Perf {
@@ -341,6 +368,8 @@ impl Perf {
             obj,
             events: Cell::new(0.0),
             frames: Cell::new(0.0),
+            binary_frames: Cell::new(0.0),
+            binary_bytes: Cell::new(0.0),
         };
         perf.publish(0.0);
         perf
@@ -352,6 +381,12 @@ impl Perf {
         self.publish(ms);
     }
 
+    fn binary(&self, bytes: usize) {
+        self.binary_frames.set(self.binary_frames.get() + 1.0);
+        self.binary_bytes
+            .set(self.binary_bytes.get() + bytes as f64);
+    }
+
     fn publish(&self, last_frame_ms: f64) {
         if let Some(obj) = &self.obj {
             let set = |k: &str, v: f64| {
@@ -359,6 +394,8 @@ impl Perf {
             };
             set("events_ingested", self.events.get());
             set("frames", self.frames.get());
+            set("binary_frames", self.binary_frames.get());
+            set("binary_bytes", self.binary_bytes.get());
             set("last_frame_ms", last_frame_ms);
             set("wasm_memory_bytes", wasm_memory_bytes());
         }

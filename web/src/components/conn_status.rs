@@ -18,7 +18,7 @@ pub fn conn_status() -> Html {
                 "{}{}",
                 st.server_version.as_deref().unwrap_or_default(),
                 if st.compact {
-                    " · the calls' events arrive as compact rows"
+                    " · events arrive as binary frames"
                 } else {
                     ""
                 }
@@ -58,7 +58,7 @@ pub fn conn_status() -> Html {
     html! {
         <>
             <button class={classes!("conn", class)} data-testid="conn-status" {title} {onclick}
-                    disabled={!reconnecting} data-stream={if st.compact { "compact" } else { "objects" }}>
+                    disabled={!reconnecting} data-stream={if st.compact { "binary" } else { "objects" }}>
                 <span class="dot"></span>{text}
             </button>
             {variant}
