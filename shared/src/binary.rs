@@ -870,6 +870,53 @@ mod tests {
         assert_eq!(read_frame(&frame, &mut Names::default()), Ok(reversed));
     }
 
+    /// Thousands of names, short and long, met again in another order: each keeps its number,
+    /// and past the table's limit they are written out.
+    #[test]
+    fn names_keep_their_numbers_past_the_cache() {
+        let mut names: Vec<String> = (0..3_000).map(|i| format!("load-{i}")).collect();
+        names.extend(
+            [
+                "",
+                "x",
+                "x\0",
+                "x\0\0",
+                "sixteen-bytes-ab",
+                "seventeen-bytes-a",
+            ]
+            .map(String::from),
+        );
+        names.push("é".repeat(9));
+        let n = names.len();
+        let events: Vec<Event> = (0..4 * n)
+            .map(|i| Event {
+                seq: i as u64 + 1,
+                t_us: i as u64,
+                node: "s1".into(),
+                kind: EventKind::Executed {
+                    req: RequestId::new(1, i as u64),
+                    op: Op::Lock,
+                    lock: names[(i * 7_919) % n].clone(),
+                    ok: true,
+                    held: false,
+                    duplicate: false,
+                    forwarded: false,
+                },
+            })
+            .collect();
+        for limit in [MAX_NAMES, 1_000] {
+            let mut conn = Conn::new(limit);
+            let mut read = Names::default();
+            for chunk in events.chunks(700) {
+                assert_eq!(
+                    read_frame(&conn.frame(chunk), &mut read).as_deref(),
+                    Ok(chunk)
+                );
+            }
+            assert_eq!(read.len(), (n + 1).min(limit));
+        }
+    }
+
     #[test]
     fn the_kinds_with_a_row_are_the_json_rows_kinds() {
         // A viewer of rows and a viewer of binary get the same events as rows.

@@ -258,7 +258,10 @@ fn the_binary_frame_is_documented_exactly() {
     let start = doc
         .find("```text binary-hex")
         .expect("the binary frame needs an example");
-    let body = doc[start..].lines().skip(1).take_while(|l| l.trim() != "```");
+    let body = doc[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.trim() != "```");
     let bytes: Vec<u8> = body
         .flat_map(|l| l.split('#').next().unwrap_or("").split_whitespace())
         .map(|h| u8::from_str_radix(h, 16).unwrap_or_else(|e| panic!("{h}: {e}")))
