@@ -141,19 +141,23 @@ const FRAME_EVERY: Duration = Duration::from_millis(4);
 /// A batch this large goes out at once, whenever the last frame left.
 const COALESCE_BELOW: usize = 256;
 
-/// Takes what the bus has ready for this viewer, up to `max` events in the batch.
+/// Takes what the bus has ready for this viewer, up to `max` events in the batch. False when
+/// the viewer fell behind the bus's buffer: events after the batch are gone, and it needs a
+/// snapshot. (`try_recv` says so once and moves on past the gap: found by review, a viewer
+/// under a load lost events without a snapshot when the lag showed here.)
 fn drain(
     rx: &mut broadcast::Receiver<Arc<crate::bus::Logged>>,
     batch: &mut Vec<Arc<crate::bus::Logged>>,
     max: usize,
-) {
+) -> bool {
     while batch.len() < max {
         match rx.try_recv() {
             Ok(e) => batch.push(e),
-            // Lagged: the next `recv` says so, and the viewer gets a snapshot.
+            Err(broadcast::error::TryRecvError::Lagged(_)) => return false,
             Err(_) => break,
         }
     }
+    true
 }
 
 /// Accepts connections until `shutdown`.
@@ -710,16 +714,22 @@ impl Viewer {
                 ev = rx.recv() => match ev {
                     Ok(first) => {
                         let mut batch = vec![first];
-                        drain(&mut rx, &mut batch, self.cfg.max_batch);
+                        let mut kept_up = drain(&mut rx, &mut batch, self.cfg.max_batch);
                         // A trickle of events is gathered into frames at most every
                         // FRAME_EVERY: a frame per event made the viewer cost more than the
                         // events (the page draws at 60 fps anyway).
-                        if batch.len() < COALESCE_BELOW {
+                        if kept_up && batch.len() < COALESCE_BELOW {
                             let due = self.last_frame + FRAME_EVERY;
                             if due > Instant::now() {
                                 tokio::time::sleep_until(due).await;
-                                drain(&mut rx, &mut batch, self.cfg.max_batch);
+                                kept_up = drain(&mut rx, &mut batch, self.cfg.max_batch);
                             }
+                        }
+                        if !kept_up {
+                            // Behind the bus's buffer: what was taken is dropped with the
+                            // gap after it, and the snapshot counts both as missed.
+                            rx = self.send_snapshot(&mut ws).await?;
+                            continue;
                         }
                         self.last_frame = Instant::now();
                         self.seen = batch.last().map_or(self.seen, |l| l.seq);
