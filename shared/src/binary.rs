@@ -59,6 +59,9 @@ const OBJECT: u8 = 0;
 /// Most names one connection numbers (beyond, names are given in full in every row).
 pub const MAX_NAMES: usize = 1 << 16;
 
+/// Longest name that is numbered (a longer one is given in full in every row).
+pub const MAX_NAME_BYTES: usize = 256;
+
 /// True for the kinds a frame carries as rows rather than objects.
 pub fn has_row(kind: &EventKind) -> bool {
     matches!(
@@ -135,7 +138,7 @@ impl NameTable {
         if let Some(&k) = self.ids.get(name) {
             return varint(out, u64::from(k));
         }
-        if self.names.len() < self.limit {
+        if self.names.len() < self.limit && name.len() <= MAX_NAME_BYTES {
             self.names.push(name.into());
             let k = self.names.len() as u32;
             self.ids.insert(name.into(), k);
@@ -447,22 +450,16 @@ impl std::fmt::Display for BinaryError {
 impl std::error::Error for BinaryError {}
 
 /// Reads an events frame into its events; `names` are the names the connection was sent
-/// before, and gain the ones this frame defines (unchanged when the frame is refused).
+/// before, and gain the ones this frame defines as they are read: the writer counts them as
+/// sent even if an event after them is refused, so a reader that refuses an event can still
+/// read the frames after it.
 pub fn read_frame(bytes: &[u8], names: &mut Names) -> Result<Vec<Event>, BinaryError> {
-    let known = names.0.len();
-    let read = read_with(bytes, names);
-    if read.is_err() {
-        names.0.truncate(known);
-    }
-    read
-}
-
-fn read_with(bytes: &[u8], names: &mut Names) -> Result<Vec<Event>, BinaryError> {
     let mut r = Reader {
         bytes,
         at: 0,
         names: &[],
         last_t: 0,
+        budget: name_budget(bytes.len()),
     };
     match r.u8()? {
         EVENTS_FRAME => {}
@@ -482,7 +479,11 @@ fn read_with(bytes: &[u8], names: &mut Names) -> Result<Vec<Event>, BinaryError>
         return Err(r.fail(at, "more names than a connection numbers"));
     }
     for _ in 0..n {
+        let at = r.at;
         let name = r.str()?;
+        if name.len() > MAX_NAME_BYTES {
+            return Err(r.fail(at, "a numbered name longer than 256 bytes"));
+        }
         names.0.push(name.into());
     }
     let mut r = Reader {
@@ -490,9 +491,11 @@ fn read_with(bytes: &[u8], names: &mut Names) -> Result<Vec<Event>, BinaryError>
         at: r.at,
         names: &names.0,
         last_t: 0,
+        budget: r.budget,
     };
-    // A row takes at least 8 bytes: a first guess for the vector, never a promise.
-    let mut events = Vec::with_capacity((bytes.len() - r.at) / 12);
+    // A row takes at least 8 bytes: a first guess for the vector, never a promise (and never
+    // more than a modest one: an event is some 160 bytes once read).
+    let mut events = Vec::with_capacity(((bytes.len() - r.at) / 16).min(4_096));
     let mut last = 0u64;
     while r.at < bytes.len() {
         let start = r.at;
@@ -515,6 +518,16 @@ struct Reader<'a> {
     /// The connection's names, this frame's included.
     names: &'a [Box<str>],
     last_t: u64,
+    /// Bytes of numbered names this frame may still copy into its events.
+    budget: usize,
+}
+
+/// How many bytes of numbered names a frame of `len` bytes may copy into its events: a
+/// reference of one byte could otherwise stand for 256, and a small frame for gigabytes. The
+/// server's frames copy about as many bytes as they hold (a 64-byte lock name in a batch of
+/// forwards, 13 times as many).
+fn name_budget(len: usize) -> usize {
+    len.saturating_mul(32).saturating_add(64 * 1024)
 }
 
 impl<'a> Reader<'a> {
@@ -585,11 +598,15 @@ impl<'a> Reader<'a> {
             0 => self.str(),
             k => {
                 let names: &'a [Box<str>] = self.names;
-                usize::try_from(k - 1)
+                let name = usize::try_from(k - 1)
                     .ok()
                     .and_then(|i| names.get(i))
                     .map(|n| &**n)
-                    .ok_or_else(|| self.fail(start, "a name this connection was not sent"))
+                    .ok_or_else(|| self.fail(start, "a name this connection was not sent"))?;
+                self.budget = self.budget.checked_sub(name.len()).ok_or_else(|| {
+                    self.fail(start, "names copied far beyond the frame's own size")
+                })?;
+                Ok(name)
             }
         }
     }
@@ -873,7 +890,7 @@ mod tests {
     /// Thousands of names, short and long, met again in another order: each keeps its number,
     /// and past the table's limit they are written out.
     #[test]
-    fn names_keep_their_numbers_past_the_cache() {
+    fn names_keep_their_numbers_met_again_in_another_order() {
         let mut names: Vec<String> = (0..3_000).map(|i| format!("load-{i}")).collect();
         names.extend(
             [
@@ -1016,20 +1033,86 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_frame_leaves_the_names_as_they_were() {
+    fn a_refused_event_keeps_the_names_its_frame_defined() {
         let events = every_event();
         let mut conn = Conn::new(100);
         let mut names = Names::default();
         read_frame(&conn.frame(&events[..3]), &mut names).unwrap();
-        let before = names.clone();
         let mut next = conn.frame(&events);
         next.truncate(next.len() - 1);
         assert!(read_frame(&next, &mut names).is_err());
-        assert_eq!(names.0, before.0);
-        // The connection is out of step now, and says so.
-        let after = conn.frame(&events[..1]);
-        let err = read_frame(&after, &mut names).unwrap_err();
-        assert!(err.what.contains("out of step"), "{err}");
+        // The writer counts them as sent, so the reader keeps them, and goes on.
+        assert_eq!(names.len(), conn.sent);
+        let after = conn.frame(&events[..5]);
+        assert_eq!(read_frame(&after, &mut names), Ok(events[..5].to_vec()));
+    }
+
+    /// Found by review: a name of 64 KiB used 10,000 times made a 165 KB frame take 1.28 GB.
+    #[test]
+    fn a_frame_cannot_make_its_names_cost_far_more_than_its_bytes() {
+        // A numbered name is at most 256 bytes.
+        let mut long = header(1);
+        long[2] = 1;
+        long.extend_from_slice(&[0x81, 0x02]);
+        long.extend(std::iter::repeat_n(b'x', 257));
+        let err = read_frame(&long, &mut Names::default()).unwrap_err();
+        assert!(err.what.contains("longer than 256"), "{err}");
+        // 10,000 rows naming one 200-byte name three times each: 90 KB copying 6 MB.
+        let mut frame = vec![b'E', 1, 1, 0xc8, 0x01];
+        frame.extend(std::iter::repeat_n(b'n', 200));
+        for _ in 0..10_000 {
+            frame.extend_from_slice(&[1, b'D', 0, 1, 1, 1, 1, 1, 0]);
+        }
+        let mut names = Names::default();
+        let err = read_frame(&frame, &mut names).unwrap_err();
+        assert!(err.what.contains("far beyond"), "{err}");
+        // What the server writes stays well inside: a batch of 1,000 forwards on one 64-byte
+        // lock, and a 300-byte name, given in full rather than numbered.
+        let lock = "l".repeat(64);
+        let batch = Msg::ForwardBatch {
+            ops: (0..1_000)
+                .map(|i| ForwardOp {
+                    req: RequestId::new(1, i),
+                    op: Op::Lock,
+                    lock: lock.clone(),
+                })
+                .collect(),
+        };
+        let mut events = every_event();
+        events.truncate(2);
+        events.push(Event {
+            seq: 100,
+            t_us: 5,
+            node: "s1".into(),
+            kind: EventKind::MsgSent {
+                msg_id: MsgId::new(1, 2),
+                from: "s1".into(),
+                to: "s2".into(),
+                msg: batch,
+            },
+        });
+        events.push(Event {
+            seq: 101,
+            t_us: 6,
+            node: "s1".into(),
+            kind: EventKind::Executed {
+                req: RequestId::new(1, 1),
+                op: Op::Unlock,
+                lock: "y".repeat(300),
+                ok: true,
+                held: false,
+                duplicate: false,
+                forwarded: true,
+            },
+        });
+        let mut conn = Conn::new(100);
+        let frame = conn.frame(&events);
+        assert_eq!(read_frame(&frame, &mut Names::default()), Ok(events));
+        assert!(conn
+            .table
+            .since(0)
+            .iter()
+            .all(|n| n.len() <= MAX_NAME_BYTES));
     }
 
     #[test]
@@ -1051,7 +1134,7 @@ mod tests {
             }
         }
         assert!(
-            refused > frame.len(),
+            refused > frame.len() * 4,
             "{refused} of {} refused",
             frame.len() * 8
         );

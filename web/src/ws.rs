@@ -262,25 +262,41 @@ fn schedule_reconnect(inner: &Rc<Inner>) {
     inner.retry.replace(Some(timeout));
 }
 
+/// A message the page could not read: why, its start (or size), and whether it was binary.
+struct Unreadable {
+    err: String,
+    head: String,
+    binary: bool,
+}
+
 /// Reads one message: an events frame in binary, or JSON text.
-fn decode(inner: &Inner, data: JsValue) -> Result<ServerMsg, (String, String)> {
+fn decode(inner: &Inner, data: JsValue) -> Result<ServerMsg, Unreadable> {
     if let Some(text) = data.as_string() {
         // Events frames come in binary once `compact` is in force; the few before it, the
         // snapshots and the answers are read through serde.
-        return serde_json::from_str::<ServerMsg>(&text).map_err(|err| {
-            let head: String = text.chars().take(120).collect();
-            (err.to_string(), head)
+        return serde_json::from_str::<ServerMsg>(&text).map_err(|err| Unreadable {
+            err: err.to_string(),
+            head: text.chars().take(120).collect(),
+            binary: false,
         });
     }
     let Ok(buffer) = data.dyn_into::<js_sys::ArrayBuffer>() else {
-        return Err(("neither text nor binary".into(), String::new()));
+        return Err(Unreadable {
+            err: "neither text nor binary".into(),
+            head: String::new(),
+            binary: false,
+        });
     };
     let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
     inner.perf.binary(bytes.len());
     let mut names = inner.names.borrow_mut();
     shared::binary::read_frame(&bytes, &mut names)
         .map(|events| ServerMsg::Events { events })
-        .map_err(|err| (err.to_string(), format!("{} bytes", bytes.len())))
+        .map_err(|err| Unreadable {
+            err: err.to_string(),
+            head: format!("{} bytes", bytes.len()),
+            binary: true,
+        })
 }
 
 fn on_frame(inner: &Rc<Inner>, e: MessageEvent) {
@@ -303,13 +319,24 @@ fn on_frame(inner: &Rc<Inner>, e: MessageEvent) {
                 inner.frame.replace(Some(frame));
             }
         }
-        Err((err, head)) => {
+        Err(Unreadable { err, head, binary }) => {
             web_sys::console::warn_1(&format!("pbscope: undecodable frame ({err}): {head}").into());
+            // A binary frame read wrong may leave this socket's names out of step, and then no
+            // frame after it would read: start again on a new socket (a fresh snapshot).
             inner.dispatch.emit(Action::Toast {
                 level: Level::Warn,
                 title: "Unreadable message".into(),
-                text: format!("the server sent a frame this page does not understand: {err}"),
+                text: if binary {
+                    format!("the server sent a binary frame this page could not read ({err}); reconnecting")
+                } else {
+                    format!("the server sent a frame this page does not understand: {err}")
+                },
             });
+            if binary {
+                if let Some(ws) = inner.socket.borrow().as_ref() {
+                    let _ = ws.close();
+                }
+            }
         }
     }
 }
