@@ -85,6 +85,10 @@ struct Inner {
     frame: RefCell<Option<AnimationFrame>>,
     retry: RefCell<Option<Timeout>>,
     attempt: Cell<u32>,
+    /// Sockets closed in a row because a binary frame did not read: the backoff starts there
+    /// rather than from the first attempt, so a server the page cannot read is not asked for a
+    /// snapshot four times a second (back to 0 once a binary frame reads).
+    unreadable: Cell<u32>,
     /// Closed on purpose (a replay): no reconnecting.
     suspended: Cell<bool>,
     /// The names this socket's binary frames have defined (a new socket starts empty).
@@ -119,6 +123,7 @@ impl Connection {
             frame: RefCell::new(None),
             retry: RefCell::new(None),
             attempt: Cell::new(0),
+            unreadable: Cell::new(0),
             suspended: Cell::new(false),
             names: RefCell::new(shared::binary::Names::default()),
             perf: Perf::install(),
@@ -196,7 +201,7 @@ fn open(inner: &Rc<Inner>) {
         let weak = weak.clone();
         Closure::<dyn FnMut()>::new(move || {
             if let Some(inner) = weak.upgrade() {
-                inner.attempt.set(0);
+                inner.attempt.set(inner.unreadable.get());
                 // Events frames in binary: the events every call makes as rows of about a
                 // twelfth of their JSON objects' bytes (docs/protocol.md, "compact").
                 if let (Some(ws), Ok(text)) = (
@@ -291,7 +296,10 @@ fn decode(inner: &Inner, data: JsValue) -> Result<ServerMsg, Unreadable> {
     inner.perf.binary(bytes.len());
     let mut names = inner.names.borrow_mut();
     shared::binary::read_frame(&bytes, &mut names)
-        .map(|events| ServerMsg::Events { events })
+        .map(|events| {
+            inner.unreadable.set(0);
+            ServerMsg::Events { events }
+        })
         .map_err(|err| Unreadable {
             err: err.to_string(),
             head: format!("{} bytes", bytes.len()),
@@ -333,6 +341,9 @@ fn on_frame(inner: &Rc<Inner>, e: MessageEvent) {
                 },
             });
             if binary {
+                inner
+                    .unreadable
+                    .set(inner.unreadable.get().saturating_add(1));
                 if let Some(ws) = inner.socket.borrow().as_ref() {
                     let _ = ws.close();
                 }
