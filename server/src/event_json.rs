@@ -163,10 +163,7 @@ pub fn write_row(out: &mut Vec<u8>, event: &Event) -> bool {
             row_req(out, req);
             row_op_lock(out, *op, lock);
             out.push(b',');
-            let f = u8::from(*ok)
-                | u8::from(*held) << 1
-                | u8::from(*duplicate) << 2
-                | u8::from(*forwarded) << 3;
+            let f = shared::executed_flags(*ok, *held, *duplicate, *forwarded);
             out.extend_from_slice(itoa::Buffer::new().format(f).as_bytes());
         }
         EventKind::OpInvoked {

@@ -209,12 +209,7 @@ pub fn write_row(out: &mut Vec<u8>, event: &Event, names: &mut NameTable) -> boo
         } => {
             request(out, req);
             op_lock(out, *op, lock, names);
-            out.push(
-                u8::from(*ok)
-                    | u8::from(*held) << 1
-                    | u8::from(*duplicate) << 2
-                    | u8::from(*forwarded) << 3,
-            );
+            out.push(crate::executed_flags(*ok, *held, *duplicate, *forwarded));
         }
         EventKind::OpInvoked {
             client,

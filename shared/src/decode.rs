@@ -1052,6 +1052,12 @@ fn read_row<'de, A: SeqAccess<'de>>(row: &mut A) -> Result<Event, A::Error> {
     })
 }
 
+/// An `executed` row's flags, as [`executed`] reads them: `ok` 1, `held` 2, `duplicate` 4,
+/// `forwarded` 8.
+pub fn executed_flags(ok: bool, held: bool, duplicate: bool, forwarded: bool) -> u8 {
+    u8::from(ok) | u8::from(held) << 1 | u8::from(duplicate) << 2 | u8::from(forwarded) << 3
+}
+
 /// An `executed` row's event: its flags are `ok` 1, `held` 2, `duplicate` 4, `forwarded` 8.
 pub(crate) fn executed(req: RequestId, op: Op, lock: String, f: u8) -> EventKind {
     EventKind::Executed {

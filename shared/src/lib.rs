@@ -13,6 +13,7 @@ pub mod binary;
 mod decode;
 mod rows;
 
+pub use decode::executed_flags;
 pub use rows::{read_events_frame, read_server_msg};
 
 use serde::{Deserialize, Serialize};
