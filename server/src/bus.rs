@@ -27,7 +27,6 @@ use shared::{
     RequestId, LOAD_NODE, SUPERVISOR,
 };
 use tokio::sync::broadcast;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use model::Cluster;
 
@@ -51,35 +50,69 @@ const MAX_HOLD_US: u64 = 2_000_000;
 /// While a viewer of binary frames is connected ([`Bus::viewer_form`]), an event with a row
 /// has its binary row written too (`shared::binary::write_row`, names numbered by the bus's
 /// table), cut from the same chunk.
+///
+/// The forms written are kept end to end in one slice of the chunk (row, object, binary row;
+/// a form not written is empty): one reference to the chunk to take and let go per event,
+/// where a slice per form took up to three (each an atomic count on the chunk, a few percent
+/// of the clerks' thread under a load). The text forms are checked to be UTF-8 when read, not
+/// when written: a viewer of binary frames never reads them.
 #[derive(Debug)]
 pub struct Logged {
     pub seq: u64,
-    /// The binary row, for a kind with a row, while a viewer reads binary frames.
-    bin: Option<Bytes>,
-    /// The event's JSON object, when it was written (always, for a kind without a row).
-    json: Option<Utf8Bytes>,
-    /// The event as a compact row, for a kind that has one.
-    row: Option<Utf8Bytes>,
+    /// The forms written, end to end: the row, the object, the binary row.
+    text: Bytes,
+    /// Where the row ends and the object starts (0: the kind has no row).
+    row_end: u32,
+    /// Where the object ends and the binary row starts (`row_end`: no object written).
+    json_end: u32,
     /// The load call this event belongs to, if any, so a viewer's `detail` filter is cheap.
     pub load: LoadTag,
 }
 
+/// A text form as written by `event_json` (str slices and ASCII only, so always UTF-8; an
+/// error here is a bug in the writer, and the event reads as empty rather than stopping a
+/// viewer).
+fn utf8(seq: u64, bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_else(|e| {
+        tracing::error!("event {seq} was written as text that is not UTF-8: {e}");
+        ""
+    })
+}
+
 impl Logged {
-    /// An event written as its object only (tests, and the checker's replays).
-    pub fn object(seq: u64, json: Utf8Bytes, load: LoadTag) -> Self {
+    /// An event written as its object only (tests, the checker's replays, the chart marks).
+    pub fn object(seq: u64, json: String, load: LoadTag) -> Self {
+        let json_end = u32::try_from(json.len()).unwrap_or(u32::MAX);
         Self {
             seq,
-            bin: None,
-            json: Some(json),
-            row: None,
+            text: Bytes::from(json.into_bytes()),
+            row_end: 0,
+            json_end,
             load,
         }
+    }
+
+    /// The compact row, for a kind that has one.
+    fn row(&self) -> Option<&str> {
+        (self.row_end > 0).then(|| utf8(self.seq, &self.text[..self.row_end as usize]))
+    }
+
+    /// The object, when it was written (always, for a kind without a row).
+    fn written_json(&self) -> Option<&str> {
+        let (start, end) = (self.row_end as usize, self.json_end as usize);
+        (end > start).then(|| utf8(self.seq, &self.text[start..end]))
+    }
+
+    /// The binary row, when it was written (while a viewer reads binary frames).
+    fn bin(&self) -> Option<&[u8]> {
+        let start = self.json_end as usize;
+        (self.text.len() > start).then(|| &self.text[start..])
     }
 
     /// Adds the event to a binary frame: its binary row, or its object (a kind without a row,
     /// or an event published before a viewer of binary frames connected).
     pub fn write_binary(&self, frame: &mut shared::binary::FrameWriter) {
-        match &self.bin {
+        match self.bin() {
             Some(bin) => frame.row(self.seq, bin),
             None => frame.object(self.seq, &self.json()),
         }
@@ -88,10 +121,10 @@ impl Logged {
     /// The event as a JSON object, as a viewer without `compact` gets it: the text written,
     /// or made now from the row (decoded and written again, ~1 µs).
     pub fn json(&self) -> Cow<'_, str> {
-        if let Some(json) = &self.json {
-            return Cow::Borrowed(json.as_str());
+        if let Some(json) = self.written_json() {
+            return Cow::Borrowed(json);
         }
-        let row = self.row.as_ref().map_or("", |r| r.as_str());
+        let row = self.row().unwrap_or("");
         match serde_json::from_str::<Event>(row) {
             Ok(event) => {
                 let mut out = Vec::with_capacity(row.len() * 3);
@@ -111,20 +144,19 @@ impl Logged {
     /// object for a kind without one. What a viewer that sent `compact` gets, and the
     /// cheapest text to read the event back from.
     pub fn text(&self) -> &str {
-        match (&self.row, &self.json) {
-            (Some(row), _) => row.as_str(),
-            (None, Some(json)) => json.as_str(),
-            (None, None) => "",
-        }
+        self.row().or_else(|| self.written_json()).unwrap_or("")
     }
 
     /// Bytes of [`Logged::json`] if it was written, else of the row (for sizing buffers).
     pub fn len_hint(&self, compact: bool) -> usize {
-        match (compact, &self.row, &self.json) {
-            (true, Some(row), _) => row.len(),
-            (_, _, Some(json)) => json.len(),
-            (false, Some(row), None) => row.len() * 3,
-            (_, None, None) => 0,
+        let row = self.row_end as usize;
+        let json = self.json_end as usize - row;
+        if compact && row > 0 {
+            row
+        } else if json > 0 {
+            json
+        } else {
+            row * 3
         }
     }
 }
@@ -758,21 +790,15 @@ impl Bus {
             inner.chunk = BytesMut::with_capacity(JSON_CHUNK.max(buf.len()));
         }
         inner.chunk.extend_from_slice(&buf);
-        let mut text = inner.chunk.split().freeze();
-        let utf8 = |b| {
-            Utf8Bytes::try_from(b).expect("event_json writes UTF-8 (str slices and ASCII only)")
-        };
-        let bin = with_bin.then(|| text.split_off(json_end));
-        let json = with_json.then(|| utf8(text.split_off(row_len)));
-        let row = with_row.then(|| utf8(text));
+        let text = inner.chunk.split().freeze();
         if buf.capacity() <= 1 << 16 {
             inner.scratch = buf;
         }
         let logged = Arc::new(Logged {
             seq,
-            bin,
-            json,
-            row,
+            text,
+            row_end: if with_row { row_len as u32 } else { 0 },
+            json_end: json_end as u32,
             load,
         });
         if let Some(tap) = inner.tap.as_mut() {
@@ -787,7 +813,7 @@ impl Bus {
             }
             // A text of its own: a mark outlives the ring's events by far, and a slice
             // would keep its whole chunk.
-            let own = Logged::object(seq, Utf8Bytes::from(&*logged.json()), logged.load.clone());
+            let own = Logged::object(seq, logged.json().into_owned(), logged.load.clone());
             marks.push_back((t_us, Arc::new(own)));
         }
         if inner.ring.len() >= self.cfg.history {
@@ -1524,7 +1550,7 @@ mod tests {
         let (before, reset, during, after) = (&log[0], &log[1], &log[2], &log[3]);
         // A binary row is written only while a binary viewer is connected, and only where
         // the kind has a row; its names are numbered by the bus.
-        let binary: Vec<bool> = log.iter().map(|l| l.bin.is_some()).collect();
+        let binary: Vec<bool> = log.iter().map(|l| l.bin().is_some()).collect();
         assert_eq!(binary, [false, false, false, false, true, false, false]);
         let names = b.names_since(0);
         assert_eq!(
@@ -1550,8 +1576,11 @@ mod tests {
         for l in [before, during, after, &log[4], &log[6]] {
             assert!(l.text().starts_with('['), "{}", l.text());
         }
-        assert!(before.json.is_none() && after.json.is_none());
-        assert!(during.json.is_some(), "written while a viewer read objects");
+        assert!(before.written_json().is_none() && after.written_json().is_none());
+        assert!(
+            during.written_json().is_some(),
+            "written while a viewer read objects"
+        );
         // The object made from the row is the one the bus writes, but for seq and time.
         let made = before.json().replace("\"seq\":1,\"t_us\":1,", "");
         let written = during.json().replace("\"seq\":3,\"t_us\":3,", "");
@@ -1559,7 +1588,7 @@ mod tests {
         assert!(matches!(before.json(), Cow::Owned(_)));
         assert!(matches!(during.json(), Cow::Borrowed(_)));
         // An event without a row: its object, in both forms.
-        assert!(reset.row.is_none());
+        assert!(reset.row().is_none());
         assert_eq!(reset.text(), &*reset.json());
         assert!(reset.json().contains("\"type\":\"cluster_reset\""));
         // Each reads back as the event it was.

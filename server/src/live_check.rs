@@ -401,7 +401,7 @@ mod tests {
 
     /// Offers `e` to `tap` as the bus would, written as an object.
     fn offer_to(tap: &mut Tap, e: Event) {
-        let json = serde_json::to_string(&e).unwrap().into();
+        let json = serde_json::to_string(&e).unwrap();
         tap.offer(
             &e.kind,
             &Arc::new(Logged::object(e.seq, json, crate::bus::LoadTag::Always)),
