@@ -62,16 +62,16 @@ pub struct Logged {
     /// The forms written, end to end: the row, the object, the binary row.
     text: Bytes,
     /// Where the row ends and the object starts (0: the kind has no row).
-    row_end: u32,
+    row_end: usize,
     /// Where the object ends and the binary row starts (`row_end`: no object written).
-    json_end: u32,
+    json_end: usize,
     /// The load call this event belongs to, if any, so a viewer's `detail` filter is cheap.
     pub load: LoadTag,
 }
 
 /// A text form as written by `event_json` (str slices and ASCII only, so always UTF-8; an
-/// error here is a bug in the writer, and the event reads as empty rather than stopping a
-/// viewer).
+/// error here is a bug in the writer: the event reads as empty, and frames of text leave it
+/// out, rather than stopping a viewer).
 fn utf8(seq: u64, bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).unwrap_or_else(|e| {
         tracing::error!("event {seq} was written as text that is not UTF-8: {e}");
@@ -82,30 +82,29 @@ fn utf8(seq: u64, bytes: &[u8]) -> &str {
 impl Logged {
     /// An event written as its object only (tests, the checker's replays, the chart marks).
     pub fn object(seq: u64, json: String, load: LoadTag) -> Self {
-        let json_end = u32::try_from(json.len()).unwrap_or(u32::MAX);
         Self {
             seq,
+            json_end: json.len(),
             text: Bytes::from(json.into_bytes()),
             row_end: 0,
-            json_end,
             load,
         }
     }
 
     /// The compact row, for a kind that has one.
     fn row(&self) -> Option<&str> {
-        (self.row_end > 0).then(|| utf8(self.seq, &self.text[..self.row_end as usize]))
+        (self.row_end > 0).then(|| utf8(self.seq, &self.text[..self.row_end]))
     }
 
     /// The object, when it was written (always, for a kind without a row).
     fn written_json(&self) -> Option<&str> {
-        let (start, end) = (self.row_end as usize, self.json_end as usize);
+        let (start, end) = (self.row_end, self.json_end);
         (end > start).then(|| utf8(self.seq, &self.text[start..end]))
     }
 
     /// The binary row, when it was written (while a viewer reads binary frames).
     fn bin(&self) -> Option<&[u8]> {
-        let start = self.json_end as usize;
+        let start = self.json_end;
         (self.text.len() > start).then(|| &self.text[start..])
     }
 
@@ -149,8 +148,8 @@ impl Logged {
 
     /// Bytes of [`Logged::json`] if it was written, else of the row (for sizing buffers).
     pub fn len_hint(&self, compact: bool) -> usize {
-        let row = self.row_end as usize;
-        let json = self.json_end as usize - row;
+        let row = self.row_end;
+        let json = self.json_end - row;
         if compact && row > 0 {
             row
         } else if json > 0 {
@@ -797,8 +796,8 @@ impl Bus {
         let logged = Arc::new(Logged {
             seq,
             text,
-            row_end: if with_row { row_len as u32 } else { 0 },
-            json_end: json_end as u32,
+            row_end: if with_row { row_len } else { 0 },
+            json_end,
             load,
         });
         if let Some(tap) = inner.tap.as_mut() {
@@ -1109,15 +1108,23 @@ pub fn join_rows<'a>(out: &mut String, events: impl Iterator<Item = &'a Arc<Logg
 }
 
 fn join<'a>(out: &mut String, events: impl Iterator<Item = &'a Arc<Logged>>, rows: bool) {
-    for (i, e) in events.enumerate() {
-        if i > 0 {
+    let mut first = true;
+    for e in events {
+        let text = if rows {
+            Cow::Borrowed(e.text())
+        } else {
+            e.json()
+        };
+        // Empty only after a bug in the writer (logged where it was found): the event is left
+        // out rather than written as `,,`, which would make the whole frame unreadable.
+        if text.is_empty() {
+            continue;
+        }
+        if !first {
             out.push(',');
         }
-        if rows {
-            out.push_str(e.text());
-        } else {
-            out.push_str(&e.json());
-        }
+        first = false;
+        out.push_str(&text);
     }
 }
 
@@ -1635,6 +1642,38 @@ mod tests {
     /// Events' texts are cut one after another from a shared chunk (publishing allocates no
     /// text), and a chart mark, kept far longer than the ring's events, has a text of its own
     /// so it never keeps a chunk alive.
+    #[test]
+    fn a_text_that_is_not_utf8_is_left_out_of_a_frame_which_stays_json() {
+        // Only a bug in the writer could store such a text: the frame must still read.
+        let good = |seq: u64| {
+            let json = serde_json::to_string(&Event {
+                seq,
+                t_us: seq,
+                node: "s1".into(),
+                kind: invoked(seq),
+            })
+            .unwrap();
+            Arc::new(Logged::object(seq, json, LoadTag::Always))
+        };
+        let broken = Arc::new(Logged {
+            seq: 2,
+            text: Bytes::from_static(b"[2,2,\"s\xff\"]"),
+            row_end: 10,
+            json_end: 10,
+            load: LoadTag::Always,
+        });
+        assert_eq!(broken.text(), "");
+        let events = [good(1), broken, good(3)];
+        for rows in [true, false] {
+            let mut out = String::from("[");
+            join(&mut out, events.iter(), rows);
+            out.push(']');
+            let read: Vec<Event> =
+                serde_json::from_str(&out).unwrap_or_else(|e| panic!("{out} does not read: {e}"));
+            assert_eq!(read.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 3]);
+        }
+    }
+
     #[test]
     fn events_share_a_chunk_and_a_mark_keeps_a_copy_of_its_own() {
         let b = bus(BusConfig::default());
