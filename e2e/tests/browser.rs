@@ -261,6 +261,75 @@ async fn pid_shown(s: &Session, id: &str) -> anyhow::Result<u32> {
     Ok(number_in(&t) as u32)
 }
 
+/// A server whose binary events frames the page cannot read (here: names out of step): the
+/// page says so, drops the socket (its names start over on a new one), and waits longer before
+/// each new try rather than asking for a snapshot four times a second (found by review: the
+/// backoff restarted at 250 ms on every open). The server is a stand-in on the real one's
+/// address that answers each socket's `compact` with a bad frame.
+#[tokio::test]
+async fn an_unreadable_binary_frame_makes_the_page_reconnect_ever_more_slowly() -> anyhow::Result<()>
+{
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let mut s = Session::open_page().await?;
+    wait_binary(&s).await?;
+    let addr = s
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    s.stop_server().await?;
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let (opened_tx, mut opened) = tokio::sync::mpsc::unbounded_channel();
+    let stand_in = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let opened_tx = opened_tx.clone();
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                let _ = opened_tx.send(tokio::time::Instant::now());
+                // The page's first words on a socket are its `compact` (binary) command.
+                while let Some(Ok(m)) = ws.next().await {
+                    if m.to_text().is_ok_and(|t| t.contains("\"compact\"")) {
+                        // An events frame that says it numbers names from 2: this socket was
+                        // sent none.
+                        let _ = ws.send(Message::binary(vec![b'E', 2, 0])).await;
+                    }
+                }
+            });
+        }
+    });
+    s.wait_text("[data-testid=toast-warn]", |t| t.contains("could not read"))
+        .await?;
+    let mut opens = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(12);
+    while opens.len() < 5 {
+        match tokio::time::timeout_at(deadline, opened.recv()).await {
+            Ok(Some(at)) => opens.push(at),
+            _ => break,
+        }
+    }
+    stand_in.abort();
+    let gaps: Vec<f64> = opens
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .collect();
+    // 250, 500, 1,000 and 2,000 ms after each bad frame (with up to 20% jitter); before the
+    // fix every gap was about 250 ms.
+    assert!(
+        gaps.len() >= 3,
+        "the page reconnected {} times in 12 s: {gaps:?}",
+        gaps.len()
+    );
+    assert!(
+        gaps.windows(2).all(|g| g[1] > g[0] * 1.3) && gaps[2] > 0.8,
+        "each try after an unreadable frame waits longer: {gaps:?}"
+    );
+    s.close().await
+}
+
 /// The server goes away under an open page: the page says it is reconnecting, and when a new
 /// server comes up on the same address it reconnects by itself, shows the new processes and
 /// starts a new history (the old one belonged to a cluster that no longer exists).
