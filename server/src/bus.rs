@@ -69,14 +69,14 @@ pub struct Logged {
     pub load: LoadTag,
 }
 
-/// A text form as written by `event_json` (str slices and ASCII only, so always UTF-8; an
-/// error here is a bug in the writer: the event reads as empty, and frames of text leave it
-/// out, rather than stopping a viewer).
-fn utf8(seq: u64, bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).unwrap_or_else(|e| {
-        tracing::error!("event {seq} was written as text that is not UTF-8: {e}");
-        ""
-    })
+/// A text form as written by `event_json` (str slices and ASCII only, so always UTF-8). An
+/// error here is a bug in the writer: that form is taken as not written (the event's other
+/// text form is used, or it reads as empty and frames leave it out) rather than stopping a
+/// viewer.
+fn utf8(seq: u64, bytes: &[u8]) -> Option<&str> {
+    std::str::from_utf8(bytes)
+        .inspect_err(|e| tracing::error!("event {seq} was written as text that is not UTF-8: {e}"))
+        .ok()
 }
 
 impl Logged {
@@ -93,13 +93,17 @@ impl Logged {
 
     /// The compact row, for a kind that has one.
     fn row(&self) -> Option<&str> {
-        (self.row_end > 0).then(|| utf8(self.seq, &self.text[..self.row_end]))
+        (self.row_end > 0)
+            .then(|| utf8(self.seq, &self.text[..self.row_end]))
+            .flatten()
     }
 
     /// The object, when it was written (always, for a kind without a row).
     fn written_json(&self) -> Option<&str> {
         let (start, end) = (self.row_end, self.json_end);
-        (end > start).then(|| utf8(self.seq, &self.text[start..end]))
+        (end > start)
+            .then(|| utf8(self.seq, &self.text[start..end]))
+            .flatten()
     }
 
     /// The binary row, when it was written (while a viewer reads binary frames).
@@ -113,7 +117,13 @@ impl Logged {
     pub fn write_binary(&self, frame: &mut shared::binary::FrameWriter) {
         match self.bin() {
             Some(bin) => frame.row(self.seq, bin),
-            None => frame.object(self.seq, &self.json()),
+            None => {
+                // Empty only after a bug in the writer: left out, as frames of text do.
+                let json = self.json();
+                if !json.is_empty() {
+                    frame.object(self.seq, &json);
+                }
+            }
         }
     }
 
@@ -1639,41 +1649,71 @@ mod tests {
         assert_eq!(sub.last_seq, 25);
     }
 
-    /// Events' texts are cut one after another from a shared chunk (publishing allocates no
-    /// text), and a chart mark, kept far longer than the ring's events, has a text of its own
-    /// so it never keeps a chunk alive.
+    /// Only a bug in the writer could store a text that is not UTF-8: the event is left out of
+    /// frames (text and binary), which still read, and a broken row gives way to the object.
     #[test]
     fn a_text_that_is_not_utf8_is_left_out_of_a_frame_which_stays_json() {
-        // Only a bug in the writer could store such a text: the frame must still read.
-        let good = |seq: u64| {
-            let json = serde_json::to_string(&Event {
+        let object = |seq: u64| {
+            serde_json::to_string(&Event {
                 seq,
                 t_us: seq,
                 node: "s1".into(),
                 kind: invoked(seq),
             })
-            .unwrap();
-            Arc::new(Logged::object(seq, json, LoadTag::Always))
+            .unwrap()
         };
-        let broken = Arc::new(Logged {
-            seq: 2,
-            text: Bytes::from_static(b"[2,2,\"s\xff\"]"),
-            row_end: 10,
-            json_end: 10,
-            load: LoadTag::Always,
-        });
-        assert_eq!(broken.text(), "");
-        let events = [good(1), broken, good(3)];
-        for rows in [true, false] {
-            let mut out = String::from("[");
-            join(&mut out, events.iter(), rows);
-            out.push(']');
-            let read: Vec<Event> =
-                serde_json::from_str(&out).unwrap_or_else(|e| panic!("{out} does not read: {e}"));
-            assert_eq!(read.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 3]);
+        let good = |seq: u64| Arc::new(Logged::object(seq, object(seq), LoadTag::Always));
+        let broken = |seq: u64| {
+            Arc::new(Logged {
+                seq,
+                text: Bytes::from_static(b"[2,2,\"s\xff\"]"),
+                row_end: 10,
+                json_end: 10,
+                load: LoadTag::Always,
+            })
+        };
+        assert_eq!(broken(2).text(), "");
+        for events in [
+            vec![good(1), broken(2), good(3)],
+            vec![broken(1), good(2), broken(3)],
+        ] {
+            let kept: Vec<u64> = events
+                .iter()
+                .filter(|e| !e.text().is_empty())
+                .map(|e| e.seq)
+                .collect();
+            for rows in [true, false] {
+                let mut out = String::from("[");
+                join(&mut out, events.iter(), rows);
+                out.push(']');
+                let read: Vec<Event> = serde_json::from_str(&out)
+                    .unwrap_or_else(|e| panic!("{out} does not read: {e}"));
+                assert_eq!(read.iter().map(|e| e.seq).collect::<Vec<_>>(), kept);
+            }
+            let mut frame = shared::binary::FrameWriter::new(0, &[], 64);
+            for e in &events {
+                e.write_binary(&mut frame);
+            }
+            let read = shared::binary::read_frame(&frame.finish(), &mut Default::default())
+                .expect("the frame reads");
+            assert_eq!(read.iter().map(|e| e.seq).collect::<Vec<_>>(), kept);
         }
+        // A broken row with a sound object: the object stands in for it.
+        let mut text = b"[4,4,\"s\xff\"]".to_vec();
+        text.extend_from_slice(object(4).as_bytes());
+        let row_broken = Logged {
+            seq: 4,
+            text: Bytes::from(text),
+            row_end: 10,
+            json_end: 10 + object(4).len(),
+            load: LoadTag::Always,
+        };
+        assert_eq!(row_broken.text(), object(4));
     }
 
+    /// Events' texts are cut one after another from a shared chunk (publishing allocates no
+    /// text), and a chart mark, kept far longer than the ring's events, has a text of its own
+    /// so it never keeps a chunk alive.
     #[test]
     fn events_share_a_chunk_and_a_mark_keeps_a_copy_of_its_own() {
         let b = bus(BusConfig::default());
