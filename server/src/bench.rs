@@ -100,7 +100,7 @@ impl Row {
 /// What the bench's WebSocket viewer read.
 #[derive(Debug, Clone, Default)]
 pub struct ViewerReport {
-    /// Events received in `events` frames.
+    /// Events received: in `events` frames, and those of a resync snapshot it had not read.
     pub events: u64,
     /// Events it never got: gaps in `seq`, and the `missed` of a snapshot sent after it fell
     /// behind the bus.
@@ -381,6 +381,12 @@ async fn read_all(
             ServerMsg::Snapshot(snap) => {
                 snapshots += 1;
                 r.missed += snap.missed;
+                // The first snapshot is the state before the phase; a later one (it fell
+                // behind) lists the newest events, some maybe read already: the rest are read
+                // now, and what lies between them and the last event read is its `missed`.
+                if snapshots > 1 {
+                    r.events += snap.events.iter().filter(|e| e.seq > last).count() as u64;
+                }
                 last = snap.next_seq.saturating_sub(1);
             }
             ServerMsg::Events { events } => {
@@ -1100,6 +1106,80 @@ fn print_table(rows: &[Measured], failover: Option<&FailoverReport>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The viewer's tally over a stream with two resyncs: one that lists events already read,
+    /// one after a gap. Before, a resync snapshot's events counted neither as read nor as
+    /// missed.
+    #[tokio::test]
+    async fn the_viewer_counts_a_resync_snapshot_s_new_events_as_read() {
+        use shared::{Event, FaultPlan, Snapshot};
+
+        let events = |seqs: std::ops::RangeInclusive<u64>| -> Vec<Event> {
+            seqs.map(|seq| Event {
+                seq,
+                t_us: seq,
+                node: "s1".into(),
+                kind: EventKind::ClusterReset { generation: 0 },
+            })
+            .collect()
+        };
+        let snapshot = |listed: Vec<Event>, next_seq: u64, missed: u64| {
+            ServerMsg::Snapshot(Box::new(Snapshot {
+                nodes: vec![],
+                clients: vec![],
+                events: listed,
+                next_seq,
+                missed,
+                generation: 0,
+                slow_motion_ms: 0,
+                now_us: 0,
+                faults: FaultPlan::default(),
+                held: vec![],
+                verdicts: vec![],
+                load: None,
+                marks: vec![],
+            }))
+        };
+        let frames = [
+            // At connect: the state before the phase, not counted.
+            snapshot(events(1..=3), 4, 0),
+            ServerMsg::Events {
+                events: events(4..=6),
+            },
+            // Behind the bus: 5 and 6 again, then 7 to 10.
+            snapshot(events(5..=10), 11, 0),
+            ServerMsg::Events {
+                events: events(11..=12),
+            },
+            // Behind again, 13 to 19 gone.
+            snapshot(events(20..=21), 22, 7),
+            ServerMsg::Events {
+                events: events(22..=22),
+            },
+        ];
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+            let _compact = ws.next().await;
+            for f in &frames {
+                let text = serde_json::to_string(f).unwrap();
+                ws.send(Message::text(text)).await.unwrap();
+            }
+            ws.close(None).await.unwrap();
+        });
+        let ws = connect(&format!("ws://{addr}")).await.unwrap();
+        let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let r = read_all(ws, seen.clone(), CancellationToken::new()).await;
+        server.await.unwrap();
+        assert_eq!(
+            (r.events, r.missed, r.resyncs, r.undecodable),
+            (3 + 4 + 2 + 2 + 1, 7, 2, 0),
+            "{r:?}"
+        );
+        assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 22);
+    }
 
     fn row(viewer: bool, ops_per_s: f64, failed: u64, missed: u64) -> Row {
         Row {
