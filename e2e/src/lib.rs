@@ -292,6 +292,11 @@ impl Session {
         Ok(())
     }
 
+    /// The `host:port` the server listens on (and a restarted one listens on again).
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
     /// Kills `pbscope serve` and waits until it is gone.
     pub async fn stop_server(&mut self) -> anyhow::Result<()> {
         self.server.kill().await.context("killing pbscope serve")
