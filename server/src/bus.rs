@@ -806,7 +806,8 @@ impl Bus {
         let logged = Arc::new(Logged {
             seq,
             text,
-            row_end: if with_row { row_len } else { 0 },
+            // 0 for a kind without a row: `write_row` wrote nothing for it.
+            row_end: row_len,
             json_end,
             load,
         });
