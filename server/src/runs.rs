@@ -59,8 +59,31 @@ impl Format {
 
 /// The ring as a run file, byte for byte what [`model::runfile::write_run`] writes for the
 /// same events: the events' lines are the JSON the bus already holds.
+///
+/// An event whose stored text does not read (only a bug in the bus's writer makes one, and it
+/// is logged) cannot be a line, and a run's seqs must follow on: the file then starts after
+/// the last such event, and the events before it count as dropped, as the ring's oldest do.
 pub fn jsonl(run: u64, variant: Option<&str>, log: &RunLog) -> String {
-    let first_seq = log.events.first().map_or(log.next_seq, |e| e.seq);
+    let size: usize = log.events.iter().map(|e| e.len_hint(false) + 1).sum();
+    let mut lines = String::with_capacity(size);
+    let mut first_seq = log.events.first().map_or(log.next_seq, |e| e.seq);
+    let mut count = 0u64;
+    for e in &log.events {
+        let json = e.json();
+        if json.is_empty() {
+            tracing::error!(
+                "run file: event {} does not read; the file starts after it",
+                e.seq
+            );
+            lines.clear();
+            first_seq = e.seq + 1;
+            count = 0;
+            continue;
+        }
+        lines.push_str(&json);
+        lines.push('\n');
+        count += 1;
+    }
     let header = RunHeader {
         format: RUN_FORMAT.into(),
         protocol: PROTOCOL_VERSION,
@@ -72,18 +95,13 @@ pub fn jsonl(run: u64, variant: Option<&str>, log: &RunLog) -> String {
         source: SOURCE.into(),
         variant: variant.map(str::to_owned),
     };
-    let size: usize = log.events.iter().map(|e| e.len_hint(false) + 1).sum();
-    let mut out = String::with_capacity(size + 512);
+    let mut out = String::with_capacity(lines.len() + 512);
     out.push_str(&serde_json::to_string(&RunLine::Run(header)).expect("header serializes"));
     out.push('\n');
-    for e in &log.events {
-        out.push_str(&e.json());
-        out.push('\n');
-    }
-    let count = log.events.len() as u64;
+    out.push_str(&lines);
     let end = RunEnd {
         events: count,
-        last_seq: log.events.last().map_or(first_seq - 1, |e| e.seq),
+        last_seq: first_seq + count - 1,
     };
     out.push_str(&serde_json::to_string(&RunLine::RunEnd(end)).expect("end serializes"));
     out.push('\n');
@@ -162,6 +180,35 @@ mod tests {
         let run = model::runfile::parse_run(&jsonl(1, None, &b.run_log())).expect("empty run");
         assert!(run.events.is_empty());
         assert_eq!((run.header.first_seq, run.header.dropped), (1, 0));
+    }
+
+    /// Found by review: an event whose stored text is unreadable (a bug in the bus's writer)
+    /// was written as a blank line, and the file did not load. The file now starts after the
+    /// last such event, the events before it counted as dropped, as the ring's oldest are.
+    #[test]
+    fn an_unreadable_event_is_dropped_with_what_precedes_it_and_the_file_loads() {
+        use std::sync::Arc;
+        let b = bus(16);
+        for i in 0..6 {
+            b.publish("supervisor", EventKind::SlowMotionSet { delay_ms: i });
+        }
+        let mut log = b.run_log();
+        let seqs = |log: &RunLog| log.events.iter().map(|e| e.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(&log), [1, 2, 3, 4, 5, 6]);
+        log.events[2] = Arc::new(crate::bus::Logged::unreadable(3));
+        let run = model::runfile::parse_run(&jsonl(5, None, &log))
+            .unwrap_or_else(|e| panic!("the file does not load: {e}"));
+        assert_eq!(run.header.first_seq, 4);
+        assert_eq!(run.header.dropped, 3);
+        assert_eq!(
+            run.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [4, 5, 6]
+        );
+        // The last event unreadable: an empty run that says where the next would start.
+        log.events[5] = Arc::new(crate::bus::Logged::unreadable(6));
+        let run = model::runfile::parse_run(&jsonl(5, None, &log)).expect("an empty run");
+        assert!(run.events.is_empty());
+        assert_eq!((run.header.first_seq, run.header.dropped), (7, 6));
     }
 
     /// Numbers for the docs: `cargo test -p server --lib runs::tests::cost -- --ignored --nocapture`.
