@@ -32,7 +32,7 @@ use crate::load::Tally;
 /// Calls before the measurement starts (connections made, caches warm).
 pub const WARM_UP: Duration = Duration::from_millis(500);
 
-/// Clerks of the load during `--failover`.
+/// Clerks of the load during `--failover`, unless `--failover-clients` says otherwise.
 pub const FAILOVER_CLIENTS: u32 = 16;
 
 /// Longest a failover window may take before the kill counts as not recovered.
@@ -46,6 +46,8 @@ pub struct BenchConfig {
     pub seconds: f64,
     pub viewer: bool,
     pub failover: u32,
+    /// Clerks calling closed loop while the primary is killed (`--failover-clients`).
+    pub failover_clients: u32,
     pub redis: bool,
     pub json: bool,
     /// Times each client count's phases run, interleaved (1 to 20): the table gives each
@@ -407,22 +409,30 @@ async fn read_all(
 }
 
 /// `--failover N`: N kills of the primary under a closed-loop load, a fresh pair for each.
-pub async fn run_failover(cfg: &ClusterConfig, kills: u32) -> anyhow::Result<FailoverReport> {
+pub async fn run_failover(
+    cfg: &ClusterConfig,
+    kills: u32,
+    clients: u32,
+) -> anyhow::Result<FailoverReport> {
     let cluster = fresh_cluster(cfg).await?;
-    let result = failover_kills(&cluster, kills).await;
+    let result = failover_kills(&cluster, kills, clients).await;
     cluster.shutdown().await;
     result
 }
 
-async fn failover_kills(cluster: &Arc<Cluster>, kills: u32) -> anyhow::Result<FailoverReport> {
+async fn failover_kills(
+    cluster: &Arc<Cluster>,
+    kills: u32,
+    clients: u32,
+) -> anyhow::Result<FailoverReport> {
     let bus = cluster.bus().clone();
     let load = cluster.load();
     let mut report = FailoverReport {
-        clients: FAILOVER_CLIENTS,
+        clients,
         kills,
         ..FailoverReport::default()
     };
-    load.set(bench_settings(FAILOVER_CLIENTS))
+    load.set(bench_settings(clients))
         .await
         .map_err(|e| anyhow::anyhow!("starting the load: {e}"))?;
     load.take_totals();
@@ -477,7 +487,7 @@ async fn failover_kills(cluster: &Arc<Cluster>, kills: u32) -> anyhow::Result<Fa
     let tally = load.take_totals();
     let events = bus.last_seq() - first_seq;
     report.load = Row::from_tally(
-        FAILOVER_CLIENTS,
+        clients,
         false,
         &tally,
         started.elapsed().as_secs_f64(),
@@ -777,9 +787,9 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
     let failover = if cfg.failover > 0 {
         progress(format!(
             "failover: {} kills of the primary under {} clerks",
-            cfg.failover, FAILOVER_CLIENTS
+            cfg.failover, cfg.failover_clients
         ));
-        let f = run_failover(&cfg.cluster, cfg.failover).await?;
+        let f = run_failover(&cfg.cluster, cfg.failover, cfg.failover_clients).await?;
         if cfg.json {
             crate::say!(
                 "{}",

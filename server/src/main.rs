@@ -266,6 +266,9 @@ struct BenchArgs {
     /// Kill the primary this many times under load and report the failover window.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     failover: u32,
+    /// Clerks calling closed loop while `--failover` kills the primary (1 to 256).
+    #[arg(long, default_value_t = server::bench::FAILOVER_CLIENTS, value_parser = parse_client_count)]
+    failover_clients: u32,
     /// One JSON object per line instead of the table.
     #[arg(long)]
     json: bool,
@@ -723,6 +726,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         seconds: args.seconds,
         viewer: args.viewer,
         failover: args.failover,
+        failover_clients: args.failover_clients,
         redis: args.redis,
         json: args.json,
         rounds: args.rounds,

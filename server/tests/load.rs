@@ -518,6 +518,8 @@ fn bench_prints_json_lines_with_the_fields() {
         "--viewer",
         "--failover",
         "2",
+        "--failover-clients",
+        "5",
     ]);
     let load = lines
         .iter()
@@ -573,6 +575,10 @@ fn bench_prints_json_lines_with_the_fields() {
         .find(|l| l.get("failover_p50_ms").is_some())
         .expect("a failover line");
     assert_eq!(failover["kills"], 2);
+    assert_eq!(
+        failover["clients"], 5,
+        "the load under the kills: {failover}"
+    );
     // Each window ended at the backup's first answer, found in the bus's events as written.
     assert_eq!(failover["recovered"], 2, "{failover}");
     assert!(failover["failover_p99_ms"].is_number());

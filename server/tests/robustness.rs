@@ -328,6 +328,8 @@ async fn out_of_range_command_line_values_are_refused() {
         // A negative number is a value out of range, not an unknown flag.
         ("bench", ["--clients", "-3"]),
         ("bench", ["--failover", "-1"]),
+        ("bench", ["--failover-clients", "0"]),
+        ("bench", ["--failover-clients", "257"]),
         ("serve", ["--history", "-5"]),
         ("load", ["--clients", "-1"]),
         // Found by review: 64-bit options said "invalid digit", a list starting with a negative
