@@ -18,6 +18,31 @@ use tokio::process::{Child, Command};
 /// Where a condition is given up on.
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// Runs a tool's work (`page_bench`, the tours) until it ends or the process is told to stop
+/// (Ctrl-C, SIGTERM from `timeout`, SIGHUP from a closed terminal). On a signal the work is
+/// dropped first, so a [`Session`] in it kills its server, chromedriver and Chromium, and the
+/// process then exits with 128 + the signal's number. Without this the default action ended
+/// the process at once and left chromedriver and a dozen Chromium processes running.
+pub async fn until_signalled(
+    work: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    let code = {
+        let work = std::pin::pin!(work);
+        tokio::select! {
+            done = work => return done,
+            _ = interrupt.recv() => 130,
+            _ = terminate.recv() => 143,
+            _ = hangup.recv() => 129,
+        }
+    };
+    eprintln!("stopped by a signal: the server and the browser are stopped");
+    std::process::exit(code)
+}
+
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -57,6 +57,10 @@ async fn steps(s: &Session, width: u32, height: u32) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    e2e::until_signalled(run()).await
+}
+
+async fn run() -> anyhow::Result<()> {
     tour(1600, 1000).await?;
     tour(1280, 800).await?;
     Ok(())

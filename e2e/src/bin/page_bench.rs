@@ -225,6 +225,10 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    e2e::until_signalled(run()).await
+}
+
+async fn run() -> anyhow::Result<()> {
     let a = args()?;
     let s = Session::start_with(&["--commands-per-sec", "100000"]).await?;
     s.browser.goto(&s.url).await?;
@@ -240,9 +244,26 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let fill_start = Instant::now();
-    while ingested(&s).await? < a.fill as f64 {
+    let mut told = Instant::now();
+    loop {
+        let held = ingested(&s).await?;
+        if held >= a.fill as f64 {
+            break;
+        }
         if fill_start.elapsed() > Duration::from_secs(600) {
-            anyhow::bail!("the page did not reach {} events in 10 minutes", a.fill);
+            anyhow::bail!(
+                "the page did not reach {} events in 10 minutes ({held} ingested; under --generator it gets one call in the sample it asks for: a smaller --fill)",
+                a.fill
+            );
+        }
+        // Progress, so a fill that cannot be reached soon is seen as such.
+        if told.elapsed() >= Duration::from_secs(10) {
+            eprintln!(
+                "page bench: filling the history, {held} of {} events after {:.0} s",
+                a.fill,
+                fill_start.elapsed().as_secs_f64()
+            );
+            told = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -36,6 +36,10 @@ async fn demo_finished(s: &Session) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    e2e::until_signalled(run()).await
+}
+
+async fn run() -> anyhow::Result<()> {
     // A plain demo, caught mid-run.
     let s = Session::open_page().await?;
     s.click("[data-testid=empty-demo]").await?;

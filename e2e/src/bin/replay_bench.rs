@@ -136,6 +136,10 @@ fn stats(mut v: Vec<f64>) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    e2e::until_signalled(run()).await
+}
+
+async fn run() -> anyhow::Result<()> {
     let mut want = 100_000usize;
     let mut reuse = false;
     let mut it = std::env::args().skip(1);
