@@ -488,8 +488,11 @@ impl Reader {
                 Ok(Message::Close(_)) => return,
                 Ok(_) => continue,
                 Err(tungstenite::Error::Capacity(e)) => {
+                    // Found by review: "frame too large (Message too long: 1100036 >
+                    // 1048576); the limit is 65536 bytes" named two limits and not which one
+                    // ended the connection.
                     let msg = format!(
-                        "frame too large ({e}); the limit is {} bytes",
+                        "a frame over {HARD_FRAME_LIMIT} bytes closes the connection ({e}); a command may be at most {} bytes",
                         self.cfg.max_message_bytes
                     );
                     self.say(error(ErrorCode::TooLarge, msg, None));
