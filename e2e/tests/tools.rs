@@ -40,6 +40,26 @@ fn group_members(group: i32) -> Vec<(i32, String)> {
         .collect()
 }
 
+/// Kills what it was told of if the test ends early (a panic before page_bench was stopped
+/// would otherwise leave its browser and server running: the very leak under test).
+struct Cleanup {
+    group: Option<i32>,
+    pids: Vec<i32>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        use nix::sys::signal::{kill, killpg, Signal};
+        use nix::unistd::Pid;
+        if let Some(group) = self.group {
+            let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
+        }
+        for &pid in &self.pids {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
 /// Found by review: `timeout 600 page_bench ...` stopped the bench with SIGTERM, and its
 /// chromedriver and about ten Chromium processes lived on, reparented to init, for as long as
 /// nobody killed them by hand (and so did its `pbscope serve`, with its cluster).
@@ -61,6 +81,10 @@ async fn a_page_bench_told_to_stop_takes_its_browser_down_with_it() {
         .spawn()
         .expect("page_bench starts");
     let pid = bench.id().expect("running") as i32;
+    let mut cleanup = Cleanup {
+        group: None,
+        pids: Vec::new(),
+    };
     // Its chromedriver leads a process group that the browser joins; wait for the browser.
     let deadline = Instant::now() + Duration::from_secs(60);
     let group = loop {
@@ -68,6 +92,7 @@ async fn a_page_bench_told_to_stop_takes_its_browser_down_with_it() {
             .into_iter()
             .find(|&(_, ppid, _, ref name)| ppid == pid && name == "chromedriver");
         if let Some((driver, _, _, _)) = driver {
+            cleanup.group = Some(driver);
             if group_members(driver).len() >= 3 {
                 break driver;
             }
@@ -85,6 +110,14 @@ async fn a_page_bench_told_to_stop_takes_its_browser_down_with_it() {
         .find(|&(_, ppid, _, ref name)| ppid == pid && name == "pbscope")
         .map(|(server, _, _, _)| server)
         .expect("page_bench's pbscope serve runs");
+    // The server's nodes and clients, by pid: once it is gone they are init's children.
+    let mut cluster: Vec<i32> = processes()
+        .into_iter()
+        .filter(|&(_, ppid, _, _)| ppid == server)
+        .map(|(p, _, _, _)| p)
+        .collect();
+    cluster.push(server);
+    cleanup.pids = cluster.clone();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGTERM,
@@ -98,23 +131,20 @@ async fn a_page_bench_told_to_stop_takes_its_browser_down_with_it() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let mut left = group_members(group);
-        // The server (its nodes and clients die with it).
         left.extend(
             processes()
                 .into_iter()
-                .filter(|&(p, ppid, _, _)| p == server || ppid == server)
+                .filter(|&(p, _, _, _)| cluster.contains(&p))
                 .map(|(p, _, _, name)| (p, name)),
         );
         if left.is_empty() {
+            // Nothing left to kill (and a pid may be reused from here on).
+            cleanup.group = None;
+            cleanup.pids.clear();
             break;
         }
         if Instant::now() > deadline {
-            for &(pid, _) in &left {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+            cleanup.pids.extend(left.iter().map(|&(pid, _)| pid));
             panic!("left running after page_bench stopped: {left:?}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

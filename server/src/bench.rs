@@ -714,7 +714,10 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
             String::new()
         },
         if cfg.failover > 0 {
-            format!(", then {} primary kills", cfg.failover)
+            format!(
+                ", then {} primary kills under {} clerks",
+                cfg.failover, cfg.failover_clients
+            )
         } else {
             ", no failover phase (--failover N kills the primary N times)".to_owned()
         },

@@ -492,7 +492,7 @@ impl Reader {
                     // 1048576); the limit is 65536 bytes" named two limits and not which one
                     // ended the connection.
                     let msg = format!(
-                        "a frame over {HARD_FRAME_LIMIT} bytes closes the connection ({e}); a command may be at most {} bytes",
+                        "a message over {HARD_FRAME_LIMIT} bytes closes the connection ({e}); a command may be at most {} bytes",
                         self.cfg.max_message_bytes
                     );
                     self.say(error(ErrorCode::TooLarge, msg, None));

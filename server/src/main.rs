@@ -267,7 +267,8 @@ struct BenchArgs {
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     failover: u32,
     /// Clerks calling closed loop while `--failover` kills the primary (1 to 256).
-    #[arg(long, default_value_t = server::bench::FAILOVER_CLIENTS, value_parser = parse_client_count)]
+    #[arg(long, default_value_t = server::bench::FAILOVER_CLIENTS, value_parser = parse_client_count,
+          requires = "failover")]
     failover_clients: u32,
     /// One JSON object per line instead of the table.
     #[arg(long)]

@@ -270,7 +270,7 @@ async fn bad_input_gets_an_error_and_harms_nothing() {
             // The error before the close (when it gets through) says which limit ended it.
             Ok(Some(Ok(Message::Text(t)))) if t.contains("\"too_large\"") => {
                 assert!(
-                    t.contains("over 1048576 bytes closes the connection"),
+                    t.contains("a message over 1048576 bytes closes the connection"),
                     "{t}"
                 );
                 continue;

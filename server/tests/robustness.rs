@@ -330,6 +330,8 @@ async fn out_of_range_command_line_values_are_refused() {
         ("bench", ["--failover", "-1"]),
         ("bench", ["--failover-clients", "0"]),
         ("bench", ["--failover-clients", "257"]),
+        // Without --failover there is nothing for it to apply to (found by review).
+        ("bench", ["--failover-clients", "8"]),
         ("serve", ["--history", "-5"]),
         ("load", ["--clients", "-1"]),
         // Found by review: 64-bit options said "invalid digit", a list starting with a negative
