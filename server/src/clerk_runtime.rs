@@ -385,25 +385,6 @@ impl Runtime {
     }
 
     async fn run(mut self) {
-        // The connections to the servers after the first are dialled now, on tasks of their
-        // own, not when the clerk turns to them: at a failover, every clerk of a load turns to
-        // the backup at once, and one connect each (and the backup's accept) put hundreds of
-        // connects between the primary's death and the first answer the clerks read
-        // (docs/performance.md, "The failover window under more clerks"). Never on the call's
-        // path: a backup that cannot take the connection (paused, its accept queue full) must
-        // not hold the clerk's first request (found by review: held for the connect's timeout,
-        // the reply's wait ran out and the clerk left a healthy primary). A dial that fails or
-        // is not in yet when the clerk turns to that server is made then, as before.
-        let (standby_tx, mut standby_rx) = mpsc::unbounded_channel();
-        for server in 1..self.addrs.len() {
-            let (addr, wait, tx) = (self.addrs[server], self.connect_timeout, standby_tx.clone());
-            tokio::spawn(async move {
-                if let Ok(Ok(stream)) = tokio::time::timeout(wait, TcpStream::connect(addr)).await {
-                    let _ = tx.send((server, stream));
-                }
-            });
-        }
-        drop(standby_tx);
         loop {
             self.do_io().await;
             let wake = lock(&self.core).clerk.next_wake();
@@ -416,12 +397,6 @@ impl Runtime {
                 _ = self.wake.notified() => {}
                 Some((server, conn, arrival)) = self.frames_rx.recv() => {
                     self.on_arrival(server, conn, arrival);
-                }
-                Some((server, stream)) = standby_rx.recv() => {
-                    // Connected meanwhile (the clerk turned to it first): this one is dropped.
-                    if self.conns[server].is_none() {
-                        self.install(server, stream);
-                    }
                 }
                 _ = sleep_until_opt(next) => {
                     self.deliver_due();
@@ -589,12 +564,6 @@ impl Runtime {
             Ok(Err(e)) => return Err(Failure::Server(format!("connection failed: {e}"))),
             Err(_) => return Err(Failure::Server("connect timed out".into())),
         };
-        self.install(server, stream);
-        Ok(())
-    }
-
-    /// Makes `stream` the connection to `servers[server]`, with a task reading it.
-    fn install(&mut self, server: usize, stream: TcpStream) {
         let (sink, mut stream) = framing::framed(stream).split();
         self.next_conn += 1;
         let id = self.next_conn;
@@ -613,6 +582,7 @@ impl Runtime {
             let _ = tx.send((server, id, Arrival::Closed(reason)));
         });
         self.conns[server] = Some(Conn { id, sink, reader });
+        Ok(())
     }
 
     async fn send(&mut self, server: usize, msg: Msg) -> Result<(), Failure> {
@@ -643,141 +613,5 @@ async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::bus::BusConfig;
-    use tokio::net::TcpListener;
-
-    /// A clerk of servers s1 at `primary` and s2 at `backup`, publishing to a bus of its own;
-    /// the watch senders keep its supervisor "alive" as long as they are held.
-    struct TestClerk {
-        handle: ClerkHandle,
-        bus: Arc<Bus>,
-        _slow_motion: watch::Sender<SlowMotion>,
-        _faults: watch::Sender<Arc<FaultPlan>>,
-    }
-
-    fn test_clerk(primary: SocketAddr, backup: SocketAddr, timing: ClerkTiming) -> TestClerk {
-        let bus = Bus::new(RunClock::start(), BusConfig::default());
-        let slow_motion = watch::Sender::new(SlowMotion::new(Duration::ZERO, Instant::now()));
-        let faults = watch::Sender::new(Arc::new(FaultPlan::default()));
-        let handle = spawn(
-            ClerkSetup {
-                id: 1,
-                incarnation: 0,
-                servers: vec![
-                    ServerAddr {
-                        id: "s1".into(),
-                        addr: primary,
-                    },
-                    ServerAddr {
-                        id: "s2".into(),
-                        addr: backup,
-                    },
-                ],
-                origin: 1,
-                timing,
-                variant: None,
-            },
-            Arc::new(Outlet::Bus(bus.clone())),
-            slow_motion.subscribe(),
-            faults.subscribe(),
-        );
-        TestClerk {
-            handle,
-            bus,
-            _slow_motion: slow_motion,
-            _faults: faults,
-        }
-    }
-
-    /// Found measuring the failover window under 256 clerks (p99 11.75 ms): each clerk
-    /// connected to the backup only once the primary had died, and those hundreds of connects
-    /// came between the death and the first answer read. A clerk now holds a connection to its
-    /// backup from the start, before any call.
-    #[tokio::test]
-    async fn a_clerk_is_connected_to_its_backup_before_it_needs_it() {
-        let primary = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let backup = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let clerk = test_clerk(
-            primary.local_addr().unwrap(),
-            backup.local_addr().unwrap(),
-            ClerkTiming::default(),
-        );
-        // No call has been made: nothing reaches the primary, and the backup is connected to.
-        let accepted = tokio::time::timeout(Duration::from_secs(10), backup.accept()).await;
-        assert!(
-            accepted.is_ok_and(|a| a.is_ok()),
-            "the clerk did not connect to its backup"
-        );
-        let early = tokio::time::timeout(Duration::from_millis(200), primary.accept()).await;
-        assert!(
-            early.is_err(),
-            "the primary is connected to only for a call"
-        );
-        assert_eq!(clerk.bus.last_seq(), 0, "a connection is not an event");
-    }
-
-    /// Found by review: the first connection to the backup was made before the clerk's first
-    /// request, so a backup that could not take it (paused, its accept queue full) held the
-    /// request for the connect's timeout, the reply's wait ran out, and the clerk left a
-    /// healthy primary for the backup, both then serving alone.
-    #[tokio::test]
-    async fn a_backup_that_cannot_take_a_connection_does_not_hold_the_first_call() {
-        let primary = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        // A backup whose accept queue is full: nothing accepts, and the kernel drops new SYNs.
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let backup = socket.listen(1).unwrap();
-        let backup_addr = backup.local_addr().unwrap();
-        let mut queued = Vec::new();
-        let mut full = false;
-        for _ in 0..16 {
-            match tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(backup_addr))
-                .await
-            {
-                Ok(Ok(stream)) => queued.push(stream),
-                _ => {
-                    full = true;
-                    break;
-                }
-            }
-        }
-        assert!(
-            full,
-            "the backup's accept queue never filled: the case is not exercised"
-        );
-        // A dial to the backup could wait this long: far beyond the check below.
-        let timing = ClerkTiming {
-            connect_timeout: Duration::from_secs(60),
-            ..ClerkTiming::default()
-        };
-        let clerk = test_clerk(primary.local_addr().unwrap(), backup_addr, timing);
-        clerk
-            .handle
-            .submit(Call {
-                op: Op::Lock,
-                lock: "a".into(),
-                tag: None,
-                done: None,
-            })
-            .expect("an idle clerk takes a call");
-        let request = async {
-            let (stream, _) = primary.accept().await.unwrap();
-            let mut frames = framing::framed(stream);
-            framing::recv::<Envelope, _>(&mut frames).await.unwrap()
-        };
-        let env = tokio::time::timeout(Duration::from_secs(10), request)
-            .await
-            .expect("the request reached the primary while the backup's dial still waits");
-        assert!(
-            matches!(env.msg, Msg::Request { op: Op::Lock, ref lock, .. } if lock == "a"),
-            "{env:?}"
-        );
-        drop(queued);
     }
 }
