@@ -64,26 +64,22 @@ impl Format {
 /// is logged) cannot be a line, and a run's seqs must follow on: the file then starts after
 /// the last such event, and the events before it count as dropped, as the ring's oldest do.
 pub fn jsonl(run: u64, variant: Option<&str>, log: &RunLog) -> String {
-    let size: usize = log.events.iter().map(|e| e.len_hint(false) + 1).sum();
-    let mut lines = String::with_capacity(size);
-    let mut first_seq = log.events.first().map_or(log.next_seq, |e| e.seq);
-    let mut count = 0u64;
-    for e in &log.events {
-        let json = e.json();
-        if json.is_empty() {
+    // `text` is empty exactly when `json` would be (neither form reads), and cheap to ask.
+    let kept = match log.events.iter().rposition(|e| e.text().is_empty()) {
+        Some(i) => {
             tracing::error!(
                 "run file: event {} does not read; the file starts after it",
-                e.seq
+                log.events[i].seq
             );
-            lines.clear();
-            first_seq = e.seq + 1;
-            count = 0;
-            continue;
+            &log.events[i + 1..]
         }
-        lines.push_str(&json);
-        lines.push('\n');
-        count += 1;
-    }
+        None => &log.events[..],
+    };
+    let first_seq = match (kept.first(), log.events.last()) {
+        (Some(e), _) => e.seq,
+        (None, Some(last)) => last.seq + 1,
+        (None, None) => log.next_seq,
+    };
     let header = RunHeader {
         format: RUN_FORMAT.into(),
         protocol: PROTOCOL_VERSION,
@@ -95,10 +91,15 @@ pub fn jsonl(run: u64, variant: Option<&str>, log: &RunLog) -> String {
         source: SOURCE.into(),
         variant: variant.map(str::to_owned),
     };
-    let mut out = String::with_capacity(lines.len() + 512);
+    let size: usize = kept.iter().map(|e| e.len_hint(false) + 1).sum();
+    let mut out = String::with_capacity(size + 512);
     out.push_str(&serde_json::to_string(&RunLine::Run(header)).expect("header serializes"));
     out.push('\n');
-    out.push_str(&lines);
+    for e in kept {
+        out.push_str(&e.json());
+        out.push('\n');
+    }
+    let count = kept.len() as u64;
     let end = RunEnd {
         events: count,
         last_seq: first_seq + count - 1,
